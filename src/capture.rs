@@ -1,0 +1,153 @@
+//! The capture file: every line of a run with its time and stream.
+//!
+//! One file per run, `<state_dir>/runs/<job>/<run_id>.log`, one line per
+//! output line: `TIME<TAB>out|err<TAB>TEXT`. It is what `overnight logs`
+//! prints and follows; it is written as the run goes and flushed after each
+//! batch, so a follower sees lines as soon as the job prints them. A capture
+//! file that cannot be written never stops the run: the first error is kept
+//! and shown in the report's log section by the caller.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::event::{RunEvent, Stream};
+
+/// Where a run's capture file lives.
+pub fn path_for(state_dir: &Path, job: &str, run_id: i64) -> PathBuf {
+    state_dir
+        .join("runs")
+        .join(job)
+        .join(format!("{run_id}.log"))
+}
+
+/// Writes one run's capture file.
+#[derive(Debug)]
+pub struct Capture {
+    out: Option<BufWriter<File>>,
+    error: Option<io::Error>,
+    stamp_at: Option<DateTime<Utc>>,
+    stamp: String,
+}
+
+impl Capture {
+    /// Creates the file (and its folder).
+    pub fn create(path: &Path) -> Capture {
+        let file = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| File::create(path));
+        match file {
+            Ok(f) => Capture {
+                out: Some(BufWriter::with_capacity(64 * 1024, f)),
+                error: None,
+                stamp_at: None,
+                stamp: String::new(),
+            },
+            Err(e) => Capture {
+                out: None,
+                error: Some(e),
+                stamp_at: None,
+                stamp: String::new(),
+            },
+        }
+    }
+
+    /// Writes the line events of a batch, then flushes.
+    pub fn batch(&mut self, events: &[RunEvent]) {
+        let Some(out) = self.out.as_mut() else { return };
+        let mut result = Ok(());
+        for event in events {
+            let RunEvent::Line(line) = event else {
+                continue;
+            };
+            // Lines read together share a time: format it once.
+            if self.stamp_at != Some(line.at) {
+                self.stamp_at = Some(line.at);
+                self.stamp = line.at.to_rfc3339_opts(SecondsFormat::Micros, true);
+            }
+            let stream = match line.stream {
+                Stream::Stdout => "out",
+                Stream::Stderr => "err",
+            };
+            result = if line.cut > 0 {
+                writeln!(
+                    out,
+                    "{}\t{stream}\t{} [cut: {} bytes]",
+                    self.stamp, line.text, line.cut
+                )
+            } else {
+                writeln!(out, "{}\t{stream}\t{}", self.stamp, line.text)
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+        if let Err(e) = result.and_then(|()| out.flush()) {
+            self.error = Some(e);
+            self.out = None;
+        }
+    }
+
+    /// The first write error, if the file could not be kept.
+    pub fn error(&self) -> Option<&io::Error> {
+        self.error.as_ref()
+    }
+}
+
+/// One line of a capture file, split into its parts.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CapturedLine<'a> {
+    /// The RFC 3339 time it was read.
+    pub at: &'a str,
+    /// `out` or `err`.
+    pub stream: &'a str,
+    /// The text as printed.
+    pub text: &'a str,
+}
+
+/// Splits a capture line; a line not in the format is all text.
+pub fn parse_line(line: &str) -> CapturedLine<'_> {
+    let mut parts = line.splitn(3, '\t');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(at), Some(stream), Some(text)) => CapturedLine { at, stream, text },
+        _ => CapturedLine {
+            at: "",
+            stream: "",
+            text: line,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Line;
+
+    #[test]
+    fn writes_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_for(dir.path(), "demo", 7);
+        let mut capture = Capture::create(&path);
+        let line = |text: &str, stream| {
+            RunEvent::Line(Line {
+                at: DateTime::UNIX_EPOCH,
+                stream,
+                text: text.into(),
+                cut: 0,
+                protocol: false,
+            })
+        };
+        capture.batch(&[
+            line("hello\tworld", Stream::Stdout),
+            line("oops", Stream::Stderr),
+        ]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<_> = text.lines().map(parse_line).collect();
+        assert_eq!(lines[0].text, "hello\tworld");
+        assert_eq!(lines[1].stream, "err");
+        assert_eq!(lines[1].at, "1970-01-01T00:00:00.000000Z");
+    }
+}

@@ -1,0 +1,212 @@
+//! The jobs file: its model, its defaults, and where it is found.
+//!
+//! A file is read in two stages: [`node::Node`] holds the raw YAML with
+//! positions, and [`validate`] turns it into a [`Config`] or into every
+//! [`Problem`] it has. Everything after loading takes `&Config` and never
+//! checks again.
+
+pub mod error;
+pub mod node;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use serde::Serialize;
+
+pub use error::{ConfigError, Problem};
+
+use crate::schedule::Schedule;
+
+/// The address the API listens on when the jobs file names none.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7411";
+
+/// A validated jobs file.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The jobs file itself, as given.
+    pub path: PathBuf,
+    /// The machine-wide default zone for schedules.
+    pub timezone: Tz,
+    /// Where the store, the capture files and the daemon's lock live.
+    pub state_dir: PathBuf,
+    /// The log4rs file that routes the report sections, if any.
+    pub log_config: Option<PathBuf>,
+    /// The API's address.
+    pub listen: SocketAddr,
+    /// How long a stopping daemon lets running jobs finish before ending them.
+    pub shutdown_grace: Duration,
+    /// The jobs, in file order; a job's index is its id in the scheduler.
+    pub jobs: Vec<Job>,
+}
+
+impl Config {
+    /// Reads and validates a jobs file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        validate::config(path, &text)
+    }
+
+    /// The job with this name.
+    pub fn job(&self, name: &str) -> Option<&Job> {
+        self.jobs.iter().find(|job| job.name == name)
+    }
+}
+
+/// One job of the jobs file, its defaults applied.
+#[derive(Clone, Debug, Serialize)]
+pub struct Job {
+    /// The job's name: `[A-Za-z0-9._-]+`, unique in the file.
+    pub name: String,
+    /// What the job is for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// When it fires; `None` runs it only on demand.
+    #[serde(
+        serialize_with = "display_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub schedule: Option<Schedule>,
+    /// The zone its schedule is read in.
+    #[serde(serialize_with = "display")]
+    pub timezone: Tz,
+    /// What runs.
+    pub command: CommandSpec,
+    /// The working directory; the daemon's own when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<PathBuf>,
+    /// Variables added to the job's environment.
+    pub env: BTreeMap<String, String>,
+    /// How long an attempt may take before its process group is ended.
+    #[serde(
+        serialize_with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+    /// How long TERM is given before KILL.
+    #[serde(serialize_with = "duration")]
+    pub kill_grace: Duration,
+    /// The level of the job's stderr lines on `jobs::log::<job>`.
+    #[serde(serialize_with = "display")]
+    pub stderr_level: log::Level,
+    /// Exit codes that make the run a warning instead of a failure.
+    pub warning_exit_codes: Vec<i32>,
+}
+
+impl Job {
+    /// A job made on the spot, as `overnight exec` does for a crontab line.
+    pub fn adhoc(name: String, argv: Vec<String>) -> Job {
+        Job {
+            name,
+            description: None,
+            schedule: None,
+            timezone: Tz::UTC,
+            command: CommandSpec::Argv(argv),
+            workdir: None,
+            env: BTreeMap::new(),
+            timeout: None,
+            kill_grace: DEFAULT_KILL_GRACE,
+            stderr_level: log::Level::Warn,
+            warning_exit_codes: Vec::new(),
+        }
+    }
+
+    /// The kind of job, as the store's job table records it.
+    pub fn kind(&self) -> &'static str {
+        "command"
+    }
+
+    /// The definition as JSON text, for the store's job table.
+    pub fn definition(&self) -> String {
+        serde_json::to_string(self).expect("a job always serialises")
+    }
+}
+
+/// How long TERM is given before KILL when a job says nothing.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// What a command job runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum CommandSpec {
+    /// A string run by `/bin/sh -c`.
+    Shell(String),
+    /// A program and its arguments, run directly.
+    Argv(Vec<String>),
+}
+
+impl CommandSpec {
+    /// The program and arguments to execute.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            CommandSpec::Shell(line) => vec!["/bin/sh".into(), "-c".into(), line.clone()],
+            CommandSpec::Argv(argv) => argv.clone(),
+        }
+    }
+}
+
+fn display<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+fn display_opt<T: std::fmt::Display, S: serde::Serializer>(
+    value: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
+fn duration<S: serde::Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*value))
+}
+
+fn duration_opt<S: serde::Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(d) => duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// Where the jobs file is: `-c`, then `$OVERNIGHT_CONFIG`, then
+/// `./overnight.yaml` if it exists.
+pub fn find(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = explicit {
+        return Some(path.to_path_buf());
+    }
+    if let Some(path) = std::env::var_os("OVERNIGHT_CONFIG").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let local = PathBuf::from("overnight.yaml");
+    local.exists().then_some(local)
+}
+
+/// The state directory used when there is no jobs file (`overnight exec`
+/// from a crontab line): `$OVERNIGHT_STATE_DIR`, else
+/// `$XDG_STATE_HOME/overnight`, else `~/.local/state/overnight`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("OVERNIGHT_STATE_DIR").filter(|p| !p.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|p| !p.is_empty()) {
+        return PathBuf::from(dir).join("overnight");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
+    PathBuf::from(home).join(".local/state/overnight")
+}
+
+/// The machine's zone, UTC when it cannot be told.
+pub fn local_zone() -> Tz {
+    iana_time_zone::get_timezone()
+        .ok()
+        .and_then(|name| name.parse().ok())
+        .unwrap_or(Tz::UTC)
+}

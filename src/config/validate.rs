@@ -1,0 +1,528 @@
+//! From the raw tree to a [`Config`]: every check of the jobs file, every
+//! problem collected, none fatal until the end.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use super::node::{Node, Pos, Value};
+use super::{CommandSpec, Config, ConfigError, DEFAULT_KILL_GRACE, DEFAULT_LISTEN, Job, Problem};
+use crate::schedule::Schedule;
+
+const TOP_KEYS: &[&str] = &[
+    "timezone",
+    "state_dir",
+    "log_config",
+    "listen",
+    "shutdown_grace",
+    "defaults",
+    "jobs",
+];
+/// Keys a job may take from `defaults`.
+const DEFAULT_KEYS: &[&str] = &[
+    "timezone",
+    "workdir",
+    "env",
+    "timeout",
+    "kill_grace",
+    "stderr_level",
+    "warning_exit_codes",
+];
+const JOB_ONLY_KEYS: &[&str] = &["description", "schedule", "command"];
+
+/// Validates the text of the jobs file at `path`.
+pub(super) fn config(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let mut check = Check {
+        file: path,
+        problems: Vec::new(),
+    };
+    let root = match Node::parse(text) {
+        Ok(node) => node,
+        Err((pos, message)) => {
+            check.problem(pos, message);
+            return Err(ConfigError::Invalid(check.problems));
+        }
+    };
+    let config = check.config(&root);
+    if check.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(check.problems))
+    }
+}
+
+struct Check<'a> {
+    file: &'a Path,
+    problems: Vec<Problem>,
+}
+
+impl Check<'_> {
+    fn problem(&mut self, pos: Pos, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.file.to_path_buf(),
+            pos,
+            message: message.into(),
+        });
+    }
+
+    /// The entries of a mapping, with each unknown key reported.
+    fn mapping<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &str,
+        known: &[&str],
+    ) -> Vec<(&'n str, &'n Node)> {
+        let Value::Map(entries) = &node.value else {
+            if !matches!(node.value, Value::Null) {
+                self.problem(
+                    node.pos,
+                    format!("{what} must be a mapping, not {}", node.kind()),
+                );
+            }
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (key, value) in entries {
+            let Some(name) = key.as_str() else {
+                self.problem(key.pos, format!("{what}: keys must be strings"));
+                continue;
+            };
+            if known.contains(&name) {
+                out.push((name, value));
+            } else {
+                let hint = closest(name, known).map_or_else(
+                    || format!("; expected one of: {}", known.join(", ")),
+                    |k| format!("; did you mean `{k}`?"),
+                );
+                self.problem(key.pos, format!("unknown key `{name}` in {what}{hint}"));
+            }
+        }
+        out
+    }
+
+    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        match &node.value {
+            Value::Str(s) => Some(s.clone()),
+            _ => {
+                self.problem(
+                    node.pos,
+                    format!("{what} must be a string, not {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    fn zone(&mut self, node: &Node) -> Option<Tz> {
+        let name = self.string(node, "`timezone`")?;
+        match name.parse::<Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                self.problem(
+                    node.pos,
+                    format!("unknown time zone `{name}`; use an IANA name such as `Europe/London` or `UTC`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
+        let parsed = match &node.value {
+            Value::Int(secs) if *secs >= 0 => Ok(Duration::from_secs(*secs as u64)),
+            Value::Str(text) => humantime::parse_duration(text).map_err(|e| e.to_string()),
+            _ => Err(format!("expected a duration, not {}", node.kind())),
+        };
+        match parsed {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                self.problem(node.pos, format!("{what} must be longer than zero"));
+                None
+            }
+            Err(why) => {
+                let text = node.scalar().unwrap_or_default();
+                self.problem(
+                    node.pos,
+                    format!("bad duration `{text}` for {what} ({why}); write it like `90s`, `5m` or `1h 30m`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, root: &Node) -> Config {
+        let dir = self.file.parent().unwrap_or(Path::new("")).to_path_buf();
+        let mut config = Config {
+            path: self.file.to_path_buf(),
+            timezone: super::local_zone(),
+            state_dir: dir.join(".overnight"),
+            log_config: None,
+            listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
+            shutdown_grace: Duration::from_secs(30),
+            jobs: Vec::new(),
+        };
+        let mut defaults = Vec::new();
+        let mut jobs_node = None;
+        for (key, value) in self.mapping(root, "the jobs file", TOP_KEYS) {
+            match key {
+                "timezone" => config.timezone = self.zone(value).unwrap_or(config.timezone),
+                "state_dir" => {
+                    if let Some(s) = self.string(value, "`state_dir`") {
+                        config.state_dir = dir.join(s);
+                    }
+                }
+                "log_config" => {
+                    config.log_config = self.string(value, "`log_config`").map(|s| dir.join(s))
+                }
+                "listen" => {
+                    if let Some(s) = self.string(value, "`listen`") {
+                        match s.parse::<SocketAddr>() {
+                            Ok(addr) => config.listen = addr,
+                            Err(_) => self.problem(
+                                value.pos,
+                                format!(
+                                    "bad address `{s}` for `listen`; write it like `127.0.0.1:7411`"
+                                ),
+                            ),
+                        }
+                    }
+                }
+                "shutdown_grace" => {
+                    config.shutdown_grace = self
+                        .duration(value, "`shutdown_grace`")
+                        .unwrap_or(config.shutdown_grace)
+                }
+                "defaults" => defaults = self.mapping(value, "`defaults`", DEFAULT_KEYS),
+                "jobs" => jobs_node = Some(value),
+                _ => unreachable!("mapping() returns known keys only"),
+            }
+        }
+        let Some(jobs_node) = jobs_node else {
+            self.problem(
+                root.pos,
+                "the jobs file has no `jobs:` mapping; add one with at least one job",
+            );
+            return config;
+        };
+        let Value::Map(entries) = &jobs_node.value else {
+            self.problem(
+                jobs_node.pos,
+                format!(
+                    "`jobs` must be a mapping of job names to jobs, not {}",
+                    jobs_node.kind()
+                ),
+            );
+            return config;
+        };
+        let mut seen: HashSet<&str> = HashSet::new();
+        for (key, value) in entries {
+            let Some(name) = key.as_str() else {
+                self.problem(key.pos, "job names must be strings");
+                continue;
+            };
+            if !seen.insert(name) {
+                self.problem(
+                    key.pos,
+                    format!("duplicate job name `{name}`; job names must be unique"),
+                );
+                continue;
+            }
+            if !valid_name(name) {
+                self.problem(
+                    key.pos,
+                    format!("bad job name `{name}`: use only letters, digits, `.`, `_` and `-`"),
+                );
+            }
+            if let Some(job) = self.job(name, key.pos, value, &defaults, config.timezone) {
+                config.jobs.push(job);
+            }
+        }
+        config
+    }
+
+    fn job(
+        &mut self,
+        name: &str,
+        at: Pos,
+        node: &Node,
+        defaults: &[(&str, &Node)],
+        zone: Tz,
+    ) -> Option<Job> {
+        let known: Vec<&str> = DEFAULT_KEYS.iter().chain(JOB_ONLY_KEYS).copied().collect();
+        let own = self.mapping(node, &format!("job `{name}`"), &known);
+        let mut job = Job::adhoc(name.to_string(), Vec::new());
+        job.timezone = zone;
+        let mut command = None;
+        let mut schedule = None;
+        let mut ok = true;
+        // Defaults first, then the job's own keys; `env` merges key by key.
+        for (key, value) in defaults.iter().chain(own.iter()) {
+            let before = self.problems.len();
+            match *key {
+                "description" => job.description = self.string(value, "`description`"),
+                "schedule" => schedule = Some(*value),
+                "command" => command = Some(*value),
+                "timezone" => job.timezone = self.zone(value).unwrap_or(job.timezone),
+                "workdir" => job.workdir = self.string(value, "`workdir`").map(PathBuf::from),
+                "env" => self.env(value, &mut job.env),
+                "timeout" => job.timeout = self.duration(value, "`timeout`"),
+                "kill_grace" => {
+                    job.kill_grace = self
+                        .duration(value, "`kill_grace`")
+                        .unwrap_or(DEFAULT_KILL_GRACE)
+                }
+                "stderr_level" => job.stderr_level = self.level(value).unwrap_or(job.stderr_level),
+                "warning_exit_codes" => job.warning_exit_codes = self.exit_codes(value),
+                _ => unreachable!("mapping() returns known keys only"),
+            }
+            ok &= self.problems.len() == before;
+        }
+        // The schedule is read last, in the job's final zone.
+        if let Some(node) = schedule
+            && let Some(expr) = self.string(node, "`schedule`")
+        {
+            match Schedule::parse(&expr, job.timezone) {
+                Ok(s) => job.schedule = Some(s),
+                Err(e) => {
+                    ok = false;
+                    self.problem(node.pos, format!("bad schedule: {e}"));
+                }
+            }
+        }
+        match command {
+            None => {
+                ok = false;
+                self.problem(
+                    at,
+                    format!("job `{name}` has no `command`; add the command it runs"),
+                );
+            }
+            Some(node) => match self.command(node) {
+                Some(c) => job.command = c,
+                None => ok = false,
+            },
+        }
+        ok.then_some(job)
+    }
+
+    fn command(&mut self, node: &Node) -> Option<CommandSpec> {
+        let spec = match &node.value {
+            Value::Str(s) => CommandSpec::Shell(s.clone()),
+            Value::Seq(items) => {
+                let mut argv = Vec::new();
+                for item in items {
+                    match item.scalar() {
+                        Some(arg) => argv.push(arg),
+                        None => {
+                            self.problem(
+                                item.pos,
+                                "each word of a `command` list must be a string",
+                            );
+                            return None;
+                        }
+                    }
+                }
+                CommandSpec::Argv(argv)
+            }
+            _ => {
+                self.problem(
+                    node.pos,
+                    format!("`command` must be a string or a list, not {}", node.kind()),
+                );
+                return None;
+            }
+        };
+        let empty = match &spec {
+            CommandSpec::Shell(s) => s.trim().is_empty(),
+            CommandSpec::Argv(argv) => argv.first().is_none_or(|p| p.is_empty()),
+        };
+        if empty {
+            self.problem(node.pos, "empty `command`; give the command the job runs");
+            return None;
+        }
+        Some(spec)
+    }
+
+    fn env(&mut self, node: &Node, env: &mut BTreeMap<String, String>) {
+        let Value::Map(entries) = &node.value else {
+            self.problem(
+                node.pos,
+                format!(
+                    "`env` must be a mapping of names to values, not {}",
+                    node.kind()
+                ),
+            );
+            return;
+        };
+        for (key, value) in entries {
+            match (key.as_str(), value.scalar()) {
+                (Some(k), Some(v)) if !k.is_empty() && !k.contains('=') => {
+                    env.insert(k.to_string(), v);
+                }
+                (Some(k), None) => {
+                    self.problem(value.pos, format!("`env.{k}` must be a single value"))
+                }
+                _ => self.problem(key.pos, "`env` names must be non-empty strings without `=`"),
+            }
+        }
+    }
+
+    fn level(&mut self, node: &Node) -> Option<log::Level> {
+        let text = self.string(node, "`stderr_level`")?;
+        let level = text.parse::<log::Level>().ok();
+        if level.is_none() {
+            self.problem(
+                node.pos,
+                format!("bad level `{text}`; use error, warn, info, debug or trace"),
+            );
+        }
+        level
+    }
+
+    fn exit_codes(&mut self, node: &Node) -> Vec<i32> {
+        let Value::Seq(items) = &node.value else {
+            self.problem(
+                node.pos,
+                "`warning_exit_codes` must be a list of exit codes, like `[1, 75]`",
+            );
+            return Vec::new();
+        };
+        let mut codes = Vec::new();
+        for item in items {
+            match item.value {
+                Value::Int(code @ 1..=255) => codes.push(code as i32),
+                _ => self.problem(
+                    item.pos,
+                    "an exit code in `warning_exit_codes` must be a number from 1 to 255",
+                ),
+            }
+        }
+        codes
+    }
+}
+
+/// Whether a job name is `[A-Za-z0-9._-]+`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// The known key nearest to a misspelt one, if it is near enough.
+fn closest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(word, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match config(Path::new("f.yaml"), text) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid(p)) => p.iter().map(ToString::to_string).collect(),
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    #[test]
+    fn every_mistake_is_reported_at_once() {
+        let text = "\
+jobs:
+  a:
+    comand: x
+  b:
+    command: ''
+  b:
+    command: x
+  c d:
+    command: x
+  e:
+    command: x
+    schedule: '61 * * * *'
+  f:
+    command: x
+    timezone: Mars/Olympus
+  g:
+    command: x
+    timeout: soon
+";
+        let got = problems(text);
+        assert_eq!(got.len(), 8, "{got:#?}");
+        assert!(
+            got[0].starts_with("f.yaml:3:5: unknown key `comand`"),
+            "{}",
+            got[0]
+        );
+        assert!(got[0].contains("did you mean `command`"));
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("f.yaml:6:3: duplicate job name `b`"))
+        );
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("f.yaml:8:3: bad job name `c d`"))
+        );
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("f.yaml:12:15: bad schedule"))
+        );
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("f.yaml:15:15: unknown time zone"))
+        );
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("f.yaml:18:14: bad duration `soon`"))
+        );
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("f.yaml:5:14: empty `command`"))
+        );
+    }
+
+    #[test]
+    fn defaults_apply_and_env_merges() {
+        let text = "\
+timezone: Europe/Paris
+defaults:
+  timeout: 5m
+  env: {A: '1', B: '2'}
+jobs:
+  j:
+    command: [echo, hi]
+    env: {B: three}
+";
+        let cfg = config(Path::new("/x/f.yaml"), text).unwrap();
+        let job = &cfg.jobs[0];
+        assert_eq!(job.timeout, Some(Duration::from_secs(300)));
+        assert_eq!(job.env["A"], "1");
+        assert_eq!(job.env["B"], "three");
+        assert_eq!(job.timezone, chrono_tz::Europe::Paris);
+        assert_eq!(cfg.state_dir, Path::new("/x/.overnight"));
+    }
+}

@@ -1,0 +1,18 @@
+//! overnight: a batch job runner that replaces crontab for overnight work.
+//!
+//! The path of a run (DESIGN §3): [`config`] → [`schedule`] → dispatch
+//! ([`daemon`]) → execute ([`exec`]) → events ([`event`]) → sinks: the
+//! router ([`route`]), the capture file ([`capture`]), the store
+//! ([`store`]) — and the report ([`report`]) folded from the same events.
+//! [`runner`] holds that path for one run; [`cli`] is the face.
+
+pub mod capture;
+pub mod config;
+pub mod event;
+pub mod exec;
+pub mod exit;
+pub mod report;
+pub mod route;
+pub mod runner;
+pub mod schedule;
+pub mod store;

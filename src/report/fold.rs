@@ -1,0 +1,161 @@
+//! The report as a fold of the run's events.
+//!
+//! The builder keeps counts for everything and the entries themselves up to
+//! [`MAX_ENTRIES`] per kind, so a job that prints millions of warnings cannot
+//! grow the runner's memory.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use super::{Exit, LogSummary, Report, Status, Trigger, decide};
+use crate::event::{Entry, EntryKind, Progress, RunEvent, Stream};
+
+/// How many entries of each kind a report keeps; the counts go on.
+pub const MAX_ENTRIES: usize = 1000;
+
+/// Who the run is, for the report's header.
+#[derive(Clone, Debug)]
+pub struct RunHeader {
+    /// The run's id.
+    pub run_id: i64,
+    /// The job's name.
+    pub job: String,
+    /// The attempt, from 1.
+    pub attempt: u32,
+    /// What started it.
+    pub trigger: Trigger,
+    /// The fire time, for scheduled runs.
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// The host.
+    pub host: String,
+    /// The capture file.
+    pub capture: std::path::PathBuf,
+}
+
+/// Accumulates a run's events into its [`Report`].
+#[derive(Debug, Default)]
+pub struct ReportBuilder {
+    errors: Vec<Entry>,
+    warnings: Vec<Entry>,
+    notices: Vec<Entry>,
+    error_count: u64,
+    warning_count: u64,
+    log: LogSummary,
+    progress: Option<Progress>,
+    declared: Option<Status>,
+    details: BTreeMap<String, serde_json::Value>,
+}
+
+impl ReportBuilder {
+    /// Takes one event into account.
+    pub fn apply(&mut self, event: &RunEvent) {
+        match event {
+            RunEvent::Line(line) => {
+                match line.stream {
+                    Stream::Stdout => self.log.stdout_lines += 1,
+                    Stream::Stderr => self.log.stderr_lines += 1,
+                }
+                self.log.cut_lines += u64::from(line.cut > 0);
+            }
+            RunEvent::Entry(kind, entry) => {
+                let (list, count) = match kind {
+                    EntryKind::Error => (&mut self.errors, Some(&mut self.error_count)),
+                    EntryKind::Warning => (&mut self.warnings, Some(&mut self.warning_count)),
+                    EntryKind::Notice => (&mut self.notices, None),
+                    EntryKind::Debug => return,
+                };
+                if let Some(count) = count {
+                    *count += 1;
+                }
+                if list.len() < MAX_ENTRIES {
+                    list.push(entry.clone());
+                }
+            }
+            RunEvent::Progress(p) => self.progress = Some(p.clone()),
+            RunEvent::Status(s) => self.declared = Some(*s),
+            RunEvent::Detail(k, v) => {
+                if self.details.len() < MAX_ENTRIES || self.details.contains_key(k) {
+                    self.details.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+
+    /// The report, once the run has ended with `exit`.
+    pub fn finish(
+        self,
+        header: RunHeader,
+        exit: Exit,
+        warning_codes: &[i32],
+        finished_at: DateTime<Utc>,
+    ) -> Report {
+        let status = decide(
+            &exit,
+            warning_codes,
+            self.declared,
+            self.error_count,
+            self.warning_count,
+        );
+        let summary = summary(
+            &exit,
+            self.error_count,
+            self.warning_count,
+            &self.errors,
+            &self.warnings,
+        );
+        let duration_ms = (finished_at - header.started_at).num_milliseconds().max(0) as u64;
+        Report {
+            run_id: header.run_id,
+            job: header.job,
+            attempt: header.attempt,
+            trigger: header.trigger,
+            status,
+            summary,
+            declared_status: self.declared,
+            scheduled_at: header.scheduled_at,
+            started_at: header.started_at,
+            finished_at,
+            duration_ms,
+            exit,
+            error_count: self.error_count,
+            warning_count: self.warning_count,
+            errors: self.errors,
+            warnings: self.warnings,
+            notices: self.notices,
+            log: LogSummary {
+                capture: header.capture,
+                ..self.log
+            },
+            progress: self.progress,
+            details: self.details,
+            host: header.host,
+        }
+    }
+}
+
+/// "exit 0, 1 warning: disk 91% full" — the exit, the counts, and the first
+/// error (or warning) message.
+fn summary(
+    exit: &Exit,
+    errors: u64,
+    warnings: u64,
+    error_list: &[Entry],
+    warning_list: &[Entry],
+) -> String {
+    let mut out = exit.to_string();
+    let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    if errors > 0 {
+        out.push_str(&format!(", {}", plural(errors, "error")));
+    }
+    if warnings > 0 {
+        out.push_str(&format!(", {}", plural(warnings, "warning")));
+    }
+    if let Some(first) = error_list.first().or(warning_list.first()) {
+        out.push_str(": ");
+        out.push_str(&first.message);
+    }
+    out
+}

@@ -1,0 +1,292 @@
+//! The completion report of a run, and the rule that decides its status.
+//!
+//! A [`Report`] is built by [`ReportBuilder`] folding the run's events; the
+//! status follows DESIGN §4: a failed exit is failed whatever the job says,
+//! a declared status decides otherwise, and without one errors make the run
+//! failed and warnings make it a warning.
+
+pub mod fold;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use fold::{MAX_ENTRIES, ReportBuilder};
+
+use crate::event::{Entry, Progress};
+
+/// A run's status; the order is from best to worst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Still going.
+    Running,
+    /// Done, nothing to report.
+    Success,
+    /// Done, with warnings.
+    Warning,
+    /// Did not do its work.
+    Failed,
+    /// Left `running` by a daemon that died; closed at the next start.
+    Lost,
+}
+
+impl Status {
+    /// The name used in the store, the CLI and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Success => "success",
+            Status::Warning => "warning",
+            Status::Failed => "failed",
+            Status::Lost => "lost",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+
+    /// Reads a status as jobs declare it, leniently: `fail`, `error`,
+    /// `success-with-warning` and any case are accepted.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "running" => Ok(Status::Running),
+            "success" | "ok" => Ok(Status::Success),
+            "warning" | "warn" | "success-with-warning" | "success-with-warnings" => {
+                Ok(Status::Warning)
+            }
+            "failed" | "fail" | "failure" | "error" => Ok(Status::Failed),
+            "lost" => Ok(Status::Lost),
+            other => Err(format!(
+                "unknown status `{other}`; use success, warning or failed"
+            )),
+        }
+    }
+}
+
+/// How a run's work ended, as seen from outside the job.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    /// The exit code, when the process exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    /// The signal that ended it, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// Why the runner ended it or could not start it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Exit {
+    /// Whether the exit alone makes the run failed (`warning_codes` only
+    /// soften it to a warning).
+    fn failed(&self, warning_codes: &[i32]) -> bool {
+        self.reason.is_some()
+            || self.signal.is_some()
+            || self
+                .code
+                .is_some_and(|c| c != 0 && !warning_codes.contains(&c))
+    }
+
+    fn softened(&self, warning_codes: &[i32]) -> bool {
+        self.code.is_some_and(|c| warning_codes.contains(&c))
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.reason, self.signal, self.code) {
+            (Some(reason), _, _) => f.write_str(reason),
+            (None, Some(sig), _) => write!(f, "signal {sig}"),
+            (None, None, Some(code)) => write!(f, "exit {code}"),
+            (None, None, None) => f.write_str("no exit"),
+        }
+    }
+}
+
+/// The status rule of DESIGN §4.
+pub fn decide(
+    exit: &Exit,
+    warning_codes: &[i32],
+    declared: Option<Status>,
+    errors: u64,
+    warnings: u64,
+) -> Status {
+    if exit.failed(warning_codes) {
+        return Status::Failed;
+    }
+    let own = declared.unwrap_or(if errors > 0 {
+        Status::Failed
+    } else if warnings > 0 {
+        Status::Warning
+    } else {
+        Status::Success
+    });
+    if exit.softened(warning_codes) {
+        own.max(Status::Warning)
+    } else {
+        own
+    }
+}
+
+/// What started a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// Its schedule fired.
+    Schedule,
+    /// `overnight run` or the API.
+    Manual,
+    /// `overnight exec` wrapped a command.
+    Exec,
+}
+
+impl Trigger {
+    /// The name used in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::Exec => "exec",
+        }
+    }
+}
+
+/// The output side of a report: how much there was and where it is kept.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogSummary {
+    /// Lines read from stdout.
+    pub stdout_lines: u64,
+    /// Lines read from stderr.
+    pub stderr_lines: u64,
+    /// Lines cut at the line-length cap.
+    pub cut_lines: u64,
+    /// The capture file holding every line with its time and stream.
+    pub capture: PathBuf,
+}
+
+/// The completion report of one run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The run's id in the store.
+    pub run_id: i64,
+    /// The job's name.
+    pub job: String,
+    /// The attempt number, from 1.
+    pub attempt: u32,
+    /// What started it.
+    pub trigger: Trigger,
+    /// The overall status.
+    pub status: Status,
+    /// One line for lists and subjects.
+    pub summary: String,
+    /// The status the job declared, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared_status: Option<Status>,
+    /// The fire time it ran for, for scheduled runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// How the process ended.
+    pub exit: Exit,
+    /// How many errors were reported (the list may be shorter, see
+    /// [`MAX_ENTRIES`]).
+    pub error_count: u64,
+    /// How many warnings were reported.
+    pub warning_count: u64,
+    /// Error details.
+    pub errors: Vec<Entry>,
+    /// Warning details.
+    pub warnings: Vec<Entry>,
+    /// Notices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<Entry>,
+    /// The output.
+    pub log: LogSummary,
+    /// The last progress update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// Free details the job reported.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, serde_json::Value>,
+    /// The host it ran on.
+    pub host: String,
+}
+
+impl Report {
+    /// A multi-line text for the terminal: the summary, then each error and
+    /// warning.
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "{} #{}: {} ({}, {:.3}s)\n",
+            self.job,
+            self.run_id,
+            self.status,
+            self.summary,
+            self.duration_ms as f64 / 1000.0
+        );
+        for (label, entries) in [("error", &self.errors), ("warning", &self.warnings)] {
+            for e in entries {
+                out.push_str(&format!("  {label}: {}\n", e.message));
+            }
+        }
+        out.push_str(&format!("  log: {}\n", self.log.capture.display()));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exit(code: i32) -> Exit {
+        Exit {
+            code: Some(code),
+            ..Exit::default()
+        }
+    }
+
+    #[test]
+    fn status_rule() {
+        use Status::*;
+        assert_eq!(decide(&exit(0), &[], None, 0, 0), Success);
+        assert_eq!(decide(&exit(0), &[], None, 0, 2), Warning);
+        assert_eq!(decide(&exit(0), &[], None, 1, 2), Failed);
+        assert_eq!(decide(&exit(0), &[], Some(Success), 1, 0), Success);
+        assert_eq!(decide(&exit(1), &[], Some(Success), 0, 0), Failed);
+        assert_eq!(decide(&exit(75), &[75], None, 0, 0), Warning);
+        assert_eq!(decide(&exit(75), &[75], Some(Failed), 0, 0), Failed);
+        let killed = Exit {
+            signal: Some(9),
+            ..Exit::default()
+        };
+        assert_eq!(decide(&killed, &[], Some(Success), 0, 0), Failed);
+    }
+
+    #[test]
+    fn lenient_status_names() {
+        assert_eq!(
+            "Success-With-Warning".parse::<Status>(),
+            Ok(Status::Warning)
+        );
+        assert_eq!("FAIL".parse::<Status>(), Ok(Status::Failed));
+        assert!("meh".parse::<Status>().is_err());
+    }
+}

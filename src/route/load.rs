@@ -1,0 +1,223 @@
+//! Strict loading of a log4rs YAML file.
+//!
+//! log4rs on its own drops an appender it cannot build and goes on; an
+//! operator then loses a stream without a word. Here the file is parsed by
+//! us, every appender, filter, encoder and policy is built, and each one
+//! that fails is a [`Problem`] at its `FILE:LINE:COL`. Our own appender
+//! kinds are registered beside log4rs's.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use log::LevelFilter;
+use log4rs::append::{Append, AppenderConfig};
+use log4rs::config::{Appender, Config, Deserializers, Logger, Root};
+use log4rs::filter::Filter;
+
+use crate::config::node::{Node, Pos, Value};
+use crate::config::{ConfigError, Problem};
+
+use super::per_job;
+
+/// The appender kinds a file may use.
+const APPENDER_KINDS: &[&str] = &["console", "file", "rolling_file", per_job::KIND];
+
+/// log4rs's file format, mirrored so that each appender can be built alone.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogConfig {
+    /// Accepted for compatibility and ignored: the daemon reloads on SIGHUP.
+    #[serde(default)]
+    #[allow(dead_code)]
+    refresh_rate: Option<serde_value::Value>,
+    #[serde(default)]
+    root: Option<RawRoot>,
+    #[serde(default)]
+    appenders: BTreeMap<String, AppenderConfig>,
+    #[serde(default)]
+    loggers: BTreeMap<String, RawLogger>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoot {
+    #[serde(default = "info")]
+    level: LevelFilter,
+    #[serde(default)]
+    appenders: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogger {
+    level: LevelFilter,
+    #[serde(default)]
+    appenders: Vec<String>,
+    #[serde(default = "yes")]
+    additive: bool,
+}
+
+fn info() -> LevelFilter {
+    LevelFilter::Info
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The deserializers for every kind a file may name: log4rs's and ours.
+pub fn deserializers() -> Deserializers {
+    let mut d = Deserializers::default();
+    d.insert(per_job::KIND, per_job::PerJobFileDeserializer);
+    d
+}
+
+/// Reads, checks and builds a log4rs file; every problem is reported.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut problems = Vec::new();
+    let at = |pos: Pos, message: String| Problem {
+        file: path.to_path_buf(),
+        pos,
+        message,
+    };
+    let tree = match Node::parse(&text) {
+        Ok(tree) => tree,
+        Err((pos, message)) => {
+            problems.push(at(pos, message));
+            return Err(ConfigError::Invalid(problems));
+        }
+    };
+    let raw: RawLogConfig = match serde_saphyr::from_str(&text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let pos = e.location().map(|at| Pos::from(&at)).unwrap_or_default();
+            let message = e.to_string();
+            let message = message.lines().next().unwrap_or_default();
+            let message = message.strip_prefix("error: ").unwrap_or(message);
+            let message = match message.split_once(": ") {
+                Some((head, rest)) if head.starts_with("line ") => rest,
+                _ => message,
+            };
+            problems.push(at(
+                pos,
+                format!("{message} (this is a log4rs file: see log4rs-configs/ for examples)"),
+            ));
+            return Err(ConfigError::Invalid(problems));
+        }
+    };
+
+    let deserializers = deserializers();
+    let mut appenders = Vec::new();
+    for (name, appender) in raw.appenders {
+        let pos = key_pos(&tree, &["appenders", &name]);
+        if !APPENDER_KINDS.contains(&appender.kind.as_str()) {
+            problems.push(at(
+                pos,
+                format!(
+                    "appender `{name}`: unknown kind `{}`; use one of: {}",
+                    appender.kind,
+                    APPENDER_KINDS.join(", ")
+                ),
+            ));
+            continue;
+        }
+        let mut builder = Appender::builder();
+        let mut ok = true;
+        for filter in appender.filters {
+            match deserializers.deserialize::<dyn Filter>(&filter.kind, filter.config) {
+                Ok(f) => builder = builder.filter(f),
+                Err(e) => {
+                    ok = false;
+                    problems.push(at(
+                        pos,
+                        format!("appender `{name}`: filter `{}`: {e:#}", filter.kind),
+                    ));
+                }
+            }
+        }
+        match deserializers.deserialize::<dyn Append>(&appender.kind, appender.config) {
+            Ok(built) if ok => appenders.push(builder.build(name, built)),
+            Ok(_) => {}
+            Err(e) => problems.push(at(pos, format!("appender `{name}`: {e:#}"))),
+        }
+    }
+    let loggers: Vec<Logger> = raw
+        .loggers
+        .into_iter()
+        .map(|(name, l)| {
+            Logger::builder()
+                .appenders(l.appenders)
+                .additive(l.additive)
+                .build(name, l.level)
+        })
+        .collect();
+    let root = raw.root.unwrap_or(RawRoot {
+        level: info(),
+        appenders: Vec::new(),
+    });
+    let root = Root::builder().appenders(root.appenders).build(root.level);
+    if !problems.is_empty() {
+        // Loggers naming a broken appender would only repeat the problem.
+        return Err(ConfigError::Invalid(problems));
+    }
+    match Config::builder()
+        .appenders(appenders)
+        .loggers(loggers)
+        .build(root)
+    {
+        Ok(config) => Ok(config),
+        Err(errors) => {
+            for e in errors.errors() {
+                let pos = match e {
+                    log4rs::config::runtime::ConfigError::NonexistentAppender(name) => {
+                        find_str(&tree, name).unwrap_or_default()
+                    }
+                    _ => Pos::default(),
+                };
+                problems.push(at(pos, lowercase_first(&e.to_string())));
+            }
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+/// The position of the key at `path` in nested mappings.
+fn key_pos(tree: &Node, path: &[&str]) -> Pos {
+    let mut node = tree;
+    let mut pos = tree.pos;
+    for part in path {
+        let Value::Map(entries) = &node.value else {
+            break;
+        };
+        match entries.iter().find(|(k, _)| k.as_str() == Some(part)) {
+            Some((k, v)) => {
+                pos = k.pos;
+                node = v;
+            }
+            None => break,
+        }
+    }
+    pos
+}
+
+/// The first string scalar equal to `text`, anywhere in the tree.
+fn find_str(node: &Node, text: &str) -> Option<Pos> {
+    match &node.value {
+        Value::Str(s) if s == text => Some(node.pos),
+        Value::Seq(items) => items.iter().find_map(|n| find_str(n, text)),
+        Value::Map(entries) => entries.iter().find_map(|(_, v)| find_str(v, text)),
+        _ => None,
+    }
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map(|c| c.to_lowercase().chain(chars).collect())
+        .unwrap_or_default()
+}

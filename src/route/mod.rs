@@ -1,0 +1,274 @@
+//! Report sections to log4rs targets (DESIGN §2).
+//!
+//! Every run emits its report section by section, each to its own target
+//! `jobs::<section>::<job>`; a log4rs file decides where each goes. Every
+//! record carries the job, run id and attempt both as key-values (`{K(job)}`
+//! in a pattern, `attributes` in JSON) and in the MDC (`{X(job)}`, `mdc`).
+//! The daemon's own messages use `overnight::…` targets, never `jobs::…`.
+
+pub mod load;
+pub mod per_job;
+
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::OnceLock;
+
+use log::{Level, LevelFilter, Record};
+use log4rs::append::console::{ConsoleAppender, Target};
+use log4rs::config::{Appender, Config, Logger, Root};
+use log4rs::encode::pattern::PatternEncoder;
+
+use crate::event::{EntryKind, RunEvent, Stream};
+use crate::report::{Report, Status, Trigger};
+
+pub use load::load;
+
+static HANDLE: OnceLock<log4rs::Handle> = OnceLock::new();
+
+/// Makes `config` the process's logging configuration, replacing any
+/// earlier one (a reload keeps records flowing through the switch).
+pub fn install(config: Config) {
+    if let Some(handle) = HANDLE.get() {
+        handle.set_config(config);
+        return;
+    }
+    let logger = log4rs::Logger::new(config);
+    log::set_max_level(logger.max_log_level());
+    let handle = logger.handle();
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+        let _ = HANDLE.set(handle);
+    }
+}
+
+/// Flushes every appender; called when a run ends and before exit.
+pub fn flush() {
+    log::logger().flush();
+}
+
+/// The routing used without a log4rs file: status, errors and warnings of
+/// every job, and the daemon's own messages, to stderr.
+pub fn console_config() -> Config {
+    let encoder = PatternEncoder::new("{d(%Y-%m-%dT%H:%M:%S%.3f%:z)} {l:<5} {t} {m}{n}");
+    let console = ConsoleAppender::builder()
+        .target(Target::Stderr)
+        .encoder(Box::new(encoder))
+        .build();
+    let to_console = |name: &str| {
+        Logger::builder()
+            .appender("console")
+            .additive(false)
+            .build(name, LevelFilter::Info)
+    };
+    Config::builder()
+        .appender(Appender::builder().build("console", Box::new(console)))
+        .loggers(
+            [
+                "jobs::status",
+                "jobs::errors",
+                "jobs::warnings",
+                "overnight",
+            ]
+            .map(to_console),
+        )
+        .build(Root::builder().build(LevelFilter::Off))
+        .expect("the console configuration is valid")
+}
+
+/// The report sections, each a target `jobs::<section>::<job>`.
+#[derive(Clone, Copy, Debug)]
+enum Section {
+    Status,
+    Errors,
+    Warnings,
+    Log,
+    Progress,
+    Details,
+}
+
+impl Section {
+    const ALL: [Section; 6] = [
+        Section::Status,
+        Section::Errors,
+        Section::Warnings,
+        Section::Log,
+        Section::Progress,
+        Section::Details,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Section::Status => "status",
+            Section::Errors => "errors",
+            Section::Warnings => "warnings",
+            Section::Log => "log",
+            Section::Progress => "progress",
+            Section::Details => "details",
+        }
+    }
+}
+
+thread_local! {
+    /// The run whose MDC this thread holds, so it is set once per run.
+    static MDC_RUN: RefCell<Option<(i64, u32)>> = const { RefCell::new(None) };
+}
+
+/// The sink that sends one run's sections to their targets.
+#[derive(Debug)]
+pub struct Router {
+    targets: [String; 6],
+    job: String,
+    run_id: i64,
+    run_id_text: String,
+    attempt: u32,
+    attempt_text: String,
+    stderr_level: Level,
+}
+
+impl Router {
+    /// A router for one attempt of one run.
+    pub fn new(job: &str, run_id: i64, attempt: u32, stderr_level: Level) -> Router {
+        Router {
+            targets: Section::ALL.map(|s| format!("jobs::{}::{job}", s.name())),
+            job: job.to_string(),
+            run_id,
+            run_id_text: run_id.to_string(),
+            attempt,
+            attempt_text: attempt.to_string(),
+            stderr_level,
+        }
+    }
+
+    /// The status record that opens the run.
+    pub fn started(&self, trigger: Trigger) {
+        self.emit(
+            Section::Status,
+            Level::Info,
+            format_args!(
+                "started job={} run={} attempt={} trigger={}",
+                self.job,
+                self.run_id,
+                self.attempt,
+                trigger.as_str()
+            ),
+        );
+    }
+
+    /// Sends one event to its section.
+    pub fn event(&self, event: &RunEvent) {
+        match event {
+            RunEvent::Line(line) if !line.protocol => {
+                let level = match line.stream {
+                    Stream::Stdout => Level::Info,
+                    Stream::Stderr => self.stderr_level,
+                };
+                if line.cut > 0 {
+                    self.emit(
+                        Section::Log,
+                        level,
+                        format_args!("{} [cut: {} bytes]", line.text, line.cut),
+                    );
+                } else {
+                    self.emit(Section::Log, level, format_args!("{}", line.text));
+                }
+            }
+            RunEvent::Line(_) => {}
+            RunEvent::Entry(kind, entry) => {
+                let (section, level) = match kind {
+                    EntryKind::Error => (Section::Errors, Level::Error),
+                    EntryKind::Warning => (Section::Warnings, Level::Warn),
+                    EntryKind::Notice => (Section::Log, Level::Info),
+                    EntryKind::Debug => (Section::Log, Level::Debug),
+                };
+                match &entry.code {
+                    Some(code) => {
+                        self.emit(section, level, format_args!("[{code}] {}", entry.message))
+                    }
+                    None => self.emit(section, level, format_args!("{}", entry.message)),
+                }
+            }
+            RunEvent::Progress(p) => match p.percent {
+                Some(pct) => self.emit(
+                    Section::Progress,
+                    Level::Info,
+                    format_args!("{pct}% {}", p.message),
+                ),
+                None => self.emit(
+                    Section::Progress,
+                    Level::Info,
+                    format_args!("{}", p.message),
+                ),
+            },
+            RunEvent::Status(_) | RunEvent::Detail(..) => {}
+        }
+    }
+
+    /// The status record that closes the run, and the whole report as one
+    /// JSON record on `details`.
+    pub fn finished(&self, report: &Report) {
+        let level = match report.status {
+            Status::Success | Status::Running => Level::Info,
+            Status::Warning => Level::Warn,
+            Status::Failed | Status::Lost => Level::Error,
+        };
+        self.emit(
+            Section::Status,
+            level,
+            format_args!(
+                "finished status={} {} duration={:.3}s errors={} warnings={}",
+                report.status,
+                report.exit,
+                report.duration_ms as f64 / 1000.0,
+                report.error_count,
+                report.warning_count
+            ),
+        );
+        if self.enabled(Section::Details, Level::Info) {
+            let json = serde_json::to_string(report).unwrap_or_default();
+            self.emit(Section::Details, Level::Info, format_args!("{json}"));
+        }
+        flush();
+    }
+
+    fn enabled(&self, section: Section, level: Level) -> bool {
+        level <= log::max_level()
+            && log::logger().enabled(
+                &log::Metadata::builder()
+                    .target(&self.targets[section as usize])
+                    .level(level)
+                    .build(),
+            )
+    }
+
+    fn emit(&self, section: Section, level: Level, args: fmt::Arguments<'_>) {
+        if level > log::max_level() {
+            return;
+        }
+        self.enter();
+        let kvs: [(&str, &str); 3] = [
+            ("job", &self.job),
+            ("run_id", &self.run_id_text),
+            ("attempt", &self.attempt_text),
+        ];
+        log::logger().log(
+            &Record::builder()
+                .target(&self.targets[section as usize])
+                .level(level)
+                .args(args)
+                .key_values(&kvs)
+                .build(),
+        );
+    }
+
+    /// Puts this run into the thread's MDC, once per thread and run.
+    fn enter(&self) {
+        MDC_RUN.with(|current| {
+            let me = Some((self.run_id, self.attempt));
+            if *current.borrow() != me {
+                log_mdc::insert("job", &self.job);
+                log_mdc::insert("run_id", &self.run_id_text);
+                log_mdc::insert("attempt", &self.attempt_text);
+                *current.borrow_mut() = me;
+            }
+        });
+    }
+}

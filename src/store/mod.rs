@@ -1,0 +1,421 @@
+//! Run history in SQLite.
+//!
+//! One file, `<state_dir>/overnight.db`, in WAL mode so that the CLI reads
+//! while the daemon writes. The schema's migrations are compiled into the
+//! binary and applied in order, tracked by SQLite's `user_version`. A run is
+//! inserted as `running` before its job starts and completed when it ends,
+//! so no started run can be missing from the history.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, Row};
+
+use crate::config::Job;
+use crate::report::{Report, Status, Trigger};
+
+/// The schema, one step per entry; never edit a released step, add one.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file could not be opened or prepared.
+    #[error("cannot open the run history `{}`: {source}", path.display())]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// The reason.
+        source: sqlx::Error,
+    },
+    /// A query failed.
+    #[error("run history: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// A run as the store keeps it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRecord {
+    /// The run's id.
+    pub id: i64,
+    /// The job's name.
+    pub job: String,
+    /// What started it.
+    pub trigger: String,
+    /// The attempt, from 1.
+    pub attempt: i64,
+    /// The fire time, for scheduled runs.
+    pub scheduled_at: Option<String>,
+    /// When it started.
+    pub started_at: String,
+    /// When it ended.
+    pub finished_at: Option<String>,
+    /// Its status.
+    pub status: String,
+    /// The exit code.
+    pub exit_code: Option<i64>,
+    /// The signal that ended it.
+    pub signal: Option<i64>,
+    /// How many errors it reported.
+    pub error_count: i64,
+    /// How many warnings.
+    pub warning_count: i64,
+    /// The one-line summary.
+    pub summary: Option<String>,
+    /// The capture file.
+    pub capture_path: Option<String>,
+    /// The host.
+    pub host: String,
+    /// The pid of the runner that ran it.
+    pub pid: Option<i64>,
+}
+
+/// A run about to start.
+#[derive(Debug)]
+pub struct NewRun<'a> {
+    /// The job's name.
+    pub job: &'a str,
+    /// What started it.
+    pub trigger: Trigger,
+    /// The fire time, for scheduled runs.
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// When it starts.
+    pub started_at: DateTime<Utc>,
+    /// The host.
+    pub host: &'a str,
+}
+
+/// The run history.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// `SELECT <columns> FROM runs <rest>`, as a static string (sqlx wants its
+/// SQL static unless asserted safe).
+macro_rules! select_runs {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, job, trigger, attempt, scheduled_at, started_at, finished_at, status, exit_code, \
+             signal, error_count, warning_count, summary, capture_path, host, pid FROM runs ",
+            $rest
+        )
+    };
+}
+
+/// Times are stored as RFC 3339 UTC text, which sorts like time.
+pub fn time_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+impl Store {
+    /// Opens (creating if need be) the history in `state_dir`.
+    pub async fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        let path = state_dir.join("overnight.db");
+        let fail = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(state_dir).map_err(|e| fail(sqlx::Error::Io(e)))?;
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(fail)?;
+        let store = Store { pool };
+        store.migrate().await.map_err(fail)?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        // IMMEDIATE: two processes opening a new file migrate one at a time.
+        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        let done: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *conn)
+            .await?;
+        for (step, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+            sqlx::raw_sql(*sql).execute(&mut *conn).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "PRAGMA user_version = {}",
+                step + 1
+            )))
+            .execute(&mut *conn)
+            .await?;
+        }
+        sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+        conn.ping().await
+    }
+
+    /// Records a run as started; returns its id.
+    pub async fn start_run(&self, run: &NewRun<'_>) -> Result<i64, StoreError> {
+        let id = sqlx::query(
+            "INSERT INTO runs (job, trigger, scheduled_at, started_at, status, host, pid) \
+             VALUES (?, ?, ?, ?, 'running', ?, ?)",
+        )
+        .bind(run.job)
+        .bind(run.trigger.as_str())
+        .bind(run.scheduled_at.map(time_text))
+        .bind(time_text(run.started_at))
+        .bind(run.host)
+        .bind(i64::from(std::process::id()))
+        .execute(&self.pool)
+        .await?
+        .last_insert_rowid();
+        Ok(id)
+    }
+
+    /// Records how a run ended, with its report.
+    pub async fn finish_run(&self, report: &Report) -> Result<(), StoreError> {
+        let json = serde_json::to_string(report).expect("a report always serialises");
+        sqlx::query(
+            "UPDATE runs SET finished_at = ?, status = ?, exit_code = ?, signal = ?, error_count = ?, \
+             warning_count = ?, summary = ?, report = ?, capture_path = ?, attempt = ? WHERE id = ?",
+        )
+        .bind(time_text(report.finished_at))
+        .bind(report.status.as_str())
+        .bind(report.exit.code)
+        .bind(report.exit.signal)
+        .bind(report.error_count as i64)
+        .bind(report.warning_count as i64)
+        .bind(&report.summary)
+        .bind(json)
+        .bind(report.log.capture.to_string_lossy())
+        .bind(i64::from(report.attempt))
+        .bind(report.run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Closes runs left `running` by a runner on this host that is gone;
+    /// returns how many were closed as `lost`.
+    pub async fn close_abandoned(&self, host: &str) -> Result<u64, StoreError> {
+        let rows = sqlx::query("SELECT id, pid FROM runs WHERE status = 'running' AND host = ?")
+            .bind(host)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut closed = 0;
+        for row in rows {
+            let pid: Option<i64> = row.try_get("pid")?;
+            if pid.is_some_and(process_alive) {
+                continue;
+            }
+            let id: i64 = row.try_get("id")?;
+            closed += sqlx::query(
+                "UPDATE runs SET status = 'lost', finished_at = ?, \
+                 summary = 'lost: the runner that started it ended without recording its end' \
+                 WHERE id = ? AND status = 'running'",
+            )
+            .bind(time_text(Utc::now()))
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(closed)
+    }
+
+    /// Mirrors the job definitions, so SQL can join runs with them.
+    pub async fn sync_jobs(&self, jobs: &[Job]) -> Result<(), StoreError> {
+        let now = time_text(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+        let known: Vec<String> = sqlx::query_scalar("SELECT name FROM jobs")
+            .fetch_all(&mut *tx)
+            .await?;
+        for gone in known.iter().filter(|n| !names.contains(&n.as_str())) {
+            sqlx::query("DELETE FROM jobs WHERE name = ?")
+                .bind(gone)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for job in jobs {
+            let definition = job.definition();
+            let hash = format!("{:016x}", fnv1a(definition.as_bytes()));
+            sqlx::query(
+                "INSERT INTO jobs (name, schedule, kind, definition, definition_hash, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET schedule = excluded.schedule, kind = excluded.kind, \
+                 definition = excluded.definition, definition_hash = excluded.definition_hash, \
+                 updated_at = excluded.updated_at WHERE definition_hash <> excluded.definition_hash",
+            )
+            .bind(&job.name)
+            .bind(job.schedule.as_ref().map(ToString::to_string))
+            .bind(job.kind())
+            .bind(&definition)
+            .bind(hash)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One run.
+    pub async fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
+        let row = sqlx::query(select_runs!("WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| record(&r)).transpose()
+    }
+
+    /// One run's report, when it has ended.
+    pub async fn report(&self, id: i64) -> Result<Option<Report>, StoreError> {
+        let json: Option<Option<String>> =
+            sqlx::query_scalar("SELECT report FROM runs WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(json.flatten().and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
+    /// The newest runs first, of one job or of all.
+    pub async fn history(
+        &self,
+        job: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = match job {
+            Some(job) => {
+                sqlx::query(select_runs!("WHERE job = ? ORDER BY id DESC LIMIT ?"))
+                    .bind(job)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(select_runs!("ORDER BY id DESC LIMIT ?"))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(record).collect()
+    }
+
+    /// Every run still `running`.
+    pub async fn running(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(select_runs!("WHERE status = 'running' ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// The newest finished run of each job.
+    pub async fn last_finished(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(select_runs!(
+            "WHERE id IN (SELECT MAX(id) FROM runs WHERE status <> 'running' GROUP BY job) ORDER BY job"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// Closes the pool, finishing pending writes.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn record(row: &SqliteRow) -> Result<RunRecord, StoreError> {
+    Ok(RunRecord {
+        id: row.try_get("id")?,
+        job: row.try_get("job")?,
+        trigger: row.try_get("trigger")?,
+        attempt: row.try_get("attempt")?,
+        scheduled_at: row.try_get("scheduled_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        status: row.try_get("status")?,
+        exit_code: row.try_get("exit_code")?,
+        signal: row.try_get("signal")?,
+        error_count: row.try_get("error_count")?,
+        warning_count: row.try_get("warning_count")?,
+        summary: row.try_get("summary")?,
+        capture_path: row.try_get("capture_path")?,
+        host: row.try_get("host")?,
+        pid: row.try_get("pid")?,
+    })
+}
+
+impl RunRecord {
+    /// The status, parsed.
+    pub fn status(&self) -> Option<Status> {
+        Status::from_str(&self.status).ok()
+    }
+}
+
+/// Whether a process with this pid exists.
+pub fn process_alive(pid: i64) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// FNV-1a, 64 bits: a stable hash for "has this definition changed".
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// This machine's name, for the `host` column.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn runs_are_recorded_and_abandoned_ones_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let id = store
+            .start_run(&NewRun {
+                job: "a",
+                trigger: Trigger::Manual,
+                scheduled_at: None,
+                started_at: Utc::now(),
+                host: "h",
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.running().await.unwrap().len(), 1);
+        // Reopening runs no migration twice.
+        let again = Store::open(dir.path()).await.unwrap();
+        assert_eq!(again.history(Some("a"), 10).await.unwrap()[0].id, id);
+        // The run's pid is ours and alive: not abandoned.
+        assert_eq!(store.close_abandoned("h").await.unwrap(), 0);
+        sqlx::query("UPDATE runs SET pid = 999999999")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(store.close_abandoned("h").await.unwrap(), 1);
+        assert_eq!(store.run(id).await.unwrap().unwrap().status, "lost");
+    }
+}
