@@ -6,8 +6,11 @@
 //! ([`store`]) — and the report ([`report`]) folded from the same events.
 //! [`runner`] holds that path for one run; [`cli`] is the face.
 
+pub mod api;
 pub mod capture;
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod event;
 pub mod exec;
 pub mod exit;

@@ -57,13 +57,16 @@ impl Runner {
         let started_at = Utc::now();
         let run_id = self
             .store
-            .start_run(&NewRun {
-                job: &job.name,
-                trigger,
-                scheduled_at,
-                started_at,
-                host: &self.host,
-            })
+            .start_run(
+                &NewRun {
+                    job: &job.name,
+                    trigger,
+                    scheduled_at,
+                    started_at,
+                    host: &self.host,
+                },
+                |id| capture::path_for(&self.state_dir, &job.name, id),
+            )
             .await?;
         let attempt = 1;
         let header = RunHeader {

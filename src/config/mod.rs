@@ -9,6 +9,8 @@ pub mod error;
 pub mod node;
 mod validate;
 
+pub use validate::valid_name;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

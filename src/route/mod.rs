@@ -107,6 +107,16 @@ impl Section {
     }
 }
 
+/// The exit as `key=value` fields: `exit=0`, `signal=9`, `reason="…"`.
+fn exit_fields(exit: &crate::report::Exit) -> String {
+    match (&exit.reason, exit.signal, exit.code) {
+        (Some(reason), _, _) => format!("reason={reason:?}"),
+        (None, Some(signal), _) => format!("signal={signal}"),
+        (None, None, Some(code)) => format!("exit={code}"),
+        (None, None, None) => "exit=none".to_string(),
+    }
+}
+
 thread_local! {
     /// The run whose MDC this thread holds, so it is set once per run.
     static MDC_RUN: RefCell<Option<(i64, u32)>> = const { RefCell::new(None) };
@@ -216,7 +226,7 @@ impl Router {
             format_args!(
                 "finished status={} {} duration={:.3}s errors={} warnings={}",
                 report.status,
-                report.exit,
+                exit_fields(&report.exit),
                 report.duration_ms as f64 / 1000.0,
                 report.error_count,
                 report.warning_count

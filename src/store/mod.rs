@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -41,7 +41,7 @@ pub enum StoreError {
 }
 
 /// A run as the store keeps it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunRecord {
     /// The run's id.
     pub id: i64,
@@ -160,8 +160,15 @@ impl Store {
         conn.ping().await
     }
 
-    /// Records a run as started; returns its id.
-    pub async fn start_run(&self, run: &NewRun<'_>) -> Result<i64, StoreError> {
+    /// Records a run as started; returns its id. The capture path is known
+    /// once the id is: `capture(id)` gives it, and it is stored at once so
+    /// that a follower can find a running run's output.
+    pub async fn start_run(
+        &self,
+        run: &NewRun<'_>,
+        capture: impl Fn(i64) -> PathBuf,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let id = sqlx::query(
             "INSERT INTO runs (job, trigger, scheduled_at, started_at, status, host, pid) \
              VALUES (?, ?, ?, ?, 'running', ?, ?)",
@@ -172,9 +179,15 @@ impl Store {
         .bind(time_text(run.started_at))
         .bind(run.host)
         .bind(i64::from(std::process::id()))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .last_insert_rowid();
+        sqlx::query("UPDATE runs SET capture_path = ? WHERE id = ?")
+            .bind(capture(id).to_string_lossy())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(id)
     }
 
@@ -396,13 +409,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
         let id = store
-            .start_run(&NewRun {
-                job: "a",
-                trigger: Trigger::Manual,
-                scheduled_at: None,
-                started_at: Utc::now(),
-                host: "h",
-            })
+            .start_run(
+                &NewRun {
+                    job: "a",
+                    trigger: Trigger::Manual,
+                    scheduled_at: None,
+                    started_at: Utc::now(),
+                    host: "h",
+                },
+                |id| PathBuf::from(format!("{id}.log")),
+            )
             .await
             .unwrap();
         assert_eq!(store.running().await.unwrap().len(), 1);

@@ -1,0 +1,169 @@
+//! The daemon's HTTP API, on loopback by default.
+//!
+//! Reading is open; anything that changes state (starting a run, reloading)
+//! needs the bearer token from the daemon's card in the state directory.
+//! Errors map to HTTP in one place, [`ApiError`]'s `IntoResponse`.
+
+pub mod client;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::daemon::Shared;
+use crate::report::{Report, Trigger};
+use crate::store::{RunRecord, StoreError};
+
+/// Why an API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No or a wrong token on a state-changing call.
+    #[error(
+        "this call needs the daemon's token (`Authorization: Bearer …`, from `daemon.json` in the state directory)"
+    )]
+    Unauthorized,
+    /// No job of that name.
+    #[error("no job named `{0}` in the jobs file")]
+    UnknownJob(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The run task ended without a result.
+    #[error("the run ended without a report: {0}")]
+    Run(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::UnknownJob(_) => StatusCode::NOT_FOUND,
+            ApiError::Store(_) | ApiError::Run(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (
+            status,
+            Json(ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: String,
+}
+
+/// One job as `GET /api/status` shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// The job's name.
+    pub name: String,
+    /// Its schedule, if any.
+    pub schedule: Option<String>,
+    /// Its next fire time, in its zone.
+    pub next: Option<String>,
+}
+
+/// The answer of `GET /api/status`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StatusBody {
+    /// The daemon's pid.
+    pub pid: u32,
+    /// Every job.
+    pub jobs: Vec<JobStatus>,
+    /// Runs going now.
+    pub running: Vec<RunRecord>,
+}
+
+/// Serves the API on `listener` until `stop` turns true.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let app = Router::new()
+        .route("/api/status", get(status))
+        .route("/api/jobs/{name}/run", post(run_job))
+        .route("/api/reload", post(reload))
+        .with_state(shared);
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stopped)
+        .await
+    {
+        log::error!(target: "overnight::api", "the API stopped: {e}");
+    }
+}
+
+fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if token == shared.token => Ok(()),
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> Result<Json<StatusBody>, ApiError> {
+    let config = shared.config();
+    let now = Utc::now();
+    let jobs = config
+        .jobs
+        .iter()
+        .map(|job| JobStatus {
+            name: job.name.clone(),
+            schedule: job.schedule.as_ref().map(ToString::to_string),
+            next: job
+                .schedule
+                .as_ref()
+                .and_then(|s| s.next_after(now))
+                .map(|t| t.with_timezone(&job.timezone).to_rfc3339()),
+        })
+        .collect();
+    let running = shared.runner.store().running().await?;
+    Ok(Json(StatusBody {
+        pid: std::process::id(),
+        jobs,
+        running,
+    }))
+}
+
+/// Runs a job now and answers with its report when it ends.
+async fn run_job(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Report>, ApiError> {
+    authorize(&shared, &headers)?;
+    let job = shared
+        .config()
+        .job(&name)
+        .cloned()
+        .ok_or(ApiError::UnknownJob(name))?;
+    let report = shared
+        .launch(job, Trigger::Manual, None)
+        .await
+        .map_err(|e| ApiError::Run(e.to_string()))??;
+    Ok(Json(report))
+}
+
+async fn reload(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    authorize(&shared, &headers)?;
+    shared.request_reload();
+    Ok(StatusCode::ACCEPTED)
+}

@@ -1,0 +1,61 @@
+//! `overnight check [-c FILE]`: validate, and show what will fire when.
+
+use chrono::Utc;
+
+use super::{CliError, ConfigArg};
+use crate::exit::Outcome;
+use crate::route;
+
+/// How many fire times to show per job.
+const SHOWN: usize = 3;
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
+    let config = args.config.load()?;
+    if let Some(log_config) = &config.log_config {
+        route::load(log_config)?;
+    }
+    let routing = config.log_config.as_ref().map_or_else(
+        || "console (no `log_config`)".to_string(),
+        |p| p.display().to_string(),
+    );
+    println!(
+        "{}: ok, {} job(s); routing: {routing}; state: {}",
+        config.path.display(),
+        config.jobs.len(),
+        config.state_dir.display()
+    );
+    let width = config.jobs.iter().map(|j| j.name.len()).max().unwrap_or(0);
+    let now = Utc::now();
+    for job in &config.jobs {
+        let Some(schedule) = &job.schedule else {
+            println!("  {:width$}  on demand", job.name);
+            continue;
+        };
+        let mut fires = Vec::new();
+        let mut at = now;
+        while fires.len() < SHOWN {
+            let Some(next) = schedule.next_after(at) else {
+                break;
+            };
+            fires.push(next.with_timezone(&job.timezone).to_rfc3339());
+            at = next;
+        }
+        println!(
+            "  {:width$}  {schedule}  ({})  next: {}",
+            job.name,
+            job.timezone,
+            if fires.is_empty() {
+                "never".to_string()
+            } else {
+                fires.join(", ")
+            }
+        );
+    }
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,69 @@
+//! `overnight exec [--name NAME] [--log-config FILE] -- CMD ARGS…`: wrap a
+//! command from an existing crontab line, with no jobs file needed.
+
+use std::path::PathBuf;
+
+use super::{CliError, ConfigArg};
+use crate::config::{self, Job};
+use crate::exit::Outcome;
+use crate::report::Trigger;
+use crate::route;
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// The job's name in logs and history [default: the command's file name]
+    #[arg(long)]
+    name: Option<String>,
+    /// A log4rs file routing the report sections [default: the jobs file's, else the console]
+    #[arg(long, value_name = "FILE")]
+    log_config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The command and its arguments, after `--`.
+    #[arg(required = true, last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
+    let config = args.config.load_optional()?;
+    let routing = match (&args.log_config, &config) {
+        (Some(path), _) => route::load(path)?,
+        (None, Some(config)) => crate::daemon::routing(config)?,
+        (None, None) => route::console_config(),
+    };
+    let name = match args.name {
+        Some(name) => name,
+        None => default_name(&args.command[0]),
+    };
+    if !config::valid_name(&name) {
+        return Err(CliError::Usage(format!(
+            "bad job name `{name}`: use only letters, digits, `.`, `_` and `-` (set it with `--name`)"
+        )));
+    }
+    let state_dir = config.map_or_else(config::default_state_dir, |c| c.state_dir);
+    route::install(routing);
+    let job = Job::adhoc(name, args.command);
+    let report = super::run::locally(&state_dir, &job, Trigger::Exec).await?;
+    Ok(Outcome::of(report.status))
+}
+
+/// `/usr/local/bin/backup.sh` → `backup.sh`, with anything outside the
+/// job-name alphabet replaced by `_`.
+fn default_name(program: &str) -> String {
+    let base = program.rsplit('/').next().unwrap_or(program);
+    let name: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() || name.chars().all(|c| c == '.') {
+        "exec".into()
+    } else {
+        name
+    }
+}

@@ -1,0 +1,129 @@
+//! `overnight logs (RUN_ID|JOB) [-f]`: a run's captured output.
+//!
+//! Reads the run's capture file; with `-f`, follows it like `tail -f` while
+//! the run is `running` in the store, and stops when it ends.
+
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{CliError, ConfigArg, open_store};
+use crate::capture;
+use crate::exit::Outcome;
+use crate::store::{RunRecord, Store};
+
+/// How often a follower looks for new lines and for the run's end.
+const FOLLOW_TICK: Duration = Duration::from_millis(100);
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// A run id, or a job name for its latest run.
+    run: String,
+    /// Follow the output while the run goes on.
+    #[arg(short, long)]
+    follow: bool,
+    /// Show each line's time and stream.
+    #[arg(short, long)]
+    timestamps: bool,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
+    let state_dir = args.config.state_dir()?;
+    let store = open_store(&state_dir).await?;
+    let run = find_run(&store, &args.run).await?;
+    let path = run.capture_path.as_ref().map_or_else(
+        || capture::path_for(&state_dir, &run.job, run.id),
+        PathBuf::from,
+    );
+    let file = wait_for_file(&path, &store, run.id, args.follow).await?;
+    let mut reader = BufReader::new(file);
+    let mut out = std::io::stdout().lock();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = reader
+            .read_line(&mut line)
+            .map_err(|e| read_error(&path, e))?;
+        if read > 0 && line.ends_with('\n') {
+            print_line(&mut out, line.trim_end_matches('\n'), args.timestamps);
+            continue;
+        }
+        // A partial line: wait for the rest of it.
+        if read > 0 {
+            let back = -(read as i64);
+            reader
+                .seek(SeekFrom::Current(back))
+                .map_err(|e| read_error(&path, e))?;
+        }
+        if !args.follow || !still_running(&store, run.id).await? {
+            // One more pass: the end of the run may have added lines.
+            if args.follow {
+                let mut rest = String::new();
+                std::io::Read::read_to_string(&mut reader, &mut rest)
+                    .map_err(|e| read_error(&path, e))?;
+                rest.lines()
+                    .for_each(|l| print_line(&mut out, l, args.timestamps));
+            }
+            break;
+        }
+        let _ = out.flush();
+        tokio::time::sleep(FOLLOW_TICK).await;
+    }
+    Ok(Outcome::Success)
+}
+
+async fn find_run(store: &Store, what: &str) -> Result<RunRecord, CliError> {
+    let found = match what.parse::<i64>() {
+        Ok(id) => store.run(id).await?,
+        Err(_) => store.history(Some(what), 1).await?.into_iter().next(),
+    };
+    found.ok_or_else(|| {
+        CliError::NotFound(format!(
+            "no run `{what}`: give a run id or a job name that has run (see `overnight history`)"
+        ))
+    })
+}
+
+async fn still_running(store: &Store, id: i64) -> Result<bool, CliError> {
+    Ok(store.run(id).await?.is_some_and(|r| r.status == "running"))
+}
+
+/// Opens the capture file; a follower waits for a run that has just started.
+async fn wait_for_file(
+    path: &PathBuf,
+    store: &Store,
+    id: i64,
+    follow: bool,
+) -> Result<std::fs::File, CliError> {
+    loop {
+        match std::fs::File::open(path) {
+            Ok(file) => return Ok(file),
+            Err(e)
+                if follow
+                    && e.kind() == std::io::ErrorKind::NotFound
+                    && still_running(store, id).await? =>
+            {
+                tokio::time::sleep(FOLLOW_TICK).await;
+            }
+            Err(e) => return Err(read_error(path, e)),
+        }
+    }
+}
+
+fn read_error(path: &std::path::Path, e: std::io::Error) -> CliError {
+    CliError::NotFound(format!(
+        "cannot read the capture file `{}`: {e}",
+        path.display()
+    ))
+}
+
+fn print_line(out: &mut impl Write, raw: &str, timestamps: bool) {
+    let line = capture::parse_line(raw);
+    let _ = if timestamps {
+        writeln!(out, "{} {} {}", line.at, line.stream, line.text)
+    } else {
+        writeln!(out, "{}", line.text)
+    };
+}

@@ -1,0 +1,173 @@
+//! The command line (DESIGN §1): one file per subcommand, one `match`.
+
+mod check;
+mod daemon;
+mod exec;
+mod history;
+mod logs;
+mod next;
+mod report;
+mod run;
+mod status;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::api::client::ClientError;
+use crate::config::{self, Config, ConfigError};
+use crate::daemon::DaemonError;
+use crate::exit::Outcome;
+use crate::route;
+use crate::store::{Store, StoreError};
+
+/// A batch job runner that replaces crontab for overnight work.
+#[derive(Debug, Parser)]
+#[command(name = "overnight", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the jobs file and its log4rs file; show each job's next fire times.
+    Check(check::Args),
+    /// Print the next fire times of a cron expression.
+    Next(next::Args),
+    /// Run the scheduler in the foreground and serve the API.
+    Daemon(daemon::Args),
+    /// Run one job now (through the daemon when one is running).
+    Run(run::Args),
+    /// Wrap a command, as from a crontab line: capture, route, report, record.
+    Exec(exec::Args),
+    /// Every job: last run, status, next fire; runs going now.
+    Status(status::Args),
+    /// Past runs, newest first.
+    History(history::Args),
+    /// A run's captured output; `-f` follows a running job.
+    Logs(logs::Args),
+    /// A run's completion report.
+    Report(report::Args),
+}
+
+/// Why a command failed; printed by [`main`] and mapped to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A configuration file is invalid (printed as `FILE:LINE:COL` lines).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The run history failed.
+    #[error("error: {0}")]
+    Store(#[from] StoreError),
+    /// The daemon could not start.
+    #[error("{0}")]
+    Daemon(#[from] DaemonError),
+    /// The daemon could not be reached.
+    #[error("error: {0}")]
+    Client(#[from] ClientError),
+    /// The command line asks for something that cannot be done.
+    #[error("error: {0}")]
+    Usage(String),
+    /// Something asked for is not there.
+    #[error("error: {0}")]
+    NotFound(String),
+}
+
+impl CliError {
+    fn outcome(&self) -> Outcome {
+        match self {
+            CliError::Config(_) | CliError::Usage(_) | CliError::Daemon(DaemonError::Config(_)) => {
+                Outcome::Usage
+            }
+            _ => Outcome::Failed,
+        }
+    }
+}
+
+/// `-c FILE`, shared by the commands that read the jobs file.
+#[derive(Debug, clap::Args)]
+struct ConfigArg {
+    /// The jobs file [default: $OVERNIGHT_CONFIG, else ./overnight.yaml]
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    /// The jobs file, which must exist.
+    fn load(&self) -> Result<Config, CliError> {
+        let path = config::find(self.config.as_deref()).ok_or(ConfigError::NotFound)?;
+        Ok(Config::load(&path)?)
+    }
+
+    /// The jobs file if there is one (an error in it is still an error).
+    fn load_optional(&self) -> Result<Option<Config>, CliError> {
+        config::find(self.config.as_deref())
+            .map(|path| Config::load(&path))
+            .transpose()
+            .map_err(CliError::from)
+    }
+
+    /// The state directory: the jobs file's, else the default one.
+    fn state_dir(&self) -> Result<PathBuf, CliError> {
+        Ok(self
+            .load_optional()?
+            .map_or_else(config::default_state_dir, |c| c.state_dir))
+    }
+}
+
+/// Opens the history of a state directory that must already exist.
+async fn open_store(state_dir: &Path) -> Result<Store, CliError> {
+    if !state_dir.join("overnight.db").exists() {
+        return Err(CliError::NotFound(format!(
+            "no run history in `{}` yet; runs are recorded by `overnight run`, `overnight exec` and the daemon",
+            state_dir.display()
+        )));
+    }
+    Ok(Store::open(state_dir).await?)
+}
+
+/// Parses the command line, runs the command, and maps its result to an
+/// exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                Outcome::Usage
+            } else {
+                Outcome::Success
+            }
+            .into();
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the async runtime starts");
+    let result = runtime.block_on(dispatch(cli.command));
+    route::flush();
+    match result {
+        Ok(outcome) => outcome.into(),
+        Err(e) => {
+            eprintln!("{e}");
+            e.outcome().into()
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<Outcome, CliError> {
+    match command {
+        Command::Check(args) => check::run(args),
+        Command::Next(args) => next::run(args),
+        Command::Daemon(args) => daemon::run(args).await,
+        Command::Run(args) => run::run(args).await,
+        Command::Exec(args) => exec::run(args).await,
+        Command::Status(args) => status::run(args).await,
+        Command::History(args) => history::run(args).await,
+        Command::Logs(args) => logs::run(args).await,
+        Command::Report(args) => report::run(args).await,
+    }
+}

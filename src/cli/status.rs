@@ -1,0 +1,146 @@
+//! `overnight status [--json]`: every job's last run and next fire, and the
+//! runs going now.
+
+use chrono::Utc;
+use serde::Serialize;
+
+use super::{CliError, ConfigArg};
+use crate::exit::Outcome;
+use crate::store::{RunRecord, Store};
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// One JSON document.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+#[derive(Debug, Serialize)]
+struct JobLine {
+    name: String,
+    schedule: Option<String>,
+    next: Option<String>,
+    last: Option<RunRecord>,
+}
+
+#[derive(Debug, Serialize)]
+struct StatusDoc {
+    jobs: Vec<JobLine>,
+    running: Vec<RunRecord>,
+}
+
+pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
+    let config = args.config.load_optional()?;
+    let state_dir = config
+        .as_ref()
+        .map_or_else(crate::config::default_state_dir, |c| c.state_dir.clone());
+    let (mut last, running) = if state_dir.join("overnight.db").exists() {
+        let store = Store::open(&state_dir).await?;
+        (store.last_finished().await?, store.running().await?)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let now = Utc::now();
+    let mut jobs: Vec<JobLine> = config
+        .iter()
+        .flat_map(|c| &c.jobs)
+        .map(|job| JobLine {
+            name: job.name.clone(),
+            schedule: job.schedule.as_ref().map(ToString::to_string),
+            next: job
+                .schedule
+                .as_ref()
+                .and_then(|s| s.next_after(now))
+                .map(|t| t.with_timezone(&job.timezone).to_rfc3339()),
+            last: last
+                .iter()
+                .position(|r| r.job == job.name)
+                .map(|i| last.swap_remove(i)),
+        })
+        .collect();
+    // Jobs that ran (through `exec`, or before a rename) but are not in the file.
+    jobs.extend(last.into_iter().map(|r| JobLine {
+        name: r.job.clone(),
+        schedule: None,
+        next: None,
+        last: Some(r),
+    }));
+    let doc = StatusDoc { jobs, running };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("status serialises")
+        );
+    } else {
+        print_text(&doc);
+    }
+    Ok(Outcome::Success)
+}
+
+fn print_text(doc: &StatusDoc) {
+    let width = doc
+        .jobs
+        .iter()
+        .map(|j| j.name.len())
+        .max()
+        .unwrap_or(3)
+        .max(3);
+    println!(
+        "{:width$}  {:8}  {:>6}  {:27}  NEXT",
+        "JOB", "LAST", "RUN", "FINISHED"
+    );
+    for job in &doc.jobs {
+        let (status, id, finished) = job
+            .last
+            .as_ref()
+            .map_or(("-", String::from("-"), "-"), |r| {
+                (
+                    r.status.as_str(),
+                    r.id.to_string(),
+                    r.finished_at.as_deref().unwrap_or("-"),
+                )
+            });
+        let next = job.next.as_deref().unwrap_or(if job.schedule.is_some() {
+            "never"
+        } else {
+            "on demand"
+        });
+        println!(
+            "{:width$}  {status:8}  {id:>6}  {finished:27}  {next}",
+            job.name
+        );
+    }
+    if !doc.running.is_empty() {
+        println!("\nrunning:");
+        for run in &doc.running {
+            let progress = run
+                .capture_path
+                .as_deref()
+                .and_then(last_progress)
+                .map(|p| format!("  {p}"))
+                .unwrap_or_default();
+            println!(
+                "  #{} {} since {}{progress}",
+                run.id, run.job, run.started_at
+            );
+        }
+    }
+}
+
+/// The last `::progress::` line in the tail of a capture file.
+fn last_progress(path: &str) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)))
+        .ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    String::from_utf8_lossy(&tail)
+        .lines()
+        .rev()
+        .map(crate::capture::parse_line)
+        .find_map(|l| l.text.strip_prefix("::progress::").map(str::to_string))
+}

@@ -1,0 +1,71 @@
+//! The daemon's card in the state directory: where it listens, its pid, and
+//! the token that state-changing API calls must present.
+//!
+//! `<state_dir>/daemon.json` is written with mode 0600 at start and removed
+//! at a clean stop; a card whose pid is gone is ignored, so a crash leaves
+//! nothing that misleads the CLI.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::process_alive;
+
+/// How to reach a running daemon.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// The daemon's pid.
+    pub pid: u32,
+    /// The API's address.
+    pub addr: SocketAddr,
+    /// The bearer token for state-changing calls.
+    pub token: String,
+}
+
+fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join("daemon.json")
+}
+
+impl DaemonInfo {
+    /// A card for this process, with a fresh random token.
+    pub fn new(addr: SocketAddr) -> std::io::Result<DaemonInfo> {
+        let mut bytes = [0u8; 16];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+        Ok(DaemonInfo {
+            pid: std::process::id(),
+            addr,
+            token: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        })
+    }
+
+    /// Writes the card, readable by its owner only.
+    pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(state_dir)?;
+        let tmp = state_dir.join("daemon.json.tmp");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(serde_json::to_string(self).expect("serialises").as_bytes())?;
+        std::fs::rename(tmp, path(state_dir))
+    }
+
+    /// The card of a live daemon on this state directory, if there is one.
+    pub fn read(state_dir: &Path) -> Option<DaemonInfo> {
+        let text = std::fs::read_to_string(path(state_dir)).ok()?;
+        let info: DaemonInfo = serde_json::from_str(&text).ok()?;
+        process_alive(i64::from(info.pid)).then_some(info)
+    }
+
+    /// Removes the card, if it is this process's.
+    pub fn remove(state_dir: &Path) {
+        if Self::read(state_dir).is_some_and(|i| i.pid == std::process::id()) {
+            let _ = std::fs::remove_file(path(state_dir));
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The daemon: the scheduler, the dispatcher, reload and shutdown.
+//!
+//! [`run`] takes everything a test needs to inject: the validated config,
+//! a bound listener (port 0 in tests, no races), and the future that asks it
+//! to stop. Deadlines sit in a [`TimerQueue`]; the loop sleeps until the
+//! first one, a reload, or shutdown — it never polls. Due jobs run
+//! concurrently as tracked tasks. SIGHUP (or `POST /api/reload`) reloads the
+//! jobs file and the log4rs file together, keeping both old ones when either
+//! new one is invalid. At shutdown scheduling stops, running jobs get the
+//! grace period, then their process groups are ended and every run's end is
+//! recorded before `run` returns.
+
+pub mod inflight;
+pub mod info;
+
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+use chrono::Utc;
+use log::{error, info, warn};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, watch};
+
+use crate::config::{Config, ConfigError, Job};
+use crate::report::{Report, Trigger};
+use crate::route;
+use crate::runner::Runner;
+use crate::schedule::queue::TimerQueue;
+use crate::store::{Store, StoreError};
+use inflight::Inflight;
+use info::DaemonInfo;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The jobs file or the log4rs file is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The run history could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The state directory could not be written.
+    #[error("cannot write the daemon's state in `{}`: {source}", dir.display())]
+    State {
+        /// The state directory.
+        dir: std::path::PathBuf,
+        /// The reason.
+        source: std::io::Error,
+    },
+}
+
+/// What the scheduler, the API and the runs share.
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration in force; never held across an await.
+    config: RwLock<Arc<Config>>,
+    /// Runs jobs and records them.
+    pub runner: Runner,
+    /// Turns true when running jobs must be ended.
+    stop: watch::Receiver<bool>,
+    inflight: Arc<Inflight>,
+    /// Asks the scheduler to reload.
+    reload: Notify,
+    /// The token state-changing API calls must present.
+    pub token: String,
+}
+
+impl Shared {
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.read().expect("config lock"))
+    }
+
+    /// Starts a run of `job` as a tracked task; the run goes on to its end
+    /// even if the caller stops waiting.
+    pub fn launch(
+        self: &Arc<Self>,
+        job: Job,
+        trigger: Trigger,
+        scheduled_at: Option<chrono::DateTime<Utc>>,
+    ) -> tokio::task::JoinHandle<Result<Report, StoreError>> {
+        let guard = self.inflight.enter();
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            let _guard = guard;
+            let result = shared
+                .runner
+                .run(&job, trigger, scheduled_at, shared.stop.clone())
+                .await;
+            if let Err(e) = &result {
+                error!(target: "overnight::daemon", "run of `{}` not recorded: {e}", job.name);
+            }
+            result
+        })
+    }
+
+    /// Asks the scheduler to reload the jobs and log4rs files.
+    pub fn request_reload(&self) {
+        self.reload.notify_one();
+    }
+}
+
+/// Loads the routing a config names, or the console routing.
+pub fn routing(config: &Config) -> Result<log4rs::Config, ConfigError> {
+    match &config.log_config {
+        Some(path) => route::load(path),
+        None => Ok(route::console_config()),
+    }
+}
+
+/// Runs the daemon until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    route::install(routing(&config)?);
+    let store = Store::open(&config.state_dir).await?;
+    let host = crate::store::hostname();
+    let closed = store.close_abandoned(&host).await?;
+    if closed > 0 {
+        warn!(target: "overnight::daemon", "closed {closed} run(s) left running by a runner that died, as `lost`");
+    }
+    store.sync_jobs(&config.jobs).await?;
+
+    let addr = listener.local_addr().map_err(|source| DaemonError::State {
+        dir: config.state_dir.clone(),
+        source,
+    })?;
+    let state_error = |source| DaemonError::State {
+        dir: config.state_dir.clone(),
+        source,
+    };
+    let card = DaemonInfo::new(addr).map_err(state_error)?;
+    card.write(&config.state_dir).map_err(state_error)?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state_dir = config.state_dir.clone();
+    let grace = config.shutdown_grace;
+    let shared = Arc::new(Shared {
+        runner: Runner::new(store.clone(), config.state_dir.clone()),
+        config: RwLock::new(Arc::new(config)),
+        stop: stop_rx,
+        inflight: Arc::default(),
+        reload: Notify::new(),
+        token: card.token.clone(),
+    });
+
+    let (server_stop_tx, server_stop_rx) = watch::channel(false);
+    let server = tokio::spawn(crate::api::serve(
+        listener,
+        Arc::clone(&shared),
+        server_stop_rx,
+    ));
+    info!(target: "overnight::daemon", "started: pid {}, API on http://{addr}, {} job(s)", card.pid, shared.config().jobs.len());
+
+    schedule(&shared, shutdown).await;
+
+    let running = shared.inflight.count();
+    if running > 0 {
+        info!(target: "overnight::daemon", "stopping: waiting up to {} for {running} running job(s)", humantime::format_duration(grace));
+        if tokio::time::timeout(grace, shared.inflight.idle())
+            .await
+            .is_err()
+        {
+            warn!(target: "overnight::daemon", "grace period over: ending {} running job(s)", shared.inflight.count());
+            let _ = stop_tx.send(true);
+            shared.inflight.idle().await;
+        }
+    }
+    let _ = server_stop_tx.send(true);
+    let _ = server.await;
+    DaemonInfo::remove(&state_dir);
+    store.close().await;
+    info!(target: "overnight::daemon", "stopped");
+    route::flush();
+    Ok(())
+}
+
+/// The scheduler loop: fire due jobs, reload on request, until shutdown.
+async fn schedule(shared: &Arc<Shared>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    let mut queue = TimerQueue::default();
+    arm(&mut queue, &shared.config());
+    loop {
+        let sleep = queue
+            .next()
+            .map(|at| (at - Utc::now()).to_std().unwrap_or_default());
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(()) = recv_hangup(&mut hangup) => reload(shared, &mut queue).await,
+            () = shared.reload.notified() => reload(shared, &mut queue).await,
+            () = sleep_for(sleep) => {
+                let config = shared.config();
+                for (at, id) in queue.pop_due(Utc::now()) {
+                    let job = &config.jobs[id];
+                    shared.launch(job.clone(), Trigger::Schedule, Some(at));
+                    if let Some(next) = job.schedule.as_ref().and_then(|s| s.next_after(at)) {
+                        queue.push(next, id);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Puts each scheduled job's next fire after now into the queue.
+fn arm(queue: &mut TimerQueue, config: &Config) {
+    queue.clear();
+    let now = Utc::now();
+    for (id, job) in config.jobs.iter().enumerate() {
+        if let Some(next) = job.schedule.as_ref().and_then(|s| s.next_after(now)) {
+            queue.push(next, id);
+        }
+    }
+}
+
+async fn reload(shared: &Arc<Shared>, queue: &mut TimerQueue) {
+    let current = shared.config();
+    let loaded =
+        Config::load(&current.path).and_then(|new| routing(&new).map(|routing| (new, routing)));
+    match loaded {
+        Ok((new, routing)) => {
+            if new.state_dir != current.state_dir {
+                warn!(target: "overnight::daemon", "reload: `state_dir` changes only at restart; keeping `{}`", current.state_dir.display());
+            }
+            route::install(routing);
+            if let Err(e) = shared.runner.store().sync_jobs(&new.jobs).await {
+                error!(target: "overnight::daemon", "reload: {e}");
+            }
+            info!(target: "overnight::daemon", "reloaded `{}`: {} job(s)", new.path.display(), new.jobs.len());
+            let new = Config {
+                state_dir: current.state_dir.clone(),
+                ..new
+            };
+            arm(queue, &new);
+            *shared.config.write().expect("config lock") = Arc::new(new);
+        }
+        Err(e) => {
+            error!(target: "overnight::daemon", "reload refused, keeping the running configuration:\n{e}");
+        }
+    }
+}
+
+async fn recv_hangup(hangup: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match hangup {
+        Some(h) => h.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_for(duration: Option<std::time::Duration>) {
+    match duration {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
