@@ -18,4 +18,4 @@ use crate::event::RunEvent;
 pub type EventSender = mpsc::Sender<Vec<RunEvent>>;
 
 /// How many batches may wait for the sinks.
-pub const EVENT_BACKLOG: usize = 16;
+pub const EVENT_BACKLOG: usize = 4;

@@ -1,0 +1,216 @@
+//! The daemon: scheduling, `run` through it, reload on SIGHUP, SIGTERM.
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use crate::helper::{Sandbox, TestDaemon, runs, text, wait_for};
+
+const EVERY_SECOND: &str = "'* * * * * *'";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_jobs_fire_and_are_recorded() {
+    let daemon = TestDaemon::start(&format!(
+        "listen: 127.0.0.1:0\njobs:\n  tick:\n    command: echo tick $OVERNIGHT_RUN_ID\n    schedule: {EVERY_SECOND}\n"
+    ))
+    .await;
+    let state = daemon.state_dir.clone();
+    let done = wait_for(Duration::from_secs(10), "two scheduled runs", || {
+        let state = state.clone();
+        async move {
+            let done: Vec<_> = runs(&state)
+                .await
+                .into_iter()
+                .filter(|r| r.status == "success")
+                .collect();
+            (done.len() >= 2).then_some(done)
+        }
+    })
+    .await;
+    assert_eq!(done[0].trigger, "schedule");
+    assert!(
+        done[0]
+            .scheduled_at
+            .as_deref()
+            .unwrap()
+            .ends_with(".000000Z"),
+        "fires on the second"
+    );
+    let capture = std::fs::read_to_string(done[0].capture_path.as_ref().unwrap()).unwrap();
+    assert!(
+        capture.ends_with(&format!("\tout\ttick {}\n", done[0].id)),
+        "{capture}"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_goes_through_the_running_daemon() {
+    let daemon = TestDaemon::start(
+        "listen: 127.0.0.1:0\njobs:\n  manual:\n    command: echo by daemon $$; echo ::warning::w\n",
+    )
+    .await;
+    let config = daemon.config_path.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Sandbox::new().run(&["run", "manual", "-c", config.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    assert!(stdout.starts_with("manual #1: warning"), "{stdout}");
+    let run = &runs(&daemon.state_dir).await[0];
+    assert_eq!(
+        run.pid,
+        Some(i64::from(std::process::id())),
+        "recorded by the daemon, not the CLI"
+    );
+    assert_eq!(run.trigger, "manual");
+    daemon.stop().await;
+}
+
+#[test]
+fn run_without_a_daemon_runs_here_and_unknown_jobs_are_refused() {
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        "jobs:\n  here:\n    command: [sh, -c, 'exit 2']\n",
+    );
+    let out = sb.run(&["run", "here"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).0.starts_with("here #1: failed (exit 2"),
+        "{}",
+        text(&out).0
+    );
+    let out = sb.run(&["run", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("no job named `nope`"));
+}
+
+/// The real binary as a daemon, on a jobs file in a sandbox.
+struct Daemon {
+    sb: Sandbox,
+    child: Child,
+}
+
+impl Daemon {
+    fn start(jobs_file: &str) -> Daemon {
+        let sb = Sandbox::new();
+        sb.write("overnight.yaml", jobs_file);
+        let child = sb
+            .command(&["daemon"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(sb.path().join("daemon.err")).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon { sb, child }
+    }
+
+    fn state(&self) -> std::path::PathBuf {
+        self.sb.path().join(".overnight")
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: sends a signal to our own child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_with_a_broken_jobs_file_keeps_the_old_jobs_running() {
+    let mut d = Daemon::start(&format!(
+        "listen: 127.0.0.1:0\njobs:\n  keep:\n    command: echo kept\n    schedule: {EVERY_SECOND}\n"
+    ));
+    let state = d.state();
+    let count = |state: std::path::PathBuf| async move {
+        runs(&state)
+            .await
+            .iter()
+            .filter(|r| r.status == "success")
+            .count()
+    };
+    wait_for(Duration::from_secs(10), "a first run", || {
+        let state = state.clone();
+        async move { (count(state).await >= 1).then_some(()) }
+    })
+    .await;
+
+    d.sb.write(
+        "overnight.yaml",
+        "jobs:\n  keep:\n    command: echo\n    schedule: 'not cron'\n",
+    );
+    d.signal(libc::SIGHUP);
+    let err = wait_for(
+        Duration::from_secs(10),
+        "the refusal in the daemon's log",
+        || {
+            let err = d.sb.read("daemon.err");
+            async move { err.contains("reload refused").then_some(err) }
+        },
+    )
+    .await;
+    assert!(err.contains("overnight.yaml:4:15: bad schedule"), "{err}");
+
+    let before = count(state.clone()).await;
+    wait_for(
+        Duration::from_secs(10),
+        "runs after the refused reload",
+        || {
+            let state = state.clone();
+            async move { (count(state).await >= before + 2).then_some(()) }
+        },
+    )
+    .await;
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "the daemon is still running"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_while_a_job_runs_leaves_no_run_running() {
+    let mut d = Daemon::start(&format!(
+        "listen: 127.0.0.1:0\nshutdown_grace: 1s\njobs:\n  slow:\n    command: echo started; sleep 60\n    schedule: {EVERY_SECOND}\n    kill_grace: 1s\n"
+    ));
+    let state = d.state();
+    wait_for(Duration::from_secs(10), "a running run", || {
+        let state = state.clone();
+        async move {
+            runs(&state)
+                .await
+                .iter()
+                .any(|r| r.status == "running")
+                .then_some(())
+        }
+    })
+    .await;
+    d.signal(libc::SIGTERM);
+    let status = tokio::task::spawn_blocking(move || {
+        let status = d.child.wait().unwrap();
+        (status, d)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        status.0.code(),
+        Some(0),
+        "a clean stop: {}",
+        status.1.sb.read("daemon.err")
+    );
+    let all = runs(&state).await;
+    assert!(!all.is_empty());
+    assert!(all.iter().all(|r| r.status != "running"), "{all:#?}");
+    let cut = all
+        .iter()
+        .find(|r| r.summary.as_deref().unwrap_or("").contains("shutdown"))
+        .expect("a run ended by the shutdown");
+    assert_eq!(cut.status, "failed");
+    assert!(!state.join("daemon.json").exists(), "the card is removed");
+}

@@ -1,0 +1,112 @@
+//! `overnight exec`: a crontab line wrapped, captured, routed and recorded.
+
+use crate::helper::{Sandbox, repo, text};
+
+/// The issue's scenario: stdout, stderr and a protocol warning from a
+/// command that exits 0 make a `warning` run, each stream in its place.
+#[test]
+fn exec_warning_routes_each_section_and_records_the_run() {
+    let sb = Sandbox::new();
+    let config = repo().join("log4rs-configs/split-streams.yaml");
+    let out = sb.run(&[
+        "exec",
+        "--name",
+        "demo",
+        "--log-config",
+        config.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        r#"echo hello; echo oops >&2; echo "::warning::disk 91% full"; exit 0"#,
+    ]);
+    let (_, stderr) = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a warning run exits 3; stderr: {stderr}"
+    );
+
+    let warnings = sb.read("logs/warnings.log");
+    assert!(
+        warnings.contains("WARN  demo#1 disk 91% full"),
+        "warnings file: {warnings:?}"
+    );
+    let log = sb.read("logs/jobs.log");
+    assert!(log.contains("INFO  demo#1 hello"), "log file: {log:?}");
+    assert!(log.contains("WARN  demo#1 oops"), "log file: {log:?}");
+    assert!(
+        !log.contains("disk 91%"),
+        "protocol lines are not output lines: {log:?}"
+    );
+    assert!(sb.read("logs/errors.log").is_empty());
+    // The status records go to the console; the closing one is at WARN.
+    let closing = stderr
+        .lines()
+        .find(|l| l.contains("finished status=warning"))
+        .expect("a closing status record");
+    assert!(closing.contains("WARN  demo#1"), "{closing}");
+
+    let history = sb.run(&["history", "--json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    assert_eq!(runs[0]["job"], "demo");
+    assert_eq!(runs[0]["status"], "warning");
+    let id = runs[0]["id"].as_i64().unwrap().to_string();
+
+    let report = sb.run(&["report", &id, "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["warnings"][0]["message"], "disk 91% full");
+    assert_eq!(report["status"], "warning");
+    assert_eq!(report["exit"]["code"], 0);
+
+    let logs = sb.run(&["logs", &id]);
+    let (printed, _) = text(&logs);
+    assert!(printed.lines().any(|l| l == "hello"), "{printed}");
+    assert!(printed.lines().any(|l| l == "oops"), "{printed}");
+}
+
+#[test]
+fn exec_exit_codes_follow_the_run_status() {
+    let sb = Sandbox::new();
+    assert_eq!(sb.run(&["exec", "--", "true"]).status.code(), Some(0));
+    assert_eq!(
+        sb.run(&["exec", "--", "sh", "-c", "exit 4"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(
+        sb.run(&["exec", "--", "sh", "-c", "echo ::error::bad"])
+            .status
+            .code(),
+        Some(1)
+    );
+    let missing = sb.run(&["exec", "--name", "ghost", "--", "/nonexistent/program"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let report = sb.run(&["report", "4", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let error = report["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        error.contains("cannot start `/nonexistent/program`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn exec_refuses_a_bad_name_with_usage_exit() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["exec", "--name", "no spaces", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("error: bad job name `no spaces`"));
+}
+
+#[test]
+fn logs_of_a_job_name_shows_its_latest_run_with_timestamps() {
+    let sb = Sandbox::new();
+    sb.run(&["exec", "--name", "twice", "--", "echo", "first"]);
+    sb.run(&["exec", "--name", "twice", "--", "echo", "second"]);
+    let (out, _) = text(&sb.run(&["logs", "twice", "--timestamps"]));
+    let line = out.lines().next().unwrap();
+    assert!(line.ends_with(" out second"), "{line}");
+    assert!(
+        line.starts_with("20"),
+        "starts with an RFC 3339 time: {line}"
+    );
+}

@@ -1,0 +1,168 @@
+//! What the integration tests share: the real binary in a sandbox folder, an
+//! in-process daemon, and waiting for a condition with a deadline.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use overnight::config::Config;
+use overnight::store::{RunRecord, Store};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The repository's root, for the shipped files.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A folder to run the binary in, with its own state directory.
+pub struct Sandbox {
+    pub dir: TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().expect("a temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The state directory used when there is no jobs file.
+    pub fn state_dir(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    /// `overnight ARGS…` in the sandbox, isolated from the caller's setup.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_overnight"));
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("OVERNIGHT_STATE_DIR", self.state_dir())
+            .env_remove("OVERNIGHT_CONFIG")
+            .env_remove("XDG_STATE_HOME");
+        cmd
+    }
+
+    /// Runs `overnight ARGS…` to its end.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("the binary runs")
+    }
+
+    /// Writes a file in the sandbox and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Reads a file of the sandbox, or "" when it is not there.
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path().join(name)).unwrap_or_default()
+    }
+}
+
+/// Text of a process's stdout and stderr.
+pub fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits until `check` returns `Some`, or panics after `limit`.
+pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every run in a state directory, oldest first.
+pub async fn runs(state_dir: &Path) -> Vec<RunRecord> {
+    if !state_dir.join("overnight.db").exists() {
+        return Vec::new();
+    }
+    let store = Store::open(state_dir).await.expect("the store opens");
+    let mut runs = store.history(None, 100_000).await.expect("history");
+    store.close().await;
+    runs.reverse();
+    runs
+}
+
+/// The daemon, in this process, on a port of its own, stopped on drop.
+pub struct TestDaemon {
+    pub sandbox: Sandbox,
+    pub config_path: PathBuf,
+    pub state_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), overnight::daemon::DaemonError>>>,
+}
+
+impl TestDaemon {
+    /// Starts a daemon on a jobs file with these contents.
+    pub async fn start(jobs_file: &str) -> TestDaemon {
+        let sandbox = Sandbox::new();
+        let config_path = sandbox.write("overnight.yaml", jobs_file);
+        let config = Config::load(&config_path).expect("a valid jobs file");
+        let state_dir = config.state_dir.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(overnight::daemon::run(config, listener, async {
+            let _ = stopped.await;
+        }));
+        let daemon = TestDaemon {
+            sandbox,
+            config_path,
+            state_dir,
+            stop: Some(stop),
+            task: Some(task),
+        };
+        let card = daemon.state_dir.join("daemon.json");
+        wait_for(Duration::from_secs(10), "the daemon's card", || {
+            let ready = card.exists();
+            async move { ready.then_some(()) }
+        })
+        .await;
+        daemon
+    }
+
+    /// Stops it and waits for it to end.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("the daemon task")
+                .expect("the daemon stops cleanly");
+        }
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

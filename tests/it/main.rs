@@ -1,0 +1,11 @@
+//! Integration tests: the real binary, real processes, real files, real
+//! SQLite, real HTTP on loopback.
+
+mod helper;
+
+mod check;
+mod daemon;
+mod exec;
+mod memory;
+mod next;
+mod routing;

@@ -1,0 +1,54 @@
+//! Memory stays bounded whatever a job prints: the peak RSS of the
+//! `overnight exec` process (and its job, reaped by it) is measured by the
+//! kernel and read with wait4.
+
+use std::process::Stdio;
+
+use crate::helper::Sandbox;
+
+/// The limit the issue sets.
+const LIMIT_KB: i64 = 64 * 1024;
+
+/// Runs `overnight exec -- sh -c SCRIPT`; returns (exit code, peak RSS in KiB).
+#[expect(clippy::zombie_processes, reason = "reaped by wait4, which also reports its rusage")]
+fn peak_rss(sb: &Sandbox, script: &str) -> (i32, i64) {
+    let child = sb
+        .command(&["exec", "--name", "flood", "--", "sh", "-c", script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain data, filled in by the kernel.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, writing into the two locals.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+}
+
+#[test]
+fn five_hundred_megabytes_without_a_newline_in_bounded_memory() {
+    let sb = Sandbox::new();
+    let (code, rss) = peak_rss(&sb, "head -c 500000000 /dev/zero");
+    eprintln!("peak RSS for 500 MB without a newline: {rss} KiB");
+    assert_eq!(code, 0);
+    assert!(rss < LIMIT_KB, "peak RSS {rss} KiB");
+    let capture = sb.read("state/runs/flood/1.log");
+    assert!(
+        capture.ends_with(&format!(" [cut: {} bytes]\n", 500_000_000 - 64 * 1024)),
+        "the cut is recorded"
+    );
+}
+
+#[test]
+fn five_million_short_lines_in_bounded_memory() {
+    let sb = Sandbox::new();
+    let (code, rss) = peak_rss(&sb, "seq 5000000");
+    eprintln!("peak RSS for 5 million lines: {rss} KiB");
+    assert_eq!(code, 0);
+    assert!(rss < LIMIT_KB, "peak RSS {rss} KiB");
+    let capture = sb.read("state/runs/flood/1.log");
+    assert_eq!(capture.lines().count(), 5_000_000, "every line is captured");
+    assert!(capture.ends_with("\tout\t5000000\n"));
+}

@@ -1,0 +1,149 @@
+//! Each shipped log4rs file routes a real run; the files are read back.
+
+use crate::helper::{Sandbox, repo, text};
+
+fn exec_with(sb: &Sandbox, config: &str, name: &str, script: &str) -> std::process::Output {
+    let config = repo().join("log4rs-configs").join(config);
+    sb.run(&[
+        "exec",
+        "--name",
+        name,
+        "--log-config",
+        config.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        script,
+    ])
+}
+
+#[test]
+fn per_job_files_are_named_after_jobs_the_file_never_names() {
+    let sb = Sandbox::new();
+    exec_with(
+        &sb,
+        "per-job-files.yaml",
+        "alpha",
+        "echo from-alpha; echo ::error::alpha broke",
+    );
+    exec_with(&sb, "per-job-files.yaml", "beta", "echo from-beta");
+    let alpha = sb.read("logs/jobs/alpha.log");
+    let beta = sb.read("logs/jobs/beta.log");
+    assert!(alpha.contains("jobs::log::alpha from-alpha"), "{alpha}");
+    assert!(
+        alpha.contains("ERROR #1 jobs::errors::alpha alpha broke"),
+        "{alpha}"
+    );
+    assert!(
+        alpha.contains("jobs::status::alpha finished status=failed"),
+        "{alpha}"
+    );
+    assert!(
+        beta.contains("from-beta") && !beta.contains("alpha"),
+        "{beta}"
+    );
+    let config = std::fs::read_to_string(repo().join("log4rs-configs/per-job-files.yaml")).unwrap();
+    assert!(!config.contains("alpha") && !config.contains("beta"));
+}
+
+#[test]
+fn json_lines_carry_job_run_and_attempt() {
+    let sb = Sandbox::new();
+    exec_with(
+        &sb,
+        "json-lines.yaml",
+        "shipper",
+        "echo payload; echo ::progress::50% half",
+    );
+    let text = sb.read("logs/overnight.jsonl");
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let line = records
+        .iter()
+        .find(|r| r["message"] == "payload")
+        .expect("the output line");
+    assert_eq!(line["target"], "jobs::log::shipper");
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["attributes"]["job"], "shipper");
+    assert_eq!(line["attributes"]["run_id"], "1");
+    assert_eq!(line["mdc"]["attempt"], "1");
+    assert!(
+        records
+            .iter()
+            .any(|r| r["target"] == "jobs::progress::shipper" && r["message"] == "50% half")
+    );
+    let details = records
+        .iter()
+        .find(|r| r["target"] == "jobs::details::shipper")
+        .expect("a details record");
+    let report: serde_json::Value =
+        serde_json::from_str(details["message"].as_str().unwrap()).unwrap();
+    assert_eq!(report["status"], "success");
+    assert_eq!(report["progress"]["percent"], 50.0);
+}
+
+#[test]
+fn console_config_prints_every_section_to_stderr() {
+    let sb = Sandbox::new();
+    let out = exec_with(
+        &sb,
+        "console.yaml",
+        "loud",
+        "echo visible; echo ::warning::careful",
+    );
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("jobs::log::loud [loud#1] visible"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("WARN  jobs::warnings::loud [loud#1] careful"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("jobs::details"), "{stderr}");
+}
+
+#[test]
+fn split_streams_sends_errors_to_their_own_file() {
+    let sb = Sandbox::new();
+    let out = exec_with(
+        &sb,
+        "split-streams.yaml",
+        "broken",
+        "echo ::error code=E42::no input file; exit 1",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let errors = sb.read("logs/errors.log");
+    assert!(
+        errors.contains("ERROR broken#1 [E42] no input file"),
+        "{errors}"
+    );
+    assert!(sb.read("logs/warnings.log").is_empty());
+}
+
+#[test]
+fn without_a_log_config_status_errors_and_warnings_go_to_the_console() {
+    let sb = Sandbox::new();
+    let out = sb.run(&[
+        "exec",
+        "--name",
+        "plain",
+        "--",
+        "sh",
+        "-c",
+        "echo quiet; echo ::error::loud",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("jobs::errors::plain loud"), "{stderr}");
+    assert!(
+        stderr.contains("jobs::status::plain finished status=failed"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("quiet"),
+        "output lines stay in the capture file: {stderr}"
+    );
+}
