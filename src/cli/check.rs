@@ -31,6 +31,12 @@ pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
         config.state_dir.display()
     );
     let width = config.jobs.iter().map(|j| j.name.len()).max().unwrap_or(0);
+    let schedule_width = config
+        .jobs
+        .iter()
+        .filter_map(|j| j.schedule.as_ref().map(|s| s.to_string().len()))
+        .max()
+        .unwrap_or(0);
     let now = Utc::now();
     for job in &config.jobs {
         let Some(schedule) = &job.schedule else {
@@ -47,8 +53,9 @@ pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
             at = next;
         }
         println!(
-            "  {:width$}  {schedule}  ({})  next: {}",
+            "  {:width$}  {:schedule_width$}  ({})  next: {}",
             job.name,
+            schedule.to_string(),
             job.timezone,
             if fires.is_empty() {
                 "never".to_string()

@@ -5,6 +5,11 @@
 //! us, every appender, filter, encoder and policy is built, and each one
 //! that fails is a [`Problem`] at its `FILE:LINE:COL`. Our own appender
 //! kinds are registered beside log4rs's.
+//!
+//! One departure from log4rs: a relative `path` (and roller `pattern`) is
+//! relative to the log4rs file's folder, not to the working directory,
+//! like every other path in overnight's files — a daemon started by systemd
+//! (in `/`) or a crontab line (in `$HOME`) writes where the file says.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -111,8 +116,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     };
 
     let deserializers = deserializers();
+    let base = path.parent().unwrap_or(Path::new(""));
     let mut appenders = Vec::new();
-    for (name, appender) in raw.appenders {
+    for (name, mut appender) in raw.appenders {
+        anchor_paths(&mut appender.config, base);
         let pos = key_pos(&tree, &["appenders", &name]);
         if !APPENDER_KINDS.contains(&appender.kind.as_str()) {
             problems.push(at(
@@ -182,6 +189,30 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             }
             Err(ConfigError::Invalid(problems))
         }
+    }
+}
+
+/// Makes the `path` and `policy.roller.pattern` of an appender's settings
+/// relative to `base` when they are relative.
+fn anchor_paths(settings: &mut serde_value::Value, base: &Path) {
+    use serde_value::Value;
+    let key = |k: &str| Value::String(k.to_string());
+    let Value::Map(map) = settings else { return };
+    if let Some(Value::String(p)) = map.get_mut(&key("path")) {
+        anchor(p, base);
+    }
+    if let Some(Value::Map(policy)) = map.get_mut(&key("policy"))
+        && let Some(Value::Map(roller)) = policy.get_mut(&key("roller"))
+        && let Some(Value::String(p)) = roller.get_mut(&key("pattern"))
+    {
+        anchor(p, base);
+    }
+}
+
+fn anchor(path: &mut String, base: &Path) {
+    // `$ENV{…}` is expanded by log4rs later; an absolute path stays as it is.
+    if !path.starts_with('/') && !path.starts_with("$ENV{") && !base.as_os_str().is_empty() {
+        *path = base.join(&*path).to_string_lossy().into_owned();
     }
 }
 

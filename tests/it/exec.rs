@@ -7,7 +7,8 @@ use crate::helper::{Sandbox, repo, text};
 #[test]
 fn exec_warning_routes_each_section_and_records_the_run() {
     let sb = Sandbox::new();
-    let config = repo().join("log4rs-configs/split-streams.yaml");
+    let shipped = std::fs::read_to_string(repo().join("log4rs-configs/split-streams.yaml")).unwrap();
+    let config = sb.write("conf/log4rs.yaml", &shipped);
     let out = sb.run(&[
         "exec",
         "--name",
@@ -26,19 +27,19 @@ fn exec_warning_routes_each_section_and_records_the_run() {
         "a warning run exits 3; stderr: {stderr}"
     );
 
-    let warnings = sb.read("logs/warnings.log");
+    let warnings = sb.read("conf/logs/warnings.log");
     assert!(
         warnings.contains("WARN  demo#1 disk 91% full"),
         "warnings file: {warnings:?}"
     );
-    let log = sb.read("logs/jobs.log");
+    let log = sb.read("conf/logs/jobs.log");
     assert!(log.contains("INFO  demo#1 hello"), "log file: {log:?}");
     assert!(log.contains("WARN  demo#1 oops"), "log file: {log:?}");
     assert!(
         !log.contains("disk 91%"),
         "protocol lines are not output lines: {log:?}"
     );
-    assert!(sb.read("logs/errors.log").is_empty());
+    assert!(sb.read("conf/logs/errors.log").is_empty());
     // The status records go to the console; the closing one is at WARN.
     let closing = stderr
         .lines()

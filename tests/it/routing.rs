@@ -2,8 +2,11 @@
 
 use crate::helper::{Sandbox, repo, text};
 
+/// Runs a script under a shipped log4rs file copied into the sandbox, so
+/// that its relative paths land there.
 fn exec_with(sb: &Sandbox, config: &str, name: &str, script: &str) -> std::process::Output {
-    let config = repo().join("log4rs-configs").join(config);
+    let shipped = std::fs::read_to_string(repo().join("log4rs-configs").join(config)).unwrap();
+    let config = sb.write(config, &shipped);
     sb.run(&[
         "exec",
         "--name",
