@@ -13,11 +13,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::config::Job;
 use crate::daemon::Shared;
 use crate::report::{Report, Trigger};
 use crate::store::{RunRecord, StoreError};
@@ -76,6 +77,21 @@ pub struct JobStatus {
     pub next: Option<String>,
 }
 
+impl JobStatus {
+    /// A job's line as of `now`.
+    pub fn of(job: &Job, now: DateTime<Utc>) -> JobStatus {
+        JobStatus {
+            name: job.name.clone(),
+            schedule: job.schedule.as_ref().map(ToString::to_string),
+            next: job
+                .schedule
+                .as_ref()
+                .and_then(|s| s.next_after(now))
+                .map(|t| t.with_timezone(&job.timezone).to_rfc3339()),
+        }
+    }
+}
+
 /// The answer of `GET /api/status`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct StatusBody {
@@ -122,15 +138,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Result<Json<StatusBody>, A
     let jobs = config
         .jobs
         .iter()
-        .map(|job| JobStatus {
-            name: job.name.clone(),
-            schedule: job.schedule.as_ref().map(ToString::to_string),
-            next: job
-                .schedule
-                .as_ref()
-                .and_then(|s| s.next_after(now))
-                .map(|t| t.with_timezone(&job.timezone).to_rfc3339()),
-        })
+        .map(|job| JobStatus::of(job, now))
         .collect();
     let running = shared.runner.store().running().await?;
     Ok(Json(StatusBody {

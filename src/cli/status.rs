@@ -5,6 +5,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::{CliError, ConfigArg};
+use crate::api::JobStatus;
 use crate::exit::Outcome;
 use crate::store::{RunRecord, Store};
 
@@ -19,9 +20,8 @@ pub(super) struct Args {
 
 #[derive(Debug, Serialize)]
 struct JobLine {
-    name: String,
-    schedule: Option<String>,
-    next: Option<String>,
+    #[serde(flatten)]
+    job: JobStatus,
     last: Option<RunRecord>,
 }
 
@@ -47,13 +47,7 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         .iter()
         .flat_map(|c| &c.jobs)
         .map(|job| JobLine {
-            name: job.name.clone(),
-            schedule: job.schedule.as_ref().map(ToString::to_string),
-            next: job
-                .schedule
-                .as_ref()
-                .and_then(|s| s.next_after(now))
-                .map(|t| t.with_timezone(&job.timezone).to_rfc3339()),
+            job: JobStatus::of(job, now),
             last: last
                 .iter()
                 .position(|r| r.job == job.name)
@@ -62,9 +56,11 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         .collect();
     // Jobs that ran (through `exec`, or before a rename) but are not in the file.
     jobs.extend(last.into_iter().map(|r| JobLine {
-        name: r.job.clone(),
-        schedule: None,
-        next: None,
+        job: JobStatus {
+            name: r.job.clone(),
+            schedule: None,
+            next: None,
+        },
         last: Some(r),
     }));
     let doc = StatusDoc { jobs, running };
@@ -83,7 +79,7 @@ fn print_text(doc: &StatusDoc) {
     let width = doc
         .jobs
         .iter()
-        .map(|j| j.name.len())
+        .map(|j| j.job.name.len())
         .max()
         .unwrap_or(3)
         .max(3);
@@ -102,14 +98,18 @@ fn print_text(doc: &StatusDoc) {
                     r.finished_at.as_deref().unwrap_or("-"),
                 )
             });
-        let next = job.next.as_deref().unwrap_or(if job.schedule.is_some() {
-            "never"
-        } else {
-            "on demand"
-        });
+        let next = job
+            .job
+            .next
+            .as_deref()
+            .unwrap_or(if job.job.schedule.is_some() {
+                "never"
+            } else {
+                "on demand"
+            });
         println!(
             "{:width$}  {status:8}  {id:>6}  {finished:27}  {next}",
-            job.name
+            job.job.name
         );
     }
     if !doc.running.is_empty() {

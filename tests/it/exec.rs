@@ -7,7 +7,8 @@ use crate::helper::{Sandbox, repo, text};
 #[test]
 fn exec_warning_routes_each_section_and_records_the_run() {
     let sb = Sandbox::new();
-    let shipped = std::fs::read_to_string(repo().join("log4rs-configs/split-streams.yaml")).unwrap();
+    let shipped =
+        std::fs::read_to_string(repo().join("log4rs-configs/split-streams.yaml")).unwrap();
     let config = sb.write("conf/log4rs.yaml", &shipped);
     let out = sb.run(&[
         "exec",

@@ -10,7 +10,10 @@ use crate::helper::Sandbox;
 const LIMIT_KB: i64 = 64 * 1024;
 
 /// Runs `overnight exec -- sh -c SCRIPT`; returns (exit code, peak RSS in KiB).
-#[expect(clippy::zombie_processes, reason = "reaped by wait4, which also reports its rusage")]
+#[expect(
+    clippy::zombie_processes,
+    reason = "reaped by wait4, which also reports its rusage"
+)]
 fn peak_rss(sb: &Sandbox, script: &str) -> (i32, i64) {
     let child = sb
         .command(&["exec", "--name", "flood", "--", "sh", "-c", script])
