@@ -44,6 +44,43 @@ async fn scheduled_jobs_fire_and_are_recorded() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn jobs_due_at_the_same_time_run_concurrently() {
+    let daemon = TestDaemon::start(&format!(
+        "listen: 127.0.0.1:0\njobs:\n  left:\n    command: sleep 1\n    schedule: {EVERY_SECOND}\n  right:\n    command: sleep 1\n    schedule: {EVERY_SECOND}\n"
+    ))
+    .await;
+    let state = daemon.state_dir.clone();
+    let pair = wait_for(Duration::from_secs(10), "both jobs done once", || {
+        let state = state.clone();
+        async move {
+            let done: Vec<_> = runs(&state)
+                .await
+                .into_iter()
+                .filter(|r| r.status == "success")
+                .collect();
+            let left = done.iter().find(|r| r.job == "left")?.clone();
+            let right = done
+                .iter()
+                .find(|r| r.job == "right" && r.scheduled_at == left.scheduled_at)?
+                .clone();
+            Some((left, right))
+        }
+    })
+    .await;
+    let (left, right) = pair;
+    // Each sleeps a second: run one after the other, one would start after the other ended.
+    assert!(
+        left.started_at < right.finished_at.clone().unwrap(),
+        "{left:?} {right:?}"
+    );
+    assert!(
+        right.started_at < left.finished_at.clone().unwrap(),
+        "{left:?} {right:?}"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn run_goes_through_the_running_daemon() {
     let daemon = TestDaemon::start(
         "listen: 127.0.0.1:0\njobs:\n  manual:\n    command: echo by daemon $$; echo ::warning::w\n",

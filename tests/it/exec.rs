@@ -112,3 +112,67 @@ fn logs_of_a_job_name_shows_its_latest_run_with_timestamps() {
         "starts with an RFC 3339 time: {line}"
     );
 }
+
+/// `logs -f` shows lines while the job still runs, and ends with the run.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_follow_shows_lines_as_they_come_and_stops_at_the_end() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    let sb = Sandbox::new();
+    let gate = sb.path().join("gate");
+    let script = format!(
+        "echo one; while [ ! -e {} ]; do sleep 0.05; done; echo two",
+        gate.display()
+    );
+    let mut job = sb
+        .command(&["exec", "--name", "follow", "--", "sh", "-c", &script])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = sb.state_dir();
+    crate::helper::wait_for(Duration::from_secs(10), "the run to start", || {
+        let state = state.clone();
+        async move {
+            crate::helper::runs(&state)
+                .await
+                .first()
+                .map(|r| r.status == "running")
+                .filter(|r| *r)
+        }
+    })
+    .await;
+
+    let mut follower = sb
+        .command(&["logs", "follow", "-f"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    let first = tokio::task::spawn_blocking(move || (lines.next(), lines))
+        .await
+        .unwrap();
+    let (first, mut lines) = first;
+    assert_eq!(first.unwrap().unwrap(), "one");
+    assert!(
+        job.try_wait().unwrap().is_none(),
+        "the job is still running while its line is shown"
+    );
+
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(job.wait().unwrap().code(), Some(0));
+    let rest = tokio::task::spawn_blocking(move || lines.next())
+        .await
+        .unwrap();
+    assert_eq!(rest.unwrap().unwrap(), "two");
+    let ended = tokio::task::spawn_blocking(move || follower.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ended.code(),
+        Some(0),
+        "the follower stops when the run ends"
+    );
+}
