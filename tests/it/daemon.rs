@@ -3,9 +3,15 @@
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use crate::helper::{Sandbox, TestDaemon, runs, text, wait_for};
+use overnight::store::RunRecord;
+
+use crate::helper::{Sandbox, TestDaemon, runs, text, wait_for, wait_for_runs};
 
 const EVERY_SECOND: &str = "'* * * * * *'";
+
+fn successes(runs: Vec<RunRecord>) -> Vec<RunRecord> {
+    runs.into_iter().filter(|r| r.status == "success").collect()
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scheduled_jobs_fire_and_are_recorded() {
@@ -13,17 +19,8 @@ async fn scheduled_jobs_fire_and_are_recorded() {
         "listen: 127.0.0.1:0\njobs:\n  tick:\n    command: echo tick $OVERNIGHT_RUN_ID\n    schedule: {EVERY_SECOND}\n"
     ))
     .await;
-    let state = daemon.state_dir.clone();
-    let done = wait_for(Duration::from_secs(10), "two scheduled runs", || {
-        let state = state.clone();
-        async move {
-            let done: Vec<_> = runs(&state)
-                .await
-                .into_iter()
-                .filter(|r| r.status == "success")
-                .collect();
-            (done.len() >= 2).then_some(done)
-        }
+    let done = wait_for_runs(&daemon.state_dir, "two scheduled runs", |runs| {
+        Some(successes(runs)).filter(|done| done.len() >= 2)
     })
     .await;
     assert_eq!(done[0].trigger, "schedule");
@@ -49,26 +46,16 @@ async fn jobs_due_at_the_same_time_run_concurrently() {
         "listen: 127.0.0.1:0\njobs:\n  left:\n    command: sleep 1\n    schedule: {EVERY_SECOND}\n  right:\n    command: sleep 1\n    schedule: {EVERY_SECOND}\n"
     ))
     .await;
-    let state = daemon.state_dir.clone();
-    let pair = wait_for(Duration::from_secs(10), "both jobs done once", || {
-        let state = state.clone();
-        async move {
-            let done: Vec<_> = runs(&state)
-                .await
-                .into_iter()
-                .filter(|r| r.status == "success")
-                .collect();
-            let left = done.iter().find(|r| r.job == "left")?.clone();
-            let right = done
-                .iter()
-                .find(|r| r.job == "right" && r.scheduled_at == left.scheduled_at)?
-                .clone();
-            Some((left, right))
-        }
+    let (left, right) = wait_for_runs(&daemon.state_dir, "both jobs done once", |runs| {
+        let done = successes(runs);
+        let left = done.iter().find(|r| r.job == "left")?.clone();
+        let right = done
+            .into_iter()
+            .find(|r| r.job == "right" && r.scheduled_at == left.scheduled_at)?;
+        Some((left, right))
     })
     .await;
-    let (left, right) = pair;
-    // Each sleeps a second: run one after the other, one would start after the other ended.
+    // Each sleeps a second: one after the other, one would start after the other ended.
     assert!(
         left.started_at < right.finished_at.clone().unwrap(),
         "{left:?} {right:?}"
@@ -166,16 +153,8 @@ async fn sighup_with_a_broken_jobs_file_keeps_the_old_jobs_running() {
         "listen: 127.0.0.1:0\njobs:\n  keep:\n    command: echo kept\n    schedule: {EVERY_SECOND}\n"
     ));
     let state = d.state();
-    let count = |state: std::path::PathBuf| async move {
-        runs(&state)
-            .await
-            .iter()
-            .filter(|r| r.status == "success")
-            .count()
-    };
-    wait_for(Duration::from_secs(10), "a first run", || {
-        let state = state.clone();
-        async move { (count(state).await >= 1).then_some(()) }
+    wait_for_runs(&state, "a first run", |runs| {
+        (!successes(runs).is_empty()).then_some(())
     })
     .await;
 
@@ -195,15 +174,10 @@ async fn sighup_with_a_broken_jobs_file_keeps_the_old_jobs_running() {
     .await;
     assert!(err.contains("overnight.yaml:4:15: bad schedule"), "{err}");
 
-    let before = count(state.clone()).await;
-    wait_for(
-        Duration::from_secs(10),
-        "runs after the refused reload",
-        || {
-            let state = state.clone();
-            async move { (count(state).await >= before + 2).then_some(()) }
-        },
-    )
+    let before = successes(runs(&state).await).len();
+    wait_for_runs(&state, "runs after the refused reload", |runs| {
+        (successes(runs).len() >= before + 2).then_some(())
+    })
     .await;
     assert!(
         d.child.try_wait().unwrap().is_none(),
@@ -217,29 +191,19 @@ async fn sigterm_while_a_job_runs_leaves_no_run_running() {
         "listen: 127.0.0.1:0\nshutdown_grace: 1s\njobs:\n  slow:\n    command: echo started; sleep 60\n    schedule: {EVERY_SECOND}\n    kill_grace: 1s\n"
     ));
     let state = d.state();
-    wait_for(Duration::from_secs(10), "a running run", || {
-        let state = state.clone();
-        async move {
-            runs(&state)
-                .await
-                .iter()
-                .any(|r| r.status == "running")
-                .then_some(())
-        }
+    wait_for_runs(&state, "a running run", |runs| {
+        runs.iter().any(|r| r.status == "running").then_some(())
     })
     .await;
     d.signal(libc::SIGTERM);
-    let status = tokio::task::spawn_blocking(move || {
-        let status = d.child.wait().unwrap();
-        (status, d)
-    })
-    .await
-    .unwrap();
+    let (status, d) = tokio::task::spawn_blocking(move || (d.child.wait().unwrap(), d))
+        .await
+        .unwrap();
     assert_eq!(
-        status.0.code(),
+        status.code(),
         Some(0),
         "a clean stop: {}",
-        status.1.sb.read("daemon.err")
+        d.sb.read("daemon.err")
     );
     let all = runs(&state).await;
     assert!(!all.is_empty());

@@ -166,3 +166,18 @@ impl Drop for TestDaemon {
         }
     }
 }
+
+/// Waits until the runs of `state_dir` (oldest first) give `Some`.
+pub async fn wait_for_runs<T>(
+    state_dir: &Path,
+    what: &str,
+    check: impl Fn(Vec<RunRecord>) -> Option<T>,
+) -> T {
+    wait_for(Duration::from_secs(10), what, || {
+        let state_dir = state_dir.to_path_buf();
+        let found = async move { runs(&state_dir).await };
+        let check = &check;
+        async move { check(found.await) }
+    })
+    .await
+}
