@@ -1,27 +1,43 @@
-//! Cron expressions and the instants they fire at.
+//! Cron schedules with Debian cron's semantics, in any time zone.
 //!
-//! [`Schedule`] wraps croner behind our own type, so the rest of the program
-//! asks one question — "when after this instant?" — and never sees the
-//! parser. The queue that sleeps until those instants is [`queue`].
+//! croner finds the next matching *wall-clock* time (a naive local time);
+//! this module turns wall-clock times into instants with Debian's rules for
+//! daylight saving:
+//!
+//! - a fixed-time job (five fields, minute and hour not starting with `*`)
+//!   whose time falls into a gap runs at the first minute after the gap,
+//!   and one whose time occurs twice runs once, in the first occurrence;
+//! - every other expression fires at each matching wall-clock time that
+//!   exists: twice in a repeated hour, never in a gap.
+//!
+//! Because a repeated hour maps later wall-clock times to earlier instants,
+//! near a transition the search starts a few hours back and keeps the
+//! earliest instant found; away from transitions it is a single croner step.
 
+pub mod expr;
 pub mod queue;
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
+
+/// More than any zone's daylight-saving shift: wall-clock times this far
+/// apart are in the same order as their instants.
+const SHIFT_BOUND: Duration = Duration::hours(3);
 
 /// A parsed cron expression, read in one time zone.
 #[derive(Clone, Debug)]
 pub struct Schedule {
     source: String,
-    cron: Cron,
+    cron: Option<Cron>,
+    fixed_time: bool,
     zone: Tz,
 }
 
-/// Why an expression was refused.
+/// Why an expression was refused: the field, the bad part, the expression.
 #[derive(Debug, thiserror::Error)]
 #[error("{message} in \"{expr}\"")]
 pub struct ScheduleError {
@@ -29,42 +45,172 @@ pub struct ScheduleError {
     message: String,
 }
 
+/// A fixed-time job's fire that daylight saving moves or merges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DstShift {
+    /// The wall-clock time the job names.
+    pub wall: NaiveDateTime,
+    /// When it runs instead (the first minute after a gap, or the first of
+    /// two occurrences).
+    pub runs_at: DateTime<Tz>,
+    /// `true` for a gap (spring forward), `false` for a fold (fall back).
+    pub gap: bool,
+}
+
 impl Schedule {
     /// Parses five fields (`minute hour day-of-month month day-of-week`),
-    /// six with seconds first, or a macro such as `@daily`.
-    pub fn parse(expr: &str, zone: Tz) -> Result<Schedule, ScheduleError> {
-        let source = expr.trim().to_string();
+    /// six with seconds first, or a macro such as `@daily` or `@reboot`.
+    pub fn parse(source: &str, zone: Tz) -> Result<Schedule, ScheduleError> {
+        let source = source.trim().to_string();
         let fail = |message: String| ScheduleError {
             expr: source.clone(),
             message,
         };
-        let fields = source.split_whitespace().count();
-        if !source.starts_with('@') && !(5..=6).contains(&fields) {
-            return Err(fail(format!(
-                "expected 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, found {fields}"
-            )));
-        }
-        let cron = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .year(Year::Disallowed)
-            .build()
-            .parse(&source)
-            .map_err(|e| fail(e.to_string()))?;
-        Ok(Schedule { source, cron, zone })
+        let expr = expr::parse(&source).map_err(fail)?;
+        let cron = if expr.reboot {
+            None
+        } else {
+            let parser = CronParser::builder()
+                .seconds(Seconds::Optional)
+                .year(Year::Disallowed)
+                .dom_and_dow(expr.days_and)
+                .build();
+            Some(
+                parser
+                    .parse(&expr.pattern)
+                    .map_err(|e| fail(e.to_string()))?,
+            )
+        };
+        Ok(Schedule {
+            source,
+            cron,
+            fixed_time: expr.fixed_time,
+            zone,
+        })
     }
 
-    /// The first fire time strictly after `after`.
-    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = after.with_timezone(&self.zone);
-        self.cron
-            .find_next_occurrence(&local, false)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
+    /// `@reboot`: runs once when the daemon starts, never by the clock.
+    pub fn is_reboot(&self) -> bool {
+        self.cron.is_none()
+    }
+
+    /// A Debian fixed-time job (see the module's notes).
+    pub fn is_fixed_time(&self) -> bool {
+        self.fixed_time
     }
 
     /// The zone the expression is read in.
     pub fn zone(&self) -> Tz {
         self.zone
+    }
+
+    /// The first fire time strictly after `after`.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let cron = self.cron.as_ref()?;
+        let near = !self.offset_steady(after);
+        let local = after.with_timezone(&self.zone).naive_local();
+        let mut cursor = if near { local - SHIFT_BOUND } else { local };
+        let mut inclusive = near;
+        let mut best: Option<DateTime<Utc>> = None;
+        let mut horizon: Option<NaiveDateTime> = None;
+        loop {
+            let wall = cron.find_next_occurrence(&cursor, inclusive).ok()?;
+            inclusive = false;
+            if horizon.is_some_and(|h| wall > h) {
+                return best;
+            }
+            for at in self.instants(wall) {
+                if at > after && best.is_none_or(|b| at < b) {
+                    best = Some(at);
+                }
+            }
+            if let (None, Some(found)) = (horizon, best) {
+                if self.offset_steady(found) {
+                    return best;
+                }
+                // A later wall-clock time may still come first in a fold.
+                horizon = Some(wall + SHIFT_BOUND);
+            }
+            cursor = wall;
+        }
+    }
+
+    /// The instants a matching wall-clock time fires at, by the rules above.
+    fn instants(&self, wall: NaiveDateTime) -> Vec<DateTime<Utc>> {
+        match self.zone.from_local_datetime(&wall) {
+            LocalResult::Single(t) => vec![t.with_timezone(&Utc)],
+            LocalResult::Ambiguous(first, second) if self.fixed_time => {
+                vec![first.min(second).with_timezone(&Utc)]
+            }
+            LocalResult::Ambiguous(first, second) => {
+                vec![first.with_timezone(&Utc), second.with_timezone(&Utc)]
+            }
+            LocalResult::None if self.fixed_time => self
+                .after_gap(wall)
+                .map(|t| t.with_timezone(&Utc))
+                .into_iter()
+                .collect(),
+            LocalResult::None => Vec::new(),
+        }
+    }
+
+    /// The first whole minute after the gap that swallowed `wall`.
+    fn after_gap(&self, wall: NaiveDateTime) -> Option<DateTime<Tz>> {
+        let minute = wall.with_second(0)?;
+        (1..=SHIFT_BOUND.num_minutes())
+            .map(|m| minute + Duration::minutes(m))
+            .find_map(|t| self.zone.from_local_datetime(&t).earliest())
+    }
+
+    /// Whether the zone's offset is the same from three hours before `at`
+    /// to three hours after (no transition near).
+    fn offset_steady(&self, at: DateTime<Utc>) -> bool {
+        let offset = |t: DateTime<Utc>| self.zone.offset_from_utc_datetime(&t.naive_utc()).fix();
+        offset(at - SHIFT_BOUND) == offset(at + SHIFT_BOUND)
+    }
+
+    /// For a fixed-time job, the fires between `from` and `to` that daylight
+    /// saving moves (gap) or merges (fold), for `overnight check` to warn.
+    pub fn dst_shifts(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DstShift> {
+        let Some(cron) = self.cron.as_ref().filter(|_| self.fixed_time) else {
+            return Vec::new();
+        };
+        let mut shifts = Vec::new();
+        // Walk day by day; look closely only around a change of offset.
+        let mut day = from;
+        while day < to {
+            let next = day + Duration::days(1);
+            if self.zone.offset_from_utc_datetime(&day.naive_utc()).fix()
+                != self.zone.offset_from_utc_datetime(&next.naive_utc()).fix()
+            {
+                let mut cursor = day.with_timezone(&self.zone).naive_local() - SHIFT_BOUND;
+                let end = next.with_timezone(&self.zone).naive_local() + SHIFT_BOUND;
+                while let Ok(wall) = cron.find_next_occurrence(&cursor, false) {
+                    if wall > end {
+                        break;
+                    }
+                    match self.zone.from_local_datetime(&wall) {
+                        LocalResult::None => {
+                            shifts.extend(self.after_gap(wall).map(|runs_at| DstShift {
+                                wall,
+                                runs_at,
+                                gap: true,
+                            }))
+                        }
+                        LocalResult::Ambiguous(first, second) => shifts.push(DstShift {
+                            wall,
+                            runs_at: first.min(second),
+                            gap: false,
+                        }),
+                        LocalResult::Single(_) => {}
+                    }
+                    cursor = wall;
+                }
+            }
+            day = next;
+        }
+        shifts.dedup();
+        shifts
     }
 }
 
@@ -75,22 +221,4 @@ impl fmt::Display for Schedule {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fires_after_the_given_instant() {
-        let s = Schedule::parse("*/15 * * * *", Tz::UTC).unwrap();
-        let t: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
-        assert_eq!(
-            s.next_after(t).unwrap().to_rfc3339(),
-            "2026-01-01T00:15:00+00:00"
-        );
-    }
-
-    #[test]
-    fn refuses_wrong_field_count() {
-        let e = Schedule::parse("* * *", Tz::UTC).unwrap_err();
-        assert!(e.to_string().contains("expected 5 fields"), "{e}");
-    }
-}
+mod tests;
