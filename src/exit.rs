@@ -23,7 +23,7 @@ impl Outcome {
         match status {
             Status::Success => Outcome::Success,
             Status::Warning => Outcome::Warning,
-            Status::Running | Status::Failed | Status::Lost => Outcome::Failed,
+            Status::Running | Status::Failed | Status::Lost | Status::Missed => Outcome::Failed,
         }
     }
 

@@ -46,6 +46,11 @@ impl Runner {
         &self.store
     }
 
+    /// The host name it records.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// Runs `job` once, to its end, and returns its report.
     pub async fn run(
         &self,

@@ -22,6 +22,8 @@ use serde::Serialize;
 pub use error::{ConfigError, Problem};
 
 use crate::schedule::Schedule;
+use crate::schedule::catchup::CatchUp;
+use crate::schedule::scheduler::{Timing, jitter};
 
 /// The address the API listens on when the jobs file names none.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7411";
@@ -99,6 +101,20 @@ pub struct Job {
     pub stderr_level: log::Level,
     /// Exit codes that make the run a warning instead of a failure.
     pub warning_exit_codes: Vec<i32>,
+    /// What to do with fires missed while the daemon was down.
+    pub catch_up: CatchUp,
+    /// A missed fire older than this is never run.
+    #[serde(
+        serialize_with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub starting_deadline: Option<Duration>,
+    /// A stable delay within this window after each fire.
+    #[serde(
+        serialize_with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub jitter: Option<Duration>,
 }
 
 impl Job {
@@ -116,7 +132,21 @@ impl Job {
             kill_grace: DEFAULT_KILL_GRACE,
             stderr_level: log::Level::Warn,
             warning_exit_codes: Vec::new(),
+            catch_up: CatchUp::default(),
+            starting_deadline: None,
+            jitter: None,
         }
+    }
+
+    /// What the scheduler needs, for a job with a clock schedule.
+    pub fn timing(&self) -> Option<Timing> {
+        let schedule = self.schedule.as_ref().filter(|s| !s.is_reboot())?;
+        Some(Timing {
+            schedule: schedule.clone(),
+            delay: self
+                .jitter
+                .map_or(Duration::ZERO, |w| jitter(&self.name, w)),
+        })
     }
 
     /// The kind of job, as the store's job table records it.

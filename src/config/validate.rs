@@ -30,6 +30,9 @@ const DEFAULT_KEYS: &[&str] = &[
     "kill_grace",
     "stderr_level",
     "warning_exit_codes",
+    "catch_up",
+    "starting_deadline",
+    "jitter",
 ];
 const JOB_ONLY_KEYS: &[&str] = &["description", "schedule", "command"];
 
@@ -276,6 +279,18 @@ impl Check<'_> {
                 }
                 "stderr_level" => job.stderr_level = self.level(value).unwrap_or(job.stderr_level),
                 "warning_exit_codes" => job.warning_exit_codes = self.exit_codes(value),
+                "catch_up" => {
+                    if let Some(text) = self.string(value, "`catch_up`") {
+                        match text.parse() {
+                            Ok(policy) => job.catch_up = policy,
+                            Err(why) => self.problem(value.pos, why),
+                        }
+                    }
+                }
+                "starting_deadline" => {
+                    job.starting_deadline = self.duration(value, "`starting_deadline`")
+                }
+                "jitter" => job.jitter = self.duration(value, "`jitter`"),
                 _ => unreachable!("mapping() returns known keys only"),
             }
             ok &= self.problems.len() == before;

@@ -10,6 +10,7 @@
 //! grace period, then their process groups are ended and every run's end is
 //! recorded before `run` returns.
 
+mod dispatch;
 pub mod inflight;
 pub mod info;
 
@@ -26,7 +27,8 @@ use crate::config::{Config, ConfigError, Job};
 use crate::report::{Report, Trigger};
 use crate::route;
 use crate::runner::Runner;
-use crate::schedule::queue::TimerQueue;
+use crate::schedule::clock::{Clock, SystemClock};
+use crate::schedule::scheduler::{Scheduler, Timing};
 use crate::store::{Store, StoreError};
 use inflight::Inflight;
 use info::DaemonInfo;
@@ -109,8 +111,18 @@ pub fn routing(config: &Config) -> Result<log4rs::Config, ConfigError> {
     }
 }
 
-/// Runs the daemon until `shutdown` completes.
+/// Runs the daemon on the machine's clock until `shutdown` completes.
 pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    run_with_clock(Arc::new(SystemClock), config, listener, shutdown).await
+}
+
+/// Runs the daemon on `clock` until `shutdown` completes.
+pub async fn run_with_clock(
+    clock: Arc<dyn Clock>,
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
@@ -155,7 +167,11 @@ pub async fn run(
     ));
     info!(target: "overnight::daemon", "started: pid {}, API on http://{addr}, {} job(s)", card.pid, shared.config().jobs.len());
 
-    schedule(&shared, shutdown).await;
+    let config = shared.config();
+    dispatch::catch_up_at_start(&shared, &config, clock.now()).await?;
+    dispatch::reboot_jobs(&shared, &config);
+    let scheduler = Scheduler::new(clock, timings(&config));
+    schedule(&shared, scheduler, shutdown).await;
 
     let running = shared.inflight.count();
     if running > 0 {
@@ -178,46 +194,37 @@ pub async fn run(
     Ok(())
 }
 
+/// Each job's timing, by job id.
+fn timings(config: &Config) -> Vec<Option<Timing>> {
+    config.jobs.iter().map(Job::timing).collect()
+}
+
 /// The scheduler loop: fire due jobs, reload on request, until shutdown.
-async fn schedule(shared: &Arc<Shared>, shutdown: impl Future<Output = ()>) {
+async fn schedule(
+    shared: &Arc<Shared>,
+    mut scheduler: Scheduler,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let mut hangup = signal(SignalKind::hangup()).ok();
-    let mut queue = TimerQueue::default();
-    arm(&mut queue, &shared.config());
     loop {
-        let sleep = queue
-            .next()
-            .map(|at| (at - Utc::now()).to_std().unwrap_or_default());
         tokio::select! {
             () = &mut shutdown => break,
-            Some(()) = recv_hangup(&mut hangup) => reload(shared, &mut queue).await,
-            () = shared.reload.notified() => reload(shared, &mut queue).await,
-            () = sleep_for(sleep) => {
+            Some(()) = recv_hangup(&mut hangup) => reload(shared, &mut scheduler).await,
+            () = shared.reload.notified() => reload(shared, &mut scheduler).await,
+            dues = scheduler.due() => {
                 let config = shared.config();
-                for (at, id) in queue.pop_due(Utc::now()) {
-                    let job = &config.jobs[id];
-                    shared.launch(job.clone(), Trigger::Schedule, Some(at));
-                    if let Some(next) = job.schedule.as_ref().and_then(|s| s.next_after(at)) {
-                        queue.push(next, id);
-                    }
+                let now = scheduler.clock().now();
+                for due in dues {
+                    let job = &config.jobs[due.job];
+                    dispatch::dispatch(shared, job, &due.fires, due.late, due.more, now).await;
                 }
             }
         }
     }
 }
 
-/// Puts each scheduled job's next fire after now into the queue.
-fn arm(queue: &mut TimerQueue, config: &Config) {
-    queue.clear();
-    let now = Utc::now();
-    for (id, job) in config.jobs.iter().enumerate() {
-        if let Some(next) = job.schedule.as_ref().and_then(|s| s.next_after(now)) {
-            queue.push(next, id);
-        }
-    }
-}
-
-async fn reload(shared: &Arc<Shared>, queue: &mut TimerQueue) {
+async fn reload(shared: &Arc<Shared>, scheduler: &mut Scheduler) {
     let current = shared.config();
     let loaded =
         Config::load(&current.path).and_then(|new| routing(&new).map(|routing| (new, routing)));
@@ -227,7 +234,18 @@ async fn reload(shared: &Arc<Shared>, queue: &mut TimerQueue) {
                 warn!(target: "overnight::daemon", "reload: `state_dir` changes only at restart; keeping `{}`", current.state_dir.display());
             }
             route::install(routing);
-            if let Err(e) = shared.runner.store().sync_jobs(&new.jobs).await {
+            let store = shared.runner.store();
+            let scheduled: Vec<&str> = new
+                .jobs
+                .iter()
+                .filter(|j| j.timing().is_some())
+                .map(|j| j.name.as_str())
+                .collect();
+            let stored = store.sync_jobs(&new.jobs).await;
+            let marked = store
+                .mark_handled(&scheduled, scheduler.clock().now(), true)
+                .await;
+            if let Err(e) = stored.and(marked) {
                 error!(target: "overnight::daemon", "reload: {e}");
             }
             info!(target: "overnight::daemon", "reloaded `{}`: {} job(s)", new.path.display(), new.jobs.len());
@@ -235,7 +253,7 @@ async fn reload(shared: &Arc<Shared>, queue: &mut TimerQueue) {
                 state_dir: current.state_dir.clone(),
                 ..new
             };
-            arm(queue, &new);
+            scheduler.rearm(timings(&new));
             *shared.config.write().expect("config lock") = Arc::new(new);
         }
         Err(e) => {
@@ -247,13 +265,6 @@ async fn reload(shared: &Arc<Shared>, queue: &mut TimerQueue) {
 async fn recv_hangup(hangup: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
     match hangup {
         Some(h) => h.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_for(duration: Option<std::time::Duration>) {
-    match duration {
-        Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
     }
 }

@@ -33,6 +33,9 @@ pub enum Status {
     Failed,
     /// Left `running` by a daemon that died; closed at the next start.
     Lost,
+    /// A scheduled fire that was not run (the daemon was down, or its
+    /// catch-up policy or starting deadline said no).
+    Missed,
 }
 
 impl Status {
@@ -44,6 +47,7 @@ impl Status {
             Status::Warning => "warning",
             Status::Failed => "failed",
             Status::Lost => "lost",
+            Status::Missed => "missed",
         }
     }
 }
@@ -68,6 +72,7 @@ impl FromStr for Status {
             }
             "failed" | "fail" | "failure" | "error" => Ok(Status::Failed),
             "lost" => Ok(Status::Lost),
+            "missed" => Ok(Status::Missed),
             other => Err(format!(
                 "unknown status `{other}`; use success, warning or failed"
             )),
@@ -143,7 +148,7 @@ pub fn decide(
 
 /// What started a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Trigger {
     /// Its schedule fired.
     Schedule,
@@ -151,6 +156,10 @@ pub enum Trigger {
     Manual,
     /// `overnight exec` wrapped a command.
     Exec,
+    /// A fire missed while the daemon was down, run by its catch-up policy.
+    CatchUp,
+    /// `@reboot`: the daemon started.
+    Reboot,
 }
 
 impl Trigger {
@@ -160,6 +169,8 @@ impl Trigger {
             Trigger::Schedule => "schedule",
             Trigger::Manual => "manual",
             Trigger::Exec => "exec",
+            Trigger::CatchUp => "catch-up",
+            Trigger::Reboot => "reboot",
         }
     }
 }

@@ -163,6 +163,20 @@ impl Router {
         );
     }
 
+    /// The status record of a fire that was not run.
+    pub fn missed(&self, scheduled_at: chrono::DateTime<chrono::Utc>, why: &str) {
+        self.emit(
+            Section::Status,
+            Level::Warn,
+            format_args!(
+                "missed job={} run={} scheduled_at={} {why}",
+                self.job,
+                self.run_id,
+                scheduled_at.to_rfc3339()
+            ),
+        );
+    }
+
     /// Sends one event to its section.
     pub fn event(&self, event: &RunEvent) {
         match event {
@@ -218,7 +232,7 @@ impl Router {
         let level = match report.status {
             Status::Success | Status::Running => Level::Info,
             Status::Warning => Level::Warn,
-            Status::Failed | Status::Lost => Level::Error,
+            Status::Failed | Status::Lost | Status::Missed => Level::Error,
         };
         self.emit(
             Section::Status,

@@ -14,8 +14,11 @@
 //! near a transition the search starts a few hours back and keeps the
 //! earliest instant found; away from transitions it is a single croner step.
 
+pub mod catchup;
+pub mod clock;
 pub mod expr;
 pub mod queue;
+pub mod scheduler;
 
 use std::fmt;
 

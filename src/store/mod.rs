@@ -6,6 +6,7 @@
 //! inserted as `running` before its job starts and completed when it ends,
 //! so no started run can be missing from the history.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -22,7 +23,14 @@ use crate::config::Job;
 use crate::report::{Report, Status, Trigger};
 
 /// The schema, one step per entry; never edit a released step, add one.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_schedule_state.sql"),
+];
+
+/// Moves a job's "last handled" fire forward, never back.
+const MARK_HANDLED: &str = "INSERT INTO schedule_state (job, last_handled) VALUES (?, ?) \
+     ON CONFLICT (job) DO UPDATE SET last_handled = max(last_handled, excluded.last_handled)";
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +195,14 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        // A scheduled fire is handled once its run exists: same transaction.
+        if let Some(at) = run.scheduled_at {
+            sqlx::query(MARK_HANDLED)
+                .bind(run.job)
+                .bind(time_text(at))
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(id)
     }
@@ -211,6 +227,79 @@ impl Store {
         .bind(report.run_id)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Records a fire that was not run as a `missed` run; returns its id.
+    pub async fn record_missed(
+        &self,
+        job: &str,
+        scheduled_at: DateTime<Utc>,
+        why: &str,
+        host: &str,
+    ) -> Result<i64, StoreError> {
+        let now = time_text(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        let id = sqlx::query(
+            "INSERT INTO runs (job, trigger, scheduled_at, started_at, finished_at, status, summary, host, pid) \
+             VALUES (?, 'schedule', ?, ?, ?, 'missed', ?, ?, ?)",
+        )
+        .bind(job)
+        .bind(time_text(scheduled_at))
+        .bind(&now)
+        .bind(&now)
+        .bind(why)
+        .bind(host)
+        .bind(i64::from(std::process::id()))
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
+        sqlx::query(MARK_HANDLED)
+            .bind(job)
+            .bind(time_text(scheduled_at))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The latest fire handled, per job.
+    pub async fn last_handled(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        let rows = sqlx::query("SELECT job, last_handled FROM schedule_state")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let at: String = row.try_get("last_handled")?;
+            if let Ok(at) = DateTime::parse_from_rfc3339(&at) {
+                out.insert(row.try_get("job")?, at.with_timezone(&Utc));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks every fire of these jobs up to `at` as handled. With
+    /// `only_new`, jobs that already have a state keep it.
+    pub async fn mark_handled(
+        &self,
+        jobs: &[&str],
+        at: DateTime<Utc>,
+        only_new: bool,
+    ) -> Result<(), StoreError> {
+        let sql = if only_new {
+            "INSERT OR IGNORE INTO schedule_state (job, last_handled) VALUES (?, ?)"
+        } else {
+            MARK_HANDLED
+        };
+        let mut tx = self.pool.begin().await?;
+        for job in jobs {
+            sqlx::query(sql)
+                .bind(*job)
+                .bind(time_text(at))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
