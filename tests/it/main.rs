@@ -9,3 +9,4 @@ mod exec;
 mod memory;
 mod next;
 mod routing;
+mod schedule;

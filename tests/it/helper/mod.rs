@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use overnight::config::Config;
+use overnight::schedule::clock::{Clock, SystemClock};
 use overnight::store::{RunRecord, Store};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -121,15 +124,24 @@ pub struct TestDaemon {
 impl TestDaemon {
     /// Starts a daemon on a jobs file with these contents.
     pub async fn start(jobs_file: &str) -> TestDaemon {
-        let sandbox = Sandbox::new();
+        Self::start_in(Sandbox::new(), jobs_file, Arc::new(SystemClock)).await
+    }
+
+    /// Starts a daemon in `sandbox` (a restart keeps its state), on `clock`.
+    pub async fn start_in(sandbox: Sandbox, jobs_file: &str, clock: Arc<dyn Clock>) -> TestDaemon {
         let config_path = sandbox.write("overnight.yaml", jobs_file);
         let config = Config::load(&config_path).expect("a valid jobs file");
         let state_dir = config.state_dir.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(overnight::daemon::run(config, listener, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(overnight::daemon::run_with_clock(
+            clock,
+            config,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let daemon = TestDaemon {
             sandbox,
             config_path,
@@ -146,8 +158,8 @@ impl TestDaemon {
         daemon
     }
 
-    /// Stops it and waits for it to end.
-    pub async fn stop(mut self) {
+    /// Stops it, waits for it to end, and hands back its sandbox.
+    pub async fn stop(mut self) -> Sandbox {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -156,6 +168,7 @@ impl TestDaemon {
                 .expect("the daemon task")
                 .expect("the daemon stops cleanly");
         }
+        std::mem::replace(&mut self.sandbox, Sandbox::new())
     }
 }
 

@@ -1,0 +1,191 @@
+//! Schedules end to end: catch-up after downtime on an injected clock, and
+//! the scheduler's fires against what `overnight next` prints.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use overnight::schedule::Schedule;
+use overnight::schedule::clock::{Clock, ShiftedClock};
+use overnight::schedule::scheduler::{Scheduler, Timing};
+
+use crate::helper::{Sandbox, TestDaemon, runs, text, wait_for_runs};
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn nightly(catch_up: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:0\ntimezone: UTC\njobs:\n  nightly:\n    command: echo ran for $OVERNIGHT_SCHEDULED_AT\n    schedule: '0 2 * * *'\n    catch_up: {catch_up}\n"
+    )
+}
+
+/// Runs a daemon at 03:00 on 1 March, stops it, and starts it again at
+/// 03:00 on 4 March: the fires of 2, 3 and 4 March at 02:00 were missed.
+async fn down_across_three_fires(catch_up: &str) -> Vec<overnight::store::RunRecord> {
+    let clock = |t: &str| -> Arc<dyn Clock> { Arc::new(ShiftedClock::starting_at(at(t))) };
+    let first = TestDaemon::start_in(
+        Sandbox::new(),
+        &nightly(catch_up),
+        clock("2026-03-01T03:00:00Z"),
+    )
+    .await;
+    assert!(runs(&first.state_dir).await.is_empty());
+    let sandbox = first.stop().await;
+    let second =
+        TestDaemon::start_in(sandbox, &nightly(catch_up), clock("2026-03-04T03:00:00Z")).await;
+    let state = second.state_dir.clone();
+    let all = wait_for_runs(&state, "the missed fires dealt with", |runs| {
+        let settled = runs.iter().filter(|r| r.status != "running").count();
+        (settled >= 3).then_some(runs)
+    })
+    .await;
+    second.stop().await;
+    all
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn catch_up_last_runs_the_latest_missed_fire_once() {
+    let all = down_across_three_fires("last").await;
+    let missed: Vec<_> = all.iter().filter(|r| r.status == "missed").collect();
+    let ran: Vec<_> = all.iter().filter(|r| r.status == "success").collect();
+    assert_eq!(missed.len(), 2, "{all:#?}");
+    assert_eq!(ran.len(), 1, "{all:#?}");
+    assert_eq!(ran[0].trigger, "catch-up");
+    assert_eq!(
+        ran[0].scheduled_at.as_deref(),
+        Some("2026-03-04T02:00:00.000000Z")
+    );
+    let missed_at: Vec<_> = missed
+        .iter()
+        .map(|r| r.scheduled_at.clone().unwrap())
+        .collect();
+    assert_eq!(
+        missed_at,
+        ["2026-03-02T02:00:00.000000Z", "2026-03-03T02:00:00.000000Z"]
+    );
+    assert!(
+        missed[0]
+            .summary
+            .as_deref()
+            .unwrap()
+            .contains("catch_up: last")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn catch_up_none_records_three_missed_runs_and_runs_nothing() {
+    let all = down_across_three_fires("none").await;
+    assert_eq!(all.len(), 3, "{all:#?}");
+    assert!(all.iter().all(|r| r.status == "missed"), "{all:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_without_downtime_misses_nothing() {
+    let clock: Arc<dyn Clock> = Arc::new(ShiftedClock::starting_at(at("2026-03-01T03:00:00Z")));
+    let first = TestDaemon::start_in(Sandbox::new(), &nightly("all"), clock.clone()).await;
+    let sandbox = first.stop().await;
+    let second = TestDaemon::start_in(sandbox, &nightly("all"), clock).await;
+    let state = second.state_dir.clone();
+    second.stop().await;
+    assert!(runs(&state).await.is_empty());
+}
+
+/// A small deterministic generator (xorshift), so failures replay.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u32) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % u64::from(n)) as u32
+    }
+
+    fn field(&mut self, min: u32, max: u32) -> String {
+        let span = max - min + 1;
+        let a = min + self.below(span);
+        let b = a + self.below(max - a + 1);
+        match self.below(7) {
+            0 | 1 => "*".into(),
+            2 => format!("*/{}", 1 + self.below(span.min(12))),
+            3 => a.to_string(),
+            4 => format!("{a}-{b}"),
+            5 => format!("{a},{b}"),
+            _ => format!("{a}-{b}/{}", 1 + self.below(4)),
+        }
+    }
+
+    fn expression(&mut self) -> String {
+        let mut fields = vec![
+            self.field(0, 59),
+            self.field(0, 23),
+            self.field(1, 28),
+            self.field(1, 12),
+            self.field(0, 6),
+        ];
+        if self.below(3) == 0 {
+            fields.insert(0, self.field(0, 59));
+        }
+        fields.join(" ")
+    }
+}
+
+/// For many random expressions and zones, the scheduler (sleeping on
+/// tokio's paused clock) fires at exactly the instants `overnight next`
+/// prints.
+#[tokio::test(start_paused = true)]
+async fn the_scheduler_fires_exactly_when_next_says() {
+    const FIRES: usize = 12;
+    let zones = [
+        "UTC",
+        "Europe/London",
+        "America/New_York",
+        "Australia/Lord_Howe",
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    // Just before London's 2026 fall-back, so folds and gaps are crossed.
+    let origin = at("2026-10-24T22:59:30Z");
+    let sandbox = Sandbox::new();
+    for case in 0..40 {
+        let expr = rng.expression();
+        let zone = zones[case % zones.len()];
+        let tz: chrono_tz::Tz = zone.parse().unwrap();
+        let out = sandbox.run(&[
+            "next",
+            &expr,
+            "--tz",
+            zone,
+            "--from",
+            &origin.to_rfc3339(),
+            "--count",
+            &FIRES.to_string(),
+        ]);
+        let (listed, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{expr}: {stderr}");
+        let listed: Vec<&str> = listed.lines().collect();
+        assert_eq!(
+            listed.len(),
+            FIRES,
+            "{expr}: every generated expression fires within a year"
+        );
+
+        let schedule = Schedule::parse(&expr, tz).unwrap();
+        let timing = Timing {
+            schedule,
+            delay: std::time::Duration::ZERO,
+        };
+        let mut scheduler = Scheduler::new(
+            Arc::new(ShiftedClock::starting_at(origin)),
+            vec![Some(timing)],
+        );
+        let mut fired = Vec::new();
+        while fired.len() < listed.len() {
+            for due in scheduler.due().await {
+                assert!(!due.late, "{expr}: a fire on paused time is never late");
+                fired.extend(due.fires.iter().map(|t| t.with_timezone(&tz).to_rfc3339()));
+            }
+        }
+        assert_eq!(fired, listed, "case {case}: `{expr}` in {zone}");
+    }
+}
