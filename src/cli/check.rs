@@ -63,6 +63,30 @@ pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
                 fires.join(", ")
             }
         );
+        warn_dst_shifts(job, schedule, now);
     }
     Ok(Outcome::Success)
+}
+
+/// Warns of the coming year's fires of a fixed-time job that daylight
+/// saving moves (a gap) or merges (a fold).
+fn warn_dst_shifts(
+    job: &crate::config::Job,
+    schedule: &crate::schedule::Schedule,
+    now: chrono::DateTime<Utc>,
+) {
+    for shift in schedule.dst_shifts(now, now + chrono::Duration::days(366)) {
+        let what = if shift.gap {
+            "falls in a daylight-saving gap; it runs at the first minute after it"
+        } else {
+            "occurs twice when the clocks go back; it runs once, in the first occurrence"
+        };
+        eprintln!(
+            "warning: job `{}`: {} {} {what}, at {}",
+            job.name,
+            shift.wall.format("%Y-%m-%d %H:%M"),
+            job.timezone,
+            shift.runs_at.to_rfc3339()
+        );
+    }
 }

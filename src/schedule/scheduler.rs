@@ -181,6 +181,75 @@ mod tests {
         assert_eq!(seen, want.map(|(j, s)| (j, s.to_string())));
     }
 
+    /// A clock that can be stepped like an NTP step or a resumed VM.
+    #[derive(Debug)]
+    struct SteppedClock {
+        inner: ShiftedClock,
+        step: std::sync::Mutex<chrono::Duration>,
+        stepped: tokio::sync::Notify,
+    }
+
+    impl SteppedClock {
+        fn step(&self, by: chrono::Duration) {
+            *self.step.lock().unwrap() += by;
+            self.stepped.notify_waiters();
+        }
+    }
+
+    impl Clock for SteppedClock {
+        fn now(&self) -> DateTime<Utc> {
+            self.inner.now() + *self.step.lock().unwrap()
+        }
+
+        fn sleep_until(&self, deadline: DateTime<Utc>) -> crate::schedule::clock::Sleep<'_> {
+            // Like the timerfd: wakes at the deadline or when stepped.
+            let real = deadline - *self.step.lock().unwrap();
+            Box::pin(async move {
+                tokio::select! {
+                    () = self.inner.sleep_until(real) => {}
+                    () = self.stepped.notified() => {}
+                }
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clock_steps_neither_repeat_nor_lose_a_fire() {
+        let origin: DateTime<Utc> = "2026-01-01T00:00:30Z".parse().unwrap();
+        let clock = Arc::new(SteppedClock {
+            inner: ShiftedClock::starting_at(origin),
+            step: std::sync::Mutex::new(chrono::Duration::zero()),
+            stepped: tokio::sync::Notify::new(),
+        });
+        let mut s = Scheduler::new(clock.clone(), vec![timing("* * * * *")]);
+        let first = s.due().await;
+        assert_eq!(
+            first[0].fires,
+            ["2026-01-01T00:01:00Z".parse::<DateTime<Utc>>().unwrap()]
+        );
+
+        // Forward an hour: the 60 fires passed over come back once, late.
+        let forward = async {
+            tokio::task::yield_now().await;
+            clock.step(chrono::Duration::hours(1));
+        };
+        let (due, ()) = tokio::join!(s.due(), forward);
+        assert_eq!(due.len(), 1);
+        assert!(due[0].late);
+        assert_eq!(due[0].fires.len(), 60);
+        assert_eq!(
+            due[0].fires.last().unwrap().to_rfc3339(),
+            "2026-01-01T01:01:00+00:00"
+        );
+
+        // Back an hour: nothing fires again until the clock passes 01:02.
+        clock.step(chrono::Duration::hours(-1));
+        let due = s.due().await;
+        assert!(!due[0].late);
+        assert_eq!(due[0].fires[0].to_rfc3339(), "2026-01-01T01:02:00+00:00");
+        assert!(clock.now() >= due[0].fires[0]);
+    }
+
     #[test]
     fn jitter_is_stable_and_within_the_window() {
         let w = Duration::from_secs(300);

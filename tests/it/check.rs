@@ -152,3 +152,28 @@ fn no_jobs_file_says_where_one_is_looked_for() {
             .contains("pass `-c FILE`, set `OVERNIGHT_CONFIG`, or create `./overnight.yaml`")
     );
 }
+
+#[test]
+fn check_warns_when_a_fixed_time_job_meets_daylight_saving() {
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        "jobs:\n  early:\n    command: echo\n    schedule: '30 1 * * *'\n    timezone: Europe/London\n  hourly:\n    command: echo\n    schedule: '30 * * * *'\n    timezone: Europe/London\n",
+    );
+    let out = sb.run(&["check"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "warnings do not fail the check");
+    assert!(
+        stderr.contains("warning: job `early`:")
+            && stderr.contains("falls in a daylight-saving gap"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("occurs twice when the clocks go back; it runs once"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("`hourly`"),
+        "wildcard jobs are not moved: {stderr}"
+    );
+}

@@ -215,3 +215,28 @@ async fn sigterm_while_a_job_runs_leaves_no_run_running() {
     assert_eq!(cut.status, "failed");
     assert!(!state.join("daemon.json").exists(), "the card is removed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reboot_jobs_run_once_at_each_start() {
+    let jobs =
+        "listen: 127.0.0.1:0\njobs:\n  boot:\n    command: echo booted\n    schedule: '@reboot'\n";
+    let first = TestDaemon::start(jobs).await;
+    let state = first.state_dir.clone();
+    wait_for_runs(&state, "the reboot run", |runs| {
+        (runs.len() == 1 && runs[0].status == "success").then_some(())
+    })
+    .await;
+    let sandbox = first.stop().await;
+    let second = TestDaemon::start_in(
+        sandbox,
+        jobs,
+        std::sync::Arc::new(overnight::schedule::clock::SystemClock),
+    )
+    .await;
+    let all = wait_for_runs(&state, "a second reboot run", |runs| {
+        (runs.len() == 2).then_some(runs)
+    })
+    .await;
+    assert!(all.iter().all(|r| r.trigger == "reboot"), "{all:#?}");
+    second.stop().await;
+}
