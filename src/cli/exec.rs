@@ -33,7 +33,7 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     };
     let name = match args.name {
         Some(name) => name,
-        None => default_name(&args.command[0]),
+        None => config::name_from_program(&args.command[0]).unwrap_or_else(|| "exec".to_string()),
     };
     if !config::valid_name(&name) {
         return Err(CliError::Usage(format!(
@@ -45,25 +45,4 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     let job = Job::adhoc(name, args.command);
     let report = super::run::locally(&state_dir, &job, Trigger::Exec).await?;
     Ok(Outcome::of(report.status))
-}
-
-/// `/usr/local/bin/backup.sh` → `backup.sh`, with anything outside the
-/// job-name alphabet replaced by `_`.
-fn default_name(program: &str) -> String {
-    let base = program.rsplit('/').next().unwrap_or(program);
-    let name: String = base
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if name.is_empty() || name.chars().all(|c| c == '.') {
-        "exec".into()
-    } else {
-        name
-    }
 }

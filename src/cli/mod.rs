@@ -4,6 +4,7 @@ mod check;
 mod daemon;
 mod exec;
 mod history;
+mod import_crontab;
 mod logs;
 mod next;
 mod report;
@@ -50,6 +51,8 @@ enum Command {
     Logs(logs::Args),
     /// A run's completion report.
     Report(report::Args),
+    /// Turn a crontab into an `overnight.yaml` on stdout.
+    ImportCrontab(import_crontab::Args),
 }
 
 /// Why a command failed; printed by [`main`] and mapped to an exit code.
@@ -169,5 +172,6 @@ async fn dispatch(command: Command) -> Result<Outcome, CliError> {
         Command::History(args) => history::run(args).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Report(args) => report::run(args).await,
+        Command::ImportCrontab(args) => import_crontab::run(args),
     }
 }

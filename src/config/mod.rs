@@ -5,11 +5,12 @@
 //! [`Problem`] it has. Everything after loading takes `&Config` and never
 //! checks again.
 
+pub mod crontab;
 pub mod error;
 pub mod node;
 mod validate;
 
-pub use validate::valid_name;
+pub use validate::{name_from_program, valid_name};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -115,6 +116,9 @@ pub struct Job {
         skip_serializing_if = "Option::is_none"
     )]
     pub jitter: Option<Duration>,
+    /// Where mail about this job goes (a crontab's `MAILTO`); empty: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mailto: Option<String>,
 }
 
 impl Job {
@@ -135,6 +139,7 @@ impl Job {
             catch_up: CatchUp::default(),
             starting_deadline: None,
             jitter: None,
+            mailto: None,
         }
     }
 

@@ -33,6 +33,7 @@ const DEFAULT_KEYS: &[&str] = &[
     "catch_up",
     "starting_deadline",
     "jitter",
+    "mailto",
 ];
 const JOB_ONLY_KEYS: &[&str] = &["description", "schedule", "command"];
 
@@ -291,6 +292,7 @@ impl Check<'_> {
                     job.starting_deadline = self.duration(value, "`starting_deadline`")
                 }
                 "jitter" => job.jitter = self.duration(value, "`jitter`"),
+                "mailto" => job.mailto = self.string(value, "`mailto`"),
                 _ => unreachable!("mapping() returns known keys only"),
             }
             ok &= self.problems.len() == before;
@@ -425,6 +427,29 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// A job name from a program's path: `/usr/local/bin/backup.sh` →
+/// `backup.sh`, anything outside the name alphabet replaced by `-`; `None`
+/// when nothing usable is left.
+pub fn name_from_program(program: &str) -> Option<String> {
+    let base = program
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(program);
+    let name: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let name = name.trim_matches(|c| c == '-' || c == '.').to_string();
+    valid_name(&name).then_some(name)
 }
 
 /// The known key nearest to a misspelt one, if it is near enough.

@@ -6,6 +6,7 @@ mod helper;
 mod check;
 mod daemon;
 mod exec;
+mod import;
 mod memory;
 mod next;
 mod routing;

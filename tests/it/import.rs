@@ -1,0 +1,178 @@
+//! `overnight import-crontab`: a real crontab in, a jobs file out that
+//! passes `check` and fires when the crontab did.
+
+use chrono::{DateTime, Utc};
+use overnight::config::Config;
+
+use crate::helper::{Sandbox, text};
+
+const CRONTAB: &str = r#"# Nightly work for the warehouse
+SHELL=/bin/sh
+PATH=/usr/local/bin:/usr/bin:/bin
+MAILTO=ops@example.com
+
+# Back up the database
+30 2 * * * /usr/local/bin/backup.sh --full
+@hourly /usr/local/bin/rotate-logs
+@daily cd /srv/app && ./bin/rake reports:nightly
+@weekly /usr/local/bin/backup.sh --weekly
+@monthly /usr/bin/find /tmp -mtime +30 -delete
+@yearly echo happy new year
+*/15 9-17 * * mon-fri /usr/local/bin/poll-orders
+0 0 13 * FRI echo friday the thirteenth
+5/20 * * * * /usr/bin/true
+0 6 1,15 jan-jun * /usr/local/bin/report --half-year
+0 22 * * 1-5 date +\%F > last-weekday
+15 3 * * * cat%first line%second line
+
+MAILTO=""
+CRON_TZ=America/New_York
+0 9 * * * /usr/local/bin/ny-open
+45 16 * * MON-FRI /usr/local/bin/ny-close
+GREETING=hello there
+0 12 L * * echo $GREETING
+@reboot /usr/local/bin/warm-cache
+"#;
+
+#[test]
+fn a_varied_crontab_imports_into_a_checked_file_with_equal_fire_times() {
+    let sb = Sandbox::new();
+    let crontab = sb.write("crontab", CRONTAB);
+    let out = sb.run(&["import-crontab", crontab.to_str().unwrap()]);
+    let (yaml, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let file = sb.write("overnight.yaml", &yaml);
+    let check = sb.run(&["check"]);
+    assert_eq!(check.status.code(), Some(0), "{}\n{yaml}", text(&check).1);
+
+    let config = Config::load(&file).unwrap();
+    let job_lines: Vec<&str> = CRONTAB
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit() || c == '*' || c == '@'))
+        .collect();
+    assert!(job_lines.len() >= 15, "at least 15 job lines");
+    assert_eq!(config.jobs.len(), job_lines.len(), "{yaml}");
+
+    let from = "2026-02-27T12:00:00Z";
+    for (job, line) in config.jobs.iter().zip(&job_lines) {
+        let expr = if line.starts_with('@') {
+            line.split_whitespace().next().unwrap().to_string()
+        } else {
+            line.split_whitespace()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let schedule = job.schedule.as_ref().unwrap();
+        if schedule.is_reboot() {
+            assert_eq!(expr, "@reboot");
+            continue;
+        }
+        let zone = job.timezone.to_string();
+        let next = sb.run(&[
+            "next", &expr, "--tz", &zone, "--from", from, "--count", "50",
+        ]);
+        let want: Vec<String> = text(&next).0.lines().map(String::from).collect();
+        assert_eq!(want.len(), 50, "`{expr}`: {}", text(&next).1);
+        let mut at: DateTime<Utc> = from.parse().unwrap();
+        let got: Vec<String> = (0..50)
+            .map(|_| {
+                at = schedule.next_after(at).unwrap();
+                at.with_timezone(&job.timezone).to_rfc3339()
+            })
+            .collect();
+        assert_eq!(got, want, "job `{}` from `{line}`", job.name);
+    }
+
+    let job = |name: &str| {
+        config
+            .job(name)
+            .unwrap_or_else(|| panic!("no job `{name}` in\n{yaml}"))
+    };
+    assert_eq!(
+        job("backup.sh").description.as_deref(),
+        Some("Back up the database")
+    );
+    assert_eq!(job("backup.sh").mailto.as_deref(), Some("ops@example.com"));
+    assert_eq!(
+        job("backup.sh-2").schedule.as_ref().unwrap().to_string(),
+        "@weekly"
+    );
+    assert_eq!(job("rake").env["PATH"], "/usr/local/bin:/usr/bin:/bin");
+    assert_eq!(job("ny-open").timezone, chrono_tz::America::New_York);
+    assert_eq!(job("ny-open").mailto.as_deref(), Some(""));
+    assert_eq!(job("echo-3").env["GREETING"], "hello there");
+    assert!(
+        !job("backup.sh").env.contains_key("GREETING"),
+        "env lines apply to the lines after them"
+    );
+    assert!(
+        yaml.contains("defaults:\n  env:\n    \"PATH\""),
+        "shared variables go to defaults:\n{yaml}"
+    );
+
+    // cron's `%`: the rest of the line is the command's standard input.
+    let run = sb.run(&["run", "cat"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run).0);
+    let (logs, _) = text(&sb.run(&["logs", "cat"]));
+    assert_eq!(logs, "first line\nsecond line\n");
+    let run = sb.run(&["run", "date"]);
+    assert_eq!(run.status.code(), Some(0));
+    let day = sb.read("last-weekday");
+    assert!(
+        day.trim().len() == 10,
+        "`\\%` is a plain percent sign: {day:?}"
+    );
+}
+
+#[test]
+fn system_crontab_user_field_and_bad_lines() {
+    let sb = Sandbox::new();
+    let system = sb.write(
+        "crontab",
+        "17 * * * * root cd / && run-parts --report /etc/cron.hourly\n",
+    );
+    let out = sb.run(&["import-crontab", "--system", system.to_str().unwrap()]);
+    let (yaml, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(yaml.contains("ran as user `root`"), "{yaml}");
+    assert!(yaml.contains("\"run-parts\":"), "{yaml}");
+
+    let bad = sb.write("bad", "0 0 32 * * echo\nnonsense\n* * * * *\n");
+    let out = sb.run(&["import-crontab", bad.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(
+        lines[0].ends_with(
+            "bad:1:1: bad schedule: day-of-month: 32 is out of range 1-31 in \"0 0 32 * *\""
+        ),
+        "{stderr}"
+    );
+    assert!(lines[1].contains("bad:2:1: not a job line"), "{stderr}");
+    assert!(
+        lines[2].contains("bad:3:1: the line has a schedule but no command"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn reads_standard_input() {
+    use std::io::Write;
+    let sb = Sandbox::new();
+    let mut child = sb
+        .command(&["import-crontab"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"0 1 * * * /bin/nightly\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(text(&out).0.contains("\"nightly\":"));
+}
