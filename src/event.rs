@@ -87,6 +87,8 @@ pub enum RunEvent {
     Progress(Progress),
     /// The status the job declares for itself.
     Status(Status),
+    /// The job's own one-line summary of the run.
+    Summary(String),
     /// A `key=value` detail for the report.
     Detail(String, serde_json::Value),
 }

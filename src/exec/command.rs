@@ -148,15 +148,16 @@ fn push_line(
     cut: u64,
 ) {
     let text = String::from_utf8_lossy(bytes).into_owned();
-    let said = protocol::parse(&text, at);
+    let mut said = Vec::new();
+    let protocol = protocol::parse(&text, at, &mut said);
     batch.push(RunEvent::Line(Line {
         at,
         stream,
         text,
         cut,
-        protocol: said.is_some(),
+        protocol,
     }));
-    batch.extend(said);
+    batch.append(&mut said);
 }
 
 /// TERM to the group, KILL after `grace`; returns the leader's status.

@@ -3,16 +3,34 @@
 //! `::error::MESSAGE`, `::warning::`, `::notice::`, `::debug::`, each with
 //! optional `key=value,…` parameters before the second `::`;
 //! `::progress::45% MESSAGE`, `::status::warning`, `::detail::KEY=VALUE`.
+//! Cronicle's JSON lines are understood too (`{"progress":0.5}`,
+//! `{"complete":1,"code":0,"description":"…"}`), so its jobs migrate as-is.
 //! Anything else is an ordinary line.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 
 use crate::event::{Entry, EntryKind, Progress, RunEvent};
+use crate::report::Status;
 
-/// The meaning of a protocol line, or `None` for an ordinary line.
-pub fn parse(line: &str, at: DateTime<Utc>) -> Option<RunEvent> {
+/// Appends the meaning of a protocol line to `out`; `false` for an
+/// ordinary line.
+pub fn parse(line: &str, at: DateTime<Utc>, out: &mut Vec<RunEvent>) -> bool {
+    if line.starts_with("::") {
+        return match command(line, at) {
+            Some(event) => {
+                out.push(event);
+                true
+            }
+            None => false,
+        };
+    }
+    line.starts_with('{') && cronicle(line, at, out)
+}
+
+fn command(line: &str, at: DateTime<Utc>) -> Option<RunEvent> {
     let rest = line.strip_prefix("::")?;
     let end = rest.find("::")?;
     let (head, message) = (&rest[..end], &rest[end + 2..]);
@@ -39,13 +57,64 @@ pub fn parse(line: &str, at: DateTime<Utc>) -> Option<RunEvent> {
         "status" => RunEvent::Status(message.parse().ok()?),
         "detail" => {
             let (key, value) = message.split_once('=')?;
-            RunEvent::Detail(
-                key.trim().to_string(),
-                serde_json::Value::String(value.to_string()),
-            )
+            RunEvent::Detail(key.trim().to_string(), Value::String(value.to_string()))
         }
         _ => return None,
     })
+}
+
+/// Cronicle's JSON lines: `progress` from 0 to 1; `complete` with `code`
+/// (0 is success) and `description`.
+fn cronicle(line: &str, at: DateTime<Utc>, out: &mut Vec<RunEvent>) -> bool {
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(line.trim_end()) else {
+        return false;
+    };
+    let mut said = false;
+    if let Some(fraction) = map.get("progress").and_then(Value::as_f64) {
+        out.push(RunEvent::Progress(Progress {
+            at,
+            percent: Some((fraction * 100.0).clamp(0.0, 100.0)),
+            message: String::new(),
+        }));
+        said = true;
+    }
+    let complete = map
+        .get("complete")
+        .is_some_and(|c| c.as_f64() == Some(1.0) || c.as_bool() == Some(true));
+    if complete {
+        let description = map
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let code = match map.get("code") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s == "0" || s.is_empty() => None,
+            Some(Value::Number(n)) if n.as_f64() == Some(0.0) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+        };
+        match code {
+            None => {
+                out.push(RunEvent::Status(Status::Success));
+                out.extend(description.map(RunEvent::Summary));
+            }
+            Some(code) => {
+                out.push(RunEvent::Status(Status::Failed));
+                out.push(RunEvent::Entry(
+                    EntryKind::Error,
+                    Entry {
+                        message: description
+                            .unwrap_or_else(|| format!("the job reported code {code}")),
+                        code: Some(code),
+                        at,
+                        fields: BTreeMap::new(),
+                    },
+                ));
+            }
+        }
+        said = true;
+    }
+    said
 }
 
 /// `key=value,key2=value2`; a part without `=` is ignored.
@@ -78,16 +147,22 @@ fn progress(message: &str, at: DateTime<Utc>) -> Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Status;
 
     fn at() -> DateTime<Utc> {
         DateTime::UNIX_EPOCH
     }
 
+    fn said(line: &str) -> Vec<RunEvent> {
+        let mut out = Vec::new();
+        let protocol = parse(line, at(), &mut out);
+        assert_eq!(protocol, !out.is_empty(), "{line}");
+        out
+    }
+
     #[test]
     fn entries_with_parameters() {
-        let Some(RunEvent::Entry(EntryKind::Warning, e)) =
-            parse("::warning code=W7,file=a.csv::disk 91% full", at())
+        let [RunEvent::Entry(EntryKind::Warning, e)] =
+            &said("::warning code=W7,file=a.csv::disk 91% full")[..]
         else {
             panic!()
         };
@@ -98,24 +173,45 @@ mod tests {
 
     #[test]
     fn progress_status_detail() {
-        let Some(RunEvent::Progress(p)) = parse("::progress::45% copying", at()) else {
+        let [RunEvent::Progress(p)] = &said("::progress::45% copying")[..] else {
             panic!()
         };
         assert_eq!((p.percent, p.message.as_str()), (Some(45.0), "copying"));
         assert!(matches!(
-            parse("::status::Warning", at()),
-            Some(RunEvent::Status(Status::Warning))
+            said("::status::Warning")[..],
+            [RunEvent::Status(Status::Warning)]
         ));
+        assert!(matches!(&said("::detail::rows=12")[..], [RunEvent::Detail(k, _)] if k == "rows"));
+    }
+
+    #[test]
+    fn cronicle_lines() {
+        let [RunEvent::Progress(p)] = &said(r#"{"progress":0.5}"#)[..] else {
+            panic!()
+        };
+        assert_eq!(p.percent, Some(50.0));
         assert!(
-            matches!(parse("::detail::rows=12", at()), Some(RunEvent::Detail(k, _)) if k == "rows")
+            matches!(&said(r#"{"complete":1,"code":0,"description":"all good"}"#)[..],
+            [RunEvent::Status(Status::Success), RunEvent::Summary(s)] if s == "all good")
+        );
+        let failed = said(r#"{"complete":1,"code":"E_DB","description":"db down"}"#);
+        assert!(
+            matches!(&failed[..], [RunEvent::Status(Status::Failed), RunEvent::Entry(EntryKind::Error, e)]
+            if e.message == "db down" && e.code.as_deref() == Some("E_DB"))
         );
     }
 
     #[test]
     fn ordinary_lines() {
-        assert!(parse("hello", at()).is_none());
-        assert!(parse("::unknown::x", at()).is_none());
-        assert!(parse("::error", at()).is_none());
-        assert!(parse("::status::sideways", at()).is_none());
+        for line in [
+            "hello",
+            "::unknown::x",
+            "::error",
+            "::status::sideways",
+            "{not json",
+            r#"{"other":1}"#,
+        ] {
+            assert!(said(line).is_empty(), "{line}");
+        }
     }
 }

@@ -46,6 +46,7 @@ pub struct ReportBuilder {
     log: LogSummary,
     progress: Option<Progress>,
     declared: Option<Status>,
+    summary: Option<String>,
     details: BTreeMap<String, serde_json::Value>,
 }
 
@@ -76,6 +77,7 @@ impl ReportBuilder {
             }
             RunEvent::Progress(p) => self.progress = Some(p.clone()),
             RunEvent::Status(s) => self.declared = Some(*s),
+            RunEvent::Summary(s) => self.summary = Some(s.clone()),
             RunEvent::Detail(k, v) => {
                 if self.details.len() < MAX_ENTRIES || self.details.contains_key(k) {
                     self.details.insert(k.clone(), v.clone());
@@ -99,13 +101,15 @@ impl ReportBuilder {
             self.error_count,
             self.warning_count,
         );
-        let summary = summary(
-            &exit,
-            self.error_count,
-            self.warning_count,
-            &self.errors,
-            &self.warnings,
-        );
+        let summary = self.summary.clone().unwrap_or_else(|| {
+            summary(
+                &exit,
+                self.error_count,
+                self.warning_count,
+                &self.errors,
+                &self.warnings,
+            )
+        });
         let duration_ms = (finished_at - header.started_at).num_milliseconds().max(0) as u64;
         Report {
             run_id: header.run_id,

@@ -5,6 +5,7 @@
 //! a declared status decides otherwise, and without one errors make the run
 //! failed and warnings make it a warning.
 
+pub mod body;
 pub mod fold;
 
 use std::collections::BTreeMap;

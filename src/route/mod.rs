@@ -222,7 +222,7 @@ impl Router {
                     format_args!("{}", p.message),
                 ),
             },
-            RunEvent::Status(_) | RunEvent::Detail(..) => {}
+            RunEvent::Status(_) | RunEvent::Summary(_) | RunEvent::Detail(..) => {}
         }
     }
 
