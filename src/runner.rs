@@ -16,8 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::capture::{self, Capture};
 use crate::config::Job;
 use crate::event::RunEvent;
-use crate::exec::command::StopSignal;
-use crate::exec::{self, EVENT_BACKLOG};
+use crate::exec::{self, Attempt, EVENT_BACKLOG, StopSignal};
 use crate::report::fold::RunHeader;
 use crate::report::{Exit, Report, ReportBuilder, Trigger};
 use crate::route::Router;
@@ -92,6 +91,8 @@ impl Runner {
                 "OVERNIGHT_SCHEDULED_AT",
                 scheduled_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
             ),
+            // Flows come later; the variable is there so jobs can rely on it.
+            ("OVERNIGHT_FLOW_RUN_ID", String::new()),
         ]
         .map(|(k, v)| (k.to_string(), v));
 
@@ -100,10 +101,17 @@ impl Runner {
         let router = Router::new(&job.name, run_id, attempt, job.stderr_level);
         let warning_codes = job.warning_exit_codes.clone();
         let fallback = header.clone();
+        let report_file = header.capture.with_extension("report.json");
         let sinks = tokio::task::spawn_blocking(move || {
             feed_sinks(router, header, batches, exit_rx, &warning_codes)
         });
-        let exit = exec::command::run(job, &env, events, stop).await;
+        let attempt = Attempt {
+            job,
+            env: &env,
+            report_file: &report_file,
+            stop,
+        };
+        let exit = exec::run(attempt, events).await;
         let _ = exit_tx.send(exit.clone());
         let report = match sinks.await {
             Ok(report) => report,

@@ -36,7 +36,7 @@ impl Client {
     /// The daemon of `state_dir`, if one is running.
     pub fn find(state_dir: &Path) -> Option<Client> {
         let info = DaemonInfo::read(state_dir)?;
-        let http = reqwest::Client::builder().no_proxy().build().ok()?;
+        let http = crate::exec::http::client_builder().build().ok()?;
         Some(Client { info, http })
     }
 

@@ -7,6 +7,7 @@
 
 pub mod crontab;
 pub mod error;
+pub mod http;
 pub mod node;
 mod validate;
 
@@ -21,6 +22,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 pub use error::{ConfigError, Problem};
+pub use http::{HttpBody, HttpSpec};
 
 use crate::schedule::Schedule;
 use crate::schedule::catchup::CatchUp;
@@ -81,8 +83,9 @@ pub struct Job {
     /// The zone its schedule is read in.
     #[serde(serialize_with = "display")]
     pub timezone: Tz,
-    /// What runs.
-    pub command: CommandSpec,
+    /// What runs: a command or an HTTP request.
+    #[serde(flatten)]
+    pub action: Action,
     /// The working directory; the daemon's own when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workdir: Option<PathBuf>,
@@ -129,7 +132,7 @@ impl Job {
             description: None,
             schedule: None,
             timezone: Tz::UTC,
-            command: CommandSpec::Argv(argv),
+            action: Action::Command(CommandSpec::Argv(argv)),
             workdir: None,
             env: BTreeMap::new(),
             timeout: None,
@@ -156,7 +159,10 @@ impl Job {
 
     /// The kind of job, as the store's job table records it.
     pub fn kind(&self) -> &'static str {
-        "command"
+        match self.action {
+            Action::Command(_) => "command",
+            Action::Http(_) => "http",
+        }
     }
 
     /// The definition as JSON text, for the store's job table.
@@ -167,6 +173,16 @@ impl Job {
 
 /// How long TERM is given before KILL when a job says nothing.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// What a job does.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Runs a command.
+    Command(CommandSpec),
+    /// Sends a request to an application, which answers with the report.
+    Http(HttpSpec),
+}
 
 /// What a command job runs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -206,7 +222,10 @@ fn duration<S: serde::Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Er
     s.collect_str(&humantime::format_duration(*value))
 }
 
-fn duration_opt<S: serde::Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn duration_opt<S: serde::Serializer>(
+    value: &Option<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match value {
         Some(d) => duration(d, s),
         None => s.serialize_none(),

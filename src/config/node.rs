@@ -105,6 +105,25 @@ impl Node {
         }
     }
 
+    /// The value as JSON (mapping keys as text).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.value {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            Value::Str(s) => J::String(s.clone()),
+            Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.scalar().unwrap_or_default(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
     /// The string, or `None` for any other kind.
     pub fn as_str(&self) -> Option<&str> {
         match &self.value {

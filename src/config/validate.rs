@@ -9,7 +9,9 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use super::node::{Node, Pos, Value};
-use super::{CommandSpec, Config, ConfigError, DEFAULT_KILL_GRACE, DEFAULT_LISTEN, Job, Problem};
+use super::{
+    Action, CommandSpec, Config, ConfigError, DEFAULT_KILL_GRACE, DEFAULT_LISTEN, Job, Problem,
+};
 use crate::schedule::Schedule;
 
 const TOP_KEYS: &[&str] = &[
@@ -35,7 +37,7 @@ const DEFAULT_KEYS: &[&str] = &[
     "jitter",
     "mailto",
 ];
-const JOB_ONLY_KEYS: &[&str] = &["description", "schedule", "command"];
+const JOB_ONLY_KEYS: &[&str] = &["description", "schedule", "command", "http"];
 
 /// Validates the text of the jobs file at `path`.
 pub(super) fn config(path: &Path, text: &str) -> Result<Config, ConfigError> {
@@ -58,13 +60,14 @@ pub(super) fn config(path: &Path, text: &str) -> Result<Config, ConfigError> {
     }
 }
 
-struct Check<'a> {
-    file: &'a Path,
-    problems: Vec<Problem>,
+/// Collects the problems of one file while its tree is read.
+pub(super) struct Check<'a> {
+    pub(super) file: &'a Path,
+    pub(super) problems: Vec<Problem>,
 }
 
 impl Check<'_> {
-    fn problem(&mut self, pos: Pos, message: impl Into<String>) {
+    pub(super) fn problem(&mut self, pos: Pos, message: impl Into<String>) {
         self.problems.push(Problem {
             file: self.file.to_path_buf(),
             pos,
@@ -73,7 +76,7 @@ impl Check<'_> {
     }
 
     /// The entries of a mapping, with each unknown key reported.
-    fn mapping<'n>(
+    pub(super) fn mapping<'n>(
         &mut self,
         node: &'n Node,
         what: &str,
@@ -107,7 +110,7 @@ impl Check<'_> {
         out
     }
 
-    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+    pub(super) fn string(&mut self, node: &Node, what: &str) -> Option<String> {
         match &node.value {
             Value::Str(s) => Some(s.clone()),
             _ => {
@@ -134,7 +137,7 @@ impl Check<'_> {
         }
     }
 
-    fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
+    pub(super) fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
         let parsed = match &node.value {
             Value::Int(secs) if *secs >= 0 => Ok(Duration::from_secs(*secs as u64)),
             Value::Str(text) => humantime::parse_duration(text).map_err(|e| e.to_string()),
@@ -260,6 +263,7 @@ impl Check<'_> {
         let mut job = Job::adhoc(name.to_string(), Vec::new());
         job.timezone = zone;
         let mut command = None;
+        let mut http = None;
         let mut schedule = None;
         let mut ok = true;
         // Defaults first, then the job's own keys; `env` merges key by key.
@@ -269,6 +273,7 @@ impl Check<'_> {
                 "description" => job.description = self.string(value, "`description`"),
                 "schedule" => schedule = Some(*value),
                 "command" => command = Some(*value),
+                "http" => http = Some(*value),
                 "timezone" => job.timezone = self.zone(value).unwrap_or(job.timezone),
                 "workdir" => job.workdir = self.string(value, "`workdir`").map(PathBuf::from),
                 "env" => self.env(value, &mut job.env),
@@ -309,18 +314,27 @@ impl Check<'_> {
                 }
             }
         }
-        match command {
-            None => {
-                ok = false;
+        let action = match (command, http) {
+            (Some(node), None) => self.command(node).map(Action::Command),
+            (None, Some(node)) => self.http(node, name).map(Action::Http),
+            (Some(_), Some(node)) => {
+                self.problem(
+                    node.pos,
+                    format!("job `{name}` has both `command` and `http`; give it one of them"),
+                );
+                None
+            }
+            (None, None) => {
                 self.problem(
                     at,
-                    format!("job `{name}` has no `command`; add the command it runs"),
+                    format!("job `{name}` has no `command` (or `http`); add what it runs"),
                 );
+                None
             }
-            Some(node) => match self.command(node) {
-                Some(c) => job.command = c,
-                None => ok = false,
-            },
+        };
+        match action {
+            Some(action) => job.action = action,
+            None => ok = false,
         }
         ok.then_some(job)
     }
@@ -364,27 +378,56 @@ impl Check<'_> {
     }
 
     fn env(&mut self, node: &Node, env: &mut BTreeMap<String, String>) {
+        for (name, value) in self.string_map(node, "`env`") {
+            if name.contains('=') {
+                self.problem(
+                    node.pos,
+                    format!("`env`: the name `{name}` must not contain `=`"),
+                );
+            } else {
+                env.insert(name, value);
+            }
+        }
+    }
+
+    pub(super) fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
+        match node.value {
+            Value::Bool(b) => Some(b),
+            _ => {
+                self.problem(
+                    node.pos,
+                    format!("{what} must be true or false, not {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A mapping of names to single values (numbers and booleans as text).
+    pub(super) fn string_map(&mut self, node: &Node, what: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
         let Value::Map(entries) = &node.value else {
             self.problem(
                 node.pos,
                 format!(
-                    "`env` must be a mapping of names to values, not {}",
+                    "{what} must be a mapping of names to values, not {}",
                     node.kind()
                 ),
             );
-            return;
+            return out;
         };
         for (key, value) in entries {
             match (key.as_str(), value.scalar()) {
-                (Some(k), Some(v)) if !k.is_empty() && !k.contains('=') => {
-                    env.insert(k.to_string(), v);
+                (Some(k), Some(v)) if !k.is_empty() => {
+                    out.insert(k.to_string(), v);
                 }
                 (Some(k), None) => {
-                    self.problem(value.pos, format!("`env.{k}` must be a single value"))
+                    self.problem(value.pos, format!("{what}: `{k}` must be a single value"))
                 }
-                _ => self.problem(key.pos, "`env` names must be non-empty strings without `=`"),
+                _ => self.problem(key.pos, format!("{what}: names must be non-empty strings")),
             }
         }
+        out
     }
 
     fn level(&mut self, node: &Node) -> Option<log::Level> {

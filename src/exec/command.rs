@@ -14,36 +14,31 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 
-use super::EventSender;
 use super::lines::LineSplitter;
 use super::protocol;
-use crate::config::Job;
-use crate::event::{Entry, EntryKind, Line, RunEvent, Stream};
+use super::{Attempt, EventSender, StopSignal, error_entry};
+use crate::config::CommandSpec;
+use crate::event::{Line, RunEvent, Stream};
 use crate::report::Exit;
-
-/// Why an attempt should end early.
-pub type StopSignal = watch::Receiver<bool>;
 
 /// Runs one attempt of a command job to its end.
 ///
-/// `env` is added to the job's own environment. When `stop` turns true the
-/// attempt is ended as on a timeout, with reason `shutdown`.
-pub async fn run(
-    job: &Job,
-    env: &[(String, String)],
-    events: EventSender,
-    mut stop: StopSignal,
-) -> Exit {
-    let argv = job.command.argv();
+/// The attempt's variables and `OVERNIGHT_REPORT` are added to the job's
+/// own environment. When the stop signal turns true the attempt is ended as
+/// on a timeout, with reason `shutdown`.
+pub async fn run(attempt: &Attempt<'_>, spec: &CommandSpec, events: EventSender) -> Exit {
+    let job = attempt.job;
+    let mut stop = attempt.stop.clone();
+    let argv = spec.argv();
     let mut command = Command::new(&argv[0]);
     command
         .args(&argv[1..])
         .envs(&job.env)
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(attempt.env.iter().map(|(k, v)| (k, v)))
+        .env("OVERNIGHT_REPORT", attempt.report_file)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -55,15 +50,7 @@ pub async fn run(
         Ok(child) => child,
         Err(e) => {
             let message = format!("cannot start `{}`: {e}", argv[0]);
-            let entry = Entry {
-                message: message.clone(),
-                code: None,
-                at: Utc::now(),
-                fields: Default::default(),
-            };
-            let _ = events
-                .send(vec![RunEvent::Entry(EntryKind::Error, entry)])
-                .await;
+            let _ = events.send(vec![error_entry(message.clone())]).await;
             return Exit {
                 reason: Some(message),
                 ..Exit::default()
@@ -187,7 +174,7 @@ fn exit_of(status: std::io::Result<ExitStatus>) -> Exit {
         Ok(s) => Exit {
             code: s.code(),
             signal: s.signal(),
-            reason: None,
+            ..Exit::default()
         },
         Err(e) => Exit {
             reason: Some(format!("cannot wait for the job: {e}")),

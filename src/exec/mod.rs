@@ -1,21 +1,107 @@
 //! One attempt of a job: start it, read what it says, end it.
 //!
-//! An executor turns a job into [`RunEvent`](crate::event::RunEvent)
-//! batches on a channel and returns how the work ended as an
-//! [`Exit`](crate::report::Exit). The channel is bounded: when the sinks
-//! fall behind, the executor stops reading and the job waits on its pipe,
-//! so memory stays bounded whatever the job prints.
+//! An executor turns a job into [`RunEvent`] batches on a channel and
+//! returns how the work ended as an [`Exit`]. The channel is bounded: when
+//! the sinks fall behind, the executor stops reading and the job waits on
+//! its pipe or socket, so memory stays bounded whatever the job sends.
+//! Both executors — a command, an HTTP request — produce the same events.
 
 pub mod command;
+pub mod http;
 pub mod lines;
 pub mod protocol;
+mod redact;
 
-use tokio::sync::mpsc;
+use std::path::Path;
 
-use crate::event::RunEvent;
+use chrono::Utc;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{Action, Job};
+use crate::event::{Entry, EntryKind, RunEvent};
+use crate::report::Exit;
+use crate::report::body;
 
 /// Where an executor sends its events, a batch at a time.
 pub type EventSender = mpsc::Sender<Vec<RunEvent>>;
 
+/// Turns true when a running attempt must be ended (the daemon stops).
+pub type StopSignal = watch::Receiver<bool>;
+
 /// How many batches may wait for the sinks.
 pub const EVENT_BACKLOG: usize = 4;
+
+/// The largest `$OVERNIGHT_REPORT` file read.
+const MAX_REPORT_FILE: u64 = 10 * 1000 * 1000;
+
+/// One attempt of a job, as the runner hands it to an executor.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    /// The job.
+    pub job: &'a Job,
+    /// The `OVERNIGHT_*` variables of this attempt.
+    pub env: &'a [(String, String)],
+    /// Where the job may write its report (`$OVERNIGHT_REPORT`).
+    pub report_file: &'a Path,
+    /// Ends the attempt early when it turns true.
+    pub stop: StopSignal,
+}
+
+/// Runs one attempt to its end, whatever the job's kind.
+pub async fn run(attempt: Attempt<'_>, events: EventSender) -> Exit {
+    let exit = match &attempt.job.action {
+        Action::Command(spec) => command::run(&attempt, spec, events.clone()).await,
+        Action::Http(spec) => http::run(&attempt, spec, events.clone()).await,
+    };
+    read_report_file(attempt.report_file, &events).await;
+    exit
+}
+
+/// The job's `$OVERNIGHT_REPORT` file, if it wrote one, as events.
+async fn read_report_file(path: &Path, events: &EventSender) {
+    let Ok(meta) = tokio::fs::metadata(path).await else {
+        return;
+    };
+    let now = Utc::now();
+    let batch = if meta.len() > MAX_REPORT_FILE {
+        vec![error_entry(format!(
+            "the report file `{}` is over {MAX_REPORT_FILE} bytes and was not read",
+            path.display()
+        ))]
+    } else {
+        match tokio::fs::read_to_string(path).await {
+            Ok(text) if text.trim().is_empty() => return,
+            Ok(text) => {
+                let parsed = if text.trim_start().starts_with('<') {
+                    body::parse_xml(&text, now)
+                } else {
+                    body::parse_json(&text, now)
+                };
+                parsed.unwrap_or_else(|e| {
+                    vec![error_entry(format!(
+                        "$OVERNIGHT_REPORT ({}): {e}",
+                        path.display()
+                    ))]
+                })
+            }
+            Err(e) => vec![error_entry(format!(
+                "cannot read the report file `{}`: {e}",
+                path.display()
+            ))],
+        }
+    };
+    let _ = events.send(batch).await;
+}
+
+/// An error entry, stamped now.
+pub(crate) fn error_entry(message: String) -> RunEvent {
+    RunEvent::Entry(
+        EntryKind::Error,
+        Entry {
+            message,
+            code: None,
+            at: Utc::now(),
+            fields: Default::default(),
+        },
+    )
+}

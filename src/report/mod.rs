@@ -93,6 +93,13 @@ pub struct Exit {
     /// Why the runner ended it or could not start it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For an HTTP job, the response's status code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// For an HTTP job, the status its response code gives (its class, or
+    /// the job's `status_map`); it plays the part of the exit code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<Status>,
 }
 
 impl Exit {
@@ -101,23 +108,25 @@ impl Exit {
     fn failed(&self, warning_codes: &[i32]) -> bool {
         self.reason.is_some()
             || self.signal.is_some()
+            || self.base == Some(Status::Failed)
             || self
                 .code
                 .is_some_and(|c| c != 0 && !warning_codes.contains(&c))
     }
 
     fn softened(&self, warning_codes: &[i32]) -> bool {
-        self.code.is_some_and(|c| warning_codes.contains(&c))
+        self.base == Some(Status::Warning) || self.code.is_some_and(|c| warning_codes.contains(&c))
     }
 }
 
 impl fmt::Display for Exit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.reason, self.signal, self.code) {
-            (Some(reason), _, _) => f.write_str(reason),
-            (None, Some(sig), _) => write!(f, "signal {sig}"),
-            (None, None, Some(code)) => write!(f, "exit {code}"),
-            (None, None, None) => f.write_str("no exit"),
+        match (&self.reason, self.signal, self.http_status, self.code) {
+            (Some(reason), ..) => f.write_str(reason),
+            (None, Some(sig), ..) => write!(f, "signal {sig}"),
+            (None, None, Some(http), _) => write!(f, "HTTP {http}"),
+            (None, None, None, Some(code)) => write!(f, "exit {code}"),
+            (None, None, None, None) => f.write_str("no exit"),
         }
     }
 }

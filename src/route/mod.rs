@@ -109,11 +109,12 @@ impl Section {
 
 /// The exit as `key=value` fields: `exit=0`, `signal=9`, `reason="…"`.
 fn exit_fields(exit: &crate::report::Exit) -> String {
-    match (&exit.reason, exit.signal, exit.code) {
-        (Some(reason), _, _) => format!("reason={reason:?}"),
-        (None, Some(signal), _) => format!("signal={signal}"),
-        (None, None, Some(code)) => format!("exit={code}"),
-        (None, None, None) => "exit=none".to_string(),
+    match (&exit.reason, exit.signal, exit.http_status, exit.code) {
+        (Some(reason), ..) => format!("reason={reason:?}"),
+        (None, Some(signal), ..) => format!("signal={signal}"),
+        (None, None, Some(http), _) => format!("http={http}"),
+        (None, None, None, Some(code)) => format!("exit={code}"),
+        (None, None, None, None) => "exit=none".to_string(),
     }
 }
 
