@@ -102,6 +102,11 @@ impl Runner {
         let warning_codes = job.warning_exit_codes.clone();
         let fallback = header.clone();
         let report_file = header.capture.with_extension("report.json");
+        // The job may write its report before the sinks have opened the
+        // capture file: the run's folder must exist first.
+        if let Some(dir) = header.capture.parent() {
+            let _ = tokio::fs::create_dir_all(dir).await;
+        }
         let sinks = tokio::task::spawn_blocking(move || {
             feed_sinks(router, header, batches, exit_rx, &warning_codes)
         });

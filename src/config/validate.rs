@@ -161,7 +161,10 @@ impl Check<'_> {
     }
 
     fn config(&mut self, root: &Node) -> Config {
-        let dir = self.file.parent().unwrap_or(Path::new("")).to_path_buf();
+        // Absolute, so the state directory (and `$OVERNIGHT_REPORT`) mean the
+        // same to a job with its own `workdir`.
+        let file = std::path::absolute(self.file).unwrap_or_else(|_| self.file.to_path_buf());
+        let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
         let mut config = Config {
             path: self.file.to_path_buf(),
             timezone: super::local_zone(),

@@ -285,7 +285,7 @@ async fn read_report(
 ) -> Read {
     let mut body = Vec::new();
     loop {
-        match response.chunk().await {
+        match next_chunk(response, spec).await {
             Ok(Some(chunk)) => {
                 if (body.len() + chunk.len()) as u64 > spec.max_body {
                     return Read::Failed(format!(
@@ -296,13 +296,7 @@ async fn read_report(
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => break,
-            Err(e) => {
-                return Read::Failed(format!(
-                    "the answer from {} broke off: {}",
-                    spec.url,
-                    chain(&e)
-                ));
-            }
+            Err(message) => return Read::Failed(message),
         }
     }
     let text = String::from_utf8_lossy(&body);
@@ -321,6 +315,21 @@ async fn read_report(
     }
 }
 
+/// The next piece of the body; an error says the answer broke off.
+async fn next_chunk(
+    response: &mut reqwest::Response,
+    spec: &HttpSpec,
+) -> Result<Option<axum::body::Bytes>, String> {
+    response.chunk().await.map_err(|e| {
+        format!(
+            "the answer from {} {} broke off: {}",
+            spec.method,
+            spec.url,
+            chain(&e)
+        )
+    })
+}
+
 async fn read_lines(
     response: &mut reqwest::Response,
     kind: BodyKind,
@@ -331,16 +340,10 @@ async fn read_lines(
     let mut quoted = Vec::new();
     let mut total: u64 = 0;
     loop {
-        let chunk = match response.chunk().await {
+        let chunk = match next_chunk(response, spec).await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
-            Err(e) => {
-                return Read::Failed(format!(
-                    "the answer from {} broke off: {}",
-                    spec.url,
-                    chain(&e)
-                ));
-            }
+            Err(message) => return Read::Failed(message),
         };
         let room = spec.max_body.saturating_sub(total);
         let take = &chunk[..chunk.len().min(room as usize)];

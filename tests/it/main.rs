@@ -6,6 +6,7 @@ mod helper;
 mod check;
 mod daemon;
 mod exec;
+mod http;
 mod import;
 mod memory;
 mod next;

@@ -25,18 +25,30 @@ pub fn repo() -> PathBuf {
 
 /// A folder to run the binary in, with its own state directory.
 pub struct Sandbox {
-    pub dir: TempDir,
+    root: PathBuf,
+    /// Removes the folder on drop; `None` for a handle made by [`Sandbox::at`].
+    _owner: Option<TempDir>,
 }
 
 impl Sandbox {
     pub fn new() -> Sandbox {
+        let dir = tempfile::tempdir().expect("a temp dir");
         Sandbox {
-            dir: tempfile::tempdir().expect("a temp dir"),
+            root: dir.path().to_path_buf(),
+            _owner: Some(dir),
+        }
+    }
+
+    /// A handle on an existing sandbox folder (kept by its owner).
+    pub fn at(path: PathBuf) -> Sandbox {
+        Sandbox {
+            root: path,
+            _owner: None,
         }
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.root
     }
 
     /// The state directory used when there is no jobs file.
