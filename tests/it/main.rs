@@ -5,6 +5,7 @@ mod helper;
 
 mod check;
 mod daemon;
+mod examples;
 mod exec;
 mod http;
 mod import;
