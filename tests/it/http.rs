@@ -121,6 +121,15 @@ async fn app(stream_gate: Arc<Notify>) -> SocketAddr {
                 }
             }),
         );
+    let router = router
+        .route("/accepted", post(|| async { (StatusCode::ACCEPTED, "queued for later\n") }))
+        .route(
+            "/events",
+            post(|| async {
+                let body = "event: progress\ndata: ::progress::50% half way\n\n: a comment\ndata: ::warning::one shard was slow\n\ndata: done\n\n";
+                ([(header::CONTENT_TYPE, "text/event-stream")], body)
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -420,6 +429,52 @@ fn a_malformed_report_file_is_an_error_with_its_position() {
     let error = report["errors"][0]["message"].as_str().unwrap();
     assert!(
         error.contains("does not parse at line 2, column 16"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_map_event_streams_and_the_body_cap() {
+    let addr = app(Arc::default()).await;
+    let sb = sandbox(&[
+        (
+            "accepted",
+            http_job(
+                format!("http://{addr}/accepted"),
+                "      status_map: {202: warning}\n",
+            ),
+        ),
+        ("events", http_job(format!("http://{addr}/events"), "")),
+        (
+            "capped",
+            http_job(
+                format!("http://{addr}/warning-json"),
+                "      max_body: 40\n",
+            ),
+        ),
+    ]);
+    let (code, report) = run(&sb, "accepted").await;
+    assert_eq!(
+        (code, report["status"].as_str()),
+        (3, Some("warning")),
+        "{report:#}"
+    );
+
+    let (code, report) = run(&sb, "events").await;
+    assert_eq!(code, 3, "{report:#}");
+    assert_eq!(report["progress"]["percent"], 50.0);
+    assert_eq!(report["warnings"][0]["message"], "one shard was slow");
+    let (logs, _) = text(&sb.run(&["logs", "events"]));
+    assert_eq!(
+        logs, "::progress::50% half way\n::warning::one shard was slow\ndone\n",
+        "only the data lines"
+    );
+
+    let (code, report) = run(&sb, "capped").await;
+    assert_eq!(code, 1);
+    let error = report["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        error.contains("is over the 40 byte cap (`http.max_body`)"),
         "{error}"
     );
 }
