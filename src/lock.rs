@@ -1,0 +1,320 @@
+//! Locks that the kernel releases when their holder dies.
+//!
+//! A lock is `flock(2)` on a file under `<state_dir>/locks/`. The daemon
+//! opens and locks it (close-on-exec, so no other child inherits it); the
+//! job's process receives a copy of the descriptor in the child, between
+//! fork and exec ([`Held::pass_to_child`]). The lock then lasts while
+//! *either* the daemon's copy or any process of the job is open: a job that
+//! outlives a crashed daemon keeps its lock until it exits, and a holder that
+//! dies never keeps one — there is nothing to clean up after a crash.
+//!
+//! Waiting is event-driven between runs of this process (a release wakes
+//! the waiters); a lock held by another process (an orphaned job, an
+//! `overnight exec`) is retried each second until the wait runs out.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// How a lock is held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One holder at a time.
+    Exclusive,
+    /// Any number of shared holders, but no exclusive one.
+    Shared,
+}
+
+/// One lock a run needs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct LockSpec {
+    /// The lock's name (`[A-Za-z0-9._-]+`); jobs naming it share it.
+    pub name: String,
+    /// How it is held.
+    pub mode: Mode,
+}
+
+impl LockSpec {
+    /// The lock every non-`allow` job holds on itself while it runs.
+    pub fn job(job: &str) -> LockSpec {
+        LockSpec {
+            name: format!("job.{job}"),
+            mode: Mode::Exclusive,
+        }
+    }
+}
+
+/// Locks taken for one run; released when dropped (by this process —
+/// copies passed to the job's processes live as long as they do).
+#[derive(Debug)]
+pub struct Held {
+    files: Vec<(LockSpec, File)>,
+}
+
+/// Why locks were not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Still held by someone else when the wait ran out.
+    #[error("lock `{name}` is held{holder} (waited {waited})")]
+    Busy {
+        /// The lock.
+        name: String,
+        /// ", by pid N" when a pid is recorded in the lock file.
+        holder: String,
+        /// How long was waited.
+        waited: String,
+    },
+    /// The lock file could not be opened.
+    #[error("cannot open the lock file `{}`: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The reason.
+        source: std::io::Error,
+    },
+}
+
+fn released() -> &'static Notify {
+    static RELEASED: OnceLock<Notify> = OnceLock::new();
+    RELEASED.get_or_init(Notify::new)
+}
+
+/// The lock file of `name`.
+pub fn path(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join("locks").join(format!("{name}.lock"))
+}
+
+/// Takes every lock of `specs`, waiting up to `wait` for them; all or none.
+pub async fn acquire(
+    state_dir: &Path,
+    specs: &[LockSpec],
+    wait: Duration,
+) -> Result<Held, LockError> {
+    let mut specs = specs.to_vec();
+    specs.sort();
+    specs.dedup_by(|a, b| a.name == b.name);
+    let deadline = Instant::now() + wait;
+    loop {
+        // Register for a release before trying, so none is missed.
+        let notified = released().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match try_all(state_dir, &specs)? {
+            Ok(held) => return Ok(held),
+            Err(busy) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(LockError::Busy {
+                        holder: holder_of(&path(state_dir, &busy.name)),
+                        name: busy.name,
+                        waited: humantime::format_duration(wait).to_string(),
+                    });
+                }
+                let retry = (deadline - now).min(Duration::from_secs(1));
+                tokio::select! {
+                    () = &mut notified => {}
+                    () = tokio::time::sleep(retry) => {}
+                }
+            }
+        }
+    }
+}
+
+/// One attempt at all locks: `Ok(Err(spec))` names the first busy one.
+fn try_all(state_dir: &Path, specs: &[LockSpec]) -> Result<Result<Held, LockSpec>, LockError> {
+    // Not a `Held` until complete: dropping a partial set must not wake
+    // the waiters (this one among them) as a release would.
+    let mut files = Vec::new();
+    for spec in specs {
+        let path = path(state_dir, &spec.name);
+        let file = open(&path).map_err(|source| LockError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let op = match spec.mode {
+            Mode::Exclusive => libc::LOCK_EX,
+            Mode::Shared => libc::LOCK_SH,
+        };
+        // SAFETY: flock on a descriptor we own; no memory is touched.
+        if unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) } != 0 {
+            return Ok(Err(spec.clone()));
+        }
+        if spec.mode == Mode::Exclusive {
+            // For messages only: who holds it. Shared holders are many.
+            let _ = file.set_len(0);
+            let _ =
+                std::io::Write::write_all(&mut &file, std::process::id().to_string().as_bytes());
+        }
+        files.push((spec.clone(), file));
+    }
+    Ok(Ok(Held { files }))
+}
+
+fn open(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // std opens with O_CLOEXEC: no child inherits the lock by accident.
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+}
+
+fn holder_of(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        .map(|pid| format!(" by pid {pid}"))
+        .unwrap_or_default()
+}
+
+impl Held {
+    /// The locks held.
+    pub fn specs(&self) -> impl Iterator<Item = &LockSpec> {
+        self.files.iter().map(|(s, _)| s)
+    }
+
+    /// The descriptors, for [`pass_to_child`](Held::pass_to_child).
+    pub fn fds(&self) -> Vec<RawFd> {
+        self.files.iter().map(|(_, f)| f.as_raw_fd()).collect()
+    }
+
+    /// Records the job's pid in its exclusive lock files, so a message can
+    /// name the process that holds them after the daemon is gone.
+    pub fn record_holder(&self, pid: u32) {
+        for (spec, file) in &self.files {
+            if spec.mode == Mode::Exclusive {
+                let _ = file.set_len(0);
+                let _ = std::io::Write::write_all(&mut &*file, pid.to_string().as_bytes());
+            }
+        }
+    }
+
+    /// In the child, between fork and exec: lets the job's process keep
+    /// these descriptors (and so the locks) across exec.
+    ///
+    /// # Safety
+    /// Only async-signal-safe calls: `fcntl` on descriptors that exist in
+    /// the child because they were open in the parent at fork.
+    pub unsafe fn pass_to_child(fds: &[RawFd]) -> std::io::Result<()> {
+        for fd in fds {
+            // SAFETY: see the function's contract.
+            if unsafe { libc::fcntl(*fd, libc::F_SETFD, 0) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.files.clear();
+        released().notify_waiters();
+    }
+}
+
+/// The daemon's own lock on its state directory: one daemon per directory.
+#[derive(Debug)]
+pub struct DaemonLock {
+    _file: File,
+}
+
+impl DaemonLock {
+    /// Takes the lock, or names the process that holds it.
+    pub fn take(state_dir: &Path) -> Result<DaemonLock, String> {
+        let path = state_dir.join("daemon.lock");
+        let file = open(&path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let holder = holder_of(&path);
+            return Err(format!(
+                "another overnight daemon{holder} is running on the state directory `{}`; stop it first, or give this one its own `state_dir`",
+                state_dir.display()
+            ));
+        }
+        let _ = file.set_len(0);
+        let _ = std::io::Write::write_all(&mut &file, std::process::id().to_string().as_bytes());
+        Ok(DaemonLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, mode: Mode) -> LockSpec {
+        LockSpec {
+            name: name.into(),
+            mode,
+        }
+    }
+
+    #[tokio::test]
+    async fn exclusive_excludes_and_shared_shares() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let a = acquire(d, &[spec("w", Mode::Shared)], Duration::ZERO)
+            .await
+            .unwrap();
+        let b = acquire(d, &[spec("w", Mode::Shared)], Duration::ZERO)
+            .await
+            .unwrap();
+        let busy = acquire(d, &[spec("w", Mode::Exclusive)], Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert!(busy.to_string().starts_with("lock `w` is held"), "{busy}");
+        drop((a, b));
+        let x = acquire(
+            d,
+            &[spec("w", Mode::Exclusive), spec("v", Mode::Exclusive)],
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+        assert_eq!(x.specs().count(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_wakes_when_the_holder_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        let held = acquire(&d, &[spec("w", Mode::Exclusive)], Duration::ZERO)
+            .await
+            .unwrap();
+        let waiter = tokio::spawn(async move {
+            acquire(&d, &[spec("w", Mode::Exclusive)], Duration::from_secs(30)).await
+        });
+        tokio::task::yield_now().await;
+        let started = std::time::Instant::now();
+        drop(held);
+        waiter.await.unwrap().unwrap();
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "woken by the release, not the retry timer"
+        );
+    }
+
+    #[test]
+    fn one_daemon_per_state_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DaemonLock::take(dir.path()).unwrap();
+        let err = DaemonLock::take(dir.path()).unwrap_err();
+        assert!(
+            err.contains(&format!("daemon by pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        DaemonLock::take(dir.path()).unwrap();
+    }
+}
