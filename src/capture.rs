@@ -35,11 +35,24 @@ pub struct Capture {
 impl Capture {
     /// Creates the file (and its folder).
     pub fn create(path: &Path) -> Capture {
+        Self::open(path, 1)
+    }
+
+    /// Opens the file for attempt `attempt`: the first creates it, later
+    /// ones append after a line that marks where they begin.
+    pub fn open(path: &Path, attempt: u32) -> Capture {
         let file = path
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| File::create(path));
-        match file {
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .append(attempt > 1)
+                    .truncate(attempt == 1)
+                    .open(path)
+            });
+        let mut capture = match file {
             Ok(f) => Capture {
                 out: Some(BufWriter::with_capacity(64 * 1024, f)),
                 error: None,
@@ -52,7 +65,14 @@ impl Capture {
                 stamp_at: None,
                 stamp: String::new(),
             },
+        };
+        if attempt > 1
+            && let Some(out) = capture.out.as_mut()
+        {
+            let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+            let _ = writeln!(out, "{now}\trun\t--- attempt {attempt} ---");
         }
+        capture
     }
 
     /// Writes the line events of a batch, then flushes.

@@ -23,7 +23,12 @@ impl Outcome {
         match status {
             Status::Success => Outcome::Success,
             Status::Warning => Outcome::Warning,
-            Status::Running | Status::Failed | Status::Lost | Status::Missed => Outcome::Failed,
+            Status::Running
+            | Status::Failed
+            | Status::Lost
+            | Status::Missed
+            | Status::Skipped
+            | Status::Orphaned => Outcome::Failed,
         }
     }
 

@@ -1,26 +1,63 @@
 //! One run, from start to record: the path of DESIGN §3 in one place.
 //!
-//! The run is inserted in the store as `running`; the executor produces
-//! event batches; one thread per run feeds each batch to the sinks — the
-//! report fold, the log4rs router, the capture file — in order; when the
-//! executor ends, the same thread folds the report and closes the sections;
-//! the store records the end. That thread owns every synchronous sink, so
-//! file writes never block the async workers and the MDC is set once.
+//! Before anything starts, the run's gate: the job's own lock by its
+//! `concurrency` policy, a place among `max_parallel`, then its named locks
+//! within `lock_wait`; a fire that cannot pass is recorded as `skipped` with
+//! the reason. Then the run is inserted as `running` and attempted, again
+//! after a failure as its `retries` say; every attempt is recorded, and the
+//! run ends with the last one's report.
+//!
+//! For each attempt the executor produces event batches; one thread feeds
+//! each batch to the sinks — the report fold, the log4rs router, the
+//! capture file — in order, and folds the report when the executor ends.
+//! That thread owns every synchronous sink, so file writes never block the
+//! async workers and the MDC is set once.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::capture::{self, Capture};
-use crate::config::Job;
+use crate::config::{Concurrency, Job};
 use crate::event::RunEvent;
-use crate::exec::{self, Attempt, EVENT_BACKLOG, StopSignal};
+use crate::exec::{self, Attempt, EVENT_BACKLOG};
+use crate::lock::{self, Held, LockSpec};
 use crate::report::fold::RunHeader;
-use crate::report::{Exit, Report, ReportBuilder, Trigger};
+use crate::report::{Exit, Report, ReportBuilder, Status, Trigger};
 use crate::route::Router;
-use crate::store::{NewRun, Store, StoreError};
+use crate::store::{NewRun, NotRun, Store, StoreError};
+
+/// How a request to run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It ran; the report of its last attempt.
+    Ran(Box<Report>),
+    /// It did not run (`skipped`): the record's id and the reason.
+    NotRun {
+        /// The skipped run's id.
+        id: i64,
+        /// Why.
+        why: String,
+    },
+}
+
+impl Outcome {
+    /// The status it ended with.
+    pub fn status(&self) -> Status {
+        match self {
+            Outcome::Ran(report) => report.status,
+            Outcome::NotRun { .. } => Status::Skipped,
+        }
+    }
+}
+
+/// The runs going on, by run id: job name and the handle that stops it.
+/// Never held across an await.
+type Active = Mutex<HashMap<i64, (String, watch::Sender<Option<String>>)>>;
 
 /// Runs jobs and records them.
 #[derive(Clone, Debug)]
@@ -28,15 +65,27 @@ pub struct Runner {
     store: Store,
     state_dir: Arc<PathBuf>,
     host: Arc<str>,
+    parallel: Option<Arc<Semaphore>>,
+    active: Arc<Active>,
+    /// Fires waiting for their job (`concurrency: queue`), by job.
+    /// Never held across an await.
+    queued: Arc<Mutex<HashMap<String, usize>>>,
 }
 
+/// Waits "forever" for a queued fire's turn (a hundred years).
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 impl Runner {
-    /// A runner recording into `store`, keeping capture files in `state_dir`.
-    pub fn new(store: Store, state_dir: PathBuf) -> Runner {
+    /// A runner recording into `store`, keeping capture files and locks in
+    /// `state_dir`, running at most `max_parallel` jobs at once.
+    pub fn new(store: Store, state_dir: PathBuf, max_parallel: Option<usize>) -> Runner {
         Runner {
             store,
             state_dir: Arc::new(state_dir),
             host: crate::store::hostname().into(),
+            parallel: max_parallel.map(|n| Arc::new(Semaphore::new(n))),
+            active: Arc::default(),
+            queued: Arc::default(),
         }
     }
 
@@ -50,14 +99,59 @@ impl Runner {
         &self.host
     }
 
-    /// Runs `job` once, to its end, and returns its report.
+    /// How many runs are going.
+    pub fn running(&self) -> usize {
+        self.active.lock().expect("active runs").len()
+    }
+
+    /// Ends every running attempt, with `reason`.
+    pub fn stop_all(&self, reason: &str) {
+        for (_, stop) in self.active.lock().expect("active runs").values() {
+            let _ = stop.send(Some(reason.to_string()));
+        }
+    }
+
+    /// Ends the running attempts of `job`, with `reason`.
+    fn stop_job(&self, job: &str, reason: &str) {
+        for (name, stop) in self.active.lock().expect("active runs").values() {
+            if name == job {
+                let _ = stop.send(Some(reason.to_string()));
+            }
+        }
+    }
+
+    /// Runs `job` once (with its retries), to its end.
     pub async fn run(
         &self,
         job: &Job,
         trigger: Trigger,
         scheduled_at: Option<DateTime<Utc>>,
-        stop: StopSignal,
-    ) -> Result<Report, StoreError> {
+    ) -> Result<Outcome, StoreError> {
+        let own = match self.own_lock(job).await {
+            Ok(own) => own,
+            Err(why) => return self.not_run(job, trigger, scheduled_at, why).await,
+        };
+        let _permit = match &self.parallel {
+            Some(places) => Some(
+                Arc::clone(places)
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed"),
+            ),
+            None => None,
+        };
+        let named = match lock::acquire(&self.state_dir, &job.locks, job.lock_wait).await {
+            Ok(named) => named,
+            Err(e) => {
+                return self
+                    .not_run(job, trigger, scheduled_at, format!("skipped: {e}"))
+                    .await;
+            }
+        };
+        let held: Vec<&Held> = own.iter().chain(std::iter::once(&named)).collect();
+        let specs: Vec<LockSpec> = held.iter().flat_map(|h| h.specs().cloned()).collect();
+        let fds: Vec<_> = held.iter().flat_map(|h| h.fds()).collect();
+
         let started_at = Utc::now();
         let run_id = self
             .store
@@ -72,14 +166,150 @@ impl Runner {
                 |id| capture::path_for(&self.state_dir, &job.name, id),
             )
             .await?;
-        let attempt = 1;
+        self.store.record_locks(run_id, &job.name, &specs).await?;
+        let (stop_tx, stop) = watch::channel(None);
+        self.active
+            .lock()
+            .expect("active runs")
+            .insert(run_id, (job.name.clone(), stop_tx));
+
+        let mut attempt = 1;
+        let report = loop {
+            let report = self
+                .attempt(
+                    job,
+                    trigger,
+                    scheduled_at,
+                    run_id,
+                    attempt,
+                    started_at,
+                    &fds,
+                    &held,
+                    stop.clone(),
+                )
+                .await;
+            self.store.record_attempt(&report).await?;
+            let stopped = stop.borrow().is_some();
+            match job.retries {
+                Some(retries)
+                    if report.status == Status::Failed && attempt <= retries.count && !stopped =>
+                {
+                    attempt += 1;
+                    let wait = retries.delay_before(attempt);
+                    let mut stop = stop.clone();
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        _ = async { stop.wait_for(Option::is_some).await.map(|_| ()) } => break report,
+                    }
+                }
+                _ => break report,
+            }
+        };
+        self.store.finish_run(&report).await?;
+        self.store.release_locks(run_id).await?;
+        self.active.lock().expect("active runs").remove(&run_id);
+        Ok(Outcome::Ran(Box::new(report)))
+    }
+
+    /// The job's own lock, as its concurrency policy takes it; `Err` is
+    /// the reason the fire is skipped.
+    async fn own_lock(&self, job: &Job) -> Result<Option<Held>, String> {
+        let own = [LockSpec::job(&job.name)];
+        let busy = |e: lock::LockError| format!("skipped: the job is still running ({e})");
+        match job.concurrency {
+            Concurrency::Allow => Ok(None),
+            Concurrency::Skip => lock::acquire(&self.state_dir, &own, Duration::ZERO)
+                .await
+                .map(Some)
+                .map_err(busy),
+            Concurrency::Replace => {
+                if let Ok(held) = lock::acquire(&self.state_dir, &own, Duration::ZERO).await {
+                    return Ok(Some(held));
+                }
+                self.stop_job(&job.name, "replaced: a newer run of the job started");
+                lock::acquire(&self.state_dir, &own, FOREVER)
+                    .await
+                    .map(Some)
+                    .map_err(busy)
+            }
+            Concurrency::Queue => {
+                if let Ok(held) = lock::acquire(&self.state_dir, &own, Duration::ZERO).await {
+                    return Ok(Some(held));
+                }
+                {
+                    let mut queued = self.queued.lock().expect("queued fires");
+                    let waiting = queued.entry(job.name.clone()).or_default();
+                    if *waiting >= job.queue_limit {
+                        return Err(format!(
+                            "skipped: the job is still running and {waiting} fire(s) already wait (queue_limit: {})",
+                            job.queue_limit
+                        ));
+                    }
+                    *waiting += 1;
+                }
+                let held = lock::acquire(&self.state_dir, &own, FOREVER).await;
+                *self
+                    .queued
+                    .lock()
+                    .expect("queued fires")
+                    .entry(job.name.clone())
+                    .or_default() -= 1;
+                held.map(Some).map_err(busy)
+            }
+        }
+    }
+
+    async fn not_run(
+        &self,
+        job: &Job,
+        trigger: Trigger,
+        scheduled_at: Option<DateTime<Utc>>,
+        why: String,
+    ) -> Result<Outcome, StoreError> {
+        let id = self
+            .store
+            .record_not_run(&NotRun {
+                job: &job.name,
+                trigger,
+                scheduled_at,
+                status: Status::Skipped,
+                why: &why,
+                host: &self.host,
+            })
+            .await?;
+        Router::new(&job.name, id, 1, job.stderr_level).not_run(
+            Status::Skipped,
+            scheduled_at,
+            &why,
+        );
+        Ok(Outcome::NotRun { id, why })
+    }
+
+    /// One attempt: the executor, the sinks, the report.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &self,
+        job: &Job,
+        trigger: Trigger,
+        scheduled_at: Option<DateTime<Utc>>,
+        run_id: i64,
+        attempt: u32,
+        run_started: DateTime<Utc>,
+        fds: &[std::os::fd::RawFd],
+        held: &[&Held],
+        stop: exec::StopSignal,
+    ) -> Report {
         let header = RunHeader {
             run_id,
             job: job.name.clone(),
             attempt,
             trigger,
             scheduled_at,
-            started_at,
+            started_at: if attempt == 1 {
+                run_started
+            } else {
+                Utc::now()
+            },
             host: self.host.to_string(),
             capture: capture::path_for(&self.state_dir, &job.name, run_id),
         };
@@ -95,30 +325,46 @@ impl Runner {
             ("OVERNIGHT_FLOW_RUN_ID", String::new()),
         ]
         .map(|(k, v)| (k.to_string(), v));
-
-        let (events, batches) = mpsc::channel(EVENT_BACKLOG);
-        let (exit_tx, exit_rx) = oneshot::channel();
-        let router = Router::new(&job.name, run_id, attempt, job.stderr_level);
-        let warning_codes = job.warning_exit_codes.clone();
-        let fallback = header.clone();
         let report_file = header.capture.with_extension("report.json");
         // The job may write its report before the sinks have opened the
         // capture file: the run's folder must exist first.
         if let Some(dir) = header.capture.parent() {
             let _ = tokio::fs::create_dir_all(dir).await;
         }
+        let _ = tokio::fs::remove_file(&report_file).await;
+
+        let (events, batches) = mpsc::channel(EVENT_BACKLOG);
+        let (exit_tx, exit_rx) = oneshot::channel();
+        let (spawned_tx, spawned_rx) = oneshot::channel();
+        let router = Router::new(&job.name, run_id, attempt, job.stderr_level);
+        let warning_codes = job.warning_exit_codes.clone();
+        let fallback = header.clone();
         let sinks = tokio::task::spawn_blocking(move || {
             feed_sinks(router, header, batches, exit_rx, &warning_codes)
         });
-        let attempt = Attempt {
-            job,
-            env: &env,
-            report_file: &report_file,
-            stop,
+        let run = exec::run(
+            Attempt {
+                job,
+                env: &env,
+                report_file: &report_file,
+                lock_fds: fds,
+                stop,
+                spawned: Some(spawned_tx),
+            },
+            events,
+        );
+        let record_process = async {
+            if let Ok(pid) = spawned_rx.await {
+                held.iter().for_each(|h| h.record_holder(pid));
+                let _ = self
+                    .store
+                    .record_process(run_id, pid, crate::process::start_time(pid))
+                    .await;
+            }
         };
-        let exit = exec::run(attempt, events).await;
+        let (exit, ()) = tokio::join!(run, record_process);
         let _ = exit_tx.send(exit.clone());
-        let report = match sinks.await {
+        match sinks.await {
             Ok(report) => report,
             // A sink that panicked (an appender, say) must not lose the run.
             Err(e) => {
@@ -128,17 +374,15 @@ impl Runner {
                     &job.warning_exit_codes,
                     Utc::now(),
                 );
-                report.status = crate::report::Status::Failed;
+                report.status = Status::Failed;
                 report.summary = format!("internal error while reporting the run: {e}");
                 report
             }
-        };
-        self.store.finish_run(&report).await?;
-        Ok(report)
+        }
     }
 }
 
-/// The per-run sink thread: every batch to every sink, then the report.
+/// The per-attempt sink thread: every batch to every sink, then the report.
 fn feed_sinks(
     router: Router,
     header: RunHeader,
@@ -147,7 +391,7 @@ fn feed_sinks(
     warning_codes: &[i32],
 ) -> Report {
     router.started(header.trigger);
-    let mut capture = Capture::create(&header.capture);
+    let mut capture = Capture::open(&header.capture, header.attempt);
     let mut fold = ReportBuilder::default();
     while let Some(batch) = batches.blocking_recv() {
         for event in &batch {

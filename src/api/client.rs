@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::daemon::info::DaemonInfo;
-use crate::report::Report;
+use crate::runner::Outcome;
 
 use super::ErrorBody;
 
@@ -45,8 +45,8 @@ impl Client {
         self.info.pid
     }
 
-    /// Runs `job` through the daemon and waits for its report.
-    pub async fn run(&self, job: &str) -> Result<Report, ClientError> {
+    /// Runs `job` through the daemon and waits for its end.
+    pub async fn run(&self, job: &str) -> Result<Outcome, ClientError> {
         let url = format!("http://{}/api/jobs/{job}/run", self.info.addr);
         let answer = self
             .http
@@ -56,13 +56,20 @@ impl Client {
             .await
             .map_err(|e| self.unreachable(e))?;
         if answer.status().is_success() {
-            answer.json().await.map_err(|e| self.unreachable(e))
-        } else {
-            let status = answer.status();
-            let body: Option<ErrorBody> = answer.json().await.ok();
-            Err(ClientError::Refused(
-                body.map_or_else(|| status.to_string(), |b| b.error),
-            ))
+            return answer
+                .json()
+                .await
+                .map(Outcome::Ran)
+                .map_err(|e| self.unreachable(e));
+        }
+        let status = answer.status();
+        match answer.json::<ErrorBody>().await {
+            Ok(ErrorBody {
+                error,
+                run_id: Some(id),
+            }) => Ok(Outcome::NotRun { id, why: error }),
+            Ok(body) => Err(ClientError::Refused(body.error)),
+            Err(_) => Err(ClientError::Refused(status.to_string())),
         }
     }
 

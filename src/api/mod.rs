@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use crate::config::Job;
 use crate::daemon::Shared;
 use crate::report::{Report, Trigger};
+use crate::runner::Outcome;
 use crate::store::{RunRecord, StoreError};
 
 /// Why an API call failed.
@@ -37,6 +38,14 @@ pub enum ApiError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The fire did not run (skipped): the record's id and why.
+    #[error("{why}")]
+    NotRun {
+        /// The skipped run's id.
+        id: i64,
+        /// Why.
+        why: String,
+    },
     /// The run task ended without a result.
     #[error("the run ended without a report: {0}")]
     Run(String),
@@ -47,12 +56,18 @@ impl IntoResponse for ApiError {
         let status = match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::UnknownJob(_) => StatusCode::NOT_FOUND,
+            ApiError::NotRun { .. } => StatusCode::CONFLICT,
             ApiError::Store(_) | ApiError::Run(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let run_id = match self {
+            ApiError::NotRun { id, .. } => Some(id),
+            _ => None,
         };
         (
             status,
             Json(ErrorBody {
                 error: self.to_string(),
+                run_id,
             }),
         )
             .into_response()
@@ -64,6 +79,9 @@ impl IntoResponse for ApiError {
 pub struct ErrorBody {
     /// What went wrong.
     pub error: String,
+    /// The run recorded for it, if any (a skipped fire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<i64>,
 }
 
 /// One job as `GET /api/status` shows it.
@@ -164,7 +182,10 @@ async fn run_job(
         .launch(job, Trigger::Manual, None)
         .await
         .map_err(|e| ApiError::Run(e.to_string()))??;
-    Ok(Json(report))
+    match report {
+        Outcome::Ran(report) => Ok(Json(*report)),
+        Outcome::NotRun { id, why } => Err(ApiError::NotRun { id, why }),
+    }
 }
 
 async fn reload(

@@ -43,6 +43,9 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     let state_dir = config.map_or_else(config::default_state_dir, |c| c.state_dir);
     route::install(routing);
     let job = Job::adhoc(name, args.command);
-    let report = super::run::locally(&state_dir, &job, Trigger::Exec).await?;
-    Ok(Outcome::of(report.status))
+    let outcome = super::run::locally(&state_dir, None, &job, Trigger::Exec).await?;
+    if let crate::runner::Outcome::NotRun { id, why } = &outcome {
+        eprintln!("{} #{id}: skipped ({why})", job.name);
+    }
+    Ok(Outcome::of(outcome.status()))
 }

@@ -3,14 +3,12 @@
 
 use std::path::Path;
 
-use tokio::sync::watch;
-
 use super::{CliError, ConfigArg};
 use crate::api::client::Client;
 use crate::config::Job;
 use crate::exit::Outcome;
-use crate::report::{Report, Trigger};
-use crate::runner::Runner;
+use crate::report::Trigger;
+use crate::runner::{Outcome as RunOutcome, Runner};
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -30,34 +28,40 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
             config.path.display()
         )));
     };
-    let report = match Client::find(&config.state_dir) {
+    let outcome = match Client::find(&config.state_dir) {
         Some(daemon) => daemon.run(&job.name).await?,
         None => {
             crate::route::install(crate::daemon::routing(&config)?);
-            locally(&config.state_dir, job, Trigger::Manual).await?
+            locally(&config.state_dir, config.max_parallel, job, Trigger::Manual).await?
         }
     };
-    print!("{}", report.to_text());
-    Ok(Outcome::of(report.status))
+    match &outcome {
+        RunOutcome::Ran(report) => print!("{}", report.to_text()),
+        RunOutcome::NotRun { id, why } => println!("{} #{id}: skipped ({why})", job.name),
+    }
+    Ok(Outcome::of(outcome.status()))
 }
 
 /// Runs `job` in this process; Ctrl-C ends the job's process group and the
 /// run is still recorded.
 pub(super) async fn locally(
     state_dir: &Path,
+    max_parallel: Option<usize>,
     job: &Job,
     trigger: Trigger,
-) -> Result<Report, CliError> {
+) -> Result<RunOutcome, CliError> {
     let store = Store::open(state_dir).await?;
-    let runner = Runner::new(store.clone(), state_dir.to_path_buf());
-    let (stop_tx, stop) = watch::channel(false);
-    let interrupt = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = stop_tx.send(true);
-        }
-    });
-    let report = runner.run(job, trigger, None, stop).await;
+    let runner = Runner::new(store.clone(), state_dir.to_path_buf(), max_parallel);
+    let interrupt = {
+        let runner = runner.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                runner.stop_all("interrupted: Ctrl-C");
+            }
+        })
+    };
+    let outcome = runner.run(job, trigger, None).await;
     interrupt.abort();
     store.close().await;
-    Ok(report?)
+    Ok(outcome?)
 }

@@ -9,6 +9,7 @@ pub mod crontab;
 pub mod error;
 pub mod http;
 pub mod node;
+pub mod policy;
 mod validate;
 
 pub use validate::{name_from_program, valid_name};
@@ -23,9 +24,11 @@ use serde::Serialize;
 
 pub use error::{ConfigError, Problem};
 pub use http::{HttpBody, HttpSpec};
+pub use policy::{Backoff, Concurrency, Limits, Retries, Shutdown};
 
+use crate::lock::LockSpec;
 use crate::schedule::Schedule;
-use crate::schedule::catchup::CatchUp;
+pub use crate::schedule::catchup::CatchUp;
 use crate::schedule::scheduler::{Timing, jitter};
 
 /// The address the API listens on when the jobs file names none.
@@ -46,6 +49,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// How long a stopping daemon lets running jobs finish before ending them.
     pub shutdown_grace: Duration,
+    /// At most this many runs at once, daemon-wide.
+    pub max_parallel: Option<usize>,
+    /// What a stopping daemon does with running jobs.
+    pub shutdown: Shutdown,
     /// The jobs, in file order; a job's index is its id in the scheduler.
     pub jobs: Vec<Job>,
 }
@@ -122,6 +129,22 @@ pub struct Job {
     /// Where mail about this job goes (a crontab's `MAILTO`); empty: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mailto: Option<String>,
+    /// What a fire does while the job still runs.
+    pub concurrency: Concurrency,
+    /// With `queue`: how many fires may wait.
+    pub queue_limit: usize,
+    /// Named locks held while it runs.
+    pub locks: Vec<LockSpec>,
+    /// How long to wait for the named locks before the fire is skipped.
+    #[serde(serialize_with = "duration")]
+    pub lock_wait: Duration,
+    /// Retries of a failed attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retries: Option<Retries>,
+    /// Pass the daemon's environment on (`false`: cron's bare one).
+    pub env_inherit: bool,
+    /// Resource limits of the job's process.
+    pub limits: Limits,
 }
 
 impl Job {
@@ -143,6 +166,13 @@ impl Job {
             starting_deadline: None,
             jitter: None,
             mailto: None,
+            concurrency: Concurrency::default(),
+            queue_limit: 1,
+            locks: Vec::new(),
+            lock_wait: Duration::ZERO,
+            retries: None,
+            env_inherit: true,
+            limits: Limits::default(),
         }
     }
 
@@ -163,6 +193,13 @@ impl Job {
             Action::Command(_) => "command",
             Action::Http(_) => "http",
         }
+    }
+
+    /// The locks a run of this job takes: its own (unless it may overlap
+    /// itself) and the named ones.
+    pub fn lock_specs(&self) -> Vec<LockSpec> {
+        let own = (self.concurrency != Concurrency::Allow).then(|| LockSpec::job(&self.name));
+        own.into_iter().chain(self.locks.iter().cloned()).collect()
     }
 
     /// The definition as JSON text, for the store's job table.
@@ -218,7 +255,7 @@ fn display_opt<T: std::fmt::Display, S: serde::Serializer>(
     }
 }
 
-fn duration<S: serde::Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn duration<S: serde::Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_duration(*value))
 }
 

@@ -10,7 +10,8 @@ use chrono_tz::Tz;
 
 use super::node::{Node, Pos, Value};
 use super::{
-    Action, CommandSpec, Config, ConfigError, DEFAULT_KILL_GRACE, DEFAULT_LISTEN, Job, Problem,
+    Action, CatchUp, CommandSpec, Concurrency, Config, ConfigError, DEFAULT_KILL_GRACE,
+    DEFAULT_LISTEN, Job, Problem, Shutdown,
 };
 use crate::schedule::Schedule;
 
@@ -20,6 +21,8 @@ const TOP_KEYS: &[&str] = &[
     "log_config",
     "listen",
     "shutdown_grace",
+    "shutdown",
+    "max_parallel",
     "defaults",
     "jobs",
 ];
@@ -36,6 +39,13 @@ const DEFAULT_KEYS: &[&str] = &[
     "starting_deadline",
     "jitter",
     "mailto",
+    "concurrency",
+    "queue_limit",
+    "locks",
+    "lock_wait",
+    "retries",
+    "env_inherit",
+    "limits",
 ];
 const JOB_ONLY_KEYS: &[&str] = &["description", "schedule", "command", "http"];
 
@@ -172,6 +182,8 @@ impl Check<'_> {
             log_config: None,
             listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
             shutdown_grace: Duration::from_secs(30),
+            max_parallel: None,
+            shutdown: Shutdown::default(),
             jobs: Vec::new(),
         };
         let mut defaults = Vec::new();
@@ -205,6 +217,19 @@ impl Check<'_> {
                         .duration(value, "`shutdown_grace`")
                         .unwrap_or(config.shutdown_grace)
                 }
+                "shutdown" => {
+                    let options = [("wait", Shutdown::Wait), ("terminate", Shutdown::Terminate)];
+                    config.shutdown = self
+                        .keyword(value, "shutdown", &options)
+                        .unwrap_or_default();
+                }
+                "max_parallel" => match value.value {
+                    Value::Int(n @ 1..=100_000) => config.max_parallel = Some(n as usize),
+                    _ => self.problem(
+                        value.pos,
+                        "`max_parallel` must be a number from 1 to 100000",
+                    ),
+                },
                 "defaults" => defaults = self.mapping(value, "`defaults`", DEFAULT_KEYS),
                 "jobs" => jobs_node = Some(value),
                 _ => unreachable!("mapping() returns known keys only"),
@@ -289,18 +314,44 @@ impl Check<'_> {
                 "stderr_level" => job.stderr_level = self.level(value).unwrap_or(job.stderr_level),
                 "warning_exit_codes" => job.warning_exit_codes = self.exit_codes(value),
                 "catch_up" => {
-                    if let Some(text) = self.string(value, "`catch_up`") {
-                        match text.parse() {
-                            Ok(policy) => job.catch_up = policy,
-                            Err(why) => self.problem(value.pos, why),
-                        }
-                    }
+                    let options = [
+                        ("none", CatchUp::None),
+                        ("last", CatchUp::Last),
+                        ("all", CatchUp::All),
+                    ];
+                    job.catch_up = self
+                        .keyword(value, "catch_up", &options)
+                        .unwrap_or_default();
                 }
                 "starting_deadline" => {
                     job.starting_deadline = self.duration(value, "`starting_deadline`")
                 }
                 "jitter" => job.jitter = self.duration(value, "`jitter`"),
                 "mailto" => job.mailto = self.string(value, "`mailto`"),
+                "concurrency" => {
+                    let options = [
+                        ("skip", Concurrency::Skip),
+                        ("queue", Concurrency::Queue),
+                        ("replace", Concurrency::Replace),
+                        ("allow", Concurrency::Allow),
+                    ];
+                    job.concurrency = self
+                        .keyword(value, "concurrency", &options)
+                        .unwrap_or_default();
+                }
+                "queue_limit" => match value.value {
+                    Value::Int(n @ 1..=10_000) => job.queue_limit = n as usize,
+                    _ => self.problem(value.pos, "`queue_limit` must be a number from 1 to 10000"),
+                },
+                "locks" => job.locks = self.locks(value),
+                "lock_wait" => {
+                    job.lock_wait = self.duration(value, "`lock_wait`").unwrap_or_default()
+                }
+                "retries" => job.retries = self.retries(value),
+                "env_inherit" => {
+                    job.env_inherit = self.boolean(value, "`env_inherit`").unwrap_or(true)
+                }
+                "limits" => job.limits = self.limits(value),
                 _ => unreachable!("mapping() returns known keys only"),
             }
             ok &= self.problems.len() == before;

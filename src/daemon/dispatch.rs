@@ -8,10 +8,11 @@ use log::{error, info};
 
 use super::Shared;
 use crate::config::{Config, Job};
+use crate::report::Status;
 use crate::report::Trigger;
 use crate::route::Router;
 use crate::schedule::catchup::{self, fires_between};
-use crate::store::StoreError;
+use crate::store::{NotRun, StoreError};
 
 /// Runs or records one job's due fires.
 pub async fn dispatch(
@@ -62,8 +63,16 @@ async fn record_missed(
         } else {
             why.clone()
         };
-        let id = store.record_missed(&job.name, *at, &why, host).await?;
-        Router::new(&job.name, id, 1, job.stderr_level).missed(*at, &why);
+        let not_run = NotRun {
+            job: &job.name,
+            trigger: Trigger::Schedule,
+            scheduled_at: Some(*at),
+            status: Status::Missed,
+            why: &why,
+            host,
+        };
+        let id = store.record_not_run(&not_run).await?;
+        Router::new(&job.name, id, 1, job.stderr_level).not_run(Status::Missed, Some(*at), &why);
     }
     Ok(())
 }

@@ -13,6 +13,7 @@
 mod dispatch;
 pub mod inflight;
 pub mod info;
+mod recover;
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -24,9 +25,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 
 use crate::config::{Config, ConfigError, Job};
-use crate::report::{Report, Trigger};
+use crate::lock::DaemonLock;
+use crate::report::Trigger;
 use crate::route;
-use crate::runner::Runner;
+use crate::runner::{Outcome, Runner};
 use crate::schedule::clock::{Clock, SystemClock};
 use crate::schedule::scheduler::{Scheduler, Timing};
 use crate::store::{Store, StoreError};
@@ -42,6 +44,9 @@ pub enum DaemonError {
     /// The run history could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another daemon holds the state directory.
+    #[error("{0}")]
+    AlreadyRunning(String),
     /// The state directory could not be written.
     #[error("cannot write the daemon's state in `{}`: {source}", dir.display())]
     State {
@@ -59,8 +64,6 @@ pub struct Shared {
     config: RwLock<Arc<Config>>,
     /// Runs jobs and records them.
     pub runner: Runner,
-    /// Turns true when running jobs must be ended.
-    stop: watch::Receiver<bool>,
     inflight: Arc<Inflight>,
     /// Asks the scheduler to reload.
     reload: Notify,
@@ -81,15 +84,12 @@ impl Shared {
         job: Job,
         trigger: Trigger,
         scheduled_at: Option<chrono::DateTime<Utc>>,
-    ) -> tokio::task::JoinHandle<Result<Report, StoreError>> {
+    ) -> tokio::task::JoinHandle<Result<Outcome, StoreError>> {
         let guard = self.inflight.enter();
         let shared = Arc::clone(self);
         tokio::spawn(async move {
             let _guard = guard;
-            let result = shared
-                .runner
-                .run(&job, trigger, scheduled_at, shared.stop.clone())
-                .await;
+            let result = shared.runner.run(&job, trigger, scheduled_at).await;
             if let Err(e) = &result {
                 error!(target: "overnight::daemon", "run of `{}` not recorded: {e}", job.name);
             }
@@ -127,33 +127,25 @@ pub async fn run_with_clock(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    route::install(routing(&config)?);
-    let store = Store::open(&config.state_dir).await?;
-    let host = crate::store::hostname();
-    let closed = store.close_abandoned(&host).await?;
-    if closed > 0 {
-        warn!(target: "overnight::daemon", "closed {closed} run(s) left running by a runner that died, as `lost`");
-    }
-    store.sync_jobs(&config.jobs).await?;
-
-    let addr = listener.local_addr().map_err(|source| DaemonError::State {
-        dir: config.state_dir.clone(),
-        source,
-    })?;
     let state_error = |source| DaemonError::State {
         dir: config.state_dir.clone(),
         source,
     };
+    std::fs::create_dir_all(&config.state_dir).map_err(state_error)?;
+    let daemon_lock = DaemonLock::take(&config.state_dir).map_err(DaemonError::AlreadyRunning)?;
+    route::install(routing(&config)?);
+    let store = Store::open(&config.state_dir).await?;
+    store.sync_jobs(&config.jobs).await?;
+
+    let addr = listener.local_addr().map_err(state_error)?;
     let card = DaemonInfo::new(addr).map_err(state_error)?;
     card.write(&config.state_dir).map_err(state_error)?;
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let state_dir = config.state_dir.clone();
     let grace = config.shutdown_grace;
     let shared = Arc::new(Shared {
-        runner: Runner::new(store.clone(), config.state_dir.clone()),
+        runner: Runner::new(store.clone(), config.state_dir.clone(), config.max_parallel),
         config: RwLock::new(Arc::new(config)),
-        stop: stop_rx,
         inflight: Arc::default(),
         reload: Notify::new(),
         token: card.token.clone(),
@@ -167,6 +159,8 @@ pub async fn run_with_clock(
     ));
     info!(target: "overnight::daemon", "started: pid {}, API on http://{addr}, {} job(s)", card.pid, shared.config().jobs.len());
 
+    recover::abandoned_runs(&shared).await?;
+    crate::process::reap_orphans_if_init();
     let config = shared.config();
     dispatch::catch_up_at_start(&shared, &config, clock.now()).await?;
     dispatch::reboot_jobs(&shared, &config);
@@ -174,21 +168,26 @@ pub async fn run_with_clock(
     schedule(&shared, scheduler, shutdown).await;
 
     let running = shared.inflight.count();
-    if running > 0 {
+    let end = "shutdown: ended by the daemon stopping";
+    if running > 0 && shared.config().shutdown == crate::config::Shutdown::Terminate {
+        info!(target: "overnight::daemon", "stopping: ending {running} running job(s) (shutdown: terminate)");
+        shared.runner.stop_all(end);
+    } else if running > 0 {
         info!(target: "overnight::daemon", "stopping: waiting up to {} for {running} running job(s)", humantime::format_duration(grace));
         if tokio::time::timeout(grace, shared.inflight.idle())
             .await
             .is_err()
         {
             warn!(target: "overnight::daemon", "grace period over: ending {} running job(s)", shared.inflight.count());
-            let _ = stop_tx.send(true);
-            shared.inflight.idle().await;
+            shared.runner.stop_all(end);
         }
     }
+    shared.inflight.idle().await;
     let _ = server_stop_tx.send(true);
     let _ = server.await;
     DaemonInfo::remove(&state_dir);
     store.close().await;
+    drop(daemon_lock);
     info!(target: "overnight::daemon", "stopped");
     route::flush();
     Ok(())

@@ -1,14 +1,17 @@
 //! The command executor: a job as a process group.
 //!
 //! The job runs in a process group of its own with stdin from /dev/null;
-//! stdout and stderr are read concurrently, line by line. A timeout or a
-//! stop request sends TERM to the whole group, then KILL after the job's
-//! grace period. When the job's main process has exited, its pipes get the
-//! same grace period to close (a background child may still hold them);
-//! then whatever is left of the group is killed, so no run stays open and
-//! no process of the job outlives it.
+//! stdout and stderr are read concurrently, line by line. Between fork and
+//! exec the child receives the run's lock descriptors and its resource
+//! limits. A timeout or a stop request sends TERM to the whole group, then
+//! KILL after the job's grace period. When the job's main process has
+//! exited, its pipes get the same grace period to close (a background child
+//! may still hold them); then whatever is left of the group is killed, with
+//! a warning, so no run stays open and no process of the job outlives it.
 
+use std::collections::HashSet;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -18,24 +21,57 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::lines::LineSplitter;
-use super::protocol;
-use super::{Attempt, EventSender, StopSignal, error_entry};
-use crate::config::CommandSpec;
-use crate::event::{Line, RunEvent, Stream};
+use super::{Attempt, EventSender, StopSignal, error_entry, protocol};
+use crate::config::{CommandSpec, Job};
+use crate::event::{Entry, EntryKind, Line, RunEvent, Stream};
+use crate::lock::Held;
+use crate::process::{apply_limits, group_alive};
 use crate::report::Exit;
 
-/// Runs one attempt of a command job to its end.
-///
-/// The attempt's variables and `OVERNIGHT_REPORT` are added to the job's
-/// own environment. When the stop signal turns true the attempt is ended as
-/// on a timeout, with reason `shutdown`.
-pub async fn run(attempt: &Attempt<'_>, spec: &CommandSpec, events: EventSender) -> Exit {
-    let job = attempt.job;
-    let mut stop = attempt.stop.clone();
+/// The pids of running jobs' own processes, which their executors wait
+/// for (so the PID 1 reaper leaves them alone). Never held across an await.
+static LEADERS: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
+
+/// Whether `pid` is a running job's own process.
+pub fn is_job_leader(pid: u32) -> bool {
+    LEADERS
+        .lock()
+        .expect("leaders")
+        .as_ref()
+        .is_some_and(|l| l.contains(&pid))
+}
+
+fn leader(pid: u32, running: bool) {
+    let mut leaders = LEADERS.lock().expect("leaders");
+    let set = leaders.get_or_insert_with(HashSet::new);
+    if running {
+        set.insert(pid);
+    } else {
+        set.remove(&pid);
+    }
+}
+
+/// Cron's environment for `env_inherit: false`.
+fn bare_environment() -> Vec<(String, String)> {
+    let var =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
+    vec![
+        ("PATH".into(), "/usr/bin:/bin".into()),
+        ("SHELL".into(), "/bin/sh".into()),
+        ("HOME".into(), var("HOME", "/")),
+        ("LOGNAME".into(), var("LOGNAME", &var("USER", "root"))),
+    ]
+}
+
+fn command_for(attempt: &Attempt<'_>, spec: &CommandSpec) -> Command {
+    let job: &Job = attempt.job;
     let argv = spec.argv();
     let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]);
+    if !job.env_inherit {
+        command.env_clear().envs(bare_environment());
+    }
     command
-        .args(&argv[1..])
         .envs(&job.env)
         .envs(attempt.env.iter().map(|(k, v)| (k, v)))
         .env("OVERNIGHT_REPORT", attempt.report_file)
@@ -46,10 +82,30 @@ pub async fn run(attempt: &Attempt<'_>, spec: &CommandSpec, events: EventSender)
     if let Some(dir) = &job.workdir {
         command.current_dir(dir);
     }
-    let mut child = match command.spawn() {
+    let fds = attempt.lock_fds.to_vec();
+    let limits = job.limits;
+    // SAFETY: the hook runs in the child between fork and exec and makes
+    // only async-signal-safe calls (fcntl, setrlimit) on values moved in.
+    unsafe {
+        command.pre_exec(move || {
+            Held::pass_to_child(&fds)?;
+            apply_limits(&limits)
+        });
+    }
+    command
+}
+
+/// Runs one attempt of a command job to its end.
+///
+/// The attempt's variables and `OVERNIGHT_REPORT` are added to the job's
+/// own environment. When the stop signal gives a reason, the attempt is
+/// ended as on a timeout, with that reason.
+pub async fn run(attempt: &mut Attempt<'_>, spec: &CommandSpec, events: EventSender) -> Exit {
+    let job = attempt.job;
+    let mut child = match command_for(attempt, spec).spawn() {
         Ok(child) => child,
         Err(e) => {
-            let message = format!("cannot start `{}`: {e}", argv[0]);
+            let message = format!("cannot start `{}`: {e}", spec.argv()[0]);
             let _ = events.send(vec![error_entry(message.clone())]).await;
             return Exit {
                 reason: Some(message),
@@ -57,10 +113,15 @@ pub async fn run(attempt: &Attempt<'_>, spec: &CommandSpec, events: EventSender)
             };
         }
     };
-    let group = child.id().expect("a child that was just spawned has a pid") as i32;
+    let pid = child.id().expect("a child that was just spawned has a pid");
+    leader(pid, true);
+    if let Some(spawned) = attempt.spawned.take() {
+        let _ = spawned.send(pid);
+    }
+    let group = pid as i32;
     let readers = [
         pump(child.stdout.take(), Stream::Stdout, events.clone()),
-        pump(child.stderr.take(), Stream::Stderr, events),
+        pump(child.stderr.take(), Stream::Stderr, events.clone()),
     ];
 
     let deadline = job.timeout.map(|t| Instant::now() + t);
@@ -71,11 +132,12 @@ pub async fn run(attempt: &Attempt<'_>, spec: &CommandSpec, events: EventSender)
             reason = Some(format!("timeout after {}", humantime::format_duration(job.timeout.unwrap_or_default())));
             terminate(&mut child, group, job.kill_grace).await
         }
-        () = stopped(&mut stop) => {
-            reason = Some("shutdown: ended by the daemon stopping".to_string());
+        why = stopped(&mut attempt.stop) => {
+            reason = Some(why);
             terminate(&mut child, group, job.kill_grace).await
         }
     };
+    leader(pid, false);
 
     // The leader is gone; background children may still hold the pipes.
     let [out, err] = readers;
@@ -84,15 +146,43 @@ pub async fn run(attempt: &Attempt<'_>, spec: &CommandSpec, events: EventSender)
         let _ = err.await;
     };
     tokio::pin!(drained);
-    if timeout(job.kill_grace, &mut drained).await.is_err() {
+    let pipes_closed = timeout(job.kill_grace, &mut drained).await.is_ok();
+    let leftovers = !pipes_closed || group_alive(pid);
+    if leftovers {
         signal_group(group, libc::SIGKILL);
-        drained.await;
+        if !pipes_closed {
+            drained.await;
+        }
     }
-    signal_group(group, libc::SIGKILL);
+    // After a timeout or a stop the group was ended on purpose; otherwise
+    // processes the job left behind are worth a word.
+    if leftovers && reason.is_none() {
+        let message = if pipes_closed {
+            "the job exited leaving processes running in its group; they were ended".to_string()
+        } else {
+            format!(
+                "the job exited but processes it started kept its output open; they were ended after {}",
+                humantime::format_duration(job.kill_grace)
+            )
+        };
+        let _ = events.send(vec![warning(message)]).await;
+    }
 
     let mut exit = exit_of(status);
     exit.reason = reason;
     exit
+}
+
+fn warning(message: String) -> RunEvent {
+    RunEvent::Entry(
+        EntryKind::Warning,
+        Entry {
+            message,
+            code: None,
+            at: Utc::now(),
+            fields: Default::default(),
+        },
+    )
 }
 
 /// Reads one pipe to its end, sending a batch of events per chunk read.
@@ -190,10 +280,15 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-async fn stopped(stop: &mut StopSignal) {
-    while !*stop.borrow_and_update() {
-        if stop.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
+/// Returns the reason once the attempt is asked to stop.
+pub(super) async fn stopped(stop: &mut StopSignal) -> String {
+    // The read guard must not live across the await below.
+    let reason = stop
+        .wait_for(Option::is_some)
+        .await
+        .map(|r| r.clone().unwrap_or_default());
+    match reason {
+        Ok(reason) => reason,
+        Err(_) => std::future::pending().await,
     }
 }

@@ -51,7 +51,7 @@ pub async fn run(attempt: &Attempt<'_>, spec: &HttpSpec, events: EventSender) ->
             let limit = humantime::format_duration(limit.unwrap_or_default());
             out.fail(format!("no complete answer from {} {} within {limit}", spec.method, spec.url)).await
         }
-        () = stopped(&mut stop) => out.fail("shutdown: ended by the daemon stopping".to_string()).await,
+        why = super::command::stopped(&mut stop) => out.fail(why).await,
     }
 }
 
@@ -481,12 +481,6 @@ async fn sleep_opt(limit: Option<Duration>) {
     match limit {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
-    }
-}
-
-async fn stopped(stop: &mut super::StopSignal) {
-    if stop.wait_for(|s| *s).await.is_err() {
-        std::future::pending::<()>().await;
     }
 }
 

@@ -25,8 +25,9 @@ use crate::report::body;
 /// Where an executor sends its events, a batch at a time.
 pub type EventSender = mpsc::Sender<Vec<RunEvent>>;
 
-/// Turns true when a running attempt must be ended (the daemon stops).
-pub type StopSignal = watch::Receiver<bool>;
+/// Carries the reason once a running attempt must be ended (the daemon
+/// stops, a newer run replaces it).
+pub type StopSignal = watch::Receiver<Option<String>>;
 
 /// How many batches may wait for the sinks.
 pub const EVENT_BACKLOG: usize = 4;
@@ -43,14 +44,18 @@ pub struct Attempt<'a> {
     pub env: &'a [(String, String)],
     /// Where the job may write its report (`$OVERNIGHT_REPORT`).
     pub report_file: &'a Path,
-    /// Ends the attempt early when it turns true.
+    /// The run's lock descriptors, handed to the job's process.
+    pub lock_fds: &'a [std::os::fd::RawFd],
+    /// Ends the attempt early when it carries a reason.
     pub stop: StopSignal,
+    /// Told the pid of the job's process once it is started.
+    pub spawned: Option<tokio::sync::oneshot::Sender<u32>>,
 }
 
 /// Runs one attempt to its end, whatever the job's kind.
-pub async fn run(attempt: Attempt<'_>, events: EventSender) -> Exit {
+pub async fn run(mut attempt: Attempt<'_>, events: EventSender) -> Exit {
     let exit = match &attempt.job.action {
-        Action::Command(spec) => command::run(&attempt, spec, events.clone()).await,
+        Action::Command(spec) => command::run(&mut attempt, spec, events.clone()).await,
         Action::Http(spec) => http::run(&attempt, spec, events.clone()).await,
     };
     read_report_file(attempt.report_file, &events).await;

@@ -37,6 +37,12 @@ pub enum Status {
     /// A scheduled fire that was not run (the daemon was down, or its
     /// catch-up policy or starting deadline said no).
     Missed,
+    /// A fire that did not run because the job was still running or its
+    /// locks were held (the reason says which).
+    Skipped,
+    /// Left by a daemon that died while the job ran on; closed when the
+    /// job's process ended (its exit status is unknown).
+    Orphaned,
 }
 
 impl Status {
@@ -49,6 +55,8 @@ impl Status {
             Status::Failed => "failed",
             Status::Lost => "lost",
             Status::Missed => "missed",
+            Status::Skipped => "skipped",
+            Status::Orphaned => "orphaned",
         }
     }
 }
@@ -74,6 +82,8 @@ impl FromStr for Status {
             "failed" | "fail" | "failure" | "error" => Ok(Status::Failed),
             "lost" => Ok(Status::Lost),
             "missed" => Ok(Status::Missed),
+            "skipped" => Ok(Status::Skipped),
+            "orphaned" => Ok(Status::Orphaned),
             other => Err(format!(
                 "unknown status `{other}`; use success, warning or failed"
             )),

@@ -164,17 +164,20 @@ impl Router {
         );
     }
 
-    /// The status record of a fire that was not run.
-    pub fn missed(&self, scheduled_at: chrono::DateTime<chrono::Utc>, why: &str) {
+    /// The status record of a fire that did not run (`missed`, `skipped`).
+    pub fn not_run(
+        &self,
+        status: Status,
+        scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
+        why: &str,
+    ) {
+        let at = scheduled_at
+            .map(|t| format!(" scheduled_at={}", t.to_rfc3339()))
+            .unwrap_or_default();
         self.emit(
             Section::Status,
             Level::Warn,
-            format_args!(
-                "missed job={} run={} scheduled_at={} {why}",
-                self.job,
-                self.run_id,
-                scheduled_at.to_rfc3339()
-            ),
+            format_args!("{status} job={} run={}{at} {why}", self.job, self.run_id),
         );
     }
 
@@ -232,7 +235,7 @@ impl Router {
     pub fn finished(&self, report: &Report) {
         let level = match report.status {
             Status::Success | Status::Running => Level::Info,
-            Status::Warning => Level::Warn,
+            Status::Warning | Status::Skipped | Status::Orphaned => Level::Warn,
             Status::Failed | Status::Lost | Status::Missed => Level::Error,
         };
         self.emit(

@@ -34,21 +34,6 @@ pub enum CatchUp {
     All,
 }
 
-impl std::str::FromStr for CatchUp {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "none" => Ok(CatchUp::None),
-            "last" => Ok(CatchUp::Last),
-            "all" => Ok(CatchUp::All),
-            other => Err(format!(
-                "unknown `catch_up` `{other}`; use none, last or all"
-            )),
-        }
-    }
-}
-
 /// The decision for a list of late fires.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {

@@ -20,12 +20,14 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row};
 
 use crate::config::Job;
-use crate::report::{Report, Status, Trigger};
+use crate::event::Entry;
+use crate::report::{Exit, LogSummary, Report, Status, Trigger};
 
 /// The schema, one step per entry; never edit a released step, add one.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_schedule_state.sql"),
+    include_str!("migrations/0003_processes_attempts_locks.sql"),
 ];
 
 /// Moves a job's "last handled" fire forward, never back.
@@ -98,6 +100,34 @@ pub struct NewRun<'a> {
     pub started_at: DateTime<Utc>,
     /// The host.
     pub host: &'a str,
+}
+
+/// A fire that did not run, and why.
+#[derive(Debug)]
+pub struct NotRun<'a> {
+    /// The job's name.
+    pub job: &'a str,
+    /// What would have started it.
+    pub trigger: Trigger,
+    /// The fire time, for scheduled fires.
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// `missed` or `skipped`.
+    pub status: Status,
+    /// The reason, in words.
+    pub why: &'a str,
+    /// The host.
+    pub host: &'a str,
+}
+
+/// A run left `running` by a runner that is gone.
+#[derive(Debug, Clone)]
+pub struct Abandoned {
+    /// The run.
+    pub id: i64,
+    /// Its job.
+    pub job: String,
+    /// The job's own process, if it was started: pid and start time.
+    pub process: Option<(u32, u64)>,
 }
 
 /// The run history.
@@ -231,34 +261,32 @@ impl Store {
     }
 
     /// Records a fire that was not run as a `missed` run; returns its id.
-    pub async fn record_missed(
-        &self,
-        job: &str,
-        scheduled_at: DateTime<Utc>,
-        why: &str,
-        host: &str,
-    ) -> Result<i64, StoreError> {
+    pub async fn record_not_run(&self, not_run: &NotRun<'_>) -> Result<i64, StoreError> {
         let now = time_text(Utc::now());
         let mut tx = self.pool.begin().await?;
         let id = sqlx::query(
             "INSERT INTO runs (job, trigger, scheduled_at, started_at, finished_at, status, summary, host, pid) \
-             VALUES (?, 'schedule', ?, ?, ?, 'missed', ?, ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(job)
-        .bind(time_text(scheduled_at))
+        .bind(not_run.job)
+        .bind(not_run.trigger.as_str())
+        .bind(not_run.scheduled_at.map(time_text))
         .bind(&now)
         .bind(&now)
-        .bind(why)
-        .bind(host)
+        .bind(not_run.status.as_str())
+        .bind(not_run.why)
+        .bind(not_run.host)
         .bind(i64::from(std::process::id()))
         .execute(&mut *tx)
         .await?
         .last_insert_rowid();
-        sqlx::query(MARK_HANDLED)
-            .bind(job)
-            .bind(time_text(scheduled_at))
-            .execute(&mut *tx)
-            .await?;
+        if let Some(at) = not_run.scheduled_at {
+            sqlx::query(MARK_HANDLED)
+                .bind(not_run.job)
+                .bind(time_text(at))
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(id)
     }
@@ -303,32 +331,216 @@ impl Store {
         Ok(())
     }
 
-    /// Closes runs left `running` by a runner on this host that is gone;
-    /// returns how many were closed as `lost`.
-    pub async fn close_abandoned(&self, host: &str) -> Result<u64, StoreError> {
-        let rows = sqlx::query("SELECT id, pid FROM runs WHERE status = 'running' AND host = ?")
+    /// Runs left `running` on this host by a runner that is gone.
+    pub async fn abandoned(&self, host: &str) -> Result<Vec<Abandoned>, StoreError> {
+        let rows = sqlx::query("SELECT id, job, pid, job_pid, job_started FROM runs WHERE status = 'running' AND host = ?")
             .bind(host)
             .fetch_all(&self.pool)
             .await?;
-        let mut closed = 0;
+        let mut out = Vec::new();
         for row in rows {
             let pid: Option<i64> = row.try_get("pid")?;
-            if pid.is_some_and(process_alive) {
-                continue;
+            if pid.is_some_and(|p| p != i64::from(std::process::id()) && process_alive(p)) {
+                continue; // its runner (an `overnight exec`, say) still runs it
             }
-            let id: i64 = row.try_get("id")?;
-            closed += sqlx::query(
-                "UPDATE runs SET status = 'lost', finished_at = ?, \
-                 summary = 'lost: the runner that started it ended without recording its end' \
-                 WHERE id = ? AND status = 'running'",
-            )
-            .bind(time_text(Utc::now()))
+            let job_pid: Option<i64> = row.try_get("job_pid")?;
+            let job_started: Option<i64> = row.try_get("job_started")?;
+            out.push(Abandoned {
+                id: row.try_get("id")?,
+                job: row.try_get("job")?,
+                process: job_pid.zip(job_started).map(|(p, s)| (p as u32, s as u64)),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Closes an abandoned run with `status` (`lost`, `orphaned`), a
+    /// summary, and a report holding one error entry that says what
+    /// happened; its lock records go.
+    pub async fn close_abandoned(
+        &self,
+        id: i64,
+        status: Status,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        let Some(run) = self.run(id).await? else {
+            return Ok(());
+        };
+        let now = Utc::now();
+        let parse_time = |t: &str| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .ok()
+        };
+        let started_at = parse_time(&run.started_at).unwrap_or(now);
+        let report = Report {
+            run_id: id,
+            job: run.job.clone(),
+            attempt: run.attempt as u32,
+            trigger: serde_json::from_value(serde_json::Value::String(run.trigger.clone()))
+                .unwrap_or(Trigger::Schedule),
+            status,
+            summary: why.to_string(),
+            declared_status: None,
+            scheduled_at: run.scheduled_at.as_deref().and_then(parse_time),
+            started_at,
+            finished_at: now,
+            duration_ms: (now - started_at).num_milliseconds().max(0) as u64,
+            exit: Exit {
+                reason: Some(why.to_string()),
+                ..Exit::default()
+            },
+            error_count: 1,
+            warning_count: 0,
+            errors: vec![Entry {
+                message: why.to_string(),
+                code: None,
+                at: now,
+                fields: Default::default(),
+            }],
+            warnings: Vec::new(),
+            notices: Vec::new(),
+            log: LogSummary {
+                capture: run
+                    .capture_path
+                    .clone()
+                    .map(PathBuf::from)
+                    .unwrap_or_default(),
+                ..LogSummary::default()
+            },
+            progress: None,
+            details: Default::default(),
+            host: run.host.clone(),
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE runs SET status = ?, finished_at = ?, summary = ?, error_count = 1, report = ? \
+             WHERE id = ? AND status = 'running'",
+        )
+        .bind(status.as_str())
+        .bind(time_text(now))
+        .bind(why)
+        .bind(serde_json::to_string(&report).expect("a report always serialises"))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM held_locks WHERE run_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the job's own process once it is started.
+    pub async fn record_process(
+        &self,
+        id: i64,
+        pid: u32,
+        started: Option<u64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET job_pid = ?, job_started = ? WHERE id = ?")
+            .bind(i64::from(pid))
+            .bind(started.map(|s| s as i64))
             .bind(id)
             .execute(&self.pool)
-            .await?
-            .rows_affected();
+            .await?;
+        Ok(())
+    }
+
+    /// Records one attempt of a run.
+    pub async fn record_attempt(&self, report: &Report) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO attempts (run_id, attempt, started_at, finished_at, status, exit_code, signal, summary, report) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(report.run_id)
+        .bind(i64::from(report.attempt))
+        .bind(time_text(report.started_at))
+        .bind(time_text(report.finished_at))
+        .bind(report.status.as_str())
+        .bind(report.exit.code)
+        .bind(report.exit.signal)
+        .bind(&report.summary)
+        .bind(serde_json::to_string(report).expect("a report always serialises"))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The attempts of a run, in order, as (attempt, status, summary).
+    pub async fn attempts(
+        &self,
+        id: i64,
+    ) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT attempt, status, summary FROM attempts WHERE run_id = ? ORDER BY attempt",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("attempt")?,
+                    r.try_get("status")?,
+                    r.try_get("summary")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Mirrors the locks a run holds.
+    pub async fn record_locks(
+        &self,
+        id: i64,
+        job: &str,
+        locks: &[crate::lock::LockSpec],
+    ) -> Result<(), StoreError> {
+        let now = time_text(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        for lock in locks {
+            sqlx::query("INSERT OR REPLACE INTO held_locks (name, mode, run_id, job, acquired_at) VALUES (?, ?, ?, ?, ?)")
+                .bind(&lock.name)
+                .bind(match lock.mode {
+                    crate::lock::Mode::Exclusive => "exclusive",
+                    crate::lock::Mode::Shared => "shared",
+                })
+                .bind(id)
+                .bind(job)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
         }
-        Ok(closed)
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets the locks of a run (it ended).
+    pub async fn release_locks(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM held_locks WHERE run_id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every lock held, as (name, mode, run id, job).
+    pub async fn held_locks(&self) -> Result<Vec<(String, String, i64, String)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT name, mode, run_id, job FROM held_locks ORDER BY name, run_id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("name")?,
+                    r.try_get("mode")?,
+                    r.try_get("run_id")?,
+                    r.try_get("job")?,
+                ))
+            })
+            .collect()
     }
 
     /// Mirrors the job definitions, so SQL can join runs with them.
@@ -514,13 +726,25 @@ mod tests {
         // Reopening runs no migration twice.
         let again = Store::open(dir.path()).await.unwrap();
         assert_eq!(again.history(Some("a"), 10).await.unwrap()[0].id, id);
-        // The run's pid is ours and alive: not abandoned.
-        assert_eq!(store.close_abandoned("h").await.unwrap(), 0);
+        // Its runner (pid 1 here) lives: not abandoned.
+        sqlx::query("UPDATE runs SET pid = 1")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert!(store.abandoned("h").await.unwrap().is_empty());
         sqlx::query("UPDATE runs SET pid = 999999999")
             .execute(&store.pool)
             .await
             .unwrap();
-        assert_eq!(store.close_abandoned("h").await.unwrap(), 1);
+        let abandoned = store.abandoned("h").await.unwrap();
+        assert_eq!(abandoned.len(), 1);
+        store
+            .close_abandoned(abandoned[0].id, Status::Lost, "lost: test")
+            .await
+            .unwrap();
+        let report = store.report(id).await.unwrap().expect("a full report");
+        assert_eq!(report.status, Status::Lost);
+        assert_eq!(report.errors[0].message, "lost: test");
         assert_eq!(store.run(id).await.unwrap().unwrap().status, "lost");
     }
 }

@@ -1,0 +1,55 @@
+//! At start: the runs a dead daemon left `running`.
+//!
+//! If the job's own process still lives (same pid *and* start time, so a
+//! reused pid is not mistaken for it), the job outlived its daemon: it keeps
+//! its locks (the kernel's flock is held by its descriptors), so no second
+//! copy starts; it is watched through a pidfd and its run is closed as
+//! `orphaned` when it ends. Otherwise the run is `lost`: failed, with an
+//! error entry saying so. Either way nothing is left `running`.
+
+use std::sync::Arc;
+
+use log::warn;
+
+use super::Shared;
+use crate::process;
+use crate::report::Status;
+use crate::route::Router;
+use crate::store::StoreError;
+
+/// Closes or watches every run a dead daemon left `running`.
+pub async fn abandoned_runs(shared: &Arc<Shared>) -> Result<(), StoreError> {
+    let store = shared.runner.store();
+    for run in store.abandoned(shared.runner.host()).await? {
+        match run.process {
+            Some((pid, started)) if process::alive(pid, started) => {
+                warn!(
+                    target: "overnight::daemon",
+                    "run #{} of `{}` outlived the daemon that started it: pid {pid} still runs; watching it",
+                    run.id, run.job
+                );
+                let store = store.clone();
+                tokio::spawn(async move {
+                    process::exited(pid).await;
+                    let why = format!(
+                        "orphaned: the daemon that started it died; the job (pid {pid}) ran on and has ended, its exit status unknown"
+                    );
+                    if let Err(e) = store.close_abandoned(run.id, Status::Orphaned, &why).await {
+                        log::error!(target: "overnight::daemon", "run #{} not closed: {e}", run.id);
+                    }
+                    Router::new(&run.job, run.id, 1, log::Level::Warn).not_run(
+                        Status::Orphaned,
+                        None,
+                        &why,
+                    );
+                });
+            }
+            _ => {
+                let why = "lost: the daemon that started it died, and the job is gone too; its outcome is unknown";
+                store.close_abandoned(run.id, Status::Lost, why).await?;
+                warn!(target: "overnight::daemon", "run #{} of `{}` closed as lost", run.id, run.job);
+            }
+        }
+    }
+    Ok(())
+}

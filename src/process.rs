@@ -1,0 +1,150 @@
+//! Processes as the kernel sees them: identity that survives pid reuse,
+//! waiting for a process that is not our child, limits set before exec,
+//! and reaping the orphans a PID 1 inherits.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use tokio::io::unix::AsyncFd;
+
+use crate::config::Limits;
+
+/// A process's start time (clock ticks since boot), which with its pid
+/// names it uniquely: a reused pid has a later start time.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: count from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the process `pid` that started at `started` still lives (and is
+/// not a zombie).
+pub fn alive(pid: u32, started: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    state != Some("Z") && start_time(pid) == Some(started)
+}
+
+/// Whether any process of the group `pgid` is left.
+pub fn group_alive(pgid: u32) -> bool {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks; a negative pid addresses the group.
+    unsafe { libc::kill(-pgid, 0) == 0 }
+}
+
+/// Returns when the process `pid` (not necessarily our child) has exited.
+/// Uses a pidfd, so nothing polls; returns at once if it is already gone.
+pub async fn exited(pid: u32) {
+    // SAFETY: plain system call; the result is checked.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: `fd` was just returned to us by the kernel.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: the OwnedFd stays open and the same for the AsyncFd's life.
+    let Ok(fd) = (unsafe { AsyncFd::register(fd) }) else {
+        return;
+    };
+    // A pidfd becomes readable when the process exits.
+    let _ = fd.readable().await;
+}
+
+/// In the child, between fork and exec: applies `limits`.
+///
+/// # Safety
+/// Only `setrlimit`, which is async-signal-safe.
+pub unsafe fn apply_limits(limits: &Limits) -> std::io::Result<()> {
+    let set = |resource, value: Option<u64>| -> std::io::Result<()> {
+        let Some(value) = value else { return Ok(()) };
+        let limit = libc::rlimit {
+            rlim_cur: value,
+            rlim_max: value,
+        };
+        // SAFETY: `limit` outlives the call.
+        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    set(libc::RLIMIT_NOFILE, limits.open_files)?;
+    set(libc::RLIMIT_NPROC, limits.processes)?;
+    set(libc::RLIMIT_AS, limits.address_space)
+}
+
+/// When overnight runs as PID 1 (in a container), processes orphaned by
+/// jobs are re-parented to it and must be reaped, or they stay zombies.
+/// This reaps every zombie child that is not a job's own process (those
+/// are waited for by their executor): event-driven, on SIGCHLD.
+pub fn reap_orphans_if_init() {
+    if std::process::id() != 1 {
+        return;
+    }
+    tokio::spawn(async {
+        let Ok(mut sigchld) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
+        else {
+            return;
+        };
+        while sigchld.recv().await.is_some() {
+            for pid in zombie_children() {
+                if !crate::exec::command::is_job_leader(pid) {
+                    // SAFETY: reaps one exited child of ours; no memory is passed.
+                    unsafe {
+                        libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG)
+                    };
+                }
+            }
+        }
+    });
+}
+
+/// Our children that have exited and wait to be reaped.
+fn zombie_children() -> Vec<u32> {
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some(close) = stat.rfind(')') else {
+                return false;
+            };
+            let mut fields = stat[close + 1..].split_whitespace();
+            matches!((fields.next(), fields.next()), (Some("Z"), Some(ppid)) if ppid == me)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn identity_and_exit_of_a_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.2")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let started = start_time(pid).unwrap();
+        assert!(alive(pid, started));
+        assert!(
+            !alive(pid, started + 1),
+            "another start time is another process"
+        );
+        exited(pid).await;
+        child.wait().unwrap();
+        assert!(!alive(pid, started));
+    }
+}
