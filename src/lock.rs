@@ -148,9 +148,7 @@ fn try_all(state_dir: &Path, specs: &[LockSpec]) -> Result<Result<Held, LockSpec
         }
         if spec.mode == Mode::Exclusive {
             // For messages only: who holds it. Shared holders are many.
-            let _ = file.set_len(0);
-            let _ =
-                std::io::Write::write_all(&mut &file, std::process::id().to_string().as_bytes());
+            write_pid(&file, std::process::id());
         }
         files.push((spec.clone(), file));
     }
@@ -168,6 +166,14 @@ fn open(path: &Path) -> std::io::Result<File> {
         .create(true)
         .truncate(false)
         .open(path)
+}
+
+/// Replaces the file's content with `pid` (at offset 0, whatever the
+/// descriptor's position).
+fn write_pid(file: &File, pid: u32) {
+    use std::os::unix::fs::FileExt;
+    let _ = file.set_len(0);
+    let _ = file.write_all_at(pid.to_string().as_bytes(), 0);
 }
 
 fn holder_of(path: &Path) -> String {
@@ -194,8 +200,7 @@ impl Held {
     pub fn record_holder(&self, pid: u32) {
         for (spec, file) in &self.files {
             if spec.mode == Mode::Exclusive {
-                let _ = file.set_len(0);
-                let _ = std::io::Write::write_all(&mut &*file, pid.to_string().as_bytes());
+                write_pid(file, pid);
             }
         }
     }
@@ -243,8 +248,7 @@ impl DaemonLock {
                 state_dir.display()
             ));
         }
-        let _ = file.set_len(0);
-        let _ = std::io::Write::write_all(&mut &file, std::process::id().to_string().as_bytes());
+        write_pid(&file, std::process::id());
         Ok(DaemonLock { _file: file })
     }
 }

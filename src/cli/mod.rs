@@ -81,7 +81,9 @@ pub enum CliError {
 impl CliError {
     fn outcome(&self) -> Outcome {
         match self {
-            CliError::Config(_) | CliError::Usage(_) | CliError::Daemon(DaemonError::Config(_)) => {
+            CliError::Config(_)
+            | CliError::Usage(_)
+            | CliError::Daemon(DaemonError::Config(_) | DaemonError::AlreadyRunning(_)) => {
                 Outcome::Usage
             }
             _ => Outcome::Failed,

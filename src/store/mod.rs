@@ -85,6 +85,8 @@ pub struct RunRecord {
     pub host: String,
     /// The pid of the runner that ran it.
     pub pid: Option<i64>,
+    /// The pid of the job's own process (its process group).
+    pub job_pid: Option<i64>,
 }
 
 /// A run about to start.
@@ -142,7 +144,7 @@ macro_rules! select_runs {
     ($rest:literal) => {
         concat!(
             "SELECT id, job, trigger, attempt, scheduled_at, started_at, finished_at, status, exit_code, \
-             signal, error_count, warning_count, summary, capture_path, host, pid FROM runs ",
+             signal, error_count, warning_count, summary, capture_path, host, pid, job_pid FROM runs ",
             $rest
         )
     };
@@ -665,6 +667,7 @@ fn record(row: &SqliteRow) -> Result<RunRecord, StoreError> {
         capture_path: row.try_get("capture_path")?,
         host: row.try_get("host")?,
         pid: row.try_get("pid")?,
+        job_pid: row.try_get("job_pid")?,
     })
 }
 

@@ -4,6 +4,7 @@
 mod helper;
 
 mod check;
+mod crash;
 mod daemon;
 mod examples;
 mod exec;

@@ -1,0 +1,169 @@
+//! Crash safety with real processes: a daemon killed with -9, its job
+//! outliving it or not, and a second daemon on the same state directory.
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use overnight::store::RunRecord;
+
+use crate::helper::{Sandbox, runs, text, wait_for, wait_for_runs};
+
+/// A job that runs until the file `gate` exists, printing nothing after its
+/// first line (its output pipe dies with a killed daemon).
+fn exclusive_job(sb: &Sandbox) -> String {
+    let gate = sb.path().join("gate");
+    format!(
+        "listen: 127.0.0.1:0\njobs:\n  exclusive:\n    command: echo started; while [ ! -e {} ]; do sleep 0.05; done\n    schedule: '* * * * * *'\n",
+        gate.display()
+    )
+}
+
+fn daemon(sb: &Sandbox) -> Child {
+    sb.command(&["daemon"])
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(sb.path().join("daemon.err"))
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap()
+}
+
+fn kill9(pid: i32) {
+    // SAFETY: sends a signal; no memory is involved.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+fn alive(pid: i64) -> bool {
+    // SAFETY: signal 0 only checks.
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+async fn running_run(state: &std::path::Path) -> RunRecord {
+    wait_for_runs(state, "a running run with its process", |runs| {
+        runs.into_iter()
+            .find(|r| r.status == "running" && r.job_pid.is_some())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_outliving_a_killed_daemon_keeps_its_lock_and_is_closed_as_orphaned() {
+    let sb = Sandbox::new();
+    sb.write("overnight.yaml", &exclusive_job(&sb));
+    let state = sb.path().join(".overnight");
+    let mut first = daemon(&sb);
+    let run = running_run(&state).await;
+    let job_pid = run.job_pid.unwrap();
+    kill9(first.id() as i32);
+    first.wait().unwrap();
+    assert!(alive(job_pid), "the job outlives its daemon");
+
+    let mut second = daemon(&sb);
+    // New fires find the job's lock held by the orphan: skipped, never run.
+    let skipped = wait_for_runs(&state, "fires skipped while the orphan lives", |runs| {
+        let skipped: Vec<_> = runs.into_iter().filter(|r| r.status == "skipped").collect();
+        (skipped.len() >= 2).then_some(skipped)
+    })
+    .await;
+    assert!(
+        skipped[0]
+            .summary
+            .as_deref()
+            .unwrap()
+            .contains(&format!("held by pid {job_pid}")),
+        "{skipped:#?}"
+    );
+    let all = runs(&state).await;
+    assert_eq!(
+        all.iter().filter(|r| r.status == "running").count(),
+        1,
+        "only the orphan: {all:#?}"
+    );
+    assert!(alive(job_pid));
+
+    std::fs::write(sb.path().join("gate"), "").unwrap();
+    let all = wait_for_runs(
+        &state,
+        "the orphan closed and a normal run after it",
+        |runs| {
+            let closed = runs
+                .iter()
+                .any(|r| r.id == run.id && r.status == "orphaned");
+            let normal = runs.iter().any(|r| r.id > run.id && r.status == "success");
+            (closed && normal).then_some(runs)
+        },
+    )
+    .await;
+    let report = sb.run(&["report", &run.id.to_string(), "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert!(
+        report["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("orphaned:"),
+        "{report:#}"
+    );
+    assert!(all.iter().all(|r| r.status != "running" || r.id > run.id));
+    kill9(second.id() as i32);
+    second.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_daemon_and_job_leave_a_lost_run_and_a_free_lock() {
+    let sb = Sandbox::new();
+    sb.write("overnight.yaml", &exclusive_job(&sb));
+    let state = sb.path().join(".overnight");
+    let mut first = daemon(&sb);
+    let run = running_run(&state).await;
+    kill9(first.id() as i32);
+    first.wait().unwrap();
+    // SAFETY: ends the job's whole process group.
+    unsafe { libc::killpg(run.job_pid.unwrap() as i32, libc::SIGKILL) };
+
+    std::fs::write(sb.path().join("gate"), "").unwrap();
+    let mut second = daemon(&sb);
+    let all = wait_for_runs(&state, "the lost run and a run after it", |runs| {
+        let lost = runs.iter().any(|r| r.id == run.id && r.status == "lost");
+        let next = runs.iter().any(|r| r.id > run.id && r.status == "success");
+        (lost && next).then_some(runs)
+    })
+    .await;
+    assert!(
+        all.iter().all(|r| r.status != "skipped"),
+        "the lock was free at once: {all:#?}"
+    );
+    kill9(second.id() as i32);
+    second.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_daemon_on_the_same_state_directory_refuses_naming_the_first() {
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        "listen: 127.0.0.1:0\njobs:\n  idle:\n    command: 'true'\n",
+    );
+    let mut first = daemon(&sb);
+    let card = sb.path().join(".overnight/daemon.json");
+    wait_for(Duration::from_secs(10), "the first daemon", || {
+        let up = card.exists();
+        async move { up.then_some(()) }
+    })
+    .await;
+    let second = sb.run(&["daemon"]);
+    let (_, stderr) = text(&second);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "another overnight daemon by pid {} is running",
+            first.id()
+        )),
+        "{stderr}"
+    );
+    kill9(first.id() as i32);
+    first.wait().unwrap();
+}
