@@ -29,6 +29,27 @@ pub fn alive(pid: u32, started: u64) -> bool {
     state != Some("Z") && start_time(pid) == Some(started)
 }
 
+/// The living (not zombie) processes of the group `pgid`.
+pub fn living_in_group(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some(close) = stat.rfind(')') else {
+                return false;
+            };
+            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            fields.first() != Some(&"Z") && fields.get(2) == Some(&pgid.to_string().as_str())
+        })
+        .collect()
+}
+
 /// Whether any process of the group `pgid` is left.
 pub fn group_alive(pgid: u32) -> bool {
     let Ok(pgid) = i32::try_from(pgid) else {
@@ -78,22 +99,25 @@ pub unsafe fn apply_limits(limits: &Limits) -> std::io::Result<()> {
     set(libc::RLIMIT_AS, limits.address_space)
 }
 
-/// When overnight runs as PID 1 (in a container), processes orphaned by
-/// jobs are re-parented to it and must be reaped, or they stay zombies.
-/// This reaps every zombie child that is not a job's own process (those
-/// are waited for by their executor): event-driven, on SIGCHLD.
-pub fn reap_orphans_if_init() {
-    if std::process::id() != 1 {
-        return;
-    }
+/// Makes the daemon the reaper of its jobs' orphans: a job's background
+/// processes are re-parented to the daemon (not to PID 1, which in a
+/// container may be the daemon itself, or may never reap) and reaped here,
+/// event-driven on SIGCHLD. Children whose status a spawner waits for are
+/// tracked and left alone.
+pub fn adopt_and_reap_orphans() {
+    // SAFETY: plain prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     tokio::spawn(async {
         let Ok(mut sigchld) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
         else {
             return;
         };
         while sigchld.recv().await.is_some() {
+            // Under the registry's lock, so no child can be spawned and
+            // not yet tracked while we look.
+            let tracked = TRACKED.lock().expect("tracked children");
             for pid in zombie_children() {
-                if !crate::exec::command::is_job_leader(pid) {
+                if !tracked.contains(&pid) {
                     // SAFETY: reaps one exited child of ours; no memory is passed.
                     unsafe {
                         libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG)
@@ -102,6 +126,29 @@ pub fn reap_orphans_if_init() {
             }
         }
     });
+}
+
+/// Children whose exit status their spawner waits for (the reaper leaves
+/// them alone). Never held across an await.
+static TRACKED: std::sync::Mutex<std::collections::BTreeSet<u32>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Spawns `command` and tracks the child until [`untrack`]: spawning under
+/// the registry's lock means the reaper can never see it untracked.
+pub fn spawn_tracked(
+    command: &mut tokio::process::Command,
+) -> std::io::Result<tokio::process::Child> {
+    let mut tracked = TRACKED.lock().expect("tracked children");
+    let child = command.spawn()?;
+    if let Some(pid) = child.id() {
+        tracked.insert(pid);
+    }
+    Ok(child)
+}
+
+/// Stops tracking a child once its status has been collected.
+pub fn untrack(pid: u32) {
+    TRACKED.lock().expect("tracked children").remove(&pid);
 }
 
 /// Our children that have exited and wait to be reaped.

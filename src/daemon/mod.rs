@@ -160,7 +160,7 @@ pub async fn run_with_clock(
     info!(target: "overnight::daemon", "started: pid {}, API on http://{addr}, {} job(s)", card.pid, shared.config().jobs.len());
 
     recover::abandoned_runs(&shared).await?;
-    crate::process::reap_orphans_if_init();
+    crate::process::adopt_and_reap_orphans();
     let config = shared.config();
     dispatch::catch_up_at_start(&shared, &config, clock.now()).await?;
     dispatch::reboot_jobs(&shared, &config);

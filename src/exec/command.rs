@@ -9,9 +9,7 @@
 //! may still hold them); then whatever is left of the group is killed, with
 //! a warning, so no run stays open and no process of the job outlives it.
 
-use std::collections::HashSet;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -25,31 +23,8 @@ use super::{Attempt, EventSender, StopSignal, error_entry, protocol};
 use crate::config::{CommandSpec, Job};
 use crate::event::{Entry, EntryKind, Line, RunEvent, Stream};
 use crate::lock::Held;
-use crate::process::{apply_limits, group_alive};
+use crate::process::{apply_limits, group_alive, spawn_tracked, untrack};
 use crate::report::Exit;
-
-/// The pids of running jobs' own processes, which their executors wait
-/// for (so the PID 1 reaper leaves them alone). Never held across an await.
-static LEADERS: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
-
-/// Whether `pid` is a running job's own process.
-pub fn is_job_leader(pid: u32) -> bool {
-    LEADERS
-        .lock()
-        .expect("leaders")
-        .as_ref()
-        .is_some_and(|l| l.contains(&pid))
-}
-
-fn leader(pid: u32, running: bool) {
-    let mut leaders = LEADERS.lock().expect("leaders");
-    let set = leaders.get_or_insert_with(HashSet::new);
-    if running {
-        set.insert(pid);
-    } else {
-        set.remove(&pid);
-    }
-}
 
 /// Cron's environment for `env_inherit: false`.
 fn bare_environment() -> Vec<(String, String)> {
@@ -102,7 +77,7 @@ fn command_for(attempt: &Attempt<'_>, spec: &CommandSpec) -> Command {
 /// ended as on a timeout, with that reason.
 pub async fn run(attempt: &mut Attempt<'_>, spec: &CommandSpec, events: EventSender) -> Exit {
     let job = attempt.job;
-    let mut child = match command_for(attempt, spec).spawn() {
+    let mut child = match spawn_tracked(&mut command_for(attempt, spec)) {
         Ok(child) => child,
         Err(e) => {
             let message = format!("cannot start `{}`: {e}", spec.argv()[0]);
@@ -114,7 +89,6 @@ pub async fn run(attempt: &mut Attempt<'_>, spec: &CommandSpec, events: EventSen
         }
     };
     let pid = child.id().expect("a child that was just spawned has a pid");
-    leader(pid, true);
     if let Some(spawned) = attempt.spawned.take() {
         let _ = spawned.send(pid);
     }
@@ -137,7 +111,7 @@ pub async fn run(attempt: &mut Attempt<'_>, spec: &CommandSpec, events: EventSen
             terminate(&mut child, group, job.kill_grace).await
         }
     };
-    leader(pid, false);
+    untrack(pid);
 
     // The leader is gone; background children may still hold the pipes.
     let [out, err] = readers;

@@ -12,5 +12,6 @@ mod http;
 mod import;
 mod memory;
 mod next;
+mod policy;
 mod routing;
 mod schedule;

@@ -206,3 +206,38 @@ pub async fn wait_for_runs<T>(
     })
     .await
 }
+
+/// A clock that runs `speed` times faster than real time from `origin`, so
+/// a per-second schedule fires many times a second while jobs — real
+/// processes — take real time.
+#[derive(Debug)]
+pub struct FastClock {
+    origin: chrono::DateTime<chrono::Utc>,
+    start: std::time::Instant,
+    speed: u32,
+}
+
+impl FastClock {
+    pub fn new(origin: chrono::DateTime<chrono::Utc>, speed: u32) -> FastClock {
+        FastClock {
+            origin,
+            start: std::time::Instant::now(),
+            speed,
+        }
+    }
+}
+
+impl Clock for FastClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let elapsed = self.start.elapsed() * self.speed;
+        self.origin + chrono::Duration::from_std(elapsed).unwrap()
+    }
+
+    fn sleep_until(
+        &self,
+        deadline: chrono::DateTime<chrono::Utc>,
+    ) -> overnight::schedule::clock::Sleep<'_> {
+        let wait = (deadline - self.now()).to_std().unwrap_or_default() / self.speed;
+        Box::pin(tokio::time::sleep(wait))
+    }
+}
