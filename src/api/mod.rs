@@ -119,6 +119,35 @@ pub struct StatusBody {
     pub jobs: Vec<JobStatus>,
     /// Runs going now.
     pub running: Vec<RunRecord>,
+    /// Locks held now.
+    pub locks: Vec<LockHolder>,
+}
+
+/// A lock and the run that holds it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LockHolder {
+    /// The lock (`job.<name>` for a job's own).
+    pub name: String,
+    /// `exclusive` or `shared`.
+    pub mode: String,
+    /// The holding run.
+    pub run_id: i64,
+    /// Its job.
+    pub job: String,
+}
+
+impl LockHolder {
+    /// The store's rows as holders.
+    pub fn from_rows(rows: Vec<(String, String, i64, String)>) -> Vec<LockHolder> {
+        rows.into_iter()
+            .map(|(name, mode, run_id, job)| LockHolder {
+                name,
+                mode,
+                run_id,
+                job,
+            })
+            .collect()
+    }
 }
 
 /// Serves the API on `listener` until `stop` turns true.
@@ -158,11 +187,14 @@ async fn status(State(shared): State<Arc<Shared>>) -> Result<Json<StatusBody>, A
         .iter()
         .map(|job| JobStatus::of(job, now))
         .collect();
-    let running = shared.runner.store().running().await?;
+    let store = shared.runner.store();
+    let running = store.running().await?;
+    let locks = LockHolder::from_rows(store.held_locks().await?);
     Ok(Json(StatusBody {
         pid: std::process::id(),
         jobs,
         running,
+        locks,
     }))
 }
 

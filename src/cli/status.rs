@@ -5,7 +5,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::{CliError, ConfigArg};
-use crate::api::JobStatus;
+use crate::api::{JobStatus, LockHolder};
 use crate::exit::Outcome;
 use crate::store::{RunRecord, Store};
 
@@ -29,6 +29,7 @@ struct JobLine {
 struct StatusDoc {
     jobs: Vec<JobLine>,
     running: Vec<RunRecord>,
+    locks: Vec<LockHolder>,
 }
 
 pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
@@ -36,11 +37,12 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     let state_dir = config
         .as_ref()
         .map_or_else(crate::config::default_state_dir, |c| c.state_dir.clone());
-    let (mut last, running) = if state_dir.join("overnight.db").exists() {
+    let (mut last, running, locks) = if state_dir.join("overnight.db").exists() {
         let store = Store::open(&state_dir).await?;
-        (store.last_finished().await?, store.running().await?)
+        let locks = LockHolder::from_rows(store.held_locks().await?);
+        (store.last_finished().await?, store.running().await?, locks)
     } else {
-        (Vec::new(), Vec::new())
+        (Vec::new(), Vec::new(), Vec::new())
     };
     let now = Utc::now();
     let mut jobs: Vec<JobLine> = config
@@ -63,7 +65,11 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         },
         last: Some(r),
     }));
-    let doc = StatusDoc { jobs, running };
+    let doc = StatusDoc {
+        jobs,
+        running,
+        locks,
+    };
     if args.json {
         println!(
             "{}",
@@ -124,6 +130,15 @@ fn print_text(doc: &StatusDoc) {
             println!(
                 "  #{} {} since {}{progress}",
                 run.id, run.job, run.started_at
+            );
+        }
+    }
+    if !doc.locks.is_empty() {
+        println!("\nlocks:");
+        for lock in &doc.locks {
+            println!(
+                "  {} ({}) held by #{} {}",
+                lock.name, lock.mode, lock.run_id, lock.job
             );
         }
     }

@@ -167,3 +167,82 @@ async fn a_second_daemon_on_the_same_state_directory_refuses_naming_the_first() 
     kill9(first.id() as i32);
     first.wait().unwrap();
 }
+
+/// In a container overnight may be PID 1: the orphans its jobs leave are
+/// re-parented to it and must be reaped, or they stay zombies for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn as_pid_1_the_daemon_reaps_the_orphans_its_jobs_leave() {
+    let sb = Sandbox::new();
+    let done = sb.path().join("orphan-done");
+    sb.write(
+        "overnight.yaml",
+        &format!(
+            // The orphan leaves the job's group (as a daemonizing program
+            // does) and says so; the job waits for that, then exits.
+            "listen: 127.0.0.1:0\njobs:\n  orphaner:\n    command: setsid sh -c 'touch {ready}; sleep 0.3; touch {done}' >/dev/null 2>&1 & while [ ! -e {ready} ]; do sleep 0.01; done; echo left an orphan\n",
+            ready = sb.path().join("orphan-ready").display(),
+            done = done.display()
+        ),
+    );
+    let mut unshare = std::process::Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            env!("CARGO_BIN_EXE_overnight"),
+            "daemon",
+        ])
+        .current_dir(sb.path())
+        .env_remove("OVERNIGHT_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("unshare runs");
+    let card = sb.path().join(".overnight/daemon.json");
+    wait_for(Duration::from_secs(10), "the daemon as PID 1", || {
+        let up = card.exists();
+        async move { up.then_some(()) }
+    })
+    .await;
+    let daemon_pid = children_of(unshare.id())[0];
+
+    let out = sb.run(&["run", "orphaner"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).0);
+    wait_for(Duration::from_secs(10), "the orphan to finish", || {
+        let finished = done.exists();
+        async move { finished.then_some(()) }
+    })
+    .await;
+    wait_for(
+        Duration::from_secs(10),
+        "the orphan reaped (no zombie left)",
+        || {
+            let left = children_of(daemon_pid);
+            async move { left.is_empty().then_some(()) }
+        },
+    )
+    .await;
+    kill9(unshare.id() as i32);
+    kill9(daemon_pid as i32);
+    unshare.wait().unwrap();
+}
+
+/// The processes (zombies included) whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            stat.rfind(')')
+                .and_then(|i| {
+                    stat[i + 1..]
+                        .split_whitespace()
+                        .nth(1)
+                        .map(|ppid| ppid == pid.to_string())
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}

@@ -191,3 +191,99 @@ fn bare_environment_and_limits() {
     let (logs, _) = text(&sb.run(&["logs", "bare"]));
     assert_eq!(logs, "secret=none path=/usr/bin:/bin files=77\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_runs_the_waiting_fire_after_the_running_one_and_skips_beyond_the_limit() {
+    let jobs = "listen: 127.0.0.1:0\nshutdown: terminate\njobs:\n  queued:\n    command: sleep 1.5\n    schedule: '* * * * * *'\n    concurrency: queue\n    queue_limit: 1\n";
+    let daemon = TestDaemon::start(jobs).await;
+    let all = wait_for_runs(
+        &daemon.state_dir,
+        "two runs back to back and a skip",
+        |runs| {
+            let done: Vec<_> = runs
+                .iter()
+                .filter(|r| r.status == "success")
+                .cloned()
+                .collect();
+            let skipped = runs.iter().any(|r| r.status == "skipped");
+            (done.len() >= 2 && skipped).then_some(runs)
+        },
+    )
+    .await;
+    daemon.stop().await;
+    let time = |t: &str| t.parse::<DateTime<Utc>>().unwrap();
+    let done: Vec<_> = all.iter().filter(|r| r.status == "success").collect();
+    let gap = time(&done[1].started_at) - time(done[0].finished_at.as_deref().unwrap());
+    assert!(
+        gap >= chrono::Duration::zero() && gap < chrono::Duration::milliseconds(500),
+        "the queued fire ran right after: {gap}"
+    );
+    let skipped = all.iter().find(|r| r.status == "skipped").unwrap();
+    assert!(
+        skipped
+            .summary
+            .as_deref()
+            .unwrap()
+            .contains("1 fire(s) already wait (queue_limit: 1)"),
+        "{skipped:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_who_holds_which_lock() {
+    let sb = Sandbox::new();
+    let gate = sb.path().join("gate");
+    sb.write(
+        "overnight.yaml",
+        &format!(
+            "jobs:\n  holder:\n    command: while [ ! -e {} ]; do sleep 0.05; done\n    locks: [warehouse, {{name: catalog, mode: shared}}]\n",
+            gate.display()
+        ),
+    );
+    let mut job = sb
+        .command(&["run", "holder"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_runs(
+        &sb.path().join(".overnight"),
+        "the holder running",
+        |runs| {
+            runs.first()
+                .is_some_and(|r| r.job_pid.is_some())
+                .then_some(())
+        },
+    )
+    .await;
+    let status: serde_json::Value =
+        serde_json::from_slice(&sb.run(&["status", "--json"]).stdout).unwrap();
+    let locks: Vec<String> = status["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            format!(
+                "{} {} {}",
+                l["name"].as_str().unwrap(),
+                l["mode"].as_str().unwrap(),
+                l["job"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        locks,
+        [
+            "catalog shared holder",
+            "job.holder exclusive holder",
+            "warehouse exclusive holder"
+        ]
+    );
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(job.wait().unwrap().code(), Some(0));
+    let status: serde_json::Value =
+        serde_json::from_slice(&sb.run(&["status", "--json"]).stdout).unwrap();
+    assert!(
+        status["locks"].as_array().unwrap().is_empty(),
+        "released with the run"
+    );
+}
