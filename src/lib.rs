@@ -15,6 +15,7 @@ pub mod event;
 pub mod exec;
 pub mod exit;
 pub mod lock;
+pub mod notify;
 pub mod process;
 pub mod report;
 pub mod route;

@@ -26,6 +26,7 @@ use crate::config::{Concurrency, Job};
 use crate::event::RunEvent;
 use crate::exec::{self, Attempt, EVENT_BACKLOG};
 use crate::lock::{self, Held, LockSpec};
+use crate::notify::{Moment, Notifier};
 use crate::report::fold::RunHeader;
 use crate::report::{Exit, Report, ReportBuilder, Status, Trigger};
 use crate::route::Router;
@@ -67,6 +68,7 @@ pub struct Runner {
     host: Arc<str>,
     parallel: Option<Arc<Semaphore>>,
     active: Arc<Active>,
+    notifier: Notifier,
     /// Fires waiting for their job (`concurrency: queue`), by job.
     /// Never held across an await.
     queued: Arc<Mutex<HashMap<String, usize>>>,
@@ -79,9 +81,11 @@ impl Runner {
     /// A runner recording into `store`, keeping capture files and locks in
     /// `state_dir`, running at most `max_parallel` jobs at once.
     pub fn new(store: Store, state_dir: PathBuf, max_parallel: Option<usize>) -> Runner {
+        let state_dir = Arc::new(state_dir);
         Runner {
+            notifier: Notifier::new(store.clone(), Arc::clone(&state_dir)),
             store,
-            state_dir: Arc::new(state_dir),
+            state_dir,
             host: crate::store::hostname().into(),
             parallel: max_parallel.map(|n| Arc::new(Semaphore::new(n))),
             active: Arc::default(),
@@ -190,25 +194,28 @@ impl Runner {
                 .await;
             self.store.record_attempt(&report).await?;
             let stopped = stop.borrow().is_some();
-            match job.retries {
-                Some(retries)
-                    if report.status == Status::Failed && attempt <= retries.count && !stopped =>
-                {
-                    attempt += 1;
-                    let wait = retries.delay_before(attempt);
-                    let mut stop = stop.clone();
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        _ = async { stop.wait_for(Option::is_some).await.map(|_| ()) } => break report,
-                    }
-                }
-                _ => break report,
+            let retry = job
+                .retries
+                .filter(|r| report.status == Status::Failed && attempt <= r.count && !stopped);
+            let Some(retries) = retry else { break report };
+            self.notifier.moment(job, &report, Moment::Retrying);
+            attempt += 1;
+            let mut stop = stop.clone();
+            tokio::select! {
+                () = tokio::time::sleep(retries.delay_before(attempt)) => {}
+                _ = async { stop.wait_for(Option::is_some).await.map(|_| ()) } => break report,
             }
         };
         self.store.finish_run(&report).await?;
         self.store.release_locks(run_id).await?;
         self.active.lock().expect("active runs").remove(&run_id);
+        self.notifier.moment(job, &report, Moment::Final);
         Ok(Outcome::Ran(Box::new(report)))
+    }
+
+    /// The triggers' deliverer.
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
     }
 
     /// The job's own lock, as its concurrency policy takes it; `Err` is
@@ -282,6 +289,18 @@ impl Runner {
             scheduled_at,
             &why,
         );
+        let capture = capture::path_for(&self.state_dir, &job.name, id);
+        let report = Report::synthetic(
+            id,
+            &job.name,
+            trigger,
+            scheduled_at,
+            Status::Skipped,
+            &why,
+            &self.host,
+            capture,
+        );
+        self.notifier.moment(job, &report, Moment::Final);
         Ok(Outcome::NotRun { id, why })
     }
 
@@ -362,7 +381,35 @@ impl Runner {
                     .await;
             }
         };
-        let (exit, ()) = tokio::join!(run, record_process);
+        let work = async { tokio::join!(run, record_process) };
+        tokio::pin!(work);
+        // Once, for the first attempt: a run still going after its
+        // `max_duration` is late.
+        let late = async {
+            match job.max_duration.filter(|_| attempt == 1) {
+                Some(max) => {
+                    tokio::time::sleep(max).await;
+                    let why = format!("still running after {}", humantime::format_duration(max));
+                    let capture = capture::path_for(&self.state_dir, &job.name, run_id);
+                    let report = Report::synthetic(
+                        run_id,
+                        &job.name,
+                        trigger,
+                        scheduled_at,
+                        Status::Running,
+                        &why,
+                        &self.host,
+                        capture,
+                    );
+                    self.notifier.moment(job, &report, Moment::Late);
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let (exit, ()) = tokio::select! {
+            done = &mut work => done,
+            () = late => work.await,
+        };
         let _ = exit_tx.send(exit.clone());
         match sinks.await {
             Ok(report) => report,

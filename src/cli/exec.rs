@@ -40,9 +40,14 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
             "bad job name `{name}`: use only letters, digits, `.`, `_` and `-` (set it with `--name`)"
         )));
     }
-    let state_dir = config.map_or_else(config::default_state_dir, |c| c.state_dir);
     route::install(routing);
-    let job = Job::adhoc(name, args.command);
+    let mut job = Job::adhoc(name, args.command);
+    // The file's triggers watch wrapped commands too.
+    if let Some(config) = &config {
+        job.triggers = config.triggers_for(&job.name);
+        job.mail = std::sync::Arc::clone(&config.mail);
+    }
+    let state_dir = config.map_or_else(config::default_state_dir, |c| c.state_dir);
     let outcome = super::run::locally(&state_dir, None, &job, Trigger::Exec).await?;
     if let crate::runner::Outcome::NotRun { id, why } = &outcome {
         eprintln!("{} #{id}: skipped ({why})", job.name);

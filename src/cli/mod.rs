@@ -10,6 +10,7 @@ mod next;
 mod report;
 mod run;
 mod status;
+mod trigger;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -53,6 +54,8 @@ enum Command {
     Report(report::Args),
     /// Turn a crontab into an `overnight.yaml` on stdout.
     ImportCrontab(import_crontab::Args),
+    /// Work with trigger rules: `overnight trigger test RULE`.
+    Trigger(trigger::Args),
 }
 
 /// Why a command failed; printed by [`main`] and mapped to an exit code.
@@ -175,5 +178,6 @@ async fn dispatch(command: Command) -> Result<Outcome, CliError> {
         Command::Logs(args) => logs::run(args).await,
         Command::Report(args) => report::run(args).await,
         Command::ImportCrontab(args) => import_crontab::run(args),
+        Command::Trigger(args) => trigger::run(args).await,
     }
 }

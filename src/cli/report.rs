@@ -28,13 +28,24 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
             run.id, run.job, run.status, run.id
         )));
     };
+    let notifications = store.notifications(args.run_id).await?;
     if args.json {
+        let mut doc = serde_json::to_value(&report).expect("reports serialise");
+        doc["notifications"] =
+            serde_json::to_value(&notifications).expect("notifications serialise");
         println!(
             "{}",
-            serde_json::to_string_pretty(&report).expect("reports serialise")
+            serde_json::to_string_pretty(&doc).expect("values serialise")
         );
     } else {
         print!("{}", report.to_text());
+        for n in &notifications {
+            let detail = n.detail.as_deref().unwrap_or("");
+            println!(
+                "  trigger {} ({}, {}): {} {detail}",
+                n.rule, n.action, n.condition, n.status
+            );
+        }
     }
     Ok(Outcome::Success)
 }

@@ -61,6 +61,8 @@ pub(super) async fn locally(
         })
     };
     let outcome = runner.run(job, trigger, None).await;
+    // The triggers speak before the process ends.
+    runner.notifier().settled().await;
     interrupt.abort();
     store.close().await;
     Ok(outcome?)

@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod node;
 pub mod policy;
+pub mod trigger;
 mod validate;
 
 pub use validate::{name_from_program, valid_name};
@@ -17,6 +18,7 @@ pub use validate::{name_from_program, valid_name};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono_tz::Tz;
@@ -25,6 +27,7 @@ use serde::Serialize;
 pub use error::{ConfigError, Problem};
 pub use http::{HttpBody, HttpSpec};
 pub use policy::{Backoff, Concurrency, Limits, Retries, Shutdown};
+pub use trigger::{Condition, Delivery, Mail, TriggerRule};
 
 use crate::lock::LockSpec;
 use crate::schedule::Schedule;
@@ -53,6 +56,10 @@ pub struct Config {
     pub max_parallel: Option<usize>,
     /// What a stopping daemon does with running jobs.
     pub shutdown: Shutdown,
+    /// How email leaves the machine.
+    pub mail: Arc<Mail>,
+    /// The file's trigger rules (each job also holds those watching it).
+    pub triggers: Vec<Arc<TriggerRule>>,
     /// The jobs, in file order; a job's index is its id in the scheduler.
     pub jobs: Vec<Job>,
 }
@@ -70,6 +77,25 @@ impl Config {
     /// The job with this name.
     pub fn job(&self, name: &str) -> Option<&Job> {
         self.jobs.iter().find(|job| job.name == name)
+    }
+
+    /// The rules of the file that watch a job of this name (for a job made
+    /// on the spot by `overnight exec`).
+    pub fn triggers_for(&self, name: &str) -> Vec<Arc<TriggerRule>> {
+        self.triggers
+            .iter()
+            .filter(|r| r.watches(name))
+            .cloned()
+            .collect()
+    }
+
+    /// A rule by name, the file's or a job's.
+    pub fn trigger(&self, name: &str) -> Option<Arc<TriggerRule>> {
+        self.triggers
+            .iter()
+            .chain(self.jobs.iter().flat_map(|j| &j.triggers))
+            .find(|r| r.name == name)
+            .cloned()
     }
 }
 
@@ -145,6 +171,18 @@ pub struct Job {
     pub env_inherit: bool,
     /// Resource limits of the job's process.
     pub limits: Limits,
+    /// A run still going after this is `late` (for triggers).
+    #[serde(
+        serialize_with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_duration: Option<Duration>,
+    /// The trigger rules watching this job (the file's and its own).
+    #[serde(serialize_with = "rule_names")]
+    pub triggers: Vec<Arc<TriggerRule>>,
+    /// How its email leaves the machine.
+    #[serde(skip)]
+    pub mail: Arc<Mail>,
 }
 
 impl Job {
@@ -173,6 +211,9 @@ impl Job {
             retries: None,
             env_inherit: true,
             limits: Limits::default(),
+            max_duration: None,
+            triggers: Vec::new(),
+            mail: Arc::default(),
         }
     }
 
@@ -253,6 +294,10 @@ fn display_opt<T: std::fmt::Display, S: serde::Serializer>(
         Some(v) => s.collect_str(v),
         None => s.serialize_none(),
     }
+}
+
+fn rule_names<S: serde::Serializer>(rules: &[Arc<TriggerRule>], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(rules.iter().map(|r| &r.name))
 }
 
 pub(crate) fn duration<S: serde::Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {

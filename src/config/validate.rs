@@ -9,11 +9,16 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use super::node::{Node, Pos, Value};
+use super::trigger::{
+    AfterRetries, Condition, Delivery, EmailAction, Mail, NotifyMode, PlacedRules, SENDMAIL,
+    TriggerRule,
+};
 use super::{
     Action, CatchUp, CommandSpec, Concurrency, Config, ConfigError, DEFAULT_KILL_GRACE,
     DEFAULT_LISTEN, Job, Problem, Shutdown,
 };
 use crate::schedule::Schedule;
+use std::sync::Arc;
 
 const TOP_KEYS: &[&str] = &[
     "timezone",
@@ -23,6 +28,9 @@ const TOP_KEYS: &[&str] = &[
     "shutdown_grace",
     "shutdown",
     "max_parallel",
+    "smtp",
+    "sendmail",
+    "triggers",
     "defaults",
     "jobs",
 ];
@@ -46,14 +54,16 @@ const DEFAULT_KEYS: &[&str] = &[
     "retries",
     "env_inherit",
     "limits",
+    "max_duration",
 ];
-const JOB_ONLY_KEYS: &[&str] = &["description", "schedule", "command", "http"];
+const JOB_ONLY_KEYS: &[&str] = &["description", "schedule", "command", "http", "triggers"];
 
 /// Validates the text of the jobs file at `path`.
 pub(super) fn config(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut check = Check {
         file: path,
         problems: Vec::new(),
+        pending_rules: Vec::new(),
     };
     let root = match Node::parse(text) {
         Ok(node) => node,
@@ -74,6 +84,8 @@ pub(super) fn config(path: &Path, text: &str) -> Result<Config, ConfigError> {
 pub(super) struct Check<'a> {
     pub(super) file: &'a Path,
     pub(super) problems: Vec<Problem>,
+    /// Each job's own trigger rules, until all jobs are read.
+    pending_rules: Vec<(String, PlacedRules)>,
 }
 
 impl Check<'_> {
@@ -184,10 +196,14 @@ impl Check<'_> {
             shutdown_grace: Duration::from_secs(30),
             max_parallel: None,
             shutdown: Shutdown::default(),
+            mail: Default::default(),
+            triggers: Vec::new(),
             jobs: Vec::new(),
         };
         let mut defaults = Vec::new();
         let mut jobs_node = None;
+        let mut rules = Vec::new();
+        let mut mail = Mail::default();
         for (key, value) in self.mapping(root, "the jobs file", TOP_KEYS) {
             match key {
                 "timezone" => config.timezone = self.zone(value).unwrap_or(config.timezone),
@@ -230,6 +246,9 @@ impl Check<'_> {
                         "`max_parallel` must be a number from 1 to 100000",
                     ),
                 },
+                "smtp" => mail.smtp = self.smtp(value),
+                "sendmail" => mail.sendmail = self.string(value, "`sendmail`").map(|p| dir.join(p)),
+                "triggers" => rules = self.triggers(value, None),
                 "defaults" => defaults = self.mapping(value, "`defaults`", DEFAULT_KEYS),
                 "jobs" => jobs_node = Some(value),
                 _ => unreachable!("mapping() returns known keys only"),
@@ -275,6 +294,10 @@ impl Check<'_> {
                 config.jobs.push(job);
             }
         }
+        if mail.smtp.is_none() && mail.sendmail.is_none() && Path::new(SENDMAIL).exists() {
+            mail.sendmail = Some(SENDMAIL.into());
+        }
+        self.resolve_triggers(&mut config, rules, mail);
         config
     }
 
@@ -292,6 +315,7 @@ impl Check<'_> {
         job.timezone = zone;
         let mut command = None;
         let mut http = None;
+        let mut own_rules = Vec::new();
         let mut schedule = None;
         let mut ok = true;
         // Defaults first, then the job's own keys; `env` merges key by key.
@@ -352,6 +376,8 @@ impl Check<'_> {
                     job.env_inherit = self.boolean(value, "`env_inherit`").unwrap_or(true)
                 }
                 "limits" => job.limits = self.limits(value),
+                "max_duration" => job.max_duration = self.duration(value, "`max_duration`"),
+                "triggers" => own_rules = self.triggers(value, Some(name)),
                 _ => unreachable!("mapping() returns known keys only"),
             }
             ok &= self.problems.len() == before;
@@ -390,6 +416,7 @@ impl Check<'_> {
             Some(action) => job.action = action,
             None => ok = false,
         }
+        self.pending_rules.push((name.to_string(), own_rules));
         ok.then_some(job)
     }
 
@@ -515,6 +542,78 @@ impl Check<'_> {
             }
         }
         codes
+    }
+}
+
+impl Check<'_> {
+    /// Gives each job the rules that watch it, checking what rules name:
+    /// jobs that exist, and a way to send the email they ask for. A
+    /// crontab's `MAILTO` becomes a rule on failures and warnings.
+    fn resolve_triggers(
+        &mut self,
+        config: &mut Config,
+        rules: Vec<(Arc<TriggerRule>, Pos)>,
+        mail: Mail,
+    ) {
+        let can_mail = mail.smtp.is_some() || mail.sendmail.is_some();
+        let mail = Arc::new(mail);
+        for (rule, pos) in &rules {
+            for name in rule.jobs.iter().filter(|n| !n.contains(['*', '?'])) {
+                if config.job(name).is_none() {
+                    self.problem(
+                        *pos,
+                        format!(
+                            "trigger `{}` names job `{name}`, which is not in the file",
+                            rule.name
+                        ),
+                    );
+                }
+            }
+        }
+        let own: std::collections::HashMap<String, PlacedRules> =
+            std::mem::take(&mut self.pending_rules)
+                .into_iter()
+                .collect();
+        for (rule, pos) in rules.iter().chain(own.values().flatten()) {
+            if !can_mail && rule.actions.iter().any(|a| matches!(a, Delivery::Email(_))) {
+                self.problem(
+                    *pos,
+                    format!("trigger `{}` sends email, but there is no `smtp:` block and no sendmail at {SENDMAIL}; add one", rule.name),
+                );
+            }
+        }
+        for job in &mut config.jobs {
+            let mut watching: Vec<Arc<TriggerRule>> = rules
+                .iter()
+                .filter(|(r, _)| r.watches(&job.name))
+                .map(|(r, _)| r.clone())
+                .collect();
+            watching.extend(
+                own.get(&job.name)
+                    .into_iter()
+                    .flatten()
+                    .map(|(r, _)| r.clone()),
+            );
+            if let Some(to) = job.mailto.as_ref().filter(|t| !t.is_empty() && can_mail) {
+                watching.push(Arc::new(TriggerRule {
+                    name: format!("{}.mailto", job.name),
+                    on: vec![Condition::Failed, Condition::Warning],
+                    jobs: Vec::new(),
+                    notify: NotifyMode::Every,
+                    after_retries: AfterRetries::Final,
+                    max_per_hour: None,
+                    actions: vec![Delivery::Email(EmailAction {
+                        to: to.split(',').map(|a| a.trim().to_string()).collect(),
+                        cc: Vec::new(),
+                        subject: None,
+                    })],
+                }));
+            }
+            job.triggers = watching;
+            job.mail = Arc::clone(&mail);
+        }
+        config.triggers = rules.into_iter().map(|(r, _)| r).collect();
+        config.mail = mail;
     }
 }
 

@@ -8,8 +8,9 @@ use log::{error, info};
 
 use super::Shared;
 use crate::config::{Config, Job};
-use crate::report::Status;
+use crate::notify::Moment;
 use crate::report::Trigger;
+use crate::report::{Report, Status};
 use crate::route::Router;
 use crate::schedule::catchup::{self, fires_between};
 use crate::store::{NotRun, StoreError};
@@ -73,6 +74,18 @@ async fn record_missed(
         };
         let id = store.record_not_run(&not_run).await?;
         Router::new(&job.name, id, 1, job.stderr_level).not_run(Status::Missed, Some(*at), &why);
+        let capture = crate::capture::path_for(&shared.config().state_dir, &job.name, id);
+        let report = Report::synthetic(
+            id,
+            &job.name,
+            Trigger::Schedule,
+            Some(*at),
+            Status::Missed,
+            &why,
+            host,
+            capture,
+        );
+        shared.runner.notifier().moment(job, &report, Moment::Final);
     }
     Ok(())
 }

@@ -183,6 +183,7 @@ pub async fn run_with_clock(
         }
     }
     shared.inflight.idle().await;
+    shared.runner.notifier().settled().await;
     let _ = server_stop_tx.send(true);
     let _ = server.await;
     DaemonInfo::remove(&state_dir);

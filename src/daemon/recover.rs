@@ -29,13 +29,17 @@ pub async fn abandoned_runs(shared: &Arc<Shared>) -> Result<(), StoreError> {
                     run.id, run.job
                 );
                 let store = store.clone();
+                let shared = Arc::clone(shared);
                 tokio::spawn(async move {
                     process::exited(pid).await;
                     let why = format!(
                         "orphaned: the daemon that started it died; the job (pid {pid}) ran on and has ended, its exit status unknown"
                     );
-                    if let Err(e) = store.close_abandoned(run.id, Status::Orphaned, &why).await {
-                        log::error!(target: "overnight::daemon", "run #{} not closed: {e}", run.id);
+                    match store.close_abandoned(run.id, Status::Orphaned, &why).await {
+                        Ok(report) => notify(&shared, report),
+                        Err(e) => {
+                            log::error!(target: "overnight::daemon", "run #{} not closed: {e}", run.id)
+                        }
                     }
                     Router::new(&run.job, run.id, 1, log::Level::Warn).not_run(
                         Status::Orphaned,
@@ -46,10 +50,22 @@ pub async fn abandoned_runs(shared: &Arc<Shared>) -> Result<(), StoreError> {
             }
             _ => {
                 let why = "lost: the daemon that started it died, and the job is gone too; its outcome is unknown";
-                store.close_abandoned(run.id, Status::Lost, why).await?;
+                let report = store.close_abandoned(run.id, Status::Lost, why).await?;
+                notify(shared, report);
                 warn!(target: "overnight::daemon", "run #{} of `{}` closed as lost", run.id, run.job);
             }
         }
     }
     Ok(())
+}
+
+/// The job's triggers about a closed run, if the job is still in the file.
+fn notify(shared: &Shared, report: Option<crate::report::Report>) {
+    let Some(report) = report else { return };
+    if let Some(job) = shared.config().job(&report.job) {
+        shared
+            .runner
+            .notifier()
+            .moment(job, &report, crate::notify::Moment::Final);
+    }
 }

@@ -17,7 +17,7 @@ use chrono::Utc;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 use super::lines::LineSplitter;
-use super::redact::Redactor;
+pub(crate) use super::redact::Redactor;
 use super::{Attempt, EventSender, error_entry, protocol};
 use crate::config::{HttpBody, HttpSpec};
 use crate::event::{Entry, EntryKind, Line, RunEvent, Stream};
@@ -134,7 +134,7 @@ fn prepare(
 }
 
 /// `${NAME}` replaced from `lookup`; the unset name on failure.
-fn expand_vars(
+pub(crate) fn expand_vars(
     text: &str,
     lookup: &impl Fn(&str) -> Option<String>,
     redactor: &mut Redactor,
@@ -160,8 +160,13 @@ fn expand_vars(
 /// provider installed first (ours is ring, see Cargo.toml), and proxies
 /// from the environment are not used.
 pub fn client_builder() -> reqwest::ClientBuilder {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_tls_provider();
     reqwest::Client::builder().no_proxy()
+}
+
+/// rustls needs a crypto provider installed once per process: ring.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// How an answer's body is read.

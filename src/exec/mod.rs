@@ -10,7 +10,7 @@ pub mod command;
 pub mod http;
 pub mod lines;
 pub mod protocol;
-mod redact;
+pub(crate) mod redact;
 
 use std::path::Path;
 

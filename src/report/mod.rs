@@ -262,6 +262,63 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report of a run the runner could not observe — a fire that did
+    /// not run, a run lost with its daemon — with `why` as its summary (and
+    /// as its error entry when the status is a failure).
+    #[allow(clippy::too_many_arguments)]
+    pub fn synthetic(
+        run_id: i64,
+        job: &str,
+        trigger: Trigger,
+        scheduled_at: Option<DateTime<Utc>>,
+        status: Status,
+        why: &str,
+        host: &str,
+        capture: PathBuf,
+    ) -> Report {
+        let now = Utc::now();
+        let failure = matches!(status, Status::Failed | Status::Lost | Status::Orphaned);
+        let errors = if failure {
+            vec![Entry {
+                message: why.to_string(),
+                code: None,
+                at: now,
+                fields: BTreeMap::new(),
+            }]
+        } else {
+            Vec::new()
+        };
+        Report {
+            run_id,
+            job: job.to_string(),
+            attempt: 1,
+            trigger,
+            status,
+            summary: why.to_string(),
+            declared_status: None,
+            scheduled_at,
+            started_at: now,
+            finished_at: now,
+            duration_ms: 0,
+            exit: Exit {
+                reason: Some(why.to_string()),
+                ..Exit::default()
+            },
+            error_count: errors.len() as u64,
+            warning_count: 0,
+            errors,
+            warnings: Vec::new(),
+            notices: Vec::new(),
+            log: LogSummary {
+                capture,
+                ..LogSummary::default()
+            },
+            progress: None,
+            details: BTreeMap::new(),
+            host: host.to_string(),
+        }
+    }
+
     /// A multi-line text for the terminal: the summary, then each error and
     /// warning.
     pub fn to_text(&self) -> String {

@@ -20,14 +20,14 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row};
 
 use crate::config::Job;
-use crate::event::Entry;
-use crate::report::{Exit, LogSummary, Report, Status, Trigger};
+use crate::report::{Report, Status, Trigger};
 
 /// The schema, one step per entry; never edit a released step, add one.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_schedule_state.sql"),
     include_str!("migrations/0003_processes_attempts_locks.sql"),
+    include_str!("migrations/0004_notifications.sql"),
 ];
 
 /// Moves a job's "last handled" fire forward, never back.
@@ -102,6 +102,27 @@ pub struct NewRun<'a> {
     pub started_at: DateTime<Utc>,
     /// The host.
     pub host: &'a str,
+}
+
+/// One delivery of a trigger, as recorded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Notification {
+    /// The run it was about.
+    pub run_id: i64,
+    /// Its job.
+    pub job: String,
+    /// The rule.
+    pub rule: String,
+    /// `run`, `email`, `webhook` or `log`.
+    pub action: String,
+    /// The condition it answered.
+    pub condition: String,
+    /// `sent`, `failed` or `suppressed`.
+    pub status: String,
+    /// What happened (the error of a failed delivery).
+    pub detail: Option<String>,
+    /// When.
+    pub at: String,
 }
 
 /// A fire that did not run, and why.
@@ -358,62 +379,45 @@ impl Store {
 
     /// Closes an abandoned run with `status` (`lost`, `orphaned`), a
     /// summary, and a report holding one error entry that says what
-    /// happened; its lock records go.
+    /// happened; its lock records go. Returns that report.
     pub async fn close_abandoned(
         &self,
         id: i64,
         status: Status,
         why: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Report>, StoreError> {
         let Some(run) = self.run(id).await? else {
-            return Ok(());
+            return Ok(None);
         };
-        let now = Utc::now();
         let parse_time = |t: &str| {
             DateTime::parse_from_rfc3339(t)
                 .map(|t| t.with_timezone(&Utc))
                 .ok()
         };
-        let started_at = parse_time(&run.started_at).unwrap_or(now);
-        let report = Report {
-            run_id: id,
-            job: run.job.clone(),
-            attempt: run.attempt as u32,
-            trigger: serde_json::from_value(serde_json::Value::String(run.trigger.clone()))
-                .unwrap_or(Trigger::Schedule),
+        let trigger = serde_json::from_value(serde_json::Value::String(run.trigger.clone()))
+            .unwrap_or(Trigger::Schedule);
+        let capture = run
+            .capture_path
+            .clone()
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        let scheduled_at = run.scheduled_at.as_deref().and_then(parse_time);
+        let mut report = Report::synthetic(
+            id,
+            &run.job,
+            trigger,
+            scheduled_at,
             status,
-            summary: why.to_string(),
-            declared_status: None,
-            scheduled_at: run.scheduled_at.as_deref().and_then(parse_time),
-            started_at,
-            finished_at: now,
-            duration_ms: (now - started_at).num_milliseconds().max(0) as u64,
-            exit: Exit {
-                reason: Some(why.to_string()),
-                ..Exit::default()
-            },
-            error_count: 1,
-            warning_count: 0,
-            errors: vec![Entry {
-                message: why.to_string(),
-                code: None,
-                at: now,
-                fields: Default::default(),
-            }],
-            warnings: Vec::new(),
-            notices: Vec::new(),
-            log: LogSummary {
-                capture: run
-                    .capture_path
-                    .clone()
-                    .map(PathBuf::from)
-                    .unwrap_or_default(),
-                ..LogSummary::default()
-            },
-            progress: None,
-            details: Default::default(),
-            host: run.host.clone(),
-        };
+            why,
+            &run.host,
+            capture,
+        );
+        report.started_at = parse_time(&run.started_at).unwrap_or(report.finished_at);
+        report.duration_ms = (report.finished_at - report.started_at)
+            .num_milliseconds()
+            .max(0) as u64;
+        report.attempt = run.attempt as u32;
+        let now = report.finished_at;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE runs SET status = ?, finished_at = ?, summary = ?, error_count = 1, report = ? \
@@ -431,7 +435,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Some(report))
     }
 
     /// Records the job's own process once it is started.
@@ -641,6 +645,77 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(record).collect()
+    }
+
+    /// Records one delivery of a trigger (or why it was not made).
+    pub async fn record_notification(&self, n: &Notification) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO notifications (run_id, job, rule, action, condition, status, detail, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(n.run_id)
+        .bind(&n.job)
+        .bind(&n.rule)
+        .bind(&n.action)
+        .bind(&n.condition)
+        .bind(&n.status)
+        .bind(&n.detail)
+        .bind(&n.at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The deliveries about a run, in order.
+    pub async fn notifications(&self, run_id: i64) -> Result<Vec<Notification>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT run_id, job, rule, action, condition, status, detail, at FROM notifications WHERE run_id = ? ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Notification {
+                    run_id: r.try_get("run_id")?,
+                    job: r.try_get("job")?,
+                    rule: r.try_get("rule")?,
+                    action: r.try_get("action")?,
+                    condition: r.try_get("condition")?,
+                    status: r.try_get("status")?,
+                    detail: r.try_get("detail")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// How many messages a rule sent since `since`.
+    pub async fn sent_since(&self, rule: &str, since: DateTime<Utc>) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT run_id || ':' || condition) FROM notifications WHERE rule = ? AND status = 'sent' AND at > ?",
+        )
+        .bind(rule)
+        .bind(time_text(since))
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The outcome of the job's latest run before `run_id` that ran to an
+    /// end (not skipped or missed).
+    pub async fn previous_outcome(
+        &self,
+        job: &str,
+        run_id: i64,
+    ) -> Result<Option<Status>, StoreError> {
+        let status: Option<String> = sqlx::query_scalar(
+            "SELECT status FROM runs WHERE job = ? AND id < ? \
+             AND status IN ('success', 'warning', 'failed', 'lost', 'orphaned') ORDER BY id DESC LIMIT 1",
+        )
+        .bind(job)
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(status.and_then(|s| s.parse().ok()))
     }
 
     /// Closes the pool, finishing pending writes.

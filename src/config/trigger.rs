@@ -1,0 +1,531 @@
+//! Triggers: what to do about a finished run (issue 6).
+//!
+//! A rule names conditions (`on:`), the jobs it watches (names or globs,
+//! all by default), how often to speak (`notify: every | changes`), when
+//! retries count (`after_retries`), a rate cap (`max_per_hour`) and its
+//! actions: run a program, send an email, call a webhook, log a record.
+//! Each job's rules are resolved when the file is loaded: the top-level
+//! rules whose `jobs` match it, and its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::node::{Node, Pos, Value};
+use super::validate::Check;
+
+/// Rules as read, each with where it stands in the file.
+pub type PlacedRules = Vec<(Arc<TriggerRule>, Pos)>;
+
+/// What happened to a run, as a rule's `on:` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Condition {
+    /// The run succeeded.
+    Success,
+    /// It ended with warnings.
+    Warning,
+    /// It failed.
+    Failed,
+    /// A fire was missed.
+    Missed,
+    /// A fire was skipped.
+    Skipped,
+    /// The run was lost with a dead daemon.
+    Lost,
+    /// It is still going after its `max_duration`.
+    Late,
+    /// An attempt failed and another will follow.
+    Retrying,
+    /// It succeeded after a failure.
+    Recovered,
+}
+
+const CONDITIONS: &[(&str, Condition)] = &[
+    ("success", Condition::Success),
+    ("warning", Condition::Warning),
+    ("failed", Condition::Failed),
+    ("missed", Condition::Missed),
+    ("skipped", Condition::Skipped),
+    ("lost", Condition::Lost),
+    ("late", Condition::Late),
+    ("retrying", Condition::Retrying),
+    ("recovered", Condition::Recovered),
+];
+
+impl Condition {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        CONDITIONS
+            .iter()
+            .find(|(_, c)| *c == self)
+            .map_or("?", |(n, _)| n)
+    }
+}
+
+/// When a rule speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyMode {
+    /// Every matching run.
+    #[default]
+    Every,
+    /// Only when the job's outcome changes: the first failure, then the
+    /// recovery.
+    Changes,
+}
+
+/// How a rule treats attempts that will be retried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterRetries {
+    /// Only the last attempt counts.
+    #[default]
+    Final,
+    /// Every attempt counts.
+    Each,
+}
+
+/// One rule.
+#[derive(Clone, Debug, Serialize)]
+pub struct TriggerRule {
+    /// Its name (`overnight trigger test NAME`).
+    pub name: String,
+    /// The conditions it acts on.
+    pub on: Vec<Condition>,
+    /// The jobs it watches (names or globs); empty: all.
+    pub jobs: Vec<String>,
+    /// When it speaks.
+    pub notify: NotifyMode,
+    /// How it treats retried attempts.
+    pub after_retries: AfterRetries,
+    /// At most this many messages an hour.
+    pub max_per_hour: Option<u32>,
+    /// What it does.
+    pub actions: Vec<Delivery>,
+}
+
+impl TriggerRule {
+    /// Whether the rule watches `job`.
+    pub fn watches(&self, job: &str) -> bool {
+        self.jobs.is_empty() || self.jobs.iter().any(|pattern| glob(pattern, job))
+    }
+}
+
+/// An action of a rule.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// A program and its arguments; the report comes on its stdin.
+    Run(Vec<String>),
+    /// A message over SMTP or sendmail.
+    Email(EmailAction),
+    /// A signed POST of the report.
+    Webhook(WebhookAction),
+    /// A record on `jobs::notify::<job>`.
+    Log,
+}
+
+impl Delivery {
+    /// Its kind, for records.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Delivery::Run(_) => "run",
+            Delivery::Email(_) => "email",
+            Delivery::Webhook(_) => "webhook",
+            Delivery::Log => "log",
+        }
+    }
+}
+
+/// `email: {to, cc, subject}`.
+#[derive(Clone, Debug, Serialize)]
+pub struct EmailAction {
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Copies.
+    pub cc: Vec<String>,
+    /// The subject; the default names the job, the status and the host.
+    pub subject: Option<String>,
+}
+
+/// `webhook: {url, headers, secret}`.
+#[derive(Clone, Debug, Serialize)]
+pub struct WebhookAction {
+    /// Where to POST; `${VAR}` from the environment.
+    pub url: String,
+    /// Extra headers; `${VAR}` from the environment.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The HMAC-SHA256 key (`${VAR}`, never written in the file).
+    #[serde(skip)]
+    pub secret: Option<String>,
+    /// How long one delivery may take.
+    #[serde(serialize_with = "super::duration")]
+    pub timeout: Duration,
+}
+
+/// How email leaves the machine.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Mail {
+    /// An SMTP server, when given.
+    pub smtp: Option<Smtp>,
+    /// The sendmail program, when no SMTP server is given.
+    pub sendmail: Option<std::path::PathBuf>,
+}
+
+/// The `smtp:` block.
+#[derive(Clone, Debug, Serialize)]
+pub struct Smtp {
+    /// The server.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// How the connection is protected.
+    pub tls: SmtpTls,
+    /// The sender.
+    pub from: String,
+    /// The variable holding the user name, if the server wants a login.
+    pub username_env: Option<String>,
+    /// The variable holding the password.
+    pub password_env: Option<String>,
+    /// How long a delivery may take.
+    #[serde(serialize_with = "super::duration")]
+    pub timeout: Duration,
+}
+
+/// `smtp.tls`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text (a local relay).
+    None,
+    /// STARTTLS on the plain port.
+    #[default]
+    Starttls,
+    /// TLS from the start (port 465).
+    Implicit,
+}
+
+/// Where sendmail usually is.
+pub const SENDMAIL: &str = "/usr/sbin/sendmail";
+
+/// A shell-style glob with `*` and `?`.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), text.as_bytes())
+}
+
+impl Check<'_> {
+    /// `triggers: [...]`; `job` is set for a job's own rules.
+    pub(super) fn triggers(
+        &mut self,
+        node: &Node,
+        job: Option<&str>,
+    ) -> Vec<(Arc<TriggerRule>, Pos)> {
+        let Value::Seq(items) = &node.value else {
+            self.problem(node.pos, "`triggers` must be a list of rules");
+            return Vec::new();
+        };
+        let mut rules = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let default_name = match job {
+                Some(job) => format!("{job}.trigger-{}", i + 1),
+                None => format!("trigger-{}", i + 1),
+            };
+            if let Some(rule) = self.trigger(item, default_name, job.is_none()) {
+                rules.push((Arc::new(rule), item.pos));
+            }
+        }
+        rules
+    }
+
+    fn trigger(
+        &mut self,
+        node: &Node,
+        default_name: String,
+        top_level: bool,
+    ) -> Option<TriggerRule> {
+        let before = self.problems.len();
+        let mut keys = vec![
+            "name",
+            "on",
+            "notify",
+            "after_retries",
+            "max_per_hour",
+            "run",
+            "email",
+            "webhook",
+            "log",
+        ];
+        if top_level {
+            keys.push("jobs");
+        }
+        let mut rule = TriggerRule {
+            name: default_name,
+            on: Vec::new(),
+            jobs: Vec::new(),
+            notify: NotifyMode::Every,
+            after_retries: AfterRetries::Final,
+            max_per_hour: None,
+            actions: Vec::new(),
+        };
+        for (key, value) in self.mapping(node, "a trigger", &keys) {
+            match key {
+                "name" => {
+                    rule.name = self
+                        .string(value, "a trigger's `name`")
+                        .unwrap_or(rule.name)
+                }
+                "on" => {
+                    rule.on =
+                        self.list_of(value, "`on`", |c, n| c.keyword(n, "condition", CONDITIONS))
+                }
+                "jobs" => {
+                    rule.jobs =
+                        self.list_of(value, "`jobs`", |c, n| c.string(n, "a job name or glob"))
+                }
+                "notify" => {
+                    rule.notify = self
+                        .keyword(
+                            value,
+                            "notify",
+                            &[
+                                ("every", NotifyMode::Every),
+                                ("changes", NotifyMode::Changes),
+                            ],
+                        )
+                        .unwrap_or_default()
+                }
+                "after_retries" => {
+                    rule.after_retries = self
+                        .keyword(
+                            value,
+                            "after_retries",
+                            &[("final", AfterRetries::Final), ("each", AfterRetries::Each)],
+                        )
+                        .unwrap_or_default()
+                }
+                "max_per_hour" => match value.value {
+                    Value::Int(n @ 1..=100_000) => rule.max_per_hour = Some(n as u32),
+                    _ => self.problem(
+                        value.pos,
+                        "`max_per_hour` must be a number from 1 to 100000",
+                    ),
+                },
+                "run" => {
+                    let argv = self.list_of(value, "`run`", |c, n| {
+                        n.scalar().or_else(|| c.string(n, "a word of `run`"))
+                    });
+                    if argv.first().is_none_or(|p| p.is_empty()) {
+                        self.problem(value.pos, "`run` is a program and its arguments, like `[/usr/local/bin/page, ops]` (no shell)");
+                    } else {
+                        rule.actions.push(Delivery::Run(argv));
+                    }
+                }
+                "email" => {
+                    if let Some(email) = self.email(value) {
+                        rule.actions.push(Delivery::Email(email));
+                    }
+                }
+                "webhook" => {
+                    if let Some(hook) = self.webhook(value) {
+                        rule.actions.push(Delivery::Webhook(hook));
+                    }
+                }
+                _ => {
+                    if self.boolean(value, "`log`") == Some(true) {
+                        rule.actions.push(Delivery::Log);
+                    }
+                }
+            }
+        }
+        if rule.on.is_empty() {
+            self.problem(
+                node.pos,
+                format!("trigger `{}` has no `on:` conditions", rule.name),
+            );
+        }
+        if rule.actions.is_empty() {
+            self.problem(
+                node.pos,
+                format!(
+                    "trigger `{}` has no action: add `run`, `email`, `webhook` or `log`",
+                    rule.name
+                ),
+            );
+        }
+        (self.problems.len() == before).then_some(rule)
+    }
+
+    /// A list, each item read by `item`; a single value counts as a list of one.
+    fn list_of<T>(
+        &mut self,
+        node: &Node,
+        what: &str,
+        mut item: impl FnMut(&mut Self, &Node) -> Option<T>,
+    ) -> Vec<T> {
+        match &node.value {
+            Value::Seq(items) => items.iter().filter_map(|n| item(self, n)).collect(),
+            Value::Map(_) | Value::Null => {
+                self.problem(node.pos, format!("{what} must be a list"));
+                Vec::new()
+            }
+            _ => item(self, node).into_iter().collect(),
+        }
+    }
+
+    fn email(&mut self, node: &Node) -> Option<EmailAction> {
+        let mut email = EmailAction {
+            to: Vec::new(),
+            cc: Vec::new(),
+            subject: None,
+        };
+        for (key, value) in self.mapping(node, "`email`", &["to", "cc", "subject"]) {
+            match key {
+                "to" => {
+                    email.to = self.list_of(value, "`email.to`", |c, n| c.string(n, "an address"))
+                }
+                "cc" => {
+                    email.cc = self.list_of(value, "`email.cc`", |c, n| c.string(n, "an address"))
+                }
+                _ => email.subject = self.string(value, "`email.subject`"),
+            }
+        }
+        for address in email.to.iter().chain(&email.cc) {
+            if address.parse::<lettre::Address>().is_err() {
+                self.problem(node.pos, format!("`{address}` is not an email address"));
+            }
+        }
+        if email.to.is_empty() {
+            self.problem(node.pos, "`email` needs `to:`");
+            return None;
+        }
+        Some(email)
+    }
+
+    fn webhook(&mut self, node: &Node) -> Option<WebhookAction> {
+        let mut hook = WebhookAction {
+            url: String::new(),
+            headers: Default::default(),
+            secret: None,
+            timeout: Duration::from_secs(10),
+        };
+        for (key, value) in
+            self.mapping(node, "`webhook`", &["url", "headers", "secret", "timeout"])
+        {
+            match key {
+                "url" => hook.url = self.string(value, "`webhook.url`").unwrap_or_default(),
+                "headers" => hook.headers = self.string_map(value, "`webhook.headers`"),
+                "secret" => {
+                    let secret = self.string(value, "`webhook.secret`").unwrap_or_default();
+                    if !(secret.starts_with("${") && secret.ends_with('}')) {
+                        self.problem(value.pos, "`webhook.secret` must name a variable, like `${WEBHOOK_SECRET}`: secrets are not written in the file");
+                    }
+                    hook.secret = Some(secret);
+                }
+                _ => {
+                    hook.timeout = self
+                        .duration(value, "`webhook.timeout`")
+                        .unwrap_or(hook.timeout)
+                }
+            }
+        }
+        if !(hook.url.starts_with("http://")
+            || hook.url.starts_with("https://")
+            || hook.url.starts_with("${"))
+        {
+            self.problem(
+                node.pos,
+                "`webhook` needs a `url` starting with http:// or https://",
+            );
+            return None;
+        }
+        Some(hook)
+    }
+
+    /// The `smtp:` block.
+    pub(super) fn smtp(&mut self, node: &Node) -> Option<Smtp> {
+        let before = self.problems.len();
+        let mut smtp = Smtp {
+            host: String::new(),
+            port: 587,
+            tls: SmtpTls::Starttls,
+            from: String::new(),
+            username_env: None,
+            password_env: None,
+            timeout: Duration::from_secs(30),
+        };
+        let mut port = None;
+        let keys = [
+            "host",
+            "port",
+            "tls",
+            "from",
+            "username_env",
+            "password_env",
+            "timeout",
+        ];
+        for (key, value) in self.mapping(node, "`smtp`", &keys) {
+            match key {
+                "host" => smtp.host = self.string(value, "`smtp.host`").unwrap_or_default(),
+                "port" => match value.value {
+                    Value::Int(p @ 1..=65535) => port = Some(p as u16),
+                    _ => self.problem(value.pos, "`smtp.port` must be a port number"),
+                },
+                "tls" => {
+                    let options = [
+                        ("none", SmtpTls::None),
+                        ("starttls", SmtpTls::Starttls),
+                        ("implicit", SmtpTls::Implicit),
+                    ];
+                    smtp.tls = self
+                        .keyword(value, "smtp.tls", &options)
+                        .unwrap_or_default();
+                }
+                "from" => smtp.from = self.string(value, "`smtp.from`").unwrap_or_default(),
+                "username_env" => smtp.username_env = self.string(value, "`smtp.username_env`"),
+                "password_env" => smtp.password_env = self.string(value, "`smtp.password_env`"),
+                _ => {
+                    smtp.timeout = self
+                        .duration(value, "`smtp.timeout`")
+                        .unwrap_or(smtp.timeout)
+                }
+            }
+        }
+        smtp.port = port.unwrap_or(match smtp.tls {
+            SmtpTls::None => 25,
+            SmtpTls::Starttls => 587,
+            SmtpTls::Implicit => 465,
+        });
+        if smtp.host.is_empty() {
+            self.problem(node.pos, "`smtp` needs a `host`");
+        }
+        if smtp.from.parse::<lettre::Address>().is_err() {
+            self.problem(node.pos, "`smtp` needs a `from:` address");
+        }
+        (self.problems.len() == before).then_some(smtp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn globs() {
+        assert!(glob("backup*", "backup-db"));
+        assert!(glob("*", "anything"));
+        assert!(glob("job?", "job1"));
+        assert!(!glob("job?", "job12"));
+        assert!(!glob("backup", "backup-db"));
+    }
+}
