@@ -69,6 +69,9 @@ impl Node {
         let mut options = serde_saphyr::options::Options::default();
         options.duplicate_keys = serde_saphyr::options::DuplicateKeyPolicy::PassThrough;
         options.with_snippet = false;
+        // YAML 1.2: only `true` and `false` are booleans, so a trigger's
+        // `on:` key is the word "on", not `true`.
+        options.strict_booleans = true;
         match serde_saphyr::from_str_with_options::<Option<Node>>(text, options) {
             Ok(Some(node)) => Ok(node),
             Ok(None) => Ok(Node {

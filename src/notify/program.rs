@@ -2,7 +2,7 @@
 //!
 //! The program is an argument vector, never a shell string: nothing a job
 //! prints can become a command. It gets `OVERNIGHT_JOB`, `OVERNIGHT_RUN_ID`,
-//! `OVERNIGHT_STATUS`, `OVERNIGHT_CONDITION`, `OVERNIGHT_RULE` and
+//! `OVERNIGHT_ATTEMPT`, `OVERNIGHT_STATUS`, `OVERNIGHT_CONDITION`, `OVERNIGHT_RULE` and
 //! `OVERNIGHT_REPORT` (a file holding the same JSON).
 
 use std::path::Path;
@@ -37,6 +37,7 @@ pub async fn run(
         .args(&argv[1..])
         .env("OVERNIGHT_JOB", &report.job)
         .env("OVERNIGHT_RUN_ID", report.run_id.to_string())
+        .env("OVERNIGHT_ATTEMPT", report.attempt.to_string())
         .env("OVERNIGHT_STATUS", report.status.as_str())
         .env("OVERNIGHT_CONDITION", condition.as_str())
         .env("OVERNIGHT_RULE", rule)

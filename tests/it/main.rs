@@ -15,3 +15,4 @@ mod next;
 mod policy;
 mod routing;
 mod schedule;
+mod triggers;
