@@ -1,0 +1,52 @@
+//! The job definitions as last loaded, for SQL that joins runs with them.
+
+use chrono::Utc;
+
+use super::{Store, StoreError, time_text};
+use crate::config::Job;
+
+impl Store {
+    /// Mirrors the job definitions, so SQL can join runs with them.
+    pub async fn sync_jobs(&self, jobs: &[Job]) -> Result<(), StoreError> {
+        let now = time_text(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+        let known: Vec<String> = sqlx::query_scalar("SELECT name FROM jobs")
+            .fetch_all(&mut *tx)
+            .await?;
+        for gone in known.iter().filter(|n| !names.contains(&n.as_str())) {
+            sqlx::query("DELETE FROM jobs WHERE name = ?")
+                .bind(gone)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for job in jobs {
+            let definition = job.definition();
+            let hash = format!("{:016x}", fnv1a(definition.as_bytes()));
+            sqlx::query(
+                "INSERT INTO jobs (name, schedule, kind, definition, definition_hash, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET schedule = excluded.schedule, kind = excluded.kind, \
+                 definition = excluded.definition, definition_hash = excluded.definition_hash, \
+                 updated_at = excluded.updated_at WHERE definition_hash <> excluded.definition_hash",
+            )
+            .bind(&job.name)
+            .bind(job.schedule.as_ref().map(ToString::to_string))
+            .bind(job.kind())
+            .bind(&definition)
+            .bind(hash)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// FNV-1a, 64 bits: a stable hash for "has this definition changed".
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

@@ -1,0 +1,102 @@
+//! Trigger deliveries, kept with the runs they were about.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{Store, StoreError, time_text};
+use crate::report::Status;
+
+/// One delivery of a trigger, as recorded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Notification {
+    /// The run it was about.
+    pub run_id: i64,
+    /// Its job.
+    pub job: String,
+    /// The rule.
+    pub rule: String,
+    /// `run`, `email`, `webhook` or `log`.
+    pub action: String,
+    /// The condition it answered.
+    pub condition: String,
+    /// `sent`, `failed` or `suppressed`.
+    pub status: String,
+    /// What happened (the error of a failed delivery).
+    pub detail: Option<String>,
+    /// When.
+    pub at: String,
+}
+
+impl Store {
+    /// Records one delivery of a trigger (or why it was not made).
+    pub async fn record_notification(&self, n: &Notification) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO notifications (run_id, job, rule, action, condition, status, detail, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(n.run_id)
+        .bind(&n.job)
+        .bind(&n.rule)
+        .bind(&n.action)
+        .bind(&n.condition)
+        .bind(&n.status)
+        .bind(&n.detail)
+        .bind(&n.at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The deliveries about a run, in order.
+    pub async fn notifications(&self, run_id: i64) -> Result<Vec<Notification>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT run_id, job, rule, action, condition, status, detail, at FROM notifications WHERE run_id = ? ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Notification {
+                    run_id: r.try_get("run_id")?,
+                    job: r.try_get("job")?,
+                    rule: r.try_get("rule")?,
+                    action: r.try_get("action")?,
+                    condition: r.try_get("condition")?,
+                    status: r.try_get("status")?,
+                    detail: r.try_get("detail")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// How many messages a rule sent since `since`.
+    pub async fn sent_since(&self, rule: &str, since: DateTime<Utc>) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT run_id || ':' || condition) FROM notifications WHERE rule = ? AND status = 'sent' AND at > ?",
+        )
+        .bind(rule)
+        .bind(time_text(since))
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The outcome of the job's latest run before `run_id` that ran to an
+    /// end (not skipped or missed).
+    pub async fn previous_outcome(
+        &self,
+        job: &str,
+        run_id: i64,
+    ) -> Result<Option<Status>, StoreError> {
+        let status: Option<String> = sqlx::query_scalar(
+            "SELECT status FROM runs WHERE job = ? AND id < ? \
+             AND status IN ('success', 'warning', 'failed', 'lost', 'orphaned') ORDER BY id DESC LIMIT 1",
+        )
+        .bind(job)
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(status.and_then(|s| s.parse().ok()))
+    }
+}

@@ -1,0 +1,289 @@
+//! Runs: started, ended, looked up; and their attempts.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use super::{MARK_HANDLED, Store, StoreError, time_text};
+use crate::report::{Report, Status, Trigger};
+
+/// A run as the store keeps it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run's id.
+    pub id: i64,
+    /// The job's name.
+    pub job: String,
+    /// What started it.
+    pub trigger: String,
+    /// The attempt, from 1.
+    pub attempt: i64,
+    /// The fire time, for scheduled runs.
+    pub scheduled_at: Option<String>,
+    /// When it started.
+    pub started_at: String,
+    /// When it ended.
+    pub finished_at: Option<String>,
+    /// Its status.
+    pub status: String,
+    /// The exit code.
+    pub exit_code: Option<i64>,
+    /// The signal that ended it.
+    pub signal: Option<i64>,
+    /// How many errors it reported.
+    pub error_count: i64,
+    /// How many warnings.
+    pub warning_count: i64,
+    /// The one-line summary.
+    pub summary: Option<String>,
+    /// The capture file.
+    pub capture_path: Option<String>,
+    /// The host.
+    pub host: String,
+    /// The pid of the runner that ran it.
+    pub pid: Option<i64>,
+    /// The pid of the job's own process (its process group).
+    pub job_pid: Option<i64>,
+}
+
+/// A run about to start.
+#[derive(Debug)]
+pub struct NewRun<'a> {
+    /// The job's name.
+    pub job: &'a str,
+    /// What started it.
+    pub trigger: Trigger,
+    /// The fire time, for scheduled runs.
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// When it starts.
+    pub started_at: DateTime<Utc>,
+    /// The host.
+    pub host: &'a str,
+}
+
+/// `SELECT <columns> FROM runs <rest>`, as a static string (sqlx wants its
+/// SQL static unless asserted safe).
+macro_rules! select_runs {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, job, trigger, attempt, scheduled_at, started_at, finished_at, status, exit_code, \
+             signal, error_count, warning_count, summary, capture_path, host, pid, job_pid FROM runs ",
+            $rest
+        )
+    };
+}
+
+impl Store {
+    /// Records a run as started; returns its id. The capture path is known
+    /// once the id is: `capture(id)` gives it, and it is stored at once so
+    /// that a follower can find a running run's output.
+    pub async fn start_run(
+        &self,
+        run: &NewRun<'_>,
+        capture: impl Fn(i64) -> PathBuf,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id = sqlx::query(
+            "INSERT INTO runs (job, trigger, scheduled_at, started_at, status, host, pid) \
+             VALUES (?, ?, ?, ?, 'running', ?, ?)",
+        )
+        .bind(run.job)
+        .bind(run.trigger.as_str())
+        .bind(run.scheduled_at.map(time_text))
+        .bind(time_text(run.started_at))
+        .bind(run.host)
+        .bind(i64::from(std::process::id()))
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
+        sqlx::query("UPDATE runs SET capture_path = ? WHERE id = ?")
+            .bind(capture(id).to_string_lossy())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        // A scheduled fire is handled once its run exists: same transaction.
+        if let Some(at) = run.scheduled_at {
+            sqlx::query(MARK_HANDLED)
+                .bind(run.job)
+                .bind(time_text(at))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Records how a run ended, with its report.
+    pub async fn finish_run(&self, report: &Report) -> Result<(), StoreError> {
+        let json = serde_json::to_string(report).expect("a report always serialises");
+        sqlx::query(
+            "UPDATE runs SET finished_at = ?, status = ?, exit_code = ?, signal = ?, error_count = ?, \
+             warning_count = ?, summary = ?, report = ?, capture_path = ?, attempt = ? WHERE id = ?",
+        )
+        .bind(time_text(report.finished_at))
+        .bind(report.status.as_str())
+        .bind(report.exit.code)
+        .bind(report.exit.signal)
+        .bind(report.error_count as i64)
+        .bind(report.warning_count as i64)
+        .bind(&report.summary)
+        .bind(json)
+        .bind(report.log.capture.to_string_lossy())
+        .bind(i64::from(report.attempt))
+        .bind(report.run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records the job's own process once it is started.
+    pub async fn record_process(
+        &self,
+        id: i64,
+        pid: u32,
+        started: Option<u64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET job_pid = ?, job_started = ? WHERE id = ?")
+            .bind(i64::from(pid))
+            .bind(started.map(|s| s as i64))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// One run.
+    pub async fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
+        let row = sqlx::query(select_runs!("WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| record(&r)).transpose()
+    }
+
+    /// One run's report, when it has ended.
+    pub async fn report(&self, id: i64) -> Result<Option<Report>, StoreError> {
+        let json: Option<Option<String>> =
+            sqlx::query_scalar("SELECT report FROM runs WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(json.flatten().and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
+    /// The newest runs first, of one job or of all.
+    pub async fn history(
+        &self,
+        job: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = match job {
+            Some(job) => {
+                sqlx::query(select_runs!("WHERE job = ? ORDER BY id DESC LIMIT ?"))
+                    .bind(job)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(select_runs!("ORDER BY id DESC LIMIT ?"))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(record).collect()
+    }
+
+    /// Every run still `running`.
+    pub async fn running(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(select_runs!("WHERE status = 'running' ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// The newest finished run of each job.
+    pub async fn last_finished(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(select_runs!(
+            "WHERE id IN (SELECT MAX(id) FROM runs WHERE status <> 'running' GROUP BY job) ORDER BY job"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// Records one attempt of a run.
+    pub async fn record_attempt(&self, report: &Report) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO attempts (run_id, attempt, started_at, finished_at, status, exit_code, signal, summary, report) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(report.run_id)
+        .bind(i64::from(report.attempt))
+        .bind(time_text(report.started_at))
+        .bind(time_text(report.finished_at))
+        .bind(report.status.as_str())
+        .bind(report.exit.code)
+        .bind(report.exit.signal)
+        .bind(&report.summary)
+        .bind(serde_json::to_string(report).expect("a report always serialises"))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The attempts of a run, in order, as (attempt, status, summary).
+    pub async fn attempts(
+        &self,
+        id: i64,
+    ) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT attempt, status, summary FROM attempts WHERE run_id = ? ORDER BY attempt",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("attempt")?,
+                    r.try_get("status")?,
+                    r.try_get("summary")?,
+                ))
+            })
+            .collect()
+    }
+}
+
+fn record(row: &SqliteRow) -> Result<RunRecord, StoreError> {
+    Ok(RunRecord {
+        id: row.try_get("id")?,
+        job: row.try_get("job")?,
+        trigger: row.try_get("trigger")?,
+        attempt: row.try_get("attempt")?,
+        scheduled_at: row.try_get("scheduled_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        status: row.try_get("status")?,
+        exit_code: row.try_get("exit_code")?,
+        signal: row.try_get("signal")?,
+        error_count: row.try_get("error_count")?,
+        warning_count: row.try_get("warning_count")?,
+        summary: row.try_get("summary")?,
+        capture_path: row.try_get("capture_path")?,
+        host: row.try_get("host")?,
+        pid: row.try_get("pid")?,
+        job_pid: row.try_get("job_pid")?,
+    })
+}
+
+impl RunRecord {
+    /// The status, parsed.
+    pub fn status(&self) -> Option<Status> {
+        Status::from_str(&self.status).ok()
+    }
+}

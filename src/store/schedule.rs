@@ -1,0 +1,98 @@
+//! What the scheduler has dealt with: fires handled, fires not run.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use std::collections::HashMap;
+
+use super::{MARK_HANDLED, Store, StoreError, time_text};
+use crate::report::{Status, Trigger};
+
+/// A fire that did not run, and why.
+#[derive(Debug)]
+pub struct NotRun<'a> {
+    /// The job's name.
+    pub job: &'a str,
+    /// What would have started it.
+    pub trigger: Trigger,
+    /// The fire time, for scheduled fires.
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// `missed` or `skipped`.
+    pub status: Status,
+    /// The reason, in words.
+    pub why: &'a str,
+    /// The host.
+    pub host: &'a str,
+}
+
+impl Store {
+    /// Records a fire that was not run as a `missed` run; returns its id.
+    pub async fn record_not_run(&self, not_run: &NotRun<'_>) -> Result<i64, StoreError> {
+        let now = time_text(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        let id = sqlx::query(
+            "INSERT INTO runs (job, trigger, scheduled_at, started_at, finished_at, status, summary, host, pid) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(not_run.job)
+        .bind(not_run.trigger.as_str())
+        .bind(not_run.scheduled_at.map(time_text))
+        .bind(&now)
+        .bind(&now)
+        .bind(not_run.status.as_str())
+        .bind(not_run.why)
+        .bind(not_run.host)
+        .bind(i64::from(std::process::id()))
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
+        if let Some(at) = not_run.scheduled_at {
+            sqlx::query(MARK_HANDLED)
+                .bind(not_run.job)
+                .bind(time_text(at))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The latest fire handled, per job.
+    pub async fn last_handled(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        let rows = sqlx::query("SELECT job, last_handled FROM schedule_state")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let at: String = row.try_get("last_handled")?;
+            if let Ok(at) = DateTime::parse_from_rfc3339(&at) {
+                out.insert(row.try_get("job")?, at.with_timezone(&Utc));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks every fire of these jobs up to `at` as handled. With
+    /// `only_new`, jobs that already have a state keep it.
+    pub async fn mark_handled(
+        &self,
+        jobs: &[&str],
+        at: DateTime<Utc>,
+        only_new: bool,
+    ) -> Result<(), StoreError> {
+        let sql = if only_new {
+            "INSERT OR IGNORE INTO schedule_state (job, last_handled) VALUES (?, ?)"
+        } else {
+            MARK_HANDLED
+        };
+        let mut tx = self.pool.begin().await?;
+        for job in jobs {
+            sqlx::query(sql)
+                .bind(*job)
+                .bind(time_text(at))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
