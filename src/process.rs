@@ -77,6 +77,17 @@ pub async fn exited(pid: u32) {
     let _ = fd.readable().await;
 }
 
+/// Hands memory freed after loading (the parser's tree, for one) back to
+/// the system, so a daemon's resident size is what it keeps, not what it
+/// once used.
+pub fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap pages.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// In the child, between fork and exec: applies `limits`.
 ///
 /// # Safety

@@ -204,6 +204,7 @@ impl Check<'_> {
         let mut jobs_node = None;
         let mut rules = Vec::new();
         let mut mail = Mail::default();
+        let mut explicit_sendmail = false;
         for (key, value) in self.mapping(root, "the jobs file", TOP_KEYS) {
             match key {
                 "timezone" => config.timezone = self.zone(value).unwrap_or(config.timezone),
@@ -247,7 +248,19 @@ impl Check<'_> {
                     ),
                 },
                 "smtp" => mail.smtp = self.smtp(value),
-                "sendmail" => mail.sendmail = self.string(value, "`sendmail`").map(|p| dir.join(p)),
+                "sendmail" => {
+                    explicit_sendmail = true;
+                    if let Some(path) = self.string(value, "`sendmail`").map(|p| dir.join(p)) {
+                        if path.is_file() {
+                            mail.sendmail = Some(path);
+                        } else {
+                            self.problem(
+                                value.pos,
+                                format!("no sendmail at `{}`; fix `sendmail:` or send with an `smtp:` block", path.display()),
+                            );
+                        }
+                    }
+                }
                 "triggers" => rules = self.triggers(value, None),
                 "defaults" => defaults = self.mapping(value, "`defaults`", DEFAULT_KEYS),
                 "jobs" => jobs_node = Some(value),
@@ -294,7 +307,7 @@ impl Check<'_> {
                 config.jobs.push(job);
             }
         }
-        if mail.smtp.is_none() && mail.sendmail.is_none() && Path::new(SENDMAIL).exists() {
+        if mail.smtp.is_none() && !explicit_sendmail && Path::new(SENDMAIL).exists() {
             mail.sendmail = Some(SENDMAIL.into());
         }
         self.resolve_triggers(&mut config, rules, mail);

@@ -135,7 +135,9 @@ pub async fn run_with_clock(
     let daemon_lock = DaemonLock::take(&config.state_dir).map_err(DaemonError::AlreadyRunning)?;
     route::install(routing(&config)?);
     let store = Store::open(&config.state_dir).await?;
-    store.sync_jobs(&config.jobs).await?;
+    // Armed first: the deadlines do not wait for the bookkeeping below.
+    let scheduler = Scheduler::new(Arc::clone(&clock), timings(&config));
+    info!(target: "overnight::daemon", "scheduler armed: {} job(s) on a clock", scheduler.armed());
 
     let addr = listener.local_addr().map_err(state_error)?;
     let card = DaemonInfo::new(addr).map_err(state_error)?;
@@ -162,9 +164,11 @@ pub async fn run_with_clock(
     recover::abandoned_runs(&shared).await?;
     crate::process::adopt_and_reap_orphans();
     let config = shared.config();
+    store.sync_jobs(&config.jobs).await?;
     dispatch::catch_up_at_start(&shared, &config, clock.now()).await?;
     dispatch::reboot_jobs(&shared, &config);
-    let scheduler = Scheduler::new(clock, timings(&config));
+    drop(config);
+    crate::process::release_free_memory();
     schedule(&shared, scheduler, shutdown).await;
 
     let running = shared.inflight.count();

@@ -74,6 +74,10 @@ fn yes() -> bool {
 pub fn deserializers() -> Deserializers {
     let mut d = Deserializers::default();
     d.insert(per_job::KIND, per_job::PerJobFileDeserializer);
+    d.insert(
+        super::fast_pattern::KIND,
+        super::fast_pattern::FastPatternDeserializer,
+    );
     d
 }
 

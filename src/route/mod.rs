@@ -6,6 +6,7 @@
 //! in a pattern, `attributes` in JSON) and in the MDC (`{X(job)}`, `mdc`).
 //! The daemon's own messages use `overnight::…` targets, never `jobs::…`.
 
+pub mod fast_pattern;
 pub mod load;
 pub mod per_job;
 

@@ -1,35 +1,52 @@
-//! `kind: per_job_file`: one log file per job, without naming any job.
+//! `kind: per_job_file`: one log file per job, without naming any job,
+//! written through a buffer.
 //!
 //! ```yaml
 //! per_job:
 //!   kind: per_job_file
 //!   path: logs/jobs/{job}.log          # {job} is the job's name
-//!   encoder: { pattern: "{d} {l} {m}{n}" }
-//!   policy:                             # optional: as for rolling_file
+//!   encoder: { kind: fast_pattern, pattern: "{d} {l} {m}{n}" }
+//!   policy:                             # optional: roll by size
 //!     trigger: { kind: size, limit: 10 mb }
 //!     roller: { kind: fixed_window, pattern: "logs/jobs/{job}.{}.log.gz", count: 5 }
 //! ```
 //!
-//! The appender is a template: on a job's first record, `{job}` is replaced
-//! everywhere in its settings and a log4rs `file` appender (or
-//! `rolling_file`, when a policy is given) is built from them. The job is
+//! On a job's first record, `{job}` is replaced everywhere in the settings
+//! and the job's file is opened. log4rs's own file appenders flush after
+//! every record; this one writes through a buffer, which is flushed when a
+//! run ends (the router flushes the logger) and, while anything is pending,
+//! every half second by a flusher thread that sleeps when there is nothing
+//! to write — so a line reaches its file within half a second, and millions
+//! of lines a second cost one write per buffer. Rolling is by size, through
+//! log4rs's rollers (`fixed_window`, `delete`; `.gz` compresses). The job is
 //! the last part of the record's `jobs::<section>::<job>` target; the
 //! daemon's own records go to the file named `overnight`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::Mutex;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use log::Record;
 use log4rs::append::Append;
-use log4rs::append::rolling_file::policy::Policy;
+use log4rs::append::rolling_file::policy::compound::roll::Roll;
 use log4rs::config::{Deserialize, Deserializers};
 use log4rs::encode::Encode;
+use log4rs::encode::writer::simple::SimpleWriter;
 use serde_value::Value;
 
 /// The kind name registered with log4rs.
 pub const KIND: &str = "per_job_file";
+
+/// The buffer of each job's file.
+const BUFFER: usize = 256 * 1024;
+
+/// How long written records may wait in a buffer.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
 
 /// Builds [`PerJobFile`] appenders from their YAML settings.
 #[derive(Debug, Default, Clone, Copy)]
@@ -62,76 +79,307 @@ impl Deserialize for PerJobFileDeserializer {
                 ),
             }
         }
-        // Check the parts now, so a mistake is found at load and not at the
-        // first record; building them creates no file.
-        if let Some(encoder) = config.get(&key("encoder")) {
-            let (kind, settings) = kind_and_settings(encoder, "pattern")?;
-            deserializers
-                .deserialize::<dyn Encode>(&kind, settings)
-                .context("in the encoder of `per_job_file`")?;
-        }
-        let kind = match config.get(&key("policy")) {
-            Some(policy) => {
-                let (kind, settings) = kind_and_settings(policy, "compound")?;
-                deserializers
-                    .deserialize::<dyn Policy>(&kind, settings)
-                    .context("in the policy of `per_job_file`")?;
-                "rolling_file"
-            }
-            None => "file",
-        };
-        Ok(Box::new(PerJobFile {
-            template: config,
-            kind,
+        let template = Template {
+            settings: config,
             deserializers: deserializers.clone(),
-            files: Mutex::new(HashMap::new()),
-        }))
+        };
+        // Build every part once now, so a mistake is found at load and not
+        // at the first record; this opens no file.
+        template.parts("check")?;
+        let files = Arc::new(Files {
+            open: Mutex::new(HashMap::new()),
+            template,
+        });
+        flusher().register(Arc::downgrade(&files));
+        Ok(Box::new(PerJobFile { files }))
     }
 }
 
-/// One `file` or `rolling_file` appender per job, made on first use.
-pub struct PerJobFile {
-    template: BTreeMap<Value, Value>,
-    kind: &'static str,
+/// The settings with `{job}` still in them.
+struct Template {
+    settings: BTreeMap<Value, Value>,
     deserializers: Deserializers,
-    /// Not held across an await: log4rs appenders are synchronous.
-    files: Mutex<HashMap<String, Box<dyn Append>>>,
+}
+
+/// What a job's file is made of.
+struct Parts {
+    path: PathBuf,
+    append: bool,
+    encoder: Box<dyn Encode>,
+    limit: Option<u64>,
+    roller: Option<Box<dyn Roll>>,
+}
+
+impl Template {
+    fn parts(&self, job: &str) -> anyhow::Result<Parts> {
+        let Value::Map(settings) = fill(&Value::Map(self.settings.clone()), job) else {
+            unreachable!("a map stays a map")
+        };
+        let string = |v: Option<&Value>| match v {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let path = PathBuf::from(string(settings.get(&key("path"))).unwrap_or_default());
+        let append = !matches!(settings.get(&key("append")), Some(Value::Bool(false)));
+        let encoder = match settings.get(&key("encoder")) {
+            Some(encoder) => {
+                let (kind, config) = kind_and_settings(encoder, "pattern")?;
+                self.deserializers
+                    .deserialize::<dyn Encode>(&kind, config)
+                    .context("in the encoder of `per_job_file`")?
+            }
+            None => Box::new(log4rs::encode::pattern::PatternEncoder::default()),
+        };
+        let (limit, roller) = match settings.get(&key("policy")) {
+            None => (None, None),
+            Some(policy) => {
+                let (kind, policy) = kind_and_settings(policy, "compound")?;
+                let Value::Map(policy) = policy else {
+                    unreachable!("a map stays a map")
+                };
+                if kind != "compound" {
+                    bail!(
+                        "`per_job_file` rolls with a `compound` policy (a size trigger and a roller), not `{kind}`"
+                    );
+                }
+                let limit = match policy.get(&key("trigger")) {
+                    Some(trigger) => {
+                        let (kind, trigger) = kind_and_settings(trigger, "size")?;
+                        let Value::Map(trigger) = trigger else {
+                            unreachable!("a map stays a map")
+                        };
+                        if kind != "size" {
+                            bail!(
+                                "`per_job_file` rolls by size; its trigger must be `kind: size`, not `{kind}`"
+                            );
+                        }
+                        let limit = match trigger.get(&key("limit")) {
+                            Some(Value::String(s)) => parse_size(s),
+                            Some(Value::U64(n)) => Some(*n),
+                            Some(Value::I64(n)) if *n > 0 => Some(*n as u64),
+                            _ => None,
+                        };
+                        Some(limit.ok_or_else(|| {
+                            anyhow!("the size trigger needs a `limit` like `10 mb`")
+                        })?)
+                    }
+                    None => bail!(
+                        "the policy of `per_job_file` needs a `trigger: {{kind: size, limit: …}}`"
+                    ),
+                };
+                let roller = match policy.get(&key("roller")) {
+                    Some(roller) => {
+                        let (kind, roller) = kind_and_settings(roller, "fixed_window")?;
+                        self.deserializers
+                            .deserialize::<dyn Roll>(&kind, roller)
+                            .context("in the roller of `per_job_file`")?
+                    }
+                    None => bail!("the policy of `per_job_file` needs a `roller`"),
+                };
+                (limit, Some(roller))
+            }
+        };
+        Ok(Parts {
+            path,
+            append,
+            encoder,
+            limit,
+            roller,
+        })
+    }
+}
+
+/// One open job file.
+struct JobFile {
+    parts: Parts,
+    out: BufWriter<File>,
+    size: u64,
+}
+
+impl JobFile {
+    fn open(parts: Parts) -> anyhow::Result<JobFile> {
+        if let Some(dir) = parts.path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create `{}`", dir.display()))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(parts.append)
+            .truncate(!parts.append)
+            .open(&parts.path)
+            .with_context(|| format!("cannot open `{}`", parts.path.display()))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(JobFile {
+            out: BufWriter::with_capacity(BUFFER, file),
+            parts,
+            size,
+        })
+    }
+
+    fn write(&mut self, record: &Record) -> anyhow::Result<()> {
+        let mut counted = Counted {
+            inner: &mut self.out,
+            written: 0,
+        };
+        self.parts
+            .encoder
+            .encode(&mut SimpleWriter(&mut counted), record)?;
+        self.size += counted.written;
+        if self.parts.limit.is_some_and(|limit| self.size >= limit) {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the file, hands it to the roller, and starts a new one.
+    fn roll(&mut self) -> anyhow::Result<()> {
+        self.out.flush()?;
+        let path = self.parts.path.clone();
+        // The roller wants the file closed: put a placeholder in its place.
+        let placeholder = BufWriter::new(OpenOptions::new().write(true).open("/dev/null")?);
+        drop(std::mem::replace(&mut self.out, placeholder));
+        if let Some(roller) = &self.parts.roller {
+            roller.roll(&path)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)?;
+        self.out = BufWriter::with_capacity(BUFFER, file);
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// Counts the bytes that pass, for the size trigger.
+struct Counted<'a, W> {
+    inner: &'a mut W,
+    written: u64,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The open files of one `per_job_file` appender.
+struct Files {
+    /// Never held across an await: log4rs appenders are synchronous.
+    open: Mutex<HashMap<String, JobFile>>,
+    template: Template,
+}
+
+impl Files {
+    fn flush(&self) {
+        if let Ok(mut open) = self.open.lock() {
+            for file in open.values_mut() {
+                let _ = file.out.flush();
+            }
+        }
+    }
+}
+
+/// One buffered file per job, made on first use.
+pub struct PerJobFile {
+    files: Arc<Files>,
 }
 
 impl fmt::Debug for PerJobFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PerJobFile")
-            .field("kind", &self.kind)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PerJobFile {
-    fn build(&self, job: &str) -> anyhow::Result<Box<dyn Append>> {
-        let settings = fill(&Value::Map(self.template.clone()), job);
-        self.deserializers
-            .deserialize::<dyn Append>(self.kind, settings)
-            .with_context(|| format!("cannot open the log file of job `{job}`"))
+        f.debug_struct("PerJobFile").finish_non_exhaustive()
     }
 }
 
 impl Append for PerJobFile {
     fn append(&self, record: &Record) -> anyhow::Result<()> {
         let job = job_of(record);
-        let mut files = self
-            .files
-            .lock()
-            .map_err(|_| anyhow!("per_job_file: poisoned"))?;
-        if !files.contains_key(job) {
-            let appender = self.build(job)?;
-            files.insert(job.to_string(), appender);
+        {
+            let mut open = self
+                .files
+                .open
+                .lock()
+                .map_err(|_| anyhow!("per_job_file: poisoned"))?;
+            if !open.contains_key(job) {
+                let file = JobFile::open(self.files.template.parts(job)?)
+                    .with_context(|| format!("the log file of job `{job}`"))?;
+                open.insert(job.to_string(), file);
+            }
+            open.get_mut(job).expect("just inserted").write(record)?;
         }
-        files[job].append(record)
+        flusher().pending();
+        Ok(())
     }
 
     fn flush(&self) {
-        if let Ok(files) = self.files.lock() {
-            files.values().for_each(|f| f.flush());
+        self.files.flush();
+    }
+}
+
+/// Flushes every `per_job_file` half a second after something was written;
+/// sleeps while nothing is pending.
+struct Flusher {
+    appenders: Mutex<Vec<Weak<Files>>>,
+    dirty: Mutex<bool>,
+    wake: Condvar,
+}
+
+fn flusher() -> &'static Flusher {
+    static FLUSHER: OnceLock<&'static Flusher> = OnceLock::new();
+    FLUSHER.get_or_init(|| {
+        let flusher: &'static Flusher = Box::leak(Box::new(Flusher {
+            appenders: Mutex::new(Vec::new()),
+            dirty: Mutex::new(false),
+            wake: Condvar::new(),
+        }));
+        std::thread::Builder::new()
+            .name("overnight-log-flusher".into())
+            .spawn(move || flusher.run())
+            .expect("the flusher thread starts");
+        flusher
+    })
+}
+
+impl Flusher {
+    fn register(&self, files: Weak<Files>) {
+        let mut appenders = self.appenders.lock().expect("appenders");
+        appenders.retain(|a| a.strong_count() > 0);
+        appenders.push(files);
+    }
+
+    fn pending(&self) {
+        let mut dirty = self.dirty.lock().expect("dirty flag");
+        if !*dirty {
+            *dirty = true;
+            self.wake.notify_one();
+        }
+    }
+
+    fn run(&self) {
+        loop {
+            let mut dirty = self.dirty.lock().expect("dirty flag");
+            while !*dirty {
+                dirty = self.wake.wait(dirty).expect("dirty flag");
+            }
+            drop(dirty);
+            std::thread::sleep(FLUSH_EVERY);
+            *self.dirty.lock().expect("dirty flag") = false;
+            let appenders: Vec<Arc<Files>> = self
+                .appenders
+                .lock()
+                .expect("appenders")
+                .iter()
+                .filter_map(Weak::upgrade)
+                .collect();
+            appenders.iter().for_each(|files| files.flush());
         }
     }
 }
@@ -170,4 +418,22 @@ fn fill(value: &Value, job: &str) -> Value {
         Value::Seq(items) => Value::Seq(items.iter().map(|v| fill(v, job)).collect()),
         other => other.clone(),
     }
+}
+
+/// `10 mb`, `512kb`, `1 gib`, `1024`: log4rs's size notation.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim().to_ascii_lowercase();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "kb" | "kib" | "k" => 1024,
+        "mb" | "mib" | "m" => 1024 * 1024,
+        "gb" | "gib" | "g" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    number.checked_mul(factor)
 }

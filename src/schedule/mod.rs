@@ -20,7 +20,9 @@ pub mod expr;
 pub mod queue;
 pub mod scheduler;
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
 
 use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
@@ -35,7 +37,9 @@ const SHIFT_BOUND: Duration = Duration::hours(3);
 #[derive(Clone, Debug)]
 pub struct Schedule {
     source: String,
-    cron: Option<Cron>,
+    /// Shared: a parsed croner pattern holds several KiB, and jobs with the
+    /// same expression (and every clone) use one.
+    cron: Option<Arc<Cron>>,
     fixed_time: bool,
     zone: Tz,
 }
@@ -73,16 +77,7 @@ impl Schedule {
         let cron = if expr.reboot {
             None
         } else {
-            let parser = CronParser::builder()
-                .seconds(Seconds::Optional)
-                .year(Year::Disallowed)
-                .dom_and_dow(expr.days_and)
-                .build();
-            Some(
-                parser
-                    .parse(&expr.pattern)
-                    .map_err(|e| fail(e.to_string()))?,
-            )
+            Some(interned(&expr.pattern, expr.days_and).map_err(fail)?)
         };
         Ok(Schedule {
             source,
@@ -215,6 +210,30 @@ impl Schedule {
         shifts.dedup();
         shifts
     }
+}
+
+/// The parsed pattern for `(pattern, days_and)`, shared with every other
+/// schedule of the same expression that is still alive.
+fn interned(pattern: &str, days_and: bool) -> Result<Arc<Cron>, String> {
+    type Patterns = HashMap<(String, bool), Weak<Cron>>;
+    static CACHE: Mutex<Option<Patterns>> = Mutex::new(None);
+    let mut cache = CACHE.lock().expect("pattern cache");
+    let cache = cache.get_or_insert_with(HashMap::new);
+    let key = (pattern.to_string(), days_and);
+    if let Some(cron) = cache.get(&key).and_then(Weak::upgrade) {
+        return Ok(cron);
+    }
+    let parser = CronParser::builder()
+        .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
+        .dom_and_dow(days_and)
+        .build();
+    let cron = Arc::new(parser.parse(pattern).map_err(|e| e.to_string())?);
+    if cache.len() > 4096 {
+        cache.retain(|_, weak| weak.strong_count() > 0);
+    }
+    cache.insert(key, Arc::downgrade(&cron));
+    Ok(cron)
 }
 
 impl fmt::Display for Schedule {

@@ -70,6 +70,11 @@ impl Scheduler {
         }
     }
 
+    /// How many jobs have a pending deadline.
+    pub fn armed(&self) -> usize {
+        self.queue.len()
+    }
+
     /// The clock the scheduler reads.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock

@@ -338,7 +338,12 @@ fn check_refuses_rules_naming_missing_jobs_or_mail_without_a_way_to_send_it() {
     );
     assert!(stderr.contains("unknown condition `sideways`"), "{stderr}");
     let sb = Sandbox::new();
-    sb.write("overnight.yaml", "triggers:\n  - on: [failed]\n    email: {to: [a@b.example]}\njobs:\n  a:\n    command: 'true'\n");
+    // An explicit sendmail that is not there: no way to send mail, whatever
+    // this machine has at the usual place.
+    sb.write(
+        "overnight.yaml",
+        "sendmail: /nonexistent/sendmail\ntriggers:\n  - on: [failed]\n    email: {to: [a@b.example]}\njobs:\n  a:\n    command: 'true'\n",
+    );
     let out = sb.run(&["check"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
