@@ -578,11 +578,9 @@ async fn history(b: &mut Bench) {
             scheduled_at: None,
             started_at: chrono::Utc::now(),
             host: "bench",
+            locks: &[],
         };
-        let id = store
-            .start_run(&run, |id| PathBuf::from(format!("{id}.log")))
-            .await
-            .unwrap();
+        let id = store.start_run(&run, &state).await.unwrap();
         let report = overnight::report::Report::synthetic(
             id,
             "bench",

@@ -157,20 +157,17 @@ impl Runner {
         let fds: Vec<_> = held.iter().flat_map(|h| h.fds()).collect();
 
         let started_at = Utc::now();
-        let run_id = self
-            .store
-            .start_run(
-                &NewRun {
-                    job: &job.name,
-                    trigger,
-                    scheduled_at,
-                    started_at,
-                    host: &self.host,
-                },
-                |id| capture::path_for(&self.state_dir, &job.name, id),
-            )
-            .await?;
-        self.store.record_locks(run_id, &job.name, &specs).await?;
+        let capture_dir = capture::path_for(&self.state_dir, &job.name, 0);
+        let capture_dir = capture_dir.parent().expect("a capture path has a folder");
+        let new_run = NewRun {
+            job: &job.name,
+            trigger,
+            scheduled_at,
+            started_at,
+            host: &self.host,
+            locks: &specs,
+        };
+        let run_id = self.store.start_run(&new_run, capture_dir).await?;
         let (stop_tx, stop) = watch::channel(None);
         self.active
             .lock()
@@ -192,12 +189,13 @@ impl Runner {
                     stop.clone(),
                 )
                 .await;
-            self.store.record_attempt(&report).await?;
             let stopped = stop.borrow().is_some();
             let retry = job
                 .retries
                 .filter(|r| report.status == Status::Failed && attempt <= r.count && !stopped);
             let Some(retries) = retry else { break report };
+            // Earlier attempts are kept apart; the run's row is the last.
+            self.store.record_attempt(&report).await?;
             self.notifier.moment(job, &report, Moment::Retrying);
             attempt += 1;
             let mut stop = stop.clone();
@@ -207,7 +205,6 @@ impl Runner {
             }
         };
         self.store.finish_run(&report).await?;
-        self.store.release_locks(run_id).await?;
         self.active.lock().expect("active runs").remove(&run_id);
         self.notifier.moment(job, &report, Moment::Final);
         Ok(Outcome::Ran(Box::new(report)))

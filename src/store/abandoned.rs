@@ -95,10 +95,7 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM held_locks WHERE run_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+
         tx.commit().await?;
         Ok(Some(report))
     }

@@ -1,61 +1,30 @@
-//! The mirror of who holds which lock (the kernel's flock is the truth).
+//! Who holds which lock: the `locks` of the runs still `running` (the
+//! kernel's flock is the truth; this mirrors it for `status` and the API).
 
-use chrono::Utc;
 use sqlx::Row;
 
-use super::{Store, StoreError, time_text};
+use super::{Store, StoreError};
 
 impl Store {
-    /// Mirrors the locks a run holds.
-    pub async fn record_locks(
-        &self,
-        id: i64,
-        job: &str,
-        locks: &[crate::lock::LockSpec],
-    ) -> Result<(), StoreError> {
-        let now = time_text(Utc::now());
-        let mut tx = self.pool.begin().await?;
-        for lock in locks {
-            sqlx::query("INSERT OR REPLACE INTO held_locks (name, mode, run_id, job, acquired_at) VALUES (?, ?, ?, ?, ?)")
-                .bind(&lock.name)
-                .bind(match lock.mode {
-                    crate::lock::Mode::Exclusive => "exclusive",
-                    crate::lock::Mode::Shared => "shared",
-                })
-                .bind(id)
-                .bind(job)
-                .bind(&now)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Forgets the locks of a run (it ended).
-    pub async fn release_locks(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM held_locks WHERE run_id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Every lock held, as (name, mode, run id, job).
+    /// Every lock held, as (name, mode, run id, job), by name.
     pub async fn held_locks(&self) -> Result<Vec<(String, String, i64, String)>, StoreError> {
-        let rows =
-            sqlx::query("SELECT name, mode, run_id, job FROM held_locks ORDER BY name, run_id")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("name")?,
-                    r.try_get("mode")?,
-                    r.try_get("run_id")?,
-                    r.try_get("job")?,
-                ))
-            })
-            .collect()
+        let rows = sqlx::query(
+            "SELECT id, job, locks FROM runs WHERE status = 'running' AND locks IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut held = Vec::new();
+        for row in rows {
+            let id: i64 = row.try_get("id")?;
+            let job: String = row.try_get("job")?;
+            let locks: String = row.try_get("locks")?;
+            for line in locks.lines() {
+                if let Some((name, mode)) = line.split_once(' ') {
+                    held.push((name.to_string(), mode.to_string(), id, job.clone()));
+                }
+            }
+        }
+        held.sort();
+        Ok(held)
     }
 }

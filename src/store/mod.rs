@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_schedule_state.sql"),
     include_str!("migrations/0003_processes_attempts_locks.sql"),
     include_str!("migrations/0004_notifications.sql"),
+    include_str!("migrations/0005_fewer_writes.sql"),
 ];
 
 /// Moves a job's "last handled" fire forward, never back.
@@ -140,7 +141,6 @@ pub fn hostname() -> String {
 mod tests {
     use super::*;
     use crate::report::{Status, Trigger};
-    use std::path::PathBuf;
 
     #[tokio::test]
     async fn runs_are_recorded_and_abandoned_ones_closed() {
@@ -154,8 +154,9 @@ mod tests {
                     scheduled_at: None,
                     started_at: Utc::now(),
                     host: "h",
+                    locks: &[],
                 },
-                |id| PathBuf::from(format!("{id}.log")),
+                dir.path(),
             )
             .await
             .unwrap();

@@ -4,10 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
-use std::path::PathBuf;
 use std::str::FromStr;
 
-use super::{MARK_HANDLED, Store, StoreError, time_text};
+use super::{Store, StoreError, time_text};
 use crate::report::{Report, Status, Trigger};
 
 /// A run as the store keeps it.
@@ -62,6 +61,23 @@ pub struct NewRun<'a> {
     pub started_at: DateTime<Utc>,
     /// The host.
     pub host: &'a str,
+    /// The locks it holds while it runs.
+    pub locks: &'a [crate::lock::LockSpec],
+}
+
+/// Locks as the `locks` column keeps them: `name mode`, one per line.
+pub(super) fn lock_text(locks: &[crate::lock::LockSpec]) -> Option<String> {
+    let text: Vec<String> = locks
+        .iter()
+        .map(|l| {
+            let mode = match l.mode {
+                crate::lock::Mode::Exclusive => "exclusive",
+                crate::lock::Mode::Shared => "shared",
+            };
+            format!("{} {mode}", l.name)
+        })
+        .collect();
+    (!text.is_empty()).then(|| text.join("\n"))
 }
 
 /// `SELECT <columns> FROM runs <rest>`, as a static string (sqlx wants its
@@ -83,12 +99,16 @@ impl Store {
     pub async fn start_run(
         &self,
         run: &NewRun<'_>,
-        capture: impl Fn(i64) -> PathBuf,
+        capture_dir: &std::path::Path,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let id = sqlx::query(
-            "INSERT INTO runs (job, trigger, scheduled_at, started_at, status, host, pid) \
-             VALUES (?, ?, ?, ?, 'running', ?, ?)",
+        // One statement: the capture path is the run's id in `capture_dir`,
+        // computed from the id SQLite is about to give (AUTOINCREMENT: the
+        // sequence plus one); a trigger marks a scheduled fire handled.
+        let row = sqlx::query(
+            "INSERT INTO runs (job, trigger, scheduled_at, started_at, status, host, pid, locks, capture_path) \
+             VALUES (?, ?, ?, ?, 'running', ?, ?, ?, \
+                     ? || '/' || (COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'runs'), 0) + 1) || '.log') \
+             RETURNING id, capture_path",
         )
         .bind(run.job)
         .bind(run.trigger.as_str())
@@ -96,23 +116,21 @@ impl Store {
         .bind(time_text(run.started_at))
         .bind(run.host)
         .bind(i64::from(std::process::id()))
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid();
-        sqlx::query("UPDATE runs SET capture_path = ? WHERE id = ?")
-            .bind(capture(id).to_string_lossy())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        // A scheduled fire is handled once its run exists: same transaction.
-        if let Some(at) = run.scheduled_at {
-            sqlx::query(MARK_HANDLED)
-                .bind(run.job)
-                .bind(time_text(at))
-                .execute(&mut *tx)
+        .bind(lock_text(run.locks))
+        .bind(capture_dir.to_string_lossy())
+        .fetch_one(&self.pool)
+        .await?;
+        let id: i64 = row.try_get("id")?;
+        let path: String = row.try_get("capture_path")?;
+        let expected = capture_dir.join(format!("{id}.log"));
+        if std::path::Path::new(&path) != expected {
+            // Never seen; but the path must be right whatever SQLite did.
+            sqlx::query("UPDATE runs SET capture_path = ? WHERE id = ?")
+                .bind(expected.to_string_lossy())
+                .bind(id)
+                .execute(&self.pool)
                 .await?;
         }
-        tx.commit().await?;
         Ok(id)
     }
 

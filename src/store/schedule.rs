@@ -28,7 +28,7 @@ impl Store {
     /// Records a fire that was not run as a `missed` run; returns its id.
     pub async fn record_not_run(&self, not_run: &NotRun<'_>) -> Result<i64, StoreError> {
         let now = time_text(Utc::now());
-        let mut tx = self.pool.begin().await?;
+        // A trigger marks a scheduled fire handled (migration 0005).
         let id = sqlx::query(
             "INSERT INTO runs (job, trigger, scheduled_at, started_at, finished_at, status, summary, host, pid) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -42,17 +42,9 @@ impl Store {
         .bind(not_run.why)
         .bind(not_run.host)
         .bind(i64::from(std::process::id()))
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?
         .last_insert_rowid();
-        if let Some(at) = not_run.scheduled_at {
-            sqlx::query(MARK_HANDLED)
-                .bind(not_run.job)
-                .bind(time_text(at))
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
         Ok(id)
     }
 
