@@ -232,7 +232,7 @@ fn wrapper(b: &mut Bench) {
     }
 }
 
-const PER_JOB_FILES: &str = "appenders:\n  per_job:\n    kind: per_job_file\n    path: logs/{job}.log\n    encoder: { pattern: \"{d(%Y-%m-%dT%H:%M:%S%.3f)} {l} {m}{n}\" }\n    policy:\n      trigger: { kind: size, limit: 1 gb }\n      roller: { kind: fixed_window, pattern: \"logs/{job}.{}.log\", count: 3 }\nloggers:\n  jobs::log: { level: info, appenders: [per_job], additive: false }\nroot: { level: off }\n";
+const PER_JOB_FILES: &str = "appenders:\n  per_job:\n    kind: per_job_file\n    path: logs/{job}.log\n    encoder: { kind: fast_pattern, pattern: \"{d(%Y-%m-%dT%H:%M:%S%.3f)} {l} {m}{n}\" }\n    policy:\n      trigger: { kind: size, limit: 1 gb }\n      roller: { kind: fixed_window, pattern: \"logs/{job}.{}.log\", count: 3 }\nloggers:\n  jobs::log: { level: info, appenders: [per_job], additive: false }\nroot: { level: off }\n";
 
 /// 2 million 100-byte lines routed to a per-job rolling file (plus the
 /// capture file), against `job > file`, multilog and svlogd.
