@@ -151,7 +151,14 @@ pub fn main() -> ExitCode {
             .into();
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The daemon works on every core; a one-shot command (often a crontab
+    // line) starts faster on one thread.
+    let mut builder = if matches!(cli.command, Command::Daemon(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .expect("the async runtime starts");

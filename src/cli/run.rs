@@ -64,6 +64,9 @@ pub(super) async fn locally(
     // The triggers speak before the process ends.
     runner.notifier().settled().await;
     interrupt.abort();
-    store.close().await;
+    // No close: the last connection to close would checkpoint the WAL,
+    // milliseconds a crontab line waits for; committed runs are in the WAL
+    // and the next opener (or the daemon) checkpoints.
+    drop(store);
     Ok(outcome?)
 }

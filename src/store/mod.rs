@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::Connection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -84,6 +83,8 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A local file does not go stale: no ping before every query.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(fail)?;
@@ -94,11 +95,15 @@ impl Store {
 
     async fn migrate(&self) -> Result<(), sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
-        // IMMEDIATE: two processes opening a new file migrate one at a time.
+        let version = "PRAGMA user_version";
+        let done: i64 = sqlx::query_scalar(version).fetch_one(&mut *conn).await?;
+        if done as usize >= MIGRATIONS.len() {
+            return Ok(()); // the usual case: no write lock taken
+        }
+        // IMMEDIATE: two processes opening a new file migrate one at a time;
+        // the version is read again under the lock.
         sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        let done: i64 = sqlx::query_scalar("PRAGMA user_version")
-            .fetch_one(&mut *conn)
-            .await?;
+        let done: i64 = sqlx::query_scalar(version).fetch_one(&mut *conn).await?;
         for (step, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
             sqlx::raw_sql(*sql).execute(&mut *conn).await?;
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
@@ -109,7 +114,7 @@ impl Store {
             .await?;
         }
         sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
-        conn.ping().await
+        Ok(())
     }
 
     /// Closes the pool, finishing pending writes.
