@@ -2,8 +2,8 @@
 //!
 //! A lock is `flock(2)` on a file under `<state_dir>/locks/`. The daemon
 //! opens and locks it (close-on-exec, so no other child inherits it); the
-//! job's process receives a copy of the descriptor in the child, between
-//! fork and exec ([`Held::pass_to_child`]). The lock then lasts while
+//! job's process receives a copy of the descriptor when it is spawned
+//! (`process::spawn_tracked`). The lock then lasts while
 //! *either* the daemon's copy or any process of the job is open: a job that
 //! outlives a crashed daemon keeps its lock until it exits, and a holder that
 //! dies never keeps one — there is nothing to clean up after a crash.
@@ -190,7 +190,7 @@ impl Held {
         self.files.iter().map(|(s, _)| s)
     }
 
-    /// The descriptors, for [`pass_to_child`](Held::pass_to_child).
+    /// The descriptors, handed to the job's process.
     pub fn fds(&self) -> Vec<RawFd> {
         self.files.iter().map(|(_, f)| f.as_raw_fd()).collect()
     }
@@ -203,22 +203,6 @@ impl Held {
                 write_pid(file, pid);
             }
         }
-    }
-
-    /// In the child, between fork and exec: lets the job's process keep
-    /// these descriptors (and so the locks) across exec.
-    ///
-    /// # Safety
-    /// Only async-signal-safe calls: `fcntl` on descriptors that exist in
-    /// the child because they were open in the parent at fork.
-    pub unsafe fn pass_to_child(fds: &[RawFd]) -> std::io::Result<()> {
-        for fd in fds {
-            // SAFETY: see the function's contract.
-            if unsafe { libc::fcntl(*fd, libc::F_SETFD, 0) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok(())
     }
 }
 

@@ -144,17 +144,32 @@ pub fn adopt_and_reap_orphans() {
 static TRACKED: std::sync::Mutex<std::collections::BTreeSet<u32>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
 
-/// Spawns `command` and tracks the child until [`untrack`]: spawning under
-/// the registry's lock means the reaper can never see it untracked.
+/// Spawns `command`, handing it the descriptors `inherit`, and tracks the
+/// child until [`untrack`]: spawning under the registry's lock means the
+/// reaper can never see it untracked.
 pub fn spawn_tracked(
     command: &mut tokio::process::Command,
+    inherit: &[std::os::fd::RawFd],
 ) -> std::io::Result<tokio::process::Child> {
     let mut tracked = TRACKED.lock().expect("tracked children");
-    let child = command.spawn()?;
+    // Every child is spawned under this lock, so the descriptors made
+    // inheritable here reach this child and no other; std can then use
+    // posix_spawn instead of forking the whole daemon.
+    set_cloexec(inherit, false);
+    let child = command.spawn();
+    set_cloexec(inherit, true);
+    let child = child?;
     if let Some(pid) = child.id() {
         tracked.insert(pid);
     }
     Ok(child)
+}
+
+fn set_cloexec(fds: &[std::os::fd::RawFd], on: bool) {
+    for fd in fds {
+        // SAFETY: fcntl on descriptors the caller owns; no memory is passed.
+        unsafe { libc::fcntl(*fd, libc::F_SETFD, if on { libc::FD_CLOEXEC } else { 0 }) };
+    }
 }
 
 /// Stops tracking a child once its status has been collected.

@@ -345,9 +345,10 @@ impl Runner {
         // The job may write its report before the sinks have opened the
         // capture file: the run's folder must exist first.
         if let Some(dir) = header.capture.parent() {
-            let _ = tokio::fs::create_dir_all(dir).await;
+            // A few fast syscalls: no hop to the blocking pool.
+            let _ = std::fs::create_dir_all(dir);
         }
-        let _ = tokio::fs::remove_file(&report_file).await;
+        let _ = std::fs::remove_file(&report_file);
 
         let (events, batches) = mpsc::channel(EVENT_BACKLOG);
         let (exit_tx, exit_rx) = oneshot::channel();

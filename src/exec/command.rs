@@ -22,7 +22,6 @@ use super::lines::LineSplitter;
 use super::{Attempt, EventSender, StopSignal, error_entry, protocol};
 use crate::config::{CommandSpec, Job};
 use crate::event::{Entry, EntryKind, Line, RunEvent, Stream};
-use crate::lock::Held;
 use crate::process::{apply_limits, group_alive, spawn_tracked, untrack};
 use crate::report::Exit;
 
@@ -57,15 +56,15 @@ fn command_for(attempt: &Attempt<'_>, spec: &CommandSpec) -> Command {
     if let Some(dir) = &job.workdir {
         command.current_dir(dir);
     }
-    let fds = attempt.lock_fds.to_vec();
     let limits = job.limits;
-    // SAFETY: the hook runs in the child between fork and exec and makes
-    // only async-signal-safe calls (fcntl, setrlimit) on values moved in.
-    unsafe {
-        command.pre_exec(move || {
-            Held::pass_to_child(&fds)?;
-            apply_limits(&limits)
-        });
+    // A hook between fork and exec makes std fork the whole daemon instead
+    // of using posix_spawn: only when there are limits to set.
+    if limits != crate::config::Limits::default() {
+        // SAFETY: the hook runs in the child between fork and exec and makes
+        // only async-signal-safe calls (setrlimit) on values moved in.
+        unsafe {
+            command.pre_exec(move || apply_limits(&limits));
+        }
     }
     command
 }
@@ -77,7 +76,7 @@ fn command_for(attempt: &Attempt<'_>, spec: &CommandSpec) -> Command {
 /// ended as on a timeout, with that reason.
 pub async fn run(attempt: &mut Attempt<'_>, spec: &CommandSpec, events: EventSender) -> Exit {
     let job = attempt.job;
-    let mut child = match spawn_tracked(&mut command_for(attempt, spec)) {
+    let mut child = match spawn_tracked(&mut command_for(attempt, spec), attempt.lock_fds) {
         Ok(child) => child,
         Err(e) => {
             let message = format!("cannot start `{}`: {e}", spec.argv()[0]);

@@ -64,7 +64,8 @@ pub async fn run(mut attempt: Attempt<'_>, events: EventSender) -> Exit {
 
 /// The job's `$OVERNIGHT_REPORT` file, if it wrote one, as events.
 async fn read_report_file(path: &Path, events: &EventSender) {
-    let Ok(meta) = tokio::fs::metadata(path).await else {
+    // Usually there is no file: one stat, no hop to the blocking pool.
+    let Ok(meta) = std::fs::metadata(path) else {
         return;
     };
     let now = Utc::now();

@@ -47,7 +47,7 @@ pub async fn run(
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child =
-        spawn_tracked(&mut command).map_err(|e| format!("cannot start `{}`: {e}", argv[0]))?;
+        spawn_tracked(&mut command, &[]).map_err(|e| format!("cannot start `{}`: {e}", argv[0]))?;
     let pid = child.id().unwrap_or_default();
     let mut stdin = child.stdin.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
