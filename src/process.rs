@@ -177,9 +177,12 @@ pub fn untrack(pid: u32) {
     TRACKED.lock().expect("tracked children").remove(&pid);
 }
 
-/// Our children that have exited and wait to be reaped.
+/// Our children that have exited and wait to be reaped, and are ours to
+/// reap.
 fn zombie_children() -> Vec<u32> {
     let me = std::process::id().to_string();
+    // SAFETY: getpgrp has no arguments and no failure.
+    let own_group = unsafe { libc::getpgrp() }.to_string();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -193,8 +196,14 @@ fn zombie_children() -> Vec<u32> {
             let Some(close) = stat.rfind(')') else {
                 return false;
             };
-            let mut fields = stat[close + 1..].split_whitespace();
-            matches!((fields.next(), fields.next()), (Some("Z"), Some(ppid)) if ppid == me)
+            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            // A zombie child of ours, outside our own process group: jobs
+            // and what they leave run in groups of their own, while a child
+            // some library spawned (sendmail, say) stays in ours and is its
+            // spawner's to wait for.
+            fields.first() == Some(&"Z")
+                && fields.get(1) == Some(&me.as_str())
+                && fields.get(2) != Some(&own_group.as_str())
         })
         .collect()
 }

@@ -74,6 +74,9 @@ pub struct Runner {
     queued: Arc<Mutex<HashMap<String, usize>>>,
 }
 
+/// How long a job runs before its process is recorded for crash recovery.
+const RECORD_PROCESS_AFTER: Duration = Duration::from_millis(20);
+
 /// Waits "forever" for a queued fire's turn (a hundred years).
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
@@ -370,16 +373,29 @@ impl Runner {
             },
             events,
         );
+        // The job's process is recorded (for crash recovery) and named in
+        // its lock files once it has run a moment: a job done sooner cannot
+        // outlive a crashed daemon by much, and most runs are short.
         let record_process = async {
-            if let Ok(pid) = spawned_rx.await {
-                held.iter().for_each(|h| h.record_holder(pid));
-                let _ = self
-                    .store
-                    .record_process(run_id, pid, crate::process::start_time(pid))
-                    .await;
+            let Ok(pid) = spawned_rx.await else { return };
+            tokio::time::sleep(RECORD_PROCESS_AFTER).await;
+            held.iter().for_each(|h| h.record_holder(pid));
+            let _ = self
+                .store
+                .record_process(run_id, pid, crate::process::start_time(pid))
+                .await;
+        };
+        let work = async {
+            tokio::pin!(record_process);
+            tokio::pin!(run);
+            let mut recorded = false;
+            loop {
+                tokio::select! {
+                    exit = &mut run => break exit,
+                    () = &mut record_process, if !recorded => recorded = true,
+                }
             }
         };
-        let work = async { tokio::join!(run, record_process) };
         tokio::pin!(work);
         // Once, for the first attempt: a run still going after its
         // `max_duration` is late.
@@ -404,7 +420,7 @@ impl Runner {
                 None => std::future::pending().await,
             }
         };
-        let (exit, ()) = tokio::select! {
+        let exit = tokio::select! {
             done = &mut work => done,
             () = late => work.await,
         };
