@@ -11,7 +11,6 @@
 //! recorded before `run` returns.
 
 mod dispatch;
-pub mod inflight;
 pub mod info;
 mod recover;
 
@@ -25,6 +24,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 
 use crate::config::{Config, ConfigError, Job};
+use crate::inflight::Inflight;
 use crate::lock::DaemonLock;
 use crate::report::Trigger;
 use crate::route;
@@ -32,7 +32,6 @@ use crate::runner::{Outcome, Runner};
 use crate::schedule::clock::{Clock, SystemClock};
 use crate::schedule::scheduler::{Scheduler, Timing};
 use crate::store::{Store, StoreError};
-use inflight::Inflight;
 use info::DaemonInfo;
 
 /// Why the daemon could not start.

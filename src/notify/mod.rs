@@ -21,7 +21,7 @@ use log::Level;
 
 use crate::config::Job;
 use crate::config::trigger::{AfterRetries, Condition, Delivery, Mail, NotifyMode, TriggerRule};
-use crate::daemon::inflight::Inflight;
+use crate::inflight::Inflight;
 use crate::report::{Report, Status};
 use crate::store::{Notification, Store, time_text};
 

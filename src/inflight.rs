@@ -1,4 +1,5 @@
-//! Counting the runs in flight, so shutdown can wait for them.
+//! Counting work in flight — runs, trigger deliveries — so a stopping
+//! daemon or a finishing command can wait for it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
