@@ -160,8 +160,7 @@ impl Runner {
         let fds: Vec<_> = held.iter().flat_map(|h| h.fds()).collect();
 
         let started_at = Utc::now();
-        let capture_dir = capture::path_for(&self.state_dir, &job.name, 0);
-        let capture_dir = capture_dir.parent().expect("a capture path has a folder");
+        let capture_dir = capture::dir_for(&self.state_dir, &job.name);
         let new_run = NewRun {
             job: &job.name,
             trigger,
@@ -170,7 +169,7 @@ impl Runner {
             host: &self.host,
             locks: &specs,
         };
-        let run_id = self.store.start_run(&new_run, capture_dir).await?;
+        let run_id = self.store.start_run(&new_run, &capture_dir).await?;
         let (stop_tx, stop) = watch::channel(None);
         self.active
             .lock()
@@ -207,8 +206,10 @@ impl Runner {
                 _ = async { stop.wait_for(Option::is_some).await.map(|_| ()) } => break report,
             }
         };
-        self.store.finish_run(&report).await?;
+        // Out of the active runs whatever the store says: a run that could
+        // not be recorded is closed as lost at the next start.
         self.active.lock().expect("active runs").remove(&run_id);
+        self.store.finish_run(&report).await?;
         self.notifier.moment(job, &report, Moment::Final);
         Ok(Outcome::Ran(Box::new(report)))
     }
