@@ -146,10 +146,6 @@ fn try_all(state_dir: &Path, specs: &[LockSpec]) -> Result<Result<Held, LockSpec
         if unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) } != 0 {
             return Ok(Err(spec.clone()));
         }
-        if spec.mode == Mode::Exclusive {
-            // For messages only: who holds it. Shared holders are many.
-            write_pid(&file, std::process::id());
-        }
         files.push((spec.clone(), file));
     }
     Ok(Ok(Held { files }))
@@ -196,7 +192,9 @@ impl Held {
     }
 
     /// Records the job's pid in its exclusive lock files, so a message can
-    /// name the process that holds them after the daemon is gone.
+    /// name the process that holds them (the daemon's is not written when a
+    /// lock is taken: a run that ends within moments needs no name, and a
+    /// file write costs more than the lock).
     pub fn record_holder(&self, pid: u32) {
         for (spec, file) in &self.files {
             if spec.mode == Mode::Exclusive {
