@@ -329,6 +329,8 @@ impl Append for PerJobFile {
 struct Flusher {
     appenders: Mutex<Vec<Weak<Files>>>,
     dirty: Mutex<bool>,
+    /// Mirrors `dirty` for the fast path of `pending`.
+    awake: std::sync::atomic::AtomicBool,
     wake: Condvar,
 }
 
@@ -338,6 +340,7 @@ fn flusher() -> &'static Flusher {
         let flusher: &'static Flusher = Box::leak(Box::new(Flusher {
             appenders: Mutex::new(Vec::new()),
             dirty: Mutex::new(false),
+            awake: std::sync::atomic::AtomicBool::new(false),
             wake: Condvar::new(),
         }));
         std::thread::Builder::new()
@@ -356,9 +359,15 @@ impl Flusher {
     }
 
     fn pending(&self) {
+        // Millions of records a second pass here: once the flusher is
+        // awake, telling it again costs one atomic load.
+        if self.awake.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let mut dirty = self.dirty.lock().expect("dirty flag");
         if !*dirty {
             *dirty = true;
+            self.awake.store(true, std::sync::atomic::Ordering::Release);
             self.wake.notify_one();
         }
     }
@@ -371,7 +380,11 @@ impl Flusher {
             }
             drop(dirty);
             std::thread::sleep(FLUSH_EVERY);
+            // Cleared before flushing: a record written during the flush
+            // wakes the next round.
             *self.dirty.lock().expect("dirty flag") = false;
+            self.awake
+                .store(false, std::sync::atomic::Ordering::Release);
             let appenders: Vec<Arc<Files>> = self
                 .appenders
                 .lock()
