@@ -31,23 +31,8 @@ pub fn alive(pid: u32, started: u64) -> bool {
 
 /// The living (not zombie) processes of the group `pgid`.
 pub fn living_in_group(pgid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            let Some(close) = stat.rfind(')') else {
-                return false;
-            };
-            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-            fields.first() != Some(&"Z") && fields.get(2) == Some(&pgid.to_string().as_str())
-        })
-        .collect()
+    let group = pgid.to_string();
+    processes_where(|stat| stat.state != "Z" && stat.pgrp == group)
 }
 
 /// Whether any process of the group `pgid` is left.
@@ -183,6 +168,21 @@ fn zombie_children() -> Vec<u32> {
     let me = std::process::id().to_string();
     // SAFETY: getpgrp has no arguments and no failure.
     let own_group = unsafe { libc::getpgrp() }.to_string();
+    // A zombie child of ours, outside our own process group: jobs and what
+    // they leave run in groups of their own, while a child some library
+    // spawned (sendmail, say) stays in ours and is its spawner's to wait for.
+    processes_where(|stat| stat.state == "Z" && stat.ppid == me && stat.pgrp != own_group)
+}
+
+/// The state, parent and process group of a process, from `/proc/PID/stat`.
+struct Stat<'a> {
+    state: &'a str,
+    ppid: &'a str,
+    pgrp: &'a str,
+}
+
+/// The pids of the processes whose stat passes `test`.
+fn processes_where(test: impl Fn(&Stat<'_>) -> bool) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -190,20 +190,18 @@ fn zombie_children() -> Vec<u32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
                 return false;
             };
-            let Some(close) = stat.rfind(')') else {
+            // The command name may hold spaces and parentheses: read from the last ')'.
+            let Some(close) = text.rfind(')') else {
                 return false;
             };
-            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-            // A zombie child of ours, outside our own process group: jobs
-            // and what they leave run in groups of their own, while a child
-            // some library spawned (sendmail, say) stays in ours and is its
-            // spawner's to wait for.
-            fields.first() == Some(&"Z")
-                && fields.get(1) == Some(&me.as_str())
-                && fields.get(2) != Some(&own_group.as_str())
+            let mut fields = text[close + 1..].split_whitespace();
+            match (fields.next(), fields.next(), fields.next()) {
+                (Some(state), Some(ppid), Some(pgrp)) => test(&Stat { state, ppid, pgrp }),
+                _ => false,
+            }
         })
         .collect()
 }
