@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::Config;
 use super::node::{Node, Pos, Value};
 use super::validate::Check;
 
@@ -513,6 +514,78 @@ impl Check<'_> {
             self.problem(node.pos, "`smtp` needs a `from:` address");
         }
         (self.problems.len() == before).then_some(smtp)
+    }
+}
+
+impl Check<'_> {
+    /// Gives each job the rules that watch it, checking what rules name:
+    /// jobs that exist, and a way to send the email they ask for. A
+    /// crontab's `MAILTO` becomes a rule on failures and warnings.
+    pub(super) fn resolve_triggers(
+        &mut self,
+        config: &mut Config,
+        rules: Vec<(Arc<TriggerRule>, Pos)>,
+        mail: Mail,
+    ) {
+        let can_mail = mail.smtp.is_some() || mail.sendmail.is_some();
+        let mail = Arc::new(mail);
+        for (rule, pos) in &rules {
+            for name in rule.jobs.iter().filter(|n| !n.contains(['*', '?'])) {
+                if config.job(name).is_none() {
+                    self.problem(
+                        *pos,
+                        format!(
+                            "trigger `{}` names job `{name}`, which is not in the file",
+                            rule.name
+                        ),
+                    );
+                }
+            }
+        }
+        let own: std::collections::HashMap<String, PlacedRules> =
+            std::mem::take(&mut self.pending_rules)
+                .into_iter()
+                .collect();
+        for (rule, pos) in rules.iter().chain(own.values().flatten()) {
+            if !can_mail && rule.actions.iter().any(|a| matches!(a, Delivery::Email(_))) {
+                self.problem(
+                    *pos,
+                    format!("trigger `{}` sends email, but there is no `smtp:` block and no sendmail at {SENDMAIL}; add one", rule.name),
+                );
+            }
+        }
+        for job in &mut config.jobs {
+            let mut watching: Vec<Arc<TriggerRule>> = rules
+                .iter()
+                .filter(|(r, _)| r.watches(&job.name))
+                .map(|(r, _)| r.clone())
+                .collect();
+            watching.extend(
+                own.get(&job.name)
+                    .into_iter()
+                    .flatten()
+                    .map(|(r, _)| r.clone()),
+            );
+            if let Some(to) = job.mailto.as_ref().filter(|t| !t.is_empty() && can_mail) {
+                watching.push(Arc::new(TriggerRule {
+                    name: format!("{}.mailto", job.name),
+                    on: vec![Condition::Failed, Condition::Warning],
+                    jobs: Vec::new(),
+                    notify: NotifyMode::Every,
+                    after_retries: AfterRetries::Final,
+                    max_per_hour: None,
+                    actions: vec![Delivery::Email(EmailAction {
+                        to: to.split(',').map(|a| a.trim().to_string()).collect(),
+                        cc: Vec::new(),
+                        subject: None,
+                    })],
+                }));
+            }
+            job.triggers = watching;
+            job.mail = Arc::clone(&mail);
+        }
+        config.triggers = rules.into_iter().map(|(r, _)| r).collect();
+        config.mail = mail;
     }
 }
 
