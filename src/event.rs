@@ -92,3 +92,19 @@ pub enum RunEvent {
     /// A `key=value` detail for the report.
     Detail(String, serde_json::Value),
 }
+
+impl RunEvent {
+    /// An entry of `kind` saying `message`, stamped now: what the runner
+    /// itself reports about a run (a start failure, a cut body, …).
+    pub fn entry(kind: EntryKind, message: String) -> RunEvent {
+        RunEvent::Entry(
+            kind,
+            Entry {
+                message,
+                code: None,
+                at: chrono::Utc::now(),
+                fields: BTreeMap::new(),
+            },
+        )
+    }
+}

@@ -19,9 +19,9 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::lines::LineSplitter;
-use super::{Attempt, EventSender, StopSignal, error_entry, protocol};
+use super::{Attempt, EventSender, StopSignal, protocol};
 use crate::config::{CommandSpec, Job};
-use crate::event::{Entry, EntryKind, Line, RunEvent, Stream};
+use crate::event::{EntryKind, Line, RunEvent, Stream};
 use crate::process::{apply_limits, group_alive, spawn_tracked, untrack};
 use crate::report::Exit;
 
@@ -80,7 +80,9 @@ pub async fn run(attempt: &mut Attempt<'_>, spec: &CommandSpec, events: EventSen
         Ok(child) => child,
         Err(e) => {
             let message = format!("cannot start `{}`: {e}", spec.argv()[0]);
-            let _ = events.send(vec![error_entry(message.clone())]).await;
+            let _ = events
+                .send(vec![RunEvent::entry(EntryKind::Error, message.clone())])
+                .await;
             return Exit {
                 reason: Some(message),
                 ..Exit::default()
@@ -138,24 +140,14 @@ pub async fn run(attempt: &mut Attempt<'_>, spec: &CommandSpec, events: EventSen
                 humantime::format_duration(job.kill_grace)
             )
         };
-        let _ = events.send(vec![warning(message)]).await;
+        let _ = events
+            .send(vec![RunEvent::entry(EntryKind::Warning, message)])
+            .await;
     }
 
     let mut exit = exit_of(status);
     exit.reason = reason;
     exit
-}
-
-fn warning(message: String) -> RunEvent {
-    RunEvent::Entry(
-        EntryKind::Warning,
-        Entry {
-            message,
-            code: None,
-            at: Utc::now(),
-            fields: Default::default(),
-        },
-    )
 }
 
 /// Reads one pipe to its end, sending a batch of events per chunk read.

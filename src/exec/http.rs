@@ -18,9 +18,9 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 use super::lines::LineSplitter;
 pub(crate) use super::redact::Redactor;
-use super::{Attempt, EventSender, error_entry, protocol};
+use super::{Attempt, EventSender, protocol};
 use crate::config::{HttpBody, HttpSpec};
-use crate::event::{Entry, EntryKind, Line, RunEvent, Stream};
+use crate::event::{EntryKind, Line, RunEvent, Stream};
 use crate::report::body::{parse_json, parse_xml};
 use crate::report::{Exit, Status};
 
@@ -70,7 +70,8 @@ impl Out<'_> {
     /// One error entry saying what happened, and a failed exit.
     async fn fail(&self, message: String) -> Exit {
         let message = self.redactor.text(&message).into_owned();
-        self.send(vec![error_entry(message.clone())]).await;
+        self.send(vec![RunEvent::entry(EntryKind::Error, message.clone())])
+            .await;
         Exit {
             reason: Some(message),
             ..Exit::default()
@@ -217,22 +218,26 @@ async fn exchange(spec: &HttpSpec, request: reqwest::RequestBuilder, out: &Out<'
         } else {
             Status::Failed
         });
-    let mut first = vec![notice(format!(
-        "HTTP {} from {} {} after {:.3}s",
-        code,
-        spec.method,
-        spec.url,
-        started.elapsed().as_secs_f64()
-    ))];
+    let mut first = vec![RunEvent::entry(
+        EntryKind::Notice,
+        format!(
+            "HTTP {} from {} {} after {:.3}s",
+            code,
+            spec.method,
+            spec.url,
+            started.elapsed().as_secs_f64()
+        ),
+    )];
     if let Some(value) = response.headers().get(STATUS_HEADER) {
         let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
         match text.parse::<Status>() {
             Ok(status @ (Status::Success | Status::Warning | Status::Failed)) => {
                 first.push(RunEvent::Status(status))
             }
-            _ => first.push(warning(format!(
-                "ignored X-Batch-Complete-Status `{text}`; use success, warning or failed"
-            ))),
+            _ => first.push(RunEvent::entry(
+                EntryKind::Warning,
+                format!("ignored X-Batch-Complete-Status `{text}`; use success, warning or failed"),
+            )),
         }
     }
     out.send(first).await;
@@ -260,8 +265,11 @@ async fn exchange(spec: &HttpSpec, request: reqwest::RequestBuilder, out: &Out<'
                 message.push_str("; the body begins: ");
                 message.push_str(&quoted.join(" | "));
             }
-            out.send(vec![error_entry(out.redactor.text(&message).into_owned())])
-                .await;
+            out.send(vec![RunEvent::entry(
+                EntryKind::Error,
+                out.redactor.text(&message).into_owned(),
+            )])
+            .await;
             exit
         }
         Read::Lines { .. } => exit,
@@ -360,10 +368,13 @@ async fn read_lines(
         });
         out.send(batch).await;
         if take.len() < chunk.len() {
-            out.send(vec![warning(format!(
-                "the answer's body was cut at the {} byte cap (`http.max_body`)",
-                spec.max_body
-            ))])
+            out.send(vec![RunEvent::entry(
+                EntryKind::Warning,
+                format!(
+                    "the answer's body was cut at the {} byte cap (`http.max_body`)",
+                    spec.max_body
+                ),
+            )])
             .await;
             return Read::Lines { quoted };
         }
@@ -460,26 +471,6 @@ impl WithoutUrl for reqwest::Error {
             None => text,
         }
     }
-}
-
-fn notice(message: String) -> RunEvent {
-    entry(EntryKind::Notice, message)
-}
-
-fn warning(message: String) -> RunEvent {
-    entry(EntryKind::Warning, message)
-}
-
-fn entry(kind: EntryKind, message: String) -> RunEvent {
-    RunEvent::Entry(
-        kind,
-        Entry {
-            message,
-            code: None,
-            at: Utc::now(),
-            fields: Default::default(),
-        },
-    )
 }
 
 async fn sleep_opt(limit: Option<Duration>) {

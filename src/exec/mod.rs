@@ -18,7 +18,7 @@ use chrono::Utc;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Action, Job};
-use crate::event::{Entry, EntryKind, RunEvent};
+use crate::event::{EntryKind, RunEvent};
 use crate::report::Exit;
 use crate::report::body;
 
@@ -70,10 +70,13 @@ async fn read_report_file(path: &Path, events: &EventSender) {
     };
     let now = Utc::now();
     let batch = if meta.len() > MAX_REPORT_FILE {
-        vec![error_entry(format!(
-            "the report file `{}` is over {MAX_REPORT_FILE} bytes and was not read",
-            path.display()
-        ))]
+        vec![RunEvent::entry(
+            EntryKind::Error,
+            format!(
+                "the report file `{}` is over {MAX_REPORT_FILE} bytes and was not read",
+                path.display()
+            ),
+        )]
     } else {
         match tokio::fs::read_to_string(path).await {
             Ok(text) if text.trim().is_empty() => return,
@@ -84,30 +87,17 @@ async fn read_report_file(path: &Path, events: &EventSender) {
                     body::parse_json(&text, now)
                 };
                 parsed.unwrap_or_else(|e| {
-                    vec![error_entry(format!(
-                        "$OVERNIGHT_REPORT ({}): {e}",
-                        path.display()
-                    ))]
+                    vec![RunEvent::entry(
+                        EntryKind::Error,
+                        format!("$OVERNIGHT_REPORT ({}): {e}", path.display()),
+                    )]
                 })
             }
-            Err(e) => vec![error_entry(format!(
-                "cannot read the report file `{}`: {e}",
-                path.display()
-            ))],
+            Err(e) => vec![RunEvent::entry(
+                EntryKind::Error,
+                format!("cannot read the report file `{}`: {e}", path.display()),
+            )],
         }
     };
     let _ = events.send(batch).await;
-}
-
-/// An error entry, stamped now.
-pub(crate) fn error_entry(message: String) -> RunEvent {
-    RunEvent::Entry(
-        EntryKind::Error,
-        Entry {
-            message,
-            code: None,
-            at: Utc::now(),
-            fields: Default::default(),
-        },
-    )
 }
