@@ -123,6 +123,35 @@ impl Capture {
     }
 }
 
+/// The texts of the lines in the last 64 KiB of a capture file, oldest
+/// first (empty when there is no file): enough for the last lines of a run
+/// or its latest progress, without reading a file of gigabytes.
+pub fn tail(path: &Path) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = File::open(path) else {
+        return Vec::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut bytes = Vec::new();
+    if file
+        .seek(SeekFrom::Start(len.saturating_sub(64 * 1024)))
+        .is_err()
+        || file.read_to_end(&mut bytes).is_err()
+    {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(|l| parse_line(l).text.to_string())
+        .collect();
+    // Started mid-line: the first piece is not a whole line.
+    if len > 64 * 1024 && !lines.is_empty() {
+        lines.remove(0);
+    }
+    lines
+}
+
 /// One line of a capture file, split into its parts.
 #[derive(Debug, PartialEq, Eq)]
 pub struct CapturedLine<'a> {

@@ -146,16 +146,8 @@ fn print_text(doc: &StatusDoc) {
 
 /// The last `::progress::` line in the tail of a capture file.
 fn last_progress(path: &str) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)))
-        .ok()?;
-    let mut tail = Vec::new();
-    file.read_to_end(&mut tail).ok()?;
-    String::from_utf8_lossy(&tail)
-        .lines()
+    crate::capture::tail(std::path::Path::new(path))
+        .into_iter()
         .rev()
-        .map(crate::capture::parse_line)
-        .find_map(|l| l.text.strip_prefix("::progress::").map(str::to_string))
+        .find_map(|text| text.strip_prefix("::progress::").map(str::to_string))
 }

@@ -278,19 +278,7 @@ fn log_record(report: &Report, condition: Condition) {
 
 /// The last lines of a run's output, from its capture file.
 pub fn last_lines(report: &Report, count: usize) -> Vec<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(&report.log.capture) else {
-        return Vec::new();
-    };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
-    let mut tail = Vec::new();
-    let _ = file.read_to_end(&mut tail);
-    let text = String::from_utf8_lossy(&tail);
-    let lines: Vec<String> = text
-        .lines()
-        .map(|l| crate::capture::parse_line(l).text.to_string())
-        .collect();
+    let lines = crate::capture::tail(&report.log.capture);
     lines[lines.len().saturating_sub(count)..].to_vec()
 }
 
