@@ -197,7 +197,10 @@ impl Check<'_> {
     }
 }
 
-fn parse_size(text: &str) -> Option<u64> {
+/// A size: `512k`, `10MB`, `1 GiB` or a number of bytes. `k`/`kb`, `m`/`mb`,
+/// `g`/`gb` are powers of 1000; `kib`, `mib`, `gib` powers of 1024. Used for
+/// the jobs file and for `per_job_file`'s size trigger alike.
+pub fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())

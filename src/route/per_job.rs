@@ -154,7 +154,7 @@ impl Template {
                             );
                         }
                         let limit = match trigger.get(&key("limit")) {
-                            Some(Value::String(s)) => parse_size(s),
+                            Some(Value::String(s)) => crate::config::http::parse_size(s),
                             Some(Value::U64(n)) => Some(*n),
                             Some(Value::I64(n)) if *n > 0 => Some(*n as u64),
                             _ => None,
@@ -431,22 +431,4 @@ fn fill(value: &Value, job: &str) -> Value {
         Value::Seq(items) => Value::Seq(items.iter().map(|v| fill(v, job)).collect()),
         other => other.clone(),
     }
-}
-
-/// `10 mb`, `512kb`, `1 gib`, `1024`: log4rs's size notation.
-fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim().to_ascii_lowercase();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let factor: u64 = match unit.trim() {
-        "" | "b" => 1,
-        "kb" | "kib" | "k" => 1024,
-        "mb" | "mib" | "m" => 1024 * 1024,
-        "gb" | "gib" | "g" => 1024 * 1024 * 1024,
-        _ => return None,
-    };
-    number.checked_mul(factor)
 }
