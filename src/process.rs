@@ -11,22 +11,34 @@ use crate::config::Limits;
 /// A process's start time (clock ticks since boot), which with its pid
 /// names it uniquely: a reused pid has a later start time.
 pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: count from the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    with_stat(pid, |fields| fields.get(19)?.parse().ok()).flatten()
+}
+
+/// Reads `/proc/PID/stat` once and hands `read` the fields after the
+/// command name (state first), which may hold spaces and parentheses.
+fn with_stat<T>(pid: u32, read: impl FnOnce(&[&str]) -> T) -> Option<T> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
+    Some(read(&fields))
+}
+
+/// Whether a process with this pid exists (zombies included).
+pub fn exists(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Whether the process `pid` that started at `started` still lives (and is
 /// not a zombie).
 pub fn alive(pid: u32, started: u64) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next());
-    state != Some("Z") && start_time(pid) == Some(started)
+    with_stat(pid, |fields| {
+        fields.first() != Some(&"Z") && fields.get(19).and_then(|s| s.parse().ok()) == Some(started)
+    })
+    .unwrap_or(false)
 }
 
 /// The living (not zombie) processes of the group `pgid`.
@@ -190,18 +202,11 @@ fn processes_where(test: impl Fn(&Stat<'_>) -> bool) -> Vec<u32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            // The command name may hold spaces and parentheses: read from the last ')'.
-            let Some(close) = text.rfind(')') else {
-                return false;
-            };
-            let mut fields = text[close + 1..].split_whitespace();
-            match (fields.next(), fields.next(), fields.next()) {
-                (Some(state), Some(ppid), Some(pgrp)) => test(&Stat { state, ppid, pgrp }),
+            with_stat(*pid, |fields| match fields {
+                [state, ppid, pgrp, ..] => test(&Stat { state, ppid, pgrp }),
                 _ => false,
-            }
+            })
+            .unwrap_or(false)
         })
         .collect()
 }

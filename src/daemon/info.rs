@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::process_alive;
-
 /// How to reach a running daemon.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DaemonInfo {
@@ -59,7 +57,7 @@ impl DaemonInfo {
     pub fn read(state_dir: &Path) -> Option<DaemonInfo> {
         let text = std::fs::read_to_string(path(state_dir)).ok()?;
         let info: DaemonInfo = serde_json::from_str(&text).ok()?;
-        process_alive(i64::from(info.pid)).then_some(info)
+        crate::process::exists(info.pid).then_some(info)
     }
 
     /// Removes the card, if it is this process's.

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use std::path::PathBuf;
 
-use super::{Store, StoreError, process_alive, time_text};
+use super::{Store, StoreError, time_text};
 use crate::report::{Report, Status, Trigger};
 
 /// A run left `running` by a runner that is gone.
@@ -28,7 +28,10 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let pid: Option<i64> = row.try_get("pid")?;
-            if pid.is_some_and(|p| p != i64::from(std::process::id()) && process_alive(p)) {
+            if pid.is_some_and(|p| {
+                p != i64::from(std::process::id())
+                    && u32::try_from(p).is_ok_and(crate::process::exists)
+            }) {
                 continue; // its runner (an `overnight exec`, say) still runs it
             }
             let job_pid: Option<i64> = row.try_get("job_pid")?;

@@ -123,16 +123,6 @@ impl Store {
     }
 }
 
-/// Whether a process with this pid exists.
-pub fn process_alive(pid: i64) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: signal 0 only checks for existence and permission.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
 /// This machine's name, for the `host` column.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
