@@ -275,34 +275,44 @@ impl Runner {
         why: String,
     ) -> Result<Outcome, StoreError> {
         let id = self
-            .store
-            .record_not_run(&NotRun {
-                job: &job.name,
-                trigger,
-                scheduled_at,
-                status: Status::Skipped,
-                why: &why,
-                host: &self.host,
-            })
+            .record_not_run(job, trigger, scheduled_at, Status::Skipped, &why)
             .await?;
-        Router::new(&job.name, id, 1, job.stderr_level).not_run(
-            Status::Skipped,
+        Ok(Outcome::NotRun { id, why })
+    }
+
+    /// Records a fire that did not run (`skipped`, `missed`): in the store,
+    /// on the job's status target, and to its triggers. Returns its id.
+    pub async fn record_not_run(
+        &self,
+        job: &Job,
+        trigger: Trigger,
+        scheduled_at: Option<DateTime<Utc>>,
+        status: Status,
+        why: &str,
+    ) -> Result<i64, StoreError> {
+        let not_run = NotRun {
+            job: &job.name,
+            trigger,
             scheduled_at,
-            &why,
-        );
+            status,
+            why,
+            host: &self.host,
+        };
+        let id = self.store.record_not_run(&not_run).await?;
+        Router::new(&job.name, id, 1, job.stderr_level).not_run(status, scheduled_at, why);
         let capture = capture::path_for(&self.state_dir, &job.name, id);
         let report = Report::synthetic(
             id,
             &job.name,
             trigger,
             scheduled_at,
-            Status::Skipped,
-            &why,
+            status,
+            why,
             &self.host,
             capture,
         );
         self.notifier.moment(job, &report, Moment::Final);
-        Ok(Outcome::NotRun { id, why })
+        Ok(id)
     }
 
     /// One attempt: the executor, the sinks, the report.

@@ -8,12 +8,10 @@ use log::{error, info};
 
 use super::Shared;
 use crate::config::{Config, Job};
-use crate::notify::Moment;
+use crate::report::Status;
 use crate::report::Trigger;
-use crate::report::{Report, Status};
-use crate::route::Router;
 use crate::schedule::catchup::{self, fires_between};
-use crate::store::{NotRun, StoreError};
+use crate::store::StoreError;
 
 /// Runs or records one job's due fires.
 pub async fn dispatch(
@@ -56,36 +54,16 @@ async fn record_missed(
     missed: &[(DateTime<Utc>, String)],
     more: bool,
 ) -> Result<(), StoreError> {
-    let store = shared.runner.store();
-    let host = shared.runner.host();
     for (i, (at, why)) in missed.iter().enumerate() {
         let why = if more && i + 1 == missed.len() {
             format!("{why}; more fires after this one were missed and are not listed")
         } else {
             why.clone()
         };
-        let not_run = NotRun {
-            job: &job.name,
-            trigger: Trigger::Schedule,
-            scheduled_at: Some(*at),
-            status: Status::Missed,
-            why: &why,
-            host,
-        };
-        let id = store.record_not_run(&not_run).await?;
-        Router::new(&job.name, id, 1, job.stderr_level).not_run(Status::Missed, Some(*at), &why);
-        let capture = crate::capture::path_for(&shared.config().state_dir, &job.name, id);
-        let report = Report::synthetic(
-            id,
-            &job.name,
-            Trigger::Schedule,
-            Some(*at),
-            Status::Missed,
-            &why,
-            host,
-            capture,
-        );
-        shared.runner.notifier().moment(job, &report, Moment::Final);
+        shared
+            .runner
+            .record_not_run(job, Trigger::Schedule, Some(*at), Status::Missed, &why)
+            .await?;
     }
     Ok(())
 }
