@@ -454,23 +454,14 @@ fn chain(e: &reqwest::Error) -> String {
         source = s.source();
     }
     if parts.is_empty() {
-        parts.push(e.without_url_ref().to_string());
-    }
-    parts.join(": ")
-}
-
-trait WithoutUrl {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let text = self.to_string();
-        match self.url() {
+        // reqwest's own text names the URL with secrets expanded.
+        let text = e.to_string();
+        parts.push(match e.url() {
             Some(url) => text.replace(url.as_str(), "<url>"),
             None => text,
-        }
+        });
     }
+    parts.join(": ")
 }
 
 async fn sleep_opt(limit: Option<Duration>) {
