@@ -572,15 +572,19 @@ async fn history(b: &mut Bench) {
     let store = overnight::store::Store::open(&state).await.unwrap();
     let start = Instant::now();
     for _ in 0..WRITES {
+        let id = store.next_run_id().unwrap();
         let run = overnight::store::NewRun {
-            job: "bench",
+            id,
+            job: "bench".into(),
             trigger: overnight::report::Trigger::Manual,
             scheduled_at: None,
             started_at: chrono::Utc::now(),
-            host: "bench",
-            locks: &[],
+            host: "bench".into(),
+            pid: std::process::id(),
+            locks: Vec::new(),
+            capture: state.join(format!("{id}.log")),
         };
-        let id = store.start_run(&run, &state).await.unwrap();
+        store.start_run(&run).await.unwrap();
         let report = overnight::report::Report::synthetic(
             id,
             "bench",

@@ -30,7 +30,7 @@ use crate::notify::{Moment, Notifier};
 use crate::report::fold::RunHeader;
 use crate::report::{Exit, Report, ReportBuilder, Status, Trigger};
 use crate::route::Router;
-use crate::store::{NewRun, NotRun, Store, StoreError};
+use crate::store::{NewRun, NotRun, Recorder, StoreError};
 
 /// How a request to run ended.
 #[derive(Debug)]
@@ -63,7 +63,7 @@ type Active = Mutex<HashMap<i64, (String, watch::Sender<Option<String>>)>>;
 /// Runs jobs and records them.
 #[derive(Clone, Debug)]
 pub struct Runner {
-    store: Store,
+    recorder: Recorder,
     state_dir: Arc<PathBuf>,
     host: Arc<str>,
     parallel: Option<Arc<Semaphore>>,
@@ -81,24 +81,25 @@ const RECORD_PROCESS_AFTER: Duration = Duration::from_millis(20);
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 impl Runner {
-    /// A runner recording into `store`, keeping capture files and locks in
-    /// `state_dir`, running at most `max_parallel` jobs at once.
-    pub fn new(store: Store, state_dir: PathBuf, max_parallel: Option<usize>) -> Runner {
+    /// A runner recording into `recorder` (a store, or a journal), keeping
+    /// capture files and locks in `state_dir`, running at most
+    /// `max_parallel` jobs at once.
+    pub fn new(
+        recorder: impl Into<Recorder>,
+        state_dir: PathBuf,
+        max_parallel: Option<usize>,
+    ) -> Runner {
+        let recorder = recorder.into();
         let state_dir = Arc::new(state_dir);
         Runner {
-            notifier: Notifier::new(store.clone(), Arc::clone(&state_dir)),
-            store,
+            notifier: Notifier::new(recorder.clone(), Arc::clone(&state_dir)),
+            recorder,
             state_dir,
             host: crate::store::hostname().into(),
             parallel: max_parallel.map(|n| Arc::new(Semaphore::new(n))),
             active: Arc::default(),
             queued: Arc::default(),
         }
-    }
-
-    /// The store it records into.
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 
     /// The host name it records.
@@ -159,17 +160,21 @@ impl Runner {
         let specs: Vec<LockSpec> = held.iter().flat_map(|h| h.specs().cloned()).collect();
         let fds: Vec<_> = held.iter().flat_map(|h| h.fds()).collect();
 
+        let run_id = self.recorder.next_run_id()?;
         let started_at = Utc::now();
-        let capture_dir = capture::dir_for(&self.state_dir, &job.name);
-        let new_run = NewRun {
-            job: &job.name,
-            trigger,
-            scheduled_at,
-            started_at,
-            host: &self.host,
-            locks: &specs,
-        };
-        let run_id = self.store.start_run(&new_run, &capture_dir).await?;
+        self.recorder
+            .start_run(&NewRun {
+                id: run_id,
+                job: job.name.clone(),
+                trigger,
+                scheduled_at,
+                started_at,
+                host: self.host.to_string(),
+                pid: std::process::id(),
+                locks: specs,
+                capture: capture::path_for(&self.state_dir, &job.name, run_id),
+            })
+            .await?;
         let (stop_tx, stop) = watch::channel(None);
         self.active
             .lock()
@@ -197,7 +202,7 @@ impl Runner {
                 .filter(|r| report.status == Status::Failed && attempt <= r.count && !stopped);
             let Some(retries) = retry else { break report };
             // Earlier attempts are kept apart; the run's row is the last.
-            self.store.record_attempt(&report).await?;
+            self.recorder.record_attempt(&report).await?;
             self.notifier.moment(job, &report, Moment::Retrying);
             attempt += 1;
             let mut stop = stop.clone();
@@ -209,7 +214,7 @@ impl Runner {
         // Out of the active runs whatever the store says: a run that could
         // not be recorded is closed as lost at the next start.
         self.active.lock().expect("active runs").remove(&run_id);
-        self.store.finish_run(&report).await?;
+        self.recorder.finish_run(&report).await?;
         self.notifier.moment(job, &report, Moment::Final);
         Ok(Outcome::Ran(Box::new(report)))
     }
@@ -290,15 +295,20 @@ impl Runner {
         status: Status,
         why: &str,
     ) -> Result<i64, StoreError> {
-        let not_run = NotRun {
-            job: &job.name,
-            trigger,
-            scheduled_at,
-            status,
-            why,
-            host: &self.host,
-        };
-        let id = self.store.record_not_run(&not_run).await?;
+        let id = self.recorder.next_run_id()?;
+        self.recorder
+            .record_not_run(&NotRun {
+                id,
+                job: job.name.clone(),
+                trigger,
+                scheduled_at,
+                at: Utc::now(),
+                status,
+                why: why.to_string(),
+                host: self.host.to_string(),
+                pid: std::process::id(),
+            })
+            .await?;
         Router::new(&job.name, id, 1, job.stderr_level).not_run(status, scheduled_at, why);
         let capture = capture::path_for(&self.state_dir, &job.name, id);
         let report = Report::synthetic(
@@ -392,7 +402,7 @@ impl Runner {
             tokio::time::sleep(RECORD_PROCESS_AFTER).await;
             held.iter().for_each(|h| h.record_holder(pid));
             let _ = self
-                .store
+                .recorder
                 .record_process(run_id, pid, crate::process::start_time(pid))
                 .await;
         };

@@ -187,7 +187,9 @@ async fn status(State(shared): State<Arc<Shared>>) -> Result<Json<StatusBody>, A
         .iter()
         .map(|job| JobStatus::of(job, now))
         .collect();
-    let store = shared.runner.store();
+    let store = &shared.store;
+    // Runs of `overnight exec` are in the journal until folded.
+    store.fold_journal().await?;
     let running = store.running().await?;
     let locks = LockHolder::from_rows(store.held_locks().await?);
     Ok(Json(StatusBody {

@@ -87,6 +87,8 @@ async fn find_run(store: &Store, what: &str) -> Result<RunRecord, CliError> {
 }
 
 async fn still_running(store: &Store, id: i64) -> Result<bool, CliError> {
+    // A run of `overnight exec` ends in the journal.
+    store.fold_journal().await?;
     Ok(store.run(id).await?.is_some_and(|r| r.status == "running"))
 }
 

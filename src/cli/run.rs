@@ -9,7 +9,7 @@ use crate::config::Job;
 use crate::exit::Outcome;
 use crate::report::Trigger;
 use crate::runner::{Outcome as RunOutcome, Runner};
-use crate::store::Store;
+use crate::store::Recorder;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -50,8 +50,10 @@ pub(super) async fn locally(
     job: &Job,
     trigger: Trigger,
 ) -> Result<RunOutcome, CliError> {
-    let store = Store::open(state_dir).await?;
-    let runner = Runner::new(store.clone(), state_dir.to_path_buf(), max_parallel);
+    // The journal, not SQLite: the next command that reads the history
+    // folds it in (crate::store::journal).
+    let recorder = Recorder::journal(state_dir).await?;
+    let runner = Runner::new(recorder, state_dir.to_path_buf(), max_parallel);
     let interrupt = {
         let runner = runner.clone();
         tokio::spawn(async move {
@@ -64,9 +66,5 @@ pub(super) async fn locally(
     // The triggers speak before the process ends.
     runner.notifier().settled().await;
     interrupt.abort();
-    // No close: the last connection to close would checkpoint the WAL,
-    // milliseconds a crontab line waits for; committed runs are in the WAL
-    // and the next opener (or the daemon) checkpoints.
-    drop(store);
     Ok(outcome?)
 }

@@ -41,8 +41,10 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     let mut job = crate::config::Job::adhoc("example-job".into(), vec!["true".into()]);
     job.mail = config.mail.clone();
     let store = crate::store::Store::open(&config.state_dir).await?;
-    let notifier =
-        crate::notify::Notifier::new(store.clone(), std::sync::Arc::new(config.state_dir.clone()));
+    let notifier = crate::notify::Notifier::new(
+        store.clone().into(),
+        std::sync::Arc::new(config.state_dir.clone()),
+    );
     // The sample is a failed run, sent whatever the rule's conditions,
     // without its rate cap or change filter.
     let mut rule = (*found).clone();

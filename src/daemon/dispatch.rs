@@ -75,7 +75,7 @@ pub async fn catch_up_at_start(
     config: &Config,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let store = shared.runner.store();
+    let store = &shared.store;
     let handled = store.last_handled().await?;
     let mut scheduled = Vec::new();
     for job in &config.jobs {

@@ -63,6 +63,8 @@ pub struct Shared {
     config: RwLock<Arc<Config>>,
     /// Runs jobs and records them.
     pub runner: Runner,
+    /// The run history the runner records into.
+    pub store: Store,
     inflight: Arc<Inflight>,
     /// Asks the scheduler to reload.
     reload: Notify,
@@ -146,6 +148,7 @@ pub async fn run_with_clock(
     let grace = config.shutdown_grace;
     let shared = Arc::new(Shared {
         runner: Runner::new(store.clone(), config.state_dir.clone(), config.max_parallel),
+        store: store.clone(),
         config: RwLock::new(Arc::new(config)),
         inflight: Arc::default(),
         reload: Notify::new(),
@@ -237,7 +240,7 @@ async fn reload(shared: &Arc<Shared>, scheduler: &mut Scheduler) {
                 warn!(target: "overnight::daemon", "reload: `state_dir` changes only at restart; keeping `{}`", current.state_dir.display());
             }
             route::install(routing);
-            let store = shared.runner.store();
+            let store = &shared.store;
             let scheduled: Vec<&str> = new
                 .jobs
                 .iter()

@@ -19,7 +19,7 @@ use crate::store::StoreError;
 
 /// Closes or watches every run a dead daemon left `running`.
 pub async fn abandoned_runs(shared: &Arc<Shared>) -> Result<(), StoreError> {
-    let store = shared.runner.store();
+    let store = &shared.store;
     for run in store.abandoned(shared.runner.host()).await? {
         match run.process {
             Some((pid, started)) if process::alive(pid, started) => {

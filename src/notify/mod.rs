@@ -23,7 +23,7 @@ use crate::config::Job;
 use crate::config::trigger::{AfterRetries, Condition, Delivery, Mail, NotifyMode, TriggerRule};
 use crate::inflight::Inflight;
 use crate::report::{Report, Status};
-use crate::store::{Notification, Store, time_text};
+use crate::store::{Notification, Recorder, time_text};
 
 /// When the rules are asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,17 +39,17 @@ pub enum Moment {
 /// Delivers a job's triggers.
 #[derive(Clone, Debug)]
 pub struct Notifier {
-    store: Store,
+    recorder: Recorder,
     state_dir: Arc<PathBuf>,
     pending: Arc<Inflight>,
 }
 
 impl Notifier {
-    /// A notifier recording into `store`; report files for programs go to
-    /// the runs' folders in `state_dir`.
-    pub fn new(store: Store, state_dir: Arc<PathBuf>) -> Notifier {
+    /// A notifier recording into `recorder`; report files for programs go
+    /// to the runs' folders in `state_dir`.
+    pub fn new(recorder: Recorder, state_dir: Arc<PathBuf>) -> Notifier {
         Notifier {
-            store,
+            recorder,
             state_dir,
             pending: Arc::default(),
         }
@@ -68,11 +68,7 @@ impl Notifier {
         let report = report.clone();
         tokio::spawn(async move {
             let _guard = guard;
-            let previous = match this
-                .store
-                .previous_outcome(&report.job, report.run_id)
-                .await
-            {
+            let previous = match this.previous_outcome(&report).await {
                 Ok(previous) => previous,
                 Err(e) => {
                     log::error!(target: "overnight::notify", "triggers of run #{} not evaluated: {e}", report.run_id);
@@ -85,6 +81,15 @@ impl Notifier {
                 }
             }
         });
+    }
+
+    /// How the job's run before `report`'s ended, for `notify: changes`.
+    async fn previous_outcome(
+        &self,
+        report: &Report,
+    ) -> Result<Option<Status>, crate::store::StoreError> {
+        let store = self.recorder.store().await?;
+        store.previous_outcome(&report.job, report.run_id).await
     }
 
     /// Returns once every delivery started so far is done.
@@ -100,11 +105,11 @@ impl Notifier {
         condition: Condition,
     ) {
         if let Some(max) = rule.max_per_hour {
-            let sent = self
-                .store
-                .sent_since(&rule.name, Utc::now() - chrono::Duration::hours(1))
-                .await
-                .unwrap_or(0);
+            let since = Utc::now() - chrono::Duration::hours(1);
+            let sent = match self.recorder.store().await {
+                Ok(store) => store.sent_since(&rule.name, since).await.unwrap_or(0),
+                Err(_) => 0,
+            };
             if sent >= i64::from(max) {
                 let why =
                     format!("not sent: {sent} message(s) in the last hour (max_per_hour: {max})");
@@ -172,7 +177,7 @@ impl Notifier {
             detail,
             at: time_text(Utc::now()),
         };
-        if let Err(e) = self.store.record_notification(&notification).await {
+        if let Err(e) = self.recorder.record_notification(&notification).await {
             log::error!(target: "overnight::notify", "delivery of `{}` not recorded: {e}", rule.name);
         }
     }

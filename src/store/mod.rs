@@ -7,6 +7,7 @@
 //! so no started run can be missing from the history.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -15,14 +16,20 @@ use sqlx::sqlite::{
 };
 
 mod abandoned;
+mod ids;
 mod jobs;
+mod journal;
 mod locks;
 mod notifications;
+mod recorder;
 mod runs;
 mod schedule;
 
 pub use abandoned::Abandoned;
+pub use ids::RunIds;
+pub use journal::Journal;
 pub use notifications::Notification;
+pub use recorder::Recorder;
 pub use runs::{NewRun, RunRecord};
 pub use schedule::NotRun;
 
@@ -33,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_processes_attempts_locks.sql"),
     include_str!("migrations/0004_notifications.sql"),
     include_str!("migrations/0005_fewer_writes.sql"),
+    include_str!("migrations/0006_journal.sql"),
 ];
 
 /// Moves a job's "last handled" fire forward, never back.
@@ -53,12 +61,35 @@ pub enum StoreError {
     /// A query failed.
     #[error("run history: {0}")]
     Query(#[from] sqlx::Error),
+    /// A file beside the database (the run ids, the journal) failed.
+    #[error("run history: `{}`: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The reason.
+        source: std::io::Error,
+    },
+    /// A run id was handed out twice (the run-id file was older than the
+    /// history); the run was not recorded.
+    #[error(
+        "run history: run id {0} is taken already; run `overnight history` once to mend the id sequence"
+    )]
+    IdTaken(i64),
+}
+
+impl StoreError {
+    fn file(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::File { path, source }
+    }
 }
 
 /// The run history.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    ids: Arc<RunIds>,
+    state_dir: Arc<PathBuf>,
 }
 
 /// Times are stored as RFC 3339 UTC text, which sorts like time.
@@ -67,7 +98,9 @@ pub fn time_text(t: DateTime<Utc>) -> String {
 }
 
 impl Store {
-    /// Opens (creating if need be) the history in `state_dir`.
+    /// Opens (creating if need be) the history in `state_dir`, folding in
+    /// what the journal holds and raising the run-id sequence past every
+    /// run recorded.
     pub async fn open(state_dir: &Path) -> Result<Store, StoreError> {
         let path = state_dir.join("overnight.db");
         let fail = |source| StoreError::Open {
@@ -88,9 +121,36 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(fail)?;
-        let store = Store { pool };
+        let ids = RunIds::open(state_dir).map_err(StoreError::file(state_dir))?;
+        let store = Store {
+            pool,
+            ids: Arc::new(ids),
+            state_dir: Arc::new(state_dir.to_path_buf()),
+        };
         store.migrate().await.map_err(fail)?;
+        store.fold_journal().await?;
+        store.raise_run_ids().await?;
         Ok(store)
+    }
+
+    /// The id of the next run (or fire not run) to record.
+    pub fn next_run_id(&self) -> Result<i64, StoreError> {
+        self.ids
+            .next()
+            .map_err(StoreError::file(self.state_dir.as_path()))
+    }
+
+    /// Raises the run-id sequence past every run the history holds.
+    async fn raise_run_ids(&self) -> Result<(), StoreError> {
+        let max: Option<i64> = sqlx::query_scalar(
+            "SELECT max(coalesce((SELECT max(id) FROM runs), 0), \
+                        coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'runs'), 0))",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        self.ids
+            .raise_to(max.unwrap_or(0))
+            .map_err(StoreError::file(self.state_dir.as_path()))
     }
 
     async fn migrate(&self) -> Result<(), sqlx::Error> {
@@ -141,18 +201,19 @@ mod tests {
     async fn runs_are_recorded_and_abandoned_ones_closed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
-        let id = store
-            .start_run(
-                &NewRun {
-                    job: "a",
-                    trigger: Trigger::Manual,
-                    scheduled_at: None,
-                    started_at: Utc::now(),
-                    host: "h",
-                    locks: &[],
-                },
-                dir.path(),
-            )
+        let id = store.next_run_id().unwrap();
+        store
+            .start_run(&NewRun {
+                id,
+                job: "a".into(),
+                trigger: Trigger::Manual,
+                scheduled_at: None,
+                started_at: Utc::now(),
+                host: "h".into(),
+                pid: std::process::id(),
+                locks: Vec::new(),
+                capture: dir.path().join("1.log"),
+            })
             .await
             .unwrap();
         assert_eq!(store.running().await.unwrap().len(), 1);

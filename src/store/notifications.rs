@@ -28,23 +28,31 @@ pub struct Notification {
     pub at: String,
 }
 
+/// Inserts one delivery of a trigger.
+pub(super) async fn insert_notification<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    n: &Notification,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO notifications (run_id, job, rule, action, condition, status, detail, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(n.run_id)
+    .bind(&n.job)
+    .bind(&n.rule)
+    .bind(&n.action)
+    .bind(&n.condition)
+    .bind(&n.status)
+    .bind(&n.detail)
+    .bind(&n.at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     /// Records one delivery of a trigger (or why it was not made).
     pub async fn record_notification(&self, n: &Notification) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO notifications (run_id, job, rule, action, condition, status, detail, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(n.run_id)
-        .bind(&n.job)
-        .bind(&n.rule)
-        .bind(&n.action)
-        .bind(&n.condition)
-        .bind(&n.status)
-        .bind(&n.detail)
-        .bind(&n.at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        Ok(insert_notification(&self.pool, n).await?)
     }
 
     /// The deliveries about a run, in order.

@@ -48,11 +48,13 @@ pub struct RunRecord {
     pub job_pid: Option<i64>,
 }
 
-/// A run about to start.
-#[derive(Debug)]
-pub struct NewRun<'a> {
+/// A run about to start, as the store (or the journal) records it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NewRun {
+    /// Its id, from [`Store::next_run_id`] or the journal's.
+    pub id: i64,
     /// The job's name.
-    pub job: &'a str,
+    pub job: String,
     /// What started it.
     pub trigger: Trigger,
     /// The fire time, for scheduled runs.
@@ -60,13 +62,18 @@ pub struct NewRun<'a> {
     /// When it starts.
     pub started_at: DateTime<Utc>,
     /// The host.
-    pub host: &'a str,
+    pub host: String,
+    /// The runner's pid.
+    pub pid: u32,
     /// The locks it holds while it runs.
-    pub locks: &'a [crate::lock::LockSpec],
+    pub locks: Vec<crate::lock::LockSpec>,
+    /// Its capture file, known from the start so that a follower finds a
+    /// running run's output.
+    pub capture: std::path::PathBuf,
 }
 
 /// Locks as the `locks` column keeps them: `name mode`, one per line.
-pub(super) fn lock_text(locks: &[crate::lock::LockSpec]) -> Option<String> {
+fn lock_text(locks: &[crate::lock::LockSpec]) -> Option<String> {
     let text: Vec<String> = locks
         .iter()
         .map(|l| {
@@ -92,69 +99,109 @@ macro_rules! select_runs {
     };
 }
 
-impl Store {
-    /// Records a run as started; returns its id. The capture path is known
-    /// once the id is: `capture(id)` gives it, and it is stored at once so
-    /// that a follower can find a running run's output.
-    pub async fn start_run(
-        &self,
-        run: &NewRun<'_>,
-        capture_dir: &std::path::Path,
-    ) -> Result<i64, StoreError> {
-        // One statement: the capture path is the run's id in `capture_dir`,
-        // computed from the id SQLite is about to give (AUTOINCREMENT: the
-        // sequence plus one); a trigger marks a scheduled fire handled.
-        let row = sqlx::query(
-            "INSERT INTO runs (job, trigger, scheduled_at, started_at, status, host, pid, locks, capture_path) \
-             VALUES (?, ?, ?, ?, 'running', ?, ?, ?, \
-                     ? || '/' || (COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'runs'), 0) + 1) || '.log') \
-             RETURNING id, capture_path",
-        )
-        .bind(run.job)
-        .bind(run.trigger.as_str())
-        .bind(run.scheduled_at.map(time_text))
-        .bind(time_text(run.started_at))
-        .bind(run.host)
-        .bind(i64::from(std::process::id()))
-        .bind(lock_text(run.locks))
-        .bind(capture_dir.to_string_lossy())
-        .fetch_one(&self.pool)
+/// Inserts a started run; no row is written when its id is taken (the
+/// journal's fold tells a replay from a clash by that). Returns whether it
+/// was written.
+pub(super) async fn insert_run<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    run: &NewRun,
+) -> Result<bool, sqlx::Error> {
+    // A trigger marks a scheduled fire handled (migration 0005).
+    let done = sqlx::query(
+        "INSERT INTO runs (id, job, trigger, scheduled_at, started_at, status, host, pid, locks, capture_path) \
+         VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(run.id)
+    .bind(&run.job)
+    .bind(run.trigger.as_str())
+    .bind(run.scheduled_at.map(time_text))
+    .bind(time_text(run.started_at))
+    .bind(&run.host)
+    .bind(i64::from(run.pid))
+    .bind(lock_text(&run.locks))
+    .bind(run.capture.to_string_lossy())
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records how a run ended, with its report.
+pub(super) async fn update_finished<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    report: &Report,
+) -> Result<(), sqlx::Error> {
+    let json = serde_json::to_string(report).expect("a report always serialises");
+    sqlx::query(
+        "UPDATE runs SET finished_at = ?, status = ?, exit_code = ?, signal = ?, error_count = ?, \
+         warning_count = ?, summary = ?, report = ?, capture_path = ?, attempt = ? WHERE id = ?",
+    )
+    .bind(time_text(report.finished_at))
+    .bind(report.status.as_str())
+    .bind(report.exit.code)
+    .bind(report.exit.signal)
+    .bind(report.error_count as i64)
+    .bind(report.warning_count as i64)
+    .bind(&report.summary)
+    .bind(json)
+    .bind(report.log.capture.to_string_lossy())
+    .bind(i64::from(report.attempt))
+    .bind(report.run_id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Records the job's own process (pid and start time) of run `id`.
+pub(super) async fn update_process<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    id: i64,
+    pid: u32,
+    started: Option<u64>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE runs SET job_pid = ?, job_started = ? WHERE id = ?")
+        .bind(i64::from(pid))
+        .bind(started.map(|s| s as i64))
+        .bind(id)
+        .execute(db)
         .await?;
-        let id: i64 = row.try_get("id")?;
-        let path: String = row.try_get("capture_path")?;
-        let expected = capture_dir.join(format!("{id}.log"));
-        if std::path::Path::new(&path) != expected {
-            // Never seen; but the path must be right whatever SQLite did.
-            sqlx::query("UPDATE runs SET capture_path = ? WHERE id = ?")
-                .bind(expected.to_string_lossy())
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
+    Ok(())
+}
+
+/// Records one attempt of a run (an earlier one: the run's row is the last).
+pub(super) async fn insert_attempt<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    report: &Report,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT OR REPLACE INTO attempts (run_id, attempt, started_at, finished_at, status, exit_code, signal, summary, report) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(report.run_id)
+    .bind(i64::from(report.attempt))
+    .bind(time_text(report.started_at))
+    .bind(time_text(report.finished_at))
+    .bind(report.status.as_str())
+    .bind(report.exit.code)
+    .bind(report.exit.signal)
+    .bind(&report.summary)
+    .bind(serde_json::to_string(report).expect("a report always serialises"))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Records a run as started, under the id it was given.
+    pub async fn start_run(&self, run: &NewRun) -> Result<(), StoreError> {
+        if !insert_run(&self.pool, run).await? {
+            return Err(StoreError::IdTaken(run.id));
         }
-        Ok(id)
+        Ok(())
     }
 
     /// Records how a run ended, with its report.
     pub async fn finish_run(&self, report: &Report) -> Result<(), StoreError> {
-        let json = serde_json::to_string(report).expect("a report always serialises");
-        sqlx::query(
-            "UPDATE runs SET finished_at = ?, status = ?, exit_code = ?, signal = ?, error_count = ?, \
-             warning_count = ?, summary = ?, report = ?, capture_path = ?, attempt = ? WHERE id = ?",
-        )
-        .bind(time_text(report.finished_at))
-        .bind(report.status.as_str())
-        .bind(report.exit.code)
-        .bind(report.exit.signal)
-        .bind(report.error_count as i64)
-        .bind(report.warning_count as i64)
-        .bind(&report.summary)
-        .bind(json)
-        .bind(report.log.capture.to_string_lossy())
-        .bind(i64::from(report.attempt))
-        .bind(report.run_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        Ok(update_finished(&self.pool, report).await?)
     }
 
     /// Records the job's own process once it is started.
@@ -164,13 +211,7 @@ impl Store {
         pid: u32,
         started: Option<u64>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runs SET job_pid = ?, job_started = ? WHERE id = ?")
-            .bind(i64::from(pid))
-            .bind(started.map(|s| s as i64))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        Ok(update_process(&self.pool, id, pid, started).await?)
     }
 
     /// One run.
@@ -236,22 +277,7 @@ impl Store {
 
     /// Records one attempt of a run.
     pub async fn record_attempt(&self, report: &Report) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT OR REPLACE INTO attempts (run_id, attempt, started_at, finished_at, status, exit_code, signal, summary, report) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(report.run_id)
-        .bind(i64::from(report.attempt))
-        .bind(time_text(report.started_at))
-        .bind(time_text(report.finished_at))
-        .bind(report.status.as_str())
-        .bind(report.exit.code)
-        .bind(report.exit.signal)
-        .bind(&report.summary)
-        .bind(serde_json::to_string(report).expect("a report always serialises"))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        Ok(insert_attempt(&self.pool, report).await?)
     }
 
     /// The attempts of a run, in order, as (attempt, status, summary).

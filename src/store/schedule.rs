@@ -1,6 +1,7 @@
 //! What the scheduler has dealt with: fires handled, fires not run.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use std::collections::HashMap;
 
@@ -8,44 +9,62 @@ use super::{MARK_HANDLED, Store, StoreError, time_text};
 use crate::report::{Status, Trigger};
 
 /// A fire that did not run, and why.
-#[derive(Debug)]
-pub struct NotRun<'a> {
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NotRun {
+    /// Its id, from [`Store::next_run_id`] or the journal's.
+    pub id: i64,
     /// The job's name.
-    pub job: &'a str,
+    pub job: String,
     /// What would have started it.
     pub trigger: Trigger,
     /// The fire time, for scheduled fires.
     pub scheduled_at: Option<DateTime<Utc>>,
+    /// When it was decided.
+    pub at: DateTime<Utc>,
     /// `missed` or `skipped`.
     pub status: Status,
     /// The reason, in words.
-    pub why: &'a str,
+    pub why: String,
     /// The host.
-    pub host: &'a str,
+    pub host: String,
+    /// The runner's pid.
+    pub pid: u32,
+}
+
+/// Inserts a fire that did not run; as [`insert_run`](super::runs::insert_run),
+/// nothing is written when its id is taken. Returns whether it was written.
+pub(super) async fn insert_not_run<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    not_run: &NotRun,
+) -> Result<bool, sqlx::Error> {
+    let at = time_text(not_run.at);
+    // A trigger marks a scheduled fire handled (migration 0005).
+    let done = sqlx::query(
+        "INSERT INTO runs (id, job, trigger, scheduled_at, started_at, finished_at, status, summary, host, pid) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(not_run.id)
+    .bind(&not_run.job)
+    .bind(not_run.trigger.as_str())
+    .bind(not_run.scheduled_at.map(time_text))
+    .bind(&at)
+    .bind(&at)
+    .bind(not_run.status.as_str())
+    .bind(&not_run.why)
+    .bind(&not_run.host)
+    .bind(i64::from(not_run.pid))
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 impl Store {
-    /// Records a fire that was not run as a `missed` run; returns its id.
-    pub async fn record_not_run(&self, not_run: &NotRun<'_>) -> Result<i64, StoreError> {
-        let now = time_text(Utc::now());
-        // A trigger marks a scheduled fire handled (migration 0005).
-        let id = sqlx::query(
-            "INSERT INTO runs (job, trigger, scheduled_at, started_at, finished_at, status, summary, host, pid) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(not_run.job)
-        .bind(not_run.trigger.as_str())
-        .bind(not_run.scheduled_at.map(time_text))
-        .bind(&now)
-        .bind(&now)
-        .bind(not_run.status.as_str())
-        .bind(not_run.why)
-        .bind(not_run.host)
-        .bind(i64::from(std::process::id()))
-        .execute(&self.pool)
-        .await?
-        .last_insert_rowid();
-        Ok(id)
+    /// Records a fire that was not run (`missed`, `skipped`).
+    pub async fn record_not_run(&self, not_run: &NotRun) -> Result<(), StoreError> {
+        if !insert_not_run(&self.pool, not_run).await? {
+            return Err(StoreError::IdTaken(not_run.id));
+        }
+        Ok(())
     }
 
     /// The latest fire handled, per job.

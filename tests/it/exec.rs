@@ -176,3 +176,66 @@ async fn logs_follow_shows_lines_as_they_come_and_stops_at_the_end() {
         "the follower stops when the run ends"
     );
 }
+
+/// A wrapped command records its run in the journal, never opening the
+/// database; the next command that reads the history folds it in.
+#[test]
+fn exec_leaves_the_database_alone_and_the_history_still_has_the_run() {
+    let sb = Sandbox::new();
+    assert!(sb.run(&["exec", "--", "true"]).status.success());
+    // The first run opened the store (to start the run-id sequence); the
+    // history folds that run in.
+    assert!(sb.run(&["history"]).status.success());
+    let state = sb.state_dir();
+    let files = ["overnight.db", "overnight.db-wal"];
+    let before: Vec<_> = files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(state.join(f))
+                .map(|m| (m.len(), m.modified().unwrap()))
+                .ok()
+        })
+        .collect();
+
+    let out = sb.run(&[
+        "exec",
+        "--name",
+        "quiet",
+        "--",
+        "sh",
+        "-c",
+        "echo run $OVERNIGHT_RUN_ID",
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let after: Vec<_> = files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(state.join(f))
+                .map(|m| (m.len(), m.modified().unwrap()))
+                .ok()
+        })
+        .collect();
+    assert_eq!(before, after, "exec wrote to the database");
+    let journal: Vec<_> = std::fs::read_dir(state.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(journal, ["2.jsonl"]);
+
+    let history = sb.run(&["history", "--json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    assert_eq!(
+        (runs[0]["id"].as_i64(), runs[0]["job"].as_str()),
+        (Some(2), Some("quiet"))
+    );
+    assert_eq!(runs[0]["status"], "success");
+    let (printed, _) = text(&sb.run(&["logs", "2"]));
+    assert_eq!(printed.trim(), "run 2");
+    assert!(
+        std::fs::read_dir(state.join("journal"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "a folded file whose writer has exited is removed"
+    );
+}
