@@ -11,7 +11,9 @@
 //! each batch to the sinks — the report fold, the log4rs router, the
 //! capture file — in order, and folds the report when the executor ends.
 //! That thread owns every synchronous sink, so file writes never block the
-//! async workers and the MDC is set once.
+//! async workers and the MDC is set once. (A one-shot command, on a
+//! one-thread runtime with one job to run, feeds them from a task of its
+//! only thread instead.)
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -378,11 +380,14 @@ impl Runner {
         let (exit_tx, exit_rx) = oneshot::channel();
         let (spawned_tx, spawned_rx) = oneshot::channel();
         let router = Router::new(&job.name, run_id, attempt, job.stderr_level);
-        let warning_codes = job.warning_exit_codes.clone();
         let fallback = header.clone();
-        let sinks = tokio::task::spawn_blocking(move || {
-            feed_sinks(router, header, batches, exit_rx, &warning_codes)
-        });
+        let sinks = Sinks::feed(
+            router,
+            header,
+            job.warning_exit_codes.clone(),
+            batches,
+            exit_rx,
+        );
         let run = exec::run(
             Attempt {
                 job,
@@ -464,32 +469,80 @@ impl Runner {
     }
 }
 
-/// The per-attempt sink thread: every batch to every sink, then the report.
-fn feed_sinks(
+/// The sinks of one attempt: the report fold, the log4rs router, the
+/// capture file.
+struct Sinks {
     router: Router,
     header: RunHeader,
-    mut batches: mpsc::Receiver<Vec<RunEvent>>,
-    exit: oneshot::Receiver<Exit>,
-    warning_codes: &[i32],
-) -> Report {
-    router.started(header.trigger);
-    let mut capture = Capture::open(&header.capture, header.attempt);
-    let mut fold = ReportBuilder::default();
-    while let Some(batch) = batches.blocking_recv() {
-        for event in &batch {
-            fold.apply(event);
-            router.event(event);
+    capture: Capture,
+    fold: ReportBuilder,
+    warning_codes: Vec<i32>,
+}
+
+impl Sinks {
+    fn open(router: Router, header: RunHeader, warning_codes: Vec<i32>) -> Sinks {
+        router.started(header.trigger);
+        Sinks {
+            capture: Capture::open(&header.capture, header.attempt),
+            router,
+            header,
+            fold: ReportBuilder::default(),
+            warning_codes,
         }
-        capture.batch(&batch);
     }
-    let exit = exit.blocking_recv().unwrap_or_default();
-    let capture_error = capture
-        .error()
-        .map(|e| format!("capture file not kept: {e}"));
-    let mut report = fold.finish(header, exit, warning_codes, Utc::now());
-    if let Some(note) = capture_error {
-        report.details.insert("capture_error".into(), note.into());
+
+    /// Every event of `batch` to every sink.
+    fn batch(&mut self, batch: &[RunEvent]) {
+        for event in batch {
+            self.fold.apply(event);
+            self.router.event(event);
+        }
+        self.capture.batch(batch);
     }
-    router.finished(&report);
-    report
+
+    /// The report, once the executor has ended with `exit`.
+    fn finish(self, exit: Exit) -> Report {
+        let capture_error = self
+            .capture
+            .error()
+            .map(|e| format!("capture file not kept: {e}"));
+        let mut report = self
+            .fold
+            .finish(self.header, exit, &self.warning_codes, Utc::now());
+        if let Some(note) = capture_error {
+            report.details.insert("capture_error".into(), note.into());
+        }
+        self.router.finished(&report);
+        report
+    }
+
+    /// Opens the sinks and feeds them every batch on a thread of their own,
+    /// so that file writes never block the async workers; on a one-thread
+    /// runtime (a one-shot command running one job) as a task of that
+    /// thread, sparing a thread's start.
+    fn feed(
+        router: Router,
+        header: RunHeader,
+        warning_codes: Vec<i32>,
+        mut batches: mpsc::Receiver<Vec<RunEvent>>,
+        exit: oneshot::Receiver<Exit>,
+    ) -> tokio::task::JoinHandle<Report> {
+        let open = move || Sinks::open(router, header, warning_codes);
+        match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::CurrentThread => tokio::spawn(async move {
+                let mut sinks = open();
+                while let Some(batch) = batches.recv().await {
+                    sinks.batch(&batch);
+                }
+                sinks.finish(exit.await.unwrap_or_default())
+            }),
+            _ => tokio::task::spawn_blocking(move || {
+                let mut sinks = open();
+                while let Some(batch) = batches.blocking_recv() {
+                    sinks.batch(&batch);
+                }
+                sinks.finish(exit.blocking_recv().unwrap_or_default())
+            }),
+        }
+    }
 }

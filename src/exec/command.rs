@@ -158,10 +158,12 @@ fn pump(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let Some(mut pipe) = pipe else { return };
-        let mut buf = vec![0u8; 64 * 1024];
+        // Not zeroed: a job that prints little touches one page of it.
+        let mut buf = Vec::with_capacity(64 * 1024);
         let mut splitter = LineSplitter::default();
         loop {
-            let n = match pipe.read(&mut buf).await {
+            buf.clear();
+            let n = match pipe.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
