@@ -3,9 +3,11 @@
 //! One file per run, `<state_dir>/runs/<job>/<run_id>.log`, one line per
 //! output line: `TIME<TAB>out|err<TAB>TEXT`. It is what `overnight logs`
 //! prints and follows; it is written as the run goes and flushed after each
-//! batch, so a follower sees lines as soon as the job prints them. A capture
-//! file that cannot be written never stops the run: the first error is kept
-//! and shown in the report's log section by the caller.
+//! batch, so a follower sees lines as soon as the job prints them. It is
+//! made at the first line: a run that prints nothing leaves no file (and
+//! costs no inode — many nightly jobs are silent). A capture file that
+//! cannot be written never stops the run: the first error is kept and shown
+//! in the report's log section by the caller.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -28,6 +30,9 @@ pub fn dir_for(state_dir: &Path, job: &str) -> PathBuf {
 /// Writes one run's capture file.
 #[derive(Debug)]
 pub struct Capture {
+    path: PathBuf,
+    attempt: u32,
+    /// Made at the first line.
     out: Option<BufWriter<File>>,
     error: Option<io::Error>,
     stamp_at: Option<DateTime<Utc>>,
@@ -35,60 +40,80 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Creates the file (and its folder).
+    /// The file of a run's first attempt.
     pub fn create(path: &Path) -> Capture {
         Self::open(path, 1)
     }
 
-    /// Opens the file for attempt `attempt`: the first creates it, later
-    /// ones append after a line that marks where they begin.
+    /// The file for attempt `attempt`, made (with its folder) at its first
+    /// line: the first attempt's replaces any old file, a later one's
+    /// lines follow a line that marks where they begin.
     pub fn open(path: &Path, attempt: u32) -> Capture {
-        let file = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| {
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .write(true)
-                    .append(attempt > 1)
-                    .truncate(attempt == 1)
-                    .open(path)
-            });
-        let mut capture = match file {
-            Ok(f) => Capture {
-                out: Some(BufWriter::with_capacity(64 * 1024, f)),
-                error: None,
-                stamp_at: None,
-                stamp: String::new(),
-            },
-            Err(e) => Capture {
-                out: None,
-                error: Some(e),
-                stamp_at: None,
-                stamp: String::new(),
-            },
-        };
-        if attempt > 1
-            && let Some(out) = capture.out.as_mut()
-        {
-            let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
-            let _ = writeln!(out, "{now}\trun\t--- attempt {attempt} ---");
+        Capture {
+            path: path.to_path_buf(),
+            attempt,
+            out: None,
+            error: None,
+            stamp_at: None,
+            stamp: String::new(),
         }
-        capture
+    }
+
+    /// The open file, made now if need be; `None` once writing failed.
+    fn out(&mut self) -> Option<&mut BufWriter<File>> {
+        if self.out.is_none() && self.error.is_none() {
+            let attempt = self.attempt;
+            let opened = self
+                .path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .write(true)
+                        .append(attempt > 1)
+                        .truncate(attempt == 1)
+                        .open(&self.path)
+                })
+                .map(|f| BufWriter::with_capacity(64 * 1024, f))
+                .and_then(|mut out| {
+                    if attempt > 1 {
+                        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+                        writeln!(out, "{now}\trun\t--- attempt {attempt} ---")?;
+                    }
+                    Ok(out)
+                });
+            match opened {
+                Ok(out) => self.out = Some(out),
+                Err(e) => self.error = Some(e),
+            }
+        }
+        self.out.as_mut()
     }
 
     /// Writes the line events of a batch, then flushes.
     pub fn batch(&mut self, events: &[RunEvent]) {
-        let Some(out) = self.out.as_mut() else { return };
+        if !events.iter().any(|e| matches!(e, RunEvent::Line(_))) || self.out().is_none() {
+            return;
+        }
+        let Capture {
+            out: Some(out),
+            stamp_at,
+            stamp,
+            ..
+        } = self
+        else {
+            return;
+        };
         let mut result = Ok(());
         for event in events {
             let RunEvent::Line(line) = event else {
                 continue;
             };
             // Lines read together share a time: format it once.
-            if self.stamp_at != Some(line.at) {
-                self.stamp_at = Some(line.at);
-                self.stamp = line.at.to_rfc3339_opts(SecondsFormat::Micros, true);
+            if *stamp_at != Some(line.at) {
+                *stamp_at = Some(line.at);
+                *stamp = line.at.to_rfc3339_opts(SecondsFormat::Micros, true);
             }
             let stream = match line.stream {
                 Stream::Stdout => "\tout\t",
@@ -96,7 +121,7 @@ impl Capture {
             };
             // Plain writes: millions of lines a second pass here.
             result = out
-                .write_all(self.stamp.as_bytes())
+                .write_all(stamp.as_bytes())
                 .and_then(|()| out.write_all(stream.as_bytes()))
                 .and_then(|()| out.write_all(line.text.as_bytes()))
                 .and_then(|()| {

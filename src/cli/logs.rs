@@ -37,7 +37,11 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         || capture::path_for(&state_dir, &run.job, run.id),
         PathBuf::from,
     );
-    let file = wait_for_file(&path, &store, run.id, args.follow).await?;
+    let Some(file) = wait_for_file(&path, &store, run.id, args.follow).await? else {
+        // The file is made at the first line.
+        eprintln!("run #{} of `{}` has printed nothing", run.id, run.job);
+        return Ok(Outcome::Success);
+    };
     let mut reader = BufReader::new(file);
     let mut out = std::io::stdout().lock();
     let mut line = String::new();
@@ -92,21 +96,21 @@ async fn still_running(store: &Store, id: i64) -> Result<bool, CliError> {
     Ok(store.run(id).await?.is_some_and(|r| r.status == "running"))
 }
 
-/// Opens the capture file; a follower waits for a run that has just started.
+/// Opens the capture file, `None` when the run has printed nothing; a
+/// follower waits for the first line of a run still going.
 async fn wait_for_file(
     path: &PathBuf,
     store: &Store,
     id: i64,
     follow: bool,
-) -> Result<std::fs::File, CliError> {
+) -> Result<Option<std::fs::File>, CliError> {
     loop {
         match std::fs::File::open(path) {
-            Ok(file) => return Ok(file),
-            Err(e)
-                if follow
-                    && e.kind() == std::io::ErrorKind::NotFound
-                    && still_running(store, id).await? =>
-            {
+            Ok(file) => return Ok(Some(file)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !follow || !still_running(store, id).await? {
+                    return Ok(None);
+                }
                 tokio::time::sleep(FOLLOW_TICK).await;
             }
             Err(e) => return Err(read_error(path, e)),

@@ -31,7 +31,7 @@ use crate::route;
 use crate::runner::{Outcome, Runner};
 use crate::schedule::clock::{Clock, SystemClock};
 use crate::schedule::scheduler::{Scheduler, Timing};
-use crate::store::{Store, StoreError};
+use crate::store::{Recorder, Store, StoreError};
 use info::DaemonInfo;
 
 /// Why the daemon could not start.
@@ -146,8 +146,15 @@ pub async fn run_with_clock(
 
     let state_dir = config.state_dir.clone();
     let grace = config.shutdown_grace;
+    let folding = store.fold_in_background();
     let shared = Arc::new(Shared {
-        runner: Runner::new(store.clone(), config.state_dir.clone(), config.max_parallel),
+        // Runs are journaled and folded in the background: a job never
+        // waits on the database to start or to end (crate::store::journal).
+        runner: Runner::new(
+            Recorder::journal_of(&store)?,
+            config.state_dir.clone(),
+            config.max_parallel,
+        ),
         store: store.clone(),
         config: RwLock::new(Arc::new(config)),
         inflight: Arc::default(),
@@ -193,6 +200,10 @@ pub async fn run_with_clock(
     let _ = server_stop_tx.send(true);
     let _ = server.await;
     DaemonInfo::remove(&state_dir);
+    folding.abort();
+    if let Err(e) = store.fold_journal().await {
+        error!(target: "overnight::daemon", "journal not folded into the history at shutdown: {e}");
+    }
     store.close().await;
     drop(daemon_lock);
     info!(target: "overnight::daemon", "stopped");

@@ -1,25 +1,34 @@
-//! The journal: runs recorded without opening the database.
+//! The journal: runs recorded without waiting for the database.
 //!
-//! `overnight exec` and `overnight run` without a daemon start as often as
-//! a crontab says, and opening SQLite costs more than all the rest of such
-//! a run's bookkeeping (docs/benchmarks.md). They write their runs to
-//! `<state_dir>/journal/<id>.jsonl` instead: one JSON entry a line,
-//! appended as the run goes — started, its process, earlier attempts, the
-//! end, trigger deliveries. Whoever opens the store next (any command that
-//! reads the history; the daemon at start and before it answers for
-//! status) folds the entries in: one transaction per file, together with
-//! how far that file is folded, so that no entry is applied twice or lost
-//! even when the folder dies halfway. A file goes once it is folded and its
-//! writer has exited.
+//! Each process appends its runs' bookkeeping to a journal file of its own,
+//! `<state_dir>/journal/<pid>-<start>-<n>.jsonl` (its pid, its start time,
+//! a sequence): one JSON entry a line — a run started, its process, an
+//! earlier attempt, its end, a trigger's delivery — each in one write, no
+//! SQLite on the way. `overnight exec` starts as often as a crontab says,
+//! and opening SQLite costs more than all the rest of its bookkeeping; the
+//! daemon's runs never wait on a database lock to start or to end
+//! (docs/benchmarks.md).
+//!
+//! Whoever reads the history folds the entries in first: every store
+//! opening, the daemon's status, `logs -f`, a trigger reading earlier runs,
+//! and the daemon in the background shortly after each append. A fold is
+//! one transaction that also records how far each file is folded, so an
+//! entry is applied once — never twice, never lost — even when the folder
+//! dies halfway. A file goes once folded and done with: its writer has
+//! exited, or has closed it to start the next (past [`ROTATE_AT`] bytes).
 
 use std::borrow::Cow;
-use std::fs::OpenOptions;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::SqliteConnection;
+use tokio::sync::Notify;
 
 use super::notifications::{Notification, insert_notification};
 use super::runs::{NewRun, insert_attempt, insert_run, update_finished, update_process};
@@ -30,16 +39,43 @@ use crate::report::Report;
 /// The journal's folder in the state directory.
 const DIR: &str = "journal";
 
+/// A writer closes its file and starts another past this size.
+pub const ROTATE_AT: u64 = 4 << 20;
+
+/// How long the daemon's background fold waits after an append, gathering
+/// more before it takes the write lock.
+const FOLD_AFTER: Duration = Duration::from_millis(50);
+
 /// One line of a journal file.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "entry", rename_all = "snake_case")]
 enum Entry<'a> {
     Started(Cow<'a, NewRun>),
-    Process { pid: u32, started: Option<u64> },
+    Process {
+        id: i64,
+        pid: u32,
+        started: Option<u64>,
+    },
     Attempt(Cow<'a, Report>),
     Finished(Cow<'a, Report>),
     NotRun(Cow<'a, NotRun>),
     Notification(Cow<'a, Notification>),
+    /// The writer writes no more to this file.
+    Closed,
+}
+
+/// Rung by every append; the daemon's background fold waits on it.
+static APPENDED: Notify = Notify::const_new();
+
+/// This process's open journal file, by journal folder: every `Journal` of
+/// one state directory appends to the same file.
+static WRITERS: Mutex<Option<HashMap<PathBuf, Writer>>> = Mutex::new(None);
+
+#[derive(Debug)]
+struct Writer {
+    name: JournalFile,
+    file: Option<File>,
+    written: u64,
 }
 
 /// Records runs into the journal of a state directory.
@@ -75,7 +111,7 @@ impl Journal {
 
     /// Records a run as started.
     pub fn start_run(&self, run: &NewRun) -> Result<(), StoreError> {
-        self.append(run.id, &Entry::Started(Cow::Borrowed(run)))
+        self.append(&Entry::Started(Cow::Borrowed(run)))
     }
 
     /// Records the job's own process of run `id`.
@@ -85,161 +121,276 @@ impl Journal {
         pid: u32,
         started: Option<u64>,
     ) -> Result<(), StoreError> {
-        self.append(id, &Entry::Process { pid, started })
+        self.append(&Entry::Process { id, pid, started })
     }
 
     /// Records an earlier attempt of a run.
     pub fn record_attempt(&self, report: &Report) -> Result<(), StoreError> {
-        self.append(report.run_id, &Entry::Attempt(Cow::Borrowed(report)))
+        self.append(&Entry::Attempt(Cow::Borrowed(report)))
     }
 
     /// Records how a run ended.
     pub fn finish_run(&self, report: &Report) -> Result<(), StoreError> {
-        self.append(report.run_id, &Entry::Finished(Cow::Borrowed(report)))
+        self.append(&Entry::Finished(Cow::Borrowed(report)))
     }
 
     /// Records a fire that did not run.
     pub fn record_not_run(&self, not_run: &NotRun) -> Result<(), StoreError> {
-        self.append(not_run.id, &Entry::NotRun(Cow::Borrowed(not_run)))
+        self.append(&Entry::NotRun(Cow::Borrowed(not_run)))
     }
 
     /// Records a trigger's delivery.
     pub fn record_notification(&self, n: &Notification) -> Result<(), StoreError> {
-        self.append(n.run_id, &Entry::Notification(Cow::Borrowed(n)))
+        self.append(&Entry::Notification(Cow::Borrowed(n)))
     }
 
-    /// Appends one entry to run `id`'s file, in one write: a folder reading
-    /// at the same time sees the whole line or none of it.
-    fn append(&self, id: i64, entry: &Entry<'_>) -> Result<(), StoreError> {
-        let path = file_of(&self.dir, id);
+    /// Appends one entry, in one write: a folder reading at the same time
+    /// sees the whole line or none of it.
+    fn append(&self, entry: &Entry<'_>) -> Result<(), StoreError> {
         let mut line = serde_json::to_vec(entry).expect("an entry always serialises");
         line.push(b'\n');
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(&line))
-            .map_err(StoreError::file(path))
+        let mut writers = WRITERS.lock().expect("journal writers");
+        let writer = writers
+            .get_or_insert_with(HashMap::new)
+            .entry(self.dir.to_path_buf())
+            .or_insert_with(|| Writer {
+                name: JournalFile::of_this_process(),
+                file: None,
+                written: 0,
+            });
+        let path = writer.name.path(&self.dir);
+        let fail = StoreError::file(&path);
+        let file = match &mut writer.file {
+            Some(file) => file,
+            None => writer.file.insert(
+                OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&path)
+                    .map_err(StoreError::file(&path))?,
+            ),
+        };
+        file.write_all(&line).map_err(fail)?;
+        writer.written += line.len() as u64;
+        if writer.written >= ROTATE_AT {
+            let mut closed =
+                serde_json::to_vec(&Entry::Closed).expect("an entry always serialises");
+            closed.push(b'\n');
+            file.write_all(&closed).map_err(StoreError::file(&path))?;
+            writer.file = None;
+            writer.written = 0;
+            writer.name.seq += 1;
+        }
+        drop(writers);
+        APPENDED.notify_one();
+        Ok(())
     }
 }
 
-fn file_of(dir: &Path, id: i64) -> PathBuf {
-    dir.join(format!("{id}.jsonl"))
+/// A file of the journal: `<pid>-<start>-<n>.jsonl`, its writer's pid and
+/// start time (so that a later process with the same pid is not taken for
+/// it), and the writer's sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) struct JournalFile {
+    writer: u32,
+    started: u64,
+    seq: u32,
 }
 
-/// A journal file's bookkeeping: how far it is folded, the run its
-/// entries go to, and the process writing it.
-#[derive(Clone, Copy, Debug)]
+impl JournalFile {
+    fn of_this_process() -> JournalFile {
+        let writer = std::process::id();
+        JournalFile {
+            writer,
+            started: crate::process::start_time(writer).unwrap_or(0),
+            seq: 0,
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("{}-{}-{}.jsonl", self.writer, self.started, self.seq)
+    }
+
+    fn parse(name: &str) -> Option<JournalFile> {
+        let mut parts = name.strip_suffix(".jsonl")?.split('-');
+        let file = JournalFile {
+            writer: parts.next()?.parse().ok()?,
+            started: parts.next()?.parse().ok()?,
+            seq: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(file)
+    }
+
+    fn path(&self, dir: &Path) -> PathBuf {
+        dir.join(self.name())
+    }
+
+    /// Whether its writer may still write to it.
+    fn writer_lives(&self) -> bool {
+        self.writer == std::process::id() || crate::process::alive(self.writer, self.started)
+    }
+}
+
+/// What a store remembers of the files it has folded: their identity and
+/// length then. A file unchanged since is not read again.
+pub(super) type FoldedFiles = Mutex<HashMap<JournalFile, (u64, u64)>>;
+
+/// A file's bookkeeping in one fold.
+#[derive(Debug, Default)]
 struct Folded {
+    /// Bytes folded.
     folded: i64,
-    run_id: i64,
-    writer: Option<i64>,
+    /// Whether its writer has closed it.
+    closed: bool,
+    /// Runs recorded under another id than the file gave them (that id
+    /// was taken), as (file's id, recorded id).
+    moved: HashMap<i64, i64>,
+}
+
+impl Folded {
+    fn id(&self, id: i64) -> i64 {
+        self.moved.get(&id).copied().unwrap_or(id)
+    }
 }
 
 impl Store {
-    /// Folds what the journal holds into the history.
+    /// Folds in what the journal holds that is not folded yet.
     pub async fn fold_journal(&self) -> Result<(), StoreError> {
         let dir = self.state_dir.join(DIR);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
+        let listing = match std::fs::read_dir(&dir) {
+            Ok(listing) => listing,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(StoreError::file(dir)(e)),
         };
-        let mut files: Vec<i64> = entries
-            .filter_map(|e| {
-                let name = e.ok()?.file_name();
-                name.to_str()?.strip_suffix(".jsonl")?.parse().ok()
+        // The files changed since this store last folded them, and those
+        // whose writer has gone (to be removed).
+        let mut changed = Vec::new();
+        {
+            let seen = self.folded_files.lock().expect("folded files");
+            for entry in listing.flatten() {
+                let Some(file) = entry.file_name().to_str().and_then(JournalFile::parse) else {
+                    continue;
+                };
+                let Ok(meta) = entry.metadata() else { continue };
+                let now = (meta.ino(), meta.len());
+                if seen.get(&file) != Some(&now) || !file.writer_lives() {
+                    changed.push(file);
+                }
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        changed.sort_unstable();
+
+        // IMMEDIATE: two folders take turns, each reading under the write
+        // lock how far the other got.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows: Vec<(String, i64, bool)> =
+            sqlx::query_as("SELECT file, folded, closed FROM journal_folded")
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut known: HashMap<String, Folded> = rows
+            .into_iter()
+            .map(|(file, folded, closed)| {
+                let state = Folded {
+                    folded,
+                    closed,
+                    moved: HashMap::new(),
+                };
+                (file, state)
             })
             .collect();
-        files.sort_unstable();
-        for &file in &files {
-            self.fold_file(&dir, file).await?;
-        }
-        // Rows of files gone (removed just before a crash) are forgotten.
-        let known: Vec<i64> = sqlx::query_scalar("SELECT file FROM journal_folded")
-            .fetch_all(&self.pool)
-            .await?;
-        for file in known
-            .into_iter()
-            .filter(|f| files.binary_search(f).is_err())
-        {
-            sqlx::query("DELETE FROM journal_folded WHERE file = ?")
-                .bind(file)
-                .execute(&self.pool)
+        let moved: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT file, from_id, to_id FROM journal_moved")
+                .fetch_all(&mut *tx)
                 .await?;
+        for (file, from, to) in moved {
+            known.entry(file).or_default().moved.insert(from, to);
+        }
+        let mut done = Vec::new();
+        for file in changed {
+            let path = file.path(&dir);
+            let mut state = known.remove(&file.name()).unwrap_or_default();
+            let bytes = match read_from(&path, state.folded) {
+                Ok(bytes) => bytes,
+                // Folded and removed by another folder meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::file(path)(e)),
+            };
+            // Whole lines only: the writer may be halfway through one.
+            let whole = memchr::memrchr(b'\n', &bytes).map_or(0, |end| end + 1);
+            if whole > 0 {
+                for line in bytes[..whole].split(|&b| b == b'\n') {
+                    if line.is_empty() {
+                        continue;
+                    }
+                    match serde_json::from_slice::<Entry<'_>>(line) {
+                        Ok(entry) => self.apply(&mut tx, &file, entry, &mut state).await?,
+                        Err(e) => log::warn!(
+                            target: "overnight::store",
+                            "journal `{}`: an entry that cannot be read is left out: {e}",
+                            path.display()
+                        ),
+                    }
+                }
+                state.folded += whole as i64;
+                sqlx::query(
+                    "INSERT INTO journal_folded (file, folded, closed) VALUES (?, ?, ?) \
+                     ON CONFLICT (file) DO UPDATE SET folded = excluded.folded, closed = excluded.closed",
+                )
+                .bind(file.name())
+                .bind(state.folded)
+                .bind(state.closed)
+                .execute(&mut *tx)
+                .await?;
+            }
+            done.push((file, state.folded, state.closed));
+        }
+        // Rows of files gone (removed after an earlier fold) are forgotten:
+        // no file of that name is written again.
+        for (name, _) in known {
+            if !dir.join(&name).exists() {
+                sqlx::query("DELETE FROM journal_folded WHERE file = ?")
+                    .bind(&name)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM journal_moved WHERE file = ?")
+                    .bind(&name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+
+        let mut seen = self.folded_files.lock().expect("folded files");
+        for (file, folded, closed) in done {
+            let path = file.path(&dir);
+            // Nothing more comes to a closed file, nor from a writer that
+            // has exited; the last line of a writer that died halfway
+            // through it is dropped with the file.
+            if (closed || !file.writer_lives()) && std::fs::remove_file(&path).is_ok() {
+                seen.remove(&file);
+            } else if let Ok(meta) = std::fs::metadata(&path) {
+                seen.insert(file, (meta.ino(), folded as u64));
+            }
         }
         Ok(())
     }
 
-    async fn fold_file(&self, dir: &Path, file: i64) -> Result<(), StoreError> {
-        let path = file_of(dir, file);
-        // IMMEDIATE: two folders take turns, each reading how far the
-        // other got under the write lock.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<(i64, i64, Option<i64>)> =
-            sqlx::query_as("SELECT folded, run_id, writer FROM journal_folded WHERE file = ?")
-                .bind(file)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let mut state = row.map_or(
-            Folded {
-                folded: 0,
-                run_id: file,
-                writer: None,
-            },
-            |(folded, run_id, writer)| Folded {
-                folded,
-                run_id,
-                writer,
-            },
-        );
-        let bytes = match read_from(&path, state.folded) {
-            Ok(bytes) => bytes,
-            // Folded and removed by another folder meanwhile.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(StoreError::file(path)(e)),
-        };
-        // Whole lines only: the writer may be halfway through one.
-        let whole = memchr::memrchr(b'\n', &bytes).map_or(0, |end| end + 1);
-        for line in bytes[..whole].split(|&b| b == b'\n') {
-            if line.is_empty() {
-                continue;
+    /// Folds the journal in the background, shortly after each append of
+    /// this process (the daemon's runs); sleeps while nothing is appended.
+    pub fn fold_in_background(&self) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                APPENDED.notified().await;
+                tokio::time::sleep(FOLD_AFTER).await;
+                if let Err(e) = store.fold_journal().await {
+                    log::error!(target: "overnight::store", "journal not folded into the history: {e}");
+                }
             }
-            match serde_json::from_slice::<Entry<'_>>(line) {
-                Ok(entry) => self.apply(&mut tx, entry, &mut state).await?,
-                Err(e) => log::warn!(
-                    target: "overnight::store",
-                    "journal `{}`: an entry that cannot be read is left out: {e}",
-                    path.display()
-                ),
-            }
-        }
-        state.folded += whole as i64;
-        sqlx::query(
-            "INSERT INTO journal_folded (file, folded, run_id, writer) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (file) DO UPDATE SET folded = excluded.folded, run_id = excluded.run_id, \
-             writer = excluded.writer",
-        )
-        .bind(file)
-        .bind(state.folded)
-        .bind(state.run_id)
-        .bind(state.writer)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        // Its writer gone, nothing more can come: the file has served.
-        let gone = state
-            .writer
-            .and_then(|p| u32::try_from(p).ok())
-            .is_some_and(|p| !crate::process::exists(p));
-        if gone {
-            std::fs::remove_file(&path).map_err(StoreError::file(&path))?;
-            sqlx::query("DELETE FROM journal_folded WHERE file = ?")
-                .bind(file)
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(())
+        })
     }
 
     /// Applies one entry; a run whose id turns out taken (a run-id file
@@ -247,49 +398,57 @@ impl Store {
     async fn apply(
         &self,
         tx: &mut SqliteConnection,
+        file: &JournalFile,
         entry: Entry<'_>,
         state: &mut Folded,
     ) -> Result<(), StoreError> {
         match entry {
             Entry::Started(run) => {
                 let mut run = run.into_owned();
-                state.writer = Some(i64::from(run.pid));
+                let given = run.id;
                 while !insert_run(&mut *tx, &run).await? {
-                    run.id = self.id_after_clash(tx, run.id).await?;
+                    run.id = self.id_after_clash(tx, file, given, state).await?;
                 }
-                state.run_id = run.id;
             }
             Entry::NotRun(not_run) => {
                 let mut not_run = not_run.into_owned();
-                state.writer = Some(i64::from(not_run.pid));
+                let given = not_run.id;
                 while !insert_not_run(&mut *tx, &not_run).await? {
-                    not_run.id = self.id_after_clash(tx, not_run.id).await?;
+                    not_run.id = self.id_after_clash(tx, file, given, state).await?;
                 }
-                state.run_id = not_run.id;
             }
-            Entry::Process { pid, started } => {
-                update_process(&mut *tx, state.run_id, pid, started).await?;
+            Entry::Process { id, pid, started } => {
+                update_process(&mut *tx, state.id(id), pid, started).await?;
             }
             Entry::Attempt(report) => {
                 let mut report = report.into_owned();
-                report.run_id = state.run_id;
+                report.run_id = state.id(report.run_id);
                 insert_attempt(&mut *tx, &report).await?;
             }
             Entry::Finished(report) => {
                 let mut report = report.into_owned();
-                report.run_id = state.run_id;
+                report.run_id = state.id(report.run_id);
                 update_finished(&mut *tx, &report).await?;
             }
             Entry::Notification(n) => {
                 let mut n = n.into_owned();
-                n.run_id = state.run_id;
+                n.run_id = state.id(n.run_id);
                 insert_notification(&mut *tx, &n).await?;
             }
+            Entry::Closed => state.closed = true,
         }
         Ok(())
     }
 
-    async fn id_after_clash(&self, tx: &mut SqliteConnection, id: i64) -> Result<i64, StoreError> {
+    /// A new id for a run whose id `given` is taken (the run-id file was
+    /// older than the history), kept for the file's later entries.
+    async fn id_after_clash(
+        &self,
+        tx: &mut SqliteConnection,
+        file: &JournalFile,
+        given: i64,
+        state: &mut Folded,
+    ) -> Result<i64, StoreError> {
         let max: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM runs")
             .fetch_one(&mut *tx)
             .await?;
@@ -297,17 +456,23 @@ impl Store {
         self.ids
             .raise_to(new)
             .map_err(StoreError::file(self.state_dir.as_path()))?;
+        sqlx::query("INSERT OR REPLACE INTO journal_moved (file, from_id, to_id) VALUES (?, ?, ?)")
+            .bind(file.name())
+            .bind(given)
+            .bind(new)
+            .execute(&mut *tx)
+            .await?;
+        state.moved.insert(given, new);
         log::warn!(
             target: "overnight::store",
-            "journal: run id {id} was taken already (the run-id file was older than the history); the run is recorded as #{new}"
+            "journal: run id {given} was taken already (the run-id file was older than the history); the run is recorded as #{new}"
         );
         Ok(new)
     }
 }
-
 /// The file's bytes from `offset` on.
 fn read_from(path: &Path, offset: i64) -> std::io::Result<Vec<u8>> {
-    let mut file = std::fs::File::open(path)?;
+    let mut file = File::open(path)?;
     file.seek(SeekFrom::Start(offset as u64))?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
@@ -360,15 +525,24 @@ mod tests {
         }
     }
 
-    /// A pid no process has: one of a child that has been reaped.
-    fn dead_pid() -> u32 {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        child.wait().unwrap();
-        child.id()
+    /// The journal file a process writes.
+    fn file_of(dir: &Path, pid: u32) -> PathBuf {
+        let file = JournalFile {
+            writer: pid,
+            started: crate::process::start_time(pid).unwrap_or(0),
+            seq: 0,
+        };
+        file.path(&dir.join(DIR))
+    }
+
+    fn line(entry: &Entry<'_>) -> Vec<u8> {
+        let mut line = serde_json::to_vec(entry).unwrap();
+        line.push(b'\n');
+        line
     }
 
     #[tokio::test]
-    async fn entries_are_folded_once_each_as_the_run_goes_and_the_file_goes_with_its_writer() {
+    async fn entries_are_folded_once_each_as_the_run_goes() {
         let dir = tempfile::tempdir().unwrap();
         assert!(
             Journal::open(dir.path()).unwrap().is_none(),
@@ -384,12 +558,11 @@ mod tests {
         assert_eq!(store.run(id).await.unwrap().unwrap().status, "running");
 
         // Half a line (a writer in the middle of its write) waits.
-        let file = dir.path().join(DIR).join(format!("{id}.jsonl"));
+        let file = file_of(dir.path(), std::process::id());
         journal.record_process(id, 4242, Some(7)).unwrap();
         journal.finish_run(&ended(id, Status::Failed)).unwrap();
         let whole = std::fs::read(&file).unwrap();
-        let cut = whole.len() - 10;
-        std::fs::write(&file, &whole[..cut]).unwrap();
+        std::fs::write(&file, &whole[..whole.len() - 10]).unwrap();
         store.fold_journal().await.unwrap();
         let run = store.run(id).await.unwrap().unwrap();
         assert_eq!((run.status.as_str(), run.job_pid), ("running", Some(4242)));
@@ -405,17 +578,61 @@ mod tests {
             1,
             "folded once"
         );
-        assert!(file.exists(), "its writer (this test) still runs");
+        assert!(file.exists(), "its writer (this test) may write more");
+        // A second store (another process) folds nothing twice either.
+        let other = Store::open(dir.path()).await.unwrap();
+        other.fold_journal().await.unwrap();
+        assert_eq!(other.notifications(id).await.unwrap().len(), 1);
+    }
 
-        // A file whose writer has exited is removed once folded.
-        let gone = journal.next_run_id().unwrap();
-        journal
-            .start_run(&started(gone, dead_pid(), dir.path()))
-            .unwrap();
-        journal.finish_run(&ended(gone, Status::Success)).unwrap();
+    #[tokio::test]
+    async fn another_writers_file_goes_once_closed_or_once_that_writer_has_exited() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let journal = Journal::open(dir.path()).unwrap().unwrap();
+        let mut writers: Vec<_> = (0..2)
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("30")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for writer in &writers {
+            let id = journal.next_run_id().unwrap();
+            let run = started(id, writer.id(), dir.path());
+            let report = ended(id, Status::Success);
+            let mut text = line(&Entry::Started(Cow::Borrowed(&run)));
+            text.extend(line(&Entry::Finished(Cow::Borrowed(&report))));
+            std::fs::write(file_of(dir.path(), writer.id()), &text).unwrap();
+            ids.push(id);
+        }
+        // The second writer closes its file (as past ROTATE_AT).
+        let closed = file_of(dir.path(), writers[1].id());
+        let mut text = std::fs::read(&closed).unwrap();
+        text.extend(line(&Entry::Closed));
+        std::fs::write(&closed, &text).unwrap();
+
         store.fold_journal().await.unwrap();
-        assert_eq!(store.run(gone).await.unwrap().unwrap().status, "success");
-        assert!(!dir.path().join(DIR).join(format!("{gone}.jsonl")).exists());
+        for id in &ids {
+            assert_eq!(store.run(*id).await.unwrap().unwrap().status, "success");
+        }
+        let open = file_of(dir.path(), writers[0].id());
+        assert!(open.exists(), "its writer lives and may add deliveries");
+        assert!(!closed.exists(), "a closed file goes once folded");
+        // A writer that has exited writes no more: its file goes.
+        for writer in &mut writers {
+            writer.kill().unwrap();
+            writer.wait().unwrap();
+        }
+        store.fold_journal().await.unwrap();
+        assert!(!open.exists());
+        assert_eq!(
+            store.history(None, 10).await.unwrap().len(),
+            2,
+            "folded once"
+        );
     }
 
     #[tokio::test]
@@ -433,7 +650,7 @@ mod tests {
         let id = journal.next_run_id().unwrap();
         assert_eq!(id, first, "the stale file hands the id out again");
         journal
-            .start_run(&started(id, dead_pid(), dir.path()))
+            .start_run(&started(id, std::process::id(), dir.path()))
             .unwrap();
         journal.finish_run(&ended(id, Status::Success)).unwrap();
         journal.record_notification(&delivery(id)).unwrap();

@@ -3,8 +3,11 @@
 //! One file, `<state_dir>/overnight.db`, in WAL mode so that the CLI reads
 //! while the daemon writes. The schema's migrations are compiled into the
 //! binary and applied in order, tracked by SQLite's `user_version`. A run is
-//! inserted as `running` before its job starts and completed when it ends,
-//! so no started run can be missing from the history.
+//! recorded as `running` before its job starts and completed when it ends,
+//! so no started run can be missing from the history: straight into the
+//! database, or (the daemon, `exec`) into the journal that every reader
+//! folds in first (`journal.rs`). Run ids come from a counter file beside
+//! the database (`ids.rs`), so both ways share one sequence.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -90,6 +93,7 @@ pub struct Store {
     pool: SqlitePool,
     ids: Arc<RunIds>,
     state_dir: Arc<PathBuf>,
+    folded_files: Arc<journal::FoldedFiles>,
 }
 
 /// Times are stored as RFC 3339 UTC text, which sorts like time.
@@ -126,6 +130,7 @@ impl Store {
             pool,
             ids: Arc::new(ids),
             state_dir: Arc::new(state_dir.to_path_buf()),
+            folded_files: Arc::default(),
         };
         store.migrate().await.map_err(fail)?;
         store.fold_journal().await?;

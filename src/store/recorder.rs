@@ -50,16 +50,30 @@ impl Recorder {
         })
     }
 
-    /// The store, to read the history (opened on first use).
+    /// The journal of `store`'s state directory, folded into `store`
+    /// (the daemon's: it folds in the background as well).
+    pub fn journal_of(store: &Store) -> Result<Recorder, StoreError> {
+        let journal =
+            Journal::open(&store.state_dir)?.expect("the store opening starts the run ids");
+        Ok(Recorder::Journal {
+            journal,
+            state_dir: Arc::clone(&store.state_dir),
+            store: Arc::new(OnceCell::new_with(Some(store.clone()))),
+        })
+    }
+
+    /// The store, to read the history (opened on first use), with what the
+    /// journal holds folded in.
     pub async fn store(&self) -> Result<Store, StoreError> {
         match self {
             Recorder::Store(store) => Ok(store.clone()),
             Recorder::Journal {
                 state_dir, store, ..
-            } => store
-                .get_or_try_init(|| Store::open(state_dir))
-                .await
-                .cloned(),
+            } => {
+                let store = store.get_or_try_init(|| Store::open(state_dir)).await?;
+                store.fold_journal().await?;
+                Ok(store.clone())
+            }
         }
     }
 

@@ -220,7 +220,11 @@ fn exec_leaves_the_database_alone_and_the_history_still_has_the_run() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(journal, ["2.jsonl"]);
+    assert_eq!(journal.len(), 1, "{journal:?}");
+    assert!(
+        journal[0].ends_with("-0.jsonl"),
+        "the file of the process that ran it: {journal:?}"
+    );
 
     let history = sb.run(&["history", "--json"]);
     let runs: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
@@ -237,5 +241,32 @@ fn exec_leaves_the_database_alone_and_the_history_still_has_the_run() {
             .next()
             .is_none(),
         "a folded file whose writer has exited is removed"
+    );
+}
+
+/// A run that prints nothing leaves no capture file; `logs` says so.
+#[test]
+fn a_silent_run_leaves_no_capture_file() {
+    let sb = Sandbox::new();
+    assert!(
+        sb.run(&["exec", "--name", "silent", "--", "true"])
+            .status
+            .success()
+    );
+    assert!(
+        sb.run(&["exec", "--name", "talks", "--", "echo", "hi"])
+            .status
+            .success()
+    );
+    let runs = sb.state_dir().join("runs");
+    assert!(!runs.join("silent/1.log").exists());
+    assert!(runs.join("talks/2.log").exists());
+    let out = sb.run(&["logs", "1"]);
+    let (printed, said) = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert_eq!(printed, "");
+    assert!(
+        said.contains("run #1 of `silent` has printed nothing"),
+        "{said}"
     );
 }

@@ -1,9 +1,16 @@
--- How far each journal file (journal/<id>.jsonl, written by runs that do
--- not open the database) has been folded into the history, and the run id
--- its entries go to (its own, unless that id was taken).
+-- How far each journal file (journal/<pid>-<start>-<n>.jsonl, one per
+-- writing process) has been folded into the history, and whether its
+-- writer has closed it.
 CREATE TABLE journal_folded (
-    file   INTEGER PRIMARY KEY,
+    file   TEXT    PRIMARY KEY,
     folded INTEGER NOT NULL,
-    run_id INTEGER NOT NULL,
-    writer INTEGER
+    closed INTEGER NOT NULL
+);
+-- Runs of a journal file recorded under another id than the file gave
+-- them, because that id was taken (a run-id file older than the history).
+CREATE TABLE journal_moved (
+    file    TEXT    NOT NULL,
+    from_id INTEGER NOT NULL,
+    to_id   INTEGER NOT NULL,
+    PRIMARY KEY (file, from_id)
 );
