@@ -636,6 +636,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_writer_closes_a_full_file_and_goes_on_in_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let journal = Journal::open(dir.path()).unwrap().unwrap();
+        let id = journal.next_run_id().unwrap();
+        journal
+            .start_run(&started(id, std::process::id(), dir.path()))
+            .unwrap();
+        let first = file_of(dir.path(), std::process::id());
+        let mut sent = 0;
+        while first.exists() && std::fs::metadata(&first).unwrap().len() < ROTATE_AT {
+            journal.record_notification(&delivery(id)).unwrap();
+            sent += 1;
+        }
+        journal.finish_run(&ended(id, Status::Success)).unwrap();
+        let text = std::fs::read_to_string(&first).unwrap();
+        assert!(
+            text.ends_with("{\"entry\":\"closed\"}\n"),
+            "closed at the end"
+        );
+        let next = first.to_string_lossy().replace("-0.jsonl", "-1.jsonl");
+        assert!(
+            std::fs::read_to_string(&next)
+                .unwrap()
+                .contains("\"finished\"")
+        );
+
+        store.fold_journal().await.unwrap();
+        assert!(!first.exists(), "the closed file goes once folded");
+        assert!(Path::new(&next).exists(), "the file in use stays");
+        assert_eq!(store.notifications(id).await.unwrap().len(), sent);
+        assert_eq!(store.run(id).await.unwrap().unwrap().status, "success");
+    }
+
+    #[tokio::test]
     async fn a_run_whose_id_is_taken_is_recorded_under_a_new_one() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
