@@ -191,7 +191,12 @@ fn push_line(
     bytes: &[u8],
     cut: u64,
 ) {
-    let text = String::from_utf8_lossy(bytes).into_owned();
+    // Valid UTF-8 (nearly every line) is checked at memory speed; only
+    // other lines take the slower lossy path.
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    };
     let mut said = Vec::new();
     let protocol = protocol::parse(&text, at, &mut said);
     batch.push(RunEvent::Line(Line {

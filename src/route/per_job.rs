@@ -308,12 +308,15 @@ impl Append for PerJobFile {
                 .open
                 .lock()
                 .map_err(|_| anyhow!("per_job_file: poisoned"))?;
-            if !open.contains_key(job) {
-                let file = JobFile::open(self.files.template.parts(job)?)
-                    .with_context(|| format!("the log file of job `{job}`"))?;
-                open.insert(job.to_string(), file);
+            match open.get_mut(job) {
+                Some(file) => file.write(record)?,
+                None => {
+                    let mut file = JobFile::open(self.files.template.parts(job)?)
+                        .with_context(|| format!("the log file of job `{job}`"))?;
+                    file.write(record)?;
+                    open.insert(job.to_string(), file);
+                }
             }
-            open.get_mut(job).expect("just inserted").write(record)?;
         }
         flusher().pending();
         Ok(())
@@ -399,8 +402,10 @@ impl Flusher {
 
 /// The job a record belongs to: the last part of a `jobs::…` target.
 fn job_of<'a>(record: &Record<'a>) -> &'a str {
+    // A job's name has no `:` (config::valid_name): its last `:` ends the
+    // section. A byte search, once per line.
     match record.target().strip_prefix("jobs::") {
-        Some(rest) => rest.rsplit("::").next().unwrap_or("overnight"),
+        Some(rest) => rest.rfind(':').map_or(rest, |colon| &rest[colon + 1..]),
         None => "overnight",
     }
 }
