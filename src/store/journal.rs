@@ -227,7 +227,12 @@ impl JournalFile {
 
     /// Whether its writer may still write to it.
     fn writer_lives(&self) -> bool {
-        self.writer == std::process::id() || crate::process::alive(self.writer, self.started)
+        match self.started {
+            _ if self.writer == std::process::id() => true,
+            // Its start time could not be read (no /proc): by pid alone.
+            0 => crate::process::exists(self.writer),
+            started => crate::process::alive(self.writer, started),
+        }
     }
 }
 
