@@ -253,7 +253,9 @@ fn output(b: &mut Bench) {
     std::fs::write(dir.join("log4rs.yaml"), PER_JOB_FILES).unwrap();
     let job = format!("yes '{}' | head -n {LINES}", "x".repeat(99));
     let rate = |d: Duration| LINES as f64 / d.as_secs_f64();
+    settle_disk();
     let plain = time(|| ok(sh(&format!("{job} > {}", dir.join("plain.out").display()))));
+    settle_disk();
     let log_config = dir.join("log4rs.yaml");
     let ours = time(|| {
         ok(overnight(
@@ -312,6 +314,7 @@ fn output(b: &mut Bench) {
             );
             continue;
         }
+        settle_disk();
         let theirs = time(|| ok(sh(&script)));
         b.row(
             &case,
@@ -323,6 +326,13 @@ fn output(b: &mut Bench) {
             String::new(),
         );
     }
+}
+
+/// Writes back what earlier cases (or a build) left dirty, so that each
+/// contender of the output case starts from the same quiet disk instead of
+/// paying for another's writeback.
+fn settle_disk() {
+    ok(Command::new("sync"));
 }
 
 fn count_lines(path: &Path) -> u64 {

@@ -19,12 +19,10 @@ use crate::event::{RunEvent, Stream};
 
 /// Where a run's capture file lives.
 pub fn path_for(state_dir: &Path, job: &str, run_id: i64) -> PathBuf {
-    dir_for(state_dir, job).join(format!("{run_id}.log"))
-}
-
-/// Where a job's capture files live.
-pub fn dir_for(state_dir: &Path, job: &str) -> PathBuf {
-    state_dir.join("runs").join(job)
+    state_dir
+        .join("runs")
+        .join(job)
+        .join(format!("{run_id}.log"))
 }
 
 /// Writes one run's capture file.

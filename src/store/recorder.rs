@@ -1,6 +1,7 @@
-//! Where a runner records its runs: straight into the store (the daemon,
-//! which keeps it open), or into the journal (a one-shot command, which
-//! then never opens SQLite unless a trigger needs to read the history).
+//! Where a runner records its runs: into the journal (the daemon and the
+//! one-shot commands: no run waits on SQLite, and `exec` never opens it
+//! unless a trigger must read the history), or straight into the store
+//! (`overnight trigger test`, and tests that want each write at once).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
