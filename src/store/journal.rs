@@ -530,6 +530,14 @@ mod tests {
         }
     }
 
+    /// A state directory with its store and its journal.
+    async fn opened() -> (tempfile::TempDir, Store, Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let journal = Journal::open(dir.path()).unwrap().unwrap();
+        (dir, store, journal)
+    }
+
     /// The journal file a process writes.
     fn file_of(dir: &Path, pid: u32) -> PathBuf {
         let file = JournalFile {
@@ -592,9 +600,7 @@ mod tests {
 
     #[tokio::test]
     async fn another_writers_file_goes_once_closed_or_once_that_writer_has_exited() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        let journal = Journal::open(dir.path()).unwrap().unwrap();
+        let (dir, store, journal) = opened().await;
         let mut writers: Vec<_> = (0..2)
             .map(|_| {
                 std::process::Command::new("sleep")
@@ -642,9 +648,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_writer_closes_a_full_file_and_goes_on_in_the_next() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        let journal = Journal::open(dir.path()).unwrap().unwrap();
+        let (dir, store, journal) = opened().await;
         let id = journal.next_run_id().unwrap();
         journal
             .start_run(&started(id, std::process::id(), dir.path()))
@@ -677,9 +681,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_run_whose_id_is_taken_is_recorded_under_a_new_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        let journal = Journal::open(dir.path()).unwrap().unwrap();
+        let (dir, store, journal) = opened().await;
         let first = store.next_run_id().unwrap();
         store
             .start_run(&started(first, std::process::id(), dir.path()))

@@ -187,15 +187,18 @@ fn exec_leaves_the_database_alone_and_the_history_still_has_the_run() {
     // history folds that run in.
     assert!(sb.run(&["history"]).status.success());
     let state = sb.state_dir();
-    let files = ["overnight.db", "overnight.db-wal"];
-    let before: Vec<_> = files
-        .iter()
-        .map(|f| {
-            std::fs::metadata(state.join(f))
-                .map(|m| (m.len(), m.modified().unwrap()))
-                .ok()
-        })
-        .collect();
+    // The database's files: their sizes and times.
+    let stamps = || -> Vec<_> {
+        ["overnight.db", "overnight.db-wal"]
+            .iter()
+            .map(|f| {
+                std::fs::metadata(state.join(f))
+                    .map(|m| (m.len(), m.modified().unwrap()))
+                    .ok()
+            })
+            .collect()
+    };
+    let before = stamps();
 
     let out = sb.run(&[
         "exec",
@@ -207,15 +210,7 @@ fn exec_leaves_the_database_alone_and_the_history_still_has_the_run() {
         "echo run $OVERNIGHT_RUN_ID",
     ]);
     assert!(out.status.success(), "{:?}", text(&out));
-    let after: Vec<_> = files
-        .iter()
-        .map(|f| {
-            std::fs::metadata(state.join(f))
-                .map(|m| (m.len(), m.modified().unwrap()))
-                .ok()
-        })
-        .collect();
-    assert_eq!(before, after, "exec wrote to the database");
+    assert_eq!(before, stamps(), "exec wrote to the database");
     let journal: Vec<_> = std::fs::read_dir(state.join("journal"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
