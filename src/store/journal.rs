@@ -150,24 +150,30 @@ impl Journal {
         let mut line = serde_json::to_vec(entry).expect("an entry always serialises");
         line.push(b'\n');
         let mut writers = WRITERS.lock().expect("journal writers");
-        let writer = writers
-            .get_or_insert_with(HashMap::new)
-            .entry(self.dir.to_path_buf())
-            .or_insert_with(|| Writer {
+        // Per append: no allocation but the line's, no path built unless
+        // the file is opened or a write fails.
+        let by_dir = writers.get_or_insert_with(HashMap::new);
+        if !by_dir.contains_key(self.dir.as_path()) {
+            let writer = Writer {
                 name: JournalFile::of_this_process(),
                 file: None,
                 written: 0,
-            });
-        let path = writer.name.path(&self.dir);
-        let fail = StoreError::file(&path);
+            };
+            by_dir.insert(self.dir.to_path_buf(), writer);
+        }
+        let writer = by_dir
+            .get_mut(self.dir.as_path())
+            .expect("just made if missing");
+        let name = writer.name;
+        let fail = |e| StoreError::file(name.path(&self.dir))(e);
         let file = match &mut writer.file {
             Some(file) => file,
             None => writer.file.insert(
                 OpenOptions::new()
                     .append(true)
                     .create(true)
-                    .open(&path)
-                    .map_err(StoreError::file(&path))?,
+                    .open(name.path(&self.dir))
+                    .map_err(fail)?,
             ),
         };
         file.write_all(&line).map_err(fail)?;
@@ -176,7 +182,7 @@ impl Journal {
             let mut closed =
                 serde_json::to_vec(&Entry::Closed).expect("an entry always serialises");
             closed.push(b'\n');
-            file.write_all(&closed).map_err(StoreError::file(&path))?;
+            file.write_all(&closed).map_err(fail)?;
             writer.file = None;
             writer.written = 0;
             writer.name.seq += 1;
