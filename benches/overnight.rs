@@ -168,8 +168,8 @@ async fn dispatch(b: &mut Bench) {
         .unwrap();
     // The daemon's recorder: the journal, folded into the store in the
     // background; the last fold is inside the time.
-    let recorder = overnight::store::Recorder::journal_of(&store).unwrap();
-    let folding = store.fold_in_background();
+    let (recorder, journal) = overnight::store::Recorder::journal_of(&store).unwrap();
+    let folding = store.fold_in_background(journal);
     let runner = overnight::runner::Runner::new(recorder, dir.join("state"), None);
     let job = overnight::config::Job::adhoc("true".into(), vec!["/bin/true".into()]);
     let start = Instant::now();
@@ -605,6 +605,7 @@ async fn history(b: &mut Bench) {
                     started_at: chrono::Utc::now(),
                     host: "bench".into(),
                     pid: std::process::id(),
+                    runner_started: None,
                     locks: Vec::new(),
                     capture: state.join(format!("{id}.log")),
                 };
@@ -627,7 +628,7 @@ async fn history(b: &mut Bench) {
         }
     };
     let direct = record(overnight::store::Recorder::Store(store.clone())).await;
-    let journaled = record(overnight::store::Recorder::journal_of(&store).unwrap()).await;
+    let journaled = record(overnight::store::Recorder::journal_of(&store).unwrap().0).await;
     let recorded = store.history(Some("bench"), 2 * WRITES).await.unwrap();
     assert_eq!(recorded.len(), 2 * WRITES as usize, "every run recorded");
     assert!(recorded.iter().all(|r| r.status == "success"));

@@ -64,14 +64,10 @@ impl Capture {
             let opened = self
                 .path
                 .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| {
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .write(true)
-                        .append(attempt > 1)
-                        .truncate(attempt == 1)
-                        .open(&self.path)
+                .map_or(Ok(()), crate::state::create_dir)
+                .and_then(|()| match attempt {
+                    1 => crate::state::create(&self.path),
+                    _ => crate::state::open_append(&self.path),
                 })
                 .map(|f| BufWriter::with_capacity(64 * 1024, f))
                 .and_then(|mut out| {

@@ -15,6 +15,9 @@ pub enum Outcome {
     Usage,
     /// 3: a job ended with warnings.
     Warning,
+    /// 128 + N: the command was ended by signal N (as a shell reports it),
+    /// after recording the run it waited for.
+    Signalled(i32),
 }
 
 impl Outcome {
@@ -39,6 +42,7 @@ impl Outcome {
             Outcome::Failed => 1,
             Outcome::Usage => 2,
             Outcome::Warning => 3,
+            Outcome::Signalled(number) => 128u8.saturating_add(number as u8),
         }
     }
 }

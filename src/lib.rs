@@ -22,4 +22,5 @@ pub mod report;
 pub mod route;
 pub mod runner;
 pub mod schedule;
+pub mod state;
 pub mod store;

@@ -12,7 +12,7 @@
 //! the waiters); a lock held by another process (an orphaned job, an
 //! `overnight exec`) is retried each second until the wait runs out.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -153,15 +153,10 @@ fn try_all(state_dir: &Path, specs: &[LockSpec]) -> Result<Result<Held, LockSpec
 
 fn open(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::state::create_dir(dir)?;
     }
     // std opens with O_CLOEXEC: no child inherits the lock by accident.
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
+    crate::state::open_rw(path)
 }
 
 /// Replaces the file's content with `pid` (at offset 0, whatever the

@@ -68,6 +68,8 @@ pub struct Runner {
     recorder: Recorder,
     state_dir: Arc<PathBuf>,
     host: Arc<str>,
+    /// This process's start time, recorded with its runs.
+    started: Option<u64>,
     parallel: Option<Arc<Semaphore>>,
     active: Arc<Active>,
     notifier: Notifier,
@@ -98,6 +100,7 @@ impl Runner {
             recorder,
             state_dir,
             host: crate::store::hostname().into(),
+            started: crate::process::start_time(std::process::id()),
             parallel: max_parallel.map(|n| Arc::new(Semaphore::new(n))),
             active: Arc::default(),
             queued: Arc::default(),
@@ -164,7 +167,11 @@ impl Runner {
 
         let run_id = self.recorder.next_run_id()?;
         let started_at = Utc::now();
-        self.recorder
+        // The job runs even when its bookkeeping cannot be written (a full
+        // disk): the first failure is kept and said in the report.
+        let mut unrecorded = None;
+        let started = self
+            .recorder
             .start_run(&NewRun {
                 id: run_id,
                 job: job.name.clone(),
@@ -173,10 +180,12 @@ impl Runner {
                 started_at,
                 host: self.host.to_string(),
                 pid: std::process::id(),
+                runner_started: self.started,
                 locks: specs,
                 capture: capture::path_for(&self.state_dir, &job.name, run_id),
             })
-            .await?;
+            .await;
+        note_unrecorded(&mut unrecorded, run_id, started);
         let (stop_tx, stop) = watch::channel(None);
         self.active
             .lock()
@@ -204,7 +213,8 @@ impl Runner {
                 .filter(|r| report.status == Status::Failed && attempt <= r.count && !stopped);
             let Some(retries) = retry else { break report };
             // Earlier attempts are kept apart; the run's row is the last.
-            self.recorder.record_attempt(&report).await?;
+            let recorded = self.recorder.record_attempt(&report).await;
+            note_unrecorded(&mut unrecorded, run_id, recorded);
             self.notifier.moment(job, &report, Moment::Retrying);
             attempt += 1;
             let mut stop = stop.clone();
@@ -216,9 +226,19 @@ impl Runner {
         // Out of the active runs whatever the store says: a run that could
         // not be recorded is closed as lost at the next start.
         self.active.lock().expect("active runs").remove(&run_id);
-        self.recorder.finish_run(&report).await?;
+        let mut report = report;
+        let recorded = self.recorder.finish_run(&report).await;
+        note_unrecorded(&mut unrecorded, run_id, recorded);
+        if let Some(why) = unrecorded {
+            report.details.insert(UNRECORDED.into(), why.into());
+        }
         self.notifier.moment(job, &report, Moment::Final);
         Ok(Outcome::Ran(Box::new(report)))
+    }
+
+    /// Where it records runs.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
     }
 
     /// The triggers' deliverer.
@@ -298,7 +318,8 @@ impl Runner {
         why: &str,
     ) -> Result<i64, StoreError> {
         let id = self.recorder.next_run_id()?;
-        self.recorder
+        let recorded = self
+            .recorder
             .record_not_run(&NotRun {
                 id,
                 job: job.name.clone(),
@@ -310,7 +331,8 @@ impl Runner {
                 host: self.host.to_string(),
                 pid: std::process::id(),
             })
-            .await?;
+            .await;
+        note_unrecorded(&mut None, id, recorded);
         Router::new(&job.name, id, 1, job.stderr_level).not_run(status, scheduled_at, why);
         let capture = capture::path_for(&self.state_dir, &job.name, id);
         let report = Report::synthetic(
@@ -372,7 +394,7 @@ impl Runner {
         // capture file: the run's folder must exist first.
         if let Some(dir) = header.capture.parent() {
             // A few fast syscalls: no hop to the blocking pool.
-            let _ = std::fs::create_dir_all(dir);
+            let _ = crate::state::create_dir(dir);
         }
         let _ = std::fs::remove_file(&report_file);
 
@@ -466,6 +488,18 @@ impl Runner {
                 report
             }
         }
+    }
+}
+
+/// The report detail that says why a run is not (yet) in the history.
+pub const UNRECORDED: &str = "record_error";
+
+/// Keeps the first failure to record run `id`, and says it in the daemon's
+/// log.
+fn note_unrecorded(first: &mut Option<String>, id: i64, recorded: Result<(), StoreError>) {
+    if let Err(e) = recorded {
+        log::error!(target: "overnight::runner", "run #{id}: {e}");
+        first.get_or_insert_with(|| e.to_string());
     }
 }
 

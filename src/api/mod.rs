@@ -188,8 +188,10 @@ async fn status(State(shared): State<Arc<Shared>>) -> Result<Json<StatusBody>, A
         .map(|job| JobStatus::of(job, now))
         .collect();
     let store = &shared.store;
-    // Runs of `overnight exec` are in the journal until folded.
+    // Runs of `overnight exec` are in the journal until folded; one whose
+    // runner was killed is closed.
     store.fold_journal().await?;
+    store.close_lost(shared.runner.host(), false).await?;
     let running = store.running().await?;
     let locks = LockHolder::from_rows(store.held_locks().await?);
     Ok(Json(StatusBody {

@@ -48,9 +48,9 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         job.mail = std::sync::Arc::clone(&config.mail);
     }
     let state_dir = config.map_or_else(config::default_state_dir, |c| c.state_dir);
-    let outcome = super::run::locally(&state_dir, None, &job, Trigger::Exec).await?;
+    let (outcome, signalled) = super::run::locally(&state_dir, None, &job, Trigger::Exec).await?;
     if let crate::runner::Outcome::NotRun { id, why } = &outcome {
         eprintln!("{} #{id}: skipped ({why})", job.name);
     }
-    Ok(Outcome::of(outcome.status()))
+    Ok(signalled.map_or_else(|| Outcome::of(outcome.status()), Outcome::Signalled))
 }

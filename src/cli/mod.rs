@@ -133,7 +133,15 @@ async fn open_store(state_dir: &Path) -> Result<Store, CliError> {
             state_dir.display()
         )));
     }
-    Ok(Store::open(state_dir).await?)
+    opened(Store::open(state_dir).await?).await
+}
+
+/// A store opened to be read: runs whose runner and job are both gone (an
+/// `overnight exec` killed with -9) are closed as `lost` first, so that no
+/// dead holder shows.
+async fn opened(store: Store) -> Result<Store, CliError> {
+    store.close_lost(&crate::store::hostname(), false).await?;
+    Ok(store)
 }
 
 /// Parses the command line, runs the command, and maps its result to an

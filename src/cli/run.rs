@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
 use super::{CliError, ConfigArg};
 use crate::api::client::Client;
 use crate::config::Job;
@@ -32,39 +34,101 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         Some(daemon) => daemon.run(&job.name).await?,
         None => {
             crate::route::install(crate::daemon::routing(&config)?);
-            locally(&config.state_dir, config.max_parallel, job, Trigger::Manual).await?
+            let (outcome, signalled) =
+                locally(&config.state_dir, config.max_parallel, job, Trigger::Manual).await?;
+            if let Some(number) = signalled {
+                print!("{}", outcome_text(&outcome, job));
+                return Ok(Outcome::Signalled(number));
+            }
+            outcome
         }
     };
-    match &outcome {
-        RunOutcome::Ran(report) => print!("{}", report.to_text()),
-        RunOutcome::NotRun { id, why } => println!("{} #{id}: skipped ({why})", job.name),
-    }
+    print!("{}", outcome_text(&outcome, job));
     Ok(Outcome::of(outcome.status()))
 }
 
-/// Runs `job` in this process; Ctrl-C ends the job's process group and the
-/// run is still recorded.
+/// The report summary, or why the job did not run.
+fn outcome_text(outcome: &RunOutcome, job: &Job) -> String {
+    match outcome {
+        RunOutcome::Ran(report) => report.to_text(),
+        RunOutcome::NotRun { id, why } => format!("{} #{id}: skipped ({why})\n", job.name),
+    }
+}
+
+/// Runs `job` in this process. SIGINT, SIGTERM or SIGHUP (Ctrl-C, `timeout`,
+/// systemd, a closed terminal) ends the job's process group, the run is
+/// recorded as ended by that signal, and the signal's number comes back
+/// with the outcome, for the exit code 128 + N.
 pub(super) async fn locally(
     state_dir: &Path,
     max_parallel: Option<usize>,
     job: &Job,
     trigger: Trigger,
-) -> Result<RunOutcome, CliError> {
+) -> Result<(RunOutcome, Option<i32>), CliError> {
     // The journal, not SQLite: the next command that reads the history
-    // folds it in (crate::store::journal).
-    let recorder = Recorder::journal(state_dir).await?;
+    // folds it in (crate::store::journal). A state directory that cannot
+    // be used does not keep the job from running.
+    let recorder = match Recorder::journal(state_dir).await {
+        Ok(recorder) => recorder,
+        Err(e) => Recorder::Nowhere(e.to_string().into()),
+    };
     let runner = Runner::new(recorder, state_dir.to_path_buf(), max_parallel);
     let interrupt = {
         let runner = runner.clone();
+        let mut signals = Signals::new()
+            .map_err(|e| CliError::Usage(format!("cannot catch SIGTERM and SIGINT: {e}")))?;
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                runner.stop_all("interrupted: Ctrl-C");
-            }
+            let (number, name) = signals.next().await;
+            runner.stop_all(&format!("terminated by {name}"));
+            number
         })
     };
     let outcome = runner.run(job, trigger, None).await;
     // The triggers speak before the process ends.
     runner.notifier().settled().await;
-    interrupt.abort();
-    Ok(outcome?)
+    let signalled = match interrupt.is_finished() {
+        true => interrupt.await.ok(),
+        false => {
+            interrupt.abort();
+            None
+        }
+    };
+    // What could not be written during the run is tried once more: this
+    // process keeps nothing after it ends.
+    if let Ok(RunOutcome::Ran(report)) = &outcome
+        && report.details.contains_key(crate::runner::UNRECORDED)
+        && let Err(e) = runner.recorder().flush()
+    {
+        eprintln!(
+            "warning: run #{} of `{}` is not in the history: {e}",
+            report.run_id, report.job
+        );
+    }
+    Ok((outcome?, signalled))
+}
+
+/// The signals that end a wrapped job: SIGINT, SIGTERM, SIGHUP.
+struct Signals([(i32, &'static str, Signal); 3]);
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        let catch = |number, name| -> std::io::Result<_> {
+            Ok((number, name, signal(SignalKind::from_raw(number))?))
+        };
+        Ok(Signals([
+            catch(libc::SIGINT, "SIGINT")?,
+            catch(libc::SIGTERM, "SIGTERM")?,
+            catch(libc::SIGHUP, "SIGHUP")?,
+        ]))
+    }
+
+    /// The next one to come: its number and name.
+    async fn next(&mut self) -> (i32, &'static str) {
+        let [int, term, hup] = &mut self.0;
+        tokio::select! {
+            _ = int.2.recv() => (int.0, int.1),
+            _ = term.2.recv() => (term.0, term.1),
+            _ = hup.2.recv() => (hup.0, hup.1),
+        }
+    }
 }

@@ -38,7 +38,7 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         .as_ref()
         .map_or_else(crate::config::default_state_dir, |c| c.state_dir.clone());
     let (mut last, running, locks) = if state_dir.join("overnight.db").exists() {
-        let store = Store::open(&state_dir).await?;
+        let store = super::opened(Store::open(&state_dir).await?).await?;
         let locks = LockHolder::from_rows(store.held_locks().await?);
         (store.last_finished().await?, store.running().await?, locks)
     } else {

@@ -5,9 +5,7 @@
 //! at a clean stop; a card whose pid is gone is ignored, so a crash leaves
 //! nothing that misleads the CLI.
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -31,7 +29,7 @@ impl DaemonInfo {
     /// A card for this process, with a fresh random token.
     pub fn new(addr: SocketAddr) -> std::io::Result<DaemonInfo> {
         let mut bytes = [0u8; 16];
-        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+        crate::state::random_bytes(&mut bytes)?;
         Ok(DaemonInfo {
             pid: std::process::id(),
             addr,
@@ -41,21 +39,19 @@ impl DaemonInfo {
 
     /// Writes the card, readable by its owner only.
     pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(state_dir)?;
-        let tmp = state_dir.join("daemon.json.tmp");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(serde_json::to_string(self).expect("serialises").as_bytes())?;
-        std::fs::rename(tmp, path(state_dir))
+        crate::state::prepare(state_dir)?;
+        let card = serde_json::to_vec(self).expect("a card always serialises");
+        crate::state::replace(&path(state_dir), &card)
     }
 
     /// The card of a live daemon on this state directory, if there is one.
     pub fn read(state_dir: &Path) -> Option<DaemonInfo> {
-        let text = std::fs::read_to_string(path(state_dir)).ok()?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut crate::state::open_read(&path(state_dir)).ok()?,
+            &mut text,
+        )
+        .ok()?;
         let info: DaemonInfo = serde_json::from_str(&text).ok()?;
         crate::process::exists(info.pid).then_some(info)
     }

@@ -132,7 +132,7 @@ pub async fn run_with_clock(
         dir: config.state_dir.clone(),
         source,
     };
-    std::fs::create_dir_all(&config.state_dir).map_err(state_error)?;
+    crate::state::prepare(&config.state_dir).map_err(state_error)?;
     let daemon_lock = DaemonLock::take(&config.state_dir).map_err(DaemonError::AlreadyRunning)?;
     route::install(routing(&config)?);
     let store = Store::open(&config.state_dir).await?;
@@ -146,15 +146,12 @@ pub async fn run_with_clock(
 
     let state_dir = config.state_dir.clone();
     let grace = config.shutdown_grace;
-    let folding = store.fold_in_background();
+    // Runs are journaled and folded in the background: a job never waits
+    // on the database to start or to end (crate::store::journal).
+    let (recorder, journal) = Recorder::journal_of(&store)?;
+    let folding = store.fold_in_background(journal);
     let shared = Arc::new(Shared {
-        // Runs are journaled and folded in the background: a job never
-        // waits on the database to start or to end (crate::store::journal).
-        runner: Runner::new(
-            Recorder::journal_of(&store)?,
-            config.state_dir.clone(),
-            config.max_parallel,
-        ),
+        runner: Runner::new(recorder, config.state_dir.clone(), config.max_parallel),
         store: store.clone(),
         config: RwLock::new(Arc::new(config)),
         inflight: Arc::default(),

@@ -20,9 +20,14 @@ use crate::store::StoreError;
 /// Closes or watches every run a dead daemon left `running`.
 pub async fn abandoned_runs(shared: &Arc<Shared>) -> Result<(), StoreError> {
     let store = &shared.store;
-    for run in store.abandoned(shared.runner.host()).await? {
-        match run.process {
-            Some((pid, started)) if process::alive(pid, started) => {
+    for report in store.close_lost(shared.runner.host(), true).await? {
+        warn!(target: "overnight::daemon", "run #{} of `{}` closed as lost", report.run_id, report.job);
+        notify(shared, Some(report));
+    }
+    for run in store.abandoned(shared.runner.host(), true).await? {
+        // Its job ended between the two looks: the next reader closes it.
+        if let Some((pid, _)) = run.process.filter(|_| run.job_lives()) {
+            {
                 warn!(
                     target: "overnight::daemon",
                     "run #{} of `{}` outlived the daemon that started it: pid {pid} still runs; watching it",
@@ -47,12 +52,6 @@ pub async fn abandoned_runs(shared: &Arc<Shared>) -> Result<(), StoreError> {
                         &why,
                     );
                 });
-            }
-            _ => {
-                let why = "lost: the daemon that started it died, and the job is gone too; its outcome is unknown";
-                let report = store.close_abandoned(run.id, Status::Lost, why).await?;
-                notify(shared, report);
-                warn!(target: "overnight::daemon", "run #{} of `{}` closed as lost", run.id, run.job);
             }
         }
     }

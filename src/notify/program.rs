@@ -5,6 +5,7 @@
 //! `OVERNIGHT_ATTEMPT`, `OVERNIGHT_STATUS`, `OVERNIGHT_CONDITION`, `OVERNIGHT_RULE` and
 //! `OVERNIGHT_REPORT` (a file holding the same JSON).
 
+use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -29,9 +30,9 @@ pub async fn run(
 ) -> Result<String, String> {
     let json = serde_json::to_string(report).expect("a report always serialises");
     if let Some(dir) = report_file.parent() {
-        let _ = tokio::fs::create_dir_all(dir).await;
+        let _ = crate::state::create_dir(dir);
     }
-    let _ = tokio::fs::write(report_file, &json).await;
+    let _ = crate::state::create(report_file).and_then(|mut f| f.write_all(json.as_bytes()));
     let mut command = Command::new(&argv[0]);
     command
         .args(&argv[1..])

@@ -1,4 +1,10 @@
 //! Runs a dead runner left `running`: finding and closing them.
+//!
+//! A runner (the daemon, `overnight exec`, `overnight run`) is known by its
+//! pid and start time, recorded with each run. Once it is gone, its run can
+//! end no other way: whoever reads the history closes it — the daemon at
+//! start (watching a job that outlived it), every reading command and the
+//! API for the rest ([`Store::close_lost`]).
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -6,6 +12,14 @@ use std::path::PathBuf;
 
 use super::{Store, StoreError, time_text};
 use crate::report::{Report, Status, Trigger};
+
+impl Abandoned {
+    /// Whether the job's own process still runs.
+    pub fn job_lives(&self) -> bool {
+        self.process
+            .is_some_and(|(pid, started)| crate::process::alive(pid, started))
+    }
+}
 
 /// A run left `running` by a runner that is gone.
 #[derive(Debug, Clone)]
@@ -19,19 +33,24 @@ pub struct Abandoned {
 }
 
 impl Store {
-    /// Runs left `running` on this host by a runner that is gone.
-    pub async fn abandoned(&self, host: &str) -> Result<Vec<Abandoned>, StoreError> {
-        let rows = sqlx::query("SELECT id, job, pid, job_pid, job_started FROM runs WHERE status = 'running' AND host = ?")
+    /// Runs left `running` on this host by a runner that is gone; with
+    /// `mine`, also this process's (a daemon starting runs none yet: those
+    /// are an earlier daemon's of the same process, as in tests).
+    pub async fn abandoned(&self, host: &str, mine: bool) -> Result<Vec<Abandoned>, StoreError> {
+        let rows = sqlx::query("SELECT id, job, pid, runner_started, job_pid, job_started FROM runs WHERE status = 'running' AND host = ?")
             .bind(host)
             .fetch_all(&self.pool)
             .await?;
         let mut out = Vec::new();
         for row in rows {
             let pid: Option<i64> = row.try_get("pid")?;
-            if pid.is_some_and(|p| {
-                p != i64::from(std::process::id())
-                    && u32::try_from(p).is_ok_and(crate::process::exists)
-            }) {
+            let started: Option<i64> = row.try_get("runner_started")?;
+            let runner_lives = |pid: u32| match started {
+                _ if pid == std::process::id() => !mine,
+                Some(started) => crate::process::alive(pid, started as u64),
+                None => crate::process::exists(pid),
+            };
+            if pid.is_some_and(|p| u32::try_from(p).is_ok_and(runner_lives)) {
                 continue; // its runner (an `overnight exec`, say) still runs it
             }
             let job_pid: Option<i64> = row.try_get("job_pid")?;
@@ -45,9 +64,37 @@ impl Store {
         Ok(out)
     }
 
+    /// Closes the runs whose runner is gone and whose job is gone too, as
+    /// `lost` (`mine` as for [`Store::abandoned`]); returns their reports. A run whose job still lives stays
+    /// `running` (it holds its locks for real) until the daemon watches it
+    /// to its end or it ends.
+    pub async fn close_lost(&self, host: &str, mine: bool) -> Result<Vec<Report>, StoreError> {
+        let lost: Vec<Abandoned> = self
+            .abandoned(host, mine)
+            .await?
+            .into_iter()
+            .filter(|run| !run.job_lives())
+            .collect();
+        let mut closed = Vec::new();
+        if lost.is_empty() {
+            return Ok(closed);
+        }
+        // The runner may have written its run's end after the fold that
+        // showed the run `running`; now that it is known gone, a fold reads
+        // its journal to the end.
+        self.fold_journal().await?;
+        for run in lost {
+            let why = "lost: the overnight process that ran it ended without recording its end \
+                       (killed, or its machine stopped), and the job is gone too; its outcome is unknown";
+            closed.extend(self.close_abandoned(run.id, Status::Lost, why).await?);
+        }
+        Ok(closed)
+    }
+
     /// Closes an abandoned run with `status` (`lost`, `orphaned`), a
     /// summary, and a report holding one error entry that says what
-    /// happened; its lock records go. Returns that report.
+    /// happened; its lock records go. Returns that report, or `None` when
+    /// the run is not `running` (any more).
     pub async fn close_abandoned(
         &self,
         id: i64,
@@ -86,8 +133,7 @@ impl Store {
             .max(0) as u64;
         report.attempt = run.attempt as u32;
         let now = report.finished_at;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let closed = sqlx::query(
             "UPDATE runs SET status = ?, finished_at = ?, summary = ?, error_count = 1, report = ? \
              WHERE id = ? AND status = 'running'",
         )
@@ -96,10 +142,8 @@ impl Store {
         .bind(why)
         .bind(serde_json::to_string(&report).expect("a report always serialises"))
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-
-        tx.commit().await?;
-        Ok(Some(report))
+        Ok((closed.rows_affected() == 1).then_some(report))
     }
 }

@@ -1,6 +1,7 @@
 //! Run ids, handed out from a small file rather than by SQLite.
 //!
-//! `<state_dir>/last-run-id` holds the last id given, as decimal text.
+//! `<state_dir>/last-run-id` holds the last id given, as decimal text of
+//! a fixed width.
 //! Taking the next one is a `flock`, a read and a write: no database is
 //! opened, so `overnight exec` can name its run (capture file, log lines,
 //! `$OVERNIGHT_RUN_ID`) before anything else, and the daemon and any
@@ -8,7 +9,7 @@
 //! raises the file to the largest id the history holds, so a lost or stale
 //! file can never hand out an id twice once the store has been seen.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
@@ -17,6 +18,9 @@ use std::sync::Mutex;
 
 /// The file's name in the state directory.
 const FILE: &str = "last-run-id";
+
+/// The digits an id is written with, zero-padded: any i64 fits.
+const WIDTH: usize = 19;
 
 /// The sequence of run ids of one state directory.
 #[derive(Debug)]
@@ -28,12 +32,7 @@ pub struct RunIds {
 impl RunIds {
     /// Opens (creating if need be) the sequence in `state_dir`.
     pub fn open(state_dir: &Path) -> io::Result<RunIds> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(state_dir.join(FILE))?;
+        let file = crate::state::open_rw(&state_dir.join(FILE))?;
         Ok(RunIds {
             file: Mutex::new(file),
         })
@@ -88,7 +87,9 @@ impl RunIds {
         };
         let (out, write) = f(last)?;
         if let Some(id) = write {
-            let text = format!("{id}\n");
+            // Always as wide, so that a write never needs another block: a
+            // full disk does not stop the ids.
+            let text = format!("{id:0WIDTH$}\n");
             file.write_all_at(text.as_bytes(), 0)?;
             if text.len() < n {
                 file.set_len(text.len() as u64)?;
@@ -139,7 +140,7 @@ mod tests {
         assert_eq!(ids.next().unwrap(), 100);
         assert_eq!(
             std::fs::read_to_string(dir.path().join(FILE)).unwrap(),
-            "100\n"
+            "0000000000000000100\n"
         );
     }
 

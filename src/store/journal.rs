@@ -19,7 +19,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -38,6 +38,10 @@ use crate::report::Report;
 
 /// The journal's folder in the state directory.
 const DIR: &str = "journal";
+
+/// How often entries waiting for the disk, or a fold that failed, are
+/// tried again.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// A writer closes its file and starts another past this size.
 pub const ROTATE_AT: u64 = 4 << 20;
@@ -75,7 +79,12 @@ static WRITERS: Mutex<Option<HashMap<PathBuf, Writer>>> = Mutex::new(None);
 struct Writer {
     name: JournalFile,
     file: Option<File>,
+    /// The file's length: whole lines only.
     written: u64,
+    /// Entries not written yet (the disk was full), oldest first.
+    pending: Vec<u8>,
+    /// A failed write left part of a line that could not be cut off.
+    torn: bool,
 }
 
 /// Records runs into the journal of a state directory.
@@ -90,8 +99,9 @@ impl Journal {
     /// the run-id sequence there (before that, an id could clash with the
     /// history's): open the store once first.
     pub fn open(state_dir: &Path) -> Result<Option<Journal>, StoreError> {
+        crate::state::prepare(state_dir).map_err(StoreError::file(state_dir))?;
         let dir = state_dir.join(DIR);
-        std::fs::create_dir_all(&dir).map_err(StoreError::file(&dir))?;
+        crate::state::create_dir(&dir).map_err(StoreError::file(&dir))?;
         let ids = RunIds::open(state_dir).map_err(StoreError::file(state_dir))?;
         if !ids.started().map_err(StoreError::file(state_dir))? {
             return Ok(None);
@@ -144,51 +154,135 @@ impl Journal {
         self.append(&Entry::Notification(Cow::Borrowed(n)))
     }
 
-    /// Appends one entry, in one write: a folder reading at the same time
-    /// sees the whole line or none of it.
+    /// Appends one entry. An entry that cannot be written now (the disk is
+    /// full, say) waits in memory, before any newer one, and is written by
+    /// the next append or by [`Journal::retry`]; the error says so. Returns
+    /// once the entry is in the file, or waiting.
     fn append(&self, entry: &Entry<'_>) -> Result<(), StoreError> {
         let mut line = serde_json::to_vec(entry).expect("an entry always serialises");
         line.push(b'\n');
         let mut writers = WRITERS.lock().expect("journal writers");
+        let writer = Writer::of(&mut writers, &self.dir);
+        if writer.pending.len() + line.len() > PENDING_MAX {
+            let why = format!("{PENDING_MAX} bytes of entries already wait for the disk");
+            return Err(StoreError::File {
+                path: writer.name.path(&self.dir),
+                source: std::io::Error::other(why),
+            });
+        }
+        writer.pending.extend_from_slice(&line);
+        let written = writer.write_pending(&self.dir);
+        drop(writers);
+        if written.is_ok() {
+            APPENDED.notify_one();
+        }
+        written
+    }
+
+    /// Writes what waits to be written, if anything does; `Ok` once
+    /// nothing waits.
+    pub fn retry(&self) -> Result<(), StoreError> {
+        let mut writers = WRITERS.lock().expect("journal writers");
+        let writer = Writer::of(&mut writers, &self.dir);
+        if writer.pending.is_empty() {
+            return Ok(());
+        }
+        let written = writer.write_pending(&self.dir);
+        drop(writers);
+        if written.is_ok() {
+            APPENDED.notify_one();
+        }
+        written
+    }
+
+    /// Whether entries wait to be written.
+    pub fn has_pending(&self) -> bool {
+        WRITERS
+            .lock()
+            .expect("journal writers")
+            .as_ref()
+            .and_then(|by_dir| by_dir.get(self.dir.as_path()))
+            .is_some_and(|w| !w.pending.is_empty())
+    }
+}
+
+/// At most this much waits in memory for a full disk to take it: hours of
+/// a busy daemon's runs. Past it an entry is refused, and says so.
+const PENDING_MAX: usize = 64 << 20;
+
+impl Writer {
+    /// This process's writer for the journal in `dir`.
+    fn of<'w>(writers: &'w mut Option<HashMap<PathBuf, Writer>>, dir: &Path) -> &'w mut Writer {
         // Per append: no allocation but the line's, no path built unless
         // the file is opened or a write fails.
         let by_dir = writers.get_or_insert_with(HashMap::new);
-        if !by_dir.contains_key(self.dir.as_path()) {
+        if !by_dir.contains_key(dir) {
             let writer = Writer {
                 name: JournalFile::of_this_process(),
                 file: None,
                 written: 0,
+                pending: Vec::new(),
+                torn: false,
             };
-            by_dir.insert(self.dir.to_path_buf(), writer);
+            by_dir.insert(dir.to_path_buf(), writer);
         }
-        let writer = by_dir
-            .get_mut(self.dir.as_path())
-            .expect("just made if missing");
-        let name = writer.name;
-        let fail = |e| StoreError::file(name.path(&self.dir))(e);
-        let file = match &mut writer.file {
-            Some(file) => file,
-            None => writer.file.insert(
-                OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .open(name.path(&self.dir))
-                    .map_err(fail)?,
-            ),
+        by_dir.get_mut(dir).expect("just made if missing")
+    }
+
+    /// Writes the waiting entries in one write of whole lines. A write cut
+    /// short (a full disk) is cut back off the file, so no torn line stays
+    /// for the next entry to be glued onto; if even that fails, the next
+    /// write starts on a fresh line, and a folder skips the torn one.
+    fn write_pending(&mut self, dir: &Path) -> Result<(), StoreError> {
+        let name = self.name;
+        let fail = |source| StoreError::Waiting {
+            path: name.path(dir),
+            source,
         };
-        file.write_all(&line).map_err(fail)?;
-        writer.written += line.len() as u64;
-        if writer.written >= ROTATE_AT {
-            let mut closed =
-                serde_json::to_vec(&Entry::Closed).expect("an entry always serialises");
-            closed.push(b'\n');
-            file.write_all(&closed).map_err(fail)?;
-            writer.file = None;
-            writer.written = 0;
-            writer.name.seq += 1;
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => {
+                let file = crate::state::open_append(&name.path(dir)).map_err(fail)?;
+                self.written = file.metadata().map_err(fail)?.len();
+                self.file.insert(file)
+            }
+        };
+        if std::mem::take(&mut self.torn) {
+            self.pending.insert(0, b'\n');
         }
-        drop(writers);
-        APPENDED.notify_one();
+        let mut done = 0;
+        let result = loop {
+            if done == self.pending.len() {
+                break Ok(());
+            }
+            match file.write(&self.pending[done..]) {
+                Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        // The whole lines that went in are written; part of one is taken
+        // back out (a folder reads whole lines only, so none has read it).
+        let whole = memchr::memrchr(b'\n', &self.pending[..done]).map_or(0, |end| end + 1);
+        self.written += whole as u64;
+        self.pending.drain(..whole);
+        if let Err(e) = result {
+            self.torn = done > whole && file.set_len(self.written).is_err();
+            return Err(fail(e));
+        }
+        if self.written >= ROTATE_AT {
+            // Done with once `closed` is in; if the disk refuses even that,
+            // the next write tries again.
+            let closed = b"{\"entry\":\"closed\"}\n";
+            if file.write_all(closed).is_ok() {
+                self.file = None;
+                self.written = 0;
+                self.name.seq += 1;
+            } else {
+                self.torn = file.set_len(self.written).is_err();
+            }
+        }
         Ok(())
     }
 }
@@ -323,6 +417,11 @@ impl Store {
         for file in changed {
             let path = file.path(&dir);
             let mut state = known.remove(&file.name()).unwrap_or_default();
+            // Decided before reading: a writer gone now wrote its last
+            // before this read, so what is read is all there is, and the
+            // file may go. Decided after, a line written in between would
+            // go unread with the file.
+            let finished = !file.writer_lives();
             let bytes = match read_from(&path, state.folded) {
                 Ok(bytes) => bytes,
                 // Folded and removed by another folder meanwhile.
@@ -356,7 +455,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            done.push((file, state.folded, state.closed));
+            done.push((file, state.folded, state.closed || finished));
         }
         // Rows of files gone (removed after an earlier fold) are forgotten:
         // no file of that name is written again.
@@ -375,12 +474,12 @@ impl Store {
         tx.commit().await?;
 
         let mut seen = self.folded_files.lock().expect("folded files");
-        for (file, folded, closed) in done {
+        for (file, folded, finished) in done {
             let path = file.path(&dir);
             // Nothing more comes to a closed file, nor from a writer that
-            // has exited; the last line of a writer that died halfway
-            // through it is dropped with the file.
-            if (closed || !file.writer_lives()) && std::fs::remove_file(&path).is_ok() {
+            // had exited before the read; the last line of a writer that
+            // died halfway through it is dropped with the file.
+            if finished && std::fs::remove_file(&path).is_ok() {
                 seen.remove(&file);
             } else if let Ok(meta) = std::fs::metadata(&path) {
                 seen.insert(file, (meta.ino(), folded as u64));
@@ -391,14 +490,34 @@ impl Store {
 
     /// Folds the journal in the background, shortly after each append of
     /// this process (the daemon's runs); sleeps while nothing is appended.
-    pub fn fold_in_background(&self) -> tokio::task::JoinHandle<()> {
+    /// While entries wait for the disk, or the fold fails, both are tried
+    /// again every [`RETRY_EVERY`], so the history catches up by itself
+    /// once the disk has room again. A failure is said once, and so is the
+    /// recovery.
+    pub fn fold_in_background(&self, journal: Journal) -> tokio::task::JoinHandle<()> {
         let store = self.clone();
         tokio::spawn(async move {
+            let mut failing = false;
             loop {
-                APPENDED.notified().await;
-                tokio::time::sleep(FOLD_AFTER).await;
-                if let Err(e) = store.fold_journal().await {
-                    log::error!(target: "overnight::store", "journal not folded into the history: {e}");
+                let retry = failing || journal.has_pending();
+                tokio::select! {
+                    () = APPENDED.notified() => tokio::time::sleep(FOLD_AFTER).await,
+                    () = tokio::time::sleep(RETRY_EVERY), if retry => {}
+                }
+                let caught_up = match journal.retry() {
+                    Ok(()) => store.fold_journal().await,
+                    Err(e) => Err(e),
+                };
+                match caught_up {
+                    Err(e) if !failing => {
+                        failing = true;
+                        log::error!(target: "overnight::store", "runs not recorded in the history yet, tried again every second: {e}");
+                    }
+                    Ok(()) if failing => {
+                        failing = false;
+                        log::info!(target: "overnight::store", "the history has caught up: every run is recorded");
+                    }
+                    _ => {}
                 }
             }
         })
@@ -483,7 +602,7 @@ impl Store {
 }
 /// The file's bytes from `offset` on.
 fn read_from(path: &Path, offset: i64) -> std::io::Result<Vec<u8>> {
-    let mut file = File::open(path)?;
+    let mut file = crate::state::open_read(path)?;
     file.seek(SeekFrom::Start(offset as u64))?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
@@ -505,6 +624,7 @@ mod tests {
             started_at: Utc::now(),
             host: "h".into(),
             pid,
+            runner_started: None,
             locks: Vec::new(),
             capture: dir.join(format!("{id}.log")),
         }

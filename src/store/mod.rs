@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::Connection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -44,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_notifications.sql"),
     include_str!("migrations/0005_fewer_writes.sql"),
     include_str!("migrations/0006_journal.sql"),
+    include_str!("migrations/0007_runner_start.sql"),
 ];
 
 /// Moves a job's "last handled" fire forward, never back.
@@ -72,6 +74,18 @@ pub enum StoreError {
         /// The reason.
         source: std::io::Error,
     },
+    /// The journal could not be written (a full disk, say): the entries
+    /// wait in this process's memory and are written once it can.
+    #[error("run history: cannot write `{}`: {source}", path.display())]
+    Waiting {
+        /// The journal file.
+        path: PathBuf,
+        /// The reason.
+        source: std::io::Error,
+    },
+    /// The state directory cannot be used at all: nothing is recorded.
+    #[error("run history: not recorded: {0}")]
+    Unusable(String),
     /// A run id was handed out twice (the run-id file was older than the
     /// history); the run was not recorded.
     #[error(
@@ -111,7 +125,10 @@ impl Store {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(state_dir).map_err(|e| fail(sqlx::Error::Io(e)))?;
+        crate::state::prepare(state_dir).map_err(StoreError::file(state_dir))?;
+        // Made here, 0600: SQLite gives its -wal and -shm files the
+        // database's mode.
+        crate::state::open_rw(&path).map_err(StoreError::file(&path))?;
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)
@@ -122,6 +139,11 @@ impl Store {
             .max_connections(4)
             // A local file does not go stale: no ping before every query.
             .test_before_acquire(false)
+            // A transaction whose ROLLBACK failed (SQLite had already rolled
+            // it back itself, as it does on a full disk) leaves sqlx
+            // counting it open, and every later BEGIN on that connection
+            // would fail: such a connection is closed, a fresh one opened.
+            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
             .connect_with(options)
             .await
             .map_err(fail)?;
@@ -133,7 +155,11 @@ impl Store {
             folded_files: Arc::default(),
         };
         store.migrate().await.map_err(fail)?;
-        store.fold_journal().await?;
+        // The history is read even when the journal cannot be folded in
+        // now (a full disk): the entries wait in their files.
+        if let Err(e) = store.fold_journal().await {
+            log::warn!(target: "overnight::store", "the journal's latest entries are not in the history yet: {e}");
+        }
         store.raise_run_ids().await?;
         Ok(store)
     }
@@ -167,19 +193,18 @@ impl Store {
         }
         // IMMEDIATE: two processes opening a new file migrate one at a time;
         // the version is read again under the lock.
-        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        let done: i64 = sqlx::query_scalar(version).fetch_one(&mut *conn).await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let done: i64 = sqlx::query_scalar(version).fetch_one(&mut *tx).await?;
         for (step, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
-            sqlx::raw_sql(*sql).execute(&mut *conn).await?;
+            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "PRAGMA user_version = {}",
                 step + 1
             )))
-            .execute(&mut *conn)
+            .execute(&mut *tx)
             .await?;
         }
-        sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
-        Ok(())
+        tx.commit().await
     }
 
     /// Closes the pool, finishing pending writes.
@@ -216,6 +241,7 @@ mod tests {
                 started_at: Utc::now(),
                 host: "h".into(),
                 pid: std::process::id(),
+                runner_started: None,
                 locks: Vec::new(),
                 capture: dir.path().join("1.log"),
             })
@@ -230,12 +256,12 @@ mod tests {
             .execute(&store.pool)
             .await
             .unwrap();
-        assert!(store.abandoned("h").await.unwrap().is_empty());
+        assert!(store.abandoned("h", true).await.unwrap().is_empty());
         sqlx::query("UPDATE runs SET pid = 999999999")
             .execute(&store.pool)
             .await
             .unwrap();
-        let abandoned = store.abandoned("h").await.unwrap();
+        let abandoned = store.abandoned("h", true).await.unwrap();
         assert_eq!(abandoned.len(), 1);
         store
             .close_abandoned(abandoned[0].id, Status::Lost, "lost: test")

@@ -25,6 +25,9 @@ pub enum Recorder {
         /// The store, once opened.
         store: Arc<OnceCell<Store>>,
     },
+    /// Nowhere: the state directory cannot be used (unwritable, say). The
+    /// job still runs (`exec`), each record failing with this reason.
+    Nowhere(Arc<str>),
 }
 
 impl From<Store> for Recorder {
@@ -52,15 +55,17 @@ impl Recorder {
     }
 
     /// The journal of `store`'s state directory, folded into `store`
-    /// (the daemon's: it folds in the background as well).
-    pub fn journal_of(store: &Store) -> Result<Recorder, StoreError> {
+    /// (the daemon's: it folds in the background as well), and that
+    /// journal.
+    pub fn journal_of(store: &Store) -> Result<(Recorder, Journal), StoreError> {
         let journal =
             Journal::open(&store.state_dir)?.expect("the store opening starts the run ids");
-        Ok(Recorder::Journal {
-            journal,
+        let recorder = Recorder::Journal {
+            journal: journal.clone(),
             state_dir: Arc::clone(&store.state_dir),
             store: Arc::new(OnceCell::new_with(Some(store.clone()))),
-        })
+        };
+        Ok((recorder, journal))
     }
 
     /// The store, to read the history (opened on first use), with what the
@@ -75,6 +80,17 @@ impl Recorder {
                 store.fold_journal().await?;
                 Ok(store.clone())
             }
+            Recorder::Nowhere(why) => Err(StoreError::Unusable(why.to_string())),
+        }
+    }
+
+    /// Writes what waits for the disk (the journal's entries that could not
+    /// be written yet); `Ok` once nothing waits.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        match self {
+            Recorder::Store(_) => Ok(()),
+            Recorder::Journal { journal, .. } => journal.retry(),
+            Recorder::Nowhere(why) => Err(StoreError::Unusable(why.to_string())),
         }
     }
 
@@ -83,6 +99,8 @@ impl Recorder {
         match self {
             Recorder::Store(store) => store.next_run_id(),
             Recorder::Journal { journal, .. } => journal.next_run_id(),
+            // No sequence to take from: the run is numbered 0, and recorded nowhere.
+            Recorder::Nowhere(_) => Ok(0),
         }
     }
 
@@ -91,6 +109,7 @@ impl Recorder {
         match self {
             Recorder::Store(store) => store.start_run(run).await,
             Recorder::Journal { journal, .. } => journal.start_run(run),
+            Recorder::Nowhere(why) => Err(StoreError::Unusable(why.to_string())),
         }
     }
 
@@ -104,6 +123,7 @@ impl Recorder {
         match self {
             Recorder::Store(store) => store.record_process(id, pid, started).await,
             Recorder::Journal { journal, .. } => journal.record_process(id, pid, started),
+            Recorder::Nowhere(why) => Err(StoreError::Unusable(why.to_string())),
         }
     }
 
@@ -112,6 +132,7 @@ impl Recorder {
         match self {
             Recorder::Store(store) => store.record_attempt(report).await,
             Recorder::Journal { journal, .. } => journal.record_attempt(report),
+            Recorder::Nowhere(why) => Err(StoreError::Unusable(why.to_string())),
         }
     }
 
@@ -120,6 +141,7 @@ impl Recorder {
         match self {
             Recorder::Store(store) => store.finish_run(report).await,
             Recorder::Journal { journal, .. } => journal.finish_run(report),
+            Recorder::Nowhere(why) => Err(StoreError::Unusable(why.to_string())),
         }
     }
 
@@ -128,6 +150,7 @@ impl Recorder {
         match self {
             Recorder::Store(store) => store.record_not_run(not_run).await,
             Recorder::Journal { journal, .. } => journal.record_not_run(not_run),
+            Recorder::Nowhere(why) => Err(StoreError::Unusable(why.to_string())),
         }
     }
 
@@ -136,6 +159,7 @@ impl Recorder {
         match self {
             Recorder::Store(store) => store.record_notification(n).await,
             Recorder::Journal { journal, .. } => journal.record_notification(n),
+            Recorder::Nowhere(why) => Err(StoreError::Unusable(why.to_string())),
         }
     }
 }

@@ -65,6 +65,10 @@ pub struct NewRun {
     pub host: String,
     /// The runner's pid.
     pub pid: u32,
+    /// The runner's start time, to tell it from a later process with the
+    /// same pid (`None` where `/proc` cannot tell).
+    #[serde(default)]
+    pub runner_started: Option<u64>,
     /// The locks it holds while it runs.
     pub locks: Vec<crate::lock::LockSpec>,
     /// Its capture file, known from the start so that a follower finds a
@@ -108,8 +112,8 @@ pub(super) async fn insert_run<'e>(
 ) -> Result<bool, sqlx::Error> {
     // A trigger marks a scheduled fire handled (migration 0005).
     let done = sqlx::query(
-        "INSERT INTO runs (id, job, trigger, scheduled_at, started_at, status, host, pid, locks, capture_path) \
-         VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO runs (id, job, trigger, scheduled_at, started_at, status, host, pid, runner_started, locks, capture_path) \
+         VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
     )
     .bind(run.id)
     .bind(&run.job)
@@ -118,6 +122,7 @@ pub(super) async fn insert_run<'e>(
     .bind(time_text(run.started_at))
     .bind(&run.host)
     .bind(i64::from(run.pid))
+    .bind(run.runner_started.map(|t| t as i64))
     .bind(lock_text(&run.locks))
     .bind(run.capture.to_string_lossy())
     .execute(db)
