@@ -6,6 +6,7 @@ mod helper;
 mod check;
 mod crash;
 mod daemon;
+mod durability;
 mod examples;
 mod exec;
 mod http;

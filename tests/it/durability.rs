@@ -1,0 +1,228 @@
+//! No run lost: hundreds of `overnight exec` racing readers that fold the
+//! journal, wrappers ended by a signal or killed with -9.
+
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::helper::{Sandbox, runs, text, wait_for};
+
+/// How a stress run's job ends, by its index: (the command, its status).
+fn job_of(i: usize) -> (&'static [&'static str], &'static str) {
+    match i % 3 {
+        // Jobs that last a moment: a fold reads their file while they run
+        // and they end before it is done, the race that lost runs.
+        0 => (&["sleep", "0.1"], "success"),
+        1 => (&["false"], "failed"),
+        _ => (
+            &["sh", "-c", "echo '::warning::half done'; sleep 0.1"],
+            "warning",
+        ),
+    }
+}
+
+/// The stress test: 20 batches of 500 parallel `exec` runs, each
+/// batch on a fresh state directory (so the wrappers themselves open the
+/// history and fold each other's journals), with processes folding beside
+/// them all along (`history`, `status`, `report`); every run is recorded
+/// with the status its job ended with, none left `running`.
+#[test]
+fn five_hundred_parallel_execs_racing_folds_lose_no_run_twenty_times_over() {
+    const BATCHES: usize = 20;
+    const PARALLEL: usize = 500;
+    let sb = Arc::new(Sandbox::new());
+    let state = Arc::new(Mutex::new(sb.state_dir()));
+    let done = Arc::new(AtomicBool::new(false));
+    let folders: Vec<_> = [
+        &["history", "--json", "--limit", "5"][..],
+        &["status"],
+        &["report", "1"],
+    ]
+    .into_iter()
+    .map(|args| {
+        let (sb, state, done) = (Arc::clone(&sb), Arc::clone(&state), Arc::clone(&done));
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        std::thread::spawn(move || {
+            let mut folds = 0;
+            while !done.load(Ordering::Relaxed) {
+                let dir = state.lock().unwrap().clone();
+                // Before a batch's first run there is nothing to read.
+                if dir.join("overnight.db").exists() {
+                    let out = sb
+                        .command(&[])
+                        .args(&args)
+                        .env("OVERNIGHT_STATE_DIR", &dir)
+                        .output()
+                        .unwrap();
+                    assert!(out.status.code().is_some(), "{args:?}: {:?}", text(&out));
+                    folds += 1;
+                }
+            }
+            folds
+        })
+    })
+    .collect();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for batch in 0..BATCHES {
+        let dir = sb.path().join(format!("state-{batch}"));
+        *state.lock().unwrap() = dir.clone();
+        let children: Vec<(usize, Child)> = (0..PARALLEL)
+            .map(|i| {
+                let name = format!("j{i}");
+                let mut args = vec!["exec", "--name", &name, "--"];
+                args.extend_from_slice(job_of(i).0);
+                let child = sb
+                    .command(&args)
+                    .env("OVERNIGHT_STATE_DIR", &dir)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                (i, child)
+            })
+            .collect();
+        for (i, mut child) in children {
+            let code = child.wait().unwrap().code();
+            let want = match job_of(i).1 {
+                "success" => 0,
+                "failed" => 1,
+                _ => 3,
+            };
+            assert_eq!(code, Some(want), "batch {batch}, j{i}");
+        }
+        let recorded = runtime.block_on(runs(&dir));
+        let wrong: Vec<String> = recorded
+            .iter()
+            .filter(|run| {
+                let i: usize = run.job[1..].parse().unwrap();
+                run.status != job_of(i).1
+            })
+            .map(|run| format!("#{} {}: {}", run.id, run.job, run.status))
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "batch {batch}: {} run(s) misrecorded: {wrong:#?}",
+            wrong.len()
+        );
+        assert_eq!(
+            recorded.len(),
+            PARALLEL,
+            "batch {batch}: every run recorded, once"
+        );
+    }
+    done.store(true, Ordering::Relaxed);
+    for folder in folders {
+        assert!(folder.join().unwrap() > 0, "each folder folded");
+    }
+}
+
+/// `timeout 2 overnight exec --name t -- sleep 37`: SIGTERM to the
+/// wrapper ends the job's group, the run is recorded as ended by it, and
+/// the wrapper exits 128 + 15 like a shell.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrapper_ended_by_sigterm_records_its_run_and_leaves_no_job_behind() {
+    let sb = Sandbox::new();
+    // `sleep 37`, with a fraction that names this test's job alone.
+    let marker = format!("sleep 37.{}", std::process::id());
+    let out = std::process::Command::new("timeout")
+        .args([
+            "--preserve-status",
+            "2",
+            env!("CARGO_BIN_EXE_overnight"),
+            "exec",
+            "--name",
+            "t",
+            "--",
+        ])
+        .args(["sh", "-c", &marker])
+        .current_dir(sb.path())
+        .env("OVERNIGHT_STATE_DIR", sb.state_dir())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(143), "{:?}", text(&out));
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", &marker])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "the job is gone: {:?}", text(&left));
+
+    let runs = runs(&sb.state_dir()).await;
+    let t = runs
+        .iter()
+        .find(|r| r.job == "t")
+        .expect("the run is recorded");
+    assert_eq!(t.status, "failed");
+    let summary = t.summary.as_deref().unwrap_or_default();
+    assert!(summary.contains("terminated by SIGTERM"), "{summary}");
+}
+
+/// A wrapper killed with -9 records nothing more; the next command that
+/// reads the history finds its process gone and closes the run as `lost`,
+/// and the job's lock is free: `status` shows no dead holder and the next
+/// `exec` runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrapper_killed_with_9_leaves_a_lost_run_and_a_free_lock() {
+    let sb = Sandbox::new();
+    let mut wrapper = sb
+        .command(&[
+            "exec",
+            "--name",
+            "t",
+            "--",
+            "sh",
+            "-c",
+            "while :; do echo tick; sleep 0.05; done",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = sb.state_dir();
+    let run = wait_for(
+        Duration::from_secs(20),
+        "the run with its job's pid",
+        || {
+            let state = state.clone();
+            async move {
+                runs(&state)
+                    .await
+                    .into_iter()
+                    .find(|r| r.job == "t" && r.job_pid.is_some())
+            }
+        },
+    )
+    .await;
+    // SAFETY: sends a signal; no memory is involved.
+    unsafe { libc::kill(wrapper.id() as i32, libc::SIGKILL) };
+    wrapper.wait().unwrap();
+    // The job dies at its next write into the wrapper's closed pipe.
+    let job = run.job_pid.unwrap() as i32;
+    wait_for(Duration::from_secs(10), "the job to die", || async move {
+        // SAFETY: signal 0 only checks.
+        (unsafe { libc::kill(job, 0) } != 0).then_some(())
+    })
+    .await;
+
+    let status = sb.run(&["status"]);
+    let (stdout, stderr) = text(&status);
+    assert!(status.status.success(), "{stderr}");
+    assert!(
+        !stdout.contains("running"),
+        "no dead holder shows: {stdout}"
+    );
+    let report = sb.run(&["report", &run.id.to_string(), "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["status"], "lost", "{report:#}");
+    let again = sb.run(&["exec", "--name", "t", "--", "true"]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "the lock is free: {:?}",
+        text(&again)
+    );
+}
