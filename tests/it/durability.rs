@@ -226,3 +226,142 @@ async fn a_wrapper_killed_with_9_leaves_a_lost_run_and_a_free_lock() {
         text(&again)
     );
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts `size` of tmpfs at `at` (the tests run as root, as CI does).
+    fn mount(at: std::path::PathBuf, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(&at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs (needs root): {:?}",
+            text(&out)
+        );
+        Tmpfs(at)
+    }
+
+    /// Fills it to the last byte; returns the filler's path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 4096];
+        loop {
+            if let Err(e) = file.write_all(&chunk) {
+                assert_eq!(e.kind(), std::io::ErrorKind::StorageFull, "{e}");
+                break;
+            }
+        }
+        // Whatever sub-page room is left, too.
+        while file.write(&[0u8]).is_ok_and(|n| n == 1) {}
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The full disk: a daemon job firing every second keeps its
+/// history complete while the state directory's disk is full and after
+/// space comes back, with no restart; `exec` runs its command while the
+/// disk is full, and says the run could not be recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_loses_no_daemon_run_and_stops_no_exec() {
+    let sb = Sandbox::new();
+    let disk = Tmpfs::mount(sb.path().join("disk"), "2m");
+    let fires = sb.path().join("fires");
+    let state = disk.0.join("state");
+    sb.write(
+        "overnight.yaml",
+        &format!(
+            "listen: 127.0.0.1:0\nstate_dir: {}\njobs:\n  tick:\n    schedule: '* * * * * *'\n    command: echo $OVERNIGHT_RUN_ID >> {}\n",
+            state.display(),
+            fires.display()
+        ),
+    );
+    let mut daemon = sb
+        .command(&["daemon"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(sb.path().join("daemon.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let fired = || -> Vec<i64> {
+        std::fs::read_to_string(&fires)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    let fires_past = |n: usize| {
+        wait_for(Duration::from_secs(30), "more fires", move || {
+            let now = fired().len();
+            async move { (now >= n).then_some(()) }
+        })
+    };
+    fires_past(2).await;
+
+    let filler = disk.fill();
+    let before = fired().len();
+    fires_past(before + 3).await;
+    let ran = sb.path().join("exec-ran");
+    let exec = sb
+        .command(&["exec", "--name", "while-full", "--", "sh", "-c"])
+        .arg(format!("echo ran > {}", ran.display()))
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&exec);
+    assert_eq!(exec.status.code(), Some(0), "{stderr}");
+    assert!(ran.exists(), "the command ran with the disk full");
+    assert!(
+        stderr.contains("is not in the history") && stderr.contains("No space left on device"),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    let after = fired().len();
+    fires_past(after + 2).await;
+    let want = fired();
+    let recorded = wait_for(Duration::from_secs(30), "every fire in the history", || {
+        let (state, want) = (state.clone(), want.clone());
+        async move {
+            let runs = runs(&state).await;
+            let ended = |id: &i64| runs.iter().any(|r| r.id == *id && r.status == "success");
+            want.iter().all(ended).then_some(runs)
+        }
+    })
+    .await;
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "the daemon ran on without a restart: {}",
+        sb.read("daemon.err")
+    );
+    let tick: Vec<_> = recorded.iter().filter(|r| r.job == "tick").collect();
+    assert!(tick.len() >= want.len(), "{tick:#?}");
+    let said = sb.read("daemon.err");
+    assert!(
+        said.contains("runs not recorded in the history yet") && said.contains("caught up"),
+        "the daemon met the full disk and caught up: {said}"
+    );
+    // SAFETY: sends a signal; no memory is involved.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    daemon.wait().unwrap();
+}
