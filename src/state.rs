@@ -49,7 +49,7 @@ pub fn prepare(dir: &Path) -> io::Result<()> {
              `chown $(id -u) {0}` and `chmod 700 {0}`",
             dir.display()
         );
-        io::Error::new(io::ErrorKind::PermissionDenied, msg)
+        io::Error::new(io::ErrorKind::PermissionDenied, Refused(msg))
     };
     if !meta.is_dir() {
         return Err(refuse("is not a directory".into()));
@@ -71,6 +71,17 @@ pub fn prepare(dir: &Path) -> io::Result<()> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))?;
     }
     Ok(())
+}
+
+/// Why a state directory or a file in it is refused: it is not this
+/// user's alone. Nothing may be written there, not even a job's output.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(String);
+
+/// Whether `e` is a refusal (rather than the disk failing).
+pub fn is_refused(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Refused>())
 }
 
 /// Makes a folder inside the state directory (and missing parents), 0700.
@@ -171,7 +182,10 @@ fn checked(file: File, path: &Path) -> io::Result<File> {
     let meta = file.metadata()?;
     let refuse = |why: String| {
         let msg = format!("`{}` {why}; remove it", path.display());
-        Err(io::Error::new(io::ErrorKind::PermissionDenied, msg))
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            Refused(msg),
+        ))
     };
     if !meta.is_file() {
         return refuse("is not a regular file".into());

@@ -16,4 +16,5 @@ mod next;
 mod policy;
 mod routing;
 mod schedule;
+mod state;
 mod triggers;

@@ -1,0 +1,157 @@
+//! The state directory is ours alone: private modes whatever the umask, no
+//! symlink followed, a directory others could write refused.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::helper::{Sandbox, runs, text, wait_for};
+
+/// Every folder and file under `dir`, with its mode.
+fn modes(dir: &Path) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let meta = entry.path().symlink_metadata().unwrap();
+            if meta.is_dir() {
+                todo.push(entry.path());
+            }
+            out.push((entry.path().display().to_string(), meta.mode() & 0o7777));
+        }
+    }
+    out
+}
+
+/// With umask 000, everything the daemon and `exec` make in the state
+/// directory is 0700 (folders) or 0600 (files): history, journal, ids,
+/// capture files, locks, the daemon's card.
+#[tokio::test(flavor = "multi_thread")]
+async fn everything_made_in_the_state_directory_is_private_whatever_the_umask() {
+    let sb = Sandbox::new();
+    let state = sb.path().join("state");
+    sb.write(
+        "overnight.yaml",
+        &format!(
+            "listen: 127.0.0.1:0\nstate_dir: {}\njobs:\n  tick:\n    schedule: '* * * * * *'\n    command: echo tock\n    locks: [db]\n",
+            state.display()
+        ),
+    );
+    let umask0 = |cmd: &mut std::process::Command| {
+        // SAFETY: umask is async-signal-safe and touches no memory.
+        unsafe { cmd.pre_exec(|| Ok(drop(libc::umask(0)))) };
+    };
+    let mut daemon = sb.command(&["daemon"]);
+    umask0(&mut daemon);
+    let mut daemon = daemon
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(20), "a run with output", || {
+        let state = state.clone();
+        async move {
+            let runs = runs(&state).await;
+            runs.iter()
+                .any(|r| r.status == "success" && r.capture_path.is_some())
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(state.join("daemon.json").exists());
+    let mut exec = sb.command(&["exec", "--name", "wrapped", "--", "echo", "hi"]);
+    umask0(&mut exec);
+    assert!(exec.output().unwrap().status.success());
+    let all = modes(&state);
+    // SAFETY: sends a signal; no memory is involved.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    daemon.wait().unwrap();
+
+    let names: Vec<&str> = all.iter().map(|(p, _)| p.as_str()).collect();
+    for made in [
+        "overnight.db",
+        "last-run-id",
+        "daemon.json",
+        "journal",
+        "runs/tick",
+        "locks",
+    ] {
+        assert!(
+            names.iter().any(|n| n.contains(made)),
+            "{made} in {names:#?}"
+        );
+    }
+    assert_eq!(std::fs::metadata(&state).unwrap().mode() & 0o7777, 0o700);
+    let loose: Vec<_> = all
+        .iter()
+        .filter(|(path, mode)| {
+            let dir = Path::new(path).is_dir();
+            *mode != if dir { 0o700 } else { 0o600 }
+        })
+        .collect();
+    assert!(loose.is_empty(), "not private: {loose:#?}");
+}
+
+/// A symlink planted where a capture file goes is not followed: the file
+/// it points at stays as it was, and the job still runs.
+#[test]
+fn a_symlink_planted_in_the_state_directory_is_not_followed() {
+    let sb = Sandbox::new();
+    let state = sb.state_dir();
+    std::fs::create_dir_all(state.join("runs/backup")).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let victim = sb.write("victim", "precious\n");
+    symlink(&victim, state.join("runs/backup/1.log")).unwrap();
+    let out = sb.run(&["exec", "--name", "backup", "--", "echo", "overwritten"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+/// A state directory another user owns, or that others may write, is
+/// refused with the path and the fix; nothing is run or written there.
+#[test]
+fn a_state_directory_others_could_write_is_refused() {
+    let sb = Sandbox::new();
+    let state = sb.state_dir();
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let ran = sb.path().join("ran");
+    let run = |sb: &Sandbox| {
+        sb.command(&["exec", "--name", "t", "--", "touch"])
+            .arg(&ran)
+            .output()
+            .unwrap()
+    };
+    let out = run(&sb);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("state directory `{}`", state.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("chmod 700"), "{stderr}");
+    assert!(!ran.exists() && std::fs::read_dir(&state).unwrap().next().is_none());
+
+    // Owned by someone else (as root: nobody; otherwise the test's user
+    // cannot own it, and `/` stands in, owned by root).
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let foreign = if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+        state.clone()
+    } else {
+        "/".into()
+    };
+    let out = sb
+        .command(&["exec", "--name", "t", "--", "touch"])
+        .arg(&ran)
+        .env("OVERNIGHT_STATE_DIR", &foreign)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not to you"), "{stderr}");
+    assert!(!ran.exists());
+}
