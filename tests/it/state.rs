@@ -41,7 +41,12 @@ async fn everything_made_in_the_state_directory_is_private_whatever_the_umask() 
     );
     let umask0 = |cmd: &mut std::process::Command| {
         // SAFETY: umask is async-signal-safe and touches no memory.
-        unsafe { cmd.pre_exec(|| Ok(drop(libc::umask(0)))) };
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::umask(0);
+                Ok(())
+            })
+        };
     };
     let mut daemon = sb.command(&["daemon"]);
     umask0(&mut daemon);
