@@ -174,9 +174,20 @@ fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(token) if token == shared.token => Ok(()),
+        Some(token) if same_secret(token.as_bytes(), shared.token.as_bytes()) => Ok(()),
         _ => Err(ApiError::Unauthorized),
     }
+}
+
+/// Compares in a time that does not depend on where the two first differ,
+/// so a caller cannot find the token a byte at a time.
+fn same_secret(given: &[u8], secret: &[u8]) -> bool {
+    given.len() == secret.len()
+        && given
+            .iter()
+            .zip(secret)
+            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+            == 0
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> Result<Json<StatusBody>, ApiError> {

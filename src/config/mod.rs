@@ -122,8 +122,16 @@ pub struct Job {
     /// The working directory; the daemon's own when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workdir: Option<PathBuf>,
-    /// Variables added to the job's environment.
+    /// Variables added to the job's environment. Serialised (the stored
+    /// definition) as digests: a value may be a password.
+    #[serde(serialize_with = "digests")]
     pub env: BTreeMap<String, String>,
+    /// Variables of the runner's environment that the jobs file uses for
+    /// secrets (`${VAR}` in HTTP jobs and webhooks, SMTP logins): never
+    /// inherited by the job or its trigger programs, unless its `env`
+    /// sets them.
+    #[serde(skip)]
+    pub withheld: Arc<[String]>,
     /// How long an attempt may take before its process group is ended.
     #[serde(
         serialize_with = "duration_opt",
@@ -196,6 +204,7 @@ impl Job {
             action: Action::Command(CommandSpec::Argv(argv)),
             workdir: None,
             env: BTreeMap::new(),
+            withheld: Arc::default(),
             timeout: None,
             kill_grace: DEFAULT_KILL_GRACE,
             stderr_level: log::Level::Warn,
@@ -294,6 +303,64 @@ fn display_opt<T: std::fmt::Display, S: serde::Serializer>(
         Some(v) => s.collect_str(v),
         None => s.serialize_none(),
     }
+}
+
+impl Config {
+    /// The variables the file takes secrets from: `${VAR}` in HTTP jobs'
+    /// URLs and headers, in webhooks' URLs, headers and secrets, and
+    /// the SMTP login's variables.
+    pub fn secret_vars(&self) -> Vec<String> {
+        let mut texts: Vec<&str> = Vec::new();
+        for job in &self.jobs {
+            if let Action::Http(http) = &job.action {
+                texts.push(&http.url);
+                texts.extend(http.headers.values().map(String::as_str));
+            }
+        }
+        let rules = self
+            .triggers
+            .iter()
+            .chain(self.jobs.iter().flat_map(|j| &j.triggers));
+        for delivery in rules.flat_map(|r| &r.actions) {
+            if let Delivery::Webhook(hook) = delivery {
+                texts.push(&hook.url);
+                texts.extend(hook.headers.values().map(String::as_str));
+                texts.extend(hook.secret.as_deref());
+            }
+        }
+        let mut names: Vec<String> = texts
+            .into_iter()
+            .flat_map(var_names)
+            .map(str::to_string)
+            .collect();
+        if let Some(smtp) = &self.mail.smtp {
+            names.extend(smtp.username_env.iter().chain(&smtp.password_env).cloned());
+        }
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
+/// The names in `${NAME}` references of `text`.
+fn var_names(text: &str) -> impl Iterator<Item = &str> {
+    text.split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+        .filter(|name| !name.is_empty())
+}
+
+/// Each value as `sha256:` and the first 16 hex digits of its SHA-256:
+/// a change shows, the value does not.
+fn digests<S: serde::Serializer>(env: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(env.iter().map(|(name, value)| {
+        let digest = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
+        let hex: String = digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        (name, format!("sha256:{hex}"))
+    }))
 }
 
 fn rule_names<S: serde::Serializer>(rules: &[Arc<TriggerRule>], s: S) -> Result<S::Ok, S::Error> {

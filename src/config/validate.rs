@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono_tz::Tz;
@@ -307,6 +308,10 @@ impl Check<'_> {
             mail.sendmail = Some(SENDMAIL.into());
         }
         self.resolve_triggers(&mut config, rules, mail);
+        let withheld: Arc<[String]> = config.secret_vars().into();
+        for job in &mut config.jobs {
+            job.withheld = Arc::clone(&withheld);
+        }
         config
     }
 
@@ -560,6 +565,8 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        // `.` and `..` would name a folder above the job's own.
+        && !name.bytes().all(|b| b == b'.')
 }
 
 /// A job name from a program's path: `/usr/local/bin/backup.sh` →

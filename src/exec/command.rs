@@ -45,6 +45,9 @@ fn command_for(attempt: &Attempt<'_>, spec: &CommandSpec) -> Command {
     if !job.env_inherit {
         command.env_clear().envs(bare_environment());
     }
+    for name in job.withheld.iter() {
+        command.env_remove(name);
+    }
     command
         .envs(&job.env)
         .envs(attempt.env.iter().map(|(k, v)| (k, v)))

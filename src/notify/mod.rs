@@ -65,6 +65,7 @@ impl Notifier {
         let this = self.clone();
         let rules = job.triggers.clone();
         let mail = Arc::clone(&job.mail);
+        let withheld = Arc::clone(&job.withheld);
         let report = report.clone();
         tokio::spawn(async move {
             let _guard = guard;
@@ -77,7 +78,8 @@ impl Notifier {
             };
             for rule in rules {
                 for condition in fires(&rule, &report, moment, previous) {
-                    this.deliver(&rule, &mail, &report, condition).await;
+                    this.deliver(&rule, &mail, &withheld, &report, condition)
+                        .await;
                 }
             }
         });
@@ -101,6 +103,7 @@ impl Notifier {
         &self,
         rule: &TriggerRule,
         mail: &Mail,
+        withheld: &[String],
         report: &Report,
         condition: Condition,
     ) {
@@ -127,6 +130,7 @@ impl Notifier {
                 Delivery::Run(argv) => {
                     program::run(
                         argv,
+                        withheld,
                         &self.report_file(report),
                         report,
                         condition,

@@ -20,9 +20,11 @@ use crate::report::Report;
 /// How long a trigger program may take.
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Runs the program; an error says how it failed.
+/// Runs the program, without the variables the jobs file keeps secrets in
+/// (`withheld`); an error says how it failed.
 pub async fn run(
     argv: &[String],
+    withheld: &[String],
     report_file: &Path,
     report: &Report,
     condition: Condition,
@@ -34,6 +36,9 @@ pub async fn run(
     }
     let _ = crate::state::create(report_file).and_then(|mut f| f.write_all(json.as_bytes()));
     let mut command = Command::new(&argv[0]);
+    for name in withheld {
+        command.env_remove(name);
+    }
     command
         .args(&argv[1..])
         .env("OVERNIGHT_JOB", &report.job)

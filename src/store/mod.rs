@@ -120,6 +120,20 @@ impl Store {
     /// what the journal holds and raising the run-id sequence past every
     /// run recorded.
     pub async fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        let store = Store::connect(state_dir).await?;
+        // The history is read even when the journal cannot be folded in
+        // now (a full disk): the entries wait in their files.
+        if let Err(e) = store.fold_journal().await {
+            log::warn!(target: "overnight::store", "the journal's latest entries are not in the history yet: {e}");
+        }
+        Ok(store)
+    }
+
+    /// Opens (creating if need be) the history in `state_dir` and raises
+    /// the run-id sequence past every run it holds, without folding the
+    /// journal: enough to start recording (a first `exec` on a new state
+    /// directory), with no write lock taken once the schema is there.
+    pub async fn connect(state_dir: &Path) -> Result<Store, StoreError> {
         let path = state_dir.join("overnight.db");
         let fail = |source| StoreError::Open {
             path: path.clone(),
@@ -155,11 +169,8 @@ impl Store {
             folded_files: Arc::default(),
         };
         store.migrate().await.map_err(fail)?;
-        // The history is read even when the journal cannot be folded in
-        // now (a full disk): the entries wait in their files.
-        if let Err(e) = store.fold_journal().await {
-            log::warn!(target: "overnight::store", "the journal's latest entries are not in the history yet: {e}");
-        }
+        // Entries folded later carry ids from this sequence, or are given
+        // new ones past it (journal.rs): raising once here is enough.
         store.raise_run_ids().await?;
         Ok(store)
     }

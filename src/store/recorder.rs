@@ -43,7 +43,7 @@ impl Recorder {
         let journal = match Journal::open(state_dir)? {
             Some(journal) => journal,
             None => {
-                Store::open(state_dir).await?;
+                Store::connect(state_dir).await?.close().await;
                 Journal::open(state_dir)?.expect("the store opening starts the run ids")
             }
         };

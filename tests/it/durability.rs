@@ -80,20 +80,26 @@ fn five_hundred_parallel_execs_racing_folds_lose_no_run_twenty_times_over() {
                     .command(&args)
                     .env("OVERNIGHT_STATE_DIR", &dir)
                     .stdout(Stdio::null())
-                    .stderr(Stdio::null())
+                    .stderr(Stdio::piped())
                     .spawn()
                     .unwrap();
                 (i, child)
             })
             .collect();
-        for (i, mut child) in children {
-            let code = child.wait().unwrap().code();
+        for (i, child) in children {
+            let out = child.wait_with_output().unwrap();
+            let code = out.status.code();
             let want = match job_of(i).1 {
                 "success" => 0,
                 "failed" => 1,
                 _ => 3,
             };
-            assert_eq!(code, Some(want), "batch {batch}, j{i}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(code, Some(want), "batch {batch}, j{i}: {stderr}");
+            assert!(
+                !stderr.contains("not in the history"),
+                "batch {batch}, j{i}: {stderr}"
+            );
         }
         let recorded = runtime.block_on(runs(&dir));
         let wrong: Vec<String> = recorded

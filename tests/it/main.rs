@@ -16,5 +16,6 @@ mod next;
 mod policy;
 mod routing;
 mod schedule;
+mod secrets;
 mod state;
 mod triggers;

@@ -160,3 +160,18 @@ fn a_state_directory_others_could_write_is_refused() {
     assert!(stderr.contains("not to you"), "{stderr}");
     assert!(!ran.exists());
 }
+
+/// A job named `..` would write its capture files outside `runs/`: refused.
+#[test]
+fn a_job_name_that_climbs_out_of_its_folder_is_refused() {
+    let sb = Sandbox::new();
+    for name in ["..", "."] {
+        let out = sb.run(&["exec", "--name", name, "--", "echo", "hi"]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {:?}", text(&out));
+    }
+    sb.write("overnight.yaml", "jobs:\n  '..':\n    command: echo hi\n");
+    let out = sb.run(&["check"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bad job name `..`"), "{stderr}");
+}
