@@ -7,7 +7,9 @@
 //! made at the first line: a run that prints nothing leaves no file (and
 //! costs no inode — many nightly jobs are silent). A capture file that
 //! cannot be written never stops the run: the first error is kept and shown
-//! in the report's log section by the caller.
+//! in the report's log section by the caller. A run's file holds at most
+//! its job's `capture_max` bytes: lines past it are counted, not kept, and
+//! a closing line says how many went (the log targets still get them all).
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -17,6 +19,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::event::{RunEvent, Stream};
 
+/// The length of a line's time: `2026-11-30T01:02:03.456789Z`.
+const STAMP_LEN: usize = 27;
+
 /// Where a run's capture file lives.
 pub fn path_for(state_dir: &Path, job: &str, run_id: i64) -> PathBuf {
     state_dir
@@ -25,11 +30,20 @@ pub fn path_for(state_dir: &Path, job: &str, run_id: i64) -> PathBuf {
         .join(format!("{run_id}.log"))
 }
 
+/// The default `capture_max`: 64 MiB a run.
+pub const DEFAULT_MAX: u64 = 64 << 20;
+
 /// Writes one run's capture file.
 #[derive(Debug)]
 pub struct Capture {
     path: PathBuf,
     attempt: u32,
+    /// At most this many bytes a run.
+    max: u64,
+    /// Bytes in the file (all attempts').
+    written: u64,
+    /// Lines past `max`, and their bytes.
+    cut: (u64, u64),
     /// Made at the first line.
     out: Option<BufWriter<File>>,
     error: Option<io::Error>,
@@ -40,16 +54,20 @@ pub struct Capture {
 impl Capture {
     /// The file of a run's first attempt.
     pub fn create(path: &Path) -> Capture {
-        Self::open(path, 1)
+        Self::open(path, 1, DEFAULT_MAX)
     }
 
     /// The file for attempt `attempt`, made (with its folder) at its first
     /// line: the first attempt's replaces any old file, a later one's
-    /// lines follow a line that marks where they begin.
-    pub fn open(path: &Path, attempt: u32) -> Capture {
+    /// lines follow a line that marks where they begin. It holds at most
+    /// `max` bytes.
+    pub fn open(path: &Path, attempt: u32, max: u64) -> Capture {
         Capture {
             path: path.to_path_buf(),
             attempt,
+            max,
+            written: 0,
+            cut: (0, 0),
             out: None,
             error: None,
             stamp_at: None,
@@ -78,7 +96,10 @@ impl Capture {
                     Ok(out)
                 });
             match opened {
-                Ok(out) => self.out = Some(out),
+                Ok(out) => {
+                    self.written = out.get_ref().metadata().map_or(0, |m| m.len());
+                    self.out = Some(out);
+                }
                 Err(e) => self.error = Some(e),
             }
         }
@@ -94,6 +115,9 @@ impl Capture {
             out: Some(out),
             stamp_at,
             stamp,
+            max,
+            written,
+            cut,
             ..
         } = self
         else {
@@ -104,6 +128,14 @@ impl Capture {
             let RunEvent::Line(line) = event else {
                 continue;
             };
+            // Time, stream, text, newline (a cut note aside).
+            let size = (STAMP_LEN + 5 + line.text.len() + 1) as u64;
+            if *written + size > *max || cut.0 > 0 {
+                cut.0 += 1;
+                cut.1 += line.text.len() as u64 + 1;
+                continue;
+            }
+            *written += size;
             // Lines read together share a time: format it once.
             if *stamp_at != Some(line.at) {
                 *stamp_at = Some(line.at);
@@ -139,6 +171,28 @@ impl Capture {
     /// The first write error, if the file could not be kept.
     pub fn error(&self) -> Option<&io::Error> {
         self.error.as_ref()
+    }
+
+    /// Closes the attempt's part of the file: if lines were cut at
+    /// `capture_max`, a last line says how many; that note is returned for
+    /// the report.
+    pub fn finish(&mut self) -> Option<String> {
+        let (lines, bytes) = self.cut;
+        if lines == 0 {
+            return None;
+        }
+        let note = format!(
+            "capture_max ({} bytes) reached: {lines} later line(s), {bytes} byte(s), not kept in the capture file; the log targets got them all",
+            self.max
+        );
+        if let Some(out) = self.out.as_mut() {
+            let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+            let written = writeln!(out, "{now}\trun\t[{note}]").and_then(|()| out.flush());
+            if let Err(e) = written {
+                self.error.get_or_insert(e);
+            }
+        }
+        Some(note)
     }
 }
 

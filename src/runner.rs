@@ -406,7 +406,10 @@ impl Runner {
         let sinks = Sinks::feed(
             router,
             header,
-            job.warning_exit_codes.clone(),
+            SinkPolicy {
+                warning_codes: job.warning_exit_codes.clone(),
+                capture_max: job.capture_max,
+            },
             batches,
             exit_rx,
         );
@@ -503,6 +506,14 @@ fn note_unrecorded(first: &mut Option<String>, id: i64, recorded: Result<(), Sto
     }
 }
 
+/// What the sinks take from the job.
+struct SinkPolicy {
+    /// Exit codes that make a run at most a warning.
+    warning_codes: Vec<i32>,
+    /// The capture file's cap.
+    capture_max: u64,
+}
+
 /// The sinks of one attempt: the report fold, the log4rs router, the
 /// capture file.
 struct Sinks {
@@ -514,14 +525,14 @@ struct Sinks {
 }
 
 impl Sinks {
-    fn open(router: Router, header: RunHeader, warning_codes: Vec<i32>) -> Sinks {
+    fn open(router: Router, header: RunHeader, policy: SinkPolicy) -> Sinks {
         router.started(header.trigger);
         Sinks {
-            capture: Capture::open(&header.capture, header.attempt),
+            capture: Capture::open(&header.capture, header.attempt, policy.capture_max),
             router,
             header,
             fold: ReportBuilder::default(),
-            warning_codes,
+            warning_codes: policy.warning_codes,
         }
     }
 
@@ -535,7 +546,8 @@ impl Sinks {
     }
 
     /// The report, once the executor has ended with `exit`.
-    fn finish(self, exit: Exit) -> Report {
+    fn finish(mut self, exit: Exit) -> Report {
+        let capture_cut = self.capture.finish();
         let capture_error = self
             .capture
             .error()
@@ -545,6 +557,9 @@ impl Sinks {
             .finish(self.header, exit, &self.warning_codes, Utc::now());
         if let Some(note) = capture_error {
             report.details.insert("capture_error".into(), note.into());
+        }
+        if let Some(note) = capture_cut {
+            report.details.insert("capture_cut".into(), note.into());
         }
         self.router.finished(&report);
         report
@@ -557,11 +572,11 @@ impl Sinks {
     fn feed(
         router: Router,
         header: RunHeader,
-        warning_codes: Vec<i32>,
+        policy: SinkPolicy,
         mut batches: mpsc::Receiver<Vec<RunEvent>>,
         exit: oneshot::Receiver<Exit>,
     ) -> tokio::task::JoinHandle<Report> {
-        let open = move || Sinks::open(router, header, warning_codes);
+        let open = move || Sinks::open(router, header, policy);
         match tokio::runtime::Handle::current().runtime_flavor() {
             tokio::runtime::RuntimeFlavor::CurrentThread => tokio::spawn(async move {
                 let mut sinks = open();

@@ -7,6 +7,7 @@ mod history;
 mod import_crontab;
 mod logs;
 mod next;
+mod prune;
 mod report;
 mod run;
 mod status;
@@ -54,6 +55,8 @@ enum Command {
     Report(report::Args),
     /// Turn a crontab into an `overnight.yaml` on stdout.
     ImportCrontab(import_crontab::Args),
+    /// Remove what `retention:` keeps no longer (the daemon does it daily).
+    Prune(prune::Args),
     /// Work with trigger rules: `overnight trigger test RULE`.
     Trigger(trigger::Args),
 }
@@ -211,6 +214,7 @@ async fn dispatch(command: Command) -> Result<Outcome, CliError> {
         Command::Logs(args) => logs::run(args).await,
         Command::Report(args) => report::run(args).await,
         Command::ImportCrontab(args) => import_crontab::run(args),
+        Command::Prune(args) => prune::run(args).await,
         Command::Trigger(args) => trigger::run(args).await,
     }
 }

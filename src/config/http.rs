@@ -181,7 +181,7 @@ impl Check<'_> {
     }
 
     /// A size: a number of bytes, or `512k`, `10MB`, `1 GiB`.
-    fn size(&mut self, node: &Node, what: &str) -> Option<u64> {
+    pub(super) fn size(&mut self, node: &Node, what: &str) -> Option<u64> {
         let parsed = match &node.value {
             Value::Int(n) if *n > 0 => Some(*n as u64),
             Value::Str(text) => parse_size(text),

@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod node;
 pub mod policy;
+pub mod retention;
 pub mod trigger;
 mod validate;
 
@@ -62,6 +63,8 @@ pub struct Config {
     pub triggers: Vec<Arc<TriggerRule>>,
     /// The jobs, in file order; a job's index is its id in the scheduler.
     pub jobs: Vec<Job>,
+    /// How long runs' files and rows are kept.
+    pub retention: retention::Retention,
 }
 
 impl Config {
@@ -185,6 +188,9 @@ pub struct Job {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_duration: Option<Duration>,
+    /// At most this many bytes of a run's output are kept in its capture
+    /// file (the log targets get every line).
+    pub capture_max: u64,
     /// The trigger rules watching this job (the file's and its own).
     #[serde(serialize_with = "rule_names")]
     pub triggers: Vec<Arc<TriggerRule>>,
@@ -221,6 +227,7 @@ impl Job {
             env_inherit: true,
             limits: Limits::default(),
             max_duration: None,
+            capture_max: crate::capture::DEFAULT_MAX,
             triggers: Vec::new(),
             mail: Arc::default(),
         }

@@ -25,6 +25,7 @@ const TOP_KEYS: &[&str] = &[
     "shutdown_grace",
     "shutdown",
     "max_parallel",
+    "retention",
     "smtp",
     "sendmail",
     "triggers",
@@ -52,6 +53,7 @@ const DEFAULT_KEYS: &[&str] = &[
     "env_inherit",
     "limits",
     "max_duration",
+    "capture_max",
 ];
 const JOB_ONLY_KEYS: &[&str] = &["description", "schedule", "command", "http", "triggers"];
 
@@ -196,6 +198,7 @@ impl Check<'_> {
             mail: Default::default(),
             triggers: Vec::new(),
             jobs: Vec::new(),
+            retention: Default::default(),
         };
         let mut defaults = Vec::new();
         let mut jobs_node = None;
@@ -244,6 +247,7 @@ impl Check<'_> {
                         "`max_parallel` must be a number from 1 to 100000",
                     ),
                 },
+                "retention" => config.retention = self.retention(value),
                 "smtp" => mail.smtp = self.smtp(value),
                 "sendmail" => {
                     explicit_sendmail = true;
@@ -391,6 +395,11 @@ impl Check<'_> {
                 }
                 "limits" => job.limits = self.limits(value),
                 "max_duration" => job.max_duration = self.duration(value, "`max_duration`"),
+                "capture_max" => {
+                    job.capture_max = self
+                        .size(value, "`capture_max`")
+                        .unwrap_or(crate::capture::DEFAULT_MAX)
+                }
                 "triggers" => own_rules = self.triggers(value, Some(name)),
                 _ => unreachable!("mapping() returns known keys only"),
             }

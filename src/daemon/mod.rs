@@ -174,6 +174,7 @@ pub async fn run_with_clock(
     dispatch::catch_up_at_start(&shared, &config, clock.now()).await?;
     dispatch::reboot_jobs(&shared, &config);
     drop(config);
+    let pruning = tokio::spawn(prune_daily(Arc::clone(&shared)));
     crate::process::release_free_memory();
     schedule(&shared, scheduler, shutdown).await;
 
@@ -198,6 +199,7 @@ pub async fn run_with_clock(
     let _ = server.await;
     DaemonInfo::remove(&state_dir);
     folding.abort();
+    pruning.abort();
     if let Err(e) = store.fold_journal().await {
         error!(target: "overnight::daemon", "journal not folded into the history at shutdown: {e}");
     }
@@ -280,5 +282,22 @@ async fn recv_hangup(hangup: &mut Option<tokio::signal::unix::Signal>) -> Option
     match hangup {
         Some(h) => h.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Applies the jobs file's `retention:` at start and every day after.
+async fn prune_daily(shared: Arc<Shared>) {
+    loop {
+        let retention = shared.config().retention;
+        match shared.store.prune(&retention).await {
+            Ok(pruned) if pruned != crate::store::Pruned::default() => info!(
+                target: "overnight::daemon",
+                "pruned: {} capture file(s) ({} bytes), {} run(s) from the history",
+                pruned.files, pruned.bytes, pruned.runs
+            ),
+            Ok(_) => {}
+            Err(e) => warn!(target: "overnight::daemon", "retention not applied: {e}"),
+        }
+        tokio::time::sleep(crate::store::PRUNE_EVERY).await;
     }
 }

@@ -14,6 +14,7 @@ mod import;
 mod memory;
 mod next;
 mod policy;
+mod retention;
 mod routing;
 mod schedule;
 mod secrets;
