@@ -169,6 +169,20 @@ fn set_cloexec(fds: &[std::os::fd::RawFd], on: bool) {
     }
 }
 
+/// Sends `signal` to the process group of every job running now (each
+/// job leads a group of its own); returns how many.
+pub fn signal_jobs(signal: i32) -> usize {
+    let tracked = TRACKED.lock().expect("tracked children");
+    // SAFETY: getpgrp has no arguments and no failure.
+    let own_group = unsafe { libc::getpgrp() } as u32;
+    tracked
+        .iter()
+        // SAFETY: killpg sends a signal to a group that a child of ours
+        // leads; no memory is involved. A pid that leads no group fails.
+        .filter(|&&pid| pid != own_group && unsafe { libc::killpg(pid as i32, signal) } == 0)
+        .count()
+}
+
 /// Stops tracking a child once its status has been collected.
 pub fn untrack(pid: u32) {
     TRACKED.lock().expect("tracked children").remove(&pid);

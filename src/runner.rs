@@ -165,7 +165,14 @@ impl Runner {
         let specs: Vec<LockSpec> = held.iter().flat_map(|h| h.specs().cloned()).collect();
         let fds: Vec<_> = held.iter().flat_map(|h| h.fds()).collect();
 
-        let run_id = self.recorder.next_run_id()?;
+        let mut run_id = self.recorder.next_run_id()?;
+        // A run-id file restored from a backup hands out ids again: the
+        // history mends that at its next opening, but a capture file of
+        // the same job and id must not be overwritten meanwhile.
+        while run_id > 0 && capture::path_for(&self.state_dir, &job.name, run_id).exists() {
+            log::warn!(target: "overnight::runner", "run id {run_id} of `{}` was used already (is `last-run-id` older than the history?); taking the next", job.name);
+            run_id = self.recorder.next_run_id()?;
+        }
         let started_at = Utc::now();
         // The job runs even when its bookkeeping cannot be written (a full
         // disk): the first failure is kept and said in the report.
@@ -250,7 +257,11 @@ impl Runner {
     /// the reason the fire is skipped.
     async fn own_lock(&self, job: &Job) -> Result<Option<Held>, String> {
         let own = [LockSpec::job(&job.name)];
-        let busy = |e: lock::LockError| format!("skipped: the job is still running ({e})");
+        let busy = |e: lock::LockError| match e {
+            lock::LockError::Busy { .. } => format!("skipped: the job is still running ({e})"),
+            // Not a run still going: the lock could not even be tried.
+            lock::LockError::Io { .. } => format!("skipped: {e}"),
+        };
         match job.concurrency {
             Concurrency::Allow => Ok(None),
             Concurrency::Skip => lock::acquire(&self.state_dir, &own, Duration::ZERO)

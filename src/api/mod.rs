@@ -5,6 +5,9 @@
 //! Errors map to HTTP in one place, [`ApiError`]'s `IntoResponse`.
 
 pub mod client;
+mod listener;
+
+pub use listener::MAX_CONNECTIONS;
 
 use std::sync::Arc;
 
@@ -157,15 +160,55 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
         .route("/api/jobs/{name}/run", post(run_job))
         .route("/api/reload", post(reload))
         .with_state(shared);
+    // On loopback (the default), only loopback names are answered.
+    let app = match listener.local_addr() {
+        Ok(addr) if addr.ip().is_loopback() => app.layer(axum::middleware::from_fn(check_host)),
+        _ => app,
+    };
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
+    let listener =
+        listener::Limited::new(listener, listener::MAX_CONNECTIONS, listener::IDLE_TIMEOUT);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(stopped)
         .await
     {
         log::error!(target: "overnight::api", "the API stopped: {e}");
     }
+}
+
+/// On a loopback listener, answers only requests addressed by a loopback
+/// name or address: a web page elsewhere that makes a browser resolve its own name
+/// to 127.0.0.1 (DNS rebinding) sends its own name as `Host`, and is
+/// refused before it can read anything.
+async fn check_host(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let host = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if loopback_host(host) {
+        next.run(request).await
+    } else {
+        let why = format!(
+            "refused: `Host: {host}` does not name this machine's loopback; use http://127.0.0.1:PORT/"
+        );
+        (StatusCode::MISDIRECTED_REQUEST, why).into_response()
+    }
+}
+
+/// Whether a `Host` header names the loopback: `localhost`, `127.x.y.z` or
+/// `[::1]`, with or without a port.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or("", |(addr, _)| addr),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {

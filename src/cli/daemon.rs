@@ -1,8 +1,8 @@
 //! `overnight daemon [-c FILE]`: the scheduler in the foreground.
 
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
 
+use super::signals::{self, Signals};
 use super::{CliError, ConfigArg};
 use crate::exit::Outcome;
 
@@ -20,13 +20,27 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
             config.listen
         ))
     })?;
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|e| CliError::Usage(format!("cannot handle SIGTERM: {e}")))?;
+    let mut signals = Signals::catch(&[libc::SIGINT, libc::SIGTERM])?;
+    // The first signal stops the daemon, which gives running jobs their
+    // grace period; a second ends them now (TERM), a third kills them.
     let shutdown = async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+        signals.next().await;
+        tokio::spawn(async move {
+            for (nth, sent) in [(2, libc::SIGTERM), (3, libc::SIGKILL)] {
+                let number = signals.next().await;
+                let count = crate::process::signal_jobs(sent);
+                let what = if sent == libc::SIGTERM {
+                    "sending them TERM now; a third signal kills them (KILL)"
+                } else {
+                    "sending them KILL"
+                };
+                log::warn!(
+                    target: "overnight::daemon",
+                    "{} again (signal {nth}): {count} running job(s): {what}",
+                    signals::name(number)
+                );
+            }
+        });
     };
     crate::daemon::run(config, listener, shutdown).await?;
     Ok(Outcome::Success)

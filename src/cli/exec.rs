@@ -21,7 +21,7 @@ pub(super) struct Args {
     config: ConfigArg,
     /// The command and its arguments, after `--`.
     #[arg(required = true, last = true, value_name = "CMD")]
-    command: Vec<String>,
+    command: Vec<std::ffi::OsString>,
 }
 
 pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
@@ -33,7 +33,8 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     };
     let name = match args.name {
         Some(name) => name,
-        None => config::name_from_program(&args.command[0]).unwrap_or_else(|| "exec".to_string()),
+        None => config::name_from_program(&args.command[0].to_string_lossy())
+            .unwrap_or_else(|| "exec".to_string()),
     };
     if !config::valid_name(&name) {
         return Err(CliError::Usage(format!(

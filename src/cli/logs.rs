@@ -33,10 +33,11 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     let state_dir = args.config.state_dir()?;
     let store = open_store(&state_dir).await?;
     let run = find_run(&store, &args.run).await?;
-    let path = run.capture_path.as_ref().map_or_else(
-        || capture::path_for(&state_dir, &run.job, run.id),
-        PathBuf::from,
-    );
+    // A recorded name with U+FFFD was not UTF-8: the file is the run's.
+    let path = match &run.capture_path {
+        Some(p) if !p.contains('\u{fffd}') => PathBuf::from(p),
+        _ => capture::path_for(&state_dir, &run.job, run.id),
+    };
     let Some(file) = wait_for_file(&path, &store, run.id, args.follow).await? else {
         // The file is made at the first line.
         eprintln!("run #{} of `{}` has printed nothing", run.id, run.job);

@@ -10,6 +10,7 @@ mod next;
 mod prune;
 mod report;
 mod run;
+mod signals;
 mod status;
 mod trigger;
 

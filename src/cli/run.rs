@@ -3,8 +3,7 @@
 
 use std::path::Path;
 
-use tokio::signal::unix::{Signal, SignalKind, signal};
-
+use super::signals::Signals;
 use super::{CliError, ConfigArg};
 use crate::api::client::Client;
 use crate::config::Job;
@@ -82,11 +81,10 @@ pub(super) async fn locally(
     let runner = Runner::new(recorder, state_dir.to_path_buf(), max_parallel);
     let interrupt = {
         let runner = runner.clone();
-        let mut signals = Signals::new()
-            .map_err(|e| CliError::Usage(format!("cannot catch SIGTERM and SIGINT: {e}")))?;
+        let mut signals = Signals::catch(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP])?;
         tokio::spawn(async move {
-            let (number, name) = signals.next().await;
-            runner.stop_all(&format!("terminated by {name}"));
+            let number = signals.next().await;
+            runner.stop_all(&format!("terminated by {}", super::signals::name(number)));
             number
         })
     };
@@ -112,30 +110,4 @@ pub(super) async fn locally(
         );
     }
     Ok((outcome?, signalled))
-}
-
-/// The signals that end a wrapped job: SIGINT, SIGTERM, SIGHUP.
-struct Signals([(i32, &'static str, Signal); 3]);
-
-impl Signals {
-    fn new() -> std::io::Result<Signals> {
-        let catch = |number, name| -> std::io::Result<_> {
-            Ok((number, name, signal(SignalKind::from_raw(number))?))
-        };
-        Ok(Signals([
-            catch(libc::SIGINT, "SIGINT")?,
-            catch(libc::SIGTERM, "SIGTERM")?,
-            catch(libc::SIGHUP, "SIGHUP")?,
-        ]))
-    }
-
-    /// The next one to come: its number and name.
-    async fn next(&mut self) -> (i32, &'static str) {
-        let [int, term, hup] = &mut self.0;
-        tokio::select! {
-            _ = int.2.recv() => (int.0, int.1),
-            _ = term.2.recv() => (term.0, term.1),
-            _ = hup.2.recv() => (hup.0, hup.1),
-        }
-    }
 }

@@ -17,6 +17,7 @@ mod validate;
 pub use validate::{name_from_program, valid_name};
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -201,13 +202,13 @@ pub struct Job {
 
 impl Job {
     /// A job made on the spot, as `overnight exec` does for a crontab line.
-    pub fn adhoc(name: String, argv: Vec<String>) -> Job {
+    pub fn adhoc(name: String, argv: Vec<OsString>) -> Job {
         Job {
             name,
             description: None,
             schedule: None,
             timezone: Tz::UTC,
-            action: Action::Command(CommandSpec::Argv(argv)),
+            action: Action::Command(CommandSpec::Raw(argv)),
             workdir: None,
             env: BTreeMap::new(),
             withheld: Arc::default(),
@@ -286,14 +287,18 @@ pub enum CommandSpec {
     Shell(String),
     /// A program and its arguments, run directly.
     Argv(Vec<String>),
+    /// A program and its arguments as a wrapping command line gave them
+    /// (`overnight exec`): bytes, not always UTF-8, passed on unchanged.
+    Raw(Vec<OsString>),
 }
 
 impl CommandSpec {
     /// The program and arguments to execute.
-    pub fn argv(&self) -> Vec<String> {
+    pub fn argv(&self) -> Vec<OsString> {
         match self {
-            CommandSpec::Shell(line) => vec!["/bin/sh".into(), "-c".into(), line.clone()],
-            CommandSpec::Argv(argv) => argv.clone(),
+            CommandSpec::Shell(line) => vec!["/bin/sh".into(), "-c".into(), line.into()],
+            CommandSpec::Argv(argv) => argv.iter().map(OsString::from).collect(),
+            CommandSpec::Raw(argv) => argv.clone(),
         }
     }
 }

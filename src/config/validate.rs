@@ -112,12 +112,22 @@ impl Check<'_> {
             }
             return Vec::new();
         };
-        let mut out = Vec::new();
+        let mut out: Vec<(&'n str, &'n Node)> = Vec::new();
+        let mut seen: Vec<(&str, Pos)> = Vec::new();
         for (key, value) in entries {
             let Some(name) = key.as_str() else {
                 self.problem(key.pos, format!("{what}: keys must be strings"));
                 continue;
             };
+            if let Some((_, first)) = seen.iter().find(|(seen, _)| *seen == name) {
+                let line = first.line;
+                self.problem(
+                    key.pos,
+                    format!("duplicate key `{name}` in {what} (first at line {line}); write each key once"),
+                );
+                continue;
+            }
+            seen.push((name, key.pos));
             if known.contains(&name) {
                 out.push((name, value));
             } else {
@@ -473,6 +483,7 @@ impl Check<'_> {
         let empty = match &spec {
             CommandSpec::Shell(s) => s.trim().is_empty(),
             CommandSpec::Argv(argv) => argv.first().is_none_or(|p| p.is_empty()),
+            CommandSpec::Raw(argv) => argv.first().is_none_or(|p| p.is_empty()),
         };
         if empty {
             self.problem(node.pos, "empty `command`; give the command the job runs");
@@ -522,6 +533,10 @@ impl Check<'_> {
         };
         for (key, value) in entries {
             match (key.as_str(), value.scalar()) {
+                (Some(k), Some(_)) if out.contains_key(k) => self.problem(
+                    key.pos,
+                    format!("{what}: duplicate name `{k}`; write each name once"),
+                ),
                 (Some(k), Some(v)) if !k.is_empty() => {
                     out.insert(k.to_string(), v);
                 }

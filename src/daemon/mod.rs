@@ -167,6 +167,7 @@ pub async fn run_with_clock(
     ));
     info!(target: "overnight::daemon", "started: pid {}, API on http://{addr}, {} job(s)", card.pid, shared.config().jobs.len());
 
+    warn_if_few_descriptors();
     recover::abandoned_runs(&shared).await?;
     crate::process::adopt_and_reap_orphans();
     let config = shared.config();
@@ -184,7 +185,7 @@ pub async fn run_with_clock(
         info!(target: "overnight::daemon", "stopping: ending {running} running job(s) (shutdown: terminate)");
         shared.runner.stop_all(end);
     } else if running > 0 {
-        info!(target: "overnight::daemon", "stopping: waiting up to {} for {running} running job(s)", humantime::format_duration(grace));
+        info!(target: "overnight::daemon", "stopping: waiting up to {} for {running} running job(s); a second Ctrl-C or SIGTERM ends them now", humantime::format_duration(grace));
         if tokio::time::timeout(grace, shared.inflight.idle())
             .await
             .is_err()
@@ -299,5 +300,28 @@ async fn prune_daily(shared: Arc<Shared>) {
             Err(e) => warn!(target: "overnight::daemon", "retention not applied: {e}"),
         }
         tokio::time::sleep(crate::store::PRUNE_EVERY).await;
+    }
+}
+
+/// Descriptors below this make a busy daemon run out: the API's
+/// connections, and each running job's pipes, locks and capture file.
+const FEW_DESCRIPTORS: u64 = 1024;
+
+/// Says so at start when the open-file limit is low, with how to raise it.
+fn warn_if_few_descriptors() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we own and nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0
+        && limit.rlim_cur < FEW_DESCRIPTORS
+    {
+        warn!(
+            target: "overnight::daemon",
+            "only {} open files allowed (`ulimit -n`): the API alone may hold up to {} connections, and each running job a few more; raise it to {FEW_DESCRIPTORS} or more (`LimitNOFILE=` in a systemd unit, `ulimit -n` in a shell)",
+            limit.rlim_cur,
+            crate::api::MAX_CONNECTIONS
+        );
     }
 }

@@ -82,7 +82,7 @@ pub async fn run(attempt: &mut Attempt<'_>, spec: &CommandSpec, events: EventSen
     let mut child = match spawn_tracked(&mut command_for(attempt, spec), attempt.lock_fds) {
         Ok(child) => child,
         Err(e) => {
-            let message = format!("cannot start `{}`: {e}", spec.argv()[0]);
+            let message = format!("cannot start `{}`: {e}", spec.argv()[0].to_string_lossy());
             let _ = events
                 .send(vec![RunEvent::entry(EntryKind::Error, message.clone())])
                 .await;

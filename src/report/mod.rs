@@ -205,7 +205,15 @@ pub struct LogSummary {
     /// Lines cut at the line-length cap.
     pub cut_lines: u64,
     /// The capture file holding every line with its time and stream.
+    #[serde(serialize_with = "lossy_path")]
     pub capture: PathBuf,
+}
+
+/// A path as text, any bytes that are not UTF-8 shown as U+FFFD: reports
+/// and records are JSON, and a readable name matters more there than one
+/// that can be opened (the capture file is found by the run's id).
+pub fn lossy_path<S: serde::Serializer>(path: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&path.display())
 }
 
 /// The completion report of one run.

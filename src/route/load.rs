@@ -136,8 +136,19 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             ));
             continue;
         }
-        let mut builder = Appender::builder();
         let mut ok = true;
+        for why in unset_variables(&appender.config)
+            .into_iter()
+            .chain(absurd_rolling(&appender.config))
+        {
+            ok = false;
+            problems.push(at(pos, format!("appender `{name}`: {why}")));
+        }
+        if !ok {
+            // Building it would make its file, in the wrong place.
+            continue;
+        }
+        let mut builder = Appender::builder();
         for filter in appender.filters {
             match deserializers.deserialize::<dyn Filter>(&filter.kind, filter.config) {
                 Ok(f) => builder = builder.filter(f),
@@ -194,6 +205,87 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             Err(ConfigError::Invalid(problems))
         }
     }
+}
+
+/// `$ENV{NAME}` in the `path` or the roller's `pattern` naming a variable
+/// that is not set: log4rs would leave the text as it is, and make a
+/// folder literally named `$ENV{NAME}`.
+fn unset_variables(settings: &serde_value::Value) -> Vec<String> {
+    use serde_value::Value;
+    let key = |k: &str| Value::String(k.to_string());
+    let Value::Map(map) = settings else {
+        return Vec::new();
+    };
+    let mut texts = Vec::new();
+    if let Some(Value::String(path)) = map.get(&key("path")) {
+        texts.push(("path", path));
+    }
+    if let Some(Value::Map(policy)) = map.get(&key("policy"))
+        && let Some(Value::Map(roller)) = policy.get(&key("roller"))
+        && let Some(Value::String(pattern)) = roller.get(&key("pattern"))
+    {
+        texts.push(("roller pattern", pattern));
+    }
+    let mut unset = Vec::new();
+    for (what, text) in texts {
+        for name in text
+            .split("$ENV{")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('}').map(|(n, _)| n))
+        {
+            if std::env::var_os(name).is_none() {
+                unset.push(format!(
+                    "`$ENV{{{name}}}` in its {what} is not set in the environment; set it, or write the path out"
+                ));
+            }
+        }
+    }
+    unset
+}
+
+/// Most files a `fixed_window` roller may keep: it renames each of them at
+/// every roll.
+const MAX_ROLLED: u64 = 1000;
+
+/// What in an appender's rolling policy would hang or thrash a run: a size
+/// limit of zero (a roll at every line), a roller keeping absurdly many
+/// files (millions of renames at every roll).
+fn absurd_rolling(settings: &serde_value::Value) -> Vec<String> {
+    use serde_value::Value;
+    let get = |map: &Value, k: &str| match map {
+        Value::Map(map) => map.get(&Value::String(k.to_string())).cloned(),
+        _ => None,
+    };
+    let number = |v: &Value| match v {
+        Value::U64(n) => Some(*n),
+        Value::I64(n) => Some((*n).max(0) as u64),
+        Value::U32(n) => Some(u64::from(*n)),
+        Value::I32(n) => Some((*n).max(0) as u64),
+        Value::U8(n) => Some(u64::from(*n)),
+        Value::U16(n) => Some(u64::from(*n)),
+        Value::String(s) => crate::config::http::parse_size(s),
+        _ => None,
+    };
+    let mut absurd = Vec::new();
+    let Some(policy) = get(settings, "policy") else {
+        return absurd;
+    };
+    if let Some(limit) = get(&policy, "trigger").and_then(|t| get(&t, "limit"))
+        && number(&limit) == Some(0)
+    {
+        absurd.push("the size trigger's `limit` must be more than 0 bytes".to_string());
+    }
+    if let Some(count) = get(&policy, "roller")
+        .and_then(|r| get(&r, "count"))
+        .as_ref()
+        .and_then(number)
+        && count > MAX_ROLLED
+    {
+        absurd.push(format!(
+            "the roller's `count: {count}` is too many; keep at most {MAX_ROLLED} rolled files (each is renamed at every roll)"
+        ));
+    }
+    absurd
 }
 
 /// Makes the `path` and `policy.roller.pattern` of an appender's settings

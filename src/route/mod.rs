@@ -6,6 +6,7 @@
 //! in a pattern, `attributes` in JSON) and in the MDC (`{X(job)}`, `mdc`).
 //! The daemon's own messages use `overnight::…` targets, never `jobs::…`.
 
+mod escape;
 pub mod fast_pattern;
 pub mod load;
 pub mod per_job;
@@ -19,6 +20,7 @@ use log4rs::append::console::{ConsoleAppender, Target};
 use log4rs::config::{Appender, Config, Logger, Root};
 use log4rs::encode::pattern::PatternEncoder;
 
+use self::escape::Escaped;
 use crate::event::{EntryKind, RunEvent, Stream};
 use crate::report::{Report, Status, Trigger};
 
@@ -194,10 +196,10 @@ impl Router {
                     self.emit(
                         Section::Log,
                         level,
-                        format_args!("{} [cut: {} bytes]", line.text, line.cut),
+                        format_args!("{} [cut: {} bytes]", Escaped(&line.text), line.cut),
                     );
                 } else {
-                    self.emit(Section::Log, level, format_args!("{}", line.text));
+                    self.emit(Section::Log, level, format_args!("{}", Escaped(&line.text)));
                 }
             }
             RunEvent::Line(_) => {}
@@ -209,10 +211,12 @@ impl Router {
                     EntryKind::Debug => (Section::Log, Level::Debug),
                 };
                 match &entry.code {
-                    Some(code) => {
-                        self.emit(section, level, format_args!("[{code}] {}", entry.message))
-                    }
-                    None => self.emit(section, level, format_args!("{}", entry.message)),
+                    Some(code) => self.emit(
+                        section,
+                        level,
+                        format_args!("[{}] {}", Escaped(code), Escaped(&entry.message)),
+                    ),
+                    None => self.emit(section, level, format_args!("{}", Escaped(&entry.message))),
                 }
             }
             RunEvent::Progress(p) => match p.percent {

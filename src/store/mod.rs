@@ -9,6 +9,7 @@
 //! folds in first (`journal.rs`). Run ids come from a counter file beside
 //! the database (`ids.rs`), so both ways share one sequence.
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,6 +111,8 @@ pub struct Store {
     ids: Arc<RunIds>,
     state_dir: Arc<PathBuf>,
     folded_files: Arc<journal::FoldedFiles>,
+    /// The state directory, held open while its name is not UTF-8.
+    _held_dir: Option<Arc<std::fs::File>>,
 }
 
 /// Times are stored as RFC 3339 UTC text, which sorts like time.
@@ -145,8 +148,18 @@ impl Store {
         // Made here, 0600: SQLite gives its -wal and -shm files the
         // database's mode.
         crate::state::open_rw(&path).map_err(StoreError::file(&path))?;
+        // SQLite takes UTF-8 file names only: a state directory whose name
+        // is not is reached through a descriptor held open on it.
+        let (name, held_dir) = match path.to_str() {
+            Some(_) => (path.clone(), None),
+            None => {
+                let dir = std::fs::File::open(state_dir).map_err(StoreError::file(state_dir))?;
+                let via = format!("/proc/self/fd/{}/overnight.db", dir.as_raw_fd());
+                (PathBuf::from(via), Some(Arc::new(dir)))
+            }
+        };
         let options = SqliteConnectOptions::new()
-            .filename(&path)
+            .filename(&name)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -169,6 +182,7 @@ impl Store {
             ids: Arc::new(ids),
             state_dir: Arc::new(state_dir.to_path_buf()),
             folded_files: Arc::default(),
+            _held_dir: held_dir,
         };
         store.migrate().await.map_err(fail)?;
         // Entries folded later carry ids from this sequence, or are given

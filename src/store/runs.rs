@@ -73,6 +73,7 @@ pub struct NewRun {
     pub locks: Vec<crate::lock::LockSpec>,
     /// Its capture file, known from the start so that a follower finds a
     /// running run's output.
+    #[serde(serialize_with = "crate::report::lossy_path")]
     pub capture: std::path::PathBuf,
 }
 

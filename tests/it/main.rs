@@ -9,6 +9,7 @@ mod daemon;
 mod durability;
 mod examples;
 mod exec;
+mod hostile;
 mod http;
 mod import;
 mod memory;

@@ -1,0 +1,197 @@
+//! The API's listener: a cap on open connections and an idle timeout.
+//!
+//! Every connection holds a descriptor, and so do the jobs: a thousand
+//! clients that connect and say nothing must not leave the scheduler unable
+//! to open a pipe. At most [`MAX_CONNECTIONS`] are served at once (more
+//! wait in the kernel's backlog), and one silent both ways for
+//! [`IDLE_TIMEOUT`] is closed.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 128;
+
+/// A connection that neither sends nor is sent anything this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A TCP listener that hands out at most [`MAX_CONNECTIONS`] at once.
+pub struct Limited {
+    inner: TcpListener,
+    places: Arc<Semaphore>,
+    idle: Duration,
+}
+
+impl Limited {
+    /// Limits `inner` to `max` connections, each closed after `idle` of
+    /// silence.
+    pub fn new(inner: TcpListener, max: usize, idle: Duration) -> Limited {
+        Limited {
+            inner,
+            places: Arc::new(Semaphore::new(max)),
+            idle,
+        }
+    }
+}
+
+impl axum::serve::Listener for Limited {
+    type Io = Connection;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Connection, SocketAddr) {
+        let place = Arc::clone(&self.places)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        let connection = Connection {
+            stream,
+            _place: place,
+            idle: self.idle,
+            deadline: Box::pin(tokio::time::sleep(self.idle)),
+        };
+        (connection, addr)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// One connection: its place among the allowed ones is given back when it
+/// closes; it fails with `TimedOut` once silent for too long.
+pub struct Connection {
+    stream: TcpStream,
+    _place: OwnedSemaphorePermit,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl Connection {
+    /// Something went through: the silence starts again.
+    fn active(&mut self) {
+        self.deadline.as_mut().reset(Instant::now() + self.idle);
+    }
+
+    /// `Pending` while the connection may wait; an error once it has been
+    /// silent too long.
+    fn check_idle<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the connection was idle too long",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(done) => {
+                self.active();
+                Poll::Ready(done)
+            }
+            Poll::Pending => self.check_idle(cx),
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write(cx, buf) {
+            Poll::Ready(done) => {
+                self.active();
+                Poll::Ready(done)
+            }
+            Poll::Pending => self.check_idle(cx),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
+            Poll::Ready(done) => {
+                self.active();
+                Poll::Ready(done)
+            }
+            Poll::Pending => self.check_idle(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Two idle connections fill a listener of two places; a third client
+    /// is served once they have been silent for the idle timeout, and the
+    /// idle ones are closed.
+    #[tokio::test]
+    async fn idle_connections_are_closed_and_their_places_given_back() {
+        let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = inner.local_addr().unwrap();
+        let listener = Limited::new(inner, 2, Duration::from_millis(300));
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "hi" }));
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let mut idle = Vec::new();
+        for _ in 0..2 {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        let started = std::time::Instant::now();
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("hi"), "{answer}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "served only once a place was free"
+        );
+        for mut stream in idle {
+            let mut rest = Vec::new();
+            let read = stream.read_to_end(&mut rest).await;
+            assert!(read.is_err() || rest.is_empty(), "closed by the server");
+        }
+        server.abort();
+    }
+}
