@@ -558,6 +558,18 @@ impl Sinks {
 
     /// The report, once the executor has ended with `exit`.
     fn finish(mut self, exit: Exit) -> Report {
+        // A log file the run's lines could not reach is a warning of the
+        // run, once per appender, with the count and the OS's words.
+        for failure in crate::route::take_failures(self.header.run_id) {
+            let warning = RunEvent::entry(
+                crate::event::EntryKind::Warning,
+                format!(
+                    "log appender `{}` could not write {} record(s) of this run: {}",
+                    failure.appender, failure.records, failure.first
+                ),
+            );
+            self.batch(std::slice::from_ref(&warning));
+        }
         let capture_cut = self.capture.finish();
         let capture_error = self
             .capture
@@ -572,7 +584,11 @@ impl Sinks {
         if let Some(note) = capture_cut {
             report.details.insert("capture_cut".into(), note.into());
         }
+        let run_id = report.run_id;
         self.router.finished(&report);
+        // What failed since (saying the failures, the closing records) is
+        // not counted anywhere: dropped, so nothing builds up.
+        crate::route::take_failures(run_id);
         report
     }
 

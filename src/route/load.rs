@@ -22,7 +22,7 @@ use log4rs::filter::Filter;
 use crate::config::node::{Node, Pos, Value};
 use crate::config::{ConfigError, Problem};
 
-use super::per_job;
+use super::{guard, per_job};
 
 /// The appender kinds a file may use.
 const APPENDER_KINDS: &[&str] = &["console", "file", "rolling_file", per_job::KIND];
@@ -148,6 +148,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             // Building it would make its file, in the wrong place.
             continue;
         }
+        if let Err(why) = prepare_file(&appender.kind, &mut appender.config) {
+            problems.push(at(pos, format!("appender `{name}`: {why}")));
+            continue;
+        }
         let mut builder = Appender::builder();
         for filter in appender.filters {
             match deserializers.deserialize::<dyn Filter>(&filter.kind, filter.config) {
@@ -162,7 +166,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             }
         }
         match deserializers.deserialize::<dyn Append>(&appender.kind, appender.config) {
-            Ok(built) if ok => appenders.push(builder.build(name, built)),
+            Ok(built) if ok => {
+                let guarded = Box::new(guard::Guarded::new(name.clone(), built));
+                appenders.push(builder.build(name, guarded));
+            }
             Ok(_) => {}
             Err(e) => problems.push(at(pos, format!("appender `{name}`: {e:#}"))),
         }
@@ -241,6 +248,68 @@ fn unset_variables(settings: &serde_value::Value) -> Vec<String> {
         }
     }
     unset
+}
+
+/// Log files are the operator's, but not everyone's: made 0640 unless the
+/// appender's `mode:` (octal, like `"0600"`) says otherwise.
+pub const LOG_FILE_MODE: u32 = 0o640;
+
+/// The `mode:` of an appender's settings, taken out of them (log4rs's own
+/// kinds refuse keys they do not know); `LOG_FILE_MODE` without one.
+pub(super) fn take_mode(settings: &mut serde_value::Value) -> Result<u32, String> {
+    use serde_value::Value;
+    let Value::Map(map) = settings else {
+        return Ok(LOG_FILE_MODE);
+    };
+    let Some(mode) = map.remove(&Value::String("mode".into())) else {
+        return Ok(LOG_FILE_MODE);
+    };
+    let text = match mode {
+        Value::String(s) => s,
+        Value::U64(n) => n.to_string(),
+        Value::I64(n) => n.to_string(),
+        _ => String::new(),
+    };
+    match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!(
+            "bad `mode: {text}`; write it in octal, like \"0640\""
+        )),
+    }
+}
+
+/// Makes the file of a `file` or `rolling_file` appender, with its mode,
+/// before log4rs opens it (a file that exists keeps its mode: the operator
+/// may have set it). Other kinds keep their settings.
+fn prepare_file(kind: &str, settings: &mut serde_value::Value) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !matches!(kind, "file" | "rolling_file") {
+        return Ok(());
+    }
+    let mode = take_mode(settings)?;
+    let serde_value::Value::Map(map) = settings else {
+        return Ok(());
+    };
+    let Some(serde_value::Value::String(path)) =
+        map.get(&serde_value::Value::String("path".into()))
+    else {
+        return Ok(());
+    };
+    let path = Path::new(path);
+    if path.as_os_str().to_string_lossy().contains("$ENV{") || path.exists() {
+        return Ok(()); // log4rs expands the variables; its own defaults then
+    }
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // Made now, so log4rs opens a file with the right mode; if this fails,
+    // log4rs's own opening says why, at the appender.
+    let _ = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(mode)
+        .open(path);
+    Ok(())
 }
 
 /// Most files a `fixed_window` roller may keep: it renames each of them at

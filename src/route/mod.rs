@@ -8,6 +8,7 @@
 
 mod escape;
 pub mod fast_pattern;
+mod guard;
 pub mod load;
 pub mod per_job;
 
@@ -21,6 +22,7 @@ use log4rs::config::{Appender, Config, Logger, Root};
 use log4rs::encode::pattern::PatternEncoder;
 
 use self::escape::Escaped;
+pub use self::guard::{WriteFailure, take_failures};
 use crate::event::{EntryKind, RunEvent, Stream};
 use crate::report::{Report, Status, Trigger};
 

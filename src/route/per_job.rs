@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -73,9 +74,9 @@ impl Deserialize for PerJobFileDeserializer {
         for name in config.keys() {
             match name {
                 Value::String(k)
-                    if ["path", "append", "encoder", "policy"].contains(&k.as_str()) => {}
+                    if ["path", "append", "encoder", "policy", "mode"].contains(&k.as_str()) => {}
                 other => bail!(
-                    "unknown field {other:?} in `per_job_file`; expected path, append, encoder or policy"
+                    "unknown field {other:?} in `per_job_file`; expected path, append, encoder, policy or mode"
                 ),
             }
         }
@@ -104,6 +105,8 @@ struct Template {
 /// What a job's file is made of.
 struct Parts {
     path: PathBuf,
+    /// The mode a new file is made with.
+    mode: u32,
     append: bool,
     encoder: Box<dyn Encode>,
     limit: Option<u64>,
@@ -120,6 +123,8 @@ impl Template {
             _ => None,
         };
         let path = PathBuf::from(string(settings.get(&key("path"))).unwrap_or_default());
+        let mode =
+            super::load::take_mode(&mut Value::Map(settings.clone())).map_err(|e| anyhow!(e))?;
         let append = !matches!(settings.get(&key("append")), Some(Value::Bool(false)));
         let encoder = match settings.get(&key("encoder")) {
             Some(encoder) => {
@@ -181,6 +186,7 @@ impl Template {
         };
         Ok(Parts {
             path,
+            mode,
             append,
             encoder,
             limit,
@@ -207,6 +213,7 @@ impl JobFile {
             .write(true)
             .append(parts.append)
             .truncate(!parts.append)
+            .mode(parts.mode)
             .open(&parts.path)
             .with_context(|| format!("cannot open `{}`", parts.path.display()))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -246,6 +253,7 @@ impl JobFile {
             .create(true)
             .write(true)
             .truncate(true)
+            .mode(self.parts.mode)
             .open(&path)?;
         self.out = BufWriter::with_capacity(BUFFER, file);
         self.size = 0;

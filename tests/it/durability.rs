@@ -371,3 +371,54 @@ async fn a_full_disk_loses_no_daemon_run_and_stops_no_exec() {
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     daemon.wait().unwrap();
 }
+
+/// A log file on a full disk: no flood of `log4rs:` lines on stderr, and
+/// the run's report carries one warning for the appender, with the count
+/// of records lost and the OS's error; the other appenders go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_appender_on_a_full_disk_is_one_warning_in_the_report() {
+    let sb = Sandbox::new();
+    let disk = Tmpfs::mount(sb.path().join("logdisk"), "256k");
+    sb.write(
+        "log4rs.yaml",
+        &format!(
+            "appenders:\n  full:\n    kind: file\n    path: {}/jobs.log\n    encoder: {{pattern: \"{{m}}{{n}}\"}}\n  \
+             kept:\n    kind: file\n    path: kept.log\n    encoder: {{pattern: \"{{l}} {{m}}{{n}}\"}}\n\
+             root:\n  level: info\n  appenders: [full, kept]\n",
+            disk.0.display()
+        ),
+    );
+    disk.fill();
+    let out = sb.run(&[
+        "exec",
+        "--name",
+        "loud",
+        "--log-config",
+        "log4rs.yaml",
+        "--",
+        "seq",
+        "10000",
+    ]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "a warning run: {stderr}");
+    assert!(
+        stderr.lines().filter(|l| l.contains("log4rs")).count() <= 1,
+        "{stderr}"
+    );
+    let run = runs(&sb.state_dir()).await.pop().unwrap();
+    let report = sb.run(&["report", &run.id.to_string(), "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let warnings = report["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{report:#}");
+    let warning = warnings[0]["message"].as_str().unwrap();
+    assert!(
+        warning.starts_with("log appender `full` could not write"),
+        "{warning}"
+    );
+    assert!(warning.contains("No space left on device"), "{warning}");
+    let kept = sb.read("kept.log");
+    assert!(
+        kept.contains("INFO 10000") && kept.contains("log appender `full`"),
+        "{kept}"
+    );
+}

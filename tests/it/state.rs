@@ -175,3 +175,37 @@ fn a_job_name_that_climbs_out_of_its_folder_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("bad job name `..`"), "{stderr}");
 }
+
+/// Log files the log4rs file names are the operator's, but made 0640
+/// whatever the umask, or with the appender's `mode:`.
+#[test]
+fn log_files_are_made_0640_or_with_their_mode() {
+    let sb = Sandbox::new();
+    sb.write(
+        "log4rs.yaml",
+        "appenders:\n  shared:\n    kind: file\n    path: logs/all.log\n  \
+         private:\n    kind: per_job_file\n    path: logs/jobs/{job}.log\n    mode: \"0600\"\n\
+         root:\n  level: info\n  appenders: [shared, private]\n",
+    );
+    let mut exec = sb.command(&[
+        "exec",
+        "--name",
+        "t",
+        "--log-config",
+        "log4rs.yaml",
+        "--",
+        "echo",
+        "hi",
+    ]);
+    // SAFETY: umask is async-signal-safe and touches no memory.
+    unsafe {
+        exec.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        })
+    };
+    assert!(exec.output().unwrap().status.success());
+    let mode = |p: &str| std::fs::metadata(sb.path().join(p)).unwrap().mode() & 0o777;
+    assert_eq!(mode("logs/all.log"), 0o640);
+    assert_eq!(mode("logs/jobs/t.log"), 0o600);
+}

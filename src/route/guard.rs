@@ -1,0 +1,95 @@
+//! Appenders that fail are reported, not shouted.
+//!
+//! log4rs prints `log4rs: <error>` on stderr for every record an appender
+//! fails to write: a full log disk made 185,000 such lines for one run, and
+//! the run's report said nothing. Every appender is wrapped: a failure is
+//! counted by appender and run, the run's report gets one warning per
+//! failing appender naming the error ([`take_failures`]), and a record of
+//! no run (the daemon's own) says the first failure of each appender once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use log::Record;
+use log4rs::append::Append;
+
+/// How one appender failed for one run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteFailure {
+    /// The appender's name in the log4rs file.
+    pub appender: String,
+    /// Records it could not write.
+    pub records: u64,
+    /// The first error, as the OS said it.
+    pub first: String,
+}
+
+/// Failures so far, by run (`None`: records of no run). Never held across
+/// an await: appenders are synchronous.
+static FAILURES: Mutex<Option<HashMap<Option<i64>, Vec<WriteFailure>>>> = Mutex::new(None);
+
+/// Takes the failures counted for run `run_id`.
+pub fn take_failures(run_id: i64) -> Vec<WriteFailure> {
+    FAILURES
+        .lock()
+        .expect("write failures")
+        .as_mut()
+        .and_then(|by_run| by_run.remove(&Some(run_id)))
+        .unwrap_or_default()
+}
+
+/// An appender whose errors are counted, not printed per record.
+#[derive(Debug)]
+pub struct Guarded {
+    name: String,
+    inner: Box<dyn Append>,
+}
+
+impl Guarded {
+    /// Wraps the appender called `name`.
+    pub fn new(name: String, inner: Box<dyn Append>) -> Guarded {
+        Guarded { name, inner }
+    }
+
+    fn failed(&self, record: &Record, error: &anyhow::Error) {
+        let run = record
+            .key_values()
+            .get(log::kv::Key::from_str("run_id"))
+            .and_then(|v| v.to_string().parse::<i64>().ok());
+        let mut failures = FAILURES.lock().expect("write failures");
+        let list = failures
+            .get_or_insert_with(HashMap::new)
+            .entry(run)
+            .or_default();
+        match list.iter_mut().find(|f| f.appender == self.name) {
+            Some(failure) => failure.records += 1,
+            None => {
+                let first = format!("{error:#}");
+                if run.is_none() {
+                    eprintln!(
+                        "overnight: log appender `{}` cannot write: {first} (said once; later failures are counted in the runs' reports)",
+                        self.name
+                    );
+                }
+                list.push(WriteFailure {
+                    appender: self.name.clone(),
+                    records: 1,
+                    first,
+                });
+            }
+        }
+    }
+}
+
+impl Append for Guarded {
+    fn append(&self, record: &Record) -> anyhow::Result<()> {
+        if let Err(e) = self.inner.append(record) {
+            self.failed(record, &e);
+        }
+        Ok(())
+    }
+
+    fn flush(&self) {
+        self.inner.flush();
+    }
+}
