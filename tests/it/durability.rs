@@ -151,11 +151,14 @@ async fn a_wrapper_ended_by_sigterm_records_its_run_and_leaves_no_job_behind() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(143), "{:?}", text(&out));
-    let left = std::process::Command::new("pgrep")
-        .args(["-f", &marker])
-        .output()
-        .unwrap();
-    assert!(left.stdout.is_empty(), "the job is gone: {:?}", text(&left));
+    let left: Vec<_> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        .filter(|cmdline| cmdline.trim_end() == marker)
+        .collect();
+    assert!(left.is_empty(), "the job is gone: {left:?}");
 
     let runs = runs(&sb.state_dir()).await;
     let t = runs
