@@ -506,7 +506,7 @@ impl Runner {
 }
 
 /// The report detail that says why a run is not (yet) in the history.
-pub const UNRECORDED: &str = "record_error";
+const UNRECORDED: &str = "record_error";
 
 /// Keeps the first failure to record run `id`, and says it in the daemon's
 /// log.

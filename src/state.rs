@@ -113,14 +113,17 @@ pub fn open_rw(path: &Path) -> io::Result<File> {
     checked(file, path)
 }
 
-/// Creates a file, or empties an existing one.
+/// Creates a file, or empties an existing one (once it is known to be
+/// ours: a foreign file is refused untouched).
 pub fn create(path: &Path) -> io::Result<File> {
     let file = options()
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .open(path)?;
-    checked(file, path)
+    let file = checked(file, path)?;
+    file.set_len(0)?;
+    Ok(file)
 }
 
 /// Opens a file to read, refusing a symlink.

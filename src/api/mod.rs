@@ -243,9 +243,20 @@ async fn status(State(shared): State<Arc<Shared>>) -> Result<Json<StatusBody>, A
         .collect();
     let store = &shared.store;
     // Runs of `overnight exec` are in the journal until folded; one whose
-    // runner was killed is closed.
-    store.fold_journal().await?;
-    store.close_lost(shared.runner.host(), false).await?;
+    // runner was killed is closed. Neither keeps the status from being
+    // read (a full disk): the background fold catches up later.
+    let caught_up = match store.fold_journal().await {
+        Ok(()) => store.close_lost(shared.runner.host(), false).await,
+        Err(e) => Err(e),
+    };
+    match caught_up {
+        Ok(closed) => closed
+            .into_iter()
+            .for_each(|report| crate::daemon::recover::notify(&shared, Some(report))),
+        Err(e) => {
+            log::warn!(target: "overnight::api", "status shows the history without the latest runs: {e}")
+        }
+    }
     let running = store.running().await?;
     let locks = LockHolder::from_rows(store.held_locks().await?);
     Ok(Json(StatusBody {

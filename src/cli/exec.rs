@@ -42,12 +42,11 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         )));
     }
     route::install(routing);
-    let mut job = Job::adhoc(name, args.command);
     // The file's triggers watch wrapped commands too.
-    if let Some(config) = &config {
-        job.triggers = config.triggers_for(&job.name);
-        job.mail = std::sync::Arc::clone(&config.mail);
-    }
+    let job = match &config {
+        Some(config) => config.adhoc_job(name, args.command),
+        None => Job::adhoc(name, args.command),
+    };
     let state_dir = config.map_or_else(config::default_state_dir, |c| c.state_dir);
     let (outcome, signalled) = super::run::locally(&state_dir, None, &job, Trigger::Exec).await?;
     if let crate::runner::Outcome::NotRun { id, why } = &outcome {

@@ -19,7 +19,7 @@ pub(super) struct Args {
 }
 
 pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
-    let store = open_store(&args.config.state_dir()?).await?;
+    let store = open_store(&args.config).await?;
     let runs = store.history(args.job.as_deref(), args.limit).await?;
     if args.json {
         println!(

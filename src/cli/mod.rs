@@ -23,8 +23,10 @@ use crate::api::client::ClientError;
 use crate::config::{self, Config, ConfigError};
 use crate::daemon::DaemonError;
 use crate::exit::Outcome;
+use crate::notify::{Moment, Notifier};
 use crate::route;
-use crate::store::{Store, StoreError};
+use crate::store::{Recorder, Store, StoreError};
+use std::sync::Arc;
 
 /// A batch job runner that replaces crontab for overnight work.
 #[derive(Debug, Parser)]
@@ -129,22 +131,45 @@ impl ConfigArg {
     }
 }
 
-/// Opens the history of a state directory that must already exist.
-async fn open_store(state_dir: &Path) -> Result<Store, CliError> {
-    if !state_dir.join("overnight.db").exists() {
+/// Opens the history of the jobs file's state directory, which must
+/// already exist, to be read.
+async fn open_store(arg: &ConfigArg) -> Result<Store, CliError> {
+    let config = arg.load_optional()?;
+    let state_dir = config
+        .as_ref()
+        .map_or_else(config::default_state_dir, |c| c.state_dir.clone());
+    if !crate::store::has_history(&state_dir) {
         return Err(CliError::NotFound(format!(
             "no run history in `{}` yet; runs are recorded by `overnight run`, `overnight exec` and the daemon",
             state_dir.display()
         )));
     }
-    opened(Store::open(state_dir).await?).await
+    opened(Store::open(&state_dir).await?, &state_dir, config.as_ref()).await
 }
 
 /// A store opened to be read: runs whose runner and job are both gone (an
 /// `overnight exec` killed with -9) are closed as `lost` first, so that no
-/// dead holder shows.
-async fn opened(store: Store) -> Result<Store, CliError> {
-    store.close_lost(&crate::store::hostname(), false).await?;
+/// dead holder shows, and the jobs file's triggers hear of them.
+async fn opened(
+    store: Store,
+    state_dir: &Path,
+    config: Option<&Config>,
+) -> Result<Store, CliError> {
+    let closed = store.close_lost(&crate::store::hostname(), false).await?;
+    if let Some(config) = config.filter(|_| !closed.is_empty()) {
+        let notifier = Notifier::new(
+            Recorder::from(store.clone()),
+            Arc::new(state_dir.to_path_buf()),
+        );
+        for report in &closed {
+            let job = match config.job(&report.job) {
+                Some(job) => job.clone(),
+                None => config.adhoc_job(report.job.clone(), Vec::new()),
+            };
+            notifier.moment(&job, report, Moment::Final);
+        }
+        notifier.settled().await;
+    }
     Ok(store)
 }
 

@@ -15,7 +15,7 @@ pub(super) struct Args {
 }
 
 pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
-    let store = open_store(&args.config.state_dir()?).await?;
+    let store = open_store(&args.config).await?;
     let Some(run) = store.run(args.run_id).await? else {
         return Err(CliError::NotFound(format!(
             "no run #{}; `overnight history` lists the runs",

@@ -79,35 +79,38 @@ pub(super) async fn locally(
         Err(e) => Recorder::Nowhere(e.to_string().into()),
     };
     let runner = Runner::new(recorder, state_dir.to_path_buf(), max_parallel);
-    let interrupt = {
-        let runner = runner.clone();
-        let mut signals = Signals::catch(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP])?;
-        tokio::spawn(async move {
-            let number = signals.next().await;
-            runner.stop_all(&format!("terminated by {}", super::signals::name(number)));
-            number
-        })
-    };
-    let outcome = runner.run(job, trigger, None).await;
-    // The triggers speak before the process ends.
-    runner.notifier().settled().await;
-    let signalled = match interrupt.is_finished() {
-        true => interrupt.await.ok(),
-        false => {
-            interrupt.abort();
-            None
+    let mut signals = Signals::catch(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP])?;
+    let run = runner.run(job, trigger, None);
+    tokio::pin!(run);
+    let mut signalled = None;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut run => break outcome,
+            number = signals.next(), if signalled.is_none() => {
+                signalled = Some(number);
+                let reason = format!("terminated by {}", super::signals::name(number));
+                // Still waiting for a lock or a place, nothing recorded
+                // yet: it never starts.
+                if runner.running() == 0 {
+                    let why = format!("not started: {reason} while it waited to start");
+                    break Ok(RunOutcome::NotRun { id: 0, why });
+                }
+                runner.stop_all(&reason);
+            }
         }
     };
+    // The triggers speak before the process ends.
+    runner.notifier().settled().await;
     // What could not be written during the run is tried once more: this
     // process keeps nothing after it ends.
-    if let Ok(RunOutcome::Ran(report)) = &outcome
-        && report.details.contains_key(crate::runner::UNRECORDED)
-        && let Err(e) = runner.recorder().flush()
-    {
-        eprintln!(
-            "warning: run #{} of `{}` is not in the history: {e}",
-            report.run_id, report.job
-        );
+    if let Err(e) = runner.recorder().flush() {
+        match &outcome {
+            Ok(RunOutcome::Ran(report)) => eprintln!(
+                "warning: run #{} of `{}` is not in the history: {e}",
+                report.run_id, report.job
+            ),
+            _ => eprintln!("warning: not all of it is in the history: {e}"),
+        }
     }
     Ok((outcome?, signalled))
 }

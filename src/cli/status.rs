@@ -37,8 +37,9 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     let state_dir = config
         .as_ref()
         .map_or_else(crate::config::default_state_dir, |c| c.state_dir.clone());
-    let (mut last, running, locks) = if state_dir.join("overnight.db").exists() {
-        let store = super::opened(Store::open(&state_dir).await?).await?;
+    let (mut last, running, locks) = if crate::store::has_history(&state_dir) {
+        let store =
+            super::opened(Store::open(&state_dir).await?, &state_dir, config.as_ref()).await?;
         let locks = LockHolder::from_rows(store.held_locks().await?);
         (store.last_finished().await?, store.running().await?, locks)
     } else {

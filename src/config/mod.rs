@@ -83,14 +83,20 @@ impl Config {
         self.jobs.iter().find(|job| job.name == name)
     }
 
-    /// The rules of the file that watch a job of this name (for a job made
-    /// on the spot by `overnight exec`).
-    pub fn triggers_for(&self, name: &str) -> Vec<Arc<TriggerRule>> {
-        self.triggers
+    /// A job made on the spot (`overnight exec`) under this file: the
+    /// file's rules that watch its name, its mail, and the variables it
+    /// keeps secrets in withheld, as for the file's own jobs.
+    pub fn adhoc_job(&self, name: String, argv: Vec<OsString>) -> Job {
+        let mut job = Job::adhoc(name, argv);
+        job.triggers = self
+            .triggers
             .iter()
-            .filter(|r| r.watches(name))
+            .filter(|r| r.watches(&job.name))
             .cloned()
-            .collect()
+            .collect();
+        job.mail = Arc::clone(&self.mail);
+        job.withheld = self.secret_vars().into();
+        job
     }
 
     /// A rule by name, the file's or a job's.

@@ -12,7 +12,7 @@
 
 mod dispatch;
 pub mod info;
-mod recover;
+pub(crate) mod recover;
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -159,6 +159,9 @@ pub async fn run_with_clock(
         token: card.token.clone(),
     });
 
+    // Before the API answers: a run it started now would be this daemon's
+    // own, and must not be taken for an earlier daemon's.
+    recover::abandoned_runs(&shared).await?;
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let server = tokio::spawn(crate::api::serve(
         listener,
@@ -168,7 +171,6 @@ pub async fn run_with_clock(
     info!(target: "overnight::daemon", "started: pid {}, API on http://{addr}, {} job(s)", card.pid, shared.config().jobs.len());
 
     warn_if_few_descriptors();
-    recover::abandoned_runs(&shared).await?;
     crate::process::adopt_and_reap_orphans();
     let config = shared.config();
     store.sync_jobs(&config.jobs).await?;
@@ -201,6 +203,9 @@ pub async fn run_with_clock(
     DaemonInfo::remove(&state_dir);
     folding.abort();
     pruning.abort();
+    if let Err(e) = shared.runner.recorder().flush() {
+        error!(target: "overnight::daemon", "runs not recorded at shutdown (they were waiting for the disk): {e}");
+    }
     if let Err(e) = store.fold_journal().await {
         error!(target: "overnight::daemon", "journal not folded into the history at shutdown: {e}");
     }

@@ -27,39 +27,37 @@ pub async fn abandoned_runs(shared: &Arc<Shared>) -> Result<(), StoreError> {
     for run in store.abandoned(shared.runner.host(), true).await? {
         // Its job ended between the two looks: the next reader closes it.
         if let Some((pid, _)) = run.process.filter(|_| run.job_lives()) {
-            {
-                warn!(
-                    target: "overnight::daemon",
-                    "run #{} of `{}` outlived the daemon that started it: pid {pid} still runs; watching it",
-                    run.id, run.job
+            warn!(
+                target: "overnight::daemon",
+                "run #{} of `{}` outlived the daemon that started it: pid {pid} still runs; watching it",
+                run.id, run.job
+            );
+            let store = store.clone();
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move {
+                process::exited(pid).await;
+                let why = format!(
+                    "orphaned: the daemon that started it died; the job (pid {pid}) ran on and has ended, its exit status unknown"
                 );
-                let store = store.clone();
-                let shared = Arc::clone(shared);
-                tokio::spawn(async move {
-                    process::exited(pid).await;
-                    let why = format!(
-                        "orphaned: the daemon that started it died; the job (pid {pid}) ran on and has ended, its exit status unknown"
-                    );
-                    match store.close_abandoned(run.id, Status::Orphaned, &why).await {
-                        Ok(report) => notify(&shared, report),
-                        Err(e) => {
-                            log::error!(target: "overnight::daemon", "run #{} not closed: {e}", run.id)
-                        }
+                match store.close_abandoned(run.id, Status::Orphaned, &why).await {
+                    Ok(report) => notify(&shared, report),
+                    Err(e) => {
+                        log::error!(target: "overnight::daemon", "run #{} not closed: {e}", run.id)
                     }
-                    Router::new(&run.job, run.id, 1, log::Level::Warn).not_run(
-                        Status::Orphaned,
-                        None,
-                        &why,
-                    );
-                });
-            }
+                }
+                Router::new(&run.job, run.id, 1, log::Level::Warn).not_run(
+                    Status::Orphaned,
+                    None,
+                    &why,
+                );
+            });
         }
     }
     Ok(())
 }
 
 /// The job's triggers about a closed run, if the job is still in the file.
-fn notify(shared: &Shared, report: Option<crate::report::Report>) {
+pub(crate) fn notify(shared: &Shared, report: Option<crate::report::Report>) {
     let Some(report) = report else { return };
     if let Some(job) = shared.config().job(&report.job) {
         shared

@@ -13,14 +13,6 @@ use std::path::PathBuf;
 use super::{Store, StoreError, time_text};
 use crate::report::{Report, Status, Trigger};
 
-impl Abandoned {
-    /// Whether the job's own process still runs.
-    pub fn job_lives(&self) -> bool {
-        self.process
-            .is_some_and(|(pid, started)| crate::process::alive(pid, started))
-    }
-}
-
 /// A run left `running` by a runner that is gone.
 #[derive(Debug, Clone)]
 pub struct Abandoned {
@@ -30,6 +22,14 @@ pub struct Abandoned {
     pub job: String,
     /// The job's own process, if it was started: pid and start time.
     pub process: Option<(u32, u64)>,
+}
+
+impl Abandoned {
+    /// Whether the job's own process still runs.
+    pub fn job_lives(&self) -> bool {
+        self.process
+            .is_some_and(|(pid, started)| crate::process::alive(pid, started))
+    }
 }
 
 impl Store {
@@ -81,8 +81,12 @@ impl Store {
         }
         // The runner may have written its run's end after the fold that
         // showed the run `running`; now that it is known gone, a fold reads
-        // its journal to the end.
-        self.fold_journal().await?;
+        // its journal to the end. Without that fold (a full disk) nothing
+        // is closed: its end may be in the journal still.
+        if let Err(e) = self.fold_journal().await {
+            log::warn!(target: "overnight::store", "runs whose runner is gone are left open until the journal can be folded: {e}");
+            return Ok(closed);
+        }
         for run in lost {
             let why = "lost: the overnight process that ran it ended without recording its end \
                        (killed, or its machine stopped), and the job is gone too; its outcome is unknown";

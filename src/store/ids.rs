@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 /// The file's name in the state directory.
-const FILE: &str = "last-run-id";
+pub(super) const FILE: &str = "last-run-id";
 
 /// The digits an id is written with, zero-padded: any i64 fits.
 const WIDTH: usize = 19;

@@ -173,9 +173,8 @@ impl Journal {
         writer.pending.extend_from_slice(&line);
         let written = writer.write_pending(&self.dir);
         drop(writers);
-        if written.is_ok() {
-            APPENDED.notify_one();
-        }
+        // Also on a failure: the background fold then retries every second.
+        APPENDED.notify_one();
         written
     }
 
@@ -206,6 +205,16 @@ impl Journal {
     }
 }
 
+/// Cuts a part-written line back off `file`, whose whole lines end at
+/// `written`. If the file cannot be cut, the part stays: `written` follows
+/// the file's real length, and `torn` has the next write start a fresh line.
+fn cut_back(file: &File, written: &mut u64, torn: &mut bool) {
+    if file.set_len(*written).is_err() {
+        *written = file.metadata().map_or(*written, |m| m.len());
+        *torn = true;
+    }
+}
+
 /// At most this much waits in memory for a full disk to take it: hours of
 /// a busy daemon's runs. Past it an entry is refused, and says so.
 const PENDING_MAX: usize = 64 << 20;
@@ -213,7 +222,7 @@ const PENDING_MAX: usize = 64 << 20;
 impl Writer {
     /// This process's writer for the journal in `dir`.
     fn of<'w>(writers: &'w mut Option<HashMap<PathBuf, Writer>>, dir: &Path) -> &'w mut Writer {
-        // Per append: no allocation but the line's, no path built unless
+        // Per append: no path built unless
         // the file is opened or a write fails.
         let by_dir = writers.get_or_insert_with(HashMap::new);
         if !by_dir.contains_key(dir) {
@@ -268,7 +277,9 @@ impl Writer {
         self.written += whole as u64;
         self.pending.drain(..whole);
         if let Err(e) = result {
-            self.torn = done > whole && file.set_len(self.written).is_err();
+            if done > whole {
+                cut_back(file, &mut self.written, &mut self.torn);
+            }
             return Err(fail(e));
         }
         if self.written >= ROTATE_AT {
@@ -280,7 +291,7 @@ impl Writer {
                 self.written = 0;
                 self.name.seq += 1;
             } else {
-                self.torn = file.set_len(self.written).is_err();
+                cut_back(file, &mut self.written, &mut self.torn);
             }
         }
         Ok(())

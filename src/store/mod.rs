@@ -79,7 +79,10 @@ pub enum StoreError {
     },
     /// The journal could not be written (a full disk, say): the entries
     /// wait in this process's memory and are written once it can.
-    #[error("run history: cannot write `{}`: {source}", path.display())]
+    #[error(
+        "run history: cannot write `{}`: {source}; free space there (the daemon writes what waits once it can)",
+        path.display()
+    )]
     Waiting {
         /// The journal file.
         path: PathBuf,
@@ -87,7 +90,7 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The state directory cannot be used at all: nothing is recorded.
-    #[error("run history: not recorded: {0}")]
+    #[error("run history: not recorded: {0}; the job ran all the same")]
     Unusable(String),
     /// A run id was handed out twice (the run-id file was older than the
     /// history); the run was not recorded.
@@ -113,6 +116,24 @@ pub struct Store {
     folded_files: Arc<journal::FoldedFiles>,
     /// The state directory, held open while its name is not UTF-8.
     _held_dir: Option<Arc<std::fs::File>>,
+}
+
+/// Whether anything was ever recorded in `state_dir`: the database, or a
+/// run-id sequence (the first wrappers on a new directory journal their
+/// runs before any database exists; the first reader makes it).
+pub fn has_history(state_dir: &Path) -> bool {
+    state_dir.join("overnight.db").exists() || state_dir.join(ids::FILE).exists()
+}
+
+/// How long an opening waits for a database another process is creating.
+const BUSY_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether SQLite said "database is locked" (SQLITE_BUSY, any variant).
+fn is_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == 5)
 }
 
 /// Times are stored as RFC 3339 UTC text, which sorts like time.
@@ -164,7 +185,7 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
+        let pool_options = SqlitePoolOptions::new()
             .max_connections(4)
             // A local file does not go stale: no ping before every query.
             .test_before_acquire(false)
@@ -172,10 +193,20 @@ impl Store {
             // it back itself, as it does on a full disk) leaves sqlx
             // counting it open, and every later BEGIN on that connection
             // would fail: such a connection is closed, a fresh one opened.
-            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
-            .connect_with(options)
-            .await
-            .map_err(fail)?;
+            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }));
+        // Setting WAL mode on a new file takes a lock that SQLite does not
+        // wait for: hundreds of first openers meeting there are let through
+        // one by one, for up to the busy timeout.
+        let mut waited = Duration::ZERO;
+        let pool = loop {
+            match pool_options.clone().connect_with(options.clone()).await {
+                Err(e) if is_busy(&e) && waited < BUSY_WAIT => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    waited += Duration::from_millis(20);
+                }
+                connected => break connected.map_err(fail)?,
+            }
+        };
         let ids = RunIds::open(state_dir).map_err(StoreError::file(state_dir))?;
         let store = Store {
             pool,

@@ -30,6 +30,12 @@ impl Store {
     /// Removes what `retention` keeps no longer.
     pub async fn prune(&self, retention: &Retention) -> Result<Pruned, StoreError> {
         let mut pruned = Pruned::default();
+        // Runs still only in the journal are known as running only after a
+        // fold; without one (a full disk), captures wait for the next prune.
+        if let Err(e) = self.fold_journal().await {
+            log::warn!(target: "overnight::store", "retention not applied until the journal can be folded: {e}");
+            return Ok(pruned);
+        }
         if let Some(keep) = retention.captures {
             let running: HashSet<i64> = self.running().await?.iter().map(|r| r.id).collect();
             let runs = self.state_dir.join("runs");
@@ -41,10 +47,12 @@ impl Store {
             pruned.files = files;
             pruned.bytes = bytes;
         }
-        if let Some(keep) = retention.history {
-            let cutoff = time_text(
-                Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX),
-            );
+        // A span reaching before any representable time keeps everything.
+        let cutoff = retention
+            .history
+            .and_then(|keep| Utc::now().checked_sub_signed(chrono::Duration::from_std(keep).ok()?));
+        if let Some(cutoff) = cutoff {
+            let cutoff = time_text(cutoff);
             let mut tx = self.pool.begin().await?;
             for table in ["attempts", "notifications"] {
                 let sql = format!(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::OnceCell;
 
-use super::{Journal, NewRun, NotRun, Notification, Store, StoreError};
+use super::{Journal, NewRun, NotRun, Notification, RunIds, Store, StoreError};
 use crate::report::Report;
 
 /// Where runs are recorded.
@@ -42,6 +42,14 @@ impl Recorder {
     pub async fn journal(state_dir: &Path) -> Result<Recorder, StoreError> {
         let journal = match Journal::open(state_dir)? {
             Some(journal) => journal,
+            // No history at all yet: nothing for an id to clash with, and
+            // no need for hundreds of first wrappers to race to make it.
+            None if !state_dir.join("overnight.db").exists() => {
+                RunIds::open(state_dir)
+                    .and_then(|ids| ids.raise_to(0))
+                    .map_err(StoreError::file(state_dir))?;
+                Journal::open(state_dir)?.expect("the sequence was just started")
+            }
             None => {
                 Store::connect(state_dir).await?.close().await;
                 Journal::open(state_dir)?.expect("the store opening starts the run ids")

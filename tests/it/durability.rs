@@ -48,7 +48,7 @@ fn five_hundred_parallel_execs_racing_folds_lose_no_run_twenty_times_over() {
             while !done.load(Ordering::Relaxed) {
                 let dir = state.lock().unwrap().clone();
                 // Before a batch's first run there is nothing to read.
-                if dir.join("overnight.db").exists() {
+                if overnight::store::has_history(&dir) {
                     let out = sb
                         .command(&[])
                         .args(&args)

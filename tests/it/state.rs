@@ -99,19 +99,37 @@ async fn everything_made_in_the_state_directory_is_private_whatever_the_umask() 
     assert!(loose.is_empty(), "not private: {loose:#?}");
 }
 
-/// A symlink planted where a capture file goes is not followed: the file
-/// it points at stays as it was, and the job still runs.
+/// Symlinks planted where the runner writes are not followed: one where
+/// the run's capture file goes (pointing at a file yet to be made, so the
+/// run takes that very id) and one where the run-id counter lives. The
+/// targets are neither made nor written, and the job still runs.
 #[test]
 fn a_symlink_planted_in_the_state_directory_is_not_followed() {
     let sb = Sandbox::new();
     let state = sb.state_dir();
     std::fs::create_dir_all(state.join("runs/backup")).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let victim = sb.write("victim", "precious\n");
-    symlink(&victim, state.join("runs/backup/1.log")).unwrap();
+    let planted = sb.path().join("planted-capture");
+    symlink(&planted, state.join("runs/backup/1.log")).unwrap();
     let out = sb.run(&["exec", "--name", "backup", "--", "echo", "overwritten"]);
-    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!planted.exists(), "the capture went through the link");
+    assert!(
+        stderr.contains("run=1"),
+        "the run took the planted id: {stderr}"
+    );
+
+    let victim = sb.write("victim", "precious\n");
+    std::fs::remove_file(state.join("last-run-id")).unwrap();
+    symlink(&victim, state.join("last-run-id")).unwrap();
+    let out = sb.run(&["exec", "--name", "other", "--", "true"]);
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "precious\n",
+        "{:?}",
+        text(&out)
+    );
 }
 
 /// A state directory another user owns, or that others may write, is

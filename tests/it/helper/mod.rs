@@ -116,7 +116,7 @@ where
 
 /// Every run in a state directory, oldest first.
 pub async fn runs(state_dir: &Path) -> Vec<RunRecord> {
-    if !state_dir.join("overnight.db").exists() {
+    if !overnight::store::has_history(state_dir) {
         return Vec::new();
     }
     let store = Store::open(state_dir).await.expect("the store opens");
@@ -200,7 +200,9 @@ pub async fn wait_for_runs<T>(
     what: &str,
     check: impl Fn(Vec<RunRecord>) -> Option<T>,
 ) -> T {
-    wait_for(Duration::from_secs(10), what, || {
+    // Generous: a loaded machine (the whole suite on two cores) is slow,
+    // and a deadline only costs time when something is wrong.
+    wait_for(Duration::from_secs(30), what, || {
         let state_dir = state_dir.to_path_buf();
         let found = async move { runs(&state_dir).await };
         let check = &check;
