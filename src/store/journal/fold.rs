@@ -1,0 +1,290 @@
+//! The reading side of the journal: folding entries into the history,
+//! each exactly once (the argument is in the module above and in
+//! docs/jobs-file.md).
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Mutex;
+
+use sqlx::SqliteConnection;
+
+use super::{APPENDED, DIR, Entry, FOLD_AFTER, Journal, JournalFile, RETRY_EVERY};
+use crate::store::notifications::insert_notification;
+use crate::store::runs::{insert_attempt, insert_run, update_finished, update_process};
+use crate::store::schedule::insert_not_run;
+use crate::store::{Store, StoreError};
+
+/// What a store remembers of the files it has folded: their identity and
+/// length then. A file unchanged since is not read again.
+pub(in crate::store) type FoldedFiles = Mutex<HashMap<JournalFile, (u64, u64)>>;
+
+/// A file's bookkeeping in one fold.
+#[derive(Debug, Default)]
+struct Folded {
+    /// Bytes folded.
+    folded: i64,
+    /// Whether its writer has closed it.
+    closed: bool,
+    /// Runs recorded under another id than the file gave them (that id
+    /// was taken), as (file's id, recorded id).
+    moved: HashMap<i64, i64>,
+}
+
+impl Folded {
+    fn id(&self, id: i64) -> i64 {
+        self.moved.get(&id).copied().unwrap_or(id)
+    }
+}
+
+impl Store {
+    /// Folds in what the journal holds that is not folded yet.
+    pub async fn fold_journal(&self) -> Result<(), StoreError> {
+        let dir = self.state_dir.join(DIR);
+        let listing = match std::fs::read_dir(&dir) {
+            Ok(listing) => listing,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::file(dir)(e)),
+        };
+        // The files changed since this store last folded them, and those
+        // whose writer has gone (to be removed).
+        let mut changed = Vec::new();
+        {
+            let seen = self.folded_files.lock().expect("folded files");
+            for entry in listing.flatten() {
+                let Some(file) = entry.file_name().to_str().and_then(JournalFile::parse) else {
+                    continue;
+                };
+                let Ok(meta) = entry.metadata() else { continue };
+                let now = (meta.ino(), meta.len());
+                if seen.get(&file) != Some(&now) || !file.writer_lives() {
+                    changed.push(file);
+                }
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        changed.sort_unstable();
+
+        // IMMEDIATE: two folders take turns, each reading under the write
+        // lock how far the other got.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows: Vec<(String, i64, bool)> =
+            sqlx::query_as("SELECT file, folded, closed FROM journal_folded")
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut known: HashMap<String, Folded> = rows
+            .into_iter()
+            .map(|(file, folded, closed)| {
+                let state = Folded {
+                    folded,
+                    closed,
+                    moved: HashMap::new(),
+                };
+                (file, state)
+            })
+            .collect();
+        let moved: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT file, from_id, to_id FROM journal_moved")
+                .fetch_all(&mut *tx)
+                .await?;
+        for (file, from, to) in moved {
+            known.entry(file).or_default().moved.insert(from, to);
+        }
+        let mut done = Vec::new();
+        for file in changed {
+            let path = file.path(&dir);
+            let mut state = known.remove(&file.name()).unwrap_or_default();
+            // Decided before reading: a writer gone now wrote its last
+            // before this read, so what is read is all there is, and the
+            // file may go. Decided after, a line written in between would
+            // go unread with the file.
+            let finished = !file.writer_lives();
+            let bytes = match read_from(&path, state.folded) {
+                Ok(bytes) => bytes,
+                // Folded and removed by another folder meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::file(path)(e)),
+            };
+            // Whole lines only: the writer may be halfway through one.
+            let whole = memchr::memrchr(b'\n', &bytes).map_or(0, |end| end + 1);
+            if whole > 0 {
+                for line in bytes[..whole].split(|&b| b == b'\n') {
+                    if line.is_empty() {
+                        continue;
+                    }
+                    match serde_json::from_slice::<Entry<'_>>(line) {
+                        Ok(entry) => self.apply(&mut tx, &file, entry, &mut state).await?,
+                        Err(e) => log::warn!(
+                            target: "overnight::store",
+                            "journal `{}`: an entry that cannot be read is left out: {e}",
+                            path.display()
+                        ),
+                    }
+                }
+                state.folded += whole as i64;
+                sqlx::query(
+                    "INSERT INTO journal_folded (file, folded, closed) VALUES (?, ?, ?) \
+                     ON CONFLICT (file) DO UPDATE SET folded = excluded.folded, closed = excluded.closed",
+                )
+                .bind(file.name())
+                .bind(state.folded)
+                .bind(state.closed)
+                .execute(&mut *tx)
+                .await?;
+            }
+            done.push((file, state.folded, state.closed || finished));
+        }
+        // Rows of files gone (removed after an earlier fold) are forgotten:
+        // no file of that name is written again.
+        for (name, _) in known {
+            if !dir.join(&name).exists() {
+                sqlx::query("DELETE FROM journal_folded WHERE file = ?")
+                    .bind(&name)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM journal_moved WHERE file = ?")
+                    .bind(&name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+
+        let mut seen = self.folded_files.lock().expect("folded files");
+        for (file, folded, finished) in done {
+            let path = file.path(&dir);
+            // Nothing more comes to a closed file, nor from a writer that
+            // had exited before the read; the last line of a writer that
+            // died halfway through it is dropped with the file.
+            if finished && std::fs::remove_file(&path).is_ok() {
+                seen.remove(&file);
+            } else if let Ok(meta) = std::fs::metadata(&path) {
+                seen.insert(file, (meta.ino(), folded as u64));
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds the journal in the background, shortly after each append of
+    /// this process (the daemon's runs); sleeps while nothing is appended.
+    /// While entries wait for the disk, or the fold fails, both are tried
+    /// again every [`RETRY_EVERY`], so the history catches up by itself
+    /// once the disk has room again. A failure is said once, and so is the
+    /// recovery.
+    pub fn fold_in_background(&self, journal: Journal) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                let retry = failing || journal.has_pending();
+                tokio::select! {
+                    () = APPENDED.notified() => tokio::time::sleep(FOLD_AFTER).await,
+                    () = tokio::time::sleep(RETRY_EVERY), if retry => {}
+                }
+                let caught_up = match journal.retry() {
+                    Ok(()) => store.fold_journal().await,
+                    Err(e) => Err(e),
+                };
+                match caught_up {
+                    Err(e) if !failing => {
+                        failing = true;
+                        log::error!(target: "overnight::store", "runs not recorded in the history yet, tried again every second: {e}");
+                    }
+                    Ok(()) if failing => {
+                        failing = false;
+                        log::info!(target: "overnight::store", "the history has caught up: every run is recorded");
+                    }
+                    _ => {}
+                }
+            }
+        })
+    }
+
+    /// Applies one entry; a run whose id turns out taken (a run-id file
+    /// older than the history) is recorded under a new one.
+    async fn apply(
+        &self,
+        tx: &mut SqliteConnection,
+        file: &JournalFile,
+        entry: Entry<'_>,
+        state: &mut Folded,
+    ) -> Result<(), StoreError> {
+        match entry {
+            Entry::Started(run) => {
+                let mut run = run.into_owned();
+                let given = run.id;
+                while !insert_run(&mut *tx, &run).await? {
+                    run.id = self.id_after_clash(tx, file, given, state).await?;
+                }
+            }
+            Entry::NotRun(not_run) => {
+                let mut not_run = not_run.into_owned();
+                let given = not_run.id;
+                while !insert_not_run(&mut *tx, &not_run).await? {
+                    not_run.id = self.id_after_clash(tx, file, given, state).await?;
+                }
+            }
+            Entry::Process { id, pid, started } => {
+                update_process(&mut *tx, state.id(id), pid, started).await?;
+            }
+            Entry::Attempt(report) => {
+                let mut report = report.into_owned();
+                report.run_id = state.id(report.run_id);
+                insert_attempt(&mut *tx, &report).await?;
+            }
+            Entry::Finished(report) => {
+                let mut report = report.into_owned();
+                report.run_id = state.id(report.run_id);
+                update_finished(&mut *tx, &report).await?;
+            }
+            Entry::Notification(n) => {
+                let mut n = n.into_owned();
+                n.run_id = state.id(n.run_id);
+                insert_notification(&mut *tx, &n).await?;
+            }
+            Entry::Closed => state.closed = true,
+        }
+        Ok(())
+    }
+
+    /// A new id for a run whose id `given` is taken (the run-id file was
+    /// older than the history), kept for the file's later entries.
+    async fn id_after_clash(
+        &self,
+        tx: &mut SqliteConnection,
+        file: &JournalFile,
+        given: i64,
+        state: &mut Folded,
+    ) -> Result<i64, StoreError> {
+        let max: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM runs")
+            .fetch_one(&mut *tx)
+            .await?;
+        let new = max + 1;
+        self.ids
+            .raise_to(new)
+            .map_err(StoreError::file(self.state_dir.as_path()))?;
+        sqlx::query("INSERT OR REPLACE INTO journal_moved (file, from_id, to_id) VALUES (?, ?, ?)")
+            .bind(file.name())
+            .bind(given)
+            .bind(new)
+            .execute(&mut *tx)
+            .await?;
+        state.moved.insert(given, new);
+        log::warn!(
+            target: "overnight::store",
+            "journal: run id {given} was taken already (the run-id file was older than the history); the run is recorded as #{new}"
+        );
+        Ok(new)
+    }
+}
+/// The file's bytes from `offset` on.
+fn read_from(path: &Path, offset: i64) -> std::io::Result<Vec<u8>> {
+    let mut file = crate::state::open_read(path)?;
+    file.seek(SeekFrom::Start(offset as u64))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
