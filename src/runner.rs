@@ -78,6 +78,14 @@ pub struct Runner {
     queued: Arc<Mutex<HashMap<String, usize>>>,
 }
 
+/// Why a fire does not take its job's own lock.
+enum Refusal {
+    /// Another run holds it (or enough fires already wait for it).
+    Busy(String),
+    /// Its file cannot be opened: the state directory is unwritable, say.
+    Unopenable(lock::LockError),
+}
+
 /// How long a job runs before its process is recorded for crash recovery.
 const RECORD_PROCESS_AFTER: Duration = Duration::from_millis(20);
 
@@ -140,9 +148,24 @@ impl Runner {
         trigger: Trigger,
         scheduled_at: Option<DateTime<Utc>>,
     ) -> Result<Outcome, StoreError> {
+        // Said in the run's report as warnings of its own.
+        let mut notes = Vec::new();
         let own = match self.own_lock(job).await {
             Ok(own) => own,
-            Err(why) => return self.not_run(job, trigger, scheduled_at, why).await,
+            // A wrapped crontab line runs as cron would have run it, even
+            // when its state directory cannot be written.
+            Err(Refusal::Unopenable(e)) if trigger == Trigger::Exec => {
+                notes.push(format!("ran without its lock: {e}"));
+                None
+            }
+            Err(Refusal::Busy(why)) => {
+                let why = format!("skipped: {why}");
+                return self.not_run(job, trigger, scheduled_at, why).await;
+            }
+            Err(Refusal::Unopenable(e)) => {
+                let why = format!("skipped: {e}");
+                return self.not_run(job, trigger, scheduled_at, why).await;
+            }
         };
         let _permit = match &self.parallel {
             Some(places) => Some(
@@ -211,6 +234,7 @@ impl Runner {
                     started_at,
                     &fds,
                     &held,
+                    &notes,
                     stop.clone(),
                 )
                 .await;
@@ -255,12 +279,14 @@ impl Runner {
 
     /// The job's own lock, as its concurrency policy takes it; `Err` is
     /// the reason the fire is skipped.
-    async fn own_lock(&self, job: &Job) -> Result<Option<Held>, String> {
+    async fn own_lock(&self, job: &Job) -> Result<Option<Held>, Refusal> {
         let own = [LockSpec::job(&job.name)];
         let busy = |e: lock::LockError| match e {
-            lock::LockError::Busy { .. } => format!("skipped: the job is still running ({e})"),
+            lock::LockError::Busy { .. } => {
+                Refusal::Busy(format!("the job is still running ({e})"))
+            }
             // Not a run still going: the lock could not even be tried.
-            lock::LockError::Io { .. } => format!("skipped: {e}"),
+            lock::LockError::Io { .. } => Refusal::Unopenable(e),
         };
         match job.concurrency {
             Concurrency::Allow => Ok(None),
@@ -286,10 +312,10 @@ impl Runner {
                     let mut queued = self.queued.lock().expect("queued fires");
                     let waiting = queued.entry(job.name.clone()).or_default();
                     if *waiting >= job.queue_limit {
-                        return Err(format!(
-                            "skipped: the job is still running and {waiting} fire(s) already wait (queue_limit: {})",
+                        return Err(Refusal::Busy(format!(
+                            "the job is still running and {waiting} fire(s) already wait (queue_limit: {})",
                             job.queue_limit
-                        ));
+                        )));
                     }
                     *waiting += 1;
                 }
@@ -372,6 +398,7 @@ impl Runner {
         run_started: DateTime<Utc>,
         fds: &[std::os::fd::RawFd],
         held: &[&Held],
+        notes: &[String],
         stop: exec::StopSignal,
     ) -> Report {
         let header = RunHeader {
@@ -410,6 +437,14 @@ impl Runner {
         let _ = std::fs::remove_file(&report_file);
 
         let (events, batches) = mpsc::channel(EVENT_BACKLOG);
+        // What the runner itself has to say about the run comes first.
+        if !notes.is_empty() {
+            let warnings = notes
+                .iter()
+                .map(|note| RunEvent::entry(crate::event::EntryKind::Warning, note.clone()))
+                .collect();
+            let _ = events.try_send(warnings);
+        }
         let (exit_tx, exit_rx) = oneshot::channel();
         let (spawned_tx, spawned_rx) = oneshot::channel();
         let router = Router::new(&job.name, run_id, attempt, job.stderr_level);

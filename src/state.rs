@@ -126,6 +126,11 @@ pub fn create(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Creates a file that must not exist yet.
+pub fn create_new(path: &Path) -> io::Result<File> {
+    options().write(true).create_new(true).open(path)
+}
+
 /// Opens a file to read, refusing a symlink.
 pub fn open_read(path: &Path) -> io::Result<File> {
     options().read(true).open(path)

@@ -132,9 +132,9 @@ pub struct Job {
     /// The working directory; the daemon's own when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workdir: Option<PathBuf>,
-    /// Variables added to the job's environment. Serialised (the stored
-    /// definition) as digests: a value may be a password.
-    #[serde(serialize_with = "digests")]
+    /// Variables added to the job's environment. Serialised with their
+    /// values hidden: a value may be a password.
+    #[serde(serialize_with = "hidden")]
     pub env: BTreeMap<String, String>,
     /// Variables of the runner's environment that the jobs file uses for
     /// secrets (`${VAR}` in HTTP jobs and webhooks, SMTP logins): never
@@ -266,9 +266,27 @@ impl Job {
         own.into_iter().chain(self.locks.iter().cloned()).collect()
     }
 
-    /// The definition as JSON text, for the store's job table.
-    pub fn definition(&self) -> String {
-        serde_json::to_string(self).expect("a job always serialises")
+    /// The definition as JSON text, for the store's job table: each `env`
+    /// value replaced by an HMAC-SHA256 under `key` (the state directory's
+    /// own), so a change shows and the value does not, nor can it be
+    /// guessed from the database alone.
+    pub fn definition(&self, key: &[u8]) -> String {
+        let mut definition = serde_json::to_value(self).expect("a job always serialises");
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+        let env: serde_json::Map<String, serde_json::Value> = self
+            .env
+            .iter()
+            .map(|(name, value)| {
+                let tag = ring::hmac::sign(&key, value.as_bytes());
+                let hex: String = tag.as_ref()[..16]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                (name.clone(), format!("hmac:{hex}").into())
+            })
+            .collect();
+        definition["env"] = env.into();
+        definition.to_string()
     }
 }
 
@@ -368,17 +386,10 @@ fn var_names(text: &str) -> impl Iterator<Item = &str> {
         .filter(|name| !name.is_empty())
 }
 
-/// Each value as `sha256:` and the first 16 hex digits of its SHA-256:
-/// a change shows, the value does not.
-fn digests<S: serde::Serializer>(env: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_map(env.iter().map(|(name, value)| {
-        let digest = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
-        let hex: String = digest.as_ref()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        (name, format!("sha256:{hex}"))
-    }))
+/// Each name, its value hidden (a value may be a password); the stored
+/// definition puts a keyed digest there instead ([`Job::definition`]).
+fn hidden<S: serde::Serializer>(env: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(env.keys().map(|name| (name, "(hidden)")))
 }
 
 fn rule_names<S: serde::Serializer>(rules: &[Arc<TriggerRule>], s: S) -> Result<S::Ok, S::Error> {

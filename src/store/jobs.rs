@@ -9,6 +9,7 @@ impl Store {
     /// Mirrors the job definitions, so SQL can join runs with them.
     pub async fn sync_jobs(&self, jobs: &[Job]) -> Result<(), StoreError> {
         let now = time_text(Utc::now());
+        let key = self.definition_key()?;
         let mut tx = self.pool.begin().await?;
         let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
         let known: Vec<String> = sqlx::query_scalar("SELECT name FROM jobs")
@@ -21,7 +22,7 @@ impl Store {
                 .await?;
         }
         for job in jobs {
-            let definition = job.definition();
+            let definition = job.definition(&key);
             let hash = format!("{:016x}", fnv1a(definition.as_bytes()));
             sqlx::query(
                 "INSERT INTO jobs (name, schedule, kind, definition, definition_hash, updated_at) \
@@ -41,6 +42,30 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// The state directory's key for digests of job environments
+    /// (`definition-key`, 32 random bytes, 0600), made on first use.
+    fn definition_key(&self) -> Result<[u8; 32], StoreError> {
+        use std::io::{Read, Write};
+        let path = self.state_dir.join("definition-key");
+        let mut key = [0u8; 32];
+        let made = crate::state::random_bytes(&mut key).and_then(|()| {
+            // The first process to make it wins; the others read its key.
+            let mut file = crate::state::create_new(&path)?;
+            file.write_all(&key)
+        });
+        match made {
+            Ok(()) => Ok(key),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let mut file = crate::state::open_read(&path).map_err(StoreError::file(&path))?;
+                file.read_exact(&mut key).map_err(StoreError::file(&path))?;
+                Ok(key)
+            }
+            Err(e) => Err(StoreError::file(&path)(e)),
+        }
     }
 }
 

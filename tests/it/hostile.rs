@@ -149,17 +149,43 @@ async fn a_stale_run_id_file_overwrites_no_capture_file() {
 }
 
 /// A lock file that cannot be opened is said as such, never as "the job
-/// is still running".
+/// is still running": a wrapped crontab line runs all the same, with a
+/// warning saying so; a job of the jobs file is skipped, saying why.
 #[test]
 fn a_lock_file_that_cannot_be_opened_is_not_reported_as_running() {
     let sb = Sandbox::new();
-    std::fs::create_dir_all(sb.state_dir()).unwrap();
+    let ran = sb.path().join("ran");
+    sb.write(
+        "overnight.yaml",
+        &format!("jobs:\n  t:\n    command: touch {}\n", ran.display()),
+    );
+    let state = sb.path().join(".overnight");
+    std::fs::create_dir_all(&state).unwrap();
     // A file where the locks folder goes.
-    std::fs::write(sb.state_dir().join("locks"), "").unwrap();
-    let out = sb.run(&["exec", "--name", "t", "--", "true"]);
+    std::fs::write(state.join("locks"), "").unwrap();
+
+    let out = sb
+        .command(&["exec", "--name", "wrapped", "--", "touch"])
+        .arg(&ran)
+        .output()
+        .unwrap();
     let (_, stderr) = text(&out);
-    assert!(stderr.contains("cannot open the lock file"), "{stderr}");
-    assert!(!stderr.contains("still running"), "{stderr}");
+    assert_eq!(out.status.code(), Some(3), "a warning run: {stderr}");
+    assert!(ran.exists(), "the wrapped command ran");
+    assert!(
+        stderr.contains("ran without its lock: cannot open the lock file"),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(&ran).unwrap();
+    let out = sb.run(&["run", "t"]);
+    let (stdout, stderr) = text(&out);
+    assert!(!ran.exists(), "a job of the file keeps its exclusivity");
+    assert!(
+        stdout.contains("skipped (skipped: cannot open the lock file"),
+        "{stdout}{stderr}"
+    );
+    assert!(!stdout.contains("still running"), "{stdout}");
 }
 
 /// One request on a raw connection; the status line.

@@ -24,11 +24,18 @@ async fn job_environment_values_are_not_stored_in_clear() {
         "the password is in the database's bytes"
     );
     let config = overnight::config::Config::load(&sb.path().join("overnight.yaml")).unwrap();
-    let before = config.jobs[0].definition();
-    assert!(before.contains("\"PASSWORD\":\"sha256:"), "{before}");
+    let key = std::fs::read(state.join("definition-key")).unwrap();
+    assert_eq!(key.len(), 32);
+    let before = config.jobs[0].definition(&key);
+    assert!(before.contains("\"PASSWORD\":\"hmac:"), "{before}");
+    assert!(!before.contains("hunter2"), "{before}");
     sb.write("overnight.yaml", &file("correct-horse"));
     let config = overnight::config::Config::load(&sb.path().join("overnight.yaml")).unwrap();
-    assert_ne!(config.jobs[0].definition(), before, "a change still shows");
+    assert_ne!(
+        config.jobs[0].definition(&key),
+        before,
+        "a change still shows"
+    );
 }
 
 /// The webhook's `${HOOK_SECRET}` and the SMTP password's variable are in
