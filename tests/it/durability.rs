@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::helper::{Sandbox, runs, text, wait_for};
+use crate::helper::{Sandbox, runs, terminate, text, wait_for};
 
 /// How a stress run's job ends, by its index: (the command, its status).
 fn job_of(i: usize) -> (&'static [&'static str], &'static str) {
@@ -307,12 +307,7 @@ async fn a_full_disk_loses_no_daemon_run_and_stops_no_exec() {
             fires.display()
         ),
     );
-    let mut daemon = sb
-        .command(&["daemon"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(sb.path().join("daemon.err")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut daemon = sb.daemon().spawn().unwrap();
     let fired = || -> Vec<i64> {
         std::fs::read_to_string(&fires)
             .unwrap_or_default()
@@ -365,14 +360,9 @@ async fn a_full_disk_loses_no_daemon_run_and_stops_no_exec() {
     );
     let tick: Vec<_> = recorded.iter().filter(|r| r.job == "tick").collect();
     assert!(tick.len() >= want.len(), "{tick:#?}");
-    let said = sb.read("daemon.err");
-    assert!(
-        said.contains("runs not recorded in the history yet") && said.contains("caught up"),
-        "the daemon met the full disk and caught up: {said}"
-    );
-    // SAFETY: sends a signal; no memory is involved.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    daemon.wait().unwrap();
+    sb.daemon_said("runs not recorded in the history yet").await;
+    sb.daemon_said("caught up").await;
+    terminate(daemon);
 }
 
 /// A log file on a full disk: no flood of `log4rs:` lines on stderr, and

@@ -6,10 +6,9 @@
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::process::Stdio;
 use std::time::Duration;
 
-use crate::helper::{Sandbox, TestDaemon, repo, runs, text, wait_for};
+use crate::helper::{Sandbox, TestDaemon, repo, runs, terminate, text, wait_for};
 
 /// `command:` twice in a job is an error at the second, not "last wins".
 #[test]
@@ -242,13 +241,7 @@ async fn a_second_interrupt_ends_the_running_jobs_and_says_so() {
         "overnight.yaml",
         "listen: 127.0.0.1:0\nshutdown_grace: 10m\njobs:\n  long:\n    schedule: '* * * * * *'\n    command: echo started; sleep 600\n",
     );
-    let err = sb.path().join("daemon.err");
-    let mut daemon = sb
-        .command(&["daemon"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
+    let mut daemon = sb.daemon().spawn().unwrap();
     let state = sb.path().join(".overnight");
     wait_for(Duration::from_secs(20), "a running job", || {
         let state = state.clone();
@@ -260,28 +253,17 @@ async fn a_second_interrupt_ends_the_running_jobs_and_says_so() {
         }
     })
     .await;
-    let said = |what: &'static str| {
-        let err = err.clone();
-        wait_for(Duration::from_secs(20), what, move || {
-            let found = std::fs::read_to_string(&err)
-                .unwrap_or_default()
-                .contains(what);
-            async move { found.then_some(()) }
-        })
-    };
     let pid = daemon.id() as i32;
     // SAFETY: sends a signal; no memory is involved.
     unsafe { libc::kill(pid, libc::SIGINT) };
-    said("a second Ctrl-C or SIGTERM ends them now").await;
+    sb.daemon_said("a second Ctrl-C or SIGTERM ends them now")
+        .await;
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGINT) };
-    said("SIGINT again (signal 2): 1 running job(s): sending them TERM now").await;
+    sb.daemon_said("SIGINT again (signal 2): 1 running job(s): sending them TERM now")
+        .await;
     let status = daemon.wait().unwrap();
-    assert!(
-        status.success(),
-        "{}",
-        std::fs::read_to_string(&err).unwrap()
-    );
+    assert!(status.success(), "{}", sb.read("daemon.err"));
     let all = runs(&state).await;
     assert!(all.iter().all(|r| r.status != "running"), "{all:#?}");
 }
@@ -294,8 +276,7 @@ async fn a_low_descriptor_limit_is_warned_about_at_start() {
         "overnight.yaml",
         "listen: 127.0.0.1:0\njobs:\n  a:\n    command: 'true'\n",
     );
-    let err = sb.path().join("daemon.err");
-    let mut command = sb.command(&["daemon"]);
+    let mut command = sb.daemon();
     // SAFETY: setrlimit is async-signal-safe and touches only the struct.
     unsafe {
         command.pre_exec(|| {
@@ -307,19 +288,7 @@ async fn a_low_descriptor_limit_is_warned_about_at_start() {
             Ok(())
         })
     };
-    let mut daemon = command
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
-    wait_for(Duration::from_secs(20), "the warning", || {
-        let found = std::fs::read_to_string(&err)
-            .unwrap_or_default()
-            .contains("only 256 open files allowed");
-        async move { found.then_some(()) }
-    })
-    .await;
-    // SAFETY: sends a signal; no memory is involved.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    daemon.wait().unwrap();
+    let daemon = command.spawn().unwrap();
+    sb.daemon_said("only 256 open files allowed").await;
+    terminate(daemon);
 }

@@ -2,12 +2,10 @@
 //! symlink followed, a directory others could write refused.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use crate::helper::{Sandbox, runs, text, wait_for};
+use crate::helper::{Sandbox, runs, terminate, text, umask_000, wait_for};
 
 /// Every folder and file under `dir`, with its mode.
 fn modes(dir: &Path) -> Vec<(String, u32)> {
@@ -39,22 +37,7 @@ async fn everything_made_in_the_state_directory_is_private_whatever_the_umask() 
             state.display()
         ),
     );
-    let umask0 = |cmd: &mut std::process::Command| {
-        // SAFETY: umask is async-signal-safe and touches no memory.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::umask(0);
-                Ok(())
-            })
-        };
-    };
-    let mut daemon = sb.command(&["daemon"]);
-    umask0(&mut daemon);
-    let mut daemon = daemon
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let daemon = umask_000(&mut sb.daemon()).spawn().unwrap();
     wait_for(Duration::from_secs(20), "a run with output", || {
         let state = state.clone();
         async move {
@@ -67,12 +50,9 @@ async fn everything_made_in_the_state_directory_is_private_whatever_the_umask() 
     .await;
     assert!(state.join("daemon.json").exists());
     let mut exec = sb.command(&["exec", "--name", "wrapped", "--", "echo", "hi"]);
-    umask0(&mut exec);
-    assert!(exec.output().unwrap().status.success());
+    assert!(umask_000(&mut exec).output().unwrap().status.success());
     let all = modes(&state);
-    // SAFETY: sends a signal; no memory is involved.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    daemon.wait().unwrap();
+    terminate(daemon);
 
     let names: Vec<&str> = all.iter().map(|(p, _)| p.as_str()).collect();
     for made in [
@@ -215,14 +195,7 @@ fn log_files_are_made_0640_or_with_their_mode() {
         "echo",
         "hi",
     ]);
-    // SAFETY: umask is async-signal-safe and touches no memory.
-    unsafe {
-        exec.pre_exec(|| {
-            libc::umask(0);
-            Ok(())
-        })
-    };
-    assert!(exec.output().unwrap().status.success());
+    assert!(umask_000(&mut exec).output().unwrap().status.success());
     let mode = |p: &str| std::fs::metadata(sb.path().join(p)).unwrap().mode() & 0o777;
     assert_eq!(mode("logs/all.log"), 0o640);
     assert_eq!(mode("logs/jobs/t.log"), 0o600);

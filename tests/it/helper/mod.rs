@@ -69,6 +69,28 @@ impl Sandbox {
         cmd
     }
 
+    /// `overnight daemon` as a real process, its stderr kept in
+    /// `daemon.err` (see [`Sandbox::daemon_said`]); spawn it after any
+    /// changes to the command.
+    pub fn daemon(&self) -> Command {
+        let mut cmd = self.command(&["daemon"]);
+        let err = std::fs::File::create(self.path().join("daemon.err")).unwrap();
+        cmd.stdout(std::process::Stdio::null()).stderr(err);
+        cmd
+    }
+
+    /// Waits until the daemon's stderr holds `what`.
+    pub async fn daemon_said(&self, what: &str) {
+        let err = self.path().join("daemon.err");
+        wait_for(Duration::from_secs(30), what, || {
+            let found = std::fs::read_to_string(&err)
+                .unwrap_or_default()
+                .contains(what);
+            async move { found.then_some(()) }
+        })
+        .await
+    }
+
     /// Runs `overnight ARGS…` to its end.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("the binary runs")
@@ -244,4 +266,23 @@ impl Clock for FastClock {
         let wait = (deadline - self.now()).to_std().unwrap_or_default() / self.speed;
         Box::pin(tokio::time::sleep(wait))
     }
+}
+
+/// Has the command's process start with umask 000, the loosest there is.
+pub fn umask_000(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: umask is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        })
+    }
+}
+
+/// Ends a daemon started as a process the way systemd does, and waits.
+pub fn terminate(mut daemon: std::process::Child) -> std::process::ExitStatus {
+    // SAFETY: sends a signal; no memory is involved.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    daemon.wait().unwrap()
 }
