@@ -188,6 +188,9 @@ pub fn main() -> ExitCode {
             .into();
         }
     };
+    if cli.command.only_prints() {
+        quiet_on_closed_pipe();
+    }
     // The daemon works on every core; a one-shot command (often a crontab
     // line) starts faster on one thread.
     let mut builder = if matches!(cli.command, Command::Daemon(_)) {
@@ -226,6 +229,33 @@ fn parse_exec() -> Option<Cli> {
     Some(Cli {
         command: Command::Exec(args),
     })
+}
+
+impl Command {
+    /// Whether the command only prints what it reads (no run to finish or
+    /// record when its reader goes away).
+    fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Check(_)
+                | Command::Next(_)
+                | Command::Status(_)
+                | Command::History(_)
+                | Command::Logs(_)
+                | Command::Report(_)
+                | Command::ImportCrontab(_)
+        )
+    }
+}
+
+/// A printing command whose output pipe closes (`overnight history | head
+/// -1`) ends there and then, as `cat` would, instead of panicking in
+/// `println!`. Commands that run jobs keep Rust's default (the write fails
+/// and they go on): their run must still be recorded.
+fn quiet_on_closed_pipe() {
+    // SAFETY: restores the default disposition of one signal, before any
+    // thread is started; no memory is involved.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
 async fn dispatch(command: Command) -> Result<Outcome, CliError> {

@@ -292,3 +292,33 @@ async fn a_low_descriptor_limit_is_warned_about_at_start() {
     sb.daemon_said("only 256 open files allowed").await;
     terminate(daemon);
 }
+
+/// `overnight history --json | head -1`: the reader goes away, and the
+/// command ends without a panic or a backtrace.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_output_pipe_ends_a_printing_command_quietly() {
+    let sb = Sandbox::new();
+    // More than a pipe holds (64 KiB): the writer meets the closed end.
+    for _ in 0..300 {
+        assert!(
+            sb.run(&["exec", "--name", "t", "--", "true"])
+                .status
+                .success()
+        );
+    }
+    let mut history = sb
+        .command(&["history", "--json", "--limit", "300"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one byte, then close the pipe, as `head -c 1` would.
+    let mut stdout = history.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let out = history.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(runs(&sb.state_dir()).await.len(), 300);
+}
