@@ -180,6 +180,14 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
+            // `overnight exec backup.sh --full`: the command belongs after `--`.
+            if e.kind() == clap::error::ErrorKind::UnknownArgument
+                && std::env::args_os().nth(1).is_some_and(|a| a == "exec")
+            {
+                eprintln!(
+                    "\ntip: the wrapped command goes after `--`: overnight exec [--name NAME] -- COMMAND ARGS…"
+                );
+            }
             return if e.use_stderr() {
                 Outcome::Usage
             } else {

@@ -322,3 +322,16 @@ async fn a_closed_output_pipe_ends_a_printing_command_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(runs(&sb.state_dir()).await.len(), 300);
 }
+
+/// `overnight exec backup.sh` without `--` says where the command goes.
+#[test]
+fn exec_without_the_double_dash_says_where_the_command_goes() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["exec", "--name", "x", "ls", "-l"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("tip: the wrapped command goes after `--`"),
+        "{stderr}"
+    );
+}
