@@ -64,18 +64,13 @@ pub(super) async fn locally(
     job: &Job,
     trigger: Trigger,
 ) -> Result<(RunOutcome, Option<i32>), CliError> {
-    // A state directory someone else could write is not used at all: not
-    // for the history, nor the job's output or locks.
-    if let Err(e) = crate::state::prepare(state_dir)
-        && crate::state::is_refused(&e)
-    {
-        return Err(CliError::Usage(e.to_string()));
-    }
     // The journal, not SQLite: the next command that reads the history
     // folds it in (crate::store::journal). A state directory that cannot
-    // be written does not keep the job from running.
+    // be written does not keep the job from running; one someone else
+    // could write is not used at all, not even for its output or locks.
     let recorder = match Recorder::journal(state_dir).await {
         Ok(recorder) => recorder,
+        Err(e) if e.is_refused() => return Err(CliError::Usage(e.to_string())),
         Err(e) => Recorder::Nowhere(e.to_string().into()),
     };
     let runner = Runner::new(recorder, state_dir.to_path_buf(), max_parallel);

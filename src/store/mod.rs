@@ -101,6 +101,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the state directory (or a file in it) was refused as not
+    /// this user's alone, rather than failing.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, StoreError::File { source, .. } if crate::state::is_refused(source))
+    }
+
     fn file(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
         let path = path.into();
         move |source| StoreError::File { path, source }

@@ -40,6 +40,7 @@ impl Recorder {
     /// The journal of `state_dir`; the store itself the first time, when
     /// the run-id sequence has yet to be started.
     pub async fn journal(state_dir: &Path) -> Result<Recorder, StoreError> {
+        crate::state::prepare(state_dir).map_err(StoreError::file(state_dir))?;
         let journal = match Journal::open(state_dir)? {
             Some(journal) => journal,
             // No history at all yet: nothing for an id to clash with, and

@@ -90,9 +90,10 @@ pub struct Journal {
 impl Journal {
     /// The journal of `state_dir`; `None` until a store opening has started
     /// the run-id sequence there (before that, an id could clash with the
-    /// history's): open the store once first.
+    /// history's): open the store once first. The state directory has
+    /// been checked already (`state::prepare`, by the store or the
+    /// recorder).
     pub fn open(state_dir: &Path) -> Result<Option<Journal>, StoreError> {
-        crate::state::prepare(state_dir).map_err(StoreError::file(state_dir))?;
         let dir = state_dir.join(DIR);
         crate::state::create_dir(&dir).map_err(StoreError::file(&dir))?;
         let ids = RunIds::open(state_dir).map_err(StoreError::file(state_dir))?;
