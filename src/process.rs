@@ -22,6 +22,30 @@ fn with_stat<T>(pid: u32, read: impl FnOnce(&[&str]) -> T) -> Option<T> {
     Some(read(&fields))
 }
 
+/// A signal's name as `kill -l` spells it (`SIGKILL`), or `signal N`.
+pub fn signal_name(number: i32) -> std::borrow::Cow<'static, str> {
+    let name = match number {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        _ => return format!("signal {number}").into(),
+    };
+    name.into()
+}
+
 /// Whether a process with this pid exists (zombies included).
 pub fn exists(pid: u32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {

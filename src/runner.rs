@@ -76,6 +76,8 @@ pub struct Runner {
     /// Fires waiting for their job (`concurrency: queue`), by job.
     /// Never held across an await.
     queued: Arc<Mutex<HashMap<String, usize>>>,
+    /// Said as warnings of every run (a configuration `exec` could not use).
+    notes: Arc<[String]>,
 }
 
 /// Why a fire does not take its job's own lock.
@@ -112,6 +114,15 @@ impl Runner {
             parallel: max_parallel.map(|n| Arc::new(Semaphore::new(n))),
             active: Arc::default(),
             queued: Arc::default(),
+            notes: Arc::default(),
+        }
+    }
+
+    /// The runner, saying `notes` as warnings of each of its runs.
+    pub fn noting(self, notes: Vec<String>) -> Runner {
+        Runner {
+            notes: notes.into(),
+            ..self
         }
     }
 
@@ -149,7 +160,7 @@ impl Runner {
         scheduled_at: Option<DateTime<Utc>>,
     ) -> Result<Outcome, StoreError> {
         // Said in the run's report as warnings of its own.
-        let mut notes = Vec::new();
+        let mut notes = self.notes.to_vec();
         let own = match self.own_lock(job).await {
             Ok(own) => own,
             // A wrapped crontab line runs as cron would have run it, even
@@ -455,6 +466,8 @@ impl Runner {
             SinkPolicy {
                 warning_codes: job.warning_exit_codes.clone(),
                 capture_max: job.capture_max,
+                error_lines: job.error_lines,
+                unmailable: job.unmailable.clone(),
             },
             batches,
             exit_rx,
@@ -558,6 +571,10 @@ struct SinkPolicy {
     warning_codes: Vec<i32>,
     /// The capture file's cap.
     capture_max: u64,
+    /// How many last stderr lines a failed run's report keeps.
+    error_lines: usize,
+    /// Why a run that fails or warns cannot be mailed as `mailto` asks.
+    unmailable: Option<String>,
 }
 
 /// The sinks of one attempt: the report fold, the log4rs router, the
@@ -568,6 +585,7 @@ struct Sinks {
     capture: Capture,
     fold: ReportBuilder,
     warning_codes: Vec<i32>,
+    unmailable: Option<String>,
 }
 
 impl Sinks {
@@ -577,8 +595,9 @@ impl Sinks {
             capture: Capture::open(&header.capture, header.attempt, policy.capture_max),
             router,
             header,
-            fold: ReportBuilder::default(),
+            fold: ReportBuilder::keeping_stderr(policy.error_lines),
             warning_codes: policy.warning_codes,
+            unmailable: policy.unmailable,
         }
     }
 
@@ -618,6 +637,19 @@ impl Sinks {
         }
         if let Some(note) = capture_cut {
             report.details.insert("capture_cut".into(), note.into());
+        }
+        if let Some(why) = self
+            .unmailable
+            .as_ref()
+            .filter(|_| matches!(report.status, Status::Failed | Status::Warning))
+        {
+            // Said after the status was decided: it changes nothing of it.
+            let warning = RunEvent::entry(crate::event::EntryKind::Warning, why.clone());
+            self.router.event(&warning);
+            if let RunEvent::Entry(_, entry) = warning {
+                report.warning_count += 1;
+                report.warnings.push(entry);
+            }
         }
         let run_id = report.run_id;
         self.router.finished(&report);

@@ -39,6 +39,20 @@ pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
         .unwrap_or(0);
     let now = Utc::now();
     for job in &config.jobs {
+        if let Some(why) = job
+            .workdir
+            .as_deref()
+            .filter(|dir| dir.is_absolute())
+            .and_then(crate::exec::command::missing_dir)
+        {
+            eprintln!("warning: job `{}`: {why}; its runs will fail", job.name);
+        }
+        if let Some(why) = &job.unmailable {
+            eprintln!(
+                "warning: job `{}`: its failures and warnings are {why}",
+                job.name
+            );
+        }
         let Some(schedule) = &job.schedule else {
             println!("  {:width$}  on demand", job.name);
             continue;

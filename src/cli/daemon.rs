@@ -2,7 +2,7 @@
 
 use tokio::net::TcpListener;
 
-use super::signals::{self, Signals};
+use super::signals::Signals;
 use super::{CliError, ConfigArg};
 use crate::exit::Outcome;
 
@@ -37,7 +37,7 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
                 log::warn!(
                     target: "overnight::daemon",
                     "{} again (signal {nth}): {count} running job(s): {what}",
-                    signals::name(number)
+                    crate::process::signal_name(number)
                 );
             }
         });

@@ -1,22 +1,33 @@
 //! `overnight exec [--name NAME] [--log-config FILE] -- CMD ARGS…`: wrap a
 //! command from an existing crontab line, with no jobs file needed.
+//!
+//! It behaves like chronic: silent when the run succeeds, the report on
+//! stdout when it fails or warns, so cron mails only what matters. A jobs
+//! file or log4rs file it cannot use never keeps the command from running:
+//! the run goes on with the console routing, and the problem is a warning
+//! of the run.
 
 use std::path::PathBuf;
 
 use super::{CliError, ConfigArg};
-use crate::config::{self, Job};
+use crate::config::{self, Config, Job};
 use crate::exit::Outcome;
-use crate::report::Trigger;
-use crate::route;
+use crate::report::{Status, Trigger};
+use crate::route::{self, Purpose};
+use crate::runner::Outcome as RunOutcome;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
     /// The job's name in logs and history [default: the command's file name]
     #[arg(long)]
     name: Option<String>,
-    /// A log4rs file routing the report sections [default: the jobs file's, else the console]
+    /// A log4rs file routing the report sections [default: the jobs file's, else none]
     #[arg(long, value_name = "FILE")]
     log_config: Option<PathBuf>,
+    /// Print the run's start and end, and the console appenders' records,
+    /// also when it succeeds
+    #[arg(long, short)]
+    verbose: bool,
     #[command(flatten)]
     config: ConfigArg,
     /// The command and its arguments, after `--`.
@@ -25,14 +36,8 @@ pub(super) struct Args {
 }
 
 pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
-    let config = args.config.load_optional()?;
-    let routing = match (&args.log_config, &config) {
-        (Some(path), _) => route::load(path)?,
-        (None, Some(config)) => crate::daemon::routing(config)?,
-        (None, None) => route::console_config(),
-    };
-    let name = match args.name {
-        Some(name) => name,
+    let name = match &args.name {
+        Some(name) => name.clone(),
         None => config::name_from_program(&args.command[0].to_string_lossy())
             .unwrap_or_else(|| "exec".to_string()),
     };
@@ -41,6 +46,23 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
             "bad job name `{name}`: use only letters, digits, `.`, `_` and `-` (set it with `--name`)"
         )));
     }
+    // What could not be used is said on stderr now and in the run's report.
+    let mut notes = Vec::new();
+    let config = args.config.load_optional().unwrap_or_else(|e| {
+        notes.push(format!(
+            "jobs file not used, the command ran without it: {e}"
+        ));
+        None
+    });
+    let routing = routing(&args, config.as_ref()).unwrap_or_else(|e| {
+        notes.push(format!(
+            "log config not used, the run's lines went to the console: {e}"
+        ));
+        route::fallback_config()
+    });
+    for note in &notes {
+        eprintln!("overnight exec: warning: {note}");
+    }
     route::install(routing);
     // The file's triggers watch wrapped commands too.
     let job = match &config {
@@ -48,9 +70,36 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         None => Job::adhoc(name, args.command),
     };
     let state_dir = config.map_or_else(config::default_state_dir, |c| c.state_dir);
-    let (outcome, signalled) = super::run::locally(&state_dir, None, &job, Trigger::Exec).await?;
-    if let crate::runner::Outcome::NotRun { id, why } = &outcome {
-        eprintln!("{} #{id}: skipped ({why})", job.name);
+    let ran = super::run::locally(&state_dir, None, &job, Trigger::Exec, notes).await;
+    let (outcome, signalled) = match ran {
+        Ok(ran) => ran,
+        Err(e) => {
+            route::held::release(true);
+            return Err(e);
+        }
+    };
+    let quiet = outcome.status() == Status::Success && !args.verbose;
+    route::held::release(!quiet);
+    match &outcome {
+        RunOutcome::Ran(report) if !quiet && report.status != Status::Success => {
+            print!("{}", report.to_text());
+        }
+        RunOutcome::NotRun { id, why } => println!("{} #{id}: skipped ({why})", job.name),
+        RunOutcome::Ran(_) => {}
     }
     Ok(signalled.map_or_else(|| Outcome::of(outcome.status()), Outcome::Signalled))
+}
+
+/// The routing of the run: `--log-config`, else the jobs file's, else
+/// none but the runner's own warnings (`--verbose`: the console's).
+fn routing(args: &Args, config: Option<&Config>) -> Result<log4rs::Config, CliError> {
+    let file = args
+        .log_config
+        .as_ref()
+        .or(config.and_then(|c| c.log_config.as_ref()));
+    Ok(match file {
+        Some(path) => route::load_for(path, Purpose::Exec)?,
+        None if args.verbose => route::console_config(),
+        None => route::quiet_config(),
+    })
 }

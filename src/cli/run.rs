@@ -33,8 +33,14 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         Some(daemon) => daemon.run(&job.name).await?,
         None => {
             crate::route::install(crate::daemon::routing(&config)?);
-            let (outcome, signalled) =
-                locally(&config.state_dir, config.max_parallel, job, Trigger::Manual).await?;
+            let (outcome, signalled) = locally(
+                &config.state_dir,
+                config.max_parallel,
+                job,
+                Trigger::Manual,
+                Vec::new(),
+            )
+            .await?;
             if let Some(number) = signalled {
                 print!("{}", outcome_text(&outcome, job));
                 return Ok(Outcome::Signalled(number));
@@ -57,12 +63,14 @@ fn outcome_text(outcome: &RunOutcome, job: &Job) -> String {
 /// Runs `job` in this process. SIGINT, SIGTERM or SIGHUP (Ctrl-C, `timeout`,
 /// systemd, a closed terminal) ends the job's process group, the run is
 /// recorded as ended by that signal, and the signal's number comes back
-/// with the outcome, for the exit code 128 + N.
+/// with the outcome, for the exit code 128 + N. `notes` are said as
+/// warnings of the run.
 pub(super) async fn locally(
     state_dir: &Path,
     max_parallel: Option<usize>,
     job: &Job,
     trigger: Trigger,
+    notes: Vec<String>,
 ) -> Result<(RunOutcome, Option<i32>), CliError> {
     // The journal, not SQLite: the next command that reads the history
     // folds it in (crate::store::journal). A state directory that cannot
@@ -73,7 +81,7 @@ pub(super) async fn locally(
         Err(e) if e.is_refused() => return Err(CliError::Usage(e.to_string())),
         Err(e) => Recorder::Nowhere(e.to_string().into()),
     };
-    let runner = Runner::new(recorder, state_dir.to_path_buf(), max_parallel);
+    let runner = Runner::new(recorder, state_dir.to_path_buf(), max_parallel).noting(notes);
     let mut signals = Signals::catch(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP])?;
     let run = runner.run(job, trigger, None);
     tokio::pin!(run);
@@ -83,7 +91,7 @@ pub(super) async fn locally(
             outcome = &mut run => break outcome,
             number = signals.next(), if signalled.is_none() => {
                 signalled = Some(number);
-                let reason = format!("terminated by {}", super::signals::name(number));
+                let reason = format!("terminated by {}", crate::process::signal_name(number));
                 // Still waiting for a lock or a place, nothing recorded
                 // yet: it never starts.
                 if runner.running() == 0 {

@@ -31,14 +31,3 @@ impl Signals {
         .await
     }
 }
-
-/// A signal's name, as `kill -l` spells it.
-pub(super) fn name(number: i32) -> &'static str {
-    match number {
-        libc::SIGINT => "SIGINT",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGQUIT => "SIGQUIT",
-        _ => "a signal",
-    }
-}

@@ -198,13 +198,23 @@ pub struct Job {
     /// At most this many bytes of a run's output are kept in its capture
     /// file (the log targets get every line).
     pub capture_max: u64,
+    /// How many of a failed run's last stderr lines follow its failure on
+    /// `jobs::errors::<job>` and in its report.
+    pub error_lines: usize,
     /// The trigger rules watching this job (the file's and its own).
     #[serde(serialize_with = "rule_names")]
     pub triggers: Vec<Arc<TriggerRule>>,
     /// How its email leaves the machine.
     #[serde(skip)]
     pub mail: Arc<Mail>,
+    /// Why its `mailto` cannot be served (no SMTP, no sendmail): said by
+    /// `check` and as a warning of each run that would have mailed.
+    #[serde(skip)]
+    pub unmailable: Option<String>,
 }
+
+/// The default `error_lines`.
+pub const DEFAULT_ERROR_LINES: usize = 10;
 
 impl Job {
     /// A job made on the spot, as `overnight exec` does for a crontab line.
@@ -235,8 +245,10 @@ impl Job {
             limits: Limits::default(),
             max_duration: None,
             capture_max: crate::capture::DEFAULT_MAX,
+            error_lines: DEFAULT_ERROR_LINES,
             triggers: Vec::new(),
             mail: Arc::default(),
+            unmailable: None,
         }
     }
 

@@ -566,7 +566,13 @@ impl Check<'_> {
                     .flatten()
                     .map(|(r, _)| r.clone()),
             );
-            if let Some(to) = job.mailto.as_ref().filter(|t| !t.is_empty() && can_mail) {
+            let mailto = job.mailto.as_ref().filter(|t| !t.is_empty());
+            if let Some(to) = mailto.filter(|_| !can_mail) {
+                job.unmailable = Some(format!(
+                    "not mailed to {to}: there is no `smtp:` block and no sendmail at {SENDMAIL}; add one, or remove `mailto`"
+                ));
+            }
+            if let Some(to) = mailto.filter(|_| can_mail) {
                 watching.push(Arc::new(TriggerRule {
                     name: format!("{}.mailto", job.name),
                     on: vec![Condition::Failed, Condition::Warning],

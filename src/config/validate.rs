@@ -54,6 +54,7 @@ const DEFAULT_KEYS: &[&str] = &[
     "limits",
     "max_duration",
     "capture_max",
+    "error_lines",
 ];
 const JOB_ONLY_KEYS: &[&str] = &["description", "schedule", "command", "http", "triggers"];
 
@@ -410,6 +411,10 @@ impl Check<'_> {
                         .size(value, "`capture_max`")
                         .unwrap_or(crate::capture::DEFAULT_MAX)
                 }
+                "error_lines" => match value.value {
+                    Value::Int(n @ 0..=1000) => job.error_lines = n as usize,
+                    _ => self.problem(value.pos, "`error_lines` must be a number from 0 to 1000"),
+                },
                 "triggers" => own_rules = self.triggers(value, Some(name)),
                 _ => unreachable!("mapping() returns known keys only"),
             }

@@ -72,6 +72,20 @@ fn command_for(attempt: &Attempt<'_>, spec: &CommandSpec) -> Command {
     command
 }
 
+/// What is wrong with `dir` as a working directory, if anything: spawning
+/// in a missing one fails with ENOENT, which reads as if the program were
+/// missing.
+pub fn missing_dir(dir: &std::path::Path) -> Option<String> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => None,
+        Ok(_) => Some(format!("workdir {} is not a directory", dir.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Some(format!("workdir {} does not exist", dir.display()))
+        }
+        Err(e) => Some(format!("workdir {}: {e}", dir.display())),
+    }
+}
+
 /// Runs one attempt of a command job to its end.
 ///
 /// The attempt's variables and `OVERNIGHT_REPORT` are added to the job's
@@ -82,7 +96,10 @@ pub async fn run(attempt: &mut Attempt<'_>, spec: &CommandSpec, events: EventSen
     let mut child = match spawn_tracked(&mut command_for(attempt, spec), attempt.lock_fds) {
         Ok(child) => child,
         Err(e) => {
-            let message = format!("cannot start `{}`: {e}", spec.argv()[0].to_string_lossy());
+            let message = match job.workdir.as_deref().and_then(missing_dir) {
+                Some(why) => format!("cannot start: {why}"),
+                None => format!("cannot start `{}`: {e}", spec.argv()[0].to_string_lossy()),
+            };
             let _ = events
                 .send(vec![RunEvent::entry(EntryKind::Error, message.clone())])
                 .await;

@@ -4,7 +4,7 @@
 //! [`MAX_ENTRIES`] per kind, so a job that prints millions of warnings cannot
 //! grow the runner's memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 
@@ -48,9 +48,21 @@ pub struct ReportBuilder {
     declared: Option<Status>,
     summary: Option<String>,
     details: BTreeMap<String, serde_json::Value>,
+    /// The last stderr lines, at most `tail_max`.
+    tail: VecDeque<String>,
+    tail_max: usize,
 }
 
 impl ReportBuilder {
+    /// A builder keeping the last `lines` stderr lines, for the report of a
+    /// run that fails or warns.
+    pub fn keeping_stderr(lines: usize) -> ReportBuilder {
+        ReportBuilder {
+            tail_max: lines,
+            ..ReportBuilder::default()
+        }
+    }
+
     /// Takes one event into account.
     pub fn apply(&mut self, event: &RunEvent) {
         match event {
@@ -60,6 +72,9 @@ impl ReportBuilder {
                     Stream::Stderr => self.log.stderr_lines += 1,
                 }
                 self.log.cut_lines += u64::from(line.cut > 0);
+                if line.stream == Stream::Stderr && !line.protocol {
+                    self.keep_stderr(&line.text);
+                }
             }
             RunEvent::Entry(kind, entry) => {
                 let (list, count) = match kind {
@@ -84,6 +99,22 @@ impl ReportBuilder {
                 }
             }
         }
+    }
+
+    /// Keeps `text` among the last stderr lines, reusing the oldest one's
+    /// buffer once there are enough.
+    fn keep_stderr(&mut self, text: &str) {
+        if self.tail_max == 0 {
+            return;
+        }
+        let mut kept = if self.tail.len() == self.tail_max {
+            self.tail.pop_front().unwrap_or_default()
+        } else {
+            String::new()
+        };
+        kept.clear();
+        kept.push_str(text);
+        self.tail.push_back(kept);
     }
 
     /// The report, once the run has ended with `exit`.
@@ -131,6 +162,11 @@ impl ReportBuilder {
             notices: self.notices,
             log: LogSummary {
                 capture: header.capture,
+                last_stderr: if matches!(status, Status::Failed | Status::Warning) {
+                    self.tail.into()
+                } else {
+                    Vec::new()
+                },
                 ..self.log
             },
             progress: self.progress,

@@ -133,7 +133,9 @@ impl fmt::Display for Exit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.reason, self.signal, self.http_status, self.code) {
             (Some(reason), ..) => f.write_str(reason),
-            (None, Some(sig), ..) => write!(f, "signal {sig}"),
+            (None, Some(sig), ..) => {
+                write!(f, "killed by {}", crate::process::signal_name(sig))
+            }
             (None, None, Some(http), _) => write!(f, "HTTP {http}"),
             (None, None, None, Some(code)) => write!(f, "exit {code}"),
             (None, None, None, None) => f.write_str("no exit"),
@@ -207,6 +209,10 @@ pub struct LogSummary {
     /// The capture file holding every line with its time and stream.
     #[serde(serialize_with = "lossy_path")]
     pub capture: PathBuf,
+    /// The last stderr lines of a run that failed or warned (the job's
+    /// `error_lines` of them), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_stderr: Vec<String>,
 }
 
 /// A path as text, any bytes that are not UTF-8 shown as U+FFFD: reports
@@ -341,6 +347,12 @@ impl Report {
         for (label, entries) in [("error", &self.errors), ("warning", &self.warnings)] {
             for e in entries {
                 out.push_str(&format!("  {label}: {}\n", e.message));
+            }
+        }
+        if !self.log.last_stderr.is_empty() {
+            out.push_str("  last stderr lines:\n");
+            for line in &self.log.last_stderr {
+                out.push_str(&format!("    {line}\n"));
             }
         }
         out.push_str(&format!("  log: {}\n", self.log.capture.display()));

@@ -70,9 +70,22 @@ fn yes() -> bool {
     true
 }
 
+/// What the file is loaded for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// The daemon or `overnight run`: every appender as written.
+    Run,
+    /// `overnight exec`: `console` appenders held back until the run has
+    /// ended (see [`super::held`]).
+    Exec,
+}
+
 /// The deserializers for every kind a file may name: log4rs's and ours.
-pub fn deserializers() -> Deserializers {
+pub fn deserializers(purpose: Purpose) -> Deserializers {
     let mut d = Deserializers::default();
+    if purpose == Purpose::Exec {
+        d.insert(super::held::KIND, super::held::HeldConsoleDeserializer);
+    }
     d.insert(per_job::KIND, per_job::PerJobFileDeserializer);
     d.insert(
         super::fast_pattern::KIND,
@@ -83,6 +96,11 @@ pub fn deserializers() -> Deserializers {
 
 /// Reads, checks and builds a log4rs file; every problem is reported.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_for(path, Purpose::Run)
+}
+
+/// [`load`], for `purpose`.
+pub fn load_for(path: &Path, purpose: Purpose) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
@@ -119,7 +137,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         }
     };
 
-    let deserializers = deserializers();
+    let deserializers = deserializers(purpose);
     let base = path.parent().unwrap_or(Path::new(""));
     let mut appenders = Vec::new();
     for (name, mut appender) in raw.appenders {

@@ -9,6 +9,7 @@
 mod escape;
 pub mod fast_pattern;
 mod guard;
+pub mod held;
 pub mod load;
 pub mod per_job;
 
@@ -26,7 +27,7 @@ pub use self::guard::{WriteFailure, take_failures};
 use crate::event::{EntryKind, RunEvent, Stream};
 use crate::report::{Report, Status, Trigger};
 
-pub use load::load;
+pub use load::{Purpose, load, load_for};
 
 static HANDLE: OnceLock<log4rs::Handle> = OnceLock::new();
 
@@ -53,30 +54,56 @@ pub fn flush() {
 /// The routing used without a log4rs file: status, errors and warnings of
 /// every job, and the daemon's own messages, to stderr.
 pub fn console_config() -> Config {
+    console_of(
+        &[
+            "jobs::status",
+            "jobs::errors",
+            "jobs::warnings",
+            "overnight",
+        ],
+        LevelFilter::Info,
+    )
+}
+
+/// `overnight exec` without a log4rs file: only the runner's own warnings
+/// (the report is printed when the run fails or warns).
+pub fn quiet_config() -> Config {
+    console_of(&["overnight"], LevelFilter::Warn)
+}
+
+/// The routing of a run whose log4rs file is broken: every section but the
+/// JSON details, the output lines too, to stderr, so that nothing is lost.
+pub fn fallback_config() -> Config {
+    console_of(
+        &[
+            "jobs::status",
+            "jobs::errors",
+            "jobs::warnings",
+            "jobs::log",
+            "overnight",
+        ],
+        LevelFilter::Info,
+    )
+}
+
+/// `targets` at `level` and above to stderr, nothing else.
+fn console_of(targets: &[&str], level: LevelFilter) -> Config {
     let encoder = PatternEncoder::new("{d(%Y-%m-%dT%H:%M:%S%.3f%:z)} {l:<5} {t} {m}{n}");
     let console = ConsoleAppender::builder()
         .target(Target::Stderr)
         .encoder(Box::new(encoder))
         .build();
-    let to_console = |name: &str| {
+    let to_console = |name: &&str| {
         Logger::builder()
             .appender("console")
             .additive(false)
-            .build(name, LevelFilter::Info)
+            .build(*name, level)
     };
     Config::builder()
         .appender(Appender::builder().build("console", Box::new(console)))
-        .loggers(
-            [
-                "jobs::status",
-                "jobs::errors",
-                "jobs::warnings",
-                "overnight",
-            ]
-            .map(to_console),
-        )
+        .loggers(targets.iter().map(to_console))
         .build(Root::builder().build(LevelFilter::Off))
-        .expect("the console configuration is valid")
+        .expect("a console configuration is valid")
 }
 
 /// The report sections, each a target `jobs::<section>::<job>`.
@@ -238,8 +265,11 @@ impl Router {
     }
 
     /// The status record that closes the run, and the whole report as one
-    /// JSON record on `details`.
+    /// JSON record on `details`. A failed run says why on `errors` first.
     pub fn finished(&self, report: &Report) {
+        if report.status == Status::Failed {
+            self.failure(report);
+        }
         let level = match report.status {
             Status::Success | Status::Running => Level::Info,
             Status::Warning | Status::Skipped | Status::Orphaned => Level::Warn,
@@ -262,6 +292,33 @@ impl Router {
             self.emit(Section::Details, Level::Info, format_args!("{json}"));
         }
         flush();
+    }
+
+    /// Why a failed run failed, then its last stderr lines, each a record
+    /// on `errors`: `grep` on an errors file finds every failed run, also
+    /// of jobs that never report an error of their own.
+    fn failure(&self, report: &Report) {
+        let exit = report.exit.to_string();
+        if report.summary.starts_with(&exit) {
+            self.emit(
+                Section::Errors,
+                Level::Error,
+                format_args!("failed: {}", Escaped(&report.summary)),
+            );
+        } else {
+            self.emit(
+                Section::Errors,
+                Level::Error,
+                format_args!("failed: {exit}: {}", Escaped(&report.summary)),
+            );
+        }
+        for line in &report.log.last_stderr {
+            self.emit(
+                Section::Errors,
+                Level::Error,
+                format_args!("stderr: {}", Escaped(line)),
+            );
+        }
     }
 
     fn enabled(&self, section: Section, level: Level) -> bool {

@@ -17,7 +17,7 @@ fn the_quickstart_jobs_file_passes_check() {
             .lines()
             .filter(|l| l.contains("next: "))
             .count(),
-        4
+        6
     );
 }
 

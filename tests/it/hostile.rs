@@ -168,12 +168,12 @@ fn a_lock_file_that_cannot_be_opened_is_not_reported_as_running() {
         .arg(&ran)
         .output()
         .unwrap();
-    let (_, stderr) = text(&out);
+    let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(3), "a warning run: {stderr}");
     assert!(ran.exists(), "the wrapped command ran");
     assert!(
-        stderr.contains("ran without its lock: cannot open the lock file"),
-        "{stderr}"
+        stdout.contains("warning: ran without its lock: cannot open the lock file"),
+        "{stdout}"
     );
 
     std::fs::remove_file(&ran).unwrap();

@@ -21,3 +21,4 @@ mod schedule;
 mod secrets;
 mod state;
 mod triggers;
+mod truthful;

@@ -126,27 +126,35 @@ fn split_streams_sends_errors_to_their_own_file() {
     assert!(sb.read("logs/warnings.log").is_empty());
 }
 
+/// Without a log config, `exec` says nothing on stderr (cron would mail
+/// it); a failed run's report goes to stdout, and `--verbose` shows the
+/// status, errors and warnings on the console as they happen.
 #[test]
-fn without_a_log_config_status_errors_and_warnings_go_to_the_console() {
+fn without_a_log_config_exec_prints_the_report_of_a_failure_only() {
     let sb = Sandbox::new();
-    let out = sb.run(&[
-        "exec",
-        "--name",
-        "plain",
-        "--",
-        "sh",
-        "-c",
-        "echo quiet; echo ::error::loud",
-    ]);
-    let (stdout, stderr) = text(&out);
-    assert!(stdout.is_empty(), "{stdout}");
+    let args = |verbose: bool| {
+        let mut args = vec!["exec", "--name", "plain"];
+        args.extend(verbose.then_some("--verbose"));
+        args.extend(["--", "sh", "-c", "echo quiet; echo ::error::loud"]);
+        sb.run(&args)
+    };
+    let (stdout, stderr) = text(&args(false));
+    assert!(stderr.is_empty(), "{stderr}");
+    assert!(
+        stdout.starts_with("plain #1: failed (exit 0, 1 error: loud"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  error: loud\n"), "{stdout}");
+    assert!(
+        !stdout.contains("quiet"),
+        "output lines stay in the capture file: {stdout}"
+    );
+
+    let (_, stderr) = text(&args(true));
     assert!(stderr.contains("jobs::errors::plain loud"), "{stderr}");
     assert!(
         stderr.contains("jobs::status::plain finished status=failed"),
         "{stderr}"
     );
-    assert!(
-        !stderr.contains("quiet"),
-        "output lines stay in the capture file: {stderr}"
-    );
+    assert!(!stderr.contains("quiet"), "{stderr}");
 }

@@ -91,7 +91,15 @@ fn a_symlink_planted_in_the_state_directory_is_not_followed() {
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
     let planted = sb.path().join("planted-capture");
     symlink(&planted, state.join("runs/backup/1.log")).unwrap();
-    let out = sb.run(&["exec", "--name", "backup", "--", "echo", "overwritten"]);
+    let out = sb.run(&[
+        "exec",
+        "--verbose",
+        "--name",
+        "backup",
+        "--",
+        "echo",
+        "overwritten",
+    ]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!planted.exists(), "the capture went through the link");

@@ -1,0 +1,152 @@
+//! Console appenders held back, as chronic holds output back, while
+//! `overnight exec` runs a crontab line.
+//!
+//! cron mails whatever a line prints; a wrapper that prints on every
+//! success buries the one mail that matters. Under `exec`, a `console`
+//! appender of the log4rs file encodes its records into memory; when the
+//! run has ended they are printed if it failed or warned (or with
+//! `--verbose`), and dropped otherwise. Files and every other appender get
+//! their records as always.
+
+use std::io::{IsTerminal, Write as _};
+use std::sync::{Mutex, PoisonError};
+
+use log::Record;
+use log4rs::append::Append;
+use log4rs::config::{Deserialize, Deserializers};
+use log4rs::encode::pattern::PatternEncoder;
+use log4rs::encode::writer::simple::SimpleWriter;
+use log4rs::encode::{Encode, EncoderConfig};
+
+/// The kind it stands in for.
+pub const KIND: &str = "console";
+
+/// Most bytes held per stream; later records are counted, not kept.
+const MAX_HELD: usize = 4 << 20;
+
+/// What the console appenders said, per stream.
+struct Held {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    /// Records past `MAX_HELD`.
+    dropped: u64,
+}
+
+static HELD: Mutex<Held> = Mutex::new(Held {
+    stdout: Vec::new(),
+    stderr: Vec::new(),
+    dropped: 0,
+});
+
+/// A console appender whose records wait in memory.
+#[derive(Debug)]
+struct HeldConsole {
+    to_stdout: bool,
+    encoder: Box<dyn Encode>,
+}
+
+impl Append for HeldConsole {
+    fn append(&self, record: &Record) -> anyhow::Result<()> {
+        let mut text = SimpleWriter(Vec::new());
+        self.encoder.encode(&mut text, record)?;
+        let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = &mut *held;
+        let out = if self.to_stdout {
+            &mut held.stdout
+        } else {
+            &mut held.stderr
+        };
+        if out.len() + text.0.len() > MAX_HELD {
+            held.dropped += 1;
+        } else {
+            out.extend_from_slice(&text.0);
+        }
+        Ok(())
+    }
+
+    fn flush(&self) {}
+}
+
+/// An appender that writes nothing: a `tty_only` console off a terminal.
+#[derive(Debug)]
+struct Silent;
+
+impl Append for Silent {
+    fn append(&self, _: &Record) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn flush(&self) {}
+}
+
+/// log4rs's console settings.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    #[serde(default)]
+    target: Option<Target>,
+    #[serde(default)]
+    encoder: Option<EncoderConfig>,
+    #[serde(default)]
+    tty_only: Option<bool>,
+}
+
+#[derive(serde::Deserialize)]
+enum Target {
+    #[serde(rename = "stdout")]
+    Stdout,
+    #[serde(rename = "stderr")]
+    Stderr,
+}
+
+/// Builds held consoles from a file's `kind: console` appenders.
+pub struct HeldConsoleDeserializer;
+
+impl Deserialize for HeldConsoleDeserializer {
+    type Trait = dyn Append;
+    type Config = ConsoleConfig;
+
+    fn deserialize(
+        &self,
+        config: ConsoleConfig,
+        deserializers: &Deserializers,
+    ) -> anyhow::Result<Box<dyn Append>> {
+        let encoder: Box<dyn Encode> = match config.encoder {
+            Some(encoder) => deserializers.deserialize(&encoder.kind, encoder.config)?,
+            None => Box::<PatternEncoder>::default(),
+        };
+        let to_stdout = matches!(config.target, Some(Target::Stdout));
+        let terminal = if to_stdout {
+            std::io::stdout().is_terminal()
+        } else {
+            std::io::stderr().is_terminal()
+        };
+        if config.tty_only == Some(true) && !terminal {
+            return Ok(Box::new(Silent));
+        }
+        Ok(Box::new(HeldConsole { to_stdout, encoder }))
+    }
+}
+
+/// Ends the holding: prints what the console appenders said when `print`,
+/// drops it otherwise.
+pub fn release(print: bool) {
+    let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+    let stdout = std::mem::take(&mut held.stdout);
+    let stderr = std::mem::take(&mut held.stderr);
+    let dropped = std::mem::take(&mut held.dropped);
+    drop(held);
+    if !print {
+        return;
+    }
+    // A closed pipe loses only the text it would have carried.
+    let _ = std::io::stderr().write_all(&stderr);
+    if dropped > 0 {
+        eprintln!(
+            "({dropped} more console record(s) past {} MiB not shown; the log files and the capture file have them)",
+            MAX_HELD >> 20
+        );
+    }
+    let _ = std::io::stdout().write_all(&stdout);
+    let _ = std::io::stdout().flush();
+}

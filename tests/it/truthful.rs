@@ -1,0 +1,218 @@
+//! What the tools say is true (issue "Nothing misleading"): a failure
+//! always reaches the errors stream with its reason and last stderr lines,
+//! and the crontab wrapper behaves like chronic.
+
+use crate::helper::{Sandbox, repo, runs, text};
+
+/// Every failed run of the quickstart example, a plain `exit 1` and a
+/// timeout included, has a line in `errors.log` under split-streams.yaml.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_failed_run_of_the_quickstart_reaches_errors_log() {
+    let sb = Sandbox::new();
+    let jobs = std::fs::read_to_string(repo().join("examples/quickstart/overnight.yaml")).unwrap();
+    let routing =
+        std::fs::read_to_string(repo().join("log4rs-configs/split-streams.yaml")).unwrap();
+    let config = sb.write("overnight.yaml", &jobs);
+    sb.write("log4rs.yaml", &routing);
+    let config = config.to_str().unwrap();
+    for job in ["heartbeat", "flaky-export", "stale-check", "slow-sync"] {
+        let out = sb.run(&["run", job, "-c", config]);
+        assert!(out.status.code().is_some(), "{job}: {:?}", text(&out));
+    }
+    let errors = sb.read("logs/errors.log");
+    let failed: Vec<_> = runs(&sb.path().join(".overnight"))
+        .await
+        .into_iter()
+        .filter(|r| r.status == "failed")
+        .collect();
+    let names: Vec<&str> = failed.iter().map(|r| r.job.as_str()).collect();
+    assert_eq!(names, ["flaky-export", "stale-check", "slow-sync"]);
+    for run in &failed {
+        let tag = format!("{}#{} failed: ", run.job, run.id);
+        assert!(errors.contains(&tag), "no `{tag}` in:\n{errors}");
+    }
+    assert!(
+        errors.contains("stale-check#3 failed: exit 1\n"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("stale-check#3 stderr: checking for stale files\n"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("slow-sync#4 failed: timeout after 2s"),
+        "{errors}"
+    );
+    assert!(!errors.contains("heartbeat"), "{errors}");
+}
+
+/// The reason names what went wrong: a signal by name, a missing workdir
+/// as such (not "cannot start /bin/sh"); `report` shows the last stderr
+/// lines, as many as `error_lines` says.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_says_why_and_shows_its_last_stderr_lines() {
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        "jobs:\n\
+         \x20 killed:\n    command: kill -9 $$\n\
+         \x20 nowhere:\n    workdir: /no/such/dir\n    command: echo hi\n\
+         \x20 chatty:\n    error_lines: 3\n    command: for i in 1 2 3 4 5; do echo \"line $i\" >&2; done; exit 4\n",
+    );
+    let check = sb.run(&["check"]);
+    assert!(
+        text(&check)
+            .1
+            .contains("job `nowhere`: workdir /no/such/dir does not exist"),
+        "{:?}",
+        text(&check)
+    );
+    let killed = sb.run(&["run", "killed"]);
+    assert_eq!(killed.status.code(), Some(1));
+    assert!(
+        text(&killed).0.contains("failed (killed by SIGKILL"),
+        "{:?}",
+        text(&killed)
+    );
+    let nowhere = sb.run(&["run", "nowhere"]);
+    assert!(
+        text(&nowhere)
+            .0
+            .contains("cannot start: workdir /no/such/dir does not exist"),
+        "{:?}",
+        text(&nowhere)
+    );
+    let chatty = sb.run(&["run", "chatty"]);
+    let (shown, _) = text(&chatty);
+    assert!(
+        shown.contains("last stderr lines:\n    line 3\n    line 4\n    line 5\n"),
+        "{shown}"
+    );
+    let report = sb.run(&["report", "3"]);
+    assert_eq!(text(&report).0, shown, "report and run say the same");
+    let json = sb.run(&["report", "3", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        doc["log"]["last_stderr"],
+        serde_json::json!(["line 3", "line 4", "line 5"])
+    );
+}
+
+/// The shipped log4rs files, for `--log-config`, written beside a
+/// `logs/` folder of the sandbox.
+fn shipped_configs(sb: &Sandbox) -> Vec<String> {
+    let mut paths = vec![String::new()];
+    for entry in std::fs::read_dir(repo().join("log4rs-configs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            let written = sb.write(&name, &std::fs::read_to_string(&path).unwrap());
+            paths.push(written.to_str().unwrap().to_string());
+        }
+    }
+    assert!(paths.len() >= 5, "{paths:?}");
+    paths
+}
+
+/// `overnight exec` prints nothing when the command succeeds, with no log
+/// config and with each shipped one, and the report (with the command's
+/// stderr) on stdout when it fails.
+#[test]
+fn exec_is_silent_on_success_and_speaks_on_failure() {
+    let sb = Sandbox::new();
+    for config in shipped_configs(&sb) {
+        let mut args = vec!["exec"];
+        if !config.is_empty() {
+            args.extend(["--log-config", &config]);
+        }
+        let ok = sb.run(&[&args[..], &["--", "sh", "-c", "echo fine; echo note >&2"]].concat());
+        assert_eq!(ok.status.code(), Some(0), "{config}: {:?}", text(&ok));
+        assert_eq!(text(&ok), (String::new(), String::new()), "{config}");
+
+        let bad = sb.run(&[&args[..], &["--", "sh", "-c", "echo boom >&2; exit 1"]].concat());
+        assert_eq!(bad.status.code(), Some(1), "{config}: {:?}", text(&bad));
+        let (stdout, _) = text(&bad);
+        assert!(stdout.contains("failed (exit 1,"), "{config}: {stdout}");
+        assert!(stdout.contains("    boom\n"), "{config}: {stdout}");
+    }
+    let verbose = sb.run(&["exec", "--verbose", "--", "true"]);
+    let (_, stderr) = text(&verbose);
+    assert!(stderr.contains("started job=true"), "{stderr}");
+    assert!(stderr.contains("finished status=success"), "{stderr}");
+}
+
+/// A broken `./overnight.yaml` or `--log-config` never stops the wrapped
+/// command: it runs, its lines reach the console, and the problem is said
+/// and recorded as a warning of the run.
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_runs_the_command_whatever_its_configuration() {
+    let sb = Sandbox::new();
+    sb.write("overnight.yaml", "jobs: [this is not a mapping\n");
+    let out = sb.run(&["exec", "--", "sh", "-c", "echo boom >&2; exit 1"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("boom"), "{stdout}");
+    assert!(stderr.contains("jobs file not used"), "{stderr}");
+    assert!(stdout.contains("warning: jobs file not used"), "{stdout}");
+
+    let ok = sb.run(&["exec", "--", "true"]);
+    assert_eq!(ok.status.code(), Some(3), "a warning: {:?}", text(&ok));
+
+    std::fs::remove_file(sb.path().join("overnight.yaml")).unwrap();
+    let routing = sb.write(
+        "bad-log4rs.yaml",
+        "appenders:\n  out:\n    kind: file\n    path: /proc/no/such/out.log\n    encoder:\n      pattern: \"{m}{n}\"\nroot:\n  appenders: [out]\n",
+    );
+    let out = sb.run(&[
+        "exec",
+        "--name",
+        "nightly",
+        "--log-config",
+        routing.to_str().unwrap(),
+        "--",
+        "echo",
+        "a line that must not vanish",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    assert!(stderr.contains("a line that must not vanish"), "{stderr}");
+    assert!(stdout.contains("warning: log config not used"), "{stdout}");
+    let run = runs(&sb.state_dir()).await.pop().unwrap();
+    assert_eq!(run.job, "nightly");
+    let capture = std::fs::read_to_string(run.capture_path.unwrap()).unwrap();
+    assert!(capture.contains("a line that must not vanish"), "{capture}");
+}
+
+/// `mailto` with no way to send mail is a `check` warning, and a warning
+/// of each run that would have mailed.
+#[test]
+fn mailto_without_a_mailer_is_said_not_dropped() {
+    if std::path::Path::new("/usr/sbin/sendmail").exists() {
+        eprintln!("skipped: this machine has a sendmail");
+        return;
+    }
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        "jobs:\n  nightly:\n    mailto: ops@example.com\n    command: exit 1\n  fine:\n    mailto: ops@example.com\n    command: \"true\"\n",
+    );
+    let check = sb.run(&["check"]);
+    assert_eq!(check.status.code(), Some(0));
+    assert!(
+        text(&check)
+            .1
+            .contains("job `nightly`: its failures and warnings are not mailed to ops@example.com"),
+        "{:?}",
+        text(&check)
+    );
+    let failed = sb.run(&["run", "nightly"]);
+    assert!(
+        text(&failed)
+            .0
+            .contains("warning: not mailed to ops@example.com"),
+        "{:?}",
+        text(&failed)
+    );
+    let fine = sb.run(&["run", "fine"]);
+    assert_eq!(fine.status.code(), Some(0), "{:?}", text(&fine));
+}
