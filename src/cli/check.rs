@@ -3,8 +3,9 @@
 use chrono::Utc;
 
 use super::{CliError, ConfigArg};
+use crate::config::{self, Config, ConfigError, Problem};
 use crate::exit::Outcome;
-use crate::route;
+use crate::route::{self, Purpose};
 
 /// How many fire times to show per job.
 const SHOWN: usize = 3;
@@ -16,9 +17,23 @@ pub(super) struct Args {
 }
 
 pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
-    let config = args.config.load()?;
-    if let Some(log_config) = &config.log_config {
-        route::load(log_config)?;
+    // Every problem of both files at once, in file, line and column order.
+    let path = config::find(args.config.config.as_deref()).ok_or(ConfigError::NotFound)?;
+    let (config, mut problems) = Config::load_partial(&path)?;
+    if let Some(log_config) = &config.log_config
+        && let Err(e) = route::load_for(log_config, Purpose::Check)
+    {
+        match e {
+            ConfigError::Invalid(more) => problems.extend(more),
+            other => problems.push(Problem {
+                file: config.path.clone(),
+                pos: Default::default(),
+                message: format!("`log_config`: {other}"),
+            }),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError::invalid(problems).into());
     }
     let routing = config.log_config.as_ref().map_or_else(
         || "console (no `log_config`)".to_string(),

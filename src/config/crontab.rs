@@ -165,7 +165,7 @@ pub fn parse(path: &Path, text: &str, system: bool) -> Result<Vec<CronJob>, Conf
     if problems.is_empty() {
         Ok(jobs)
     } else {
-        Err(ConfigError::Invalid(problems))
+        Err(ConfigError::invalid(problems))
     }
 }
 

@@ -47,6 +47,27 @@ pub enum ConfigError {
     Invalid(Vec<Problem>),
 }
 
+impl ConfigError {
+    /// The problems of one or more files, each once, in file, line and
+    /// column order: how `check` prints them.
+    pub fn invalid(mut problems: Vec<Problem>) -> ConfigError {
+        problems.sort_by(|a, b| {
+            (&a.file, a.pos.line, a.pos.col, &a.message)
+                .cmp(&(&b.file, b.pos.line, b.pos.col, &b.message))
+        });
+        problems.dedup();
+        ConfigError::Invalid(problems)
+    }
+
+    /// The problems it lists; none for a file that could not be read.
+    pub fn problems(self) -> Vec<Problem> {
+        match self {
+            ConfigError::Invalid(problems) => problems,
+            _ => Vec::new(),
+        }
+    }
+}
+
 struct ProblemList<'a>(&'a [Problem]);
 
 impl fmt::Display for ProblemList<'_> {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::check::Check;
 use super::node::{Node, Value};
-use super::validate::Check;
 use crate::report::Status;
 
 /// The body cap when a job names none: 10 MB.

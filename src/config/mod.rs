@@ -5,6 +5,7 @@
 //! [`Problem`] it has. Everything after loading takes `&Config` and never
 //! checks again.
 
+pub(crate) mod check;
 pub mod crontab;
 pub mod error;
 pub mod http;
@@ -76,6 +77,16 @@ impl Config {
             source,
         })?;
         validate::config(path, &text)
+    }
+
+    /// Reads a jobs file for `check`: what of it is valid, and every
+    /// problem (a file that is not YAML at all is an error).
+    pub fn load_partial(path: &Path) -> Result<(Config, Vec<Problem>), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        validate::partial(path, &text)
     }
 
     /// The job with this name.

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::check::Check;
 use super::node::{Node, Value};
-use super::validate::{Check, valid_name};
+use super::validate::valid_name;
 use crate::lock::{LockSpec, Mode};
 
 /// What a fire does when the job is still running.

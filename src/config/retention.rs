@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::check::Check;
 use super::node::{Node, Value};
-use super::validate::Check;
 
 /// How long things are kept; `None` keeps them for good.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::Config;
+use super::check::Check;
 use super::node::{Node, Pos, Value};
-use super::validate::Check;
 
 /// Rules as read, each with where it stands in the file.
 pub type PlacedRules = Vec<(Arc<TriggerRule>, Pos)>;
@@ -279,7 +279,10 @@ impl Check<'_> {
             max_per_hour: None,
             actions: Vec::new(),
         };
+        // Keys whose value was refused: their absence is not said again.
+        let mut refused = Vec::new();
         for (key, value) in self.mapping(node, "a trigger", &keys) {
+            let said = self.problems.len();
             match key {
                 "name" => {
                     rule.name = self
@@ -348,14 +351,18 @@ impl Check<'_> {
                     }
                 }
             }
+            if self.problems.len() > said {
+                refused.push(key);
+            }
         }
-        if rule.on.is_empty() {
+        if rule.on.is_empty() && !refused.contains(&"on") {
             self.problem(
                 node.pos,
                 format!("trigger `{}` has no `on:` conditions", rule.name),
             );
         }
-        if rule.actions.is_empty() {
+        let actions = ["run", "email", "webhook", "log"];
+        if rule.actions.is_empty() && !refused.iter().any(|k| actions.contains(k)) {
             self.problem(
                 node.pos,
                 format!(

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
+use super::check::Check;
 use super::node::{Node, Pos, Value};
-use super::trigger::{Mail, PlacedRules, SENDMAIL};
+use super::trigger::{Mail, SENDMAIL};
 use super::{
     Action, CatchUp, CommandSpec, Concurrency, Config, ConfigError, DEFAULT_KILL_GRACE,
     DEFAULT_LISTEN, Job, Problem, Shutdown,
@@ -60,101 +61,28 @@ const JOB_ONLY_KEYS: &[&str] = &["description", "schedule", "command", "http", "
 
 /// Validates the text of the jobs file at `path`.
 pub(super) fn config(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let mut check = Check {
-        file: path,
-        problems: Vec::new(),
-        pending_rules: Vec::new(),
-    };
+    let (config, problems) = partial(path, text)?;
+    let mut check = Check::new(path);
+    check.problems = problems;
+    check.finish(config)
+}
+
+/// What of the jobs file at `path` could be read, and every problem in it;
+/// `Err` when it is not YAML at all.
+pub(super) fn partial(path: &Path, text: &str) -> Result<(Config, Vec<Problem>), ConfigError> {
+    let mut check = Check::new(path);
     let root = match Node::parse(text) {
         Ok(node) => node,
         Err((pos, message)) => {
             check.problem(pos, message);
-            return Err(ConfigError::Invalid(check.problems));
+            return Err(ConfigError::invalid(check.problems));
         }
     };
     let config = check.config(&root);
-    if check.problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError::Invalid(check.problems))
-    }
-}
-
-/// Collects the problems of one file while its tree is read.
-pub(super) struct Check<'a> {
-    pub(super) file: &'a Path,
-    pub(super) problems: Vec<Problem>,
-    /// Each job's own trigger rules, until all jobs are read.
-    pub(super) pending_rules: Vec<(String, PlacedRules)>,
+    Ok((config, check.problems))
 }
 
 impl Check<'_> {
-    pub(super) fn problem(&mut self, pos: Pos, message: impl Into<String>) {
-        self.problems.push(Problem {
-            file: self.file.to_path_buf(),
-            pos,
-            message: message.into(),
-        });
-    }
-
-    /// The entries of a mapping, with each unknown key reported.
-    pub(super) fn mapping<'n>(
-        &mut self,
-        node: &'n Node,
-        what: &str,
-        known: &[&str],
-    ) -> Vec<(&'n str, &'n Node)> {
-        let Value::Map(entries) = &node.value else {
-            if !matches!(node.value, Value::Null) {
-                self.problem(
-                    node.pos,
-                    format!("{what} must be a mapping, not {}", node.kind()),
-                );
-            }
-            return Vec::new();
-        };
-        let mut out: Vec<(&'n str, &'n Node)> = Vec::new();
-        let mut seen: Vec<(&str, Pos)> = Vec::new();
-        for (key, value) in entries {
-            let Some(name) = key.as_str() else {
-                self.problem(key.pos, format!("{what}: keys must be strings"));
-                continue;
-            };
-            if let Some((_, first)) = seen.iter().find(|(seen, _)| *seen == name) {
-                let line = first.line;
-                self.problem(
-                    key.pos,
-                    format!("duplicate key `{name}` in {what} (first at line {line}); write each key once"),
-                );
-                continue;
-            }
-            seen.push((name, key.pos));
-            if known.contains(&name) {
-                out.push((name, value));
-            } else {
-                let hint = closest(name, known).map_or_else(
-                    || format!("; expected one of: {}", known.join(", ")),
-                    |k| format!("; did you mean `{k}`?"),
-                );
-                self.problem(key.pos, format!("unknown key `{name}` in {what}{hint}"));
-            }
-        }
-        out
-    }
-
-    pub(super) fn string(&mut self, node: &Node, what: &str) -> Option<String> {
-        match &node.value {
-            Value::Str(s) => Some(s.clone()),
-            _ => {
-                self.problem(
-                    node.pos,
-                    format!("{what} must be a string, not {}", node.kind()),
-                );
-                None
-            }
-        }
-    }
-
     fn zone(&mut self, node: &Node) -> Option<Tz> {
         let name = self.string(node, "`timezone`")?;
         match name.parse::<Tz>() {
@@ -163,29 +91,6 @@ impl Check<'_> {
                 self.problem(
                     node.pos,
                     format!("unknown time zone `{name}`; use an IANA name such as `Europe/London` or `UTC`"),
-                );
-                None
-            }
-        }
-    }
-
-    pub(super) fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
-        let parsed = match &node.value {
-            Value::Int(secs) if *secs >= 0 => Ok(Duration::from_secs(*secs as u64)),
-            Value::Str(text) => humantime::parse_duration(text).map_err(|e| e.to_string()),
-            _ => Err(format!("expected a duration, not {}", node.kind())),
-        };
-        match parsed {
-            Ok(d) if !d.is_zero() => Some(d),
-            Ok(_) => {
-                self.problem(node.pos, format!("{what} must be longer than zero"));
-                None
-            }
-            Err(why) => {
-                let text = node.scalar().unwrap_or_default();
-                self.problem(
-                    node.pos,
-                    format!("bad duration `{text}` for {what} ({why}); write it like `90s`, `5m` or `1h 30m`"),
                 );
                 None
             }
@@ -224,8 +129,11 @@ impl Check<'_> {
                         config.state_dir = dir.join(s);
                     }
                 }
+                // Beside the jobs file as it was named, so that problems in
+                // it and its log files read as the operator wrote them.
                 "log_config" => {
-                    config.log_config = self.string(value, "`log_config`").map(|s| dir.join(s))
+                    let beside = self.file.parent().unwrap_or(Path::new(""));
+                    config.log_config = self.string(value, "`log_config`").map(|s| beside.join(s))
                 }
                 "listen" => {
                     if let Some(s) = self.string(value, "`listen`") {
@@ -279,6 +187,13 @@ impl Check<'_> {
                 _ => unreachable!("mapping() returns known keys only"),
             }
         }
+        // The defaults are read once, in the file's zone: a mistake in one
+        // is reported at it, not again at every job.
+        let mut template = Job::adhoc(String::new(), Vec::new());
+        template.timezone = config.timezone;
+        for (key, value) in defaults {
+            self.setting(&mut template, key, value);
+        }
         let Some(jobs_node) = jobs_node else {
             self.problem(
                 root.pos,
@@ -315,7 +230,7 @@ impl Check<'_> {
                     format!("bad job name `{name}`: use only letters, digits, `.`, `_` and `-`"),
                 );
             }
-            if let Some(job) = self.job(name, key.pos, value, &defaults, config.timezone) {
+            if let Some(job) = self.job(name, key.pos, value, &template) {
                 config.jobs.push(job);
             }
         }
@@ -330,93 +245,26 @@ impl Check<'_> {
         config
     }
 
-    fn job(
-        &mut self,
-        name: &str,
-        at: Pos,
-        node: &Node,
-        defaults: &[(&str, &Node)],
-        zone: Tz,
-    ) -> Option<Job> {
+    fn job(&mut self, name: &str, at: Pos, node: &Node, template: &Job) -> Option<Job> {
         let known: Vec<&str> = DEFAULT_KEYS.iter().chain(JOB_ONLY_KEYS).copied().collect();
         let own = self.mapping(node, &format!("job `{name}`"), &known);
-        let mut job = Job::adhoc(name.to_string(), Vec::new());
-        job.timezone = zone;
+        let mut job = template.clone();
+        job.name = name.to_string();
         let mut command = None;
         let mut http = None;
         let mut own_rules = Vec::new();
         let mut schedule = None;
         let mut ok = true;
-        // Defaults first, then the job's own keys; `env` merges key by key.
-        for (key, value) in defaults.iter().chain(own.iter()) {
+        // Over the defaults; `env` merges key by key.
+        for (key, value) in own {
             let before = self.problems.len();
-            match *key {
+            match key {
                 "description" => job.description = self.string(value, "`description`"),
-                "schedule" => schedule = Some(*value),
-                "command" => command = Some(*value),
-                "http" => http = Some(*value),
-                "timezone" => job.timezone = self.zone(value).unwrap_or(job.timezone),
-                "workdir" => job.workdir = self.string(value, "`workdir`").map(PathBuf::from),
-                "env" => self.env(value, &mut job.env),
-                "timeout" => job.timeout = self.duration(value, "`timeout`"),
-                "kill_grace" => {
-                    job.kill_grace = self
-                        .duration(value, "`kill_grace`")
-                        .unwrap_or(DEFAULT_KILL_GRACE)
-                }
-                "stderr_level" => job.stderr_level = self.level(value).unwrap_or(job.stderr_level),
-                "warning_exit_codes" => job.warning_exit_codes = self.exit_codes(value),
-                "catch_up" => {
-                    let options = [
-                        ("none", CatchUp::None),
-                        ("last", CatchUp::Last),
-                        ("all", CatchUp::All),
-                    ];
-                    job.catch_up = self
-                        .keyword(value, "catch_up", &options)
-                        .unwrap_or_default();
-                }
-                "starting_deadline" => {
-                    job.starting_deadline = self.duration(value, "`starting_deadline`")
-                }
-                "jitter" => job.jitter = self.duration(value, "`jitter`"),
-                "mailto" => job.mailto = self.string(value, "`mailto`"),
-                "concurrency" => {
-                    let options = [
-                        ("skip", Concurrency::Skip),
-                        ("queue", Concurrency::Queue),
-                        ("replace", Concurrency::Replace),
-                        ("allow", Concurrency::Allow),
-                    ];
-                    job.concurrency = self
-                        .keyword(value, "concurrency", &options)
-                        .unwrap_or_default();
-                }
-                "queue_limit" => match value.value {
-                    Value::Int(n @ 1..=10_000) => job.queue_limit = n as usize,
-                    _ => self.problem(value.pos, "`queue_limit` must be a number from 1 to 10000"),
-                },
-                "locks" => job.locks = self.locks(value),
-                "lock_wait" => {
-                    job.lock_wait = self.duration(value, "`lock_wait`").unwrap_or_default()
-                }
-                "retries" => job.retries = self.retries(value),
-                "env_inherit" => {
-                    job.env_inherit = self.boolean(value, "`env_inherit`").unwrap_or(true)
-                }
-                "limits" => job.limits = self.limits(value),
-                "max_duration" => job.max_duration = self.duration(value, "`max_duration`"),
-                "capture_max" => {
-                    job.capture_max = self
-                        .size(value, "`capture_max`")
-                        .unwrap_or(crate::capture::DEFAULT_MAX)
-                }
-                "error_lines" => match value.value {
-                    Value::Int(n @ 0..=1000) => job.error_lines = n as usize,
-                    _ => self.problem(value.pos, "`error_lines` must be a number from 0 to 1000"),
-                },
+                "schedule" => schedule = Some(value),
+                "command" => command = Some(value),
+                "http" => http = Some(value),
                 "triggers" => own_rules = self.triggers(value, Some(name)),
-                _ => unreachable!("mapping() returns known keys only"),
+                _ => self.setting(&mut job, key, value),
             }
             ok &= self.problems.len() == before;
         }
@@ -456,6 +304,69 @@ impl Check<'_> {
         }
         self.pending_rules.push((name.to_string(), own_rules));
         ok.then_some(job)
+    }
+
+    /// One setting a job may take from `defaults`, onto `job`.
+    fn setting(&mut self, job: &mut Job, key: &str, value: &Node) {
+        match key {
+            "timezone" => job.timezone = self.zone(value).unwrap_or(job.timezone),
+            "workdir" => job.workdir = self.string(value, "`workdir`").map(PathBuf::from),
+            "env" => self.env(value, &mut job.env),
+            "timeout" => job.timeout = self.duration(value, "`timeout`"),
+            "kill_grace" => {
+                job.kill_grace = self
+                    .duration(value, "`kill_grace`")
+                    .unwrap_or(DEFAULT_KILL_GRACE)
+            }
+            "stderr_level" => job.stderr_level = self.level(value).unwrap_or(job.stderr_level),
+            "warning_exit_codes" => job.warning_exit_codes = self.exit_codes(value),
+            "catch_up" => {
+                let options = [
+                    ("none", CatchUp::None),
+                    ("last", CatchUp::Last),
+                    ("all", CatchUp::All),
+                ];
+                job.catch_up = self
+                    .keyword(value, "catch_up", &options)
+                    .unwrap_or_default();
+            }
+            "starting_deadline" => {
+                job.starting_deadline = self.duration(value, "`starting_deadline`")
+            }
+            "jitter" => job.jitter = self.duration(value, "`jitter`"),
+            "mailto" => job.mailto = self.string(value, "`mailto`"),
+            "concurrency" => {
+                let options = [
+                    ("skip", Concurrency::Skip),
+                    ("queue", Concurrency::Queue),
+                    ("replace", Concurrency::Replace),
+                    ("allow", Concurrency::Allow),
+                ];
+                job.concurrency = self
+                    .keyword(value, "concurrency", &options)
+                    .unwrap_or_default();
+            }
+            "queue_limit" => match value.value {
+                Value::Int(n @ 1..=10_000) => job.queue_limit = n as usize,
+                _ => self.problem(value.pos, "`queue_limit` must be a number from 1 to 10000"),
+            },
+            "locks" => job.locks = self.locks(value),
+            "lock_wait" => job.lock_wait = self.duration(value, "`lock_wait`").unwrap_or_default(),
+            "retries" => job.retries = self.retries(value),
+            "env_inherit" => job.env_inherit = self.boolean(value, "`env_inherit`").unwrap_or(true),
+            "limits" => job.limits = self.limits(value),
+            "max_duration" => job.max_duration = self.duration(value, "`max_duration`"),
+            "capture_max" => {
+                job.capture_max = self
+                    .size(value, "`capture_max`")
+                    .unwrap_or(crate::capture::DEFAULT_MAX)
+            }
+            "error_lines" => match value.value {
+                Value::Int(n @ 0..=1000) => job.error_lines = n as usize,
+                _ => self.problem(value.pos, "`error_lines` must be a number from 0 to 1000"),
+            },
+            _ => unreachable!("mapping() returns known keys only"),
+        }
     }
 
     fn command(&mut self, node: &Node) -> Option<CommandSpec> {
@@ -508,50 +419,6 @@ impl Check<'_> {
                 env.insert(name, value);
             }
         }
-    }
-
-    pub(super) fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
-        match node.value {
-            Value::Bool(b) => Some(b),
-            _ => {
-                self.problem(
-                    node.pos,
-                    format!("{what} must be true or false, not {}", node.kind()),
-                );
-                None
-            }
-        }
-    }
-
-    /// A mapping of names to single values (numbers and booleans as text).
-    pub(super) fn string_map(&mut self, node: &Node, what: &str) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        let Value::Map(entries) = &node.value else {
-            self.problem(
-                node.pos,
-                format!(
-                    "{what} must be a mapping of names to values, not {}",
-                    node.kind()
-                ),
-            );
-            return out;
-        };
-        for (key, value) in entries {
-            match (key.as_str(), value.scalar()) {
-                (Some(k), Some(_)) if out.contains_key(k) => self.problem(
-                    key.pos,
-                    format!("{what}: duplicate name `{k}`; write each name once"),
-                ),
-                (Some(k), Some(v)) if !k.is_empty() => {
-                    out.insert(k.to_string(), v);
-                }
-                (Some(k), None) => {
-                    self.problem(value.pos, format!("{what}: `{k}` must be a single value"))
-                }
-                _ => self.problem(key.pos, format!("{what}: names must be non-empty strings")),
-            }
-        }
-        out
     }
 
     fn level(&mut self, node: &Node) -> Option<log::Level> {
@@ -621,31 +488,6 @@ pub fn name_from_program(program: &str) -> Option<String> {
     valid_name(&name).then_some(name)
 }
 
-/// The known key nearest to a misspelt one, if it is near enough.
-fn closest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(word, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
-        .min()
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -682,12 +524,15 @@ jobs:
 ";
         let got = problems(text);
         assert_eq!(got.len(), 8, "{got:#?}");
+        // In line order: the job without a command, then the key that
+        // should have been its command.
+        assert!(got[0].starts_with("f.yaml:2:3: job `a` has no `command`"));
         assert!(
-            got[0].starts_with("f.yaml:3:5: unknown key `comand`"),
+            got[1].starts_with("f.yaml:3:5: unknown key `comand`"),
             "{}",
-            got[0]
+            got[1]
         );
-        assert!(got[0].contains("did you mean `command`"));
+        assert!(got[1].contains("did you mean `command`"));
         assert!(
             got.iter()
                 .any(|p| p.starts_with("f.yaml:6:3: duplicate job name `b`"))

@@ -132,6 +132,9 @@ fn part(spec: &str) -> anyhow::Result<Part> {
                 _ => (Align::Left, pad),
             };
             match width.parse() {
+                Ok(width) if width > MAX_PAD => {
+                    bail!("padding `:{pad}` is wider than {MAX_PAD} characters")
+                }
                 Ok(width) => (body, Some((align, width))),
                 Err(_) => {
                     bail!("`fast_pattern`: padding `:{pad}` is not supported; use `kind: pattern`")
@@ -145,10 +148,10 @@ fn part(spec: &str) -> anyhow::Result<Part> {
         None => (body, Vec::new()),
     };
     let piece = match (name, args.as_slice()) {
-        ("d" | "date", []) => date("%Y-%m-%dT%H:%M:%S%.3f%:z", false),
-        ("d" | "date", [format]) => date(format, false),
+        ("d" | "date", []) => date("%Y-%m-%dT%H:%M:%S%.3f%:z", false)?,
+        ("d" | "date", [format]) => date(format, false)?,
         ("d" | "date", [format, zone]) if zone == "utc" || zone == "local" => {
-            date(format, zone == "utc")
+            date(format, zone == "utc")?
         }
         ("l" | "level", []) => Piece::Level,
         ("t" | "target", []) => Piece::Target,
@@ -163,15 +166,31 @@ fn part(spec: &str) -> anyhow::Result<Part> {
     Ok(Part { piece, pad })
 }
 
-fn date(format: &str, utc: bool) -> Piece {
-    Piece::Date {
+fn date(format: &str, utc: bool) -> anyhow::Result<Piece> {
+    if let Some(why) = bad_date_format(format) {
+        bail!(why);
+    }
+    Ok(Piece::Date {
         millis: format.contains("%f")
             || format.contains("%.3f")
             || format.contains("%3f")
             || format.contains("%.f"),
         format: format.to_string(),
         utc,
-    }
+    })
+}
+
+/// The widest padding a pattern may ask for: a wider one is a mistake
+/// (`{m:<1000000000000}` would write a terabyte of spaces per record).
+pub const MAX_PAD: usize = 1000;
+
+/// What is wrong with a strftime `format`, if anything: chrono panics when
+/// it meets an unknown specifier while formatting, at every record.
+pub fn bad_date_format(format: &str) -> Option<String> {
+    use chrono::format::{Item, StrftimeItems};
+    StrftimeItems::new(format)
+        .any(|item| matches!(item, Item::Error))
+        .then(|| format!("bad date format `{format}`; use strftime specifiers, like `%Y-%m-%dT%H:%M:%S%.3f%:z`"))
 }
 
 /// `(a)(b)` → `["a", "b"]`.

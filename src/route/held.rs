@@ -67,9 +67,10 @@ impl Append for HeldConsole {
     fn flush(&self) {}
 }
 
-/// An appender that writes nothing: a `tty_only` console off a terminal.
+/// An appender that writes nothing: a `tty_only` console off a terminal,
+/// a file appender `check` does not make.
 #[derive(Debug)]
-struct Silent;
+pub(super) struct Silent;
 
 impl Append for Silent {
     fn append(&self, _: &Record) -> anyhow::Result<()> {

@@ -12,6 +12,7 @@ mod guard;
 pub mod held;
 pub mod load;
 pub mod per_job;
+mod settings;
 
 use std::cell::RefCell;
 use std::fmt;

@@ -123,8 +123,8 @@ impl Template {
             _ => None,
         };
         let path = PathBuf::from(string(settings.get(&key("path"))).unwrap_or_default());
-        let mode =
-            super::load::take_mode(&mut Value::Map(settings.clone())).map_err(|e| anyhow!(e))?;
+        let mode = super::settings::take_mode(&mut Value::Map(settings.clone()))
+            .map_err(|e| anyhow!(e))?;
         let append = !matches!(settings.get(&key("append")), Some(Value::Bool(false)));
         let encoder = match settings.get(&key("encoder")) {
             Some(encoder) => {

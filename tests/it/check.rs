@@ -177,3 +177,226 @@ fn check_warns_when_a_fixed_time_job_meets_daylight_saving() {
         "wildcard jobs are not moved: {stderr}"
     );
 }
+
+/// `check` builds every encoder and checks every log file, and makes
+/// nothing: no log file, no folder, no state directory.
+#[test]
+fn check_validates_appenders_without_side_effects() {
+    let sb = Sandbox::new();
+    let shipped =
+        std::fs::read_to_string(repo().join("log4rs-configs/split-streams.yaml")).unwrap();
+    sb.write("log4rs.yaml", &shipped);
+    sb.write(
+        "overnight.yaml",
+        "log_config: log4rs.yaml\njobs:\n  a:\n    command: echo\n",
+    );
+    let out = sb.run(&["check"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let mut left: Vec<String> = std::fs::read_dir(sb.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["log4rs.yaml", "overnight.yaml"]);
+
+    // A pattern log4rs would print as `{ERROR: …}` in every record, an
+    // unknown formatter, a file and a per-job folder that cannot be made.
+    sb.write("blocker", "a file where a folder should be\n");
+    sb.write(
+        "log4rs.yaml",
+        "\
+appenders:
+  broken:
+    kind: console
+    encoder:
+      pattern: \"{d} {K(job} {m}{n}\"
+  user:
+    kind: console
+    encoder:
+      pattern: \"$ENV{USER} {m}{n}\"
+  errors:
+    kind: file
+    path: blocker/errors.log
+  per_job:
+    kind: per_job_file
+    path: blocker/{job}.log
+root:
+  appenders: [broken, user, errors, per_job]
+",
+    );
+    let out = sb.run(&["check"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "{stderr}");
+    assert_eq!(
+        lines[0], "log4rs.yaml:2:3: appender `broken`: encoder pattern: expected '}'",
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "log4rs.yaml:6:3: appender `user`: encoder pattern: unknown formatter `USER`"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        lines[2],
+        "log4rs.yaml:10:3: appender `errors`: cannot create blocker/errors.log: blocker is not a directory",
+        "{stderr}"
+    );
+    assert!(
+        lines[3].starts_with("log4rs.yaml:13:3: appender `per_job`: cannot make files in blocker"),
+        "{stderr}"
+    );
+    assert!(!sb.path().join("logs").exists());
+}
+
+/// Every mistake of both files in one pass, each once, in file, line and
+/// column order: a bad level does not hide the appender errors, a bad
+/// default is reported at the default and not at each job.
+#[test]
+fn check_reports_every_mistake_of_both_files_once_in_order() {
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        "\
+log_config: log4rs.yaml
+defaults:
+  timeout: soon
+jobs:
+  a:
+    command: echo
+  b:
+    command: echo
+    retries: lots
+",
+    );
+    sb.write(
+        "log4rs.yaml",
+        "\
+loggers:
+  jobs::log:
+    level: loud
+    appenders: [consle]
+appenders:
+  console:
+    kind: consol
+root:
+  level: info
+  appenders: [console]
+",
+    );
+    let out = sb.run(&["check"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let places: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split(": ").next().unwrap())
+        .collect();
+    assert_eq!(
+        places,
+        [
+            "log4rs.yaml:3:12",
+            "log4rs.yaml:4:17",
+            "log4rs.yaml:6:3",
+            "overnight.yaml:3:12",
+            "overnight.yaml:9:14",
+        ],
+        "{stderr}"
+    );
+    assert!(lines[0].contains("bad level `loud`"), "{stderr}");
+    assert!(
+        lines[1].contains("no appender named `consle` in the file; did you mean `console`?"),
+        "{stderr}"
+    );
+    assert!(lines[2].contains("unknown kind `consol`"), "{stderr}");
+}
+
+/// A bad trigger condition is said once, and does not hide the other
+/// triggers' mistakes.
+#[test]
+fn each_trigger_mistake_is_said_once() {
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        "\
+triggers:
+  - name: one
+    on: [explode]
+    log: true
+  - name: two
+    on: [failed]
+    webhook: {urll: http://x}
+jobs:
+  a:
+    command: echo
+",
+    );
+    let out = sb.run(&["check"]);
+    let (_, stderr) = text(&out);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "overnight.yaml:3:10: unknown condition `explode`; use success, warning, failed, missed, skipped, lost, late, retrying, recovered",
+            "overnight.yaml:7:14: `webhook` needs a `url` starting with http:// or https://",
+            "overnight.yaml:7:15: unknown key `urll` in `webhook`; did you mean `url`?",
+        ],
+        "{stderr}"
+    );
+}
+
+/// Found by the fuzz tests: a date format chrono cannot follow made log4rs
+/// panic at every record, and a huge padding would write gigabytes per
+/// record. Both are errors at `check` now.
+#[test]
+fn a_pattern_that_would_panic_or_flood_is_an_error() {
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        "log_config: log4rs.yaml\njobs:\n  a:\n    command: echo\n",
+    );
+    sb.write(
+        "log4rs.yaml",
+        "\
+appenders:
+  dates:
+    kind: console
+    encoder:
+      pattern: \"{d(%Y-%m-%dT%H:%M:%S%K(run_id)} {m}{n}\"
+  wide:
+    kind: console
+    encoder:
+      pattern: \"{m:<1000000000000}{n}\"
+  fast:
+    kind: console
+    encoder:
+      kind: fast_pattern
+      pattern: \"{d(%Q)} {m}{n}\"
+root:
+  appenders: [dates, wide, fast]
+",
+    );
+    let out = sb.run(&["check"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(
+        lines[0].starts_with(
+            "log4rs.yaml:2:3: appender `dates`: bad date format `%Y-%m-%dT%H:%M:%S%K(run_id`"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "log4rs.yaml:6:3: appender `wide`: padding `:<1000000000000` is wider than 1000"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].contains("appender `fast`") && lines[2].contains("bad date format `%Q`"),
+        "{stderr}"
+    );
+}
