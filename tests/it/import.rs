@@ -6,7 +6,8 @@ use overnight::config::Config;
 
 use crate::helper::{Sandbox, text};
 
-const CRONTAB: &str = r#"# Nightly work for the warehouse
+/// A varied real crontab; also a seed of the crontab fuzz test.
+pub(crate) const CRONTAB: &str = r#"# Nightly work for the warehouse
 SHELL=/bin/sh
 PATH=/usr/local/bin:/usr/bin:/bin
 MAILTO=ops@example.com
