@@ -114,10 +114,7 @@ pub async fn run(attempt: &mut Attempt<'_>, spec: &CommandSpec, events: EventSen
         let _ = spawned.send(pid);
     }
     let group = pid as i32;
-    let readers = [
-        pump(child.stdout.take(), Stream::Stdout, events.clone()),
-        pump(child.stderr.take(), Stream::Stderr, events.clone()),
-    ];
+    let reader = pump(child.stdout.take(), child.stderr.take(), events.clone());
 
     let deadline = job.timeout.map(|t| Instant::now() + t);
     let mut reason = None;
@@ -135,10 +132,8 @@ pub async fn run(attempt: &mut Attempt<'_>, spec: &CommandSpec, events: EventSen
     untrack(pid);
 
     // The leader is gone; background children may still hold the pipes.
-    let [out, err] = readers;
     let drained = async {
-        let _ = out.await;
-        let _ = err.await;
+        let _ = reader.await;
     };
     tokio::pin!(drained);
     let pipes_closed = timeout(job.kill_grace, &mut drained).await.is_ok();
@@ -170,38 +165,81 @@ pub async fn run(attempt: &mut Attempt<'_>, spec: &CommandSpec, events: EventSen
     exit
 }
 
-/// Reads one pipe to its end, sending a batch of events per chunk read.
+/// Reads both pipes to their end in one task, sending a batch of events
+/// per chunk read, in the order the chunks arrive: a line the job wrote to
+/// stdout before one to stderr is sent first whenever the reads could tell
+/// them apart (two tasks would race each other to the channel). Neither
+/// pipe is starved: when both are ready, either may go first.
 fn pump(
-    pipe: Option<impl AsyncRead + Unpin + Send + 'static>,
-    stream: Stream,
+    stdout: Option<impl AsyncRead + Unpin + Send + 'static>,
+    stderr: Option<impl AsyncRead + Unpin + Send + 'static>,
     events: EventSender,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let Some(mut pipe) = pipe else { return };
-        // Not zeroed: a job that prints little touches one page of it.
-        let mut buf = Vec::with_capacity(64 * 1024);
-        let mut splitter = LineSplitter::default();
+        let mut out = Pipe::new(stdout, Stream::Stdout);
+        let mut err = Pipe::new(stderr, Stream::Stderr);
         loop {
-            buf.clear();
-            let n = match pipe.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
+            let batch = tokio::select! {
+                batch = out.next(), if out.open() => batch,
+                batch = err.next(), if err.open() => batch,
+                else => return,
             };
-            let at = Utc::now();
-            let mut batch = Vec::new();
-            splitter.push(&buf[..n], |bytes, cut| {
-                push_line(&mut batch, at, stream, bytes, cut)
-            });
             if !batch.is_empty() && events.send(batch).await.is_err() {
                 return;
             }
         }
-        let mut batch = Vec::new();
-        splitter.finish(|bytes, cut| push_line(&mut batch, Utc::now(), stream, bytes, cut));
-        if !batch.is_empty() {
-            let _ = events.send(batch).await;
-        }
     })
+}
+
+/// One of the job's output pipes, read chunk by chunk into lines.
+struct Pipe<R> {
+    pipe: Option<R>,
+    stream: Stream,
+    buf: Vec<u8>,
+    splitter: LineSplitter,
+}
+
+impl<R: AsyncRead + Unpin> Pipe<R> {
+    fn new(pipe: Option<R>, stream: Stream) -> Pipe<R> {
+        Pipe {
+            pipe,
+            stream,
+            // Not zeroed: a job that prints little touches one page of it.
+            buf: Vec::with_capacity(64 * 1024),
+            splitter: LineSplitter::default(),
+        }
+    }
+
+    fn open(&self) -> bool {
+        self.pipe.is_some()
+    }
+
+    /// The lines of the next chunk; at the end, the last unfinished line,
+    /// and the pipe is closed. Cancel-safe: nothing is read until the read
+    /// completes.
+    async fn next(&mut self) -> Vec<RunEvent> {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return Vec::new();
+        };
+        self.buf.clear();
+        let read = pipe.read_buf(&mut self.buf).await;
+        let mut batch = Vec::new();
+        let stream = self.stream;
+        match read {
+            Ok(n) if n > 0 => {
+                let at = Utc::now();
+                self.splitter.push(&self.buf[..n], |bytes, cut| {
+                    push_line(&mut batch, at, stream, bytes, cut)
+                });
+            }
+            _ => {
+                self.pipe = None;
+                self.splitter
+                    .finish(|bytes, cut| push_line(&mut batch, Utc::now(), stream, bytes, cut));
+            }
+        }
+        batch
+    }
 }
 
 fn push_line(

@@ -218,18 +218,21 @@ impl Router {
     pub fn event(&self, event: &RunEvent) {
         match event {
             RunEvent::Line(line) if !line.protocol => {
-                let level = match line.stream {
-                    Stream::Stdout => Level::Info,
-                    Stream::Stderr => self.stderr_level,
+                let (level, stream) = match line.stream {
+                    Stream::Stdout => (Level::Info, "stdout"),
+                    Stream::Stderr => (self.stderr_level, "stderr"),
                 };
+                let stream = Some(("stream", stream));
                 if line.cut > 0 {
-                    self.emit(
+                    self.emit_with(
                         Section::Log,
                         level,
                         format_args!("{} [cut: {} bytes]", Escaped(&line.text), line.cut),
+                        stream,
                     );
                 } else {
-                    self.emit(Section::Log, level, format_args!("{}", Escaped(&line.text)));
+                    let text = format_args!("{}", Escaped(&line.text));
+                    self.emit_with(Section::Log, level, text, stream);
                 }
             }
             RunEvent::Line(_) => {}
@@ -333,15 +336,29 @@ impl Router {
     }
 
     fn emit(&self, section: Section, level: Level, args: fmt::Arguments<'_>) {
+        self.emit_with(section, level, args, None);
+    }
+
+    /// A record with the run's key-values, and `extra` (an output line's
+    /// `stream`) after them.
+    fn emit_with(
+        &self,
+        section: Section,
+        level: Level,
+        args: fmt::Arguments<'_>,
+        extra: Option<(&str, &str)>,
+    ) {
         if level > log::max_level() {
             return;
         }
         self.enter();
-        let kvs: [(&str, &str); 3] = [
+        let kvs: [(&str, &str); 4] = [
             ("job", &self.job),
             ("run_id", &self.run_id_text),
             ("attempt", &self.attempt_text),
+            extra.unwrap_or_default(),
         ];
+        let kvs = if extra.is_some() { &kvs[..] } else { &kvs[..3] };
         log::logger().log(
             &Record::builder()
                 .target(&self.targets[section as usize])

@@ -216,3 +216,67 @@ fn mailto_without_a_mailer_is_said_not_dropped() {
     let fine = sb.run(&["run", "fine"]);
     assert_eq!(fine.status.code(), Some(0), "{:?}", text(&fine));
 }
+
+/// A job that alternates stdout and stderr lines, each written once the
+/// runner has read the one before, finds them in that order in its capture
+/// file and its log, each record carrying its stream — also in the
+/// daemon, whose worker threads once raced the two pipes' readers.
+#[tokio::test(flavor = "multi_thread")]
+async fn output_order_across_stdout_and_stderr_is_kept() {
+    let sb = Sandbox::new();
+    let script = sb.write(
+        "alternate.py",
+        r#"import fcntl, struct, sys, termios
+def unread(fd):
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+import os
+for i in range(200):
+    for fd, name in ((1, "out"), (2, "err")):
+        os.write(fd, f"{name} {i}\n".encode())
+        while unread(fd):
+            pass
+"#,
+    );
+    sb.write(
+        "log4rs.yaml",
+        "appenders:\n  json:\n    kind: file\n    path: jobs.jsonl\n    encoder:\n      kind: json\nloggers:\n  jobs::log:\n    level: info\n    appenders: [json]\n    additive: false\nroot:\n  level: off\n",
+    );
+    let daemon = crate::helper::TestDaemon::start_in(
+        sb,
+        &format!(
+            "log_config: log4rs.yaml\njobs:\n  alternate:\n    schedule: \"@reboot\"\n    command: python3 {}\n",
+            script.display()
+        ),
+        std::sync::Arc::new(overnight::schedule::clock::SystemClock),
+    )
+    .await;
+    let state = daemon.state_dir.clone();
+    let run = crate::helper::wait_for_runs(&state, "the run's end", |runs| {
+        runs.into_iter().find(|r| r.status != "running")
+    })
+    .await;
+    let sb = daemon.stop().await;
+    assert_eq!(run.status, "success");
+    let expected: Vec<String> = (0..200)
+        .flat_map(|i| [format!("out\tout {i}"), format!("err\terr {i}")])
+        .collect();
+    let capture = std::fs::read_to_string(run.capture_path.unwrap()).unwrap();
+    let seen: Vec<String> = capture
+        .lines()
+        .filter_map(|l| l.split_once('\t').map(|(_, rest)| rest.to_string()))
+        .collect();
+    assert_eq!(seen, expected, "capture file order");
+    let logged: Vec<String> = sb
+        .read("jobs.jsonl")
+        .lines()
+        .map(|l| {
+            let record: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!(
+                "{}\t{}",
+                &record["attributes"]["stream"].as_str().unwrap()[3..],
+                record["message"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(logged, expected, "log order and stream");
+}
