@@ -8,8 +8,8 @@ use log::{error, info};
 
 use super::Shared;
 use crate::config::{Config, Job};
-use crate::report::Status;
 use crate::report::Trigger;
+use crate::report::{Status, human_time};
 use crate::schedule::catchup::{self, fires_between};
 use crate::store::StoreError;
 
@@ -48,24 +48,68 @@ pub async fn dispatch(
     }
 }
 
+/// Records the fires that were not run as one `missed` run: the first
+/// one's time, and a reason that says how many, from when to when, and
+/// why — a weekend of a five-minute job down is one row, one status
+/// record, one trigger delivery.
 async fn record_missed(
     shared: &Shared,
     job: &Job,
     missed: &[(DateTime<Utc>, String)],
     more: bool,
 ) -> Result<(), StoreError> {
-    for (i, (at, why)) in missed.iter().enumerate() {
-        let why = if more && i + 1 == missed.len() {
-            format!("{why}; more fires after this one were missed and are not listed")
-        } else {
-            why.clone()
-        };
-        shared
-            .runner
-            .record_not_run(job, Trigger::Schedule, Some(*at), Status::Missed, &why)
-            .await?;
-    }
+    let Some((first, _)) = missed.first() else {
+        return Ok(());
+    };
+    shared
+        .runner
+        .record_not_run(
+            job,
+            Trigger::Schedule,
+            Some(*first),
+            Status::Missed,
+            &missed_reason(missed, more, job.timezone),
+        )
+        .await?;
     Ok(())
+}
+
+/// "missed 576 fires, 2026-03-06 18:05:00 +00:00 to 2026-03-08 17:55:00
+/// +00:00: the daemon was not running then (catch_up: last runs only the
+/// latest)"; each distinct reason with its count when they differ.
+fn missed_reason(missed: &[(DateTime<Utc>, String)], more: bool, zone: chrono_tz::Tz) -> String {
+    let mut reasons: Vec<(&str, usize)> = Vec::new();
+    for (_, why) in missed {
+        let why = why.strip_prefix("missed: ").unwrap_or(why);
+        match reasons.iter_mut().find(|(r, _)| *r == why) {
+            Some((_, n)) => *n += 1,
+            None => reasons.push((why, 1)),
+        }
+    }
+    let why = match reasons.as_slice() {
+        [(only, _)] => (*only).to_string(),
+        many => many
+            .iter()
+            .map(|(why, n)| format!("{n} {why}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    let (first, last) = (missed[0].0, missed[missed.len() - 1].0);
+    let count = missed.len();
+    match (count, more) {
+        (1, false) => format!("missed: {why}"),
+        _ => format!(
+            "missed {}{count} fires, {} to {}: {why}{}",
+            if more { "at least " } else { "" },
+            human_time(first, zone),
+            human_time(last, zone),
+            if more {
+                " (later ones not counted)"
+            } else {
+                ""
+            }
+        ),
+    }
 }
 
 /// At start: deal with every fire missed since each job's last handled

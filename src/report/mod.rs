@@ -168,6 +168,14 @@ pub fn decide(
     }
 }
 
+/// A time as people read it: in the job's zone, to the second, with its
+/// offset (`2026-03-29 02:30:00 +01:00`). `--json` output is RFC 3339.
+pub fn human_time(at: DateTime<Utc>, zone: chrono_tz::Tz) -> String {
+    at.with_timezone(&zone)
+        .format("%Y-%m-%d %H:%M:%S %:z")
+        .to_string()
+}
+
 /// What started a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

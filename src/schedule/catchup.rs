@@ -2,9 +2,10 @@
 //! the machine was suspended, the clock was stepped forward.
 //!
 //! Per job, `catch_up: none | last | all` (default `last`) and an optional
-//! `starting_deadline`: a fire older than the deadline is never run. Every
-//! fire that is not run is recorded as a `missed` run, so nothing is lost
-//! silently.
+//! `starting_deadline`: a fire older than the deadline is never run. The
+//! fires that are not run are recorded as one `missed` run per job and
+//! stretch, with their count, so nothing is lost silently and nothing
+//! floods.
 
 use std::time::Duration;
 

@@ -36,8 +36,10 @@ async fn down_across_three_fires(catch_up: &str) -> Vec<overnight::store::RunRec
         TestDaemon::start_in(sandbox, &nightly(catch_up), clock("2026-03-04T03:00:00Z")).await;
     let state = second.state_dir.clone();
     let all = wait_for_runs(&state, "the missed fires dealt with", |runs| {
-        let settled = runs.iter().filter(|r| r.status != "running").count();
-        (settled >= 3).then_some(runs)
+        let missed = runs.iter().any(|r| r.status == "missed");
+        let settled = runs.iter().all(|r| r.status != "running");
+        let ran_if_asked = catch_up == "none" || runs.len() == 2;
+        (missed && settled && ran_if_asked).then_some(runs)
     })
     .await;
     second.stop().await;
@@ -49,35 +51,78 @@ async fn catch_up_last_runs_the_latest_missed_fire_once() {
     let all = down_across_three_fires("last").await;
     let missed: Vec<_> = all.iter().filter(|r| r.status == "missed").collect();
     let ran: Vec<_> = all.iter().filter(|r| r.status == "success").collect();
-    assert_eq!(missed.len(), 2, "{all:#?}");
+    assert_eq!(missed.len(), 1, "one record for the stretch: {all:#?}");
     assert_eq!(ran.len(), 1, "{all:#?}");
     assert_eq!(ran[0].trigger, "catch-up");
     assert_eq!(
         ran[0].scheduled_at.as_deref(),
         Some("2026-03-04T02:00:00.000000Z")
     );
-    let missed_at: Vec<_> = missed
-        .iter()
-        .map(|r| r.scheduled_at.clone().unwrap())
-        .collect();
     assert_eq!(
-        missed_at,
-        ["2026-03-02T02:00:00.000000Z", "2026-03-03T02:00:00.000000Z"]
+        missed[0].scheduled_at.as_deref(),
+        Some("2026-03-02T02:00:00.000000Z"),
+        "the first missed fire"
     );
-    assert!(
-        missed[0]
-            .summary
-            .as_deref()
-            .unwrap()
-            .contains("catch_up: last")
+    assert_eq!(
+        missed[0].summary.as_deref(),
+        Some(
+            "missed 2 fires, 2026-03-02 02:00:00 +00:00 to 2026-03-03 02:00:00 +00:00: the daemon was not running then (catch_up: last runs only the latest)"
+        )
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn catch_up_none_records_three_missed_runs_and_runs_nothing() {
+async fn catch_up_none_records_one_missed_run_and_runs_nothing() {
     let all = down_across_three_fires("none").await;
-    assert_eq!(all.len(), 3, "{all:#?}");
-    assert!(all.iter().all(|r| r.status == "missed"), "{all:#?}");
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(all[0].status, "missed");
+    assert!(
+        all[0].summary.as_deref().unwrap().starts_with(
+            "missed 3 fires, 2026-03-02 02:00:00 +00:00 to 2026-03-04 02:00:00 +00:00"
+        ),
+        "{all:#?}"
+    );
+}
+
+/// A weekend of a five-minute job down is one `missed` row, one WARN
+/// status record, one trigger delivery — not 576 of each.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_weekend_of_downtime_is_one_missed_record() {
+    let jobs = |sb: &Sandbox| {
+        format!(
+            "listen: 127.0.0.1:0\ntimezone: UTC\njobs:\n  poll:\n    command: \"true\"\n    schedule: '*/5 * * * *'\n    catch_up: none\n    triggers:\n      - on: [missed]\n        run: [sh, -c, 'echo \"$OVERNIGHT_RUN_ID\" >> {}']\n",
+            sb.path().join("deliveries").display()
+        )
+    };
+    let clock = |t: &str| -> Arc<dyn Clock> { Arc::new(ShiftedClock::starting_at(at(t))) };
+    let sb = Sandbox::new();
+    let text = jobs(&sb);
+    let first = TestDaemon::start_in(sb, &text, clock("2026-03-06T18:00:30Z")).await;
+    let sb = first.stop().await;
+    let second = TestDaemon::start_in(sb, &text, clock("2026-03-09T06:00:30Z")).await;
+    let state = second.state_dir.clone();
+    let all = wait_for_runs(&state, "the missed record", |runs| {
+        (!runs.is_empty()).then_some(runs)
+    })
+    .await;
+    let sb = second.stop().await;
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert!(
+        all[0].summary.as_deref().unwrap().starts_with(
+            "missed 720 fires, 2026-03-06 18:05:00 +00:00 to 2026-03-09 06:00:00 +00:00"
+        ),
+        "{all:#?}"
+    );
+    let deliveries = crate::helper::wait_for(
+        std::time::Duration::from_secs(10),
+        "the trigger's delivery",
+        || {
+            let text = sb.read("deliveries");
+            async move { (!text.is_empty()).then_some(text) }
+        },
+    )
+    .await;
+    assert_eq!(deliveries.lines().count(), 1, "{deliveries}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
