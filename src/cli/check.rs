@@ -78,7 +78,7 @@ pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
             let Some(next) = schedule.next_after(at) else {
                 break;
             };
-            fires.push(next.with_timezone(&job.timezone).to_rfc3339());
+            fires.push(crate::report::human_time(next, job.timezone));
             at = next;
         }
         println!(
@@ -86,7 +86,9 @@ pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
             job.name,
             schedule.to_string(),
             job.timezone,
-            if fires.is_empty() {
+            if schedule.is_reboot() {
+                "at daemon start".to_string()
+            } else if fires.is_empty() {
                 "never".to_string()
             } else {
                 fires.join(", ")
@@ -115,7 +117,7 @@ fn warn_dst_shifts(
             job.name,
             shift.wall.format("%Y-%m-%d %H:%M"),
             job.timezone,
-            shift.runs_at.to_rfc3339()
+            crate::report::human_time(shift.runs_at.to_utc(), job.timezone)
         );
     }
 }

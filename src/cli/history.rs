@@ -1,5 +1,6 @@
 //! `overnight history [JOB] [--limit N] [--json]`: past runs, newest first.
 
+use super::times::{Zones, duration};
 use super::{CliError, ConfigArg, open_store};
 use crate::exit::Outcome;
 use crate::store::RunRecord;
@@ -19,37 +20,61 @@ pub(super) struct Args {
 }
 
 pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
-    let store = open_store(&args.config).await?;
+    let (store, config) = open_store(&args.config).await?;
     let runs = store.history(args.job.as_deref(), args.limit).await?;
+    if let Some(job) = args.job.as_deref().filter(|_| runs.is_empty()) {
+        // No run: a job that exists but has not run, or a typo.
+        let recorded = store.last_finished().await?;
+        let mut names: Vec<&str> = recorded.iter().map(|r| r.job.as_str()).collect();
+        names.extend(config.iter().flat_map(|c| &c.jobs).map(|j| j.name.as_str()));
+        if !names.contains(&job) {
+            return Err(CliError::NotFound(format!(
+                "no job named `{job}` in the jobs file or the history{}",
+                super::did_you_mean(job, &names)
+            )));
+        }
+    }
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&runs).expect("runs serialise")
         );
     } else {
-        print_table(&runs);
+        print_table(&runs, &Zones::new(config.as_ref()));
     }
     Ok(Outcome::Success)
 }
 
-/// The runs as aligned columns.
-pub(super) fn print_table(runs: &[RunRecord]) {
+/// The runs as aligned columns: when each started (a missed or skipped
+/// fire: when it was due) in its job's zone, how long it took, what
+/// started it.
+pub(super) fn print_table(runs: &[RunRecord], zones: &Zones<'_>) {
     if runs.is_empty() {
         println!("no runs yet");
         return;
     }
     let width = runs.iter().map(|r| r.job.len()).max().unwrap_or(3).max(3);
     println!(
-        "{:>6}  {:width$}  {:8}  {:27}  SUMMARY",
-        "ID", "JOB", "STATUS", "STARTED"
+        "{:>6}  {:width$}  {:8}  {:9}  {:25}  {:>8}  SUMMARY",
+        "ID", "JOB", "STATUS", "TRIGGER", "WHEN", "DURATION"
     );
     for run in runs {
+        let never_ran = matches!(run.status.as_str(), "missed" | "skipped");
+        let when = match (&run.scheduled_at, never_ran) {
+            (Some(due), true) => zones.show(&run.job, due),
+            _ => zones.show(&run.job, &run.started_at),
+        };
+        let took = if never_ran {
+            String::new()
+        } else {
+            duration(&run.started_at, run.finished_at.as_deref())
+        };
         println!(
-            "{:>6}  {:width$}  {:8}  {:27}  {}",
+            "{:>6}  {:width$}  {:8}  {:9}  {when:25}  {took:>8}  {}",
             run.id,
             run.job,
             run.status,
-            run.started_at,
+            run.trigger,
             run.summary.as_deref().unwrap_or("")
         );
     }

@@ -31,7 +31,7 @@ pub(super) struct Args {
 
 pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     let state_dir = args.config.state_dir()?;
-    let store = open_store(&args.config).await?;
+    let (store, _) = open_store(&args.config).await?;
     let run = find_run(&store, &args.run).await?;
     // A recorded name with U+FFFD was not UTF-8: the file is the run's.
     let path = match &run.capture_path {

@@ -12,6 +12,7 @@ mod report;
 mod run;
 mod signals;
 mod status;
+mod times;
 mod trigger;
 
 use std::path::{Path, PathBuf};
@@ -132,8 +133,8 @@ impl ConfigArg {
 }
 
 /// Opens the history of the jobs file's state directory, which must
-/// already exist, to be read.
-async fn open_store(arg: &ConfigArg) -> Result<Store, CliError> {
+/// already exist, to be read; with the jobs file, when there is one.
+async fn open_store(arg: &ConfigArg) -> Result<(Store, Option<Config>), CliError> {
     let config = arg.load_optional()?;
     let state_dir = config
         .as_ref()
@@ -144,7 +145,17 @@ async fn open_store(arg: &ConfigArg) -> Result<Store, CliError> {
             state_dir.display()
         )));
     }
-    opened(Store::open(&state_dir).await?, &state_dir, config.as_ref()).await
+    let store = opened(Store::open(&state_dir).await?, &state_dir, config.as_ref()).await?;
+    Ok((store, config))
+}
+
+/// "; did you mean `backup`?" when a known name is near `name`, else a
+/// pointer to where the names are listed.
+fn did_you_mean(name: &str, known: &[&str]) -> String {
+    match config::check::closest(name, known) {
+        Some(near) => format!("; did you mean `{near}`?"),
+        None => "; `overnight check` lists the jobs".to_string(),
+    }
 }
 
 /// A store opened to be read: runs whose runner and job are both gone (an

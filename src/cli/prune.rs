@@ -14,7 +14,7 @@ pub(super) struct Args {
 pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     let config = args.config.load_optional()?;
     let retention = config.as_ref().map(|c| c.retention).unwrap_or_default();
-    let store = open_store(&args.config).await?;
+    let (store, _) = open_store(&args.config).await?;
     let pruned = store.prune(&retention).await?;
     println!(
         "removed {} capture file(s), {} byte(s){}; kept {}",

@@ -1,5 +1,6 @@
 //! `overnight report RUN_ID [--json]`: a run's completion report.
 
+use super::times::Zones;
 use super::{CliError, ConfigArg, open_store};
 use crate::exit::Outcome;
 
@@ -15,7 +16,7 @@ pub(super) struct Args {
 }
 
 pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
-    let store = open_store(&args.config).await?;
+    let (store, config) = open_store(&args.config).await?;
     let Some(run) = store.run(args.run_id).await? else {
         return Err(CliError::NotFound(format!(
             "no run #{}; `overnight history` lists the runs",
@@ -23,10 +24,34 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         )));
     };
     let Some(report) = store.report(args.run_id).await? else {
-        return Err(CliError::NotFound(format!(
-            "run #{} of `{}` has no report: it is {}; follow it with `overnight logs {} -f`",
-            run.id, run.job, run.status, run.id
-        )));
+        if run.status == "running" {
+            return Err(CliError::NotFound(format!(
+                "run #{} of `{}` has no report yet: it is still running; follow it with `overnight logs {} -f`",
+                run.id, run.job, run.id
+            )));
+        }
+        // A fire that never started (missed, skipped) has only its record.
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&run).expect("runs serialise")
+            );
+        } else {
+            let zones = Zones::new(config.as_ref());
+            let due = run
+                .scheduled_at
+                .as_deref()
+                .map(|t| format!(", due {}", zones.show(&run.job, t)))
+                .unwrap_or_default();
+            println!(
+                "{} #{}: {}{due} — it never started, so there is no output or report\n  {}",
+                run.job,
+                run.id,
+                run.status,
+                run.summary.as_deref().unwrap_or("")
+            );
+        }
+        return Ok(Outcome::Success);
     };
     let notifications = store.notifications(args.run_id).await?;
     if args.json {

@@ -23,10 +23,12 @@ pub(super) struct Args {
 pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     let config = args.config.load()?;
     let Some(job) = config.job(&args.job) else {
+        let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
         return Err(CliError::NotFound(format!(
-            "no job named `{}` in `{}`; `overnight check` lists the jobs",
+            "no job named `{}` in `{}`{}",
             args.job,
-            config.path.display()
+            config.path.display(),
+            super::did_you_mean(&args.job, &names)
         )));
     };
     let outcome = match Client::find(&config.state_dir) {

@@ -4,6 +4,7 @@
 use chrono::Utc;
 use serde::Serialize;
 
+use super::times::Zones;
 use super::{CliError, ConfigArg};
 use crate::api::{JobStatus, LockHolder};
 use crate::exit::Outcome;
@@ -77,12 +78,12 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
             serde_json::to_string_pretty(&doc).expect("status serialises")
         );
     } else {
-        print_text(&doc);
+        print_text(&doc, &Zones::new(config.as_ref()));
     }
     Ok(Outcome::Success)
 }
 
-fn print_text(doc: &StatusDoc) {
+fn print_text(doc: &StatusDoc, zones: &Zones<'_>) {
     let width = doc
         .jobs
         .iter()
@@ -91,33 +92,30 @@ fn print_text(doc: &StatusDoc) {
         .unwrap_or(3)
         .max(3);
     println!(
-        "{:width$}  {:8}  {:>6}  {:27}  NEXT",
+        "{:width$}  {:8}  {:>6}  {:25}  NEXT",
         "JOB", "LAST", "RUN", "FINISHED"
     );
     for job in &doc.jobs {
-        let (status, id, finished) = job
-            .last
-            .as_ref()
-            .map_or(("-", String::from("-"), "-"), |r| {
-                (
-                    r.status.as_str(),
-                    r.id.to_string(),
-                    r.finished_at.as_deref().unwrap_or("-"),
-                )
-            });
-        let next = job
-            .job
-            .next
-            .as_deref()
-            .unwrap_or(if job.job.schedule.is_some() {
-                "never"
-            } else {
-                "on demand"
-            });
-        println!(
-            "{:width$}  {status:8}  {id:>6}  {finished:27}  {next}",
-            job.job.name
-        );
+        let name = &job.job.name;
+        let (status, id, finished) =
+            job.last
+                .as_ref()
+                .map_or(("-", String::from("-"), String::from("-")), |r| {
+                    (
+                        r.status.as_str(),
+                        r.id.to_string(),
+                        r.finished_at
+                            .as_deref()
+                            .map_or_else(|| "-".to_string(), |t| zones.show(name, t)),
+                    )
+                });
+        let next = match (&job.job.next, &job.job.schedule) {
+            (Some(next), _) => zones.show(name, next),
+            (None, Some(schedule)) if schedule == "@reboot" => "at daemon start".to_string(),
+            (None, Some(_)) => "never".to_string(),
+            (None, None) => "on demand".to_string(),
+        };
+        println!("{name:width$}  {status:8}  {id:>6}  {finished:25}  {next}");
     }
     if !doc.running.is_empty() {
         println!("\nrunning:");
@@ -130,7 +128,9 @@ fn print_text(doc: &StatusDoc) {
                 .unwrap_or_default();
             println!(
                 "  #{} {} since {}{progress}",
-                run.id, run.job, run.started_at
+                run.id,
+                run.job,
+                zones.show(&run.job, &run.started_at)
             );
         }
     }

@@ -66,7 +66,7 @@ fn check_lists_jobs_with_their_next_fire_times() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let nightly = stdout.lines().find(|l| l.contains("nightly")).unwrap();
-    assert_eq!(nightly.matches("T02:30:00+09:00").count(), 3, "{nightly}");
+    assert_eq!(nightly.matches(" 02:30:00 +09:00").count(), 3, "{nightly}");
     assert!(
         stdout
             .lines()

@@ -96,10 +96,10 @@ async fn a_weekend_of_downtime_is_one_missed_record() {
     };
     let clock = |t: &str| -> Arc<dyn Clock> { Arc::new(ShiftedClock::starting_at(at(t))) };
     let sb = Sandbox::new();
-    let text = jobs(&sb);
-    let first = TestDaemon::start_in(sb, &text, clock("2026-03-06T18:00:30Z")).await;
+    let file = jobs(&sb);
+    let first = TestDaemon::start_in(sb, &file, clock("2026-03-06T18:00:30Z")).await;
     let sb = first.stop().await;
-    let second = TestDaemon::start_in(sb, &text, clock("2026-03-09T06:00:30Z")).await;
+    let second = TestDaemon::start_in(sb, &file, clock("2026-03-09T06:00:30Z")).await;
     let state = second.state_dir.clone();
     let all = wait_for_runs(&state, "the missed record", |runs| {
         (!runs.is_empty()).then_some(runs)
@@ -123,6 +123,26 @@ async fn a_weekend_of_downtime_is_one_missed_record() {
     )
     .await;
     assert_eq!(deliveries.lines().count(), 1, "{deliveries}");
+
+    // `history` shows a missed run at the time it was due, in the job's
+    // zone; `report` says it never started.
+    let history = sb.run(&["history"]);
+    let (table, _) = text(&history);
+    let line = table.lines().nth(1).unwrap_or_default();
+    assert!(
+        line.contains("missed    schedule   2026-03-06 18:05:00 +00:00"),
+        "{table}"
+    );
+    let report = sb.run(&["report", &all[0].id.to_string()]);
+    assert_eq!(report.status.code(), Some(0), "{:?}", text(&report));
+    assert!(
+        text(&report).0.starts_with(&format!(
+            "poll #{}: missed, due 2026-03-06 18:05:00 +00:00 — it never started",
+            all[0].id
+        )),
+        "{:?}",
+        text(&report)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

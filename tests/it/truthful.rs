@@ -280,3 +280,51 @@ for i in range(200):
         .collect();
     assert_eq!(logged, expected, "log order and stream");
 }
+
+/// Human output reads times in the job's zone, to the second, with the
+/// offset; `--json` keeps RFC 3339. `history` shows the trigger and how
+/// long each run took; a misspelt job name gets a "did you mean".
+#[test]
+fn times_read_in_the_jobs_zone_and_names_get_a_did_you_mean() {
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        "timezone: Asia/Tokyo\njobs:\n  backup:\n    command: sleep 0.3\n  boot:\n    schedule: '@reboot'\n    command: \"true\"\n",
+    );
+    assert_eq!(sb.run(&["run", "backup"]).status.code(), Some(0));
+    let (table, _) = text(&sb.run(&["history"]));
+    let row = table.lines().nth(1).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[..4], ["1", "backup", "success", "manual"], "{table}");
+    assert_eq!(cells[6], "+09:00", "{table}");
+    assert!(cells[7].ends_with('s') && cells[7] >= "0.3s", "{table}");
+    let (json, _) = text(&sb.run(&["history", "--json"]));
+    let runs: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let started = runs[0]["started_at"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(started).is_ok(),
+        "{started}"
+    );
+
+    let (status, _) = text(&sb.run(&["status"]));
+    assert!(status.contains("at daemon start"), "{status}");
+    let (check, _) = text(&sb.run(&["check"]));
+    assert!(check.contains("next: at daemon start"), "{check}");
+
+    let typo = sb.run(&["run", "bakup"]);
+    assert_eq!(typo.status.code(), Some(1));
+    assert!(
+        text(&typo).1.contains("no job named `bakup`")
+            && text(&typo).1.contains("did you mean `backup`?"),
+        "{:?}",
+        text(&typo)
+    );
+    let typo = sb.run(&["history", "bakup"]);
+    assert!(
+        text(&typo).1.contains("did you mean `backup`?"),
+        "{:?}",
+        text(&typo)
+    );
+    let (empty, _) = text(&sb.run(&["history", "boot"]));
+    assert_eq!(empty.trim(), "no runs yet");
+}
