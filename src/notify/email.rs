@@ -31,7 +31,15 @@ pub async fn send(
     for attempt in 1..=TRIES {
         match deliver(mail, message.clone()).await {
             Ok(detail) => return Ok(detail),
-            Err(why) => last = why,
+            // A 5xx answer (no such user, refused relay) will not change:
+            // asking again only repeats it to the server.
+            Err(Undelivered::Refused(why)) => {
+                return Err(format!(
+                    "email to {} refused, not retried: {why}",
+                    email.to.join(", ")
+                ));
+            }
+            Err(Undelivered::Failed(why)) => last = why,
         }
         if attempt < TRIES {
             tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
@@ -43,7 +51,21 @@ pub async fn send(
     ))
 }
 
-async fn deliver(mail: &Mail, message: Message) -> Result<String, String> {
+/// Why a message did not leave.
+enum Undelivered {
+    /// The server answered with a permanent (5xx) error.
+    Refused(String),
+    /// Anything that may go better on the next try.
+    Failed(String),
+}
+
+impl From<String> for Undelivered {
+    fn from(why: String) -> Undelivered {
+        Undelivered::Failed(why)
+    }
+}
+
+async fn deliver(mail: &Mail, message: Message) -> Result<String, Undelivered> {
     if let Some(smtp) = &mail.smtp {
         crate::exec::http::install_tls_provider();
         let builder = match smtp.tls {
@@ -61,11 +83,14 @@ async fn deliver(mail: &Mail, message: Message) -> Result<String, String> {
                 .map_err(|_| format!("`${password}` (smtp.password_env) is not set"))?;
             builder = builder.credentials(Credentials::new(user, password));
         }
-        let answer = builder
-            .build()
-            .send(message)
-            .await
-            .map_err(|e| format!("SMTP {}:{}: {e}", smtp.host, smtp.port))?;
+        let answer = builder.build().send(message).await.map_err(|e| {
+            let why = format!("SMTP {}:{}: {e}", smtp.host, smtp.port);
+            if e.is_permanent() {
+                Undelivered::Refused(why)
+            } else {
+                Undelivered::Failed(why)
+            }
+        })?;
         Ok(format!(
             "accepted by {}:{}: {}",
             smtp.host,
@@ -79,7 +104,9 @@ async fn deliver(mail: &Mail, message: Message) -> Result<String, String> {
             .map_err(|e| format!("{}: {e}", sendmail.display()))?;
         Ok(format!("handed to {}", sendmail.display()))
     } else {
-        Err("no `smtp:` block and no sendmail to send it with".into())
+        Err(Undelivered::Failed(
+            "no `smtp:` block and no sendmail to send it with".into(),
+        ))
     }
 }
 

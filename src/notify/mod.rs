@@ -267,7 +267,13 @@ fn log_record(report: &Report, condition: Condition) {
         _ => Level::Warn,
     };
     let target = format!("jobs::notify::{}", report.job);
-    let kvs: [(&str, &str); 2] = [("job", &report.job), ("condition", condition.as_str())];
+    let (run_id, attempt) = (report.run_id.to_string(), report.attempt.to_string());
+    let kvs: [(&str, &str); 4] = [
+        ("job", &report.job),
+        ("run_id", &run_id),
+        ("attempt", &attempt),
+        ("condition", condition.as_str()),
+    ];
     log::logger().log(
         &log::Record::builder()
             .target(&target)

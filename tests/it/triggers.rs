@@ -398,3 +398,29 @@ async fn late_speaks_while_the_run_still_goes_and_max_per_hour_caps_a_rule() {
         "{suppressed:#}"
     );
 }
+
+/// A permanent SMTP refusal (550 no such user) is not asked again: one
+/// try, and the notification says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permanent_smtp_refusal_is_not_retried() {
+    let sink = SmtpSink::start().await;
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        &format!(
+            "smtp: {{host: 127.0.0.1, port: {}, tls: none, from: overnight@test.example}}\ntriggers:\n  - on: [failed]\n    email: {{to: [nobody@example.com]}}\njobs:\n  nightly:\n    command: exit 1\n",
+            sink.addr.port()
+        ),
+    );
+    assert_eq!(run(&sb, "nightly", &[]).await.status.code(), Some(1));
+    assert_eq!(sink.asked.lock().unwrap().len(), 1, "asked once");
+    let out = Sandbox::at(sb.path().to_path_buf()).run(&["report", "1", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let note = &doc["notifications"][0];
+    assert_eq!(note["status"], "failed", "{doc}");
+    let detail = note["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("refused, not retried") && detail.contains("550"),
+        "{detail}"
+    );
+}

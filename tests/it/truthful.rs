@@ -328,3 +328,25 @@ fn times_read_in_the_jobs_zone_and_names_get_a_did_you_mean() {
     let (empty, _) = text(&sb.run(&["history", "boot"]));
     assert_eq!(empty.trim(), "no runs yet");
 }
+
+/// A trigger's `log: true` record carries the run id and attempt, like
+/// every other record of the run.
+#[test]
+fn a_trigger_log_record_names_its_run_and_attempt() {
+    let sb = Sandbox::new();
+    sb.write(
+        "log4rs.yaml",
+        "appenders:\n  json:\n    kind: file\n    path: notify.jsonl\n    encoder:\n      kind: json\nloggers:\n  jobs::notify:\n    level: info\n    appenders: [json]\n    additive: false\nroot:\n  level: off\n",
+    );
+    sb.write(
+        "overnight.yaml",
+        "log_config: log4rs.yaml\ntriggers:\n  - on: [failed]\n    log: true\njobs:\n  flaky:\n    command: exit 1\n    retries: {count: 1, delay: 1s}\n",
+    );
+    assert_eq!(sb.run(&["run", "flaky"]).status.code(), Some(1));
+    let record: serde_json::Value =
+        serde_json::from_str(sb.read("notify.jsonl").lines().last().unwrap()).unwrap();
+    let attributes = &record["attributes"];
+    assert_eq!(attributes["job"], "flaky", "{record}");
+    assert_eq!(attributes["run_id"], "1", "{record}");
+    assert_eq!(attributes["attempt"], "2", "{record}");
+}

@@ -40,10 +40,13 @@ impl Received {
     }
 }
 
-/// The server and its mailbox.
+/// The server and its mailbox. A recipient at `nobody@` is refused with a
+/// permanent `550`, as a real server refuses an unknown user.
 pub struct SmtpSink {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Vec<Received>>>,
+    /// Every `RCPT TO:` asked, accepted or not.
+    pub asked: Arc<Mutex<Vec<String>>>,
 }
 
 impl SmtpSink {
@@ -51,10 +54,13 @@ impl SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let asked: Arc<Mutex<Vec<String>>> = Arc::default();
         let mailbox = Arc::clone(&received);
+        let recipients = Arc::clone(&asked);
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 let mailbox = Arc::clone(&mailbox);
+                let recipients = Arc::clone(&recipients);
                 tokio::spawn(async move {
                     let (read, mut write) = socket.into_split();
                     let mut lines = BufReader::new(read).lines();
@@ -69,8 +75,14 @@ impl SmtpSink {
                             message.from = line[10..].trim().to_string();
                             b"250 OK\r\n"
                         } else if upper.starts_with("RCPT TO:") {
-                            message.to.push(line[8..].trim().to_string());
-                            b"250 OK\r\n"
+                            let to = line[8..].trim().to_string();
+                            recipients.lock().unwrap().push(to.clone());
+                            if to.contains("nobody@") {
+                                b"550 5.1.1 no such user\r\n"
+                            } else {
+                                message.to.push(to);
+                                b"250 OK\r\n"
+                            }
                         } else if upper == "DATA" {
                             let _ = write.write_all(b"354 go on\r\n").await;
                             let mut data = String::new();
@@ -95,7 +107,11 @@ impl SmtpSink {
                 });
             }
         });
-        SmtpSink { addr, received }
+        SmtpSink {
+            addr,
+            received,
+            asked,
+        }
     }
 
     pub fn messages(&self) -> Vec<Received> {
