@@ -35,12 +35,22 @@ pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
         }
     };
     let jobs = crontab::parse(&name, &text, args.system)?;
+    let source = name.display().to_string();
     if jobs.is_empty() {
-        return Err(CliError::Usage(format!(
-            "`{}` has no job lines to import",
-            name.display()
-        )));
+        eprintln!(
+            "note: `{source}` has no job line (all comments or variables); the jobs file has no jobs"
+        );
+        print!("{}", crontab::empty_yaml(&text, &source));
+        return Ok(Outcome::Success);
     }
-    print!("{}", crontab::to_yaml(&jobs, &name.display().to_string()));
+    for job in jobs.iter().filter(|j| !j.hidden_output.is_empty()) {
+        eprintln!(
+            "warning: {source}:{}: `{}` keeps the output of `{}` from overnight (its capture, log and report); remove it to have overnight see the output",
+            job.line,
+            job.hidden_output.join(" "),
+            job.name
+        );
+    }
+    print!("{}", crontab::to_yaml(&jobs, &source));
     Ok(Outcome::Success)
 }

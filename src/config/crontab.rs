@@ -39,6 +39,9 @@ pub struct CronJob {
     pub user: Option<String>,
     /// The line it came from.
     pub line: usize,
+    /// Redirections in the command that hide its output from overnight
+    /// (`> /dev/null`, `2>&1`, `>> file`), as written.
+    pub hidden_output: Vec<String>,
 }
 
 /// How the command is written in the jobs file.
@@ -142,6 +145,8 @@ pub fn parse(path: &Path, text: &str, system: bool) -> Result<Vec<CronJob>, Conf
                 continue;
             }
         };
+        // Cron's standard input (a heredoc after the first line) is text.
+        let hidden_output = redirections(script.lines().next().unwrap_or_default());
         let command = match env.get("SHELL").map(String::as_str) {
             None | Some("/bin/sh") | Some("sh") => Command::Shell(script),
             Some(shell) => Command::Argv(vec![shell.to_string(), "-c".into(), script]),
@@ -160,6 +165,7 @@ pub fn parse(path: &Path, text: &str, system: bool) -> Result<Vec<CronJob>, Conf
             mailto: env.get("MAILTO").cloned(),
             user,
             line: number,
+            hidden_output,
         });
     }
     if problems.is_empty() {
@@ -167,6 +173,51 @@ pub fn parse(path: &Path, text: &str, system: bool) -> Result<Vec<CronJob>, Conf
     } else {
         Err(ConfigError::invalid(problems))
     }
+}
+
+/// The output redirections of a shell command, outside quotes: `>`,
+/// `>>`, `2>`, `&>`, `2>&1`, each with its target (`> /dev/null`).
+pub fn redirections(command: &str) -> Vec<String> {
+    let bytes = command.as_bytes();
+    let mut found = Vec::new();
+    let mut quote = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(b'"') if c == b'\\' => i += 1,
+            Some(_) => {}
+            None if c == b'\'' || c == b'"' => quote = Some(c),
+            None if c == b'\\' => i += 1,
+            None if c == b'>' => {
+                // The file descriptor or `&` just before belongs to it.
+                let mut start = i;
+                while start > 0 && (bytes[start - 1].is_ascii_digit() || bytes[start - 1] == b'&') {
+                    start -= 1;
+                }
+                let mut end = i + 1;
+                if bytes.get(end) == Some(&b'>') {
+                    end += 1;
+                }
+                if bytes.get(end) == Some(&b'&') {
+                    end += 1;
+                }
+                while bytes.get(end) == Some(&b' ') {
+                    end += 1;
+                }
+                while end < bytes.len() && !b" \t;|&<>".contains(&bytes[end]) {
+                    end += 1;
+                }
+                found.push(command[start..end].trim_end().to_string());
+                i = end;
+                continue;
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    found
 }
 
 fn rest_command(command: &Command) -> &str {
@@ -299,6 +350,18 @@ fn unique_name(base: &str, taken: &mut HashSet<String>) -> String {
     name
 }
 
+/// The jobs file of a crontab with no job line: valid and empty, its
+/// comment lines kept as comments.
+pub fn empty_yaml(text: &str, source: &str) -> String {
+    let mut out =
+        format!("# Imported from {source} by `overnight import-crontab`: it has no job line.\n");
+    for line in text.lines().map(str::trim).filter(|l| l.starts_with('#')) {
+        let _ = writeln!(out, "{line}");
+    }
+    out.push_str("jobs: {}\n");
+    out
+}
+
 /// The jobs file for these jobs, as YAML text.
 pub fn to_yaml(jobs: &[CronJob], source: &str) -> String {
     let q = |s: &str| serde_json::to_string(s).expect("strings serialise");
@@ -328,6 +391,14 @@ pub fn to_yaml(jobs: &[CronJob], source: &str) -> String {
                 out,
                 "  # line {}: ran as user `{user}`; overnight runs it as the daemon's user",
                 job.line
+            );
+        }
+        if !job.hidden_output.is_empty() {
+            let _ = writeln!(
+                out,
+                "  # line {}: {} keeps the output from overnight (capture, log, report); remove it to have overnight see it",
+                job.line,
+                job.hidden_output.join(" ")
             );
         }
         let _ = writeln!(out, "  {}:", q(&job.name));

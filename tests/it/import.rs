@@ -177,3 +177,40 @@ fn reads_standard_input() {
     let out = child.wait_with_output().unwrap();
     assert!(text(&out).0.contains("\"nightly\":"));
 }
+
+/// Redirections that hide a command's output from overnight are warned
+/// about, on stderr and beside the job; an all-commented crontab imports
+/// to an empty, valid jobs file that keeps its comments.
+#[test]
+fn hidden_output_is_warned_about_and_comments_alone_import_empty() {
+    let sb = Sandbox::new();
+    let crontab = sb.write(
+        "crontab",
+        "0 2 * * * /usr/local/bin/backup.sh > /dev/null 2>&1\n*/5 * * * * echo \"a > b\"\n",
+    );
+    let out = sb.run(&["import-crontab", crontab.to_str().unwrap()]);
+    let (yaml, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(":1: `> /dev/null 2>&1` keeps the output of `backup.sh` from overnight"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "a quoted `>` is text: {stderr}");
+    assert!(
+        yaml.contains("# line 1: > /dev/null 2>&1 keeps the output"),
+        "{yaml}"
+    );
+
+    let commented = sb.write("commented", "# 0 2 * * * old-backup.sh\n# retired in May\n");
+    let out = sb.run(&["import-crontab", commented.to_str().unwrap()]);
+    let (yaml, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("has no job line"), "{stderr}");
+    assert!(
+        yaml.contains("# 0 2 * * * old-backup.sh\n# retired in May\njobs: {}\n"),
+        "{yaml}"
+    );
+    sb.write("overnight.yaml", &yaml);
+    let check = sb.run(&["check"]);
+    assert_eq!(check.status.code(), Some(0), "{:?}", text(&check));
+}
