@@ -31,8 +31,14 @@ pub(super) struct Args {
 
 pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     let state_dir = args.config.state_dir()?;
-    let (store, _) = open_store(&args.config).await?;
-    let run = find_run(&store, &args.run).await?;
+    let waits = args.follow && args.run.parse::<i64>().is_err();
+    let (store, run) = if waits {
+        first_run(&args.config, &state_dir, &args.run).await?
+    } else {
+        let (store, _) = open_store(&args.config).await?;
+        let run = find_run(&store, &args.run).await?;
+        (store, run)
+    };
     // A recorded name with U+FFFD was not UTF-8: the file is the run's.
     let path = match &run.capture_path {
         Some(p) if !p.contains('\u{fffd}') => PathBuf::from(p),
@@ -89,6 +95,47 @@ async fn find_run(store: &Store, what: &str) -> Result<RunRecord, CliError> {
             "no run `{what}`: give a run id or a job name that has run (see `overnight history`)"
         ))
     })
+}
+
+/// The latest run of `job`, waiting for its first when it has none yet
+/// (`overnight logs backup -f` typed before the run starts); a job the
+/// jobs file does not have is refused, not waited for.
+async fn first_run(
+    arg: &ConfigArg,
+    state_dir: &std::path::Path,
+    job: &str,
+) -> Result<(Store, RunRecord), CliError> {
+    if let Some(config) = arg.load_optional()?
+        && config.job(job).is_none()
+    {
+        let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+        if crate::store::has_history(state_dir) {
+            let (store, _) = open_store(arg).await?;
+            if let Some(run) = store.history(Some(job), 1).await?.pop() {
+                return Ok((store, run));
+            }
+        }
+        return Err(CliError::NotFound(format!(
+            "no job named `{job}` in `{}`{}",
+            config.path.display(),
+            super::did_you_mean(job, &names)
+        )));
+    }
+    let mut said = false;
+    loop {
+        if crate::store::has_history(state_dir) {
+            let (store, _) = open_store(arg).await?;
+            if let Some(run) = store.history(Some(job), 1).await?.pop() {
+                return Ok((store, run));
+            }
+            store.close().await;
+        }
+        if !said {
+            eprintln!("waiting for the first run of `{job}`…");
+            said = true;
+        }
+        tokio::time::sleep(FOLLOW_TICK).await;
+    }
 }
 
 async fn still_running(store: &Store, id: i64) -> Result<bool, CliError> {

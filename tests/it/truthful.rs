@@ -350,3 +350,40 @@ fn a_trigger_log_record_names_its_run_and_attempt() {
     assert_eq!(attributes["run_id"], "1", "{record}");
     assert_eq!(attributes["attempt"], "2", "{record}");
 }
+
+/// `logs JOB -f` typed before the job's first run waits for it and follows
+/// it to its end; a name the jobs file does not have is refused at once.
+#[test]
+fn logs_follow_waits_for_the_first_run() {
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        "jobs:\n  nightly:\n    command: echo first; sleep 0.5; echo second\n",
+    );
+    let mut follower = sb
+        .command(&["logs", "nightly", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It says it waits before the run starts.
+    let mut said = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(follower.stderr.take().unwrap()),
+        &mut said,
+    )
+    .unwrap();
+    assert_eq!(said, "waiting for the first run of `nightly`…\n");
+    assert_eq!(sb.run(&["run", "nightly"]).status.code(), Some(0));
+    let out = follower.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out).0, "first\nsecond\n");
+
+    let typo = sb.run(&["logs", "nightyl", "-f"]);
+    assert_eq!(typo.status.code(), Some(1));
+    assert!(
+        text(&typo).1.contains("did you mean `nightly`?"),
+        "{:?}",
+        text(&typo)
+    );
+}
