@@ -51,8 +51,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// The log4rs file that routes the report sections, if any.
     pub log_config: Option<PathBuf>,
-    /// The API's address.
-    pub listen: SocketAddr,
+    /// The API's address; `None`: [`DEFAULT_LISTEN`], or a free port
+    /// when another daemon has it (the address is on the daemon's card).
+    pub listen: Option<SocketAddr>,
     /// How long a stopping daemon lets running jobs finish before ending them.
     pub shutdown_grace: Duration,
     /// At most this many runs at once, daemon-wide.

@@ -13,8 +13,8 @@ use super::check::Check;
 use super::node::{Node, Pos, Value};
 use super::trigger::{Mail, SENDMAIL};
 use super::{
-    Action, CatchUp, CommandSpec, Concurrency, Config, ConfigError, DEFAULT_KILL_GRACE,
-    DEFAULT_LISTEN, Job, Problem, Shutdown,
+    Action, CatchUp, CommandSpec, Concurrency, Config, ConfigError, DEFAULT_KILL_GRACE, Job,
+    Problem, Shutdown,
 };
 use crate::schedule::Schedule;
 
@@ -107,7 +107,7 @@ impl Check<'_> {
             timezone: super::local_zone(),
             state_dir: dir.join(".overnight"),
             log_config: None,
-            listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
+            listen: None,
             shutdown_grace: Duration::from_secs(30),
             max_parallel: None,
             shutdown: Shutdown::default(),
@@ -138,7 +138,7 @@ impl Check<'_> {
                 "listen" => {
                     if let Some(s) = self.string(value, "`listen`") {
                         match s.parse::<SocketAddr>() {
-                            Ok(addr) => config.listen = addr,
+                            Ok(addr) => config.listen = Some(addr),
                             Err(_) => self.problem(
                                 value.pos,
                                 format!(

@@ -159,7 +159,7 @@ impl Template {
                             );
                         }
                         let limit = match trigger.get(&key("limit")) {
-                            Some(Value::String(s)) => crate::config::http::parse_size(s),
+                            Some(Value::String(s)) => super::settings::log4rs_size(s),
                             Some(Value::U64(n)) => Some(*n),
                             Some(Value::I64(n)) if *n > 0 => Some(*n as u64),
                             _ => None,

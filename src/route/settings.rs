@@ -328,6 +328,27 @@ pub(super) fn prepare_file(settings: &Value, mode: u32) {
         .open(path);
 }
 
+/// A size in a log4rs file, read as log4rs reads its size trigger's
+/// `limit`, so that every appender of one file means the same by it: `kb`
+/// and `kib` are both 1024 bytes, `mb` and `mib` 1024², up to `tb`.
+pub(super) fn log4rs_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let power = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "kb" | "kib" => 1,
+        "mb" | "mib" => 2,
+        "gb" | "gib" => 3,
+        "tb" | "tib" => 4,
+        _ => return None,
+    };
+    number.checked_mul(1024u64.pow(power))
+}
+
 /// Most files a `fixed_window` roller may keep: it renames each of them at
 /// every roll.
 const MAX_ROLLED: u64 = 1000;
@@ -348,7 +369,7 @@ pub(super) fn absurd_rolling(settings: &serde_value::Value) -> Vec<String> {
         Value::I32(n) => Some((*n).max(0) as u64),
         Value::U8(n) => Some(u64::from(*n)),
         Value::U16(n) => Some(u64::from(*n)),
-        Value::String(s) => crate::config::http::parse_size(s),
+        Value::String(s) => log4rs_size(s),
         _ => None,
     };
     let mut absurd = Vec::new();
@@ -394,5 +415,21 @@ fn anchor(path: &mut String, base: &Path) {
     // `$ENV{…}` is expanded by log4rs later; an absolute path stays as it is.
     if !path.starts_with('/') && !path.starts_with("$ENV{") && !base.as_os_str().is_empty() {
         *path = base.join(&*path).to_string_lossy().into_owned();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log4rs_size;
+
+    /// As log4rs's own size trigger: `rolling_file` and `per_job_file` in
+    /// one file roll at the same size.
+    #[test]
+    fn sizes_follow_log4rs() {
+        assert_eq!(log4rs_size("10 mb"), Some(10 * 1024 * 1024));
+        assert_eq!(log4rs_size("10 MiB"), Some(10 * 1024 * 1024));
+        assert_eq!(log4rs_size("1kb"), Some(1024));
+        assert_eq!(log4rs_size("512"), Some(512));
+        assert_eq!(log4rs_size("lots"), None);
     }
 }

@@ -387,3 +387,63 @@ fn logs_follow_waits_for_the_first_run() {
         text(&typo)
     );
 }
+
+/// A second daemon on the same state directory names the first one's pid,
+/// also when both ask for the same port; daemons of two jobs files with no
+/// `listen:` both start, on different ports, each written on its card.
+#[tokio::test(flavor = "multi_thread")]
+async fn daemons_name_each_other_and_do_not_fight_over_the_default_port() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        &format!("listen: 127.0.0.1:{port}\njobs:\n  a:\n    command: \"true\"\n"),
+    );
+    let first = sb.daemon().spawn().unwrap();
+    let card = sb.path().join(".overnight/daemon.json");
+    crate::helper::wait_for(std::time::Duration::from_secs(30), "the card", || {
+        let ready = card.exists();
+        async move { ready.then_some(()) }
+    })
+    .await;
+    let second = sb.run(&["daemon"]);
+    let (_, stderr) = text(&second);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("another overnight daemon by pid {}", first.id())),
+        "{stderr}"
+    );
+    crate::helper::terminate(first);
+
+    // Two jobs files, no `listen:`: the second is not refused.
+    let (one, two) = (Sandbox::new(), Sandbox::new());
+    let mut daemons = Vec::new();
+    for sb in [&one, &two] {
+        sb.write("overnight.yaml", "jobs:\n  a:\n    command: \"true\"\n");
+        daemons.push(sb.daemon().spawn().unwrap());
+    }
+    let mut ports = Vec::new();
+    for sb in [&one, &two] {
+        let card = sb.path().join(".overnight/daemon.json");
+        let doc: serde_json::Value = crate::helper::wait_for(
+            std::time::Duration::from_secs(30),
+            "each daemon's card",
+            || {
+                let text = std::fs::read_to_string(&card).unwrap_or_default();
+                async move { serde_json::from_str(&text).ok() }
+            },
+        )
+        .await;
+        ports.push(doc["addr"].as_str().unwrap().to_string());
+        // Each answers on its own address.
+        assert_eq!(sb.run(&["run", "a"]).status.code(), Some(0));
+    }
+    assert_ne!(ports[0], ports[1]);
+    for daemon in daemons {
+        crate::helper::terminate(daemon);
+    }
+}
