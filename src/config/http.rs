@@ -201,13 +201,8 @@ impl Check<'_> {
 /// `g`/`gb` are powers of 1000; `kib`, `mib`, `gib` powers of 1024. Used for
 /// the jobs file and for `per_job_file`'s size trigger alike.
 pub fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+    let (number, unit) = number_and_unit(text)?;
+    let factor = match unit.as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1000,
         "kib" => 1024,
@@ -218,6 +213,17 @@ pub fn parse_size(text: &str) -> Option<u64> {
         _ => return None,
     };
     number.checked_mul(factor).filter(|n| *n > 0)
+}
+
+/// `"10 MB"` → `(10, "mb")`: the leading number and the unit after it,
+/// lowercased; `None` without a number.
+pub(crate) fn number_and_unit(text: &str) -> Option<(u64, String)> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    Some((number.parse().ok()?, unit.trim().to_ascii_lowercase()))
 }
 
 #[cfg(test)]

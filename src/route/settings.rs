@@ -332,13 +332,8 @@ pub(super) fn prepare_file(settings: &Value, mode: u32) {
 /// `limit`, so that every appender of one file means the same by it: `kb`
 /// and `kib` are both 1024 bytes, `mb` and `mib` 1024², up to `tb`.
 pub(super) fn log4rs_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let power = match unit.trim().to_ascii_lowercase().as_str() {
+    let (number, unit) = crate::config::http::number_and_unit(text)?;
+    let power = match unit.as_str() {
         "" | "b" => 0,
         "kb" | "kib" => 1,
         "mb" | "mib" => 2,
