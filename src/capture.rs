@@ -30,9 +30,6 @@ pub fn path_for(state_dir: &Path, job: &str, run_id: i64) -> PathBuf {
         .join(format!("{run_id}.log"))
 }
 
-/// The default `capture_max`: 64 MiB a run.
-pub const DEFAULT_MAX: u64 = 64 << 20;
-
 /// Writes one run's capture file.
 #[derive(Debug)]
 pub struct Capture {
@@ -54,7 +51,7 @@ pub struct Capture {
 impl Capture {
     /// The file of a run's first attempt.
     pub fn create(path: &Path) -> Capture {
-        Self::open(path, 1, DEFAULT_MAX)
+        Self::open(path, 1, crate::config::DEFAULT_CAPTURE_MAX)
     }
 
     /// The file for attempt `attempt`, made (with its folder) at its first

@@ -6,9 +6,9 @@
 //! ([`store`]) — and the report ([`report`]) folded from the same events.
 //! [`runner`] holds that path for one run; [`cli`] is the face.
 
-pub mod api;
 pub mod capture;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod event;
@@ -23,4 +23,5 @@ pub mod route;
 pub mod runner;
 pub mod schedule;
 pub mod state;
+pub mod status;
 pub mod store;

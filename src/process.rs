@@ -6,8 +6,6 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 use tokio::io::unix::AsyncFd;
 
-use crate::config::Limits;
-
 /// A process's start time (clock ticks since boot), which with its pid
 /// names it uniquely: a reused pid has a later start time.
 pub fn start_time(pid: u32) -> Option<u64> {
@@ -107,28 +105,6 @@ pub fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// In the child, between fork and exec: applies `limits`.
-///
-/// # Safety
-/// Only `setrlimit`, which is async-signal-safe.
-pub unsafe fn apply_limits(limits: &Limits) -> std::io::Result<()> {
-    let set = |resource, value: Option<u64>| -> std::io::Result<()> {
-        let Some(value) = value else { return Ok(()) };
-        let limit = libc::rlimit {
-            rlim_cur: value,
-            rlim_max: value,
-        };
-        // SAFETY: `limit` outlives the call.
-        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    };
-    set(libc::RLIMIT_NOFILE, limits.open_files)?;
-    set(libc::RLIMIT_NPROC, limits.processes)?;
-    set(libc::RLIMIT_AS, limits.address_space)
 }
 
 /// Makes the daemon the reaper of its jobs' orphans: a job's background

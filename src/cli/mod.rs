@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::api::client::ClientError;
+use crate::client::ClientError;
 use crate::config::{self, Config, ConfigError};
 use crate::daemon::DaemonError;
 use crate::exit::Outcome;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::signals::Signals;
 use super::{CliError, ConfigArg};
-use crate::api::client::Client;
+use crate::client::Client;
 use crate::config::Job;
 use crate::exit::Outcome;
 use crate::report::Trigger;

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::times::Zones;
 use super::{CliError, ConfigArg};
-use crate::api::{JobStatus, LockHolder};
+use crate::daemon::api::{JobStatus, LockHolder};
 use crate::exit::Outcome;
 use crate::store::{RunRecord, Store};
 

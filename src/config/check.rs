@@ -1,6 +1,6 @@
 //! Reading a configuration tree: each problem collected at its
 //! `FILE:LINE:COL`, none fatal until the end. The jobs file's reader
-//! (`validate`) and the log4rs loader (`crate::route::load`) share it.
+//! (`validate`) and the log4rs loader (`route::load`) share it.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::check::Check;
 use super::node::{Node, Value};
-use crate::report::Status;
+use crate::status::Status;
 
 /// The body cap when a job names none: 10 MB.
 pub const DEFAULT_MAX_BODY: u64 = 10 * 1000 * 1000;

@@ -225,6 +225,9 @@ pub struct Job {
     pub unmailable: Option<String>,
 }
 
+/// The default `capture_max`: 64 MiB a run.
+pub const DEFAULT_CAPTURE_MAX: u64 = 64 << 20;
+
 /// The default `error_lines`.
 pub const DEFAULT_ERROR_LINES: usize = 10;
 
@@ -256,7 +259,7 @@ impl Job {
             env_inherit: true,
             limits: Limits::default(),
             max_duration: None,
-            capture_max: crate::capture::DEFAULT_MAX,
+            capture_max: DEFAULT_CAPTURE_MAX,
             error_lines: DEFAULT_ERROR_LINES,
             triggers: Vec::new(),
             mail: Arc::default(),

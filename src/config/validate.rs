@@ -359,7 +359,7 @@ impl Check<'_> {
             "capture_max" => {
                 job.capture_max = self
                     .size(value, "`capture_max`")
-                    .unwrap_or(crate::capture::DEFAULT_MAX)
+                    .unwrap_or(super::DEFAULT_CAPTURE_MAX)
             }
             "error_lines" => match value.value {
                 Value::Int(n @ 0..=1000) => job.error_lines = n as usize,

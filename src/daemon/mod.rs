@@ -10,6 +10,7 @@
 //! grace period, then their process groups are ended and every run's end is
 //! recorded before `run` returns.
 
+pub mod api;
 mod dispatch;
 pub mod info;
 pub(crate) mod recover;
@@ -163,11 +164,7 @@ pub async fn run_with_clock(
     // own, and must not be taken for an earlier daemon's.
     recover::abandoned_runs(&shared).await?;
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
-    let server = tokio::spawn(crate::api::serve(
-        listener,
-        Arc::clone(&shared),
-        server_stop_rx,
-    ));
+    let server = tokio::spawn(api::serve(listener, Arc::clone(&shared), server_stop_rx));
     info!(target: "overnight::daemon", "started: pid {}, API on http://{addr}, {} job(s)", card.pid, shared.config().jobs.len());
 
     warn_if_few_descriptors();
@@ -326,7 +323,7 @@ fn warn_if_few_descriptors() {
             target: "overnight::daemon",
             "only {} open files allowed (`ulimit -n`): the API alone may hold up to {} connections, and each running job a few more; raise it to {FEW_DESCRIPTORS} or more (`LimitNOFILE=` in a systemd unit, `ulimit -n` in a shell)",
             limit.rlim_cur,
-            crate::api::MAX_CONNECTIONS
+            api::MAX_CONNECTIONS
         );
     }
 }

@@ -22,7 +22,7 @@ use super::lines::LineSplitter;
 use super::{Attempt, EventSender, StopSignal, protocol};
 use crate::config::{CommandSpec, Job};
 use crate::event::{EntryKind, Line, RunEvent, Stream};
-use crate::process::{apply_limits, group_alive, spawn_tracked, untrack};
+use crate::process::{group_alive, spawn_tracked, untrack};
 use crate::report::Exit;
 
 /// Cron's environment for `env_inherit: false`.
@@ -70,6 +70,28 @@ fn command_for(attempt: &Attempt<'_>, spec: &CommandSpec) -> Command {
         }
     }
     command
+}
+
+/// In the child, between fork and exec: applies `limits`.
+///
+/// # Safety
+/// Only `setrlimit`, which is async-signal-safe.
+unsafe fn apply_limits(limits: &crate::config::Limits) -> std::io::Result<()> {
+    let set = |resource, value: Option<u64>| -> std::io::Result<()> {
+        let Some(value) = value else { return Ok(()) };
+        let limit = libc::rlimit {
+            rlim_cur: value,
+            rlim_max: value,
+        };
+        // SAFETY: `limit` outlives the call.
+        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    set(libc::RLIMIT_NOFILE, limits.open_files)?;
+    set(libc::RLIMIT_NPROC, limits.processes)?;
+    set(libc::RLIMIT_AS, limits.address_space)
 }
 
 /// What is wrong with `dir` as a working directory, if anything: spawning

@@ -11,7 +11,6 @@ pub mod fold;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,77 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use fold::{MAX_ENTRIES, ReportBuilder};
 
 use crate::event::{Entry, Progress};
-
-/// A run's status; the order is from best to worst.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Still going.
-    Running,
-    /// Done, nothing to report.
-    Success,
-    /// Done, with warnings.
-    Warning,
-    /// Did not do its work.
-    Failed,
-    /// Left `running` by a daemon that died; closed at the next start.
-    Lost,
-    /// A scheduled fire that was not run (the daemon was down, or its
-    /// catch-up policy or starting deadline said no).
-    Missed,
-    /// A fire that did not run because the job was still running or its
-    /// locks were held (the reason says which).
-    Skipped,
-    /// Left by a daemon that died while the job ran on; closed when the
-    /// job's process ended (its exit status is unknown).
-    Orphaned,
-}
-
-impl Status {
-    /// The name used in the store, the CLI and the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Running => "running",
-            Status::Success => "success",
-            Status::Warning => "warning",
-            Status::Failed => "failed",
-            Status::Lost => "lost",
-            Status::Missed => "missed",
-            Status::Skipped => "skipped",
-            Status::Orphaned => "orphaned",
-        }
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Status {
-    type Err = String;
-
-    /// Reads a status as jobs declare it, leniently: `fail`, `error`,
-    /// `success-with-warning` and any case are accepted.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "running" => Ok(Status::Running),
-            "success" | "ok" => Ok(Status::Success),
-            "warning" | "warn" | "success-with-warning" | "success-with-warnings" => {
-                Ok(Status::Warning)
-            }
-            "failed" | "fail" | "failure" | "error" => Ok(Status::Failed),
-            "lost" => Ok(Status::Lost),
-            "missed" => Ok(Status::Missed),
-            "skipped" => Ok(Status::Skipped),
-            "orphaned" => Ok(Status::Orphaned),
-            other => Err(format!(
-                "unknown status `{other}`; use success, warning or failed"
-            )),
-        }
-    }
-}
+pub use crate::status::Status;
 
 /// How a run's work ended, as seen from outside the job.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ mod fuzz;
 mod hostile;
 mod http;
 mod import;
+mod layers;
 mod memory;
 mod next;
 mod policy;

@@ -4,7 +4,6 @@
 //! needs the bearer token from the daemon's card in the state directory.
 //! Errors map to HTTP in one place, [`ApiError`]'s `IntoResponse`.
 
-pub mod client;
 mod listener;
 
 pub use listener::MAX_CONNECTIONS;
@@ -21,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::Shared;
 use crate::config::Job;
-use crate::daemon::Shared;
 use crate::report::{Report, Trigger};
 use crate::runner::Outcome;
 use crate::store::{RunRecord, StoreError};

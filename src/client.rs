@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::daemon::info::DaemonInfo;
 use crate::runner::Outcome;
 
-use super::ErrorBody;
+use crate::daemon::api::ErrorBody;
 
 /// Why a call to the daemon failed.
 #[derive(Debug, thiserror::Error)]
