@@ -610,15 +610,15 @@ async fn history(b: &mut Bench) {
                     capture: state.join(format!("{id}.log")),
                 };
                 recorder.start_run(&run).await.unwrap();
-                let report = overnight::report::Report::synthetic(
+                let header = overnight::report::RunHeader::now(
                     id,
                     "bench",
                     overnight::report::Trigger::Manual,
-                    None,
+                );
+                let report = overnight::report::Report::synthetic(
+                    &header,
                     overnight::report::Status::Success,
                     "ok",
-                    "bench",
-                    PathBuf::new(),
                 );
                 recorder.finish_run(&report).await.unwrap();
             }

@@ -9,7 +9,7 @@ use crate::client::Client;
 use crate::config::Job;
 use crate::exit::Outcome;
 use crate::report::Trigger;
-use crate::runner::{Outcome as RunOutcome, Runner};
+use crate::runner::{Outcome as RunOutcome, Runner, StopReason};
 use crate::store::Recorder;
 
 #[derive(Debug, clap::Args)]
@@ -93,14 +93,14 @@ pub(super) async fn locally(
             outcome = &mut run => break outcome,
             number = signals.next(), if signalled.is_none() => {
                 signalled = Some(number);
-                let reason = format!("terminated by {}", crate::process::signal_name(number));
+                let reason = StopReason::Signal(number);
                 // Still waiting for a lock or a place, nothing recorded
                 // yet: it never starts.
                 if runner.running() == 0 {
                     let why = format!("not started: {reason} while it waited to start");
                     break Ok(RunOutcome::NotRun { id: 0, why });
                 }
-                runner.stop_all(&reason);
+                runner.stop_all(reason);
             }
         }
     };

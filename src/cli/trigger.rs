@@ -9,7 +9,7 @@ use super::{CliError, ConfigArg};
 use crate::config::trigger::Condition;
 use crate::event::{Entry, Progress};
 use crate::exit::Outcome;
-use crate::report::{Report, Status, Trigger};
+use crate::report::{Report, RunHeader, Status, Trigger};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -81,15 +81,15 @@ fn sample(config: &crate::config::Config) -> Report {
         at: now,
         fields: BTreeMap::new(),
     };
+    let header = RunHeader {
+        host: crate::store::hostname(),
+        capture: config.state_dir.join("runs/example-job/0.log"),
+        ..RunHeader::now(0, "example-job", Trigger::Manual)
+    };
     let mut report = Report::synthetic(
-        0,
-        "example-job",
-        Trigger::Manual,
-        None,
+        &header,
         Status::Failed,
         "a sample report from `overnight trigger test`",
-        &crate::store::hostname(),
-        config.state_dir.join("runs/example-job/0.log"),
     );
     report.errors = vec![entry("the warehouse refused the connection", "E_CONN")];
     report.warnings = vec![entry("2 rows skipped", "SKIP")];

@@ -29,7 +29,7 @@ use crate::inflight::Inflight;
 use crate::lock::DaemonLock;
 use crate::report::Trigger;
 use crate::route;
-use crate::runner::{Outcome, Runner};
+use crate::runner::{Outcome, Runner, StopReason};
 use crate::schedule::clock::{Clock, SystemClock};
 use crate::schedule::scheduler::{Scheduler, Timing};
 use crate::store::{Recorder, Store, StoreError};
@@ -179,10 +179,9 @@ pub async fn run_with_clock(
     schedule(&shared, scheduler, shutdown).await;
 
     let running = shared.inflight.count();
-    let end = "shutdown: ended by the daemon stopping";
     if running > 0 && shared.config().shutdown == crate::config::Shutdown::Terminate {
         info!(target: "overnight::daemon", "stopping: ending {running} running job(s) (shutdown: terminate)");
-        shared.runner.stop_all(end);
+        shared.runner.stop_all(StopReason::Shutdown);
     } else if running > 0 {
         info!(target: "overnight::daemon", "stopping: waiting up to {} for {running} running job(s); a second Ctrl-C or SIGTERM ends them now", humantime::format_duration(grace));
         if tokio::time::timeout(grace, shared.inflight.idle())
@@ -190,7 +189,7 @@ pub async fn run_with_clock(
             .is_err()
         {
             warn!(target: "overnight::daemon", "grace period over: ending {} running job(s)", shared.inflight.count());
-            shared.runner.stop_all(end);
+            shared.runner.stop_all(StopReason::Shutdown);
         }
     }
     shared.inflight.idle().await;

@@ -338,7 +338,7 @@ pub(super) async fn stopped(stop: &mut StopSignal) -> String {
     let reason = stop
         .wait_for(Option::is_some)
         .await
-        .map(|r| r.clone().unwrap_or_default());
+        .map(|r| r.as_ref().map(ToString::to_string).unwrap_or_default());
     match reason {
         Ok(reason) => reason,
         Err(_) => std::future::pending().await,

@@ -12,6 +12,7 @@ pub mod lines;
 pub mod protocol;
 pub(crate) mod redact;
 
+use std::fmt;
 use std::path::Path;
 
 use chrono::Utc;
@@ -27,7 +28,30 @@ pub type EventSender = mpsc::Sender<Vec<RunEvent>>;
 
 /// Carries the reason once a running attempt must be ended (the daemon
 /// stops, a newer run replaces it).
-pub type StopSignal = watch::Receiver<Option<String>>;
+pub type StopSignal = watch::Receiver<Option<StopReason>>;
+
+/// Why a running attempt is ended before its job is done.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// `concurrency: replace`: a newer fire of the job takes its place.
+    Replaced,
+    /// The daemon is stopping and does not wait for the job.
+    Shutdown,
+    /// The one-shot command running it got this signal.
+    Signal(i32),
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopReason::Replaced => f.write_str("replaced: a newer run of the job started"),
+            StopReason::Shutdown => f.write_str("shutdown: ended by the daemon stopping"),
+            StopReason::Signal(number) => {
+                write!(f, "terminated by {}", crate::process::signal_name(*number))
+            }
+        }
+    }
+}
 
 /// How many batches may wait for the sinks.
 pub const EVENT_BACKLOG: usize = 4;

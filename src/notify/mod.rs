@@ -315,16 +315,8 @@ mod tests {
     }
 
     fn report(status: Status) -> Report {
-        Report::synthetic(
-            1,
-            "j",
-            crate::report::Trigger::Manual,
-            None,
-            status,
-            "x",
-            "h",
-            Default::default(),
-        )
+        let header = crate::report::RunHeader::now(1, "j", crate::report::Trigger::Manual);
+        Report::synthetic(&header, status, "x")
     }
 
     #[test]

@@ -35,6 +35,23 @@ pub struct RunHeader {
     pub capture: std::path::PathBuf,
 }
 
+impl RunHeader {
+    /// The header of attempt 1 of run `run_id` of `job`, starting now,
+    /// with no host or capture file named yet.
+    pub fn now(run_id: i64, job: &str, trigger: Trigger) -> RunHeader {
+        RunHeader {
+            run_id,
+            job: job.to_string(),
+            attempt: 1,
+            trigger,
+            scheduled_at: None,
+            started_at: Utc::now(),
+            host: String::new(),
+            capture: std::path::PathBuf::new(),
+        }
+    }
+}
+
 /// Accumulates a run's events into its [`Report`].
 #[derive(Debug, Default)]
 pub struct ReportBuilder {

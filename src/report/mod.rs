@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use fold::{MAX_ENTRIES, ReportBuilder};
+pub use fold::{MAX_ENTRIES, ReportBuilder, RunHeader};
 
 use crate::event::{Entry, Progress};
 pub use crate::status::Status;
@@ -217,17 +217,8 @@ impl Report {
     /// not run, a run lost with its daemon — with `why` as its summary (and
     /// as its error entry when the status is a failure).
     #[allow(clippy::too_many_arguments)]
-    pub fn synthetic(
-        run_id: i64,
-        job: &str,
-        trigger: Trigger,
-        scheduled_at: Option<DateTime<Utc>>,
-        status: Status,
-        why: &str,
-        host: &str,
-        capture: PathBuf,
-    ) -> Report {
-        let now = Utc::now();
+    pub fn synthetic(header: &RunHeader, status: Status, why: &str) -> Report {
+        let now = Utc::now().max(header.started_at);
         let failure = matches!(status, Status::Failed | Status::Lost | Status::Orphaned);
         let errors = if failure {
             vec![Entry {
@@ -240,17 +231,17 @@ impl Report {
             Vec::new()
         };
         Report {
-            run_id,
-            job: job.to_string(),
-            attempt: 1,
-            trigger,
+            run_id: header.run_id,
+            job: header.job.clone(),
+            attempt: header.attempt,
+            trigger: header.trigger,
             status,
             summary: why.to_string(),
             declared_status: None,
-            scheduled_at,
-            started_at: now,
+            scheduled_at: header.scheduled_at,
+            started_at: header.started_at,
             finished_at: now,
-            duration_ms: 0,
+            duration_ms: (now - header.started_at).num_milliseconds().max(0) as u64,
             exit: Exit {
                 reason: Some(why.to_string()),
                 ..Exit::default()
@@ -261,12 +252,12 @@ impl Report {
             warnings: Vec::new(),
             notices: Vec::new(),
             log: LogSummary {
-                capture,
+                capture: header.capture.clone(),
                 ..LogSummary::default()
             },
             progress: None,
             details: BTreeMap::new(),
-            host: host.to_string(),
+            host: header.host.clone(),
         }
     }
 

@@ -11,7 +11,7 @@ use sqlx::Row;
 use std::path::PathBuf;
 
 use super::{Store, StoreError, time_text};
-use crate::report::{Report, Status, Trigger};
+use crate::report::{Report, RunHeader, Status, Trigger};
 
 /// A run left `running` by a runner that is gone.
 #[derive(Debug, Clone)]
@@ -120,22 +120,17 @@ impl Store {
             .clone()
             .map(PathBuf::from)
             .unwrap_or_default();
-        let scheduled_at = run.scheduled_at.as_deref().and_then(parse_time);
-        let mut report = Report::synthetic(
-            id,
-            &run.job,
+        let header = RunHeader {
+            run_id: id,
+            job: run.job.clone(),
+            attempt: run.attempt as u32,
             trigger,
-            scheduled_at,
-            status,
-            why,
-            &run.host,
+            scheduled_at: run.scheduled_at.as_deref().and_then(parse_time),
+            started_at: parse_time(&run.started_at).unwrap_or_else(Utc::now),
+            host: run.host.clone(),
             capture,
-        );
-        report.started_at = parse_time(&run.started_at).unwrap_or(report.finished_at);
-        report.duration_ms = (report.finished_at - report.started_at)
-            .num_milliseconds()
-            .max(0) as u64;
-        report.attempt = run.attempt as u32;
+        };
+        let report = Report::synthetic(&header, status, why);
         let now = report.finished_at;
         let closed = sqlx::query(
             "UPDATE runs SET status = ?, finished_at = ?, summary = ?, error_count = 1, report = ? \

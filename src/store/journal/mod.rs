@@ -272,14 +272,9 @@ mod tests {
 
     fn ended(id: i64, status: Status) -> Report {
         Report::synthetic(
-            id,
-            "nightly",
-            Trigger::Exec,
-            None,
+            &crate::report::RunHeader::now(id, "nightly", Trigger::Exec),
             status,
             "done",
-            "h",
-            PathBuf::new(),
         )
     }
 

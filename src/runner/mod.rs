@@ -1,0 +1,302 @@
+//! One run, from start to record: the path of DESIGN §3 in one place.
+//!
+//! A fire first passes the run's [`gate`] (its own lock by its
+//! `concurrency` policy, a place among `max_parallel`, its named locks
+//! within `lock_wait`); one that cannot is recorded as `skipped` with the
+//! [`SkipReason`]. Then the run is inserted as `running` and attempted
+//! ([`attempt`]), again after a failure as its `retries` say; every attempt
+//! is recorded, and the run ends with the last one's report. Each attempt's
+//! events go to its [`sinks`].
+
+mod attempt;
+pub mod gate;
+mod sinks;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+pub use self::gate::SkipReason;
+use self::gate::{Admission, Gate};
+use crate::capture;
+use crate::config::Job;
+pub use crate::exec::StopReason;
+use crate::notify::{Moment, Notifier};
+use crate::report::{Report, RunHeader, Status, Trigger};
+use crate::route::Router;
+use crate::store::{NewRun, NotRun, Recorder, StoreError};
+
+/// How a request to run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It ran; the report of its last attempt.
+    Ran(Box<Report>),
+    /// It did not run (`skipped`): the record's id and the reason.
+    NotRun {
+        /// The skipped run's id.
+        id: i64,
+        /// Why, as said (a [`SkipReason`], or the daemon's words).
+        why: String,
+    },
+}
+
+impl Outcome {
+    /// The status it ended with.
+    pub fn status(&self) -> Status {
+        match self {
+            Outcome::Ran(report) => report.status,
+            Outcome::NotRun { .. } => Status::Skipped,
+        }
+    }
+}
+
+/// The runs going on, by run id: job name and the handle that stops it.
+/// Never held across an await.
+type Active = Mutex<HashMap<i64, (String, watch::Sender<Option<StopReason>>)>>;
+
+/// Runs jobs and records them.
+#[derive(Clone, Debug)]
+pub struct Runner {
+    recorder: Recorder,
+    state_dir: Arc<PathBuf>,
+    host: Arc<str>,
+    /// This process's start time, recorded with its runs.
+    started: Option<u64>,
+    gate: Arc<Gate>,
+    active: Arc<Active>,
+    notifier: Notifier,
+    /// Said as warnings of every run (a configuration `exec` could not use).
+    notes: Arc<[String]>,
+}
+
+impl Runner {
+    /// A runner recording into `recorder` (a store, or a journal), keeping
+    /// capture files and locks in `state_dir`, running at most
+    /// `max_parallel` jobs at once.
+    pub fn new(
+        recorder: impl Into<Recorder>,
+        state_dir: PathBuf,
+        max_parallel: Option<usize>,
+    ) -> Runner {
+        let recorder = recorder.into();
+        let state_dir = Arc::new(state_dir);
+        Runner {
+            notifier: Notifier::new(recorder.clone(), Arc::clone(&state_dir)),
+            recorder,
+            state_dir,
+            host: crate::store::hostname().into(),
+            started: crate::process::start_time(std::process::id()),
+            gate: Arc::new(Gate::new(max_parallel)),
+            active: Arc::default(),
+            notes: Arc::default(),
+        }
+    }
+
+    /// The runner, saying `notes` as warnings of each of its runs.
+    pub fn noting(self, notes: Vec<String>) -> Runner {
+        Runner {
+            notes: notes.into(),
+            ..self
+        }
+    }
+
+    /// The host name it records.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// How many runs are going.
+    pub fn running(&self) -> usize {
+        self.active.lock().expect("active runs").len()
+    }
+
+    /// Ends every running attempt, for `reason`.
+    pub fn stop_all(&self, reason: StopReason) {
+        for (_, stop) in self.active.lock().expect("active runs").values() {
+            let _ = stop.send(Some(reason.clone()));
+        }
+    }
+
+    /// Ends the running attempts of `job`, for `reason`.
+    fn stop_job(&self, job: &str, reason: StopReason) {
+        for (name, stop) in self.active.lock().expect("active runs").values() {
+            if name == job {
+                let _ = stop.send(Some(reason.clone()));
+            }
+        }
+    }
+
+    /// Where it records runs.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// The triggers' deliverer.
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    /// Runs `job` once (with its retries), to its end.
+    pub async fn run(
+        &self,
+        job: &Job,
+        trigger: Trigger,
+        scheduled_at: Option<DateTime<Utc>>,
+    ) -> Result<Outcome, StoreError> {
+        let replace = || self.stop_job(&job.name, StopReason::Replaced);
+        let mut admission = match self
+            .gate
+            .admit(&self.state_dir, job, trigger, replace)
+            .await
+        {
+            Ok(admission) => admission,
+            Err(why) => {
+                let why = format!("skipped: {why}");
+                let id = self
+                    .record_not_run(job, trigger, scheduled_at, Status::Skipped, &why)
+                    .await?;
+                return Ok(Outcome::NotRun { id, why });
+            }
+        };
+        // Said in the run's report as warnings of its own.
+        admission.notes.splice(0..0, self.notes.iter().cloned());
+
+        let run_id = self.fresh_run_id(job)?;
+        let header = RunHeader {
+            run_id,
+            job: job.name.clone(),
+            attempt: 1,
+            trigger,
+            scheduled_at,
+            started_at: Utc::now(),
+            host: self.host.to_string(),
+            capture: capture::path_for(&self.state_dir, &job.name, run_id),
+        };
+        // The job runs even when its bookkeeping cannot be written (a full
+        // disk): the first failure is kept and said in the report.
+        let mut unrecorded = None;
+        let started = self
+            .recorder
+            .start_run(&self.new_run(&header, &admission))
+            .await;
+        note_unrecorded(&mut unrecorded, run_id, started);
+        let (stop_tx, stop) = watch::channel(None);
+        self.active
+            .lock()
+            .expect("active runs")
+            .insert(run_id, (job.name.clone(), stop_tx));
+
+        let mut attempt = 1;
+        let mut report = loop {
+            let report = self
+                .attempt(job, &header, attempt, &admission, stop.clone())
+                .await;
+            let stopped = stop.borrow().is_some();
+            let retry = job
+                .retries
+                .filter(|r| report.status == Status::Failed && attempt <= r.count && !stopped);
+            let Some(retries) = retry else { break report };
+            // Earlier attempts are kept apart; the run's row is the last.
+            let recorded = self.recorder.record_attempt(&report).await;
+            note_unrecorded(&mut unrecorded, run_id, recorded);
+            self.notifier.moment(job, &report, Moment::Retrying);
+            attempt += 1;
+            let mut stop = stop.clone();
+            tokio::select! {
+                () = tokio::time::sleep(retries.delay_before(attempt)) => {}
+                _ = async { stop.wait_for(Option::is_some).await.map(|_| ()) } => break report,
+            }
+        };
+        // Out of the active runs whatever the store says: a run that could
+        // not be recorded is closed as lost at the next start.
+        self.active.lock().expect("active runs").remove(&run_id);
+        let recorded = self.recorder.finish_run(&report).await;
+        note_unrecorded(&mut unrecorded, run_id, recorded);
+        if let Some(why) = unrecorded {
+            report.details.insert(UNRECORDED.into(), why.into());
+        }
+        self.notifier.moment(job, &report, Moment::Final);
+        Ok(Outcome::Ran(Box::new(report)))
+    }
+
+    /// The next run id. A run-id file restored from a backup hands out ids
+    /// again: the history mends that at its next opening, but a capture
+    /// file of the same job and id must not be overwritten meanwhile.
+    fn fresh_run_id(&self, job: &Job) -> Result<i64, StoreError> {
+        let mut run_id = self.recorder.next_run_id()?;
+        while run_id > 0 && capture::path_for(&self.state_dir, &job.name, run_id).exists() {
+            log::warn!(target: "overnight::runner", "run id {run_id} of `{}` was used already (is `last-run-id` older than the history?); taking the next", job.name);
+            run_id = self.recorder.next_run_id()?;
+        }
+        Ok(run_id)
+    }
+
+    /// The run's row as it starts.
+    fn new_run(&self, header: &RunHeader, admission: &Admission) -> NewRun {
+        NewRun {
+            id: header.run_id,
+            job: header.job.clone(),
+            trigger: header.trigger,
+            scheduled_at: header.scheduled_at,
+            started_at: header.started_at,
+            host: header.host.clone(),
+            pid: std::process::id(),
+            runner_started: self.started,
+            locks: admission.specs(),
+            capture: header.capture.clone(),
+        }
+    }
+
+    /// Records a fire that did not run (`skipped`, `missed`): in the store,
+    /// on the job's status target, and to its triggers. Returns its id.
+    pub async fn record_not_run(
+        &self,
+        job: &Job,
+        trigger: Trigger,
+        scheduled_at: Option<DateTime<Utc>>,
+        status: Status,
+        why: &str,
+    ) -> Result<i64, StoreError> {
+        let id = self.recorder.next_run_id()?;
+        let recorded = self
+            .recorder
+            .record_not_run(&NotRun {
+                id,
+                job: job.name.clone(),
+                trigger,
+                scheduled_at,
+                at: Utc::now(),
+                status,
+                why: why.to_string(),
+                host: self.host.to_string(),
+                pid: std::process::id(),
+            })
+            .await;
+        note_unrecorded(&mut None, id, recorded);
+        Router::new(&job.name, id, 1, job.stderr_level).not_run(status, scheduled_at, why);
+        let header = RunHeader {
+            scheduled_at,
+            host: self.host.to_string(),
+            capture: capture::path_for(&self.state_dir, &job.name, id),
+            ..RunHeader::now(id, &job.name, trigger)
+        };
+        let report = Report::synthetic(&header, status, why);
+        self.notifier.moment(job, &report, Moment::Final);
+        Ok(id)
+    }
+}
+
+/// The report detail that says why a run is not (yet) in the history.
+const UNRECORDED: &str = "record_error";
+
+/// Keeps the first failure to record run `id`, and says it in the daemon's
+/// log.
+fn note_unrecorded(first: &mut Option<String>, id: i64, recorded: Result<(), StoreError>) {
+    if let Err(e) = recorded {
+        log::error!(target: "overnight::runner", "run #{id}: {e}");
+        first.get_or_insert_with(|| e.to_string());
+    }
+}

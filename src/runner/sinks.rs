@@ -1,0 +1,183 @@
+//! The sinks of one attempt — the report fold, the log4rs router, the
+//! capture file — fed every batch of events in order.
+//!
+//! They run on a thread of their own, named after the run, so file writes
+//! never block the async workers, the MDC is set once, and a run that
+//! lasts hours holds no thread of tokio's blocking pool. (A one-shot
+//! command, on a one-thread runtime with one job to run, feeds them from a
+//! task of its only thread instead, sparing a thread's start.)
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::capture::Capture;
+use crate::event::RunEvent;
+use crate::report::fold::RunHeader;
+use crate::report::{Exit, Report, ReportBuilder, Status};
+use crate::route::Router;
+
+/// What the sinks take from the job.
+pub(super) struct SinkPolicy {
+    /// Exit codes that make a run at most a warning.
+    pub warning_codes: Vec<i32>,
+    /// The capture file's cap.
+    pub capture_max: u64,
+    /// How many last stderr lines a failed run's report keeps.
+    pub error_lines: usize,
+    /// Why a run that fails or warns cannot be mailed as `mailto` asks.
+    pub unmailable: Option<String>,
+}
+
+/// The sinks of one attempt: the report fold, the log4rs router, the
+/// capture file.
+pub(super) struct Sinks {
+    router: Router,
+    header: RunHeader,
+    capture: Capture,
+    fold: ReportBuilder,
+    warning_codes: Vec<i32>,
+    unmailable: Option<String>,
+}
+
+impl Sinks {
+    fn open(router: Router, header: RunHeader, policy: SinkPolicy) -> Sinks {
+        router.started(header.trigger);
+        Sinks {
+            capture: Capture::open(&header.capture, header.attempt, policy.capture_max),
+            router,
+            header,
+            fold: ReportBuilder::keeping_stderr(policy.error_lines),
+            warning_codes: policy.warning_codes,
+            unmailable: policy.unmailable,
+        }
+    }
+
+    /// Every event of `batch` to every sink.
+    fn batch(&mut self, batch: &[RunEvent]) {
+        for event in batch {
+            self.fold.apply(event);
+            self.router.event(event);
+        }
+        self.capture.batch(batch);
+    }
+
+    /// The report, once the executor has ended with `exit`.
+    fn finish(mut self, exit: Exit) -> Report {
+        // A log file the run's lines could not reach is a warning of the
+        // run, once per appender, with the count and the OS's words.
+        for failure in crate::route::take_failures(self.header.run_id) {
+            let warning = RunEvent::entry(
+                crate::event::EntryKind::Warning,
+                format!(
+                    "log appender `{}` could not write {} record(s) of this run: {}",
+                    failure.appender, failure.records, failure.first
+                ),
+            );
+            self.batch(std::slice::from_ref(&warning));
+        }
+        let capture_cut = self.capture.finish();
+        let capture_error = self
+            .capture
+            .error()
+            .map(|e| format!("capture file not kept: {e}"));
+        let mut report = self
+            .fold
+            .finish(self.header, exit, &self.warning_codes, Utc::now());
+        if let Some(note) = capture_error {
+            report.details.insert("capture_error".into(), note.into());
+        }
+        if let Some(note) = capture_cut {
+            report.details.insert("capture_cut".into(), note.into());
+        }
+        if let Some(why) = self
+            .unmailable
+            .as_ref()
+            .filter(|_| matches!(report.status, Status::Failed | Status::Warning))
+        {
+            // Said after the status was decided: it changes nothing of it.
+            let warning = RunEvent::entry(crate::event::EntryKind::Warning, why.clone());
+            self.router.event(&warning);
+            if let RunEvent::Entry(_, entry) = warning {
+                report.warning_count += 1;
+                report.warnings.push(entry);
+            }
+        }
+        let run_id = report.run_id;
+        self.router.finished(&report);
+        // What failed since (saying the failures, the closing records) is
+        // not counted anywhere: dropped, so nothing builds up.
+        crate::route::take_failures(run_id);
+        report
+    }
+
+    /// Opens the sinks and feeds them every batch, then folds the report
+    /// once the executor has ended with `exit`.
+    pub(super) fn feed(
+        router: Router,
+        header: RunHeader,
+        policy: SinkPolicy,
+        mut batches: mpsc::Receiver<Vec<RunEvent>>,
+        exit: oneshot::Receiver<Exit>,
+    ) -> Feeding {
+        let name = format!("sinks-{}", header.run_id);
+        let open = move || Sinks::open(router, header, policy);
+        if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::CurrentThread
+        {
+            return Feeding::Task(tokio::spawn(async move {
+                let mut sinks = open();
+                while let Some(batch) = batches.recv().await {
+                    sinks.batch(&batch);
+                }
+                sinks.finish(exit.await.unwrap_or_default())
+            }));
+        }
+        let (done, report) = oneshot::channel();
+        let work = move || {
+            let mut sinks = open();
+            while let Some(batch) = batches.blocking_recv() {
+                sinks.batch(&batch);
+            }
+            let _ = done.send(sinks.finish(exit.blocking_recv().unwrap_or_default()));
+        };
+        // Out of threads (a `limits:` of the daemon's own, say): the pool.
+        let work = std::sync::Arc::new(std::sync::Mutex::new(Some(work)));
+        let take = {
+            let work = std::sync::Arc::clone(&work);
+            move || {
+                if let Some(work) = work.lock().expect("the sink work").take() {
+                    work();
+                }
+            }
+        };
+        if std::thread::Builder::new()
+            .name(name)
+            .spawn(take.clone())
+            .is_err()
+        {
+            tokio::task::spawn_blocking(take);
+        }
+        Feeding::Thread(report)
+    }
+}
+
+/// Where the sinks of an attempt run, and how their report comes back.
+pub(super) enum Feeding {
+    /// A task of a one-thread runtime.
+    Task(tokio::task::JoinHandle<Report>),
+    /// A thread of its own.
+    Thread(oneshot::Receiver<Report>),
+}
+
+impl Feeding {
+    /// The attempt's report; `Err` says why the sinks gave none (an
+    /// appender that panicked).
+    pub async fn report(self) -> Result<Report, String> {
+        match self {
+            Feeding::Task(task) => task.await.map_err(|e| e.to_string()),
+            Feeding::Thread(report) => report
+                .await
+                .map_err(|_| "the sinks' thread ended without a report".to_string()),
+        }
+    }
+}
