@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use sqlx::SqliteConnection;
 
-use super::{APPENDED, DIR, Entry, FOLD_AFTER, Journal, JournalFile, RETRY_EVERY};
+use super::{DIR, Entry, FOLD_AFTER, Journal, JournalFile, RETRY_EVERY};
 use crate::store::notifications::insert_notification;
 use crate::store::runs::{insert_attempt, insert_run, update_finished, update_process};
 use crate::store::schedule::insert_not_run;
@@ -42,27 +42,27 @@ impl Store {
     /// Folds in what the journal holds that is not folded yet.
     pub async fn fold_journal(&self) -> Result<(), StoreError> {
         let dir = self.state_dir.join(DIR);
-        let listing = match std::fs::read_dir(&dir) {
-            Ok(listing) => listing,
+        // Every file with its identity and length, read off the async
+        // workers, like every read and removal of the fold.
+        let listed = {
+            let dir = dir.clone();
+            off_workers(move || list(&dir)).await
+        };
+        let listed = match listed {
+            Ok(listed) => listed,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(StoreError::file(dir)(e)),
         };
         // The files changed since this store last folded them, and those
         // whose writer has gone (to be removed).
-        let mut changed = Vec::new();
-        {
+        let mut changed: Vec<JournalFile> = {
             let seen = self.folded_files.lock().expect("folded files");
-            for entry in listing.flatten() {
-                let Some(file) = entry.file_name().to_str().and_then(JournalFile::parse) else {
-                    continue;
-                };
-                let Ok(meta) = entry.metadata() else { continue };
-                let now = (meta.ino(), meta.len());
-                if seen.get(&file) != Some(&now) || !file.writer_lives() {
-                    changed.push(file);
-                }
-            }
-        }
+            listed
+                .into_iter()
+                .filter(|(file, now)| seen.get(file) != Some(now) || !file.writer_lives())
+                .map(|(file, _)| file)
+                .collect()
+        };
         if changed.is_empty() {
             return Ok(());
         }
@@ -102,7 +102,11 @@ impl Store {
             // file may go. Decided after, a line written in between would
             // go unread with the file.
             let finished = !file.writer_lives();
-            let bytes = match read_from(&path, state.folded) {
+            let bytes = {
+                let (path, from) = (path.clone(), state.folded);
+                off_workers(move || read_from(&path, from)).await
+            };
+            let bytes = match bytes {
                 Ok(bytes) => bytes,
                 // Folded and removed by another folder meanwhile.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -153,17 +157,29 @@ impl Store {
         }
         tx.commit().await?;
 
+        // Nothing more comes to a closed file, nor from a writer that had
+        // exited before the read; the last line of a writer that died
+        // halfway through it is dropped with the file.
+        let kept = off_workers(move || {
+            done.into_iter()
+                .map(|(file, folded, finished)| {
+                    let path = file.path(&dir);
+                    if finished && std::fs::remove_file(&path).is_ok() {
+                        (file, None)
+                    } else {
+                        let ino = std::fs::metadata(&path).ok().map(|m| m.ino());
+                        (file, ino.map(|ino| (ino, folded as u64)))
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
         let mut seen = self.folded_files.lock().expect("folded files");
-        for (file, folded, finished) in done {
-            let path = file.path(&dir);
-            // Nothing more comes to a closed file, nor from a writer that
-            // had exited before the read; the last line of a writer that
-            // died halfway through it is dropped with the file.
-            if finished && std::fs::remove_file(&path).is_ok() {
-                seen.remove(&file);
-            } else if let Ok(meta) = std::fs::metadata(&path) {
-                seen.insert(file, (meta.ino(), folded as u64));
-            }
+        for (file, now) in kept {
+            match now {
+                Some(now) => seen.insert(file, now),
+                None => seen.remove(&file),
+            };
         }
         Ok(())
     }
@@ -181,7 +197,7 @@ impl Store {
             loop {
                 let retry = failing || journal.has_pending();
                 tokio::select! {
-                    () = APPENDED.notified() => tokio::time::sleep(FOLD_AFTER).await,
+                    () = journal.appended.notified() => tokio::time::sleep(FOLD_AFTER).await,
                     () = tokio::time::sleep(RETRY_EVERY), if retry => {}
                 }
                 let caught_up = match journal.retry() {
@@ -281,6 +297,28 @@ impl Store {
     }
 }
 /// The file's bytes from `offset` on.
+/// Runs `work` (file I/O) on tokio's blocking pool, not on an async
+/// worker thread.
+async fn off_workers<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("file I/O of the fold does not panic")
+}
+
+/// The journal files of `dir`, each with its inode and length.
+fn list(dir: &Path) -> std::io::Result<Vec<(JournalFile, (u64, u64))>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let Some(file) = entry.file_name().to_str().and_then(JournalFile::parse) else {
+            continue;
+        };
+        if let Ok(meta) = entry.metadata() {
+            files.push((file, (meta.ino(), meta.len())));
+        }
+    }
+    Ok(files)
+}
+
 fn read_from(path: &Path, offset: i64) -> std::io::Result<Vec<u8>> {
     let mut file = crate::state::open_read(path)?;
     file.seek(SeekFrom::Start(offset as u64))?;

@@ -73,9 +73,6 @@ enum Entry<'a> {
     Closed,
 }
 
-/// Rung by every append; the daemon's background fold waits on it.
-static APPENDED: Notify = Notify::const_new();
-
 /// This process's open journal file, by journal folder: every `Journal` of
 /// one state directory appends to the same file.
 static WRITERS: Mutex<Option<HashMap<PathBuf, Writer>>> = Mutex::new(None);
@@ -85,6 +82,9 @@ static WRITERS: Mutex<Option<HashMap<PathBuf, Writer>>> = Mutex::new(None);
 pub struct Journal {
     dir: Arc<PathBuf>,
     ids: Arc<RunIds>,
+    /// Rung by every append through this journal (and its clones): the
+    /// daemon's background fold waits on it.
+    appended: Arc<Notify>,
 }
 
 impl Journal {
@@ -103,6 +103,7 @@ impl Journal {
         Ok(Some(Journal {
             dir: Arc::new(dir),
             ids: Arc::new(ids),
+            appended: Arc::default(),
         }))
     }
 
@@ -168,7 +169,7 @@ impl Journal {
         let written = writer.write_pending(&self.dir);
         drop(writers);
         // Also on a failure: the background fold then retries every second.
-        APPENDED.notify_one();
+        self.appended.notify_one();
         written
     }
 
@@ -183,7 +184,7 @@ impl Journal {
         let written = writer.write_pending(&self.dir);
         drop(writers);
         if written.is_ok() {
-            APPENDED.notify_one();
+            self.appended.notify_one();
         }
         written
     }
