@@ -3,6 +3,7 @@
 use super::times::{Zones, duration};
 use super::{CliError, ConfigArg, open_store};
 use crate::exit::Outcome;
+use crate::status::Status;
 use crate::store::RunRecord;
 
 #[derive(Debug, clap::Args)]
@@ -59,7 +60,7 @@ pub(super) fn print_table(runs: &[RunRecord], zones: &Zones<'_>) {
         "ID", "JOB", "STATUS", "TRIGGER", "WHEN", "DURATION"
     );
     for run in runs {
-        let never_ran = matches!(run.status.as_str(), "missed" | "skipped");
+        let never_ran = matches!(run.status, Status::Missed | Status::Skipped);
         let when = match (&run.scheduled_at, never_ran) {
             (Some(due), true) => zones.show(&run.job, due),
             _ => zones.show(&run.job, &run.started_at),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::{CliError, ConfigArg, open_store};
 use crate::capture;
 use crate::exit::Outcome;
+use crate::status::Status;
 use crate::store::{RunRecord, Store};
 
 /// How often a follower looks for new lines and for the run's end.
@@ -141,7 +142,10 @@ async fn first_run(
 async fn still_running(store: &Store, id: i64) -> Result<bool, CliError> {
     // A run of `overnight exec` ends in the journal.
     store.fold_journal().await?;
-    Ok(store.run(id).await?.is_some_and(|r| r.status == "running"))
+    Ok(store
+        .run(id)
+        .await?
+        .is_some_and(|r| r.status == Status::Running))
 }
 
 /// Opens the capture file, `None` when the run has printed nothing; a

@@ -3,6 +3,7 @@
 use super::times::Zones;
 use super::{CliError, ConfigArg, open_store};
 use crate::exit::Outcome;
+use crate::status::Status;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -24,7 +25,7 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         )));
     };
     let Some(report) = store.report(args.run_id).await? else {
-        if run.status == "running" {
+        if run.status == Status::Running {
             return Err(CliError::NotFound(format!(
                 "run #{} of `{}` has no report yet: it is still running; follow it with `overnight logs {} -f`",
                 run.id, run.job, run.id

@@ -64,7 +64,7 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
             n.status,
             n.detail.as_deref().unwrap_or("")
         );
-        ok &= n.status == "sent";
+        ok &= n.status == crate::store::DeliveryStatus::Sent;
     }
     Ok(if ok {
         Outcome::Success

@@ -23,7 +23,7 @@ use crate::config::Job;
 use crate::config::trigger::{AfterRetries, Condition, Delivery, Mail, NotifyMode, TriggerRule};
 use crate::inflight::Inflight;
 use crate::report::{Report, Status};
-use crate::store::{Notification, Recorder, time_text};
+use crate::store::{DeliveryStatus, Notification, Recorder, time_text};
 
 /// When the rules are asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,8 +116,15 @@ impl Notifier {
             if sent >= i64::from(max) {
                 let why =
                     format!("not sent: {sent} message(s) in the last hour (max_per_hour: {max})");
-                self.record(rule, "all", report, condition, "suppressed", Some(why))
-                    .await;
+                self.record(
+                    rule,
+                    "all",
+                    report,
+                    condition,
+                    DeliveryStatus::Suppressed,
+                    Some(why),
+                )
+                .await;
                 return;
             }
         }
@@ -143,8 +150,15 @@ impl Notifier {
             };
             match result {
                 Ok(detail) => {
-                    self.record(rule, action.kind(), report, condition, "sent", Some(detail))
-                        .await
+                    self.record(
+                        rule,
+                        action.kind(),
+                        report,
+                        condition,
+                        DeliveryStatus::Sent,
+                        Some(detail),
+                    )
+                    .await
                 }
                 Err(why) => {
                     log::error!(
@@ -155,8 +169,15 @@ impl Notifier {
                         report.run_id,
                         report.job
                     );
-                    self.record(rule, action.kind(), report, condition, "failed", Some(why))
-                        .await;
+                    self.record(
+                        rule,
+                        action.kind(),
+                        report,
+                        condition,
+                        DeliveryStatus::Failed,
+                        Some(why),
+                    )
+                    .await;
                 }
             }
         }
@@ -168,7 +189,7 @@ impl Notifier {
         action: &str,
         report: &Report,
         condition: Condition,
-        status: &str,
+        status: DeliveryStatus,
         detail: Option<String>,
     ) {
         let notification = Notification {
@@ -177,7 +198,7 @@ impl Notifier {
             rule: rule.name.clone(),
             action: action.to_string(),
             condition: condition.as_str().to_string(),
-            status: status.to_string(),
+            status,
             detail,
             at: time_text(Utc::now()),
         };

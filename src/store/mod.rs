@@ -34,7 +34,7 @@ mod schedule;
 pub use abandoned::Abandoned;
 pub use ids::RunIds;
 pub use journal::Journal;
-pub use notifications::Notification;
+pub use notifications::{DeliveryStatus, Notification};
 pub use prune::{PRUNE_EVERY, Pruned};
 pub use recorder::Recorder;
 pub use runs::{NewRun, RunRecord};

@@ -20,12 +20,52 @@ pub struct Notification {
     pub action: String,
     /// The condition it answered.
     pub condition: String,
-    /// `sent`, `failed` or `suppressed`.
-    pub status: String,
+    /// How the delivery went.
+    pub status: DeliveryStatus,
     /// What happened (the error of a failed delivery).
     pub detail: Option<String>,
     /// When.
     pub at: String,
+}
+
+/// How a trigger's delivery went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Delivered: the program ran, the server took the message or the call.
+    Sent,
+    /// Tried and not delivered; the detail says why.
+    Failed,
+    /// Not tried: the rule's `max_per_hour` was reached.
+    Suppressed,
+}
+
+impl DeliveryStatus {
+    /// The name used in the store and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Suppressed => "suppressed",
+        }
+    }
+
+    fn parse(text: &str) -> Result<DeliveryStatus, sqlx::Error> {
+        match text {
+            "sent" => Ok(DeliveryStatus::Sent),
+            "failed" => Ok(DeliveryStatus::Failed),
+            "suppressed" => Ok(DeliveryStatus::Suppressed),
+            other => Err(sqlx::Error::Decode(
+                format!("unknown delivery status `{other}`").into(),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// Inserts one delivery of a trigger.
@@ -41,7 +81,7 @@ pub(super) async fn insert_notification<'e>(
     .bind(&n.rule)
     .bind(&n.action)
     .bind(&n.condition)
-    .bind(&n.status)
+    .bind(n.status.as_str())
     .bind(&n.detail)
     .bind(&n.at)
     .execute(db)
@@ -71,7 +111,7 @@ impl Store {
                     rule: r.try_get("rule")?,
                     action: r.try_get("action")?,
                     condition: r.try_get("condition")?,
-                    status: r.try_get("status")?,
+                    status: DeliveryStatus::parse(r.try_get("status")?)?,
                     detail: r.try_get("detail")?,
                     at: r.try_get("at")?,
                 })

@@ -27,7 +27,7 @@ pub struct RunRecord {
     /// When it ended.
     pub finished_at: Option<String>,
     /// Its status.
-    pub status: String,
+    pub status: Status,
     /// The exit code.
     pub exit_code: Option<i64>,
     /// The signal that ended it.
@@ -318,7 +318,10 @@ fn record(row: &SqliteRow) -> Result<RunRecord, StoreError> {
         scheduled_at: row.try_get("scheduled_at")?,
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
-        status: row.try_get("status")?,
+        status: {
+            let text: String = row.try_get("status")?;
+            Status::from_str(&text).map_err(|e| sqlx::Error::Decode(e.into()))?
+        },
         exit_code: row.try_get("exit_code")?,
         signal: row.try_get("signal")?,
         error_count: row.try_get("error_count")?,
@@ -329,11 +332,4 @@ fn record(row: &SqliteRow) -> Result<RunRecord, StoreError> {
         pid: row.try_get("pid")?,
         job_pid: row.try_get("job_pid")?,
     })
-}
-
-impl RunRecord {
-    /// The status, parsed.
-    pub fn status(&self) -> Option<Status> {
-        Status::from_str(&self.status).ok()
-    }
 }

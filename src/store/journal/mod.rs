@@ -286,7 +286,7 @@ mod tests {
             rule: "on-failure".into(),
             action: "log".into(),
             condition: "failure".into(),
-            status: "sent".into(),
+            status: crate::store::DeliveryStatus::Sent,
             detail: None,
             at: crate::store::time_text(Utc::now()),
         }
