@@ -13,7 +13,8 @@
 //! `overnight exec`) is retried each second until the wait runs out.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, RawFd};
+use std::fs::TryLockError;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -138,13 +139,14 @@ fn try_all(state_dir: &Path, specs: &[LockSpec]) -> Result<Result<Held, LockSpec
             path: path.clone(),
             source,
         })?;
-        let op = match spec.mode {
-            Mode::Exclusive => libc::LOCK_EX,
-            Mode::Shared => libc::LOCK_SH,
+        let taken = match spec.mode {
+            Mode::Exclusive => file.try_lock(),
+            Mode::Shared => file.try_lock_shared(),
         };
-        // SAFETY: flock on a descriptor we own; no memory is touched.
-        if unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) } != 0 {
-            return Ok(Err(spec.clone()));
+        match taken {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Ok(Err(spec.clone())),
+            Err(TryLockError::Error(source)) => return Err(LockError::Io { path, source }),
         }
         files.push((spec.clone(), file));
     }
@@ -182,8 +184,8 @@ impl Held {
     }
 
     /// The descriptors, handed to the job's process.
-    pub fn fds(&self) -> Vec<RawFd> {
-        self.files.iter().map(|(_, f)| f.as_raw_fd()).collect()
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.files.iter().map(|(_, f)| f.as_fd()).collect()
     }
 
     /// Records the job's pid in its exclusive lock files, so a message can
@@ -217,8 +219,7 @@ impl DaemonLock {
     pub fn take(state_dir: &Path) -> Result<DaemonLock, String> {
         let path = state_dir.join("daemon.lock");
         let file = open(&path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if file.try_lock().is_err() {
             let holder = holder_of(&path);
             return Err(format!(
                 "another overnight daemon{holder} is running on the state directory `{}`; stop it first, or give this one its own `state_dir`",

@@ -2,7 +2,7 @@
 //! waiting for a process that is not our child, limits set before exec,
 //! and reaping the orphans a PID 1 inherits.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use tokio::io::unix::AsyncFd;
 
@@ -146,7 +146,7 @@ static TRACKED: std::sync::Mutex<std::collections::BTreeSet<u32>> =
 /// reaper can never see it untracked.
 pub fn spawn_tracked(
     command: &mut tokio::process::Command,
-    inherit: &[std::os::fd::RawFd],
+    inherit: &[BorrowedFd<'_>],
 ) -> std::io::Result<tokio::process::Child> {
     let mut tracked = TRACKED.lock().expect("tracked children");
     // Every child is spawned under this lock, so the descriptors made
@@ -162,10 +162,17 @@ pub fn spawn_tracked(
     Ok(child)
 }
 
-fn set_cloexec(fds: &[std::os::fd::RawFd], on: bool) {
+fn set_cloexec(fds: &[BorrowedFd<'_>], on: bool) {
     for fd in fds {
-        // SAFETY: fcntl on descriptors the caller owns; no memory is passed.
-        unsafe { libc::fcntl(*fd, libc::F_SETFD, if on { libc::FD_CLOEXEC } else { 0 }) };
+        // SAFETY: fcntl on descriptors borrowed for the call; no memory is
+        // passed.
+        unsafe {
+            libc::fcntl(
+                fd.as_raw_fd(),
+                libc::F_SETFD,
+                if on { libc::FD_CLOEXEC } else { 0 },
+            )
+        };
     }
 }
 

@@ -175,7 +175,7 @@ async fn opened(
         for report in &closed {
             let job = match config.job(&report.job) {
                 Some(job) => job.clone(),
-                None => config.adhoc_job(report.job.clone(), Vec::new()),
+                None => Arc::new(config.adhoc_job(report.job.clone(), Vec::new())),
             };
             notifier.moment(&job, report, Moment::Final);
         }

@@ -65,7 +65,7 @@ pub struct Config {
     /// The file's trigger rules (each job also holds those watching it).
     pub triggers: Vec<Arc<TriggerRule>>,
     /// The jobs, in file order; a job's index is its id in the scheduler.
-    pub jobs: Vec<Job>,
+    pub jobs: Vec<Arc<Job>>,
     /// How long runs' files and rows are kept.
     pub retention: retention::Retention,
 }
@@ -91,7 +91,7 @@ impl Config {
     }
 
     /// The job with this name.
-    pub fn job(&self, name: &str) -> Option<&Job> {
+    pub fn job(&self, name: &str) -> Option<&Arc<Job>> {
         self.jobs.iter().find(|job| job.name == name)
     }
 

@@ -561,7 +561,8 @@ impl Check<'_> {
                 );
             }
         }
-        for job in &mut config.jobs {
+        // Each job is its Arc's only holder yet: nothing is copied.
+        for job in config.jobs.iter_mut().map(Arc::make_mut) {
             let mut watching: Vec<Arc<TriggerRule>> = rules
                 .iter()
                 .filter(|(r, _)| r.watches(&job.name))

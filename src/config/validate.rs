@@ -231,7 +231,7 @@ impl Check<'_> {
                 );
             }
             if let Some(job) = self.job(name, key.pos, value, &template) {
-                config.jobs.push(job);
+                config.jobs.push(Arc::new(job));
             }
         }
         if mail.smtp.is_none() && !explicit_sendmail && Path::new(SENDMAIL).exists() {
@@ -239,7 +239,7 @@ impl Check<'_> {
         }
         self.resolve_triggers(&mut config, rules, mail);
         let withheld: Arc<[String]> = config.secret_vars().into();
-        for job in &mut config.jobs {
+        for job in config.jobs.iter_mut().map(Arc::make_mut) {
             job.withheld = Arc::clone(&withheld);
         }
         config

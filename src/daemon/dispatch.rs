@@ -16,7 +16,7 @@ use crate::store::StoreError;
 /// Runs or records one job's due fires.
 pub async fn dispatch(
     shared: &Arc<Shared>,
-    job: &Job,
+    job: &Arc<Job>,
     fires: &[DateTime<Utc>],
     late: bool,
     more: bool,
@@ -24,7 +24,7 @@ pub async fn dispatch(
 ) {
     if !late {
         for at in fires {
-            shared.launch(job.clone(), Trigger::Schedule, Some(*at));
+            shared.launch(Arc::clone(job), Trigger::Schedule, Some(*at));
         }
         return;
     }
@@ -44,7 +44,7 @@ pub async fn dispatch(
         );
     }
     for at in plan.run {
-        shared.launch(job.clone(), Trigger::CatchUp, Some(at));
+        shared.launch(Arc::clone(job), Trigger::CatchUp, Some(at));
     }
 }
 
@@ -144,6 +144,6 @@ pub fn reboot_jobs(shared: &Arc<Shared>, config: &Config) {
         .iter()
         .filter(|j| j.schedule.as_ref().is_some_and(|s| s.is_reboot()))
     {
-        shared.launch(job.clone(), Trigger::Reboot, None);
+        shared.launch(Arc::clone(job), Trigger::Reboot, None);
     }
 }

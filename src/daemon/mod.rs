@@ -83,7 +83,7 @@ impl Shared {
     /// even if the caller stops waiting.
     pub fn launch(
         self: &Arc<Self>,
-        job: Job,
+        job: Arc<Job>,
         trigger: Trigger,
         scheduled_at: Option<chrono::DateTime<Utc>>,
     ) -> tokio::task::JoinHandle<Result<Outcome, StoreError>> {
@@ -214,7 +214,7 @@ pub async fn run_with_clock(
 
 /// Each job's timing, by job id.
 fn timings(config: &Config) -> Vec<Option<Timing>> {
-    config.jobs.iter().map(Job::timing).collect()
+    config.jobs.iter().map(|job| job.timing()).collect()
 }
 
 /// The scheduler loop: fire due jobs, reload on request, until shutdown.

@@ -69,7 +69,7 @@ pub struct Attempt<'a> {
     /// Where the job may write its report (`$OVERNIGHT_REPORT`).
     pub report_file: &'a Path,
     /// The run's lock descriptors, handed to the job's process.
-    pub lock_fds: &'a [std::os::fd::RawFd],
+    pub lock_fds: &'a [std::os::fd::BorrowedFd<'a>],
     /// Ends the attempt early when it carries a reason.
     pub stop: StopSignal,
     /// Told the pid of the job's process once it is started.

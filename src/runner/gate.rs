@@ -67,7 +67,7 @@ impl Admission {
     }
 
     /// The lock descriptors, handed to the job's process.
-    pub fn fds(&self) -> Vec<std::os::fd::RawFd> {
+    pub fn fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
         self.held.iter().flat_map(|h| h.fds()).collect()
     }
 }

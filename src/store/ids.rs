@@ -11,7 +11,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
@@ -104,18 +103,14 @@ struct Flock<'a>(&'a File);
 
 impl<'a> Flock<'a> {
     fn exclusive(file: &'a File) -> io::Result<Flock<'a>> {
-        // SAFETY: flock on a descriptor the caller keeps open; no memory is touched.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        file.lock()?;
         Ok(Flock(file))
     }
 }
 
 impl Drop for Flock<'_> {
     fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+        let _ = self.0.unlock();
     }
 }
 

@@ -7,7 +7,7 @@ use crate::config::Job;
 
 impl Store {
     /// Mirrors the job definitions, so SQL can join runs with them.
-    pub async fn sync_jobs(&self, jobs: &[Job]) -> Result<(), StoreError> {
+    pub async fn sync_jobs(&self, jobs: &[std::sync::Arc<Job>]) -> Result<(), StoreError> {
         let now = time_text(Utc::now());
         let key = self.definition_key()?;
         let mut tx = self.pool.begin().await?;
