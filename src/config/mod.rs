@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod node;
 pub mod policy;
+mod read_triggers;
 pub mod retention;
 pub mod trigger;
 mod validate;
