@@ -30,9 +30,11 @@ async fn a_job_leaving_a_background_child_ends_within_its_grace_and_leaves_no_pr
     let out = sb.run(&["run", "forker"]);
     let took = started.elapsed();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out).0);
+    // Not waiting for the background child's 300 s: a bound no loaded
+    // machine comes near; the warning below says the grace was used.
     assert!(
-        took < Duration::from_secs(5),
-        "ended within the grace period, took {took:?}"
+        took < Duration::from_secs(120),
+        "did not wait for the background child, took {took:?}"
     );
     let run = &runs(&sb.path().join(".overnight")).await[0];
     assert!(
@@ -104,7 +106,7 @@ async fn jobs_sharing_a_lock_never_overlap_across_fifty_fires_each() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn skip_records_skipped_fires_and_replace_ends_the_old_run() {
-    let jobs = "listen: 127.0.0.1:0\nshutdown: terminate\njobs:\n  slow:\n    command: sleep 2.5\n    schedule: '* * * * * *'\n  newest:\n    command: sleep 30\n    schedule: '* * * * * *'\n    concurrency: replace\n    kill_grace: 1s\n";
+    let jobs = "listen: 127.0.0.1:0\nshutdown: terminate\njobs:\n  slow:\n    command: sleep 2.5\n    schedule: '* * * * * *'\n  newest:\n    command: sleep 300\n    schedule: '* * * * * *'\n    concurrency: replace\n    kill_grace: 1s\n";
     let daemon = TestDaemon::start(jobs).await;
     let all = wait_for_runs(&daemon.state_dir, "skips and a replacement", |runs| {
         let skipped = runs
@@ -146,8 +148,9 @@ async fn skip_records_skipped_fires_and_replace_ends_the_old_run() {
     let state = daemon.state_dir.clone();
     let started = std::time::Instant::now();
     daemon.stop().await;
+    // Far below the job's 300 s, however loaded the machine.
     assert!(
-        started.elapsed() < Duration::from_secs(10),
+        started.elapsed() < Duration::from_secs(120),
         "shutdown: terminate ends the jobs at once"
     );
     let all = runs(&state).await;
