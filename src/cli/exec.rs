@@ -82,9 +82,9 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     route::held::release(!quiet);
     match &outcome {
         RunOutcome::Ran(report) if !quiet && report.status != Status::Success => {
-            print!("{}", report.to_text());
+            super::say(&report.to_text());
         }
-        RunOutcome::NotRun { id, why } => println!("{} #{id}: skipped ({why})", job.name),
+        RunOutcome::NotRun { id, why } => super::say(&format!("{} #{id}: {why}\n", job.name)),
         RunOutcome::Ran(_) => {}
     }
     Ok(signalled.map_or_else(|| Outcome::of(outcome.status()), Outcome::Signalled))

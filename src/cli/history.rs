@@ -56,7 +56,7 @@ pub(super) fn print_table(runs: &[RunRecord], zones: &Zones<'_>) {
     }
     let width = runs.iter().map(|r| r.job.len()).max().unwrap_or(3).max(3);
     println!(
-        "{:>6}  {:width$}  {:8}  {:9}  {:25}  {:>8}  SUMMARY",
+        "{:>6}  {:width$}  {:8}  {:9}  {:26}  {:>8}  SUMMARY",
         "ID", "JOB", "STATUS", "TRIGGER", "WHEN", "DURATION"
     );
     for run in runs {
@@ -71,7 +71,7 @@ pub(super) fn print_table(runs: &[RunRecord], zones: &Zones<'_>) {
             duration(&run.started_at, run.finished_at.as_deref())
         };
         println!(
-            "{:>6}  {:width$}  {:8}  {:9}  {when:25}  {took:>8}  {}",
+            "{:>6}  {:width$}  {:8}  {:9}  {when:26}  {took:>8}  {}",
             run.id,
             run.job,
             run.status,

@@ -277,6 +277,15 @@ fn quiet_on_closed_pipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
+/// Prints a run's outcome on stdout; a closed pipe loses the text, not the
+/// exit code (the run is recorded already).
+fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
 async fn dispatch(command: Command) -> Result<Outcome, CliError> {
     match command {
         Command::Check(args) => check::run(args),

@@ -31,6 +31,12 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
                 run.id, run.job, run.id
             )));
         }
+        if !matches!(run.status, Status::Missed | Status::Skipped) {
+            return Err(CliError::NotFound(format!(
+                "run #{} of `{}` ({}) has no readable report in the history",
+                run.id, run.job, run.status
+            )));
+        }
         // A fire that never started (missed, skipped) has only its record.
         if args.json {
             println!(

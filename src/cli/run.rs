@@ -44,13 +44,13 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
             )
             .await?;
             if let Some(number) = signalled {
-                print!("{}", outcome_text(&outcome, job));
+                super::say(&outcome_text(&outcome, job));
                 return Ok(Outcome::Signalled(number));
             }
             outcome
         }
     };
-    print!("{}", outcome_text(&outcome, job));
+    super::say(&outcome_text(&outcome, job));
     Ok(Outcome::of(outcome.status()))
 }
 
@@ -58,7 +58,7 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
 fn outcome_text(outcome: &RunOutcome, job: &Job) -> String {
     match outcome {
         RunOutcome::Ran(report) => report.to_text(),
-        RunOutcome::NotRun { id, why } => format!("{} #{id}: skipped ({why})\n", job.name),
+        RunOutcome::NotRun { id, why } => format!("{} #{id}: {why}\n", job.name),
     }
 }
 

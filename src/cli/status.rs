@@ -92,7 +92,7 @@ fn print_text(doc: &StatusDoc, zones: &Zones<'_>) {
         .unwrap_or(3)
         .max(3);
     println!(
-        "{:width$}  {:8}  {:>6}  {:25}  NEXT",
+        "{:width$}  {:8}  {:>6}  {:26}  NEXT",
         "JOB", "LAST", "RUN", "FINISHED"
     );
     for job in &doc.jobs {
@@ -115,7 +115,7 @@ fn print_text(doc: &StatusDoc, zones: &Zones<'_>) {
             (None, Some(_)) => "never".to_string(),
             (None, None) => "on demand".to_string(),
         };
-        println!("{name:width$}  {status:8}  {id:>6}  {finished:25}  {next}");
+        println!("{name:width$}  {status:8}  {id:>6}  {finished:26}  {next}");
     }
     if !doc.running.is_empty() {
         println!("\nrunning:");

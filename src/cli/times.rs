@@ -7,7 +7,9 @@ use chrono_tz::Tz;
 use crate::config::Config;
 use crate::report::human_time;
 
-/// Each job's zone: its own in the jobs file, else the machine's.
+/// Each job's zone: its own in the jobs file, else the file's `timezone`
+/// (a job only in the history, like a wrapped crontab line), else the
+/// machine's.
 pub(super) struct Zones<'a> {
     config: Option<&'a Config>,
     local: Tz,

@@ -216,7 +216,6 @@ impl Report {
     /// The report of a run the runner could not observe — a fire that did
     /// not run, a run lost with its daemon — with `why` as its summary (and
     /// as its error entry when the status is a failure).
-    #[allow(clippy::too_many_arguments)]
     pub fn synthetic(header: &RunHeader, status: Status, why: &str) -> Report {
         let now = Utc::now().max(header.started_at);
         let failure = matches!(status, Status::Failed | Status::Lost | Status::Orphaned);

@@ -116,7 +116,8 @@ impl Deserialize for HeldConsoleDeserializer {
             Some(encoder) => deserializers.deserialize(&encoder.kind, encoder.config)?,
             None => Box::<PatternEncoder>::default(),
         };
-        let to_stdout = matches!(config.target, Some(Target::Stdout));
+        // As log4rs's own console: stdout unless told otherwise.
+        let to_stdout = !matches!(config.target, Some(Target::Stderr));
         let terminal = if to_stdout {
             std::io::stdout().is_terminal()
         } else {

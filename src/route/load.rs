@@ -187,6 +187,7 @@ fn logger(
     what: &str,
     keys: &[&str],
 ) -> (LevelFilter, Vec<(String, Pos)>, bool) {
+    let before = check.problems.len();
     let mut level = None;
     let mut appenders = Vec::new();
     let mut additive = true;
@@ -212,6 +213,13 @@ fn logger(
             "additive" => additive = check.boolean(value, "`additive`").unwrap_or(true),
             _ => unreachable!("mapping() returns known keys only"),
         }
+    }
+    // Root may leave its level out (INFO); a logger may not, as in log4rs.
+    if level.is_none() && keys == LOGGER_KEYS && check.problems.len() == before {
+        check.problem(
+            node.pos,
+            format!("{what} has no `level`; give it one, like `level: info`"),
+        );
     }
     (level.unwrap_or(LevelFilter::Info), appenders, additive)
 }
@@ -310,8 +318,15 @@ impl Reader<'_> {
         }
         let built: Box<dyn Append> = match (self.purpose, kind.as_str()) {
             // log4rs makes a file appender's folders and file as it builds
-            // it; the parts it could refuse were checked above.
-            (Purpose::Check, "file" | "rolling_file") => Box::new(held::Silent),
+            // it: its settings and policy are checked without it.
+            (Purpose::Check, "file" | "rolling_file") => {
+                if let Err(why) = settings::check_file_appender(&kind, config, &self.deserializers)
+                {
+                    check.problem(at, format!("{what}: {why}"));
+                    return None;
+                }
+                Box::new(held::Silent)
+            }
             _ => {
                 if matches!(kind.as_str(), "file" | "rolling_file") {
                     settings::prepare_file(&config, mode);

@@ -4,7 +4,8 @@
 //! settings themselves, from the file's tree to what log4rs reads.
 //!
 //! None of these checks makes a file or a folder: `check` has no side
-//! effects.
+//! effects. ([`prepare_file`], for the daemon and the commands that run
+//! jobs, makes an appender's file with its mode before log4rs opens it.)
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -156,6 +157,41 @@ pub(super) fn file_problem(kind: &str, settings: &Value) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// A `file` or `rolling_file` appender's settings as log4rs reads them
+/// (no key it does not know, every one it needs) and, for `rolling_file`,
+/// its policy built — trigger and roller — without the appender itself,
+/// which would make the file.
+pub(super) fn check_file_appender(
+    kind: &str,
+    settings: Value,
+    deserializers: &Deserializers,
+) -> Result<(), String> {
+    use log4rs::append::file::FileAppenderConfig;
+    use log4rs::append::rolling_file::RollingFileAppenderConfig;
+    use log4rs::append::rolling_file::policy::Policy;
+    if kind == "file" {
+        return settings
+            .deserialize_into::<FileAppenderConfig>()
+            .map(drop)
+            .map_err(|e| e.to_string());
+    }
+    settings
+        .clone()
+        .deserialize_into::<RollingFileAppenderConfig>()
+        .map_err(|e| e.to_string())?;
+    let Some(Value::Map(mut policy)) = get(&settings, "policy").cloned() else {
+        return Ok(());
+    };
+    let kind = match policy.remove(&Value::String("kind".into())) {
+        Some(Value::String(kind)) => kind,
+        _ => "compound".to_string(),
+    };
+    deserializers
+        .deserialize::<dyn Policy>(&kind, Value::Map(policy))
+        .map(drop)
+        .map_err(|e| format!("policy: {e:#}"))
 }
 
 /// `$ENV{NAME}` replaced as log4rs replaces it (an unset one is reported

@@ -75,7 +75,7 @@ impl Admission {
 /// Waits "forever" for a queued fire's turn (a hundred years).
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-/// The gate of one runner: its lock folder, its places, its queues.
+/// The gate of one runner: its places and its queues.
 #[derive(Debug, Default)]
 pub(super) struct Gate {
     /// Fires waiting for their job (`concurrency: queue`), by job.
@@ -150,18 +150,23 @@ impl Gate {
             Concurrency::Allow => Ok(None),
             Concurrency::Skip => now().await.map(Some).map_err(refused),
             Concurrency::Replace => {
-                if let Ok(held) = now().await {
-                    return Ok(Some(held));
+                // Only a run that holds the lock is replaced; a lock that
+                // cannot even be tried ends nothing.
+                match now().await {
+                    Ok(held) => return Ok(Some(held)),
+                    Err(e @ LockError::Io { .. }) => return Err(refused(e)),
+                    Err(LockError::Busy { .. }) => replace(),
                 }
-                replace();
                 lock::acquire(state_dir, &own, FOREVER)
                     .await
                     .map(Some)
                     .map_err(refused)
             }
             Concurrency::Queue => {
-                if let Ok(held) = now().await {
-                    return Ok(Some(held));
+                match now().await {
+                    Ok(held) => return Ok(Some(held)),
+                    Err(e @ LockError::Io { .. }) => return Err(refused(e)),
+                    Err(LockError::Busy { .. }) => {}
                 }
                 {
                     let mut queued = self.queued.lock().expect("queued fires");
@@ -271,13 +276,26 @@ mod tests {
         // A file where the locks folder goes.
         std::fs::write(dir.path().join("locks"), "").unwrap();
         let gate = Gate::new(None);
-        let job = job(Concurrency::Skip);
-        let refused = gate.admit(dir.path(), &job, Trigger::Schedule, || {}).await;
+        let skipping = job(Concurrency::Skip);
+        let refused = gate
+            .admit(dir.path(), &skipping, Trigger::Schedule, || {})
+            .await;
         assert!(matches!(refused, Err(SkipReason::LockUnopenable(_))));
         let wrapped = gate
-            .admit(dir.path(), &job, Trigger::Exec, || {})
+            .admit(dir.path(), &skipping, Trigger::Exec, || {})
             .await
             .expect("a wrapped crontab line runs");
         assert!(wrapped.notes[0].starts_with("ran without its lock: "));
+        // `replace` and `queue` end or wait for nothing they cannot see.
+        for concurrency in [Concurrency::Replace, Concurrency::Queue] {
+            let ended = std::cell::Cell::new(false);
+            let refused = gate
+                .admit(dir.path(), &job(concurrency), Trigger::Schedule, || {
+                    ended.set(true)
+                })
+                .await;
+            assert!(matches!(refused, Err(SkipReason::LockUnopenable(_))));
+            assert!(!ended.get(), "no running attempt is ended");
+        }
     }
 }

@@ -400,3 +400,38 @@ root:
         "{stderr}"
     );
 }
+
+/// `check` refuses what the daemon would refuse in a file appender it does
+/// not build — a key log4rs does not know, a roller pattern without `{}` —
+/// and a logger without a level, still making nothing.
+#[test]
+fn check_refuses_what_the_daemon_would_refuse_without_making_files() {
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        "log_config: log4rs.yaml\njobs:\n  a:\n    command: echo\n",
+    );
+    sb.write(
+        "log4rs.yaml",
+        "appenders:\n  f:\n    kind: file\n    path: logs/x.log\n    apend: true\n  r:\n    kind: rolling_file\n    path: logs/r.log\n    policy:\n      trigger: {kind: size, limit: 1 mb}\n      roller: {kind: fixed_window, pattern: \"logs/r.log.gz\", count: 3}\nloggers:\n  jobs::log:\n    appenders: [f, r]\n",
+    );
+    let out = sb.run(&["check"]);
+    let (_, stderr) = text(&out);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        lines[0].starts_with("log4rs.yaml:2:3: appender `f`: ") && lines[0].contains("apend"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("log4rs.yaml:6:3: appender `r`: policy: ") && lines[1].contains("{}"),
+        "{stderr}"
+    );
+    assert_eq!(
+        lines[2],
+        "log4rs.yaml:14:5: logger `jobs::log` has no `level`; give it one, like `level: info`"
+    );
+    assert!(!sb.path().join("logs").exists());
+    let daemon = sb.run(&["run", "a"]);
+    assert_eq!(daemon.status.code(), Some(2), "the daemon's loading agrees");
+}

@@ -181,7 +181,7 @@ fn a_lock_file_that_cannot_be_opened_is_not_reported_as_running() {
     let (stdout, stderr) = text(&out);
     assert!(!ran.exists(), "a job of the file keeps its exclusivity");
     assert!(
-        stdout.contains("skipped (skipped: cannot open the lock file"),
+        stdout.contains("t #2: skipped: cannot open the lock file"),
         "{stdout}{stderr}"
     );
     assert!(!stdout.contains("still running"), "{stdout}");
