@@ -2,6 +2,14 @@
 
 use crate::helper::{Sandbox, repo, text};
 
+/// A jobs file of one job, routed by `log4rs.yaml` beside it.
+fn routed_by_log4rs_yaml(sb: &Sandbox) {
+    sb.write(
+        "overnight.yaml",
+        "log_config: log4rs.yaml\njobs:\n  a:\n    command: echo\n",
+    );
+}
+
 #[test]
 fn check_reports_one_positioned_line_per_mistake() {
     let sb = Sandbox::new();
@@ -104,10 +112,7 @@ fn an_appender_that_cannot_be_built_is_an_error_not_a_silent_drop() {
         "log4rs.yaml",
         "appenders:\n  out:\n    kind: per_job_file\n    path: logs/all.log\nroot:\n  appenders: [out, missing]\n",
     );
-    sb.write(
-        "overnight.yaml",
-        "log_config: log4rs.yaml\njobs:\n  a:\n    command: echo\n",
-    );
+    routed_by_log4rs_yaml(&sb);
     let out = sb.run(&["check"]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
@@ -186,10 +191,7 @@ fn check_validates_appenders_without_side_effects() {
     let shipped =
         std::fs::read_to_string(repo().join("log4rs-configs/split-streams.yaml")).unwrap();
     sb.write("log4rs.yaml", &shipped);
-    sb.write(
-        "overnight.yaml",
-        "log_config: log4rs.yaml\njobs:\n  a:\n    command: echo\n",
-    );
+    routed_by_log4rs_yaml(&sb);
     let out = sb.run(&["check"]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     let mut left: Vec<String> = std::fs::read_dir(sb.path())
@@ -353,10 +355,7 @@ jobs:
 #[test]
 fn a_pattern_that_would_panic_or_flood_is_an_error() {
     let sb = Sandbox::new();
-    sb.write(
-        "overnight.yaml",
-        "log_config: log4rs.yaml\njobs:\n  a:\n    command: echo\n",
-    );
+    routed_by_log4rs_yaml(&sb);
     sb.write(
         "log4rs.yaml",
         "\
@@ -407,10 +406,7 @@ root:
 #[test]
 fn check_refuses_what_the_daemon_would_refuse_without_making_files() {
     let sb = Sandbox::new();
-    sb.write(
-        "overnight.yaml",
-        "log_config: log4rs.yaml\njobs:\n  a:\n    command: echo\n",
-    );
+    routed_by_log4rs_yaml(&sb);
     sb.write(
         "log4rs.yaml",
         "appenders:\n  f:\n    kind: file\n    path: logs/x.log\n    apend: true\n  r:\n    kind: rolling_file\n    path: logs/r.log\n    policy:\n      trigger: {kind: size, limit: 1 mb}\n      roller: {kind: fixed_window, pattern: \"logs/r.log.gz\", count: 3}\nloggers:\n  jobs::log:\n    appenders: [f, r]\n",
