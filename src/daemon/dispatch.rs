@@ -10,7 +10,7 @@ use super::Shared;
 use crate::config::{Config, Job};
 use crate::report::Trigger;
 use crate::report::{Status, human_time};
-use crate::schedule::catchup::{self, fires_between};
+use crate::schedule::catchup::{self, MissReason, fires_between};
 use crate::store::StoreError;
 
 /// Runs or records one job's due fires.
@@ -55,7 +55,7 @@ pub async fn dispatch(
 async fn record_missed(
     shared: &Shared,
     job: &Job,
-    missed: &[(DateTime<Utc>, String)],
+    missed: &[(DateTime<Utc>, MissReason)],
     more: bool,
 ) -> Result<(), StoreError> {
     let Some((first, _)) = missed.first() else {
@@ -77,17 +77,20 @@ async fn record_missed(
 /// "missed 576 fires, 2026-03-06 18:05:00 +00:00 to 2026-03-08 17:55:00
 /// +00:00: the daemon was not running then (catch_up: last runs only the
 /// latest)"; each distinct reason with its count when they differ.
-fn missed_reason(missed: &[(DateTime<Utc>, String)], more: bool, zone: chrono_tz::Tz) -> String {
-    let mut reasons: Vec<(&str, usize)> = Vec::new();
+fn missed_reason(
+    missed: &[(DateTime<Utc>, MissReason)],
+    more: bool,
+    zone: chrono_tz::Tz,
+) -> String {
+    let mut reasons: Vec<(MissReason, usize)> = Vec::new();
     for (_, why) in missed {
-        let why = why.strip_prefix("missed: ").unwrap_or(why);
-        match reasons.iter_mut().find(|(r, _)| *r == why) {
+        match reasons.iter_mut().find(|(r, _)| r == why) {
             Some((_, n)) => *n += 1,
-            None => reasons.push((why, 1)),
+            None => reasons.push((*why, 1)),
         }
     }
     let why = match reasons.as_slice() {
-        [(only, _)] => (*only).to_string(),
+        [(only, _)] => only.to_string(),
         many => many
             .iter()
             .map(|(why, n)| format!("{n} {why}"))

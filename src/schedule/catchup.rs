@@ -41,7 +41,36 @@ pub struct Plan {
     /// Fires to run now, oldest first.
     pub run: Vec<DateTime<Utc>>,
     /// Fires recorded as `missed`, with the reason.
-    pub missed: Vec<(DateTime<Utc>, String)>,
+    pub missed: Vec<(DateTime<Utc>, MissReason)>,
+}
+
+/// Why a late fire is not run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MissReason {
+    /// Older than the job's `starting_deadline`.
+    TooOld(Duration),
+    /// `catch_up: none`.
+    NoCatchUp,
+    /// `catch_up: last`, and a later fire runs instead.
+    NotLatest,
+}
+
+impl std::fmt::Display for MissReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MissReason::TooOld(deadline) => write!(
+                f,
+                "older than its starting_deadline of {}",
+                humantime::format_duration(*deadline)
+            ),
+            MissReason::NoCatchUp => {
+                f.write_str("the daemon was not running then (catch_up: none)")
+            }
+            MissReason::NotLatest => {
+                f.write_str("the daemon was not running then (catch_up: last runs only the latest)")
+            }
+        }
+    }
 }
 
 /// Decides which of `fires` (late, oldest first) run.
@@ -57,19 +86,11 @@ pub fn plan(
     for (i, fire) in fires.iter().enumerate() {
         let last = i + 1 == fires.len();
         let why = if too_old(fire) {
-            Some(format!(
-                "missed: older than its starting_deadline of {}",
-                humantime::format_duration(deadline.unwrap_or_default())
-            ))
+            Some(MissReason::TooOld(deadline.unwrap_or_default()))
         } else {
             match policy {
-                CatchUp::None => {
-                    Some("missed: the daemon was not running then (catch_up: none)".to_string())
-                }
-                CatchUp::Last if !last => Some(
-                    "missed: the daemon was not running then (catch_up: last runs only the latest)"
-                        .to_string(),
-                ),
+                CatchUp::None => Some(MissReason::NoCatchUp),
+                CatchUp::Last if !last => Some(MissReason::NotLatest),
                 CatchUp::Last | CatchUp::All => None,
             }
         };
@@ -125,7 +146,12 @@ mod tests {
         assert_eq!(plan(&fires, now, CatchUp::All, None).run, fires);
         let fresh = plan(&fires, now, CatchUp::All, Some(Duration::from_secs(7200)));
         assert_eq!(fresh.run, [fires[2]]);
-        assert!(fresh.missed[0].1.contains("starting_deadline of 2h"));
+        assert!(
+            fresh.missed[0]
+                .1
+                .to_string()
+                .contains("starting_deadline of 2h")
+        );
     }
 
     #[test]
