@@ -50,16 +50,22 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     let mut notes = Vec::new();
     let config = args.config.load_optional().unwrap_or_else(|e| {
         notes.push(format!(
-            "jobs file not used, the command ran without it: {e}"
+            "jobs file not used, the command ran without it (its lines went to the console, its run to `{}`): {e}",
+            config::default_state_dir().display()
         ));
         None
     });
-    let routing = routing(&args, config.as_ref()).unwrap_or_else(|e| {
-        notes.push(format!(
-            "log config not used, the run's lines went to the console: {e}"
-        ));
-        route::fallback_config()
-    });
+    let routing = match routing(&args, config.as_ref()) {
+        // The file that would have routed the lines is the broken one.
+        Ok(_) if !notes.is_empty() && args.log_config.is_none() => route::fallback_config(),
+        Ok(routing) => routing,
+        Err(e) => {
+            notes.push(format!(
+                "log config not used, the run's lines went to the console: {e}"
+            ));
+            route::fallback_config()
+        }
+    };
     for note in &notes {
         eprintln!("overnight exec: warning: {note}");
     }

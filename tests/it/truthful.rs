@@ -154,6 +154,8 @@ async fn exec_runs_the_command_whatever_its_configuration() {
     assert!(stdout.contains("boom"), "{stdout}");
     assert!(stderr.contains("jobs file not used"), "{stderr}");
     assert!(stdout.contains("warning: jobs file not used"), "{stdout}");
+    // Its lines reached the console, as the warning says.
+    assert!(stderr.contains("jobs::log::sh boom"), "{stderr}");
 
     let ok = sb.run(&["exec", "--", "true"]);
     assert_eq!(ok.status.code(), Some(3), "a warning: {:?}", text(&ok));
