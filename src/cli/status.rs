@@ -64,6 +64,7 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
             name: r.job.clone(),
             schedule: None,
             next: None,
+            at_start: false,
         },
         last: Some(r),
     }));
@@ -111,7 +112,7 @@ fn print_text(doc: &StatusDoc, zones: &Zones<'_>) {
                 });
         let next = match (&job.job.next, &job.job.schedule) {
             (Some(next), _) => zones.show(name, next),
-            (None, Some(schedule)) if schedule == "@reboot" => "at daemon start".to_string(),
+            (None, Some(_)) if job.job.at_start => "at daemon start".to_string(),
             (None, Some(_)) => "never".to_string(),
             (None, None) => "on demand".to_string(),
         };

@@ -95,6 +95,9 @@ pub struct JobStatus {
     pub schedule: Option<String>,
     /// Its next fire time, in its zone.
     pub next: Option<String>,
+    /// It fires once at each daemon start (`@reboot`), not on a clock.
+    #[serde(default)]
+    pub at_start: bool,
 }
 
 impl JobStatus {
@@ -108,6 +111,7 @@ impl JobStatus {
                 .as_ref()
                 .and_then(|s| s.next_after(now))
                 .map(|t| t.with_timezone(&job.timezone).to_rfc3339()),
+            at_start: job.schedule.as_ref().is_some_and(|s| s.is_reboot()),
         }
     }
 }
