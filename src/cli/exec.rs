@@ -13,6 +13,7 @@ use super::{CliError, ConfigArg};
 use crate::config::{self, Config, Job};
 use crate::exit::Outcome;
 use crate::report::{Status, Trigger};
+use crate::route::held::HeldOutput;
 use crate::route::{self, Purpose};
 use crate::runner::Outcome as RunOutcome;
 
@@ -55,7 +56,8 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         ));
         None
     });
-    let routing = match routing(&args, config.as_ref()) {
+    let held = HeldOutput::default();
+    let routing = match routing(&args, config.as_ref(), &held) {
         // The file that would have routed the lines is the broken one.
         Ok(_) if !notes.is_empty() && args.log_config.is_none() => route::fallback_config(),
         Ok(routing) => routing,
@@ -80,12 +82,12 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     let (outcome, signalled) = match ran {
         Ok(ran) => ran,
         Err(e) => {
-            route::held::release(true);
+            held.release(true);
             return Err(e);
         }
     };
     let quiet = outcome.status() == Status::Success && !args.verbose;
-    route::held::release(!quiet);
+    held.release(!quiet);
     match &outcome {
         RunOutcome::Ran(report) if !quiet && report.status != Status::Success => {
             super::say(&report.to_text());
@@ -98,13 +100,17 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
 
 /// The routing of the run: `--log-config`, else the jobs file's, else
 /// none but the runner's own warnings (`--verbose`: the console's).
-fn routing(args: &Args, config: Option<&Config>) -> Result<log4rs::Config, CliError> {
+fn routing(
+    args: &Args,
+    config: Option<&Config>,
+    held: &HeldOutput,
+) -> Result<log4rs::Config, CliError> {
     let file = args
         .log_config
         .as_ref()
         .or(config.and_then(|c| c.log_config.as_ref()));
     Ok(match file {
-        Some(path) => route::load_for(path, Purpose::Exec)?,
+        Some(path) => route::load_for(path, Purpose::Exec(held.clone()))?,
         None if args.verbose => route::console_config(),
         None => route::quiet_config(),
     })

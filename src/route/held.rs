@@ -9,7 +9,7 @@
 //! their records as always.
 
 use std::io::{IsTerminal, Write as _};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use log::Record;
 use log4rs::append::Append;
@@ -25,6 +25,7 @@ pub const KIND: &str = "console";
 const MAX_HELD: usize = 4 << 20;
 
 /// What the console appenders said, per stream.
+#[derive(Debug, Default)]
 struct Held {
     stdout: Vec<u8>,
     stderr: Vec<u8>,
@@ -32,24 +33,27 @@ struct Held {
     dropped: u64,
 }
 
-static HELD: Mutex<Held> = Mutex::new(Held {
-    stdout: Vec::new(),
-    stderr: Vec::new(),
-    dropped: 0,
-});
+/// What the console appenders of one `exec` said, held until its run
+/// ends: made by `exec`, handed to the loader in [`Purpose::Exec`], and
+/// released by `exec`.
+///
+/// [`Purpose::Exec`]: super::Purpose::Exec
+#[derive(Clone, Debug, Default)]
+pub struct HeldOutput(Arc<Mutex<Held>>);
 
 /// A console appender whose records wait in memory.
 #[derive(Debug)]
 struct HeldConsole {
     to_stdout: bool,
     encoder: Box<dyn Encode>,
+    held: HeldOutput,
 }
 
 impl Append for HeldConsole {
     fn append(&self, record: &Record) -> anyhow::Result<()> {
         let mut text = SimpleWriter(Vec::new());
         self.encoder.encode(&mut text, record)?;
-        let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut held = self.held.0.lock().unwrap_or_else(PoisonError::into_inner);
         let held = &mut *held;
         let out = if self.to_stdout {
             &mut held.stdout
@@ -100,8 +104,9 @@ enum Target {
     Stderr,
 }
 
-/// Builds held consoles from a file's `kind: console` appenders.
-pub struct HeldConsoleDeserializer;
+/// Builds held consoles from a file's `kind: console` appenders, all
+/// holding into one [`HeldOutput`].
+pub struct HeldConsoleDeserializer(pub HeldOutput);
 
 impl Deserialize for HeldConsoleDeserializer {
     type Trait = dyn Append;
@@ -126,29 +131,32 @@ impl Deserialize for HeldConsoleDeserializer {
         if config.tty_only == Some(true) && !terminal {
             return Ok(Box::new(Silent));
         }
-        Ok(Box::new(HeldConsole { to_stdout, encoder }))
+        Ok(Box::new(HeldConsole {
+            to_stdout,
+            encoder,
+            held: self.0.clone(),
+        }))
     }
 }
 
-/// Ends the holding: prints what the console appenders said when `print`,
-/// drops it otherwise.
-pub fn release(print: bool) {
-    let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
-    let stdout = std::mem::take(&mut held.stdout);
-    let stderr = std::mem::take(&mut held.stderr);
-    let dropped = std::mem::take(&mut held.dropped);
-    drop(held);
-    if !print {
-        return;
+impl HeldOutput {
+    /// Ends the holding: prints what the console appenders said when
+    /// `print`, drops it otherwise.
+    pub fn release(&self, print: bool) {
+        let held = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        if !print {
+            return;
+        }
+        // A closed pipe loses only the text it would have carried.
+        let _ = std::io::stderr().write_all(&held.stderr);
+        if held.dropped > 0 {
+            eprintln!(
+                "({} more console record(s) past {} MiB not shown; the log files and the capture file have them)",
+                held.dropped,
+                MAX_HELD >> 20
+            );
+        }
+        let _ = std::io::stdout().write_all(&held.stdout);
+        let _ = std::io::stdout().flush();
     }
-    // A closed pipe loses only the text it would have carried.
-    let _ = std::io::stderr().write_all(&stderr);
-    if dropped > 0 {
-        eprintln!(
-            "({dropped} more console record(s) past {} MiB not shown; the log files and the capture file have them)",
-            MAX_HELD >> 20
-        );
-    }
-    let _ = std::io::stdout().write_all(&stdout);
-    let _ = std::io::stdout().flush();
 }

@@ -21,8 +21,9 @@ use log4rs::append::Append;
 use log4rs::config::{Appender, Config, Deserializers, Logger, Root};
 use log4rs::filter::Filter;
 
+use super::held::{self, HeldConsoleDeserializer, HeldOutput};
 use super::settings::{self, LOG_FILE_MODE};
-use super::{guard, held, per_job};
+use super::{guard, per_job};
 use crate::config::ConfigError;
 use crate::config::check::{Check, closest};
 use crate::config::node::{Node, Pos, Value};
@@ -36,23 +37,23 @@ const LOGGER_KEYS: &[&str] = &["level", "appenders", "additive"];
 const ROOT_KEYS: &[&str] = &["level", "appenders"];
 
 /// What the file is loaded for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Purpose {
     /// The daemon or `overnight run`: every appender as written.
     Run,
-    /// `overnight exec`: `console` appenders held back until the run has
-    /// ended (see [`super::held`]).
-    Exec,
+    /// `overnight exec`: `console` appenders held back, into this, until
+    /// the run has ended (see [`super::held`]).
+    Exec(HeldOutput),
     /// `overnight check`: everything checked, nothing made — no log file,
     /// no folder.
     Check,
 }
 
 /// The deserializers for every kind a file may name: log4rs's and ours.
-pub fn deserializers(purpose: Purpose) -> Deserializers {
+pub fn deserializers(purpose: &Purpose) -> Deserializers {
     let mut d = Deserializers::default();
-    if purpose == Purpose::Exec {
-        d.insert(super::held::KIND, super::held::HeldConsoleDeserializer);
+    if let Purpose::Exec(held) = purpose {
+        d.insert(super::held::KIND, HeldConsoleDeserializer(held.clone()));
     }
     d.insert(per_job::KIND, per_job::PerJobFileDeserializer);
     d.insert(
@@ -82,7 +83,7 @@ pub fn load_for(path: &Path, purpose: Purpose) -> Result<Config, ConfigError> {
         }
     };
     let reader = Reader {
-        deserializers: deserializers(purpose),
+        deserializers: deserializers(&purpose),
         base: path.parent().unwrap_or(Path::new("")),
         purpose,
     };
@@ -306,7 +307,11 @@ impl Reader<'_> {
         let mut problems = unset.clone();
         problems.extend(settings::absurd_rolling(&config));
         problems.extend(settings::encoder_problems(&config, &self.deserializers));
-        if unset.is_empty() {
+        // A file log4rs opens as it builds the appender is only looked at
+        // here by `check`; otherwise log4rs's own opening tries it, and a
+        // failure is named below (one open per start, not two).
+        let opened_by_log4rs = matches!(kind.as_str(), "file" | "rolling_file");
+        if unset.is_empty() && (matches!(self.purpose, Purpose::Check) || !opened_by_log4rs) {
             problems.extend(settings::file_problem(&kind, &config));
         }
         for why in problems {
@@ -316,7 +321,7 @@ impl Reader<'_> {
             // Building it could make its file, in the wrong place.
             return None;
         }
-        let built: Box<dyn Append> = match (self.purpose, kind.as_str()) {
+        let built: Box<dyn Append> = match (&self.purpose, kind.as_str()) {
             // log4rs makes a file appender's folders and file as it builds
             // it: its settings and policy are checked without it.
             (Purpose::Check, "file" | "rolling_file") => {
@@ -328,13 +333,19 @@ impl Reader<'_> {
                 Box::new(held::Silent)
             }
             _ => {
-                if matches!(kind.as_str(), "file" | "rolling_file") {
+                if opened_by_log4rs {
                     settings::prepare_file(&config, mode);
                 }
-                match self.deserializers.deserialize::<dyn Append>(&kind, config) {
+                match self
+                    .deserializers
+                    .deserialize::<dyn Append>(&kind, config.clone())
+                {
                     Ok(built) => built,
                     Err(e) => {
-                        check.problem(at, format!("{what}: {e:#}"));
+                        // log4rs's words lack the path: ours name it.
+                        let why = settings::file_problem(&kind, &config)
+                            .unwrap_or_else(|| format!("{e:#}"));
+                        check.problem(at, format!("{what}: {why}"));
                         return None;
                     }
                 }

@@ -197,24 +197,19 @@ pub(super) fn check_file_appender(
 /// `$ENV{NAME}` replaced as log4rs replaces it (an unset one is reported
 /// by [`unset_variables`]).
 fn expand_variables(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("$ENV{") {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 5..];
-        match after.split_once('}') {
-            Some((name, tail)) => {
-                out.push_str(&std::env::var(name).unwrap_or_default());
-                rest = tail;
-            }
-            None => {
-                out.push_str(&rest[at..]);
-                rest = "";
-            }
-        }
+    let mut out = text.to_string();
+    for name in env_names(text) {
+        let value = std::env::var(name).unwrap_or_default();
+        out = out.replace(&format!("$ENV{{{name}}}"), &value);
     }
-    out.push_str(rest);
     out
+}
+
+/// The variables a text names as `$ENV{NAME}`, in order.
+fn env_names(text: &str) -> impl Iterator<Item = &str> {
+    text.split("$ENV{")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
 }
 
 /// A log file that exists opens for appending (which changes nothing in
@@ -297,11 +292,7 @@ pub(super) fn unset_variables(settings: &serde_value::Value) -> Vec<String> {
     }
     let mut unset = Vec::new();
     for (what, text) in texts {
-        for name in text
-            .split("$ENV{")
-            .skip(1)
-            .filter_map(|rest| rest.split_once('}').map(|(n, _)| n))
-        {
+        for name in env_names(text) {
             if std::env::var_os(name).is_none() {
                 unset.push(format!(
                     "`$ENV{{{name}}}` in its {what} is not set in the environment; set it, or write the path out"
