@@ -106,30 +106,31 @@ async fn first_run(
     state_dir: &std::path::Path,
     job: &str,
 ) -> Result<(Store, RunRecord), CliError> {
-    if let Some(config) = arg.load_optional()?
-        && config.job(job).is_none()
-    {
-        let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
-        if crate::store::has_history(state_dir) {
-            let (store, _) = open_store(arg).await?;
-            if let Some(run) = store.history(Some(job), 1).await?.pop() {
-                return Ok((store, run));
-            }
-        }
-        return Err(CliError::NotFound(format!(
-            "no job named `{job}` in `{}`{}",
-            config.path.display(),
-            super::did_you_mean(job, &names)
-        )));
-    }
+    // Read once: the loop below only looks at the history.
+    let config = arg.load_optional()?;
+    let unknown = config.as_ref().filter(|c| c.job(job).is_none());
+    let mut store = None;
     let mut said = false;
     loop {
-        if crate::store::has_history(state_dir) {
-            let (store, _) = open_store(arg).await?;
+        if store.is_none() && crate::store::has_history(state_dir) {
+            let opened = Store::open(state_dir).await?;
+            store = Some(super::opened(opened, state_dir, config.as_ref()).await?);
+        }
+        if let Some(store) = &store {
+            // A wrapped crontab line's run is in the journal first.
+            store.fold_journal().await?;
             if let Some(run) = store.history(Some(job), 1).await?.pop() {
-                return Ok((store, run));
+                return Ok((store.clone(), run));
             }
-            store.close().await;
+        }
+        // A name the jobs file lacks, with no run of it: a typo.
+        if let Some(config) = unknown {
+            let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+            return Err(CliError::NotFound(format!(
+                "no job named `{job}` in `{}`{}",
+                config.path.display(),
+                super::did_you_mean(job, &names)
+            )));
         }
         if !said {
             eprintln!("waiting for the first run of `{job}`…");
