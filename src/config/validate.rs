@@ -61,10 +61,10 @@ const JOB_ONLY_KEYS: &[&str] = &["description", "schedule", "command", "http", "
 
 /// Validates the text of the jobs file at `path`.
 pub(super) fn config(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let (config, problems) = partial(path, text)?;
-    let mut check = Check::new(path);
-    check.problems = problems;
-    check.finish(config)
+    match partial(path, text)? {
+        (config, problems) if problems.is_empty() => Ok(config),
+        (_, problems) => Err(ConfigError::invalid(problems)),
+    }
 }
 
 /// What of the jobs file at `path` could be read, and every problem in it;
