@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::daemon::info::DaemonInfo;
-use crate::runner::Outcome;
+use crate::runner::{NotStarted, Outcome};
 
 use crate::daemon::api::ErrorBody;
 
@@ -67,7 +67,10 @@ impl Client {
             Ok(ErrorBody {
                 error,
                 run_id: Some(id),
-            }) => Ok(Outcome::NotRun { id, why: error }),
+            }) => Ok(Outcome::NotRun {
+                id,
+                why: NotStarted::Daemon(error),
+            }),
             Ok(body) => Err(ClientError::Refused(body.error)),
             Err(_) => Err(ClientError::Refused(status.to_string())),
         }

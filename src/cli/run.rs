@@ -9,7 +9,7 @@ use crate::client::Client;
 use crate::config::Job;
 use crate::exit::Outcome;
 use crate::report::Trigger;
-use crate::runner::{Outcome as RunOutcome, Runner, StopReason};
+use crate::runner::{NotStarted, Outcome as RunOutcome, Runner, StopReason};
 use crate::store::Recorder;
 
 #[derive(Debug, clap::Args)]
@@ -97,7 +97,7 @@ pub(super) async fn locally(
                 // Still waiting for a lock or a place, nothing recorded
                 // yet: it never starts.
                 if runner.running() == 0 {
-                    let why = format!("not started: {reason} while it waited to start");
+                    let why = NotStarted::Interrupted(reason);
                     break Ok(RunOutcome::NotRun { id: 0, why });
                 }
                 runner.stop_all(reason);

@@ -13,6 +13,7 @@ pub mod gate;
 mod sinks;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -36,11 +37,34 @@ pub enum Outcome {
     Ran(Box<Report>),
     /// It did not run (`skipped`): the record's id and the reason.
     NotRun {
-        /// The skipped run's id.
+        /// The skipped run's id (0 when nothing was recorded).
         id: i64,
-        /// Why, as said (a [`SkipReason`], or the daemon's words).
-        why: String,
+        /// Why.
+        why: NotStarted,
     },
+}
+
+/// Why a request to run did not start a run.
+#[derive(Debug)]
+pub enum NotStarted {
+    /// The gate refused the fire.
+    Skipped(SkipReason),
+    /// The command waiting for the gate was stopped first.
+    Interrupted(StopReason),
+    /// The daemon's answer, as its API gave it.
+    Daemon(String),
+}
+
+impl fmt::Display for NotStarted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotStarted::Skipped(why) => write!(f, "skipped: {why}"),
+            NotStarted::Interrupted(why) => {
+                write!(f, "not started: {why} while it waited to start")
+            }
+            NotStarted::Daemon(said) => f.write_str(said),
+        }
+    }
 }
 
 impl Outcome {
@@ -154,9 +178,10 @@ impl Runner {
         {
             Ok(admission) => admission,
             Err(why) => {
-                let why = format!("skipped: {why}");
+                let why = NotStarted::Skipped(why);
+                let said = why.to_string();
                 let id = self
-                    .record_not_run(job, trigger, scheduled_at, Status::Skipped, &why)
+                    .record_not_run(job, trigger, scheduled_at, Status::Skipped, &said)
                     .await?;
                 return Ok(Outcome::NotRun { id, why });
             }

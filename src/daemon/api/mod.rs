@@ -288,7 +288,10 @@ async fn run_job(
         .map_err(|e| ApiError::Run(e.to_string()))??;
     match report {
         Outcome::Ran(report) => Ok(Json(*report)),
-        Outcome::NotRun { id, why } => Err(ApiError::NotRun { id, why }),
+        Outcome::NotRun { id, why } => Err(ApiError::NotRun {
+            id,
+            why: why.to_string(),
+        }),
     }
 }
 
