@@ -25,3 +25,4 @@ pub mod schedule;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod zone;

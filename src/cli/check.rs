@@ -78,7 +78,7 @@ pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
             let Some(next) = schedule.next_after(at) else {
                 break;
             };
-            fires.push(crate::report::human_time(next, job.timezone));
+            fires.push(crate::report::human_time(next, &job.timezone));
             at = next;
         }
         println!(
@@ -117,7 +117,7 @@ fn warn_dst_shifts(
             job.name,
             shift.wall.format("%Y-%m-%d %H:%M"),
             job.timezone,
-            crate::report::human_time(shift.runs_at.to_utc(), job.timezone)
+            crate::report::human_time(shift.runs_at.to_utc(), &job.timezone)
         );
     }
 }

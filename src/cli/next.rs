@@ -1,10 +1,9 @@
 //! `overnight next EXPR [--tz ZONE] [--from RFC3339] [--count N]`.
 
+use crate::zone::Zone;
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 
 use super::CliError;
-use crate::config;
 use crate::exit::Outcome;
 use crate::schedule::Schedule;
 
@@ -25,12 +24,12 @@ pub(super) struct Args {
 
 pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
     let zone = match &args.tz {
-        Some(name) => name.parse::<Tz>().map_err(|_| {
+        Some(name) => name.parse::<Zone>().map_err(|_| {
             CliError::Usage(format!(
                 "unknown time zone `{name}`; use an IANA name such as `Europe/London`"
             ))
         })?,
-        None => config::local_zone(),
+        None => Zone::local(),
     };
     let mut at = match &args.from {
         Some(text) => DateTime::parse_from_rfc3339(text)
@@ -42,7 +41,8 @@ pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
             .with_timezone(&Utc),
         None => Utc::now(),
     };
-    let schedule = Schedule::parse(&args.expr, zone).map_err(|e| CliError::Usage(e.to_string()))?;
+    let schedule =
+        Schedule::parse(&args.expr, zone.clone()).map_err(|e| CliError::Usage(e.to_string()))?;
     for _ in 0..args.count {
         let Some(next) = schedule.next_after(at) else {
             break;

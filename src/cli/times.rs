@@ -1,8 +1,8 @@
 //! Times as the commands print them: one format for people — the job's
 //! zone, to the second, with its offset — and RFC 3339 in `--json`.
 
+use crate::zone::Zone;
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 
 use crate::config::Config;
 use crate::report::human_time;
@@ -12,14 +12,14 @@ use crate::report::human_time;
 /// machine's.
 pub(super) struct Zones<'a> {
     config: Option<&'a Config>,
-    local: Tz,
+    local: Zone,
 }
 
 impl<'a> Zones<'a> {
     pub(super) fn new(config: Option<&'a Config>) -> Zones<'a> {
         Zones {
             config,
-            local: config.map_or_else(crate::config::local_zone, |c| c.timezone),
+            local: config.map_or_else(Zone::local, |c| c.timezone.clone()),
         }
     }
 
@@ -32,10 +32,10 @@ impl<'a> Zones<'a> {
         }
     }
 
-    fn zone(&self, job: &str) -> Tz {
+    fn zone(&self, job: &str) -> &Zone {
         self.config
             .and_then(|c| c.job(job))
-            .map_or(self.local, |j| j.timezone)
+            .map_or(&self.local, |j| &j.timezone)
     }
 }
 

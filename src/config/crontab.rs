@@ -17,6 +17,7 @@ use std::path::Path;
 use super::node::Pos;
 use super::{ConfigError, Problem, name_from_program};
 use crate::schedule::Schedule;
+use crate::zone::Zone;
 
 /// One job read from a crontab.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,7 +120,7 @@ pub fn parse(path: &Path, text: &str, system: bool) -> Result<Vec<CronJob>, Conf
             continue;
         }
         let zone = env.get("CRON_TZ").cloned();
-        let tz = match zone.as_deref().map(str::parse::<chrono_tz::Tz>) {
+        let tz = match zone.as_deref().map(str::parse::<Zone>) {
             Some(Err(_)) => {
                 problem(
                     number,
@@ -132,7 +133,7 @@ pub fn parse(path: &Path, text: &str, system: bool) -> Result<Vec<CronJob>, Conf
                 continue;
             }
             Some(Ok(tz)) => tz,
-            None => chrono_tz::Tz::UTC,
+            None => Zone::utc(),
         };
         if let Err(e) = Schedule::parse(&schedule, tz) {
             problem(number, indent, format!("bad schedule: {e}"));

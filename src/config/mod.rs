@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono_tz::Tz;
+use crate::zone::Zone;
 use serde::Serialize;
 
 pub use error::{ConfigError, Problem};
@@ -47,7 +47,7 @@ pub struct Config {
     /// The jobs file itself, as given.
     pub path: PathBuf,
     /// The machine-wide default zone for schedules.
-    pub timezone: Tz,
+    pub timezone: Zone,
     /// Where the store, the capture files and the daemon's lock live.
     pub state_dir: PathBuf,
     /// The log4rs file that routes the report sections, if any.
@@ -138,7 +138,7 @@ pub struct Job {
     pub schedule: Option<Schedule>,
     /// The zone its schedule is read in.
     #[serde(serialize_with = "display")]
-    pub timezone: Tz,
+    pub timezone: Zone,
     /// What runs: a command or an HTTP request.
     #[serde(flatten)]
     pub action: Action,
@@ -239,7 +239,7 @@ impl Job {
             name,
             description: None,
             schedule: None,
-            timezone: Tz::UTC,
+            timezone: Zone::utc(),
             action: Action::Command(CommandSpec::Raw(argv)),
             workdir: None,
             env: BTreeMap::new(),
@@ -463,12 +463,4 @@ pub fn default_state_dir() -> PathBuf {
     }
     let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
     PathBuf::from(home).join(".local/state/overnight")
-}
-
-/// The machine's zone, UTC when it cannot be told.
-pub fn local_zone() -> Tz {
-    iana_time_zone::get_timezone()
-        .ok()
-        .and_then(|name| name.parse().ok())
-        .unwrap_or(Tz::UTC)
 }

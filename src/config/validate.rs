@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono_tz::Tz;
+use crate::zone::Zone;
 
 use super::check::Check;
 use super::node::{Node, Pos, Value};
@@ -83,9 +83,9 @@ pub(super) fn partial(path: &Path, text: &str) -> Result<(Config, Vec<Problem>),
 }
 
 impl Check<'_> {
-    fn zone(&mut self, node: &Node) -> Option<Tz> {
+    fn zone(&mut self, node: &Node) -> Option<Zone> {
         let name = self.string(node, "`timezone`")?;
-        match name.parse::<Tz>() {
+        match name.parse::<Zone>() {
             Ok(tz) => Some(tz),
             Err(_) => {
                 self.problem(
@@ -104,7 +104,7 @@ impl Check<'_> {
         let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
         let mut config = Config {
             path: self.file.to_path_buf(),
-            timezone: super::local_zone(),
+            timezone: Zone::local(),
             state_dir: dir.join(".overnight"),
             log_config: None,
             listen: None,
@@ -190,7 +190,7 @@ impl Check<'_> {
         // The defaults are read once, in the file's zone: a mistake in one
         // is reported at it, not again at every job.
         let mut template = Job::adhoc(String::new(), Vec::new());
-        template.timezone = config.timezone;
+        template.timezone = config.timezone.clone();
         for (key, value) in defaults {
             self.setting(&mut template, key, value);
         }
@@ -272,7 +272,7 @@ impl Check<'_> {
         if let Some(node) = schedule
             && let Some(expr) = self.string(node, "`schedule`")
         {
-            match Schedule::parse(&expr, job.timezone) {
+            match Schedule::parse(&expr, job.timezone.clone()) {
                 Ok(s) => job.schedule = Some(s),
                 Err(e) => {
                     ok = false;
@@ -309,7 +309,7 @@ impl Check<'_> {
     /// One setting a job may take from `defaults`, onto `job`.
     fn setting(&mut self, job: &mut Job, key: &str, value: &Node) {
         match key {
-            "timezone" => job.timezone = self.zone(value).unwrap_or(job.timezone),
+            "timezone" => job.timezone = self.zone(value).unwrap_or_else(|| job.timezone.clone()),
             "workdir" => job.workdir = self.string(value, "`workdir`").map(PathBuf::from),
             "env" => self.env(value, &mut job.env),
             "timeout" => job.timeout = self.duration(value, "`timeout`"),
@@ -576,7 +576,7 @@ jobs:
         assert_eq!(job.timeout, Some(Duration::from_secs(300)));
         assert_eq!(job.env["A"], "1");
         assert_eq!(job.env["B"], "three");
-        assert_eq!(job.timezone, chrono_tz::Europe::Paris);
+        assert_eq!(job.timezone, Zone::named("Europe/Paris"));
         assert_eq!(cfg.state_dir, Path::new("/x/.overnight"));
     }
 }

@@ -12,6 +12,7 @@ use crate::report::Trigger;
 use crate::report::{Status, human_time};
 use crate::schedule::catchup::{self, MissReason, fires_between};
 use crate::store::StoreError;
+use crate::zone::Zone;
 
 /// Runs or records one job's due fires.
 pub async fn dispatch(
@@ -68,7 +69,7 @@ async fn record_missed(
             Trigger::Schedule,
             Some(*first),
             Status::Missed,
-            &missed_reason(missed, more, job.timezone),
+            &missed_reason(missed, more, &job.timezone),
         )
         .await?;
     Ok(())
@@ -77,11 +78,7 @@ async fn record_missed(
 /// "missed 576 fires, 2026-03-06 18:05:00 +00:00 to 2026-03-08 17:55:00
 /// +00:00: the daemon was not running then (catch_up: last runs only the
 /// latest)"; each distinct reason with its count when they differ.
-fn missed_reason(
-    missed: &[(DateTime<Utc>, MissReason)],
-    more: bool,
-    zone: chrono_tz::Tz,
-) -> String {
+fn missed_reason(missed: &[(DateTime<Utc>, MissReason)], more: bool, zone: &Zone) -> String {
     let mut reasons: Vec<(MissReason, usize)> = Vec::new();
     for (_, why) in missed {
         match reasons.iter_mut().find(|(r, _)| r == why) {

@@ -19,6 +19,7 @@ pub use fold::{MAX_ENTRIES, ReportBuilder, RunHeader};
 
 use crate::event::{Entry, Progress};
 pub use crate::status::Status;
+use crate::zone::Zone;
 
 /// How a run's work ended, as seen from outside the job.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,8 +100,8 @@ pub fn decide(
 
 /// A time as people read it: in the job's zone, to the second, with its
 /// offset (`2026-03-29 02:30:00 +01:00`). `--json` output is RFC 3339.
-pub fn human_time(at: DateTime<Utc>, zone: chrono_tz::Tz) -> String {
-    at.with_timezone(&zone)
+pub fn human_time(at: DateTime<Utc>, zone: &Zone) -> String {
+    at.with_timezone(zone)
         .format("%Y-%m-%d %H:%M:%S %:z")
         .to_string()
 }

@@ -24,8 +24,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
 
+use crate::zone::Zone;
 use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
-use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
@@ -41,7 +41,7 @@ pub struct Schedule {
     /// same expression (and every clone) use one.
     cron: Option<Arc<Cron>>,
     fixed_time: bool,
-    zone: Tz,
+    zone: Zone,
 }
 
 /// Why an expression was refused: the field, the bad part, the expression.
@@ -59,7 +59,7 @@ pub struct DstShift {
     pub wall: NaiveDateTime,
     /// When it runs instead (the first minute after a gap, or the first of
     /// two occurrences).
-    pub runs_at: DateTime<Tz>,
+    pub runs_at: DateTime<Zone>,
     /// `true` for a gap (spring forward), `false` for a fold (fall back).
     pub gap: bool,
 }
@@ -67,7 +67,7 @@ pub struct DstShift {
 impl Schedule {
     /// Parses five fields (`minute hour day-of-month month day-of-week`),
     /// six with seconds first, or a macro such as `@daily` or `@reboot`.
-    pub fn parse(source: &str, zone: Tz) -> Result<Schedule, ScheduleError> {
+    pub fn parse(source: &str, zone: Zone) -> Result<Schedule, ScheduleError> {
         let source = source.trim().to_string();
         let fail = |message: String| ScheduleError {
             expr: source.clone(),
@@ -98,8 +98,8 @@ impl Schedule {
     }
 
     /// The zone the expression is read in.
-    pub fn zone(&self) -> Tz {
-        self.zone
+    pub fn zone(&self) -> &Zone {
+        &self.zone
     }
 
     /// The first fire time strictly after `after`.
@@ -153,7 +153,7 @@ impl Schedule {
     }
 
     /// The first whole minute after the gap that swallowed `wall`.
-    fn after_gap(&self, wall: NaiveDateTime) -> Option<DateTime<Tz>> {
+    fn after_gap(&self, wall: NaiveDateTime) -> Option<DateTime<Zone>> {
         let minute = wall.with_second(0)?;
         (1..=SHIFT_BOUND.num_minutes())
             .map(|m| minute + Duration::minutes(m))

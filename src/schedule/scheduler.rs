@@ -159,10 +159,11 @@ pub fn jitter(name: &str, window: Duration) -> Duration {
 mod tests {
     use super::*;
     use crate::schedule::clock::ShiftedClock;
+    use crate::zone::Zone;
 
     fn timing(expr: &str) -> Option<Timing> {
         Some(Timing {
-            schedule: Schedule::parse(expr, chrono_tz::Tz::UTC).unwrap(),
+            schedule: Schedule::parse(expr, Zone::utc()).unwrap(),
             delay: Duration::ZERO,
         })
     }

@@ -10,8 +10,8 @@
 use super::*;
 
 fn fires(zone: &str, expr: &str, from: &str, count: usize) -> Vec<String> {
-    let zone: Tz = zone.parse().unwrap();
-    let schedule = Schedule::parse(expr, zone).unwrap();
+    let zone: Zone = zone.parse().unwrap();
+    let schedule = Schedule::parse(expr, zone.clone()).unwrap();
     let mut at: DateTime<Utc> = DateTime::parse_from_rfc3339(from)
         .unwrap()
         .with_timezone(&Utc);
@@ -235,16 +235,16 @@ fn fires_are_strictly_increasing_through_a_whole_year() {
 
 #[test]
 fn dst_shifts_of_fixed_time_jobs_are_found_for_warnings() {
-    let london = Schedule::parse("30 1 * * *", chrono_tz::Europe::London).unwrap();
+    let london = Schedule::parse("30 1 * * *", Zone::named("Europe/London")).unwrap();
     let from = "2026-01-01T00:00:00Z".parse().unwrap();
     let to = "2027-01-01T00:00:00Z".parse().unwrap();
     let shifts = london.dst_shifts(from, to);
     assert_eq!(shifts.len(), 2, "{shifts:?}");
     assert!(shifts[0].gap && shifts[0].runs_at.to_rfc3339() == "2026-03-29T02:00:00+01:00");
     assert!(!shifts[1].gap && shifts[1].runs_at.to_rfc3339() == "2026-10-25T01:30:00+01:00");
-    let noon = Schedule::parse("0 12 * * *", chrono_tz::Europe::London).unwrap();
+    let noon = Schedule::parse("0 12 * * *", Zone::named("Europe/London")).unwrap();
     assert!(noon.dst_shifts(from, to).is_empty());
-    let wildcard = Schedule::parse("30 * * * *", chrono_tz::Europe::London).unwrap();
+    let wildcard = Schedule::parse("30 * * * *", Zone::named("Europe/London")).unwrap();
     assert!(
         wildcard.dst_shifts(from, to).is_empty(),
         "only fixed-time jobs are moved"
@@ -298,7 +298,7 @@ fn extensions_last_weekday_and_nth() {
 
 #[test]
 fn reboot_never_fires_by_the_clock() {
-    let s = Schedule::parse("@reboot", Tz::UTC).unwrap();
+    let s = Schedule::parse("@reboot", Zone::utc()).unwrap();
     assert!(s.is_reboot());
     assert_eq!(s.next_after(Utc::now()), None);
 }

@@ -265,3 +265,17 @@ fn a_silent_run_leaves_no_capture_file() {
         "{said}"
     );
 }
+
+/// ASLR covers the binary itself: it is linked position-independent
+/// (`ET_DYN`), not at a fixed address (`ET_EXEC`).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_binary_is_position_independent() {
+    let elf = std::fs::read(env!("CARGO_BIN_EXE_overnight")).unwrap();
+    assert_eq!(&elf[..4], b"\x7fELF");
+    let e_type = u16::from_le_bytes([elf[16], elf[17]]);
+    assert_eq!(
+        e_type, 3,
+        "ELF type {e_type}: 2 is a position-dependent executable"
+    );
+}

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use overnight::config::Config;
+use overnight::zone::Zone;
 
 use crate::helper::{Sandbox, text};
 
@@ -100,7 +101,7 @@ fn a_varied_crontab_imports_into_a_checked_file_with_equal_fire_times() {
         "@weekly"
     );
     assert_eq!(job("rake").env["PATH"], "/usr/local/bin:/usr/bin:/bin");
-    assert_eq!(job("ny-open").timezone, chrono_tz::America::New_York);
+    assert_eq!(job("ny-open").timezone, Zone::named("America/New_York"));
     assert_eq!(job("ny-open").mailto.as_deref(), Some(""));
     assert_eq!(job("echo-3").env["GREETING"], "hello there");
     assert!(

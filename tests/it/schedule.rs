@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use overnight::schedule::Schedule;
 use overnight::schedule::clock::{Clock, ShiftedClock};
 use overnight::schedule::scheduler::{Scheduler, Timing};
+use overnight::zone::Zone;
 
 use crate::helper::{Sandbox, TestDaemon, runs, text, wait_for_runs};
 
@@ -215,7 +216,7 @@ async fn the_scheduler_fires_exactly_when_next_says() {
     for case in 0..40 {
         let expr = rng.expression();
         let zone = zones[case % zones.len()];
-        let tz: chrono_tz::Tz = zone.parse().unwrap();
+        let tz: Zone = zone.parse().unwrap();
         let out = sandbox.run(&[
             "next",
             &expr,
@@ -235,7 +236,7 @@ async fn the_scheduler_fires_exactly_when_next_says() {
             "{expr}: every generated expression fires within a year"
         );
 
-        let schedule = Schedule::parse(&expr, tz).unwrap();
+        let schedule = Schedule::parse(&expr, tz.clone()).unwrap();
         let timing = Timing {
             schedule,
             delay: std::time::Duration::ZERO,

@@ -34,6 +34,7 @@ use overnight::report::body;
 use overnight::route::fast_pattern::FastPattern;
 use overnight::route::load;
 use overnight::schedule::Schedule;
+use overnight::zone::Zone;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -57,7 +58,7 @@ proptest! {
 
     #[test]
     fn cron_expression(text in prop_oneof![inputs(schedules()), cron_grammar()]) {
-        if let Err(e) = Schedule::parse(&text, chrono_tz::Tz::UTC) {
+        if let Err(e) = Schedule::parse(&text, Zone::utc()) {
             let _ = e.to_string();
         }
     }
