@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod event;
 pub mod exec;
 pub mod exit;
+pub mod flow;
 pub mod inflight;
 pub mod lock;
 pub mod notify;

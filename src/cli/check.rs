@@ -1,11 +1,15 @@
 //! `overnight check [-c FILE]`: validate, and show what will fire when.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::{CliError, ConfigArg};
+use crate::config::flow::Flow;
 use crate::config::{self, Config, ConfigError, Problem};
 use crate::exit::Outcome;
+use crate::flow::{Action, Step, shape};
 use crate::route::{self, Purpose};
+use crate::schedule::Schedule;
+use crate::zone::Zone;
 
 /// How many fire times to show per job.
 const SHOWN: usize = 3;
@@ -40,9 +44,13 @@ pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
         |p| p.display().to_string(),
     );
     println!(
-        "{}: ok, {} job(s); routing: {routing}; state: {}",
+        "{}: ok, {} job(s){}; routing: {routing}; state: {}",
         config.path.display(),
         config.jobs.len(),
+        match config.flows.len() {
+            0 => String::new(),
+            n => format!(", {n} flow(s)"),
+        },
         config.state_dir.display()
     );
     let width = config.jobs.iter().map(|j| j.name.len()).max().unwrap_or(0);
@@ -72,31 +80,81 @@ pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
             println!("  {:width$}  on demand", job.name);
             continue;
         };
-        let mut fires = Vec::new();
-        let mut at = now;
-        while fires.len() < SHOWN {
-            let Some(next) = schedule.next_after(at) else {
-                break;
-            };
-            fires.push(crate::report::human_time(next, &job.timezone));
-            at = next;
-        }
         println!(
             "  {:width$}  {:schedule_width$}  ({})  next: {}",
             job.name,
             schedule.to_string(),
             job.timezone,
-            if schedule.is_reboot() {
-                "at daemon start".to_string()
-            } else if fires.is_empty() {
-                "never".to_string()
-            } else {
-                fires.join(", ")
-            }
+            next_fires(schedule, &job.timezone, now)
         );
         warn_dst_shifts(job, schedule, now);
     }
+    for flow in &config.flows {
+        print_flow(flow, now);
+    }
     Ok(Outcome::Success)
+}
+
+/// The next few fires, in the zone: "at daemon start", "never", or times.
+fn next_fires(schedule: &Schedule, zone: &Zone, now: DateTime<Utc>) -> String {
+    if schedule.is_reboot() {
+        return "at daemon start".to_string();
+    }
+    let mut fires = Vec::new();
+    let mut at = now;
+    while fires.len() < SHOWN {
+        let Some(next) = schedule.next_after(at) else {
+            break;
+        };
+        fires.push(crate::report::human_time(next, zone));
+        at = next;
+    }
+    if fires.is_empty() {
+        "never".to_string()
+    } else {
+        fires.join(", ")
+    }
+}
+
+/// A flow as a tree: each step under the steps it waits for, with what it
+/// does and its condition.
+fn print_flow(flow: &Flow, now: DateTime<Utc>) {
+    let when = match &flow.schedule {
+        Some(s) => format!(
+            "{s}  ({})  next: {}",
+            flow.timezone,
+            next_fires(s, &flow.timezone, now)
+        ),
+        None => "on demand".to_string(),
+    };
+    println!("flow {}  {when}", flow.name);
+    let steps = &flow.plan.steps;
+    let rows: Vec<(String, &Step)> = shape::layout(steps)
+        .into_iter()
+        .map(|(i, depth)| {
+            (
+                format!("{}{}", "  ".repeat(depth + 1), steps[i].name),
+                &steps[i],
+            )
+        })
+        .collect();
+    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    let does = |step: &Step| match &step.action {
+        Action::Job(job) => format!("job {job}"),
+        Action::Hold(text) => format!("hold: {text}"),
+    };
+    let does_width = steps.iter().map(|s| does(s).len()).max().unwrap_or(0);
+    for (name, step) in rows {
+        let mut line = format!("{name:width$}  {:does_width$}", does(step));
+        if let Some(after) = &step.after {
+            line += &format!("  after {after}");
+        }
+        if !step.hold_on.is_empty() {
+            let ends: Vec<&str> = step.hold_on.iter().map(|k| k.word()).collect();
+            line += &format!("  (holds the flow if {})", ends.join(" or "));
+        }
+        println!("{}", line.trim_end());
+    }
 }
 
 /// Warns of the coming year's fires of a fixed-time job that daylight

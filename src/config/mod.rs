@@ -8,9 +8,11 @@
 pub(crate) mod check;
 pub mod crontab;
 pub mod error;
+pub mod flow;
 pub mod http;
 pub mod node;
 pub mod policy;
+mod read_flows;
 mod read_triggers;
 pub mod retention;
 pub mod trigger;
@@ -67,6 +69,8 @@ pub struct Config {
     pub triggers: Vec<Arc<TriggerRule>>,
     /// The jobs, in file order; a job's index is its id in the scheduler.
     pub jobs: Vec<Arc<Job>>,
+    /// The flows, in file order.
+    pub flows: Vec<Arc<flow::Flow>>,
     /// How long runs' files and rows are kept.
     pub retention: retention::Retention,
 }
@@ -110,6 +114,11 @@ impl Config {
         job.mail = Arc::clone(&self.mail);
         job.withheld = self.secret_vars().into();
         job
+    }
+
+    /// The flow with this name.
+    pub fn flow(&self, name: &str) -> Option<&Arc<flow::Flow>> {
+        self.flows.iter().find(|flow| flow.name == name)
     }
 
     /// A rule by name, the file's or a job's.

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::CatchUp;
 use super::check::Check;
 use super::node::{Node, Value};
 use super::validate::valid_name;
@@ -109,6 +110,16 @@ impl Check<'_> {
             );
         }
         found
+    }
+
+    /// `catch_up: none | last | all`.
+    pub(super) fn catch_up(&mut self, node: &Node) -> CatchUp {
+        let options = [
+            ("none", CatchUp::None),
+            ("last", CatchUp::Last),
+            ("all", CatchUp::All),
+        ];
+        self.keyword(node, "catch_up", &options).unwrap_or_default()
     }
 
     /// `locks: [warehouse, {name: catalog, mode: shared}]`.

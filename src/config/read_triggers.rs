@@ -163,7 +163,7 @@ impl Check<'_> {
     }
 
     /// A list, each item read by `item`; a single value counts as a list of one.
-    fn list_of<T>(
+    pub(super) fn list_of<T>(
         &mut self,
         node: &Node,
         what: &str,

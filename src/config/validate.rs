@@ -13,8 +13,8 @@ use super::check::Check;
 use super::node::{Node, Pos, Value};
 use super::trigger::{Mail, SENDMAIL};
 use super::{
-    Action, CatchUp, CommandSpec, Concurrency, Config, ConfigError, DEFAULT_KILL_GRACE, Job,
-    Problem, Shutdown,
+    Action, CommandSpec, Concurrency, Config, ConfigError, DEFAULT_KILL_GRACE, Job, Problem,
+    Shutdown,
 };
 use crate::schedule::Schedule;
 
@@ -32,6 +32,7 @@ const TOP_KEYS: &[&str] = &[
     "triggers",
     "defaults",
     "jobs",
+    "flows",
 ];
 /// Keys a job may take from `defaults`.
 const DEFAULT_KEYS: &[&str] = &[
@@ -83,15 +84,18 @@ pub(super) fn partial(path: &Path, text: &str) -> Result<(Config, Vec<Problem>),
 }
 
 impl Check<'_> {
-    fn zone(&mut self, node: &Node) -> Option<Zone> {
+    pub(super) fn zone(&mut self, node: &Node) -> Option<Zone> {
         let name = self.string(node, "`timezone`")?;
         match name.parse::<Zone>() {
             Ok(tz) => Some(tz),
             Err(_) => {
-                self.problem(
-                    node.pos,
-                    format!("unknown time zone `{name}`; use an IANA name such as `Europe/London` or `UTC`"),
-                );
+                let names = Zone::names();
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                let hint = match super::check::closest(&name, &names) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None => "use an IANA name such as `Europe/London` or `UTC`".into(),
+                };
+                self.problem(node.pos, format!("unknown time zone `{name}`; {hint}"));
                 None
             }
         }
@@ -114,10 +118,12 @@ impl Check<'_> {
             mail: Default::default(),
             triggers: Vec::new(),
             jobs: Vec::new(),
+            flows: Vec::new(),
             retention: Default::default(),
         };
         let mut defaults = Vec::new();
         let mut jobs_node = None;
+        let mut flows_node = None;
         let mut rules = Vec::new();
         let mut mail = Mail::default();
         let mut explicit_sendmail = false;
@@ -184,6 +190,7 @@ impl Check<'_> {
                 "triggers" => rules = self.triggers(value, None),
                 "defaults" => defaults = self.mapping(value, "`defaults`", DEFAULT_KEYS),
                 "jobs" => jobs_node = Some(value),
+                "flows" => flows_node = Some(value),
                 _ => unreachable!("mapping() returns known keys only"),
             }
         }
@@ -238,6 +245,9 @@ impl Check<'_> {
             mail.sendmail = Some(SENDMAIL.into());
         }
         self.resolve_triggers(&mut config, rules, mail);
+        if let Some(node) = flows_node {
+            config.flows = self.flows(node, &config.jobs, &config.timezone);
+        }
         let withheld: Arc<[String]> = config.secret_vars().into();
         for job in config.jobs.iter_mut().map(Arc::make_mut) {
             job.withheld = Arc::clone(&withheld);
@@ -320,16 +330,7 @@ impl Check<'_> {
             }
             "stderr_level" => job.stderr_level = self.level(value).unwrap_or(job.stderr_level),
             "warning_exit_codes" => job.warning_exit_codes = self.exit_codes(value),
-            "catch_up" => {
-                let options = [
-                    ("none", CatchUp::None),
-                    ("last", CatchUp::Last),
-                    ("all", CatchUp::All),
-                ];
-                job.catch_up = self
-                    .keyword(value, "catch_up", &options)
-                    .unwrap_or_default();
-            }
+            "catch_up" => job.catch_up = self.catch_up(value),
             "starting_deadline" => {
                 job.starting_deadline = self.duration(value, "`starting_deadline`")
             }
