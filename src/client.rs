@@ -5,7 +5,8 @@ use std::path::Path;
 use crate::daemon::info::DaemonInfo;
 use crate::runner::{NotStarted, Outcome};
 
-use crate::daemon::api::ErrorBody;
+use crate::daemon::api::{ErrorBody, FlowCommand, FlowStarted};
+use crate::store::FlowRecord;
 
 /// Why a call to the daemon failed.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +72,47 @@ impl Client {
                 id,
                 why: NotStarted::Daemon(error),
             }),
+            Ok(body) => Err(ClientError::Refused(body.error)),
+            Err(_) => Err(ClientError::Refused(status.to_string())),
+        }
+    }
+
+    /// Starts a run of `flow` through the daemon; its id.
+    pub async fn start_flow(&self, flow: &str) -> Result<i64, ClientError> {
+        let url = format!("http://{}/api/flows/{flow}/start", self.info.addr);
+        let started: FlowStarted = self.post(url, None).await?;
+        Ok(started.flow_run_id)
+    }
+
+    /// Gives an operator's command (`resume`, `retry`, …) to flow run `id`;
+    /// the run as it stands after.
+    pub async fn flow_command(
+        &self,
+        id: i64,
+        action: &str,
+        command: &FlowCommand,
+    ) -> Result<FlowRecord, ClientError> {
+        let url = format!("http://{}/api/flow-runs/{id}/{action}", self.info.addr);
+        self.post(url, Some(command)).await
+    }
+
+    /// A state-changing call with the token; its answer, or the daemon's
+    /// error as `Refused`.
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        url: String,
+        body: Option<&FlowCommand>,
+    ) -> Result<T, ClientError> {
+        let mut request = self.http.post(url).bearer_auth(&self.info.token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let answer = request.send().await.map_err(|e| self.unreachable(e))?;
+        let status = answer.status();
+        if status.is_success() {
+            return answer.json().await.map_err(|e| self.unreachable(e));
+        }
+        match answer.json::<ErrorBody>().await {
             Ok(body) => Err(ClientError::Refused(body.error)),
             Err(_) => Err(ClientError::Refused(status.to_string())),
         }

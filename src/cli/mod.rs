@@ -3,6 +3,7 @@
 mod check;
 mod daemon;
 mod exec;
+mod flow;
 mod history;
 mod import_crontab;
 mod logs;
@@ -63,6 +64,8 @@ enum Command {
     Prune(prune::Args),
     /// Work with trigger rules: `overnight trigger test RULE`.
     Trigger(trigger::Args),
+    /// Flows: start one, see its runs, resume, retry, skip, abort or hold.
+    Flow(flow::Args),
 }
 
 /// Why a command failed; printed by [`main`] and mapped to an exit code.
@@ -300,5 +303,6 @@ async fn dispatch(command: Command) -> Result<Outcome, CliError> {
         Command::ImportCrontab(args) => import_crontab::run(args),
         Command::Prune(args) => prune::run(args).await,
         Command::Trigger(args) => trigger::run(args).await,
+        Command::Flow(args) => flow::run(args).await,
     }
 }

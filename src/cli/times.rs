@@ -51,6 +51,11 @@ pub(super) fn duration(started: &str, finished: Option<&str>) -> String {
     let (Some(start), Some(end)) = (parse(started), finished.and_then(parse)) else {
         return String::new();
     };
+    span(start, end)
+}
+
+/// How long from `start` to `end`, as [`duration`] says it.
+pub(super) fn span(start: DateTime<Utc>, end: DateTime<Utc>) -> String {
     let ms = (end - start).num_milliseconds().max(0);
     let secs = ms / 1000;
     match secs {

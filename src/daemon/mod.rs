@@ -12,6 +12,7 @@
 
 pub mod api;
 mod dispatch;
+pub mod flows;
 pub mod info;
 pub(crate) mod recover;
 
@@ -71,12 +72,19 @@ pub struct Shared {
     reload: Notify,
     /// The token state-changing API calls must present.
     pub token: String,
+    /// The flow runs this daemon drives.
+    driving: flows::Driving,
 }
 
 impl Shared {
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
         Arc::clone(&self.config.read().expect("config lock"))
+    }
+
+    /// Where the store, the capture files and the flows' files are.
+    pub fn state_dir(&self) -> &std::path::Path {
+        self.runner.state_dir()
     }
 
     /// Starts a run of `job` as a tracked task; the run goes on to its end
@@ -87,13 +95,41 @@ impl Shared {
         trigger: Trigger,
         scheduled_at: Option<chrono::DateTime<Utc>>,
     ) -> tokio::task::JoinHandle<Result<Outcome, StoreError>> {
+        self.track(job, move |runner, job| async move {
+            runner.run(&job, trigger, scheduled_at).await
+        })
+    }
+
+    /// Starts step `place` of a flow run: `job` as run `run_id`, tracked
+    /// like any run.
+    pub fn launch_step(
+        self: &Arc<Self>,
+        job: Arc<Job>,
+        run_id: i64,
+        place: Arc<crate::flow::Place>,
+    ) -> tokio::task::JoinHandle<Result<Outcome, StoreError>> {
+        self.track(job, move |runner, job| async move {
+            runner.run_step(&job, run_id, place).await
+        })
+    }
+
+    /// Runs `run` for `job` as a tracked task.
+    fn track<F>(
+        self: &Arc<Self>,
+        job: Arc<Job>,
+        run: impl FnOnce(Runner, Arc<Job>) -> F + Send + 'static,
+    ) -> tokio::task::JoinHandle<Result<Outcome, StoreError>>
+    where
+        F: Future<Output = Result<Outcome, StoreError>> + Send + 'static,
+    {
         let guard = self.inflight.enter();
-        let shared = Arc::clone(self);
+        let runner = self.runner.clone();
         tokio::spawn(async move {
             let _guard = guard;
-            let result = shared.runner.run(&job, trigger, scheduled_at).await;
+            let name = job.name.clone();
+            let result = run(runner, job).await;
             if let Err(e) = &result {
-                error!(target: "overnight::daemon", "run of `{}` not recorded: {e}", job.name);
+                error!(target: "overnight::daemon", "run of `{name}` not recorded: {e}");
             }
             result
         })
@@ -158,11 +194,13 @@ pub async fn run_with_clock(
         inflight: Arc::default(),
         reload: Notify::new(),
         token: card.token.clone(),
+        driving: Default::default(),
     });
 
     // Before the API answers: a run it started now would be this daemon's
     // own, and must not be taken for an earlier daemon's.
     recover::abandoned_runs(&shared).await?;
+    shared.resume_open_flows().await?;
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let server = tokio::spawn(api::serve(listener, Arc::clone(&shared), server_stop_rx));
     info!(target: "overnight::daemon", "started: pid {}, API on http://{addr}, {} job(s)", card.pid, shared.config().jobs.len());

@@ -42,6 +42,22 @@ impl Plan {
     }
 }
 
+/// A run's place in a flow run, said to its job in its environment
+/// (`OVERNIGHT_FLOW`, `OVERNIGHT_FLOW_RUN_ID`, `OVERNIGHT_STEP`,
+/// `OVERNIGHT_FLOW_DETAILS`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Place {
+    /// The flow's name.
+    pub flow: String,
+    /// The flow run's id.
+    pub flow_run_id: i64,
+    /// The step's name.
+    pub step: String,
+    /// A JSON file of the `details` of every step that ended before this
+    /// one started, by step name.
+    pub details: std::path::PathBuf,
+}
+
 /// One step of a flow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {

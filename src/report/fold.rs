@@ -33,6 +33,8 @@ pub struct RunHeader {
     pub host: String,
     /// The capture file.
     pub capture: std::path::PathBuf,
+    /// The flow run it is a step of.
+    pub flow: Option<std::sync::Arc<crate::flow::Place>>,
 }
 
 impl RunHeader {
@@ -48,6 +50,7 @@ impl RunHeader {
             started_at: Utc::now(),
             host: String::new(),
             capture: std::path::PathBuf::new(),
+            flow: None,
         }
     }
 }

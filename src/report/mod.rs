@@ -120,6 +120,8 @@ pub enum Trigger {
     CatchUp,
     /// `@reboot`: the daemon started.
     Reboot,
+    /// A step of a flow run.
+    Flow,
 }
 
 impl Trigger {
@@ -131,6 +133,7 @@ impl Trigger {
             Trigger::Exec => "exec",
             Trigger::CatchUp => "catch-up",
             Trigger::Reboot => "reboot",
+            Trigger::Flow => "flow",
         }
     }
 }

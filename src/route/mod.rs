@@ -8,6 +8,7 @@
 
 mod escape;
 pub mod fast_pattern;
+mod flow_log;
 mod guard;
 pub mod held;
 pub mod load;
@@ -23,11 +24,12 @@ use log4rs::append::console::{ConsoleAppender, Target};
 use log4rs::config::{Appender, Config, Logger, Root};
 use log4rs::encode::pattern::PatternEncoder;
 
-use self::escape::Escaped;
+pub use self::escape::Escaped;
 pub use self::guard::{WriteFailure, take_failures};
 use crate::event::{EntryKind, RunEvent, Stream};
 use crate::report::{Report, Status, Trigger};
 
+pub use flow_log::FlowLog;
 pub use load::{Purpose, load, load_for};
 
 static HANDLE: OnceLock<log4rs::Handle> = OnceLock::new();
@@ -60,6 +62,7 @@ pub fn console_config() -> Config {
             "jobs::status",
             "jobs::errors",
             "jobs::warnings",
+            "flows::status",
             "overnight",
         ],
         LevelFilter::Info,

@@ -56,10 +56,28 @@ impl Runner {
                     .map(|t| t.to_rfc3339())
                     .unwrap_or_default(),
             ),
-            // Flows come later; the variable is there so jobs can rely on it.
-            ("OVERNIGHT_FLOW_RUN_ID", String::new()),
         ]
         .map(|(k, v)| (k.to_string(), v));
+        let flow = header.flow.as_deref();
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .chain(
+                [
+                    ("OVERNIGHT_FLOW", flow.map(|f| f.flow.clone())),
+                    (
+                        "OVERNIGHT_FLOW_RUN_ID",
+                        flow.map(|f| f.flow_run_id.to_string()),
+                    ),
+                    ("OVERNIGHT_STEP", flow.map(|f| f.step.clone())),
+                    (
+                        "OVERNIGHT_FLOW_DETAILS",
+                        flow.map(|f| f.details.to_string_lossy().into_owned()),
+                    ),
+                ]
+                // Set, empty, outside a flow: a job can rely on them.
+                .map(|(k, v)| (k.to_string(), v.unwrap_or_default())),
+            )
+            .collect();
         let report_file = header.capture.with_extension("report.json");
         // The job may write its report before the sinks have opened the
         // capture file: the run's folder must exist first.

@@ -25,10 +25,21 @@ use self::gate::{Admission, Gate};
 use crate::capture;
 use crate::config::Job;
 pub use crate::exec::StopReason;
+use crate::flow::Place;
 use crate::notify::{Moment, Notifier};
 use crate::report::{Report, RunHeader, Status, Trigger};
 use crate::route::Router;
 use crate::store::{NewRun, NotRun, Recorder, StoreError};
+
+/// What asks for a run besides the job.
+struct Request {
+    trigger: Trigger,
+    scheduled_at: Option<DateTime<Utc>>,
+    /// The run's id, when the caller recorded it already (a flow step).
+    run_id: Option<i64>,
+    /// The flow run it is a step of.
+    flow: Option<Arc<Place>>,
+}
 
 /// How a request to run ended.
 #[derive(Debug)]
@@ -127,6 +138,11 @@ impl Runner {
         }
     }
 
+    /// Where it keeps capture files and locks.
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
     /// The host name it records.
     pub fn host(&self) -> &str {
         &self.host
@@ -170,6 +186,39 @@ impl Runner {
         trigger: Trigger,
         scheduled_at: Option<DateTime<Utc>>,
     ) -> Result<Outcome, StoreError> {
+        let request = Request {
+            trigger,
+            scheduled_at,
+            run_id: None,
+            flow: None,
+        };
+        self.run_as(job, request).await
+    }
+
+    /// Runs `job` as a step of a flow run, under the id the flow recorded
+    /// for it before asking.
+    pub async fn run_step(
+        &self,
+        job: &Job,
+        run_id: i64,
+        place: Arc<Place>,
+    ) -> Result<Outcome, StoreError> {
+        let request = Request {
+            trigger: Trigger::Flow,
+            scheduled_at: None,
+            run_id: Some(run_id),
+            flow: Some(place),
+        };
+        self.run_as(job, request).await
+    }
+
+    async fn run_as(&self, job: &Job, request: Request) -> Result<Outcome, StoreError> {
+        let Request {
+            trigger,
+            scheduled_at,
+            run_id,
+            flow,
+        } = request;
         let replace = || self.stop_job(&job.name, StopReason::Replaced);
         let mut admission = match self
             .gate
@@ -180,16 +229,22 @@ impl Runner {
             Err(why) => {
                 let why = NotStarted::Skipped(why);
                 let said = why.to_string();
-                let id = self
-                    .record_not_run(job, trigger, scheduled_at, Status::Skipped, &said)
-                    .await?;
+                let id = match run_id {
+                    Some(id) => id,
+                    None => self.recorder.next_run_id()?,
+                };
+                self.record_not_run_as(id, job, trigger, scheduled_at, Status::Skipped, &said)
+                    .await;
                 return Ok(Outcome::NotRun { id, why });
             }
         };
         // Said in the run's report as warnings of its own.
         admission.notes.splice(0..0, self.notes.iter().cloned());
 
-        let run_id = self.fresh_run_id(job)?;
+        let run_id = match run_id {
+            Some(id) => id,
+            None => self.fresh_run_id(job)?,
+        };
         let header = RunHeader {
             run_id,
             job: job.name.clone(),
@@ -199,6 +254,7 @@ impl Runner {
             started_at: Utc::now(),
             host: self.host.to_string(),
             capture: capture::path_for(&self.state_dir, &job.name, run_id),
+            flow,
         };
         // The job runs even when its bookkeeping cannot be written (a full
         // disk): the first failure is kept and said in the report.
@@ -286,6 +342,21 @@ impl Runner {
         why: &str,
     ) -> Result<i64, StoreError> {
         let id = self.recorder.next_run_id()?;
+        self.record_not_run_as(id, job, trigger, scheduled_at, status, why)
+            .await;
+        Ok(id)
+    }
+
+    /// Records a fire that did not run under the id `id`.
+    async fn record_not_run_as(
+        &self,
+        id: i64,
+        job: &Job,
+        trigger: Trigger,
+        scheduled_at: Option<DateTime<Utc>>,
+        status: Status,
+        why: &str,
+    ) {
         let recorded = self
             .recorder
             .record_not_run(&NotRun {
@@ -310,7 +381,6 @@ impl Runner {
         };
         let report = Report::synthetic(&header, status, why);
         self.notifier.moment(job, &report, Moment::Final);
-        Ok(id)
     }
 }
 

@@ -129,6 +129,7 @@ impl Store {
             started_at: parse_time(&run.started_at).unwrap_or_else(Utc::now),
             host: run.host.clone(),
             capture,
+            flow: None,
         };
         let report = Report::synthetic(&header, status, why);
         let now = report.finished_at;

@@ -21,6 +21,7 @@ use sqlx::sqlite::{
 };
 
 mod abandoned;
+mod flows;
 mod ids;
 mod jobs;
 mod journal;
@@ -32,6 +33,7 @@ mod runs;
 mod schedule;
 
 pub use abandoned::Abandoned;
+pub use flows::{FlowAction, FlowRecord, FlowState, StepRuns};
 pub use ids::RunIds;
 pub use journal::Journal;
 pub use notifications::{DeliveryStatus, Notification};
@@ -49,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_fewer_writes.sql"),
     include_str!("migrations/0006_journal.sql"),
     include_str!("migrations/0007_runner_start.sql"),
+    include_str!("migrations/0008_flows.sql"),
 ];
 
 /// Moves a job's "last handled" fire forward, never back.

@@ -1,12 +1,12 @@
 //! Crash safety with real processes: a daemon killed with -9, its job
 //! outliving it or not, and a second daemon on the same state directory.
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use overnight::store::RunRecord;
 
-use crate::helper::{Sandbox, runs, text, wait_for, wait_for_runs};
+use crate::helper::{Sandbox, kill9, runs, text, wait_for, wait_for_runs};
 
 /// A job that runs until the file `gate` exists, printing nothing after its
 /// first line (its output pipe dies with a killed daemon).
@@ -16,25 +16,6 @@ fn exclusive_job(sb: &Sandbox) -> String {
         "listen: 127.0.0.1:0\njobs:\n  exclusive:\n    command: echo started; while [ ! -e {} ]; do sleep 0.05; done\n    schedule: '* * * * * *'\n",
         gate.display()
     )
-}
-
-fn daemon(sb: &Sandbox) -> Child {
-    sb.command(&["daemon"])
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(sb.path().join("daemon.err"))
-                .unwrap(),
-        )
-        .spawn()
-        .unwrap()
-}
-
-fn kill9(pid: i32) {
-    // SAFETY: sends a signal; no memory is involved.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
 }
 
 fn alive(pid: i64) -> bool {
@@ -55,14 +36,14 @@ async fn a_job_outliving_a_killed_daemon_keeps_its_lock_and_is_closed_as_orphane
     let sb = Sandbox::new();
     sb.write("overnight.yaml", &exclusive_job(&sb));
     let state = sb.path().join(".overnight");
-    let mut first = daemon(&sb);
+    let mut first = sb.spawn_daemon();
     let run = running_run(&state).await;
     let job_pid = run.job_pid.unwrap();
     kill9(first.id() as i32);
     first.wait().unwrap();
     assert!(alive(job_pid), "the job outlives its daemon");
 
-    let mut second = daemon(&sb);
+    let mut second = sb.spawn_daemon();
     // New fires find the job's lock held by the orphan: skipped, never run.
     let skipped = wait_for_runs(&state, "fires skipped while the orphan lives", |runs| {
         let skipped: Vec<_> = runs.into_iter().filter(|r| r.status == "skipped").collect();
@@ -117,7 +98,7 @@ async fn a_killed_daemon_and_job_leave_a_lost_run_and_a_free_lock() {
     let sb = Sandbox::new();
     sb.write("overnight.yaml", &exclusive_job(&sb));
     let state = sb.path().join(".overnight");
-    let mut first = daemon(&sb);
+    let mut first = sb.spawn_daemon();
     let run = running_run(&state).await;
     kill9(first.id() as i32);
     first.wait().unwrap();
@@ -125,7 +106,7 @@ async fn a_killed_daemon_and_job_leave_a_lost_run_and_a_free_lock() {
     unsafe { libc::killpg(run.job_pid.unwrap() as i32, libc::SIGKILL) };
 
     std::fs::write(sb.path().join("gate"), "").unwrap();
-    let mut second = daemon(&sb);
+    let mut second = sb.spawn_daemon();
     let all = wait_for_runs(&state, "the lost run and a run after it", |runs| {
         let lost = runs.iter().any(|r| r.id == run.id && r.status == "lost");
         let next = runs.iter().any(|r| r.id > run.id && r.status == "success");
@@ -147,7 +128,7 @@ async fn a_second_daemon_on_the_same_state_directory_refuses_naming_the_first() 
         "overnight.yaml",
         "listen: 127.0.0.1:0\njobs:\n  idle:\n    command: 'true'\n",
     );
-    let mut first = daemon(&sb);
+    let mut first = sb.spawn_daemon();
     let card = sb.path().join(".overnight/daemon.json");
     wait_for(Duration::from_secs(10), "the first daemon", || {
         let up = card.exists();

@@ -1,14 +1,25 @@
 //! Flows (DESIGN §8): checked at `check`, run by the daemon, steered by
 //! an operator.
 
-use crate::helper::{Sandbox, text};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// The jobs of the legacy-sync flow, each a real command.
+use overnight::flow::progress::FlowStatus;
+use overnight::flow::{Known, StepState};
+use overnight::schedule::clock::SystemClock;
+use overnight::store::{FlowRecord, Store};
+
+use crate::helper::{Sandbox, TestDaemon, text, wait_for};
+
+/// The jobs of the legacy-sync flow, each a real command: `verify` checks
+/// the row count `export` reported reached it, `load` fails while the
+/// sandbox holds `fail-load`.
 const LEGACY_JOBS: &str = "\
 jobs:
   export-legacy: {command: 'echo exported; echo ::detail::rows=1204'}
-  verify-counts: {command: 'echo verified'}
-  load-new: {command: 'test ! -e fail-load'}
+  verify-counts: {command: 'test \"$OVERNIGHT_STEP\" = verify && grep -q 1204 \"$OVERNIGHT_FLOW_DETAILS\"'}
+  load-new: {command: 'test ! -e fail-load', workdir: .}
   reconcile: {command: 'echo reconciled'}
   rollback-new: {command: 'echo rolled back'}
   publish: {command: 'echo published'}
@@ -130,4 +141,223 @@ flows:
         stderr.contains("step `odd` of flow `f` can never start: no path makes `failed(gate)` true (`gate` can only end success or skipped)"),
         "{stderr}"
     );
+}
+
+/// A daemon on the legacy-sync flow; `load` fails while `fail-load` is in
+/// the sandbox.
+async fn legacy_daemon(load_fails: bool) -> TestDaemon {
+    let sb = Sandbox::new();
+    if load_fails {
+        sb.write("fail-load", "");
+    }
+    let file = format!("{LEGACY_JOBS}{LEGACY_FLOW}")
+        .replace("workdir: .", &format!("workdir: '{}'", sb.path().display()));
+    TestDaemon::start_in(sb, &file, Arc::new(SystemClock)).await
+}
+
+/// `overnight flow start legacy-sync`: the run's id.
+fn start(sb: &Sandbox) -> i64 {
+    let out = sb.run(&["flow", "start", "legacy-sync"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let id = stdout
+        .split_once('#')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok());
+    id.unwrap_or_else(|| panic!("no run id in {stdout:?}"))
+}
+
+/// The flow run once `ready` says so.
+async fn flow_run_when(
+    state_dir: &Path,
+    id: i64,
+    what: &str,
+    ready: impl Fn(&FlowRecord) -> bool,
+) -> FlowRecord {
+    wait_for(Duration::from_secs(30), what, || async {
+        let store = Store::open(state_dir).await.unwrap();
+        let run = store.flow_run(id).await.unwrap();
+        store.close().await;
+        run.filter(|r| ready(r))
+    })
+    .await
+}
+
+fn state<'r>(run: &'r FlowRecord, step: &str) -> &'r StepState {
+    let i = run.plan.step(step).unwrap();
+    &run.state.progress.steps[i]
+}
+
+fn skipped_because(run: &FlowRecord, step: &str) -> String {
+    match state(run, step) {
+        StepState::Skipped(why) => why.clone(),
+        other => panic!("`{step}` is {other:?}, not skipped"),
+    }
+}
+
+/// `overnight flow ACTION RUN [STEP]`, which must go through.
+fn operate(sb: &Sandbox, args: &[&str]) -> String {
+    let mut all = vec!["flow"];
+    all.extend_from_slice(args);
+    let out = sb.run(&all);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {stdout}{stderr}");
+    stdout
+}
+
+fn held(run: &FlowRecord) -> bool {
+    run.status == FlowStatus::Held
+}
+
+fn over(run: &FlowRecord) -> bool {
+    run.finished_at.is_some()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn all_steps_succeed_then_approve_holds_and_resume_publishes() {
+    let daemon = legacy_daemon(false).await;
+    let sb = &daemon.sandbox;
+    let id = start(sb);
+    let run = flow_run_when(&daemon.state_dir, id, "the hold at approve", held).await;
+    assert_eq!(*state(&run, "approve"), StepState::Holding);
+    assert_eq!(
+        *state(&run, "verify"),
+        StepState::Ended(Known::Success),
+        "the details reached verify"
+    );
+    assert_eq!(
+        skipped_because(&run, "rollback"),
+        "failed(load) is false: load ended success; failed(verify) is false: verify ended success"
+    );
+    assert_eq!(*state(&run, "publish"), StepState::Waiting);
+    let shown = operate(sb, &["status", &id.to_string()]);
+    assert!(
+        shown.contains("HOLDING") && shown.contains("Compare the counts"),
+        "{shown}"
+    );
+
+    let resumed = operate(sb, &["resume", &id.to_string()]);
+    assert!(resumed.contains(&format!("flow run #{id}")), "{resumed}");
+    let run = flow_run_when(&daemon.state_dir, id, "the end", over).await;
+    assert_eq!(run.status, FlowStatus::Success);
+    assert_eq!(*state(&run, "publish"), StepState::Ended(Known::Success));
+    assert_eq!(run.state.actions[0].action, "resume");
+    // Every job step ran once, as an ordinary run in the history.
+    let runs = crate::helper::runs(&daemon.state_dir).await;
+    let jobs: Vec<&str> = runs.iter().map(|r| r.job.as_str()).collect();
+    assert_eq!(
+        jobs,
+        [
+            "export-legacy",
+            "verify-counts",
+            "load-new",
+            "reconcile",
+            "publish"
+        ]
+    );
+    assert!(runs.iter().all(|r| r.trigger == "flow"));
+    // A resume now makes no sense, and says why.
+    let out = sb.run(&["flow", "resume", &id.to_string()]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("has ended (success)"), "{stderr}");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_critical_step_holds_and_resume_takes_the_rollback_route() {
+    let daemon = legacy_daemon(true).await;
+    let sb = &daemon.sandbox;
+    let id = start(sb);
+    let run = flow_run_when(&daemon.state_dir, id, "the hold at load", held).await;
+    assert_eq!(*state(&run, "load"), StepState::Ended(Known::Failed));
+    assert_eq!(
+        run.state.progress.stopped_at,
+        [run.plan.step("load").unwrap()]
+    );
+    assert_eq!(
+        *state(&run, "rollback"),
+        StepState::Waiting,
+        "nothing decided while held"
+    );
+    let refused = sb.run(&["flow", "retry", &id.to_string(), "export"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused)
+            .1
+            .contains("`export` ended success: there is nothing to retry")
+    );
+
+    operate(sb, &["resume", &id.to_string()]);
+    let run = flow_run_when(&daemon.state_dir, id, "the end", over).await;
+    assert_eq!(*state(&run, "rollback"), StepState::Ended(Known::Success));
+    assert_eq!(
+        skipped_because(&run, "reconcile"),
+        "success(load) is false: load ended failed"
+    );
+    assert_eq!(
+        skipped_because(&run, "approve"),
+        "done(reconcile) is false: reconcile was skipped"
+    );
+    assert_eq!(
+        skipped_because(&run, "publish"),
+        "ok(approve) is false: approve was skipped"
+    );
+    assert_eq!(
+        run.status,
+        FlowStatus::Warning,
+        "a failure handled by its route"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_of_the_failed_step_takes_the_success_path() {
+    let daemon = legacy_daemon(true).await;
+    let sb = &daemon.sandbox;
+    let id = start(sb);
+    flow_run_when(&daemon.state_dir, id, "the hold at load", held).await;
+    std::fs::remove_file(sb.path().join("fail-load")).unwrap();
+    operate(sb, &["retry", &id.to_string(), "load"]);
+    let run = flow_run_when(&daemon.state_dir, id, "the hold at approve", |r| {
+        held(r) && *state(r, "approve") == StepState::Holding
+    })
+    .await;
+    assert_eq!(*state(&run, "load"), StepState::Ended(Known::Success));
+    assert_eq!(
+        run.state.steps[run.plan.step("load").unwrap()].runs.len(),
+        2
+    );
+    operate(sb, &["resume", &id.to_string()]);
+    let run = flow_run_when(&daemon.state_dir, id, "the end", over).await;
+    assert_eq!(run.status, FlowStatus::Success);
+    assert!(skipped_because(&run, "rollback").contains("load ended success"));
+    let actions: Vec<(&str, Option<&str>)> = run
+        .state
+        .actions
+        .iter()
+        .map(|a| (a.action.as_str(), a.step.as_deref()))
+        .collect();
+    assert_eq!(actions, [("retry", Some("load")), ("resume", None)]);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn abort_ends_the_run_and_nothing_else_starts() {
+    let daemon = legacy_daemon(true).await;
+    let sb = &daemon.sandbox;
+    let id = start(sb);
+    flow_run_when(&daemon.state_dir, id, "the hold at load", held).await;
+    operate(sb, &["abort", &id.to_string()]);
+    let run = flow_run_when(&daemon.state_dir, id, "the end", over).await;
+    assert_eq!(run.status, FlowStatus::Aborted);
+    for step in ["reconcile", "rollback", "approve", "publish"] {
+        assert!(
+            skipped_because(&run, step).starts_with("the flow run was aborted by "),
+            "{step}"
+        );
+    }
+    let runs = crate::helper::runs(&daemon.state_dir).await;
+    assert_eq!(runs.len(), 3, "export, verify and load ran; nothing after");
+    daemon.stop().await;
 }

@@ -9,6 +9,7 @@ mod daemon;
 mod durability;
 mod examples;
 mod exec;
+mod flow_crash;
 mod flows;
 mod fuzz;
 mod hostile;

@@ -21,10 +21,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::Shared;
+use super::flows::{FlowStart, Op};
 use crate::config::Job;
 use crate::report::{Report, Trigger};
 use crate::runner::Outcome;
-use crate::store::{RunRecord, StoreError};
+use crate::store::{FlowRecord, RunRecord, StoreError};
 
 /// Why an API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,18 +52,30 @@ pub enum ApiError {
     /// The run task ended without a result.
     #[error("the run ended without a report: {0}")]
     Run(String),
+    /// No flow of that name.
+    #[error("no flow named `{0}` in the jobs file")]
+    UnknownFlow(String),
+    /// The request makes no sense now (resume a flow that is not held…).
+    #[error("{why}")]
+    Refused {
+        /// Why.
+        why: String,
+        /// The flow run it concerns, if any.
+        run_id: Option<i64>,
+    },
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::UnknownJob(_) => StatusCode::NOT_FOUND,
-            ApiError::NotRun { .. } => StatusCode::CONFLICT,
+            ApiError::UnknownJob(_) | ApiError::UnknownFlow(_) => StatusCode::NOT_FOUND,
+            ApiError::NotRun { .. } | ApiError::Refused { .. } => StatusCode::CONFLICT,
             ApiError::Store(_) | ApiError::Run(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let run_id = match self {
             ApiError::NotRun { id, .. } => Some(id),
+            ApiError::Refused { run_id, .. } => run_id,
             _ => None,
         };
         (
@@ -162,6 +175,8 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
         .route("/api/status", get(status))
         .route("/api/jobs/{name}/run", post(run_job))
         .route("/api/reload", post(reload))
+        .route("/api/flows/{name}/start", post(start_flow))
+        .route("/api/flow-runs/{id}/{action}", post(flow_command))
         .with_state(shared);
     // On loopback (the default), only loopback names are answered.
     let app = match listener.local_addr() {
@@ -293,6 +308,87 @@ async fn run_job(
             why: why.to_string(),
         }),
     }
+}
+
+/// The answer of `POST /api/flows/{name}/start`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FlowStarted {
+    /// The new flow run's id.
+    pub flow_run_id: i64,
+}
+
+/// Starts a run of a flow; answers with its id at once.
+async fn start_flow(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<FlowStarted>, ApiError> {
+    authorize(&shared, &headers)?;
+    let flow = shared
+        .config()
+        .flow(&name)
+        .cloned()
+        .ok_or(ApiError::UnknownFlow(name))?;
+    match shared.start_flow(&flow, Trigger::Manual, None).await? {
+        FlowStart::Started(id) => Ok(Json(FlowStarted { flow_run_id: id })),
+        FlowStart::Busy(id) => Err(ApiError::Refused {
+            why: format!(
+                "flow `{}` is running already (flow run #{id}) and its concurrency is `skip`",
+                flow.name
+            ),
+            run_id: Some(id),
+        }),
+    }
+}
+
+/// The body of an operator's command on a flow run.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct FlowCommand {
+    /// The step, for `retry` and `skip`.
+    #[serde(default)]
+    pub step: Option<String>,
+    /// Who gives the command, as recorded (the CLI sends the OS user).
+    #[serde(default)]
+    pub who: Option<String>,
+}
+
+/// `resume`, `retry`, `skip`, `abort` or `hold` on a flow run; answers with
+/// the run as it stands after.
+async fn flow_command(
+    State(shared): State<Arc<Shared>>,
+    Path((id, action)): Path<(i64, String)>,
+    headers: HeaderMap,
+    body: Option<Json<FlowCommand>>,
+) -> Result<Json<FlowRecord>, ApiError> {
+    authorize(&shared, &headers)?;
+    let Json(body) = body.unwrap_or_default();
+    let refused = |why: String| ApiError::Refused {
+        why,
+        run_id: Some(id),
+    };
+    let step = || {
+        body.step
+            .clone()
+            .ok_or_else(|| refused(format!("`{action}` needs the step: {{\"step\": \"NAME\"}}")))
+    };
+    let op = match action.as_str() {
+        "resume" => Op::Resume,
+        "retry" => Op::Retry(step()?),
+        "skip" => Op::Skip(step()?),
+        "abort" => Op::Abort,
+        "hold" => Op::Hold,
+        other => {
+            return Err(refused(format!(
+                "unknown action `{other}`; use resume, retry, skip, abort or hold"
+            )));
+        }
+    };
+    let who = body.who.clone().unwrap_or_else(|| "api".to_string());
+    shared
+        .flow_command(id, op, who)
+        .await
+        .map(Json)
+        .map_err(refused)
 }
 
 async fn reload(

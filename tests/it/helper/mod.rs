@@ -79,6 +79,21 @@ impl Sandbox {
         cmd
     }
 
+    /// `overnight daemon` started as a real process, its stderr added to
+    /// `daemon.err` (a restarted daemon's lines follow the first one's).
+    pub fn spawn_daemon(&self) -> std::process::Child {
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path().join("daemon.err"))
+            .unwrap();
+        self.command(&["daemon"])
+            .stdout(std::process::Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap()
+    }
+
     /// Waits until the daemon's stderr holds `what`.
     pub async fn daemon_said(&self, what: &str) {
         let err = self.path().join("daemon.err");
@@ -281,6 +296,11 @@ pub fn umask_000(cmd: &mut Command) -> &mut Command {
 }
 
 /// Ends a daemon started as a process the way systemd does, and waits.
+pub fn kill9(pid: i32) {
+    // SAFETY: sends a signal; no memory is involved.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
 pub fn terminate(mut daemon: std::process::Child) -> std::process::ExitStatus {
     // SAFETY: sends a signal; no memory is involved.
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };

@@ -1,0 +1,356 @@
+//! `overnight flow …`: start a flow, see where its runs stand, and steer a
+//! held one (DESIGN §8). Starting and steering go through the running
+//! daemon, which drives flow runs; status and history read the store.
+
+use super::times::span;
+use super::{CliError, ConfigArg, open_store};
+use crate::client::Client;
+use crate::config::Config;
+use crate::daemon::api::FlowCommand;
+use crate::exit::Outcome;
+use crate::flow::progress::{FlowStatus, describe};
+use crate::flow::{Action, StepState, shape};
+use crate::report::human_time;
+use crate::store::FlowRecord;
+use crate::zone::Zone;
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    #[command(subcommand)]
+    command: FlowCommandArg,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum FlowCommandArg {
+    /// Start a run of a flow now.
+    Start {
+        /// The flow's name in the jobs file.
+        flow: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// A flow run as a tree: each step's status, run and route (the latest
+    /// run, or the runs still open, without RUN).
+    Status {
+        /// The flow run's id.
+        run: Option<i64>,
+        /// One JSON document.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Past runs of a flow, newest first.
+    History {
+        /// Only this flow's runs.
+        flow: Option<String>,
+        /// How many runs to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// One JSON document: an array of flow runs.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Go on from where a held flow run stopped (a `hold:` step counts as
+    /// success; a failed critical step stays failed and its routes go on).
+    Resume(RunArg),
+    /// Run a step that ended failed or warning again.
+    Retry(StepArg),
+    /// Count a step as success without running it.
+    Skip(StepArg),
+    /// End a flow run: nothing else starts, running steps finish.
+    Abort(RunArg),
+    /// Pause a flow run: nothing new starts until `resume`.
+    Hold(RunArg),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArg {
+    /// The flow run's id.
+    run: i64,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+#[derive(Debug, clap::Args)]
+struct StepArg {
+    /// The flow run's id.
+    run: i64,
+    /// The step's name.
+    step: String,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
+    match args.command {
+        FlowCommandArg::Start { flow, config } => start(&flow, &config).await,
+        FlowCommandArg::Status { run, json, config } => status(run, json, &config).await,
+        FlowCommandArg::History {
+            flow,
+            limit,
+            json,
+            config,
+        } => history(flow.as_deref(), limit, json, &config).await,
+        FlowCommandArg::Resume(arg) => command(arg.run, "resume", None, &arg.config).await,
+        FlowCommandArg::Abort(arg) => command(arg.run, "abort", None, &arg.config).await,
+        FlowCommandArg::Hold(arg) => command(arg.run, "hold", None, &arg.config).await,
+        FlowCommandArg::Retry(arg) => command(arg.run, "retry", Some(arg.step), &arg.config).await,
+        FlowCommandArg::Skip(arg) => command(arg.run, "skip", Some(arg.step), &arg.config).await,
+    }
+}
+
+/// The running daemon of the jobs file, which drives flow runs.
+fn daemon(config: &Config) -> Result<Client, CliError> {
+    Client::find(&config.state_dir).ok_or_else(|| {
+        CliError::Usage(
+            "flows are driven by the daemon, and none is running for this jobs file; start it with `overnight daemon`".into(),
+        )
+    })
+}
+
+async fn start(flow: &str, arg: &ConfigArg) -> Result<Outcome, CliError> {
+    let config = arg.load()?;
+    if config.flow(flow).is_none() {
+        let names: Vec<&str> = config.flows.iter().map(|f| f.name.as_str()).collect();
+        return Err(CliError::NotFound(format!(
+            "no flow named `{flow}` in `{}`{}",
+            config.path.display(),
+            super::did_you_mean(flow, &names)
+        )));
+    }
+    let id = daemon(&config)?.start_flow(flow).await?;
+    super::say(&format!(
+        "flow run #{id} of `{flow}` started; follow it with `overnight flow status {id}`\n"
+    ));
+    Ok(Outcome::Success)
+}
+
+async fn command(
+    id: i64,
+    action: &str,
+    step: Option<String>,
+    arg: &ConfigArg,
+) -> Result<Outcome, CliError> {
+    let config = arg.load()?;
+    let body = FlowCommand {
+        step,
+        who: Some(os_user()),
+    };
+    let run = daemon(&config)?
+        .flow_command(id, action, &body)
+        .await
+        .map_err(|e| match e {
+            crate::client::ClientError::Refused(why) => CliError::Usage(why),
+            other => other.into(),
+        })?;
+    super::say(&(tree(&run, &zone(Some(&config), &run.flow)) + "\n"));
+    Ok(Outcome::Success)
+}
+
+async fn status(id: Option<i64>, json: bool, arg: &ConfigArg) -> Result<Outcome, CliError> {
+    let (store, config) = open_store(arg).await?;
+    let runs = match id {
+        Some(id) => match store.flow_run(id).await? {
+            Some(run) => vec![run],
+            None => {
+                return Err(CliError::NotFound(format!(
+                    "there is no flow run #{id}; `overnight flow history` lists them"
+                )));
+            }
+        },
+        None => {
+            let open = store.open_flow_runs().await?;
+            if open.is_empty() {
+                store.flow_history(None, 1).await?
+            } else {
+                open
+            }
+        }
+    };
+    if json {
+        let reports: Vec<_> = runs.iter().map(FlowRecord::report).collect();
+        let doc = match (id, reports.as_slice()) {
+            (Some(_), [one]) => one.clone(),
+            _ => serde_json::Value::Array(reports),
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("serialises")
+        );
+        return Ok(Outcome::Success);
+    }
+    if runs.is_empty() {
+        println!("no flow runs yet; start one with `overnight flow start FLOW`");
+    }
+    for run in &runs {
+        super::say(&(tree(run, &zone(config.as_ref(), &run.flow)) + "\n"));
+    }
+    Ok(Outcome::Success)
+}
+
+async fn history(
+    flow: Option<&str>,
+    limit: usize,
+    json: bool,
+    arg: &ConfigArg,
+) -> Result<Outcome, CliError> {
+    let (store, config) = open_store(arg).await?;
+    let runs = store.flow_history(flow, limit).await?;
+    if json {
+        let reports: Vec<_> = runs.iter().map(FlowRecord::report).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).expect("serialises")
+        );
+        return Ok(Outcome::Success);
+    }
+    if runs.is_empty() {
+        println!("no flow runs yet");
+        return Ok(Outcome::Success);
+    }
+    let width = runs.iter().map(|r| r.flow.len()).max().unwrap_or(4).max(4);
+    println!(
+        "{:>6}  {:width$}  {:8}  {:9}  {:26}  {:>8}  STEPS",
+        "ID", "FLOW", "STATUS", "TRIGGER", "WHEN", "DURATION"
+    );
+    for run in &runs {
+        let zone = zone(config.as_ref(), &run.flow);
+        let took = run
+            .finished_at
+            .map(|end| span(run.started_at, end))
+            .unwrap_or_default();
+        println!(
+            "{:>6}  {:width$}  {:8}  {:9}  {:26}  {took:>8}  {}",
+            run.id,
+            run.flow,
+            run.status,
+            run.trigger,
+            human_time(run.started_at, &zone),
+            step_counts(run)
+        );
+    }
+    Ok(Outcome::Success)
+}
+
+/// "5 ran, 2 skipped" (with how many failed and are still open).
+fn step_counts(run: &FlowRecord) -> String {
+    let mut ran = 0;
+    let mut failed = 0;
+    let mut skipped = 0;
+    let mut open = 0;
+    for state in &run.state.progress.steps {
+        match state {
+            StepState::Ended(known) => {
+                ran += 1;
+                failed += usize::from(*known == crate::flow::Known::Failed);
+            }
+            StepState::Skipped(_) => skipped += 1,
+            _ => open += 1,
+        }
+    }
+    let mut parts = vec![format!("{ran} ran")];
+    if failed > 0 {
+        parts.push(format!("{failed} failed"));
+    }
+    parts.push(format!("{skipped} skipped"));
+    if open > 0 {
+        parts.push(format!("{open} open"));
+    }
+    parts.join(", ")
+}
+
+/// The zone a flow's times are shown in.
+fn zone(config: Option<&Config>, flow: &str) -> Zone {
+    config
+        .and_then(|c| c.flow(flow).map(|f| f.timezone.clone()))
+        .or_else(|| config.map(|c| c.timezone.clone()))
+        .unwrap_or_else(Zone::local)
+}
+
+/// A flow run as a tree: each step under those it waits for, with its
+/// status, run and time, why it was skipped, where the run holds; then
+/// the operators' actions.
+fn tree(run: &FlowRecord, zone: &Zone) -> String {
+    let mut out = format!(
+        "flow run #{} of `{}`: {}, started {} ({})",
+        run.id,
+        run.flow,
+        run.status,
+        human_time(run.started_at, zone),
+        run.trigger
+    );
+    if let Some(end) = run.finished_at {
+        out += &format!(", took {}", span(run.started_at, end));
+    }
+    out.push('\n');
+    let steps = &run.plan.steps;
+    let rows: Vec<(String, usize)> = shape::layout(steps)
+        .into_iter()
+        .map(|(i, depth)| (format!("{}{}", "  ".repeat(depth + 1), steps[i].name), i))
+        .collect();
+    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    for (name, i) in rows {
+        let state = &run.state.progress.steps[i];
+        let runs = &run.state.steps[i];
+        let word = match state {
+            StepState::Waiting => "waiting".to_string(),
+            StepState::Running => "running".to_string(),
+            StepState::Holding => "HOLDING".to_string(),
+            StepState::Ended(known) => known.word().to_string(),
+            StepState::Skipped(_) => "skipped".to_string(),
+        };
+        let mut line = format!("{name:width$}  {word:8}");
+        if let Some(id) = runs.runs.last() {
+            line += &format!("  run #{id}");
+            if runs.runs.len() > 1 {
+                line += &format!(" ({} tries)", runs.runs.len());
+            }
+        }
+        if let (Some(a), Some(b)) = (runs.started_at, runs.ended_at) {
+            line += &format!("  {}", span(a, b));
+        }
+        match (state, &steps[i].action) {
+            (StepState::Skipped(why), _) => line += &format!("  ({why})"),
+            (StepState::Holding, Action::Hold(text)) => line += &format!("  <- {text}"),
+            _ if run.state.progress.stopped_at.contains(&i) => {
+                line += &format!("  <- held here: it {}", describe(state));
+            }
+            _ => {}
+        }
+        out += line.trim_end();
+        out.push('\n');
+    }
+    if run.status == FlowStatus::Held {
+        out += &format!(
+            "held: `overnight flow resume {id}` goes on; `retry {id} STEP`, `skip {id} STEP` or `abort {id}` decide otherwise\n",
+            id = run.id
+        );
+    }
+    for action in &run.state.actions {
+        out += &format!(
+            "{} {}{} by {}\n",
+            human_time(action.at, zone),
+            action.action,
+            action
+                .step
+                .as_deref()
+                .map(|s| format!(" `{s}`"))
+                .unwrap_or_default(),
+            action.who
+        );
+    }
+    out.trim_end().to_string()
+}
+
+/// Who runs this command, for the record of operator actions.
+fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            // SAFETY: getuid has no preconditions and cannot fail.
+            format!("uid {}", unsafe { libc::getuid() })
+        })
+}

@@ -1,0 +1,441 @@
+//! One flow run being driven: its moves recorded, then made; its steps'
+//! ends and the operators' commands taken in turn.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use log::Level;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::{Command, Op, StepDone};
+use crate::daemon::Shared;
+use crate::flow::progress::FlowStatus;
+use crate::flow::{Action, Known, Move, Place, Plan};
+use crate::route::{Escaped, FlowLog};
+use crate::runner::Outcome;
+use crate::status::Status;
+use crate::store::{FlowAction, FlowRecord, StoreError};
+
+/// One flow run being driven.
+pub(super) struct Driver<'s> {
+    shared: &'s Arc<Shared>,
+    run: FlowRecord,
+    log: FlowLog,
+    /// Each ended step's `details`, for the steps that start after it.
+    details: BTreeMap<String, BTreeMap<String, Value>>,
+    done_tx: mpsc::UnboundedSender<StepDone>,
+    done: mpsc::UnboundedReceiver<StepDone>,
+}
+
+impl<'s> Driver<'s> {
+    pub(super) fn new(shared: &'s Arc<Shared>, run: FlowRecord) -> Driver<'s> {
+        let (done_tx, done) = mpsc::unbounded_channel();
+        Driver {
+            shared,
+            log: FlowLog::new(&run.flow, run.id),
+            run,
+            details: BTreeMap::new(),
+            done_tx,
+            done,
+        }
+    }
+
+    fn steps(&self) -> &[crate::flow::Step] {
+        &self.run.plan.steps
+    }
+
+    pub(super) async fn go(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+    ) -> Result<(), StoreError> {
+        self.take_up().await?;
+        loop {
+            self.advance().await?;
+            if self.run.state.progress.is_over() {
+                return self.finish().await;
+            }
+            let hold_timeout = self.hold_deadline();
+            tokio::select! {
+                Some(done) = self.done.recv() => self.step_ended(done).await?,
+                Some(command) = commands.recv() => self.command(command).await?,
+                () = sleep_until(hold_timeout) => self.hold_timed_out().await?,
+            }
+        }
+    }
+
+    /// For a run taken up again: the steps whose run was going wait for
+    /// it to end (it is closed as lost or orphaned if its daemon died with
+    /// it); the details of the steps that ended are read back.
+    async fn take_up(&mut self) -> Result<(), StoreError> {
+        let store = &self.shared.store;
+        for i in 0..self.steps().len() {
+            let Some(&run_id) = self.run.state.steps[i].runs.last() else {
+                continue;
+            };
+            let report = store.report(run_id).await?;
+            let name = self.steps()[i].name.clone();
+            match self.run.state.progress.steps[i] {
+                crate::flow::StepState::Running => {
+                    let store = store.clone();
+                    let done = self.done_tx.clone();
+                    tokio::spawn(async move {
+                        let known = wait_for_run(&store, run_id).await;
+                        let details = match store.report(run_id).await {
+                            Ok(Some(report)) => report.details,
+                            _ => BTreeMap::new(),
+                        };
+                        let _ = done.send(StepDone {
+                            step: i,
+                            known,
+                            details,
+                        });
+                    });
+                }
+                crate::flow::StepState::Ended(_) => {
+                    if let Some(report) = report {
+                        self.details.insert(name, report.details);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every move that can be made now: records them, then starts
+    /// the steps.
+    async fn advance(&mut self) -> Result<(), StoreError> {
+        let plan = Arc::new(self.run.plan.clone());
+        let progress = &mut self.run.state.progress;
+        let free = plan
+            .max_parallel
+            .map_or(usize::MAX, |max| max.saturating_sub(progress.running()));
+        let moves = progress.advance(&plan.steps, free);
+        if moves.is_empty() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let mut starts = Vec::new();
+        for m in &moves {
+            let i = match m {
+                Move::Start(i) | Move::Hold(i) | Move::Skip(i, _) => *i,
+            };
+            self.run.state.steps[i].started_at = Some(now);
+            if let Move::Start(i) = m {
+                let run_id = self.shared.store.next_run_id()?;
+                self.run.state.steps[*i].runs.push(run_id);
+                starts.push((*i, run_id));
+            }
+        }
+        self.save().await?;
+        for m in &moves {
+            self.say_move(&plan, m);
+        }
+        for (i, run_id) in starts {
+            self.start_step(i, run_id)?;
+        }
+        Ok(())
+    }
+
+    fn say_move(&self, plan: &Plan, m: &Move) {
+        let id = self.run.id;
+        match m {
+            Move::Start(i) => {
+                let run = self.run.state.steps[*i].runs.last().copied().unwrap_or(0);
+                let job = match &plan.steps[*i].action {
+                    Action::Job(job) => job.as_str(),
+                    Action::Hold(_) => "",
+                };
+                self.log.status(
+                    Level::Info,
+                    format_args!(
+                        "step `{}` started: run #{run} of job `{job}`",
+                        plan.steps[*i].name
+                    ),
+                );
+            }
+            Move::Skip(i, why) => self.log.status(
+                Level::Info,
+                format_args!("step `{}` skipped: {why}", plan.steps[*i].name),
+            ),
+            Move::Hold(i) => {
+                let text = match &plan.steps[*i].action {
+                    Action::Hold(text) => text.as_str(),
+                    Action::Job(_) => "",
+                };
+                self.log.status(
+                    Level::Warn,
+                    format_args!(
+                        "held at step `{}`: {}; go on with `overnight flow resume {id}`",
+                        plan.steps[*i].name,
+                        Escaped(text)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Starts step `i`'s job as run `run_id`; a job no longer in the jobs
+    /// file ends the step failed.
+    fn start_step(&mut self, i: usize, run_id: i64) -> Result<(), StoreError> {
+        let step = &self.run.plan.steps[i];
+        let Action::Job(job_name) = &step.action else {
+            return Ok(());
+        };
+        let details = self.write_details(&step.name)?;
+        let place = Arc::new(Place {
+            flow: self.run.flow.clone(),
+            flow_run_id: self.run.id,
+            step: step.name.clone(),
+            details,
+        });
+        let done = self.done_tx.clone();
+        let Some(job) = self.shared.config().job(job_name).cloned() else {
+            self.log.status(
+                Level::Error,
+                format_args!(
+                    "step `{}`: job `{job_name}` is no longer in the jobs file",
+                    step.name
+                ),
+            );
+            let _ = done.send(StepDone {
+                step: i,
+                known: Known::Failed,
+                details: BTreeMap::new(),
+            });
+            return Ok(());
+        };
+        let run = self.shared.launch_step(job, run_id, place);
+        tokio::spawn(async move {
+            let (known, details) = match run.await {
+                Ok(Ok(Outcome::Ran(report))) => (Known::of_status(report.status), report.details),
+                _ => (Known::Failed, BTreeMap::new()),
+            };
+            let _ = done.send(StepDone {
+                step: i,
+                known,
+                details,
+            });
+        });
+        Ok(())
+    }
+
+    /// `OVERNIGHT_FLOW_DETAILS` for step `step`: the details of every step
+    /// ended so far, by step name.
+    fn write_details(&self, step: &str) -> Result<std::path::PathBuf, StoreError> {
+        let dir = self
+            .shared
+            .state_dir()
+            .join("flows")
+            .join(self.run.id.to_string());
+        let path = dir.join(format!("{step}.details.json"));
+        let json = serde_json::to_vec_pretty(&self.details).expect("details serialise");
+        crate::state::create_dir(dir.parent().expect("flows"))
+            .and_then(|()| crate::state::create_dir(&dir))
+            .and_then(|()| crate::state::replace(&path, &json))
+            .map_err(|source| StoreError::File {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(path)
+    }
+
+    async fn step_ended(&mut self, done: StepDone) -> Result<(), StoreError> {
+        let steps = Arc::new(self.run.plan.steps.clone());
+        let name = steps[done.step].name.clone();
+        self.run.state.steps[done.step].ended_at = Some(Utc::now());
+        self.details.insert(name.clone(), done.details);
+        let stops = self.run.state.progress.ended(&steps, done.step, done.known);
+        let run = self.run.state.steps[done.step]
+            .runs
+            .last()
+            .copied()
+            .unwrap_or(0);
+        let level = match done.known {
+            Known::Failed => Level::Error,
+            Known::Warning => Level::Warn,
+            _ => Level::Info,
+        };
+        self.log.status(
+            level,
+            format_args!("step `{name}` ended {} (run #{run})", done.known.word()),
+        );
+        if stops {
+            self.log.status(
+                Level::Warn,
+                format_args!(
+                    "held at step `{name}`: it ended {}; go on with `overnight flow resume {id}`, `retry {id} {name}`, `skip {id} {name}` or `abort {id}`",
+                    done.known.word(),
+                    id = self.run.id
+                ),
+            );
+        }
+        self.save().await
+    }
+
+    async fn command(&mut self, command: Command) -> Result<(), StoreError> {
+        let Command { op, who, answer } = command;
+        let steps = Arc::new(self.run.plan.steps.clone());
+        let index = |name: &str| {
+            steps.iter().position(|s| s.name == name).ok_or_else(|| {
+                format!(
+                    "flow `{}` has no step `{name}`; its steps: {}",
+                    self.run.flow,
+                    steps
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+        };
+        let progress = &mut self.run.state.progress;
+        let done = match &op {
+            Op::Resume => progress.resume().map_err(|e| e.0),
+            Op::Hold => progress.pause().map_err(|e| e.0),
+            Op::Abort => progress
+                .abort(&format!("the flow run was aborted by {who}"))
+                .map_err(|e| e.0),
+            Op::Skip(step) => index(step).and_then(|i| progress.skip(&steps, i).map_err(|e| e.0)),
+            Op::Retry(step) => index(step).and_then(|i| progress.retry(&steps, i).map_err(|e| e.0)),
+        };
+        if let Err(why) = done {
+            let _ = answer.send(Err(why));
+            return Ok(());
+        }
+        let now = Utc::now();
+        self.run.state.actions.push(FlowAction {
+            at: now,
+            action: op.word().to_string(),
+            step: op.step().map(str::to_string),
+            who: who.clone(),
+        });
+        let retried = match &op {
+            Op::Retry(step) => Some(index(step).expect("found above")),
+            _ => None,
+        };
+        if let Some(i) = retried {
+            let run_id = self.shared.store.next_run_id()?;
+            self.run.state.steps[i].runs.push(run_id);
+            self.run.state.steps[i].started_at = Some(now);
+            self.run.state.steps[i].ended_at = None;
+        }
+        if let Op::Skip(step) = &op {
+            let i = index(step).expect("found above");
+            self.run.state.steps[i].ended_at = Some(now);
+        }
+        self.save().await?;
+        self.log.status(
+            Level::Info,
+            format_args!("{} by {}", op.done(), Escaped(&who)),
+        );
+        if let Some(i) = retried {
+            let run_id = *self.run.state.steps[i].runs.last().expect("pushed above");
+            self.start_step(i, run_id)?;
+        }
+        let _ = answer.send(Ok(self.run.clone()));
+        Ok(())
+    }
+
+    /// When a hold left alone ends the run, if the flow has a
+    /// `hold_timeout` and is held.
+    fn hold_deadline(&self) -> Option<tokio::time::Instant> {
+        let timeout = self.run.plan.hold_timeout?;
+        let since = self.run.state.held_since?;
+        let left = (since + chrono::Duration::from_std(timeout).ok()?) - Utc::now();
+        Some(tokio::time::Instant::now() + left.to_std().unwrap_or(Duration::ZERO))
+    }
+
+    async fn hold_timed_out(&mut self) -> Result<(), StoreError> {
+        let timeout = self.run.plan.hold_timeout.unwrap_or_default();
+        let why = format!(
+            "the flow run was held longer than its hold_timeout ({})",
+            humantime::format_duration(timeout)
+        );
+        let _ = self.run.state.progress.abort(&why);
+        self.run.state.actions.push(FlowAction {
+            at: Utc::now(),
+            action: "hold_timeout".into(),
+            step: None,
+            who: "overnight".into(),
+        });
+        self.log
+            .status(Level::Error, format_args!("{why}; aborted"));
+        self.save().await
+    }
+
+    /// Writes where the run stands, its status first brought up to date.
+    async fn save(&mut self) -> Result<(), StoreError> {
+        let status = self
+            .run
+            .state
+            .progress
+            .status(&self.run.plan.steps, self.run.plan.status_when.as_ref());
+        let state = &mut self.run.state;
+        match status {
+            FlowStatus::Held => {
+                state.held_since.get_or_insert_with(Utc::now);
+            }
+            _ => state.held_since = None,
+        }
+        self.run.status = status;
+        self.shared.store.update_flow_run(&self.run).await
+    }
+
+    async fn finish(mut self) -> Result<(), StoreError> {
+        self.run.finished_at = Some(Utc::now());
+        self.save().await?;
+        let run = &self.run;
+        let took = run.finished_at.unwrap_or_default() - run.started_at;
+        let level = match run.status {
+            FlowStatus::Success => Level::Info,
+            FlowStatus::Warning => Level::Warn,
+            _ => Level::Error,
+        };
+        self.log.status(
+            level,
+            format_args!(
+                "flow run #{} ended {} in {}",
+                run.id,
+                run.status,
+                humantime::format_duration(Duration::from_millis(
+                    took.num_milliseconds().max(0) as u64
+                ))
+            ),
+        );
+        self.log
+            .details(&serde_json::to_string(&run.report()).expect("serialises"));
+        let dir = self
+            .shared
+            .state_dir()
+            .join("flows")
+            .join(run.id.to_string());
+        let _ = std::fs::remove_dir_all(dir);
+        Ok(())
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How run `run_id` ended, once it has: it was going when its daemon
+/// died, and is closed as lost or orphaned by this one.
+async fn wait_for_run(store: &crate::store::Store, run_id: i64) -> Known {
+    loop {
+        match store.run(run_id).await {
+            Ok(Some(run)) if run.status != Status::Running => {
+                return Known::of_status(run.status);
+            }
+            // Never recorded: it did not start, and is not started again.
+            Ok(None) => return Known::Failed,
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Driving flow runs: each run is a task that makes the moves
+//! [`crate::flow::Progress`] decides, records each in the store before it
+//! acts on it, starts the steps' jobs as ordinary runs, and takes the
+//! operators' commands.
+//!
+//! A run's task holds no process of its own: a held flow is a row in the
+//! store and a task waiting on a channel. At shutdown the tasks are simply
+//! dropped; the next daemon picks every open run up from the store
+//! ([`resume_open_runs`]), waiting for a step's run where it still goes and
+//! never starting a step again that has a run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use log::{Level, error};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+mod driver;
+
+use super::Shared;
+use crate::config::Concurrency;
+use crate::config::flow::Flow;
+use crate::flow::progress::FlowStatus;
+use crate::flow::{Known, Plan, Progress};
+use crate::report::Trigger;
+use crate::route::FlowLog;
+use crate::store::{FlowRecord, FlowState, StepRuns, StoreError};
+
+/// What an operator asks of a flow run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Go on from the holds.
+    Resume,
+    /// Run this step again.
+    Retry(String),
+    /// Count this step as success.
+    Skip(String),
+    /// End the run.
+    Abort,
+    /// Start nothing new until resumed.
+    Hold,
+}
+
+impl Op {
+    /// What was done, for the flow's status records: "resumed",
+    /// "retried `load`".
+    fn done(&self) -> String {
+        match self {
+            Op::Resume => "resumed".into(),
+            Op::Retry(step) => format!("retried `{step}`"),
+            Op::Skip(step) => format!("skipped `{step}` (counted as success)"),
+            Op::Abort => "aborted".into(),
+            Op::Hold => "held".into(),
+        }
+    }
+
+    /// The word for it in the record of actions.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Op::Resume => "resume",
+            Op::Retry(_) => "retry",
+            Op::Skip(_) => "skip",
+            Op::Abort => "abort",
+            Op::Hold => "hold",
+        }
+    }
+
+    fn step(&self) -> Option<&str> {
+        match self {
+            Op::Retry(step) | Op::Skip(step) => Some(step),
+            _ => None,
+        }
+    }
+}
+
+/// An operator's command, with who gave it and where the answer goes.
+struct Command {
+    op: Op,
+    who: String,
+    answer: oneshot::Sender<Result<FlowRecord, String>>,
+}
+
+/// The flow runs this daemon drives, by id: where their commands go.
+/// Never held across an await.
+#[derive(Debug, Default)]
+pub struct Driving(Mutex<HashMap<i64, mpsc::Sender<Command>>>);
+
+/// How a request to start a flow went.
+#[derive(Debug)]
+pub enum FlowStart {
+    /// It started: the run's id.
+    Started(i64),
+    /// A run of it goes on and its `concurrency` is `skip`: that run's id.
+    Busy(i64),
+}
+
+/// A step's run has ended.
+struct StepDone {
+    step: usize,
+    known: Known,
+    details: BTreeMap<String, Value>,
+}
+
+impl Shared {
+    /// Starts a run of `flow`, recorded before any of its steps starts.
+    pub async fn start_flow(
+        self: &Arc<Self>,
+        flow: &Flow,
+        trigger: Trigger,
+        scheduled_at: Option<DateTime<Utc>>,
+    ) -> Result<FlowStart, StoreError> {
+        if flow.concurrency == Concurrency::Skip
+            && let Some(open) = self
+                .store
+                .open_flow_runs()
+                .await?
+                .into_iter()
+                .find(|r| r.flow == flow.name)
+        {
+            return Ok(FlowStart::Busy(open.id));
+        }
+        let plan = Plan::clone(&flow.plan);
+        let run = FlowRecord {
+            id: self.store.next_run_id()?,
+            flow: flow.name.clone(),
+            trigger: trigger.as_str().to_string(),
+            scheduled_at,
+            started_at: Utc::now(),
+            finished_at: None,
+            status: FlowStatus::Running,
+            state: FlowState {
+                progress: Progress::new(plan.steps.len()),
+                steps: vec![StepRuns::default(); plan.steps.len()],
+                ..FlowState::default()
+            },
+            plan,
+            host: self.runner.host().to_string(),
+            driver: driver(),
+        };
+        self.store.insert_flow_run(&run).await?;
+        let id = run.id;
+        FlowLog::new(&run.flow, id).status(
+            Level::Info,
+            format_args!("flow run #{id} started ({})", trigger.as_str()),
+        );
+        self.drive(run);
+        Ok(FlowStart::Started(id))
+    }
+
+    /// Gives an operator's command to the flow run `id` this daemon
+    /// drives; its state after, or why the command was refused.
+    pub async fn flow_command(&self, id: i64, op: Op, who: String) -> Result<FlowRecord, String> {
+        let to = self.driving.0.lock().expect("driving").get(&id).cloned();
+        let Some(to) = to else {
+            return Err(match self.store.flow_run(id).await {
+                Ok(Some(run)) => format!(
+                    "flow run #{id} of `{}` has ended ({}); start a new one with `overnight flow start {}`",
+                    run.flow, run.status, run.flow
+                ),
+                Ok(None) => {
+                    format!("there is no flow run #{id}; `overnight flow history` lists them")
+                }
+                Err(e) => e.to_string(),
+            });
+        };
+        let (answer, answered) = oneshot::channel();
+        let command = Command { op, who, answer };
+        if to.send(command).await.is_err() {
+            return Err(format!("flow run #{id} has just ended"));
+        }
+        answered
+            .await
+            .unwrap_or_else(|_| Err(format!("flow run #{id} has just ended")))
+    }
+
+    /// Takes up every flow run a dead daemon left open.
+    pub(super) async fn resume_open_flows(self: &Arc<Self>) -> Result<(), StoreError> {
+        for mut run in self.store.open_flow_runs().await? {
+            if !run.driver_gone() {
+                continue;
+            }
+            run.driver = driver();
+            FlowLog::new(&run.flow, run.id).status(
+                Level::Warn,
+                format_args!(
+                    "flow run #{} taken up again after the daemon driving it stopped",
+                    run.id
+                ),
+            );
+            self.drive(run);
+        }
+        Ok(())
+    }
+
+    /// Drives `run` in a task of its own until it is over.
+    fn drive(self: &Arc<Self>, run: FlowRecord) {
+        let (commands_tx, commands) = mpsc::channel(8);
+        self.driving
+            .0
+            .lock()
+            .expect("driving")
+            .insert(run.id, commands_tx);
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            let id = run.id;
+            let flow = run.flow.clone();
+            if let Err(e) = driver::Driver::new(&shared, run).go(commands).await {
+                error!(target: "overnight::daemon", "flow run #{id} of `{flow}` stopped: {e}");
+            }
+            shared.driving.0.lock().expect("driving").remove(&id);
+        });
+    }
+}
+
+/// This process, as the driver of a flow run.
+fn driver() -> Option<(u32, u64)> {
+    let pid = std::process::id();
+    crate::process::start_time(pid).map(|started| (pid, started))
+}

@@ -1,0 +1,166 @@
+//! Flows and a daemon killed with -9: the run is taken up from the store
+//! by the next daemon, no step that ran is run again, and the flow ends
+//! by its rules on what the store says of each step.
+
+use std::process::Child;
+use std::time::Duration;
+
+use overnight::flow::progress::FlowStatus;
+use overnight::flow::{Known, StepState};
+use overnight::store::{FlowRecord, Store};
+
+use crate::helper::{Sandbox, runs, text, wait_for};
+
+/// legacy-sync with `load` waiting for the file `gate` (so the daemon can
+/// be killed while it runs).
+fn jobs_file(sb: &Sandbox) -> String {
+    let gate = sb.path().join("gate");
+    format!(
+        "\
+listen: 127.0.0.1:0
+jobs:
+  export-legacy: {{command: 'echo exported'}}
+  verify-counts: {{command: 'echo verified'}}
+  load-new: {{command: 'echo loading; while [ ! -e {gate} ]; do sleep 0.05; done'}}
+  reconcile: {{command: 'echo reconciled'}}
+  rollback-new: {{command: 'echo rolled back'}}
+  publish: {{command: 'echo published'}}
+flows:
+  legacy-sync:
+    steps:
+      export:    {{ job: export-legacy }}
+      verify:    {{ job: verify-counts, after: export }}
+      load:      {{ job: load-new, after: verify, critical: true }}
+      reconcile: {{ job: reconcile, after: \"success(load)\" }}
+      rollback:  {{ job: rollback-new, after: \"failed(load) or failed(verify)\" }}
+      approve:   {{ hold: \"Compare the counts, then resume\", after: \"done(reconcile)\" }}
+      publish:   {{ job: publish, after: approve }}
+",
+        gate = gate.display()
+    )
+}
+
+fn kill9(child: &mut Child) {
+    crate::helper::kill9(child.id() as i32);
+    child.wait().unwrap();
+}
+
+/// Starts the flow through the daemon once its API answers.
+async fn start(sb: &Sandbox) -> i64 {
+    wait_for(Duration::from_secs(30), "the flow to start", || {
+        let out = sb.run(&["flow", "start", "legacy-sync"]);
+        let (stdout, _) = text(&out);
+        let id = stdout
+            .split_once('#')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<i64>().ok());
+        async move { id }
+    })
+    .await
+}
+
+async fn flow_run_when(
+    sb: &Sandbox,
+    id: i64,
+    what: &str,
+    ready: impl Fn(&FlowRecord) -> bool,
+) -> FlowRecord {
+    let state = sb.path().join(".overnight");
+    wait_for(Duration::from_secs(30), what, || async {
+        let store = Store::open(&state).await.unwrap();
+        let run = store.flow_run(id).await.unwrap();
+        store.close().await;
+        run.filter(|r| ready(r))
+    })
+    .await
+}
+
+fn state<'r>(run: &'r FlowRecord, step: &str) -> &'r StepState {
+    &run.state.progress.steps[run.plan.step(step).unwrap()]
+}
+
+/// Each job's runs, by job name, in the history.
+async fn runs_per_job(sb: &Sandbox) -> std::collections::BTreeMap<String, usize> {
+    let mut count = std::collections::BTreeMap::new();
+    for run in runs(&sb.path().join(".overnight")).await {
+        *count.entry(run.job).or_insert(0) += 1;
+    }
+    count
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_killed_while_a_step_runs_leaves_a_flow_the_next_one_finishes() {
+    let sb = Sandbox::new();
+    sb.write("overnight.yaml", &jobs_file(&sb));
+    let mut first = sb.spawn_daemon();
+    let id = start(&sb).await;
+    let run = flow_run_when(&sb, id, "load running", |r| {
+        *state(r, "load") == StepState::Running
+    })
+    .await;
+    assert_eq!(*state(&run, "verify"), StepState::Ended(Known::Success));
+    // The load's run is recorded with its process before the kill.
+    wait_for(
+        Duration::from_secs(30),
+        "load's process recorded",
+        || async {
+            runs(&sb.path().join(".overnight"))
+                .await
+                .into_iter()
+                .find(|r| r.job == "load-new" && r.job_pid.is_some())
+        },
+    )
+    .await;
+    kill9(&mut first);
+
+    let mut second = sb.spawn_daemon();
+    sb.daemon_said("outlived the daemon that started it").await;
+    // The load outlived its daemon; it ends now, its exit unknown: the
+    // step failed, the critical stop holds the flow.
+    std::fs::write(sb.path().join("gate"), "").unwrap();
+    let run = flow_run_when(&sb, id, "the hold at load", |r| {
+        r.status == FlowStatus::Held
+    })
+    .await;
+    assert_eq!(*state(&run, "load"), StepState::Ended(Known::Failed));
+    let ran = runs_per_job(&sb).await;
+    assert!(ran.values().all(|&n| n == 1), "a step ran twice: {ran:?}");
+    assert_eq!(ran.len(), 3, "export, verify, load: {ran:?}");
+    let history = runs(&sb.path().join(".overnight")).await;
+    let load = history.iter().find(|r| r.job == "load-new").unwrap();
+    assert_eq!(load.status, "orphaned");
+
+    // From here it goes as a held failure goes: the rollback route.
+    let out = sb.run(&["flow", "resume", &id.to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let run = flow_run_when(&sb, id, "the end", |r| r.finished_at.is_some()).await;
+    assert_eq!(run.status, FlowStatus::Warning);
+    assert_eq!(*state(&run, "rollback"), StepState::Ended(Known::Success));
+    let ran = runs_per_job(&sb).await;
+    assert!(ran.values().all(|&n| n == 1), "a step ran twice: {ran:?}");
+    kill9(&mut second);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_flow_survives_a_killed_daemon_and_resumes_where_it_stood() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.path().join("gate"), "").unwrap();
+    sb.write("overnight.yaml", &jobs_file(&sb));
+    let mut first = sb.spawn_daemon();
+    let id = start(&sb).await;
+    flow_run_when(&sb, id, "the hold at approve", |r| {
+        *state(r, "approve") == StepState::Holding
+    })
+    .await;
+    kill9(&mut first);
+    let mut second = sb.spawn_daemon();
+    sb.daemon_said("taken up again").await;
+    let out = sb.run(&["flow", "resume", &id.to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let run = flow_run_when(&sb, id, "the end", |r| r.finished_at.is_some()).await;
+    assert_eq!(run.status, FlowStatus::Success);
+    let ran = runs_per_job(&sb).await;
+    assert_eq!(ran.len(), 5, "{ran:?}");
+    assert!(ran.values().all(|&n| n == 1), "a step ran twice: {ran:?}");
+    kill9(&mut second);
+}
