@@ -204,7 +204,37 @@ fn zombie_children() -> Vec<u32> {
     // A zombie child of ours, outside our own process group: jobs and what
     // they leave run in groups of their own, while a child some library
     // spawned (sendmail, say) stays in ours and is its spawner's to wait for.
-    processes_where(|stat| stat.state == "Z" && stat.ppid == me && stat.pgrp != own_group)
+    let zombie = |stat: &Stat<'_>| stat.state == "Z" && stat.ppid == me && stat.pgrp != own_group;
+    match own_children() {
+        // Every SIGCHLD looks: our few children, not every process of the
+        // machine (a scan of /proc took a millisecond per job's end, under
+        // the lock the next spawn waits for).
+        Some(children) => children
+            .into_iter()
+            .filter(|&pid| {
+                with_stat(pid, |fields| match fields {
+                    [state, ppid, pgrp, ..] => zombie(&Stat { state, ppid, pgrp }),
+                    _ => false,
+                })
+                .unwrap_or(false)
+            })
+            .collect(),
+        None => processes_where(zombie),
+    }
+}
+
+/// This process's children, from each of its threads' `children` file;
+/// `None` where the kernel keeps no such file.
+fn own_children() -> Option<Vec<u32>> {
+    let mut children = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let text = std::fs::read_to_string(task.path().join("children")).ok()?;
+        children.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    Some(children)
 }
 
 /// The state, parent and process group of a process, from `/proc/PID/stat`.

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod flows;
 mod output;
 mod scale;
 mod starts;
@@ -132,6 +133,9 @@ fn main() {
     }
     if wanted("history") {
         runtime.block_on(history(&mut b));
+    }
+    if wanted("flows") {
+        runtime.block_on(flows::flows(&mut b));
     }
     report(&b);
 }

@@ -120,11 +120,11 @@ impl Progress {
 
     /// What the conditions see of the step named `name`.
     fn known<'a>(&'a self, steps: &'a [Step]) -> impl Fn(&str) -> Known + 'a {
+        let index = indices(steps);
         move |name| {
-            steps
-                .iter()
-                .position(|s| s.name == name)
-                .map_or(Known::Skipped, |i| self.steps[i].known())
+            index
+                .get(name)
+                .map_or(Known::Skipped, |&i| self.steps[i].known())
         }
     }
 
@@ -157,20 +157,33 @@ impl Progress {
     pub fn advance(&mut self, steps: &[Step], free: usize) -> Vec<Move> {
         let mut moves = Vec::new();
         let mut free = free;
+        // Made once per call, and only for a condition to read: a flow of
+        // a thousand steps is decided in a thousand calls.
+        let index = std::cell::OnceCell::new();
+        let mut held = self.held();
         loop {
-            let before = moves.len();
+            // A skip changes what conditions see (a start does not: running
+            // is as open as waiting): only then is another pass needed.
+            let mut skipped = false;
             for (i, step) in steps.iter().enumerate() {
-                if self.held() || self.steps[i] != StepState::Waiting {
+                if held || self.steps[i] != StepState::Waiting {
                     continue;
                 }
+                let known = |name: &str| {
+                    index
+                        .get_or_init(|| indices(steps))
+                        .get(name)
+                        .map_or(Known::Skipped, |&j| self.steps[j].known())
+                };
                 let value = match &step.after {
                     None => Some(true),
-                    Some(cond) => cond.eval(&self.known(steps)),
+                    Some(cond) => cond.eval(&known),
                 };
                 match value {
                     Some(true) if step.is_hold() => {
                         self.steps[i] = StepState::Holding;
                         moves.push(Move::Hold(i));
+                        held = true;
                     }
                     Some(true) if free > 0 => {
                         free -= 1;
@@ -181,14 +194,15 @@ impl Progress {
                         let why = step
                             .after
                             .as_ref()
-                            .map_or_else(String::new, |c| c.explain(&self.known(steps)));
+                            .map_or_else(String::new, |c| c.explain(&known));
                         self.steps[i] = StepState::Skipped(why.clone());
                         moves.push(Move::Skip(i, why));
+                        skipped = true;
                     }
                     Some(true) | None => {}
                 }
             }
-            if moves.len() == before {
+            if !skipped {
                 return moves;
             }
         }
@@ -368,6 +382,15 @@ impl Progress {
             FlowStatus::Success
         }
     }
+}
+
+/// Each step's index by its name.
+fn indices(steps: &[Step]) -> std::collections::HashMap<&str, usize> {
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect()
 }
 
 /// A step's state as the tail of a sentence: "`load` is running".

@@ -1,8 +1,11 @@
-//! Flow runs: one row each, its plan and its state (DESIGN §8).
+//! Flow runs: a row each with its plan and holds, and a row per step
+//! (DESIGN §8).
 //!
-//! A run's row is written before any of its steps starts, and again after
-//! every move, as one statement: what a crashed daemon left is exactly
-//! what the next one picks up.
+//! A run's rows are written before any of its steps starts; each move then
+//! writes the rows it changed, in one transaction (a step's row, not the
+//! whole run: a flow of a thousand steps writes as little per step as a
+//! flow of three). What a crashed daemon left is exactly what the next one
+//! picks up.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,7 +16,7 @@ use super::{Store, StoreError, time_text};
 use crate::flow::progress::FlowStatus;
 use crate::flow::{Plan, Progress, StepState};
 
-/// Everything a flow run has come to, kept as JSON in its row.
+/// Everything a flow run has come to.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct FlowState {
     /// The steps' states, holds and operator stops.
@@ -74,7 +77,7 @@ pub struct FlowRecord {
     /// The host.
     pub host: String,
     /// The process driving it, and that process's start time.
-    #[serde(skip)]
+    #[serde(default)]
     pub driver: Option<(u32, u64)>,
 }
 
@@ -147,10 +150,81 @@ fn decode<T: for<'de> Deserialize<'de>>(row: &SqliteRow, column: &str) -> Result
     serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
+/// The run's own state, beside its steps': the `holds` column.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Holds {
+    stopped_at: Vec<usize>,
+    paused: bool,
+    aborted: bool,
+    held_since: Option<DateTime<Utc>>,
+    actions: Vec<FlowAction>,
+}
+
+/// What one move of a flow run changed: its row, and the rows of the
+/// steps it touched. Written through the journal (or straight into the
+/// store), as one entry: a move is recorded whole or not at all.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FlowSave {
+    id: i64,
+    status: FlowStatus,
+    holds: Holds,
+    finished_at: Option<DateTime<Utc>>,
+    driver: Option<(u32, u64)>,
+    steps: Vec<StepRow>,
+}
+
+/// One step's row.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StepRow {
+    step: usize,
+    state: StepState,
+    runs: Vec<i64>,
+    started_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+}
+
+impl FlowSave {
+    /// The rows of `run` a move changed: the run's, and those of the steps
+    /// in `changed`.
+    pub fn of(run: &FlowRecord, changed: &[usize]) -> FlowSave {
+        FlowSave {
+            id: run.id,
+            status: run.status,
+            holds: Holds::of(&run.state),
+            finished_at: run.finished_at,
+            driver: run.driver,
+            steps: changed
+                .iter()
+                .map(|&step| StepRow {
+                    step,
+                    state: run.state.progress.steps[step].clone(),
+                    runs: run.state.steps[step].runs.clone(),
+                    started_at: run.state.steps[step].started_at,
+                    ended_at: run.state.steps[step].ended_at,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Holds {
+    fn of(state: &FlowState) -> Holds {
+        Holds {
+            stopped_at: state.progress.stopped_at.clone(),
+            paused: state.progress.paused,
+            aborted: state.progress.aborted,
+            held_since: state.held_since,
+            actions: state.actions.clone(),
+        }
+    }
+}
+
+/// A flow run's row, its steps not read yet.
 fn record(row: &SqliteRow) -> Result<FlowRecord, sqlx::Error> {
     let status: String = row.try_get("status")?;
     let pid: Option<i64> = row.try_get("pid")?;
     let started: Option<i64> = row.try_get("driver_started")?;
+    let holds: Holds = decode(row, "holds")?;
     Ok(FlowRecord {
         id: row.try_get("id")?,
         flow: row.try_get("flow")?,
@@ -161,50 +235,39 @@ fn record(row: &SqliteRow) -> Result<FlowRecord, sqlx::Error> {
         status: serde_json::from_value(serde_json::Value::String(status))
             .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         plan: decode(row, "plan")?,
-        state: decode(row, "state")?,
+        state: FlowState {
+            progress: Progress {
+                steps: Vec::new(),
+                stopped_at: holds.stopped_at,
+                paused: holds.paused,
+                aborted: holds.aborted,
+            },
+            steps: Vec::new(),
+            actions: holds.actions,
+            held_since: holds.held_since,
+        },
         host: row.try_get("host")?,
         driver: pid.zip(started).map(|(p, s)| (p as u32, s as u64)),
     })
 }
 
-const COLUMNS: &str = "SELECT id, flow, trigger, scheduled_at, started_at, finished_at, status, plan, state, host, pid, driver_started FROM flow_runs ";
+const COLUMNS: &str = "SELECT id, flow, trigger, scheduled_at, started_at, finished_at, status, plan, holds, host, pid, driver_started FROM flow_runs ";
 
 impl Store {
-    /// Records a flow run as it starts, before any of its steps.
+    /// Records a flow run as it starts, with all its steps, before any of
+    /// them starts.
     pub async fn insert_flow_run(&self, run: &FlowRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO flow_runs (id, flow, trigger, scheduled_at, started_at, status, plan, state, host, pid, driver_started) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(run.id)
-        .bind(&run.flow)
-        .bind(&run.trigger)
-        .bind(run.scheduled_at.map(time_text))
-        .bind(time_text(run.started_at))
-        .bind(run.status.as_str())
-        .bind(json(&run.plan))
-        .bind(json(&run.state))
-        .bind(&run.host)
-        .bind(run.driver.map(|(p, _)| i64::from(p)))
-        .bind(run.driver.map(|(_, s)| s as i64))
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        insert_flow(&mut tx, run).await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Records where a flow run stands now (and its end, once over).
-    pub async fn update_flow_run(&self, run: &FlowRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE flow_runs SET status = ?, state = ?, finished_at = ?, pid = ?, driver_started = ? WHERE id = ?",
-        )
-        .bind(run.status.as_str())
-        .bind(json(&run.state))
-        .bind(run.finished_at.map(time_text))
-        .bind(run.driver.map(|(p, _)| i64::from(p)))
-        .bind(run.driver.map(|(_, s)| s as i64))
-        .bind(run.id)
-        .execute(&self.pool)
-        .await?;
+    /// Records what a move of a flow run changed.
+    pub async fn save_flow_run(&self, save: &FlowSave) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        update_flow(&mut tx, save).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -214,7 +277,10 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(record).transpose()?)
+        match row.as_ref().map(record).transpose()? {
+            Some(run) => Ok(Some(self.with_steps(run).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The latest runs of `flow` (of every flow with `None`), newest first.
@@ -230,7 +296,7 @@ impl Store {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(record).collect::<Result<_, _>>()?)
+        self.all_with_steps(&rows).await
     }
 
     /// The flow runs not over yet (running or held), oldest first.
@@ -240,6 +306,95 @@ impl Store {
         )))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(record).collect::<Result<_, _>>()?)
+        self.all_with_steps(&rows).await
     }
+
+    async fn all_with_steps(&self, rows: &[SqliteRow]) -> Result<Vec<FlowRecord>, StoreError> {
+        let mut runs = Vec::with_capacity(rows.len());
+        for row in rows {
+            runs.push(self.with_steps(record(row)?).await?);
+        }
+        Ok(runs)
+    }
+
+    /// `run` with its steps' rows read in.
+    async fn with_steps(&self, mut run: FlowRecord) -> Result<FlowRecord, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, runs, started_at, ended_at FROM flow_steps WHERE flow_run = ? ORDER BY step",
+        )
+        .bind(run.id)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            run.state.progress.steps.push(decode(row, "state")?);
+            run.state.steps.push(StepRuns {
+                runs: decode(row, "runs")?,
+                started_at: time(row, "started_at")?,
+                ended_at: time(row, "ended_at")?,
+            });
+        }
+        Ok(run)
+    }
+}
+
+/// Inserts a flow run's row and all its steps' rows.
+pub(super) async fn insert_flow(
+    tx: &mut sqlx::SqliteConnection,
+    run: &FlowRecord,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT OR REPLACE INTO flow_runs (id, flow, trigger, scheduled_at, started_at, status, plan, holds, host, pid, driver_started) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(run.id)
+    .bind(&run.flow)
+    .bind(&run.trigger)
+    .bind(run.scheduled_at.map(time_text))
+    .bind(time_text(run.started_at))
+    .bind(run.status.as_str())
+    .bind(json(&run.plan))
+    .bind(json(&Holds::of(&run.state)))
+    .bind(&run.host)
+    .bind(run.driver.map(|(p, _)| i64::from(p)))
+    .bind(run.driver.map(|(_, s)| s as i64))
+    .execute(&mut *tx)
+    .await?;
+    let all: Vec<usize> = (0..run.plan.steps.len()).collect();
+    write_steps(tx, &FlowSave::of(run, &all)).await
+}
+
+/// Applies what a move changed.
+pub(super) async fn update_flow(
+    tx: &mut sqlx::SqliteConnection,
+    save: &FlowSave,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE flow_runs SET status = ?, holds = ?, finished_at = ?, pid = ?, driver_started = ? WHERE id = ?",
+    )
+    .bind(save.status.as_str())
+    .bind(json(&save.holds))
+    .bind(save.finished_at.map(time_text))
+    .bind(save.driver.map(|(p, _)| i64::from(p)))
+    .bind(save.driver.map(|(_, s)| s as i64))
+    .bind(save.id)
+    .execute(&mut *tx)
+    .await?;
+    write_steps(tx, save).await
+}
+
+async fn write_steps(tx: &mut sqlx::SqliteConnection, save: &FlowSave) -> Result<(), sqlx::Error> {
+    for row in &save.steps {
+        sqlx::query(
+            "INSERT OR REPLACE INTO flow_steps (flow_run, step, state, runs, started_at, ended_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(save.id)
+        .bind(row.step as i64)
+        .bind(json(&row.state))
+        .bind(json(&row.runs))
+        .bind(row.started_at.map(time_text))
+        .bind(row.ended_at.map(time_text))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }

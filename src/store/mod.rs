@@ -33,7 +33,7 @@ mod runs;
 mod schedule;
 
 pub use abandoned::Abandoned;
-pub use flows::{FlowAction, FlowRecord, FlowState, StepRuns};
+pub use flows::{FlowAction, FlowRecord, FlowSave, FlowState, StepRuns};
 pub use ids::RunIds;
 pub use journal::Journal;
 pub use notifications::{DeliveryStatus, Notification};

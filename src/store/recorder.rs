@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use tokio::sync::OnceCell;
 
-use super::{Journal, NewRun, NotRun, Notification, RunIds, Store, StoreError};
+use super::{
+    FlowRecord, FlowSave, Journal, NewRun, NotRun, Notification, RunIds, Store, StoreError,
+};
 use crate::report::Report;
 
 /// Where runs are recorded.
@@ -110,6 +112,24 @@ impl Recorder {
             Recorder::Journal { journal, .. } => journal.next_run_id(),
             // No sequence to take from: the run is numbered 0, and recorded nowhere.
             Recorder::Nowhere(_) => Ok(0),
+        }
+    }
+
+    /// Records a flow run as it starts, with all its steps.
+    pub async fn start_flow(&self, run: &FlowRecord) -> Result<(), StoreError> {
+        match self {
+            Recorder::Store(store) => store.insert_flow_run(run).await,
+            Recorder::Journal { journal, .. } => journal.start_flow(run),
+            Recorder::Nowhere(why) => Err(StoreError::Unusable(why.to_string())),
+        }
+    }
+
+    /// Records what a move of a flow run changed.
+    pub async fn save_flow(&self, save: &FlowSave) -> Result<(), StoreError> {
+        match self {
+            Recorder::Store(store) => store.save_flow_run(save).await,
+            Recorder::Journal { journal, .. } => journal.save_flow(save),
+            Recorder::Nowhere(why) => Err(StoreError::Unusable(why.to_string())),
         }
     }
 

@@ -17,17 +17,25 @@ use crate::flow::{Action, Known, Move, Place, Plan};
 use crate::route::{Escaped, FlowLog};
 use crate::runner::Outcome;
 use crate::status::Status;
-use crate::store::{FlowAction, FlowRecord, StoreError};
+use crate::store::{FlowAction, FlowRecord, FlowSave, StoreError};
 
 /// One flow run being driven.
 pub(super) struct Driver<'s> {
     shared: &'s Arc<Shared>,
     run: FlowRecord,
+    /// The run's plan, shared with what it hands out (`run.plan` is the
+    /// same, as recorded).
+    plan: Arc<Plan>,
     log: FlowLog,
     /// Each ended step's `details`, for the steps that start after it.
     details: BTreeMap<String, BTreeMap<String, Value>>,
     done_tx: mpsc::UnboundedSender<StepDone>,
     done: mpsc::UnboundedReceiver<StepDone>,
+    /// Whether the shared empty details file is written.
+    none_written: bool,
+    /// Steps changed since the last record (ended), recorded with the
+    /// next moves.
+    changed: Vec<usize>,
 }
 
 impl<'s> Driver<'s> {
@@ -35,16 +43,19 @@ impl<'s> Driver<'s> {
         let (done_tx, done) = mpsc::unbounded_channel();
         Driver {
             shared,
+            plan: Arc::new(run.plan.clone()),
             log: FlowLog::new(&run.flow, run.id),
             run,
             details: BTreeMap::new(),
             done_tx,
             done,
+            none_written: false,
+            changed: Vec::new(),
         }
     }
 
     fn steps(&self) -> &[crate::flow::Step] {
-        &self.run.plan.steps
+        &self.plan.steps
     }
 
     pub(super) async fn go(
@@ -59,7 +70,13 @@ impl<'s> Driver<'s> {
             }
             let hold_timeout = self.hold_deadline();
             tokio::select! {
-                Some(done) = self.done.recv() => self.step_ended(done).await?,
+                Some(done) = self.done.recv() => {
+                    self.step_ended(done);
+                    // Every end that is in already, then one move.
+                    while let Ok(done) = self.done.try_recv() {
+                        self.step_ended(done);
+                    }
+                }
                 Some(command) = commands.recv() => self.command(command).await?,
                 () = sleep_until(hold_timeout) => self.hold_timed_out().await?,
             }
@@ -108,13 +125,14 @@ impl<'s> Driver<'s> {
     /// Makes every move that can be made now: records them, then starts
     /// the steps.
     async fn advance(&mut self) -> Result<(), StoreError> {
-        let plan = Arc::new(self.run.plan.clone());
+        let plan = Arc::clone(&self.plan);
         let progress = &mut self.run.state.progress;
         let free = plan
             .max_parallel
             .map_or(usize::MAX, |max| max.saturating_sub(progress.running()));
         let moves = progress.advance(&plan.steps, free);
-        if moves.is_empty() {
+        let mut changed = std::mem::take(&mut self.changed);
+        if moves.is_empty() && changed.is_empty() {
             return Ok(());
         }
         let now = Utc::now();
@@ -123,14 +141,15 @@ impl<'s> Driver<'s> {
             let i = match m {
                 Move::Start(i) | Move::Hold(i) | Move::Skip(i, _) => *i,
             };
+            changed.push(i);
             self.run.state.steps[i].started_at = Some(now);
             if let Move::Start(i) = m {
-                let run_id = self.shared.store.next_run_id()?;
+                let run_id = self.shared.runner.recorder().next_run_id()?;
                 self.run.state.steps[*i].runs.push(run_id);
                 starts.push((*i, run_id));
             }
         }
-        self.save().await?;
+        self.save(&changed).await?;
         for m in &moves {
             self.say_move(&plan, m);
         }
@@ -181,7 +200,8 @@ impl<'s> Driver<'s> {
     /// Starts step `i`'s job as run `run_id`; a job no longer in the jobs
     /// file ends the step failed.
     fn start_step(&mut self, i: usize, run_id: i64) -> Result<(), StoreError> {
-        let step = &self.run.plan.steps[i];
+        let plan = Arc::clone(&self.plan);
+        let step = &plan.steps[i];
         let Action::Job(job_name) = &step.action else {
             return Ok(());
         };
@@ -224,15 +244,27 @@ impl<'s> Driver<'s> {
     }
 
     /// `OVERNIGHT_FLOW_DETAILS` for step `step`: the details of every step
-    /// ended so far, by step name.
-    fn write_details(&self, step: &str) -> Result<std::path::PathBuf, StoreError> {
+    /// ended so far that reported any, by step name. While none has, every
+    /// step shares one file of `{}`.
+    fn write_details(&mut self, step: &str) -> Result<std::path::PathBuf, StoreError> {
         let dir = self
             .shared
             .state_dir()
             .join("flows")
             .join(self.run.id.to_string());
-        let path = dir.join(format!("{step}.details.json"));
-        let json = serde_json::to_vec_pretty(&self.details).expect("details serialise");
+        let reported: BTreeMap<&String, &BTreeMap<String, Value>> = self
+            .details
+            .iter()
+            .filter(|(_, details)| !details.is_empty())
+            .collect();
+        let name = match reported.is_empty() {
+            true if self.none_written => return Ok(dir.join("none.json")),
+            true => "none.json".to_string(),
+            false => format!("{step}.details.json"),
+        };
+        self.none_written |= reported.is_empty();
+        let path = dir.join(name);
+        let json = serde_json::to_vec_pretty(&reported).expect("details serialise");
         crate::state::create_dir(dir.parent().expect("flows"))
             .and_then(|()| crate::state::create_dir(&dir))
             .and_then(|()| crate::state::replace(&path, &json))
@@ -243,12 +275,15 @@ impl<'s> Driver<'s> {
         Ok(path)
     }
 
-    async fn step_ended(&mut self, done: StepDone) -> Result<(), StoreError> {
-        let steps = Arc::new(self.run.plan.steps.clone());
+    /// Takes a step's end in; it is recorded with the moves it leads to
+    /// (a crash before then finds the step's run ended in the history).
+    fn step_ended(&mut self, done: StepDone) {
+        let plan = Arc::clone(&self.plan);
+        let steps = &plan.steps;
         let name = steps[done.step].name.clone();
         self.run.state.steps[done.step].ended_at = Some(Utc::now());
         self.details.insert(name.clone(), done.details);
-        let stops = self.run.state.progress.ended(&steps, done.step, done.known);
+        let stops = self.run.state.progress.ended(steps, done.step, done.known);
         let run = self.run.state.steps[done.step]
             .runs
             .last()
@@ -273,12 +308,13 @@ impl<'s> Driver<'s> {
                 ),
             );
         }
-        self.save().await
+        self.changed.push(done.step);
     }
 
     async fn command(&mut self, command: Command) -> Result<(), StoreError> {
         let Command { op, who, answer } = command;
-        let steps = Arc::new(self.run.plan.steps.clone());
+        let plan = Arc::clone(&self.plan);
+        let steps = &plan.steps;
         let index = |name: &str| {
             steps.iter().position(|s| s.name == name).ok_or_else(|| {
                 format!(
@@ -299,8 +335,8 @@ impl<'s> Driver<'s> {
             Op::Abort => progress
                 .abort(&format!("the flow run was aborted by {who}"))
                 .map_err(|e| e.0),
-            Op::Skip(step) => index(step).and_then(|i| progress.skip(&steps, i).map_err(|e| e.0)),
-            Op::Retry(step) => index(step).and_then(|i| progress.retry(&steps, i).map_err(|e| e.0)),
+            Op::Skip(step) => index(step).and_then(|i| progress.skip(steps, i).map_err(|e| e.0)),
+            Op::Retry(step) => index(step).and_then(|i| progress.retry(steps, i).map_err(|e| e.0)),
         };
         if let Err(why) = done {
             let _ = answer.send(Err(why));
@@ -318,7 +354,7 @@ impl<'s> Driver<'s> {
             _ => None,
         };
         if let Some(i) = retried {
-            let run_id = self.shared.store.next_run_id()?;
+            let run_id = self.shared.runner.recorder().next_run_id()?;
             self.run.state.steps[i].runs.push(run_id);
             self.run.state.steps[i].started_at = Some(now);
             self.run.state.steps[i].ended_at = None;
@@ -327,7 +363,13 @@ impl<'s> Driver<'s> {
             let i = index(step).expect("found above");
             self.run.state.steps[i].ended_at = Some(now);
         }
-        self.save().await?;
+        // Resume and abort change steps all over; the others one or none.
+        let changed: Vec<usize> = match &op {
+            Op::Retry(step) | Op::Skip(step) => index(step).into_iter().collect(),
+            Op::Resume | Op::Abort => (0..steps.len()).collect(),
+            Op::Hold => Vec::new(),
+        };
+        self.save(&changed).await?;
         self.log.status(
             Level::Info,
             format_args!("{} by {}", op.done(), Escaped(&who)),
@@ -343,14 +385,14 @@ impl<'s> Driver<'s> {
     /// When a hold left alone ends the run, if the flow has a
     /// `hold_timeout` and is held.
     fn hold_deadline(&self) -> Option<tokio::time::Instant> {
-        let timeout = self.run.plan.hold_timeout?;
+        let timeout = self.plan.hold_timeout?;
         let since = self.run.state.held_since?;
         let left = (since + chrono::Duration::from_std(timeout).ok()?) - Utc::now();
         Some(tokio::time::Instant::now() + left.to_std().unwrap_or(Duration::ZERO))
     }
 
     async fn hold_timed_out(&mut self) -> Result<(), StoreError> {
-        let timeout = self.run.plan.hold_timeout.unwrap_or_default();
+        let timeout = self.plan.hold_timeout.unwrap_or_default();
         let why = format!(
             "the flow run was held longer than its hold_timeout ({})",
             humantime::format_duration(timeout)
@@ -364,16 +406,18 @@ impl<'s> Driver<'s> {
         });
         self.log
             .status(Level::Error, format_args!("{why}; aborted"));
-        self.save().await
+        let all: Vec<usize> = (0..self.plan.steps.len()).collect();
+        self.save(&all).await
     }
 
-    /// Writes where the run stands, its status first brought up to date.
-    async fn save(&mut self) -> Result<(), StoreError> {
+    /// Writes where the run stands, its status first brought up to date,
+    /// with the rows of the steps in `changed`.
+    async fn save(&mut self, changed: &[usize]) -> Result<(), StoreError> {
         let status = self
             .run
             .state
             .progress
-            .status(&self.run.plan.steps, self.run.plan.status_when.as_ref());
+            .status(&self.plan.steps, self.plan.status_when.as_ref());
         let state = &mut self.run.state;
         match status {
             FlowStatus::Held => {
@@ -382,12 +426,13 @@ impl<'s> Driver<'s> {
             _ => state.held_since = None,
         }
         self.run.status = status;
-        self.shared.store.update_flow_run(&self.run).await
+        let save = FlowSave::of(&self.run, changed);
+        self.shared.runner.recorder().save_flow(&save).await
     }
 
     async fn finish(mut self) -> Result<(), StoreError> {
         self.run.finished_at = Some(Utc::now());
-        self.save().await?;
+        self.save(&[]).await?;
         let run = &self.run;
         let took = run.finished_at.unwrap_or_default() - run.started_at;
         let level = match run.status {

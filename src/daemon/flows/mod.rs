@@ -82,10 +82,26 @@ struct Command {
     answer: oneshot::Sender<Result<FlowRecord, String>>,
 }
 
-/// The flow runs this daemon drives, by id: where their commands go.
-/// Never held across an await.
+/// The flow runs this daemon drives, by id: their flow, and where their
+/// commands go. Never held across an await.
 #[derive(Debug, Default)]
-pub struct Driving(Mutex<HashMap<i64, mpsc::Sender<Command>>>);
+pub struct Driving(Mutex<HashMap<i64, (String, mpsc::Sender<Command>)>>);
+
+impl Driving {
+    /// Counts run `id` of `flow` in, and gives where its commands arrive;
+    /// with `alone`, only when no other run of the flow goes (else that
+    /// run's id). One look and one entry under one lock: two starts at
+    /// once cannot both pass.
+    fn enlist(&self, id: i64, flow: &str, alone: bool) -> Result<mpsc::Receiver<Command>, i64> {
+        let mut driving = self.0.lock().expect("driving");
+        if alone && let Some((&other, _)) = driving.iter().find(|(_, (f, _))| f == flow) {
+            return Err(other);
+        }
+        let (commands_tx, commands) = mpsc::channel(8);
+        driving.insert(id, (flow.to_string(), commands_tx));
+        Ok(commands)
+    }
+}
 
 /// How a request to start a flow went.
 #[derive(Debug)]
@@ -111,19 +127,15 @@ impl Shared {
         trigger: Trigger,
         scheduled_at: Option<DateTime<Utc>>,
     ) -> Result<FlowStart, StoreError> {
-        if flow.concurrency == Concurrency::Skip
-            && let Some(open) = self
-                .store
-                .open_flow_runs()
-                .await?
-                .into_iter()
-                .find(|r| r.flow == flow.name)
-        {
-            return Ok(FlowStart::Busy(open.id));
-        }
+        let id = self.runner.recorder().next_run_id()?;
+        let alone = flow.concurrency == Concurrency::Skip;
+        let commands = match self.driving.enlist(id, &flow.name, alone) {
+            Ok(commands) => commands,
+            Err(other) => return Ok(FlowStart::Busy(other)),
+        };
         let plan = Plan::clone(&flow.plan);
         let run = FlowRecord {
-            id: self.store.next_run_id()?,
+            id,
             flow: flow.name.clone(),
             trigger: trigger.as_str().to_string(),
             scheduled_at,
@@ -139,22 +151,36 @@ impl Shared {
             host: self.runner.host().to_string(),
             driver: driver(),
         };
-        self.store.insert_flow_run(&run).await?;
-        let id = run.id;
+        if let Err(e) = self.runner.recorder().start_flow(&run).await {
+            self.driving.0.lock().expect("driving").remove(&id);
+            return Err(e);
+        }
         FlowLog::new(&run.flow, id).status(
             Level::Info,
             format_args!("flow run #{id} started ({})", trigger.as_str()),
         );
-        self.drive(run);
+        self.drive(run, commands);
         Ok(FlowStart::Started(id))
     }
 
     /// Gives an operator's command to the flow run `id` this daemon
     /// drives; its state after, or why the command was refused.
     pub async fn flow_command(&self, id: i64, op: Op, who: String) -> Result<FlowRecord, String> {
-        let to = self.driving.0.lock().expect("driving").get(&id).cloned();
+        let to = self
+            .driving
+            .0
+            .lock()
+            .expect("driving")
+            .get(&id)
+            .map(|(_, to)| to.clone());
         let Some(to) = to else {
-            return Err(match self.store.flow_run(id).await {
+            let store = self
+                .runner
+                .recorder()
+                .store()
+                .await
+                .map_err(|e| e.to_string())?;
+            return Err(match store.flow_run(id).await {
                 Ok(Some(run)) => format!(
                     "flow run #{id} of `{}` has ended ({}); start a new one with `overnight flow start {}`",
                     run.flow, run.status, run.flow
@@ -182,6 +208,9 @@ impl Shared {
                 continue;
             }
             run.driver = driver();
+            let Ok(commands) = self.driving.enlist(run.id, &run.flow, false) else {
+                continue;
+            };
             FlowLog::new(&run.flow, run.id).status(
                 Level::Warn,
                 format_args!(
@@ -189,19 +218,13 @@ impl Shared {
                     run.id
                 ),
             );
-            self.drive(run);
+            self.drive(run, commands);
         }
         Ok(())
     }
 
     /// Drives `run` in a task of its own until it is over.
-    fn drive(self: &Arc<Self>, run: FlowRecord) {
-        let (commands_tx, commands) = mpsc::channel(8);
-        self.driving
-            .0
-            .lock()
-            .expect("driving")
-            .insert(run.id, commands_tx);
+    fn drive(self: &Arc<Self>, run: FlowRecord, commands: mpsc::Receiver<Command>) {
         let shared = Arc::clone(self);
         tokio::spawn(async move {
             let id = run.id;

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use sqlx::SqliteConnection;
 
 use super::{DIR, Entry, FOLD_AFTER, Journal, JournalFile, RETRY_EVERY};
+use crate::store::flows::{insert_flow, update_flow};
 use crate::store::notifications::insert_notification;
 use crate::store::runs::{insert_attempt, insert_run, update_finished, update_process};
 use crate::store::schedule::insert_not_run;
@@ -261,6 +262,8 @@ impl Store {
                 n.run_id = state.id(n.run_id);
                 insert_notification(&mut *tx, &n).await?;
             }
+            Entry::FlowStarted(run) => insert_flow(&mut *tx, &run).await?,
+            Entry::FlowSaved(save) => update_flow(&mut *tx, &save).await?,
             Entry::Closed => state.closed = true,
         }
         Ok(())

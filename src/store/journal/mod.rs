@@ -29,6 +29,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use super::flows::{FlowRecord, FlowSave};
 use super::notifications::Notification;
 use super::runs::NewRun;
 use super::schedule::NotRun;
@@ -69,6 +70,8 @@ enum Entry<'a> {
     Finished(Cow<'a, Report>),
     NotRun(Cow<'a, NotRun>),
     Notification(Cow<'a, Notification>),
+    FlowStarted(Cow<'a, FlowRecord>),
+    FlowSaved(Cow<'a, FlowSave>),
     /// The writer writes no more to this file.
     Closed,
 }
@@ -147,6 +150,16 @@ impl Journal {
     /// Records a trigger's delivery.
     pub fn record_notification(&self, n: &Notification) -> Result<(), StoreError> {
         self.append(&Entry::Notification(Cow::Borrowed(n)))
+    }
+
+    /// Records a flow run as it starts, with all its steps.
+    pub fn start_flow(&self, run: &FlowRecord) -> Result<(), StoreError> {
+        self.append(&Entry::FlowStarted(Cow::Borrowed(run)))
+    }
+
+    /// Records what a move of a flow run changed.
+    pub fn save_flow(&self, save: &FlowSave) -> Result<(), StoreError> {
+        self.append(&Entry::FlowSaved(Cow::Borrowed(save)))
     }
 
     /// Appends one entry. An entry that cannot be written now (the disk is
