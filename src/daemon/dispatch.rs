@@ -7,9 +7,12 @@ use chrono::{DateTime, Utc};
 use log::{error, info};
 
 use super::Shared;
+use super::flows::FlowStart;
+use crate::config::flow::Flow;
 use crate::config::{Config, Job};
 use crate::report::Trigger;
 use crate::report::{Status, human_time};
+use crate::route::FlowLog;
 use crate::schedule::catchup::{self, MissReason, fires_between};
 use crate::store::StoreError;
 use crate::zone::Zone;
@@ -112,6 +115,63 @@ fn missed_reason(missed: &[(DateTime<Utc>, MissReason)], more: bool, zone: &Zone
     }
 }
 
+/// Starts a flow's due fires: on time, each; late, as its `catch_up`
+/// says (the others are said on its status target). Each fire is marked
+/// handled first, so a daemon that dies during the flow does not start it
+/// again at its next start.
+pub async fn flow_fires(
+    shared: &Arc<Shared>,
+    flow: &Flow,
+    fires: &[DateTime<Utc>],
+    late: bool,
+    now: DateTime<Utc>,
+) {
+    let run: Vec<DateTime<Utc>> = if late {
+        let plan = catchup::plan(fires, now, flow.catch_up, None);
+        if !plan.missed.is_empty() {
+            FlowLog::new(&flow.name, 0).status(
+                log::Level::Warn,
+                format_args!("{}", missed_reason(&plan.missed, false, &flow.timezone)),
+            );
+        }
+        plan.run
+    } else {
+        fires.to_vec()
+    };
+    let key = flow_key(&flow.name);
+    if let Some(last) = fires.last()
+        && let Err(e) = shared
+            .store
+            .mark_handled(&[key.as_str()], *last, false)
+            .await
+    {
+        error!(target: "overnight::daemon", "fires of flow `{}` not marked handled: {e}", flow.name);
+    }
+    let trigger = if late {
+        Trigger::CatchUp
+    } else {
+        Trigger::Schedule
+    };
+    for at in run {
+        match shared.start_flow(flow, trigger, Some(at)).await {
+            Ok(FlowStart::Started(_)) => {}
+            Ok(FlowStart::Busy(other)) => FlowLog::new(&flow.name, other).status(
+                log::Level::Warn,
+                format_args!(
+                    "the fire of {} skipped: flow run #{other} still goes (concurrency: skip)",
+                    human_time(at, &flow.timezone)
+                ),
+            ),
+            Err(e) => error!(target: "overnight::daemon", "flow `{}` not started: {e}", flow.name),
+        }
+    }
+}
+
+/// The name a flow's schedule state is kept under, apart from the jobs'.
+pub(super) fn flow_key(flow: &str) -> String {
+    format!("flow:{flow}")
+}
+
 /// At start: deal with every fire missed since each job's last handled
 /// one, then mark all scheduled jobs handled up to now.
 pub async fn catch_up_at_start(
@@ -134,6 +194,25 @@ pub async fn catch_up_at_start(
             dispatch(shared, job, &fires, true, more, now).await;
         }
     }
+    let keys: Vec<String> = config
+        .flows
+        .iter()
+        .filter(|f| f.timing().is_some())
+        .map(|f| flow_key(&f.name))
+        .collect();
+    for flow in config.flows.iter() {
+        let Some(timing) = flow.timing() else {
+            continue;
+        };
+        let Some(since) = handled.get(&flow_key(&flow.name)) else {
+            continue;
+        };
+        let (fires, _) = fires_between(&timing.schedule, *since, now);
+        if !fires.is_empty() {
+            flow_fires(shared, flow, &fires, true, now).await;
+        }
+    }
+    scheduled.extend(keys.iter().map(String::as_str));
     store.mark_handled(&scheduled, now, false).await
 }
 

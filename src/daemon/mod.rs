@@ -250,9 +250,15 @@ pub async fn run_with_clock(
     Ok(())
 }
 
-/// Each job's timing, by job id.
+/// Each job's timing, by job id, then each flow's: the scheduler's id of
+/// flow `i` is the number of jobs plus `i`.
 fn timings(config: &Config) -> Vec<Option<Timing>> {
-    config.jobs.iter().map(|job| job.timing()).collect()
+    config
+        .jobs
+        .iter()
+        .map(|job| job.timing())
+        .chain(config.flows.iter().map(|flow| flow.timing()))
+        .collect()
 }
 
 /// The scheduler loop: fire due jobs, reload on request, until shutdown.
@@ -272,8 +278,13 @@ async fn schedule(
                 let config = shared.config();
                 let now = scheduler.clock().now();
                 for due in dues {
-                    let job = &config.jobs[due.job];
-                    dispatch::dispatch(shared, job, &due.fires, due.late, due.more, now).await;
+                    match config.jobs.get(due.job) {
+                        Some(job) => dispatch::dispatch(shared, job, &due.fires, due.late, due.more, now).await,
+                        None => {
+                            let flow = &config.flows[due.job - config.jobs.len()];
+                            dispatch::flow_fires(shared, flow, &due.fires, due.late, now).await;
+                        }
+                    }
                 }
             }
         }
@@ -291,11 +302,18 @@ async fn reload(shared: &Arc<Shared>, scheduler: &mut Scheduler) {
             }
             route::install(routing);
             let store = &shared.store;
+            let flow_keys: Vec<String> = new
+                .flows
+                .iter()
+                .filter(|f| f.timing().is_some())
+                .map(|f| dispatch::flow_key(&f.name))
+                .collect();
             let scheduled: Vec<&str> = new
                 .jobs
                 .iter()
                 .filter(|j| j.timing().is_some())
                 .map(|j| j.name.as_str())
+                .chain(flow_keys.iter().map(String::as_str))
                 .collect();
             let stored = store.sync_jobs(&new.jobs).await;
             let marked = store
@@ -304,7 +322,7 @@ async fn reload(shared: &Arc<Shared>, scheduler: &mut Scheduler) {
             if let Err(e) = stored.and(marked) {
                 error!(target: "overnight::daemon", "reload: {e}");
             }
-            info!(target: "overnight::daemon", "reloaded `{}`: {} job(s)", new.path.display(), new.jobs.len());
+            info!(target: "overnight::daemon", "reloaded `{}`: {} job(s), {} flow(s)", new.path.display(), new.jobs.len(), new.flows.len());
             let new = Config {
                 state_dir: current.state_dir.clone(),
                 ..new

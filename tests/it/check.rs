@@ -131,6 +131,7 @@ fn every_shipped_log4rs_file_passes_check() {
         "split-streams.yaml",
         "per-job-files.yaml",
         "json-lines.yaml",
+        "flows.yaml",
     ] {
         let sb = Sandbox::new();
         let path = repo().join("log4rs-configs").join(name);

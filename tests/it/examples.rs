@@ -80,3 +80,76 @@ fn the_http_example_jobs_run_against_the_example_application() {
     let (logs, _) = text(&sb.run(&["logs", "rebuild-index"]));
     assert_eq!(logs.matches("::progress::").count(), 5, "{logs}");
 }
+
+/// The legacy-sync example checks, and runs to its hold with the shipped
+/// flows routing: the flow's records in their own file, its report as
+/// JSON lines.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_legacy_sync_example_runs_to_its_hold_with_the_flows_routing() {
+    let sb = Sandbox::new();
+    let example =
+        std::fs::read_to_string(repo().join("examples/legacy-sync/overnight.yaml")).unwrap();
+    let flows_yaml = std::fs::read_to_string(repo().join("log4rs-configs/flows.yaml")).unwrap();
+    sb.write("log4rs.yaml", &flows_yaml);
+    let file = example.replace("../../log4rs-configs/flows.yaml", "log4rs.yaml");
+    let out = {
+        sb.write("overnight.yaml", &file);
+        sb.run(&["check"])
+    };
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    assert!(
+        text(&out).0.contains("flow legacy-sync  0 1 * * *"),
+        "{}",
+        text(&out).0
+    );
+    let daemon = crate::helper::TestDaemon::start_in(
+        sb,
+        &file,
+        std::sync::Arc::new(overnight::schedule::clock::SystemClock),
+    )
+    .await;
+    let sb = &daemon.sandbox;
+    let out = sb.run(&["flow", "start", "legacy-sync"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let log = crate::helper::wait_for(
+        std::time::Duration::from_secs(30),
+        "the hold in flows.log",
+        || {
+            let log = sb.read("logs/flows.log");
+            async move { log.contains("held at step `approve`").then_some(log) }
+        },
+    )
+    .await;
+    assert!(
+        log.contains("step `verify` ended success"),
+        "the details reached verify: {log}"
+    );
+    assert!(
+        log.contains("step `rollback` skipped: failed(load) is false: load ended success"),
+        "{log}"
+    );
+    let id = log
+        .split("legacy-sync#")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let out = sb.run(&["flow", "resume", &id]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let report = crate::helper::wait_for(
+        std::time::Duration::from_secs(30),
+        "the flow's report",
+        || {
+            let lines = sb.read("logs/flow-reports.jsonl");
+            async move { (!lines.is_empty()).then_some(lines) }
+        },
+    )
+    .await;
+    let report: serde_json::Value = serde_json::from_str(report.lines().next().unwrap()).unwrap();
+    assert_eq!(report["status"], "success");
+    assert_eq!(report["steps"].as_array().unwrap().len(), 7);
+    assert_eq!(report["actions"][0]["action"], "resume");
+    daemon.stop().await;
+}

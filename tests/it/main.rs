@@ -9,7 +9,7 @@ mod daemon;
 mod durability;
 mod examples;
 mod exec;
-mod flow_crash;
+mod flow_daemon;
 mod flows;
 mod fuzz;
 mod hostile;

@@ -1,6 +1,7 @@
-//! Flows and a daemon killed with -9: the run is taken up from the store
-//! by the next daemon, no step that ran is run again, and the flow ends
-//! by its rules on what the store says of each step.
+//! Flows with a real daemon process: killed with -9 (the run is taken up
+//! from the store by the next daemon, no step that ran is run again, and
+//! the flow ends by its rules on what the store says of each step), on a
+//! schedule, and through a reload.
 
 use std::process::Child;
 use std::time::Duration;
@@ -163,4 +164,82 @@ async fn a_held_flow_survives_a_killed_daemon_and_resumes_where_it_stood() {
     assert_eq!(ran.len(), 5, "{ran:?}");
     assert!(ran.values().all(|&n| n == 1), "a step ran twice: {ran:?}");
     kill9(&mut second);
+}
+
+/// The flow runs of a state directory, newest first, the journal folded in.
+async fn flow_runs(sb: &Sandbox) -> Vec<FlowRecord> {
+    let store = Store::open(&sb.path().join(".overnight")).await.unwrap();
+    let runs = store.flow_history(None, 100).await.unwrap();
+    store.close().await;
+    runs
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduled_flow_fires_and_a_reload_leaves_a_going_run_on_its_plan() {
+    let sb = Sandbox::new();
+    let file = |last_step: &str, last_job: &str| {
+        format!(
+            "\
+listen: 127.0.0.1:0
+jobs:
+  ja: {{command: 'true'}}
+  jb: {{command: 'true'}}
+  jc: {{command: 'true'}}
+flows:
+  tick:
+    schedule: '* * * * * *'
+    steps:
+      one: {{ job: ja }}
+  gated:
+    steps:
+      first: {{ job: ja }}
+      gate:  {{ hold: \"look first\", after: first }}
+      {last_step}: {{ job: {last_job}, after: gate }}
+"
+        )
+    };
+    sb.write("overnight.yaml", &file("second", "jb"));
+    let mut daemon = sb.spawn_daemon();
+    wait_for(
+        Duration::from_secs(30),
+        "two scheduled flow runs",
+        || async {
+            let runs = flow_runs(&sb).await;
+            let scheduled = runs
+                .iter()
+                .filter(|r| {
+                    r.flow == "tick" && r.trigger == "schedule" && r.status == FlowStatus::Success
+                })
+                .count();
+            (scheduled >= 2).then_some(())
+        },
+    )
+    .await;
+
+    let out = sb.run(&["flow", "start", "gated"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let id = flow_runs(&sb)
+        .await
+        .into_iter()
+        .find(|r| r.flow == "gated")
+        .unwrap()
+        .id;
+    flow_run_when(&sb, id, "the hold", |r| r.status == FlowStatus::Held).await;
+    sb.write("overnight.yaml", &file("third", "jc"));
+    // SAFETY: sends a signal; no memory is involved.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGHUP) };
+    sb.daemon_said("reloaded").await;
+    let out = sb.run(&["flow", "resume", &id.to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let run = flow_run_when(&sb, id, "the end", |r| r.finished_at.is_some()).await;
+    assert_eq!(run.status, FlowStatus::Success);
+    assert!(run.plan.step("second").is_some() && run.plan.step("third").is_none());
+    let ran = runs_per_job(&sb).await;
+    assert_eq!(
+        ran.get("jb"),
+        Some(&1),
+        "the step of the plan it started with: {ran:?}"
+    );
+    assert_eq!(ran.get("jc"), None, "{ran:?}");
+    kill9(&mut daemon);
 }
