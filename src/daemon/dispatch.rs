@@ -216,13 +216,22 @@ pub async fn catch_up_at_start(
     store.mark_handled(&scheduled, now, false).await
 }
 
-/// Starts each `@reboot` job once.
-pub fn reboot_jobs(shared: &Arc<Shared>, config: &Config) {
+/// Starts each `@reboot` job and flow once.
+pub async fn reboot_jobs(shared: &Arc<Shared>, config: &Config) {
     for job in config
         .jobs
         .iter()
         .filter(|j| j.schedule.as_ref().is_some_and(|s| s.is_reboot()))
     {
         shared.launch(Arc::clone(job), Trigger::Reboot, None);
+    }
+    for flow in config
+        .flows
+        .iter()
+        .filter(|f| f.schedule.as_ref().is_some_and(|s| s.is_reboot()))
+    {
+        if let Err(e) = shared.start_flow(flow, Trigger::Reboot, None).await {
+            error!(target: "overnight::daemon", "flow `{}` not started: {e}", flow.name);
+        }
     }
 }

@@ -210,11 +210,14 @@ pub async fn run_with_clock(
     let config = shared.config();
     store.sync_jobs(&config.jobs).await?;
     dispatch::catch_up_at_start(&shared, &config, clock.now()).await?;
-    dispatch::reboot_jobs(&shared, &config);
+    dispatch::reboot_jobs(&shared, &config).await;
     drop(config);
     let pruning = tokio::spawn(prune_daily(Arc::clone(&shared)));
     crate::process::release_free_memory();
     schedule(&shared, scheduler, shutdown).await;
+    // Flows decide nothing more: a step's end during the grace period is
+    // in the history, where the next daemon takes it up.
+    shared.driving.stop();
 
     let running = shared.inflight.count();
     if running > 0 && shared.config().shutdown == crate::config::Shutdown::Terminate {

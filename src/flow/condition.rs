@@ -242,6 +242,19 @@ impl Cond {
         }
     }
 
+    /// The tests it can be made true by (none under a `not`): a route
+    /// whose condition is `not failed(load)` does not handle `load`'s
+    /// failure.
+    pub fn positive_tests(&self) -> Vec<(Test, &str)> {
+        match self {
+            Cond::Is(test, step) => vec![(*test, step.as_str())],
+            Cond::Not(_) => Vec::new(),
+            Cond::All(conds) | Cond::Any(conds) => {
+                conds.iter().flat_map(Cond::positive_tests).collect()
+            }
+        }
+    }
+
     /// Every test in it, with the step it names.
     pub fn tests(&self) -> Vec<(Test, &str)> {
         let mut out = Vec::new();

@@ -180,10 +180,11 @@ impl Progress {
                     Some(cond) => cond.eval(&known),
                 };
                 match value {
+                    // Every step true in this pass is decided alike, whatever
+                    // its place in the file; the hold counts from the next.
                     Some(true) if step.is_hold() => {
                         self.steps[i] = StepState::Holding;
                         moves.push(Move::Hold(i));
-                        held = true;
                     }
                     Some(true) if free > 0 => {
                         free -= 1;
@@ -202,7 +203,8 @@ impl Progress {
                     Some(true) | None => {}
                 }
             }
-            if !skipped {
+            held = self.held();
+            if !skipped || held {
                 return moves;
             }
         }
@@ -366,10 +368,10 @@ impl Progress {
             // ended ok.
             let route_ok = steps.iter().zip(&self.steps).any(|(route, state)| {
                 matches!(state, StepState::Ended(Known::Success | Known::Warning))
-                    && route
-                        .after
-                        .as_ref()
-                        .is_some_and(|c| c.tests().contains(&(Test::Failed, step.name.as_str())))
+                    && route.after.as_ref().is_some_and(|c| {
+                        c.positive_tests()
+                            .contains(&(Test::Failed, step.name.as_str()))
+                    })
             });
             if !route_ok {
                 return FlowStatus::Failed;

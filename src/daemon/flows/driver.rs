@@ -61,9 +61,13 @@ impl<'s> Driver<'s> {
     pub(super) async fn go(
         mut self,
         mut commands: mpsc::Receiver<Command>,
+        mut stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), StoreError> {
         self.take_up().await?;
         loop {
+            if *stopping.borrow() {
+                return Ok(());
+            }
             self.advance().await?;
             if self.run.state.progress.is_over() {
                 return self.finish().await;
@@ -78,6 +82,7 @@ impl<'s> Driver<'s> {
                     }
                 }
                 Some(command) = commands.recv() => self.command(command).await?,
+                _ = stopping.changed() => {}
                 () = sleep_until(hold_timeout) => self.hold_timed_out().await?,
             }
         }
@@ -427,7 +432,7 @@ impl<'s> Driver<'s> {
         }
         self.run.status = status;
         let save = FlowSave::of(&self.run, changed);
-        self.shared.runner.recorder().save_flow(&save).await
+        recorded(self.shared.runner.recorder().save_flow(&save).await)
     }
 
     async fn finish(mut self) -> Result<(), StoreError> {
@@ -460,6 +465,19 @@ impl<'s> Driver<'s> {
             .join(run.id.to_string());
         let _ = std::fs::remove_dir_all(dir);
         Ok(())
+    }
+}
+
+/// A record that waits in memory for the disk (a full disk) is recorded
+/// as far as the flow goes: the journal writes it, before any later one,
+/// once it can; the flow goes on meanwhile, as its jobs' runs do.
+pub(super) fn recorded(result: Result<(), StoreError>) -> Result<(), StoreError> {
+    match result {
+        Err(e @ StoreError::Waiting { .. }) => {
+            log::warn!(target: "overnight::daemon", "flow state waits for the disk: {e}");
+            Ok(())
+        }
+        other => other,
     }
 }
 

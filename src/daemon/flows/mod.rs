@@ -83,17 +83,44 @@ struct Command {
 }
 
 /// The flow runs this daemon drives, by id: their flow, and where their
-/// commands go. Never held across an await.
-#[derive(Debug, Default)]
-pub struct Driving(Mutex<HashMap<i64, (String, mpsc::Sender<Command>)>>);
+/// commands go (never held across an await); and whether the daemon is
+/// stopping.
+#[derive(Debug)]
+pub struct Driving {
+    runs: Mutex<HashMap<i64, (String, mpsc::Sender<Command>)>>,
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Driving {
+    fn default() -> Driving {
+        Driving {
+            runs: Mutex::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
+        }
+    }
+}
+
+/// Counts a run out of [`Driving`] when its task ends, whichever way.
+struct Enlisted<'d>(&'d Driving, i64);
+
+impl Drop for Enlisted<'_> {
+    fn drop(&mut self) {
+        self.0.runs.lock().expect("driving").remove(&self.1);
+    }
+}
 
 impl Driving {
+    /// The daemon stops: every driver leaves its run as the store has it,
+    /// for the next daemon, and starts nothing more.
+    pub(super) fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
     /// Counts run `id` of `flow` in, and gives where its commands arrive;
     /// with `alone`, only when no other run of the flow goes (else that
     /// run's id). One look and one entry under one lock: two starts at
     /// once cannot both pass.
     fn enlist(&self, id: i64, flow: &str, alone: bool) -> Result<mpsc::Receiver<Command>, i64> {
-        let mut driving = self.0.lock().expect("driving");
+        let mut driving = self.runs.lock().expect("driving");
         if alone && let Some((&other, _)) = driving.iter().find(|(_, (f, _))| f == flow) {
             return Err(other);
         }
@@ -151,8 +178,8 @@ impl Shared {
             host: self.runner.host().to_string(),
             driver: driver(),
         };
-        if let Err(e) = self.runner.recorder().start_flow(&run).await {
-            self.driving.0.lock().expect("driving").remove(&id);
+        if let Err(e) = driver::recorded(self.runner.recorder().start_flow(&run).await) {
+            self.driving.runs.lock().expect("driving").remove(&id);
             return Err(e);
         }
         FlowLog::new(&run.flow, id).status(
@@ -168,7 +195,7 @@ impl Shared {
     pub async fn flow_command(&self, id: i64, op: Op, who: String) -> Result<FlowRecord, String> {
         let to = self
             .driving
-            .0
+            .runs
             .lock()
             .expect("driving")
             .get(&id)
@@ -226,13 +253,17 @@ impl Shared {
     /// Drives `run` in a task of its own until it is over.
     fn drive(self: &Arc<Self>, run: FlowRecord, commands: mpsc::Receiver<Command>) {
         let shared = Arc::clone(self);
+        let stopping = self.driving.stopping.subscribe();
         tokio::spawn(async move {
             let id = run.id;
+            let _enlisted = Enlisted(&shared.driving, id);
             let flow = run.flow.clone();
-            if let Err(e) = driver::Driver::new(&shared, run).go(commands).await {
-                error!(target: "overnight::daemon", "flow run #{id} of `{flow}` stopped: {e}");
+            if let Err(e) = driver::Driver::new(&shared, run)
+                .go(commands, stopping)
+                .await
+            {
+                error!(target: "overnight::daemon", "flow run #{id} of `{flow}` stopped: {e}; the next daemon start takes it up");
             }
-            shared.driving.0.lock().expect("driving").remove(&id);
         });
     }
 }

@@ -190,6 +190,35 @@ fn retry_and_skip_are_refused_once_a_route_went_by_the_step() {
 }
 
 #[test]
+fn a_hold_reached_does_not_depend_on_where_the_file_lists_it() {
+    let mut gate = step("gate", None, &[]);
+    gate.action = Action::Hold("look".into());
+    for steps in [
+        vec![gate.clone(), step("side", None, &[])],
+        vec![step("side", None, &[]), gate.clone()],
+    ] {
+        let mut p = Progress::new(steps.len());
+        let moves = p.advance(&steps, usize::MAX);
+        assert_eq!(moves.len(), 2, "both decided in one pass: {moves:?}");
+        assert!(p.held());
+    }
+}
+
+#[test]
+fn only_a_route_that_needs_the_failure_handles_it() {
+    let steps = vec![
+        step("load", None, &[]),
+        step("after", Some("not failed(load) or done(load)"), &[]),
+    ];
+    let mut p = Progress::new(steps.len());
+    p.advance(&steps, usize::MAX);
+    p.ended(&steps, 0, Known::Failed);
+    p.advance(&steps, usize::MAX);
+    p.ended(&steps, 1, Known::Success);
+    assert_eq!(p.status(&steps, None), FlowStatus::Failed);
+}
+
+#[test]
 fn max_parallel_bounds_the_starts() {
     let steps: Vec<Step> = (0..5).map(|i| step(&format!("s{i}"), None, &[])).collect();
     let mut p = Progress::new(steps.len());
