@@ -295,12 +295,24 @@ fn tree(run: &FlowRecord, zone: &Zone) -> String {
     for (name, i) in rows {
         let state = &run.state.progress.steps[i];
         let runs = &run.state.steps[i];
-        let word = match state {
-            StepState::Waiting => "waiting".to_string(),
-            StepState::Running => "running".to_string(),
-            StepState::Holding => "HOLDING".to_string(),
-            StepState::Ended(known) => known.word().to_string(),
-            StepState::Skipped(_) => "skipped".to_string(),
+        // An operator's skip or resume made it a success: said so, not
+        // passed off as a run that succeeded.
+        let by = run
+            .state
+            .actions
+            .iter()
+            .rev()
+            .find(|a| a.step.as_deref() == Some(steps[i].name.as_str()) && a.action == "skip");
+        let word = match (state, by, &steps[i].action) {
+            (StepState::Waiting, ..) => "waiting".to_string(),
+            (StepState::Running, ..) => "running".to_string(),
+            (StepState::Holding, ..) => "HOLDING".to_string(),
+            (StepState::Ended(crate::flow::Known::Success), Some(_), _) => "waived".to_string(),
+            (StepState::Ended(crate::flow::Known::Success), None, Action::Hold(_)) => {
+                "resumed".to_string()
+            }
+            (StepState::Ended(known), ..) => known.word().to_string(),
+            (StepState::Skipped(_), ..) => "skipped".to_string(),
         };
         let mut line = format!("{name:width$}  {word:8}");
         if let Some(id) = runs.runs.last() {
@@ -314,6 +326,14 @@ fn tree(run: &FlowRecord, zone: &Zone) -> String {
         }
         match (state, &steps[i].action) {
             (StepState::Skipped(why), _) => line += &format!("  ({why})"),
+            _ if by.is_some() => {
+                let by = by.expect("checked");
+                line += &format!(
+                    "  (skipped by {} at {}, counted as success)",
+                    by.who,
+                    human_time(by.at, zone)
+                );
+            }
             (StepState::Holding, Action::Hold(text)) => line += &format!("  <- {text}"),
             _ if run.state.progress.stopped_at.contains(&i) => {
                 line += &format!("  <- held here: it {}", describe(state));

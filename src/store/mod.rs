@@ -242,6 +242,7 @@ impl Store {
     async fn raise_run_ids(&self) -> Result<(), StoreError> {
         let max: Option<i64> = sqlx::query_scalar(
             "SELECT max(coalesce((SELECT max(id) FROM runs), 0), \
+                        coalesce((SELECT max(id) FROM flow_runs), 0), \
                         coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'runs'), 0))",
         )
         .fetch_one(&self.pool)

@@ -361,3 +361,34 @@ async fn abort_ends_the_run_and_nothing_else_starts() {
     assert_eq!(runs.len(), 3, "export, verify and load ran; nothing after");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skip_counts_a_failed_step_as_success_and_says_who_waived_it() {
+    let daemon = legacy_daemon(true).await;
+    let sb = &daemon.sandbox;
+    let id = start(sb);
+    flow_run_when(&daemon.state_dir, id, "the hold at load", held).await;
+    let shown = operate(sb, &["skip", &id.to_string(), "load"]);
+    let load = shown
+        .lines()
+        .find(|l| l.trim_start().starts_with("load"))
+        .unwrap();
+    assert!(
+        load.contains("waived") && load.contains("(skipped by "),
+        "{shown}"
+    );
+    let run = flow_run_when(&daemon.state_dir, id, "the hold at approve", |r| {
+        held(r) && *state(r, "approve") == StepState::Holding
+    })
+    .await;
+    assert_eq!(*state(&run, "reconcile"), StepState::Ended(Known::Success));
+    assert!(skipped_because(&run, "rollback").contains("load ended success"));
+    let refused = sb.run(&["flow", "skip", &id.to_string(), "export"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused).1.contains("`export` ended success"),
+        "{:?}",
+        text(&refused)
+    );
+    daemon.stop().await;
+}
