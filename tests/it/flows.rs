@@ -242,6 +242,11 @@ async fn all_steps_succeed_then_approve_holds_and_resume_publishes() {
     assert_eq!(run.status, FlowStatus::Success);
     assert_eq!(*state(&run, "publish"), StepState::Ended(Known::Success));
     assert_eq!(run.state.actions[0].action, "resume");
+    let approve = &run.state.steps[run.plan.step("approve").unwrap()];
+    assert!(
+        approve.ended_at.is_some(),
+        "how long the hold lasted is kept"
+    );
     // Every job step ran once, as an ordinary run in the history.
     let runs = crate::helper::runs(&daemon.state_dir).await;
     let jobs: Vec<&str> = runs.iter().map(|r| r.job.as_str()).collect();

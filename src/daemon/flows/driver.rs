@@ -333,6 +333,10 @@ impl<'s> Driver<'s> {
                 )
             })
         };
+        // The holds a resume ends, for their end times.
+        let holding: Vec<usize> = (0..steps.len())
+            .filter(|&i| self.run.state.progress.steps[i] == crate::flow::StepState::Holding)
+            .collect();
         let progress = &mut self.run.state.progress;
         let done = match &op {
             Op::Resume => progress.resume().map_err(|e| e.0),
@@ -367,6 +371,11 @@ impl<'s> Driver<'s> {
         if let Op::Skip(step) = &op {
             let i = index(step).expect("found above");
             self.run.state.steps[i].ended_at = Some(now);
+        }
+        if op == Op::Resume {
+            for i in holding {
+                self.run.state.steps[i].ended_at = Some(now);
+            }
         }
         // Resume and abort change steps all over; the others one or none.
         let changed: Vec<usize> = match &op {
