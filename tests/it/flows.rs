@@ -266,6 +266,12 @@ async fn all_steps_succeed_then_approve_holds_and_resume_publishes() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("has ended (success)"), "{stderr}");
+    let out = sb.run(&["flow", "resume", "999999"]);
+    assert!(
+        text(&out).1.contains("there is no flow run #999999"),
+        "{:?}",
+        text(&out)
+    );
     daemon.stop().await;
 }
 
@@ -395,5 +401,33 @@ async fn skip_counts_a_failed_step_as_success_and_says_who_waived_it() {
         "{:?}",
         text(&refused)
     );
+    daemon.stop().await;
+}
+
+/// Four starts at once of a flow with `concurrency: skip`, from four
+/// processes: one run, and the others told which run goes.
+#[tokio::test(flavor = "multi_thread")]
+async fn starts_at_once_make_one_run_under_concurrency_skip() {
+    let daemon = legacy_daemon(false).await;
+    let sb = &daemon.sandbox;
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            sb.command(&["flow", "start", "legacy-sync"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let started = outs.iter().filter(|o| o.status.success()).count();
+    let busy = outs
+        .iter()
+        .filter(|o| text(o).1.contains("is running already"))
+        .count();
+    assert_eq!((started, busy), (1, 3), "{outs:?}");
     daemon.stop().await;
 }

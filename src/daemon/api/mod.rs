@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::Shared;
-use super::flows::{FlowStart, Op};
+use super::flows::{CommandError, FlowStart, Op};
 use crate::config::Job;
 use crate::report::{Report, Trigger};
 use crate::runner::Outcome;
@@ -52,6 +52,9 @@ pub enum ApiError {
     /// The run task ended without a result.
     #[error("the run ended without a report: {0}")]
     Run(String),
+    /// No flow run of that id.
+    #[error("there is no flow run #{0}; `overnight flow history` lists them")]
+    UnknownFlowRun(i64),
     /// No flow of that name.
     #[error("no flow named `{0}` in the jobs file")]
     UnknownFlow(String),
@@ -69,7 +72,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::UnknownJob(_) | ApiError::UnknownFlow(_) => StatusCode::NOT_FOUND,
+            ApiError::UnknownJob(_) | ApiError::UnknownFlow(_) | ApiError::UnknownFlowRun(_) => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::NotRun { .. } | ApiError::Refused { .. } => StatusCode::CONFLICT,
             ApiError::Store(_) | ApiError::Run(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -384,11 +389,12 @@ async fn flow_command(
         }
     };
     let who = body.who.clone().unwrap_or_else(|| "api".to_string());
-    shared
-        .flow_command(id, op, who)
-        .await
-        .map(Json)
-        .map_err(refused)
+    match shared.flow_command(id, op, who).await {
+        Ok(run) => Ok(Json(run)),
+        Err(CommandError::NoSuchRun(id)) => Err(ApiError::UnknownFlowRun(id)),
+        Err(CommandError::Store(e)) => Err(ApiError::Store(e)),
+        Err(other) => Err(refused(other.to_string())),
+    }
 }
 
 async fn reload(

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::{Command, Op, StepDone};
 use crate::daemon::Shared;
-use crate::flow::progress::FlowStatus;
+use crate::flow::progress::{FlowStatus, Refused};
 use crate::flow::{Action, Known, Move, Place, Plan};
 use crate::route::{Escaped, FlowLog};
 use crate::runner::Outcome;
@@ -322,7 +322,7 @@ impl<'s> Driver<'s> {
         let steps = &plan.steps;
         let index = |name: &str| {
             steps.iter().position(|s| s.name == name).ok_or_else(|| {
-                format!(
+                Refused(format!(
                     "flow `{}` has no step `{name}`; its steps: {}",
                     self.run.flow,
                     steps
@@ -330,7 +330,7 @@ impl<'s> Driver<'s> {
                         .map(|s| s.name.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
-                )
+                ))
             })
         };
         // The holds a resume ends, for their end times.
@@ -339,13 +339,11 @@ impl<'s> Driver<'s> {
             .collect();
         let progress = &mut self.run.state.progress;
         let done = match &op {
-            Op::Resume => progress.resume().map_err(|e| e.0),
-            Op::Hold => progress.pause().map_err(|e| e.0),
-            Op::Abort => progress
-                .abort(&format!("the flow run was aborted by {who}"))
-                .map_err(|e| e.0),
-            Op::Skip(step) => index(step).and_then(|i| progress.skip(steps, i).map_err(|e| e.0)),
-            Op::Retry(step) => index(step).and_then(|i| progress.retry(steps, i).map_err(|e| e.0)),
+            Op::Resume => progress.resume(),
+            Op::Hold => progress.pause(),
+            Op::Abort => progress.abort(&format!("the flow run was aborted by {who}")),
+            Op::Skip(step) => index(step).and_then(|i| progress.skip(steps, i)),
+            Op::Retry(step) => index(step).and_then(|i| progress.retry(steps, i)),
         };
         if let Err(why) = done {
             let _ = answer.send(Err(why));

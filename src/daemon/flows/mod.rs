@@ -22,7 +22,7 @@ mod driver;
 use super::Shared;
 use crate::config::Concurrency;
 use crate::config::flow::Flow;
-use crate::flow::progress::FlowStatus;
+use crate::flow::progress::{FlowStatus, Refused};
 use crate::flow::{Known, Plan, Progress};
 use crate::report::Trigger;
 use crate::route::FlowLog;
@@ -79,7 +79,7 @@ impl Op {
 struct Command {
     op: Op,
     who: String,
-    answer: oneshot::Sender<Result<FlowRecord, String>>,
+    answer: oneshot::Sender<Result<FlowRecord, Refused>>,
 }
 
 /// The flow runs this daemon drives, by id: their flow, and where their
@@ -128,6 +128,45 @@ impl Driving {
         driving.insert(id, (flow.to_string(), commands_tx));
         Ok(commands)
     }
+}
+
+/// Why an operator's command was not carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// No flow run has that id.
+    #[error("there is no flow run #{0}; `overnight flow history` lists them")]
+    NoSuchRun(i64),
+    /// The run is over.
+    #[error(
+        "flow run #{id} of `{flow}` has ended ({status}); start a new one with `overnight flow start {flow}`"
+    )]
+    Ended {
+        /// The run.
+        id: i64,
+        /// Its flow.
+        flow: String,
+        /// How it ended.
+        status: FlowStatus,
+    },
+    /// The run is open in the store, but this daemon does not drive it
+    /// (its driver stopped on an error).
+    #[error(
+        "flow run #{id} of `{flow}` is {status}, but this daemon no longer drives it (see its log); restart the daemon to take it up"
+    )]
+    NotDriven {
+        /// The run.
+        id: i64,
+        /// Its flow.
+        flow: String,
+        /// Where the store has it.
+        status: FlowStatus,
+    },
+    /// The command makes no sense for the run as it stands.
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// How a request to start a flow went.
@@ -192,7 +231,12 @@ impl Shared {
 
     /// Gives an operator's command to the flow run `id` this daemon
     /// drives; its state after, or why the command was refused.
-    pub async fn flow_command(&self, id: i64, op: Op, who: String) -> Result<FlowRecord, String> {
+    pub async fn flow_command(
+        &self,
+        id: i64,
+        op: Op,
+        who: String,
+    ) -> Result<FlowRecord, CommandError> {
         let to = self
             .driving
             .runs
@@ -201,31 +245,40 @@ impl Shared {
             .get(&id)
             .map(|(_, to)| to.clone());
         let Some(to) = to else {
-            let store = self
-                .runner
-                .recorder()
-                .store()
-                .await
-                .map_err(|e| e.to_string())?;
-            return Err(match store.flow_run(id).await {
-                Ok(Some(run)) => format!(
-                    "flow run #{id} of `{}` has ended ({}); start a new one with `overnight flow start {}`",
-                    run.flow, run.status, run.flow
-                ),
-                Ok(None) => {
-                    format!("there is no flow run #{id}; `overnight flow history` lists them")
-                }
-                Err(e) => e.to_string(),
-            });
+            return Err(self.not_driven(id).await);
         };
         let (answer, answered) = oneshot::channel();
         let command = Command { op, who, answer };
         if to.send(command).await.is_err() {
-            return Err(format!("flow run #{id} has just ended"));
+            return Err(self.not_driven(id).await);
         }
-        answered
-            .await
-            .unwrap_or_else(|_| Err(format!("flow run #{id} has just ended")))
+        match answered.await {
+            Ok(answer) => Ok(answer?),
+            // Its driver ended meanwhile: the store says how it stands.
+            Err(_) => Err(self.not_driven(id).await),
+        }
+    }
+
+    /// Why run `id` takes no command here, as the store has it.
+    async fn not_driven(&self, id: i64) -> CommandError {
+        let run = match self.runner.recorder().store().await {
+            Ok(store) => store.flow_run(id).await,
+            Err(e) => Err(e),
+        };
+        match run {
+            Err(e) => CommandError::Store(e),
+            Ok(None) => CommandError::NoSuchRun(id),
+            Ok(Some(run)) if run.finished_at.is_some() => CommandError::Ended {
+                id,
+                flow: run.flow,
+                status: run.status,
+            },
+            Ok(Some(run)) => CommandError::NotDriven {
+                id,
+                flow: run.flow,
+                status: run.status,
+            },
+        }
     }
 
     /// Takes up every flow run a dead daemon left open.
