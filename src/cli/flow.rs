@@ -2,16 +2,13 @@
 //! held one (DESIGN §8). Starting and steering go through the running
 //! daemon, which drives flow runs; status and history read the store.
 
-use super::times::span;
 use super::{CliError, ConfigArg, open_store};
 use crate::client::Client;
 use crate::config::Config;
 use crate::daemon::api::FlowCommand;
 use crate::exit::Outcome;
-use crate::flow::progress::{FlowStatus, describe};
-use crate::flow::{Action, StepState, shape};
-use crate::report::human_time;
-use crate::store::FlowRecord;
+use crate::report::{human_time, span};
+use crate::store::Notification;
 use crate::zone::Zone;
 
 #[derive(Debug, clap::Args)]
@@ -146,7 +143,7 @@ async fn command(
             crate::client::ClientError::Refused(why) => CliError::Usage(why),
             other => other.into(),
         })?;
-    super::say(&(tree(&run, &zone(Some(&config), &run.flow)) + "\n"));
+    super::say(&(run.tree(&zone(Some(&config), &run.flow)) + "\n"));
     Ok(Outcome::Success)
 }
 
@@ -170,8 +167,9 @@ async fn status(id: Option<i64>, json: bool, arg: &ConfigArg) -> Result<Outcome,
             }
         }
     };
+    let sent = deliveries(&store, &runs).await?;
     if json {
-        let reports: Vec<_> = runs.iter().map(FlowRecord::report).collect();
+        let reports: Vec<_> = runs.iter().zip(&sent).map(json_report).collect();
         let doc = match (id, reports.as_slice()) {
             (Some(_), [one]) => one.clone(),
             _ => serde_json::Value::Array(reports),
@@ -185,8 +183,12 @@ async fn status(id: Option<i64>, json: bool, arg: &ConfigArg) -> Result<Outcome,
     if runs.is_empty() {
         println!("no flow runs yet; start one with `overnight flow start FLOW`");
     }
-    for run in &runs {
-        super::say(&(tree(run, &zone(config.as_ref(), &run.flow)) + "\n"));
+    for (run, sent) in runs.iter().zip(&sent) {
+        let mut shown = run.tree(&zone(config.as_ref(), &run.flow)) + "\n";
+        for n in sent {
+            shown += &(super::report::delivery_line(n) + "\n");
+        }
+        super::say(&shown);
     }
     Ok(Outcome::Success)
 }
@@ -200,7 +202,8 @@ async fn history(
     let (store, config) = open_store(arg).await?;
     let runs = store.flow_history(flow, limit).await?;
     if json {
-        let reports: Vec<_> = runs.iter().map(FlowRecord::report).collect();
+        let sent = deliveries(&store, &runs).await?;
+        let reports: Vec<_> = runs.iter().zip(&sent).map(json_report).collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&reports).expect("serialises")
@@ -229,37 +232,29 @@ async fn history(
             run.status,
             run.trigger,
             human_time(run.started_at, &zone),
-            step_counts(run)
+            run.step_counts()
         );
     }
     Ok(Outcome::Success)
 }
 
-/// "5 ran, 2 skipped" (with how many failed and are still open).
-fn step_counts(run: &FlowRecord) -> String {
-    let mut ran = 0;
-    let mut failed = 0;
-    let mut skipped = 0;
-    let mut open = 0;
-    for state in &run.state.progress.steps {
-        match state {
-            StepState::Ended(known) => {
-                ran += 1;
-                failed += usize::from(*known == crate::flow::Known::Failed);
-            }
-            StepState::Skipped(_) => skipped += 1,
-            _ => open += 1,
-        }
+/// The trigger deliveries about each run.
+async fn deliveries(
+    store: &crate::store::Store,
+    runs: &[crate::store::FlowRecord],
+) -> Result<Vec<Vec<Notification>>, CliError> {
+    let mut sent = Vec::with_capacity(runs.len());
+    for run in runs {
+        sent.push(store.notifications(run.id).await?);
     }
-    let mut parts = vec![format!("{ran} ran")];
-    if failed > 0 {
-        parts.push(format!("{failed} failed"));
-    }
-    parts.push(format!("{skipped} skipped"));
-    if open > 0 {
-        parts.push(format!("{open} open"));
-    }
-    parts.join(", ")
+    Ok(sent)
+}
+
+/// A run's report with the deliveries about it, for `--json`.
+fn json_report((run, sent): (&crate::store::FlowRecord, &Vec<Notification>)) -> serde_json::Value {
+    let mut report = run.report();
+    report["notifications"] = serde_json::to_value(sent).expect("notifications serialise");
+    report
 }
 
 /// The zone a flow's times are shown in.
@@ -268,101 +263,6 @@ fn zone(config: Option<&Config>, flow: &str) -> Zone {
         .and_then(|c| c.flow(flow).map(|f| f.timezone.clone()))
         .or_else(|| config.map(|c| c.timezone.clone()))
         .unwrap_or_else(Zone::local)
-}
-
-/// A flow run as a tree: each step under those it waits for, with its
-/// status, run and time, why it was skipped, where the run holds; then
-/// the operators' actions.
-fn tree(run: &FlowRecord, zone: &Zone) -> String {
-    let mut out = format!(
-        "flow run #{} of `{}`: {}, started {} ({})",
-        run.id,
-        run.flow,
-        run.status,
-        human_time(run.started_at, zone),
-        run.trigger
-    );
-    if let Some(end) = run.finished_at {
-        out += &format!(", took {}", span(run.started_at, end));
-    }
-    out.push('\n');
-    let steps = &run.plan.steps;
-    let rows: Vec<(String, usize)> = shape::layout(steps)
-        .into_iter()
-        .map(|(i, depth)| (format!("{}{}", "  ".repeat(depth + 1), steps[i].name), i))
-        .collect();
-    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
-    for (name, i) in rows {
-        let state = &run.state.progress.steps[i];
-        let runs = &run.state.steps[i];
-        // An operator's skip or resume made it a success: said so, not
-        // passed off as a run that succeeded.
-        let by = run
-            .state
-            .actions
-            .iter()
-            .rev()
-            .find(|a| a.step.as_deref() == Some(steps[i].name.as_str()) && a.action == "skip");
-        let word = match (state, by, &steps[i].action) {
-            (StepState::Waiting, ..) => "waiting".to_string(),
-            (StepState::Running, ..) => "running".to_string(),
-            (StepState::Holding, ..) => "HOLDING".to_string(),
-            (StepState::Ended(crate::flow::Known::Success), Some(_), _) => "waived".to_string(),
-            (StepState::Ended(crate::flow::Known::Success), None, Action::Hold(_)) => {
-                "resumed".to_string()
-            }
-            (StepState::Ended(known), ..) => known.word().to_string(),
-            (StepState::Skipped(_), ..) => "skipped".to_string(),
-        };
-        let mut line = format!("{name:width$}  {word:8}");
-        if let Some(id) = runs.runs.last() {
-            line += &format!("  run #{id}");
-            if runs.runs.len() > 1 {
-                line += &format!(" ({} tries)", runs.runs.len());
-            }
-        }
-        if let (Some(a), Some(b)) = (runs.started_at, runs.ended_at) {
-            line += &format!("  {}", span(a, b));
-        }
-        match (state, &steps[i].action) {
-            (StepState::Skipped(why), _) => line += &format!("  ({why})"),
-            _ if by.is_some() => {
-                let by = by.expect("checked");
-                line += &format!(
-                    "  (skipped by {} at {}, counted as success)",
-                    by.who,
-                    human_time(by.at, zone)
-                );
-            }
-            (StepState::Holding, Action::Hold(text)) => line += &format!("  <- {text}"),
-            _ if run.state.progress.stopped_at.contains(&i) => {
-                line += &format!("  <- held here: it {}", describe(state));
-            }
-            _ => {}
-        }
-        out += line.trim_end();
-        out.push('\n');
-    }
-    if run.status == FlowStatus::Held {
-        out += &format!(
-            "held: `overnight flow resume {id}` goes on; `retry {id} STEP`, `skip {id} STEP` or `abort {id}` decide otherwise\n",
-            id = run.id
-        );
-    }
-    for action in &run.state.actions {
-        out += &format!(
-            "{} {}{} by {}\n",
-            human_time(action.at, zone),
-            action.action,
-            action
-                .step
-                .as_deref()
-                .map(|s| format!(" `{s}`"))
-                .unwrap_or_default(),
-            action.who
-        );
-    }
-    out.trim_end().to_string()
 }
 
 /// Who runs this command, for the record of operator actions.

@@ -161,6 +161,38 @@ fn did_you_mean(name: &str, known: &[&str]) -> String {
     }
 }
 
+/// `start_flow:` from a command that runs jobs itself: through the daemon
+/// running on the state folder, where flows run.
+#[derive(Debug)]
+struct ThroughDaemon(PathBuf);
+
+impl crate::notify::StartsFlows for ThroughDaemon {
+    fn start_flow(
+        &self,
+        flow: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>> {
+        let client = crate::client::Client::find(&self.0);
+        let state_dir = self.0.clone();
+        Box::pin(async move {
+            let Some(client) = client else {
+                return Err(crate::notify::no_daemon(&flow, &state_dir));
+            };
+            match client.start_flow(&flow).await {
+                Ok(id) => Ok(format!(
+                    "started flow run #{id} of `{flow}` through the daemon (pid {})",
+                    client.pid()
+                )),
+                Err(e) => Err(format!("flow `{flow}` not started: {e}")),
+            }
+        })
+    }
+}
+
+/// Has `notifier` start flows through the daemon on `state_dir`.
+fn through_daemon(notifier: &Notifier, state_dir: &Path) {
+    notifier.starts_flows_with(Arc::new(ThroughDaemon(state_dir.to_path_buf())));
+}
+
 /// A store opened to be read: runs whose runner and job are both gone (an
 /// `overnight exec` killed with -9) are closed as `lost` first, so that no
 /// dead holder shows, and the jobs file's triggers hear of them.
@@ -175,6 +207,7 @@ async fn opened(
             Recorder::from(store.clone()),
             Arc::new(state_dir.to_path_buf()),
         );
+        through_daemon(&notifier, state_dir);
         for report in &closed {
             let job = match config.job(&report.job) {
                 Some(job) => job.clone(),

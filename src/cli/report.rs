@@ -72,12 +72,19 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     } else {
         print!("{}", report.to_text());
         for n in &notifications {
-            let detail = n.detail.as_deref().unwrap_or("");
-            println!(
-                "  trigger {} ({}, {}): {} {detail}",
-                n.rule, n.action, n.condition, n.status
-            );
+            println!("{}", delivery_line(n));
         }
     }
     Ok(Outcome::Success)
+}
+
+/// One trigger delivery, as `report` and `flow status` list them.
+pub(super) fn delivery_line(n: &crate::store::Notification) -> String {
+    let detail = n.detail.as_deref().unwrap_or("");
+    format!(
+        "  trigger {} ({}, {}): {} {detail}",
+        n.rule, n.action, n.condition, n.status
+    )
+    .trim_end()
+    .to_string()
 }

@@ -84,6 +84,7 @@ pub(super) async fn locally(
         Err(e) => Recorder::Nowhere(e.to_string().into()),
     };
     let runner = Runner::new(recorder, state_dir.to_path_buf(), max_parallel).noting(notes);
+    super::through_daemon(runner.notifier(), state_dir);
     let mut signals = Signals::catch(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP])?;
     let run = runner.run(job, trigger, None);
     tokio::pin!(run);

@@ -5,7 +5,7 @@ use crate::zone::Zone;
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
-use crate::report::human_time;
+use crate::report::{human_time, span};
 
 /// Each job's zone: its own in the jobs file, else the file's `timezone`
 /// (a job only in the history, like a wrapped crontab line), else the
@@ -52,17 +52,6 @@ pub(super) fn duration(started: &str, finished: Option<&str>) -> String {
         return String::new();
     };
     span(start, end)
-}
-
-/// How long from `start` to `end`, as [`duration`] says it.
-pub(super) fn span(start: DateTime<Utc>, end: DateTime<Utc>) -> String {
-    let ms = (end - start).num_milliseconds().max(0);
-    let secs = ms / 1000;
-    match secs {
-        0..60 => format!("{:.1}s", ms as f64 / 1000.0),
-        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
-        _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
-    }
 }
 
 #[cfg(test)]

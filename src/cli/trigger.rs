@@ -6,10 +6,15 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 
 use super::{CliError, ConfigArg};
-use crate::config::trigger::Condition;
+use crate::config::flow::Flow;
+use crate::config::trigger::{Condition, Delivery};
 use crate::event::{Entry, Progress};
 use crate::exit::Outcome;
+use crate::flow::progress::FlowStatus;
+use crate::flow::{Action, Known, Progress as StepsProgress, StepState};
+use crate::notify::{FlowNews, Moment, Subject};
 use crate::report::{Report, RunHeader, Status, Trigger};
+use crate::store::{FlowRecord, FlowState, StepRuns};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -37,24 +42,55 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
             config.path.display()
         )));
     };
-    let report = sample(&config);
-    let mut job = crate::config::Job::adhoc("example-job".into(), vec!["true".into()]);
-    job.mail = config.mail.clone();
     let store = crate::store::Store::open(&config.state_dir).await?;
     let notifier = crate::notify::Notifier::new(
         store.clone().into(),
         std::sync::Arc::new(config.state_dir.clone()),
     );
-    // The sample is a failed run, sent whatever the rule's conditions,
-    // without its rate cap or change filter.
+    // The sample is a failed run (a held flow run, for a rule that watches
+    // only flows), sent whatever the rule's conditions, without its rate
+    // cap or change filter. A flow is not started for a test.
     let mut rule = (*found).clone();
     rule.notify = crate::config::trigger::NotifyMode::Every;
     rule.max_per_hour = None;
-    rule.on = vec![Condition::Failed];
-    job.triggers = vec![std::sync::Arc::new(rule)];
-    notifier.moment(&job, &report, crate::notify::Moment::Final);
+    rule.actions.retain(|action| match action {
+        Delivery::StartFlow(flow) => {
+            println!(
+                "{} via start_flow: not done: a test does not start flow `{flow}` for real",
+                rule.name
+            );
+            false
+        }
+        _ => true,
+    });
+    let flow = config
+        .flows
+        .iter()
+        .find(|f| rule.jobs.is_empty() && !rule.flows.is_empty() && rule.watches_flow(&f.name));
+    let (subject, moment) = match flow {
+        Some(flow) => {
+            rule.on = vec![Condition::Held];
+            (Subject::Flow(Box::new(sample_flow(flow))), Moment::Held)
+        }
+        None => {
+            rule.on = vec![Condition::Failed];
+            (Subject::Run(Box::new(sample(&config))), Moment::Final)
+        }
+    };
+    if rule.actions.is_empty() {
+        return Ok(Outcome::Success);
+    }
+    let id = subject.id();
+    let withheld: std::sync::Arc<[String]> = config.secret_vars().into();
+    notifier.tell(
+        vec![std::sync::Arc::new(rule)],
+        std::sync::Arc::clone(&config.mail),
+        withheld,
+        subject,
+        moment,
+    );
     notifier.settled().await;
-    let sent = store.notifications(report.run_id).await?;
+    let sent = store.notifications(id).await?;
     let mut ok = !sent.is_empty();
     for n in &sent {
         println!(
@@ -101,4 +137,53 @@ fn sample(config: &crate::config::Config) -> Report {
         message: "loading orders".into(),
     });
     report
+}
+
+/// A sample run of `flow`, held at its first job step, which failed.
+fn sample_flow(flow: &Flow) -> FlowNews {
+    let plan = (*flow.plan).clone();
+    let first = plan
+        .steps
+        .iter()
+        .position(|s| matches!(s.action, Action::Job(_)))
+        .unwrap_or(0);
+    let mut progress = StepsProgress::new(plan.steps.len());
+    let mut steps = vec![StepRuns::default(); plan.steps.len()];
+    let now = Utc::now();
+    if let Some(state) = progress.steps.get_mut(first) {
+        *state = StepState::Ended(Known::Failed);
+        progress.stopped_at.push(first);
+        steps[first] = StepRuns {
+            runs: vec![0],
+            started_at: Some(now),
+            ended_at: Some(now),
+        };
+    }
+    let step = plan.steps.get(first).map_or("", |s| s.name.as_str());
+    let holds = vec![format!(
+        "step `{step}` ended failed (run #0: a sample report from `overnight trigger test`), and it is a stop point (`critical` or `hold_on`)"
+    )];
+    let run = FlowRecord {
+        id: 0,
+        flow: flow.name.clone(),
+        trigger: Trigger::Manual.as_str().to_string(),
+        scheduled_at: None,
+        started_at: now,
+        finished_at: None,
+        status: FlowStatus::Held,
+        state: FlowState {
+            progress,
+            steps,
+            actions: Vec::new(),
+            held_since: Some(now),
+        },
+        plan,
+        host: crate::store::hostname(),
+        driver: None,
+    };
+    FlowNews {
+        run,
+        holds,
+        zone: flow.timezone.clone(),
+    }
 }

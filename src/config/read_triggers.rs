@@ -9,8 +9,8 @@ use super::Config;
 use super::check::Check;
 use super::node::{Node, Pos, Value};
 use super::trigger::{
-    AfterRetries, CONDITIONS, Condition, Delivery, EmailAction, Mail, NotifyMode, PlacedRules,
-    SENDMAIL, Smtp, SmtpTls, TriggerRule, WebhookAction,
+    AfterRetries, CONDITIONS, Condition, Delivery, EmailAction, FLOW_CONDITIONS, Mail, NotifyMode,
+    PlacedRules, SENDMAIL, Smtp, SmtpTls, TriggerRule, WebhookAction,
 };
 
 impl Check<'_> {
@@ -54,14 +54,16 @@ impl Check<'_> {
             "email",
             "webhook",
             "log",
+            "start_flow",
         ];
         if top_level {
-            keys.push("jobs");
+            keys.extend(["jobs", "flows"]);
         }
         let mut rule = TriggerRule {
             name: default_name,
             on: Vec::new(),
             jobs: Vec::new(),
+            flows: Vec::new(),
             notify: NotifyMode::Every,
             after_retries: AfterRetries::Final,
             max_per_hour: None,
@@ -84,6 +86,15 @@ impl Check<'_> {
                 "jobs" => {
                     rule.jobs =
                         self.list_of(value, "`jobs`", |c, n| c.string(n, "a job name or glob"))
+                }
+                "flows" => {
+                    rule.flows =
+                        self.list_of(value, "`flows`", |c, n| c.string(n, "a flow name or glob"))
+                }
+                "start_flow" => {
+                    if let Some(flow) = self.string(value, "`start_flow` (a flow's name)") {
+                        rule.actions.push(Delivery::StartFlow(flow));
+                    }
                 }
                 "notify" => {
                     rule.notify = self
@@ -149,12 +160,12 @@ impl Check<'_> {
                 format!("trigger `{}` has no `on:` conditions", rule.name),
             );
         }
-        let actions = ["run", "email", "webhook", "log"];
+        let actions = ["run", "email", "webhook", "log", "start_flow"];
         if rule.actions.is_empty() && !refused.iter().any(|k| actions.contains(k)) {
             self.problem(
                 node.pos,
                 format!(
-                    "trigger `{}` has no action: add `run`, `email`, `webhook` or `log`",
+                    "trigger `{}` has no action: add `run`, `email`, `webhook`, `log` or `start_flow`",
                     rule.name
                 ),
             );
@@ -325,29 +336,24 @@ impl Check<'_> {
         let can_mail = mail.smtp.is_some() || mail.sendmail.is_some();
         let mail = Arc::new(mail);
         for (rule, pos) in &rules {
-            for name in rule.jobs.iter().filter(|n| !n.contains(['*', '?'])) {
-                if config.job(name).is_none() {
-                    self.problem(
-                        *pos,
-                        format!(
-                            "trigger `{}` names job `{name}`, which is not in the file",
-                            rule.name
-                        ),
-                    );
-                }
-            }
+            self.rule_names(config, rule, *pos);
         }
         let own: std::collections::HashMap<String, PlacedRules> =
             std::mem::take(&mut self.pending_rules)
                 .into_iter()
                 .collect();
-        for (rule, pos) in rules.iter().chain(own.values().flatten()) {
+        let placed = rules.iter().map(|r| (r, false));
+        for ((rule, pos), own) in placed.chain(own.values().flatten().map(|r| (r, true))) {
             if !can_mail && rule.actions.iter().any(|a| matches!(a, Delivery::Email(_))) {
                 self.problem(
                     *pos,
                     format!("trigger `{}` sends email, but there is no `smtp:` block and no sendmail at {SENDMAIL}; add one", rule.name),
                 );
             }
+            if own {
+                self.rule_conditions(rule, *pos, true, false);
+            }
+            self.rule_starts(config, rule, *pos, own);
         }
         // Each job is its Arc's only holder yet: nothing is copied.
         for job in config.jobs.iter_mut().map(Arc::make_mut) {
@@ -373,6 +379,7 @@ impl Check<'_> {
                     name: format!("{}.mailto", job.name),
                     on: vec![Condition::Failed, Condition::Warning],
                     jobs: Vec::new(),
+                    flows: Vec::new(),
                     notify: NotifyMode::Every,
                     after_retries: AfterRetries::Final,
                     max_per_hour: None,
@@ -388,5 +395,101 @@ impl Check<'_> {
         }
         config.triggers = rules.into_iter().map(|(r, _)| r).collect();
         config.mail = mail;
+    }
+}
+
+impl Check<'_> {
+    /// The jobs and flows a top-level rule names are in the file, and its
+    /// conditions are ones what it watches can come to.
+    fn rule_names(&mut self, config: &Config, rule: &TriggerRule, pos: Pos) {
+        let plain = |names: &[String]| -> Vec<String> {
+            names
+                .iter()
+                .filter(|n| !n.contains(['*', '?']))
+                .cloned()
+                .collect()
+        };
+        for name in plain(&rule.jobs) {
+            if config.job(&name).is_none() {
+                self.problem(
+                    pos,
+                    format!(
+                        "trigger `{}` names job `{name}`, which is not in the file",
+                        rule.name
+                    ),
+                );
+            }
+        }
+        for name in plain(&rule.flows) {
+            if config.flow(&name).is_none() {
+                self.problem(
+                    pos,
+                    format!(
+                        "trigger `{}` names flow `{name}`, which is not in the file",
+                        rule.name
+                    ),
+                );
+            }
+        }
+        let jobs_only = !rule.jobs.is_empty() && rule.flows.is_empty();
+        let flows_only = rule.jobs.is_empty() && !rule.flows.is_empty();
+        self.rule_conditions(rule, pos, jobs_only, flows_only);
+    }
+
+    /// A rule that watches only jobs (or only flows) acts on conditions
+    /// they can come to.
+    fn rule_conditions(&mut self, rule: &TriggerRule, pos: Pos, jobs_only: bool, flows_only: bool) {
+        for condition in &rule.on {
+            if jobs_only && !condition.of_jobs() {
+                self.problem(
+                    pos,
+                    format!(
+                        "trigger `{}` watches only jobs, and `{}` is a condition of flow runs; name the flows it watches with `flows:`",
+                        rule.name,
+                        condition.as_str()
+                    ),
+                );
+            }
+            if flows_only && !condition.of_flows() {
+                let words: Vec<&str> = FLOW_CONDITIONS.iter().map(|c| c.as_str()).collect();
+                self.problem(
+                    pos,
+                    format!(
+                        "trigger `{}` watches only flows, which never come to `{}`: a flow run ends {}",
+                        rule.name,
+                        condition.as_str(),
+                        words.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The flows a rule starts are in the file, and none is one it
+    /// watches (a job's `own` rule watches no flow): each of its runs
+    /// would start the next.
+    fn rule_starts(&mut self, config: &Config, rule: &TriggerRule, pos: Pos, own: bool) {
+        for action in &rule.actions {
+            let Delivery::StartFlow(flow) = action else {
+                continue;
+            };
+            if config.flow(flow).is_none() {
+                self.problem(
+                    pos,
+                    format!(
+                        "trigger `{}` starts flow `{flow}`, which is not in the file",
+                        rule.name
+                    ),
+                );
+            } else if !own && rule.watches_flow(flow) {
+                self.problem(
+                    pos,
+                    format!(
+                        "trigger `{}` starts flow `{flow}` and watches it too: each of its runs would start the next; name the jobs or flows it watches with `jobs:`/`flows:`",
+                        rule.name
+                    ),
+                );
+            }
+        }
     }
 }

@@ -1,11 +1,12 @@
-//! Triggers: what to do about a finished run (issue 6).
+//! Triggers: what to do about a finished run or flow run (issues 6, 13).
 //!
-//! A rule names conditions (`on:`), the jobs it watches (names or globs,
-//! all by default), how often to speak (`notify: every | changes`), when
-//! retries count (`after_retries`), a rate cap (`max_per_hour`) and its
-//! actions: run a program, send an email, call a webhook, log a record.
-//! Each job's rules are resolved when the file is loaded: the top-level
-//! rules whose `jobs` match it, and its own.
+//! A rule names conditions (`on:`), the jobs and flows it watches (names or
+//! globs; with neither, everything), how often to speak (`notify: every |
+//! changes`), when retries count (`after_retries`), a rate cap
+//! (`max_per_hour`) and its actions: run a program, send an email, call a
+//! webhook, log a record, start a flow. Each job's rules are resolved when
+//! the file is loaded: the top-level rules whose `jobs` match it, and its
+//! own; a flow's are the top-level rules whose `flows` match it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,10 @@ pub enum Condition {
     Retrying,
     /// It succeeded after a failure.
     Recovered,
+    /// A flow run was aborted (by an operator or its `hold_timeout`).
+    Aborted,
+    /// A flow run holds for an operator.
+    Held,
 }
 
 pub(super) const CONDITIONS: &[(&str, Condition)] = &[
@@ -51,6 +56,18 @@ pub(super) const CONDITIONS: &[(&str, Condition)] = &[
     ("late", Condition::Late),
     ("retrying", Condition::Retrying),
     ("recovered", Condition::Recovered),
+    ("aborted", Condition::Aborted),
+    ("held", Condition::Held),
+];
+
+/// The conditions of flow runs.
+pub const FLOW_CONDITIONS: &[Condition] = &[
+    Condition::Success,
+    Condition::Warning,
+    Condition::Failed,
+    Condition::Aborted,
+    Condition::Held,
+    Condition::Recovered,
 ];
 
 impl Condition {
@@ -60,6 +77,16 @@ impl Condition {
             .iter()
             .find(|(_, c)| *c == self)
             .map_or("?", |(n, _)| n)
+    }
+
+    /// Whether a job's run can come to it.
+    pub fn of_jobs(self) -> bool {
+        !matches!(self, Condition::Aborted | Condition::Held)
+    }
+
+    /// Whether a flow run can come to it.
+    pub fn of_flows(self) -> bool {
+        FLOW_CONDITIONS.contains(&self)
     }
 }
 
@@ -93,8 +120,11 @@ pub struct TriggerRule {
     pub name: String,
     /// The conditions it acts on.
     pub on: Vec<Condition>,
-    /// The jobs it watches (names or globs); empty: all.
+    /// The jobs it watches (names or globs).
     pub jobs: Vec<String>,
+    /// The flows it watches (names or globs); with no `jobs` either, the
+    /// rule watches every job and every flow.
+    pub flows: Vec<String>,
     /// When it speaks.
     pub notify: NotifyMode,
     /// How it treats retried attempts.
@@ -108,7 +138,17 @@ pub struct TriggerRule {
 impl TriggerRule {
     /// Whether the rule watches `job`.
     pub fn watches(&self, job: &str) -> bool {
-        self.jobs.is_empty() || self.jobs.iter().any(|pattern| glob(pattern, job))
+        self.everything() || self.jobs.iter().any(|pattern| glob(pattern, job))
+    }
+
+    /// Whether the rule watches `flow`.
+    pub fn watches_flow(&self, flow: &str) -> bool {
+        self.everything() || self.flows.iter().any(|pattern| glob(pattern, flow))
+    }
+
+    /// A rule naming no jobs and no flows watches all of them.
+    fn everything(&self) -> bool {
+        self.jobs.is_empty() && self.flows.is_empty()
     }
 }
 
@@ -122,8 +162,10 @@ pub enum Delivery {
     Email(EmailAction),
     /// A signed POST of the report.
     Webhook(WebhookAction),
-    /// A record on `jobs::notify::<job>`.
+    /// A record on `jobs::notify::<job>` (`flows::notify::<flow>`).
     Log,
+    /// A run of this flow.
+    StartFlow(String),
 }
 
 impl Delivery {
@@ -134,6 +176,7 @@ impl Delivery {
             Delivery::Email(_) => "email",
             Delivery::Webhook(_) => "webhook",
             Delivery::Log => "log",
+            Delivery::StartFlow(_) => "start_flow",
         }
     }
 }

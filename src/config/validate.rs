@@ -244,10 +244,10 @@ impl Check<'_> {
         if mail.smtp.is_none() && !explicit_sendmail && Path::new(SENDMAIL).exists() {
             mail.sendmail = Some(SENDMAIL.into());
         }
-        self.resolve_triggers(&mut config, rules, mail);
         if let Some(node) = flows_node {
             config.flows = self.flows(node, &config.jobs, &config.timezone);
         }
+        self.resolve_triggers(&mut config, rules, mail);
         let withheld: Arc<[String]> = config.secret_vars().into();
         for job in config.jobs.iter_mut().map(Arc::make_mut) {
             job.withheld = Arc::clone(&withheld);

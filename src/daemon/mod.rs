@@ -197,6 +197,10 @@ pub async fn run_with_clock(
         driving: Default::default(),
     });
 
+    shared
+        .runner
+        .notifier()
+        .starts_flows_with(Arc::new(flows::Starter(Arc::downgrade(&shared))));
     // Before the API answers: a run it started now would be this daemon's
     // own, and must not be taken for an earlier daemon's.
     recover::abandoned_runs(&shared).await?;

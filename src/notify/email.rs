@@ -2,7 +2,8 @@
 //!
 //! The body shows the report's sections in order: status and summary,
 //! error details, warning details, the last lines of the log, progress;
-//! the full report is attached as JSON. Credentials come from environment
+//! the full report is attached as JSON. About a flow run: where it holds,
+//! why, and the commands that go on, then the run as a tree. Credentials come from environment
 //! variables named in the `smtp:` block, never from the file.
 
 use std::fmt::Write as _;
@@ -13,6 +14,7 @@ use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSendmailTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
+use super::Subject;
 use crate::config::trigger::{Condition, EmailAction, Mail, SmtpTls};
 use crate::report::Report;
 
@@ -23,10 +25,10 @@ const TRIES: u32 = 3;
 pub async fn send(
     mail: &Mail,
     email: &EmailAction,
-    report: &Report,
+    subject: &Subject,
     condition: Condition,
 ) -> Result<String, String> {
-    let message = message(mail, email, report, condition)?;
+    let message = message(mail, email, subject, condition)?;
     let mut last = String::new();
     for attempt in 1..=TRIES {
         match deliver(mail, message.clone()).await {
@@ -113,25 +115,29 @@ async fn deliver(mail: &Mail, message: Message) -> Result<String, Undelivered> {
 fn message(
     mail: &Mail,
     email: &EmailAction,
-    report: &Report,
+    about: &Subject,
     condition: Condition,
 ) -> Result<Message, String> {
     let from = mail
         .smtp
         .as_ref()
         .map(|s| s.from.clone())
-        .unwrap_or_else(|| format!("overnight@{}", report.host));
+        .unwrap_or_else(|| format!("overnight@{}", about.host()));
     let mailbox = |a: &str| {
         a.parse::<Mailbox>()
             .map_err(|e| format!("bad address `{a}`: {e}"))
     };
     let subject = email.subject.clone().unwrap_or_else(|| {
+        let what = match about {
+            Subject::Run(_) => "",
+            Subject::Flow(_) => "flow ",
+        };
         format!(
-            "[overnight] {} {} on {}: {}",
-            report.job,
+            "[overnight] {what}{} {} on {}: {}",
+            about.name(),
             condition.as_str(),
-            report.host,
-            report.summary
+            about.host(),
+            about.summary()
         )
     });
     let mut builder = Message::builder().from(mailbox(&from)?).subject(subject);
@@ -141,7 +147,11 @@ fn message(
     for cc in &email.cc {
         builder = builder.cc(mailbox(cc)?);
     }
-    let json = serde_json::to_string_pretty(report).expect("a report always serialises");
+    let json = serde_json::to_string_pretty(&about.json()).expect("a report always serialises");
+    let text = match about {
+        Subject::Run(report) => body(report, condition),
+        Subject::Flow(news) => news.body(condition),
+    };
     let attachment = Attachment::new("report.json".to_string()).body(
         json,
         ContentType::parse("application/json").expect("a valid type"),
@@ -149,7 +159,7 @@ fn message(
     builder
         .multipart(
             MultiPart::mixed()
-                .singlepart(SinglePart::plain(body(report, condition)))
+                .singlepart(SinglePart::plain(text))
                 .singlepart(attachment),
         )
         .map_err(|e| format!("cannot build the message: {e}"))

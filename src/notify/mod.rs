@@ -1,47 +1,151 @@
-//! Triggers: acting on runs (issue 6).
+//! Triggers: acting on runs and flow runs (issues 6, 13).
 //!
 //! After each attempt, after the run, when a run is late, and for a fire
-//! that never ran, the job's rules are asked which conditions they act on.
+//! that never ran, the job's rules are asked which conditions they act on;
+//! when a flow run holds and when it ends, the rules watching the flow.
 //! Each matching rule's actions — a program, an email, a webhook, a log
-//! record — are delivered in the background, retried where that makes
-//! sense, and recorded with the run (`notifications`); a failed delivery is
-//! logged and never changes or delays the run itself. `notify: changes`
-//! speaks only when the job's outcome changes (the first failure, then the
-//! recovery); `max_per_hour` caps a rule.
+//! record, a flow to start — are delivered in the background, retried
+//! where that makes sense, and recorded with the run (`notifications`); a
+//! failed delivery is logged and never changes or delays the run itself.
+//! `notify: changes` speaks only when the outcome changes (the first
+//! failure, then the recovery); `max_per_hour` caps a rule.
 
 mod email;
+mod flow;
 mod program;
 mod webhook;
 
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 
 use chrono::Utc;
 use log::Level;
 
-use crate::config::Job;
+pub use flow::FlowNews;
+
 use crate::config::trigger::{AfterRetries, Condition, Delivery, Mail, NotifyMode, TriggerRule};
+use crate::config::{Config, Job};
+use crate::flow::progress::FlowStatus;
 use crate::inflight::Inflight;
 use crate::report::{Report, Status};
-use crate::store::{DeliveryStatus, Notification, Recorder, time_text};
+use crate::store::{DeliveryStatus, Notification, Recorder, StoreError, time_text};
 
 /// When the rules are asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Moment {
     /// An attempt failed and another will follow.
     Retrying,
-    /// The run (or the fire that did not run) is over.
+    /// The run (or the fire that did not run, or the flow run) is over.
     Final,
     /// The run is still going after its `max_duration`.
     Late,
+    /// The flow run holds for an operator.
+    Held,
 }
 
-/// Delivers a job's triggers.
+/// What the rules are asked about.
+#[derive(Clone, Debug)]
+pub enum Subject {
+    /// A job's run, or a fire that did not run.
+    Run(Box<Report>),
+    /// A flow run.
+    Flow(Box<FlowNews>),
+}
+
+impl Subject {
+    /// The run's (or flow run's) id.
+    pub fn id(&self) -> i64 {
+        match self {
+            Subject::Run(report) => report.run_id,
+            Subject::Flow(news) => news.run.id,
+        }
+    }
+
+    /// Its job's (or flow's) name.
+    pub fn name(&self) -> &str {
+        match self {
+            Subject::Run(report) => &report.job,
+            Subject::Flow(news) => &news.run.flow,
+        }
+    }
+
+    /// `job` or `flow`: what the name names.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Subject::Run(_) => "job",
+            Subject::Flow(_) => "flow",
+        }
+    }
+
+    /// Its status word.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Subject::Run(report) => report.status.as_str(),
+            Subject::Flow(news) => news.run.status.as_str(),
+        }
+    }
+
+    /// Where it ran.
+    pub fn host(&self) -> &str {
+        match self {
+            Subject::Run(report) => &report.host,
+            Subject::Flow(news) => &news.run.host,
+        }
+    }
+
+    /// What happened, in a line.
+    pub fn summary(&self) -> String {
+        match self {
+            Subject::Run(report) => report.summary.clone(),
+            Subject::Flow(news) => news.summary(),
+        }
+    }
+
+    /// The report as JSON: the run's, or the flow's.
+    pub fn json(&self) -> serde_json::Value {
+        match self {
+            Subject::Run(report) => serde_json::to_value(report).expect("a report serialises"),
+            Subject::Flow(news) => news.run.report(),
+        }
+    }
+
+    /// `run #12 of `nightly`` or `flow run #14 of `legacy-sync``.
+    pub fn title(&self) -> String {
+        let what = match self {
+            Subject::Run(_) => "run",
+            Subject::Flow(_) => "flow run",
+        };
+        format!("{what} #{} of `{}`", self.id(), self.name())
+    }
+
+    /// The condition its end is, if it has ended.
+    fn outcome(&self) -> Option<Condition> {
+        match self {
+            Subject::Run(report) => condition_of(report.status),
+            Subject::Flow(news) => flow_condition_of(news.run.status),
+        }
+    }
+}
+
+/// Starts the flows `start_flow:` actions name: the daemon, where the
+/// notifier works inside one.
+pub trait StartsFlows: Send + Sync + std::fmt::Debug {
+    /// Starts a run of `flow`; which run started, or why none did.
+    fn start_flow(
+        &self,
+        flow: String,
+    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+}
+
+/// Delivers triggers.
 #[derive(Clone, Debug)]
 pub struct Notifier {
     recorder: Recorder,
     state_dir: Arc<PathBuf>,
     pending: Arc<Inflight>,
+    starter: Arc<OnceLock<Arc<dyn StartsFlows>>>,
 }
 
 impl Notifier {
@@ -52,7 +156,14 @@ impl Notifier {
             recorder,
             state_dir,
             pending: Arc::default(),
+            starter: Arc::default(),
         }
+    }
+
+    /// Has `start_flow:` actions start flows with `starter`; without one
+    /// they fail, saying that flows run in the daemon.
+    pub fn starts_flows_with(&self, starter: Arc<dyn StartsFlows>) {
+        let _ = self.starter.set(starter);
     }
 
     /// Asks the job's rules about `report` at `moment`; deliveries go on in
@@ -61,37 +172,80 @@ impl Notifier {
         if job.triggers.is_empty() {
             return;
         }
+        self.tell(
+            job.triggers.clone(),
+            Arc::clone(&job.mail),
+            Arc::clone(&job.withheld),
+            Subject::Run(Box::new(report.clone())),
+            moment,
+        );
+    }
+
+    /// Asks the file's rules that watch the flow about `news` at `moment`
+    /// (it holds, or it ended).
+    pub fn flow_moment(&self, config: &Config, news: FlowNews, moment: Moment) {
+        let rules: Vec<Arc<TriggerRule>> = config
+            .triggers
+            .iter()
+            .filter(|r| r.watches_flow(&news.run.flow))
+            .cloned()
+            .collect();
+        if rules.is_empty() {
+            return;
+        }
+        self.tell(
+            rules,
+            Arc::clone(&config.mail),
+            config.secret_vars().into(),
+            Subject::Flow(Box::new(news)),
+            moment,
+        );
+    }
+
+    /// Asks `rules` about `subject` at `moment`, with `mail` to send
+    /// email by and the variables in `withheld` kept from programs.
+    pub fn tell(
+        &self,
+        rules: Vec<Arc<TriggerRule>>,
+        mail: Arc<Mail>,
+        withheld: Arc<[String]>,
+        subject: Subject,
+        moment: Moment,
+    ) {
         let guard = self.pending.enter();
         let this = self.clone();
-        let rules = job.triggers.clone();
-        let mail = Arc::clone(&job.mail);
-        let withheld = Arc::clone(&job.withheld);
-        let report = report.clone();
         tokio::spawn(async move {
             let _guard = guard;
-            let previous = match this.previous_outcome(&report).await {
+            let previous = match this.previous_outcome(&subject).await {
                 Ok(previous) => previous,
                 Err(e) => {
-                    log::error!(target: "overnight::notify", "triggers of run #{} not evaluated: {e}", report.run_id);
+                    log::error!(target: "overnight::notify", "triggers of {} not evaluated: {e}", subject.title());
                     return;
                 }
             };
             for rule in rules {
-                for condition in fires(&rule, &report, moment, previous) {
-                    this.deliver(&rule, &mail, &withheld, &report, condition)
+                for condition in fires(&rule, &subject, moment, previous) {
+                    this.deliver(&rule, &mail, &withheld, &subject, condition)
                         .await;
                 }
             }
         });
     }
 
-    /// How the job's run before `report`'s ended, for `notify: changes`.
-    async fn previous_outcome(
-        &self,
-        report: &Report,
-    ) -> Result<Option<Status>, crate::store::StoreError> {
+    /// How the run of the same job (or flow) before this one ended, for
+    /// `notify: changes`.
+    async fn previous_outcome(&self, subject: &Subject) -> Result<Option<Condition>, StoreError> {
         let store = self.recorder.store().await?;
-        store.previous_outcome(&report.job, report.run_id).await
+        Ok(match subject {
+            Subject::Run(report) => store
+                .previous_outcome(&report.job, report.run_id)
+                .await?
+                .and_then(condition_of),
+            Subject::Flow(news) => store
+                .previous_flow_outcome(&news.run.flow, news.run.id)
+                .await?
+                .and_then(flow_condition_of),
+        })
     }
 
     /// Returns once every delivery started so far is done.
@@ -104,7 +258,7 @@ impl Notifier {
         rule: &TriggerRule,
         mail: &Mail,
         withheld: &[String],
-        report: &Report,
+        subject: &Subject,
         condition: Condition,
     ) {
         if let Some(max) = rule.max_per_hour {
@@ -119,7 +273,7 @@ impl Notifier {
                 self.record(
                     rule,
                     "all",
-                    report,
+                    subject,
                     condition,
                     DeliveryStatus::Suppressed,
                     Some(why),
@@ -131,55 +285,56 @@ impl Notifier {
         for action in &rule.actions {
             let result = match action {
                 Delivery::Log => {
-                    log_record(report, condition);
+                    log_record(subject, condition);
                     Ok("logged".to_string())
                 }
                 Delivery::Run(argv) => {
-                    program::run(
-                        argv,
-                        withheld,
-                        &self.report_file(report),
-                        report,
-                        condition,
-                        &rule.name,
-                    )
-                    .await
+                    let file = self.report_file(subject, condition);
+                    let ran =
+                        program::run(argv, withheld, &file, subject, condition, &rule.name).await;
+                    // A flow run has no folder of its own to keep it in.
+                    if let Subject::Flow(_) = subject {
+                        let _ = std::fs::remove_file(&file);
+                    }
+                    ran
                 }
-                Delivery::Email(email) => email::send(mail, email, report, condition).await,
-                Delivery::Webhook(hook) => webhook::post(hook, report, condition, &rule.name).await,
+                Delivery::Email(email) => email::send(mail, email, subject, condition).await,
+                Delivery::Webhook(hook) => {
+                    webhook::post(hook, subject, condition, &rule.name).await
+                }
+                Delivery::StartFlow(flow) => self.start_flow(flow).await,
             };
-            match result {
-                Ok(detail) => {
-                    self.record(
-                        rule,
-                        action.kind(),
-                        report,
-                        condition,
-                        DeliveryStatus::Sent,
-                        Some(detail),
-                    )
-                    .await
-                }
+            let (status, detail) = match result {
+                Ok(detail) => (DeliveryStatus::Sent, detail),
                 Err(why) => {
                     log::error!(
                         target: "overnight::notify",
-                        "trigger `{}` could not {} about run #{} of `{}`: {why}",
+                        "trigger `{}` could not {} about {}: {why}",
                         rule.name,
                         action.kind(),
-                        report.run_id,
-                        report.job
+                        subject.title()
                     );
-                    self.record(
-                        rule,
-                        action.kind(),
-                        report,
-                        condition,
-                        DeliveryStatus::Failed,
-                        Some(why),
-                    )
-                    .await;
+                    (DeliveryStatus::Failed, why)
                 }
-            }
+            };
+            self.record(
+                rule,
+                action.kind(),
+                subject,
+                condition,
+                status,
+                Some(detail),
+            )
+            .await;
+        }
+    }
+
+    /// `start_flow:` — by the starter this process has (its daemon, or
+    /// the daemon running on the state folder).
+    async fn start_flow(&self, flow: &str) -> Result<String, String> {
+        match self.starter.get() {
+            Some(starter) => starter.start_flow(flow.to_string()).await,
+            None => Err(no_daemon(flow, &self.state_dir)),
         }
     }
 
@@ -187,14 +342,14 @@ impl Notifier {
         &self,
         rule: &TriggerRule,
         action: &str,
-        report: &Report,
+        subject: &Subject,
         condition: Condition,
         status: DeliveryStatus,
         detail: Option<String>,
     ) {
         let notification = Notification {
-            run_id: report.run_id,
-            job: report.job.clone(),
+            run_id: subject.id(),
+            job: subject.name().to_string(),
             rule: rule.name.clone(),
             action: action.to_string(),
             condition: condition.as_str().to_string(),
@@ -207,21 +362,43 @@ impl Notifier {
         }
     }
 
-    fn report_file(&self, report: &Report) -> PathBuf {
-        crate::capture::path_for(&self.state_dir, &report.job, report.run_id)
-            .with_extension("trigger.json")
+    /// The file a `run:` program finds the report in: in the run's folder,
+    /// or, for a flow run, beside the flow runs' files.
+    fn report_file(&self, subject: &Subject, condition: Condition) -> PathBuf {
+        match subject {
+            Subject::Run(report) => {
+                crate::capture::path_for(&self.state_dir, &report.job, report.run_id)
+                    .with_extension("trigger.json")
+            }
+            Subject::Flow(news) => self.state_dir.join("flows").join(format!(
+                "{}.{}.trigger.json",
+                news.run.id,
+                condition.as_str()
+            )),
+        }
     }
 }
 
-/// The conditions `rule` acts on for `report` at `moment`.
+/// Why `start_flow:` did not start `flow` with no daemon on `state_dir`.
+pub fn no_daemon(flow: &str, state_dir: &std::path::Path) -> String {
+    format!(
+        "flow `{flow}` not started: flows run in the daemon, and none is running on {}; start it with `overnight daemon`",
+        state_dir.display()
+    )
+}
+
+/// The conditions `rule` acts on for `subject` at `moment`, given how the
+/// one before it ended.
 fn fires(
     rule: &TriggerRule,
-    report: &Report,
+    subject: &Subject,
     moment: Moment,
-    previous: Option<Status>,
+    previous: Option<Condition>,
 ) -> Vec<Condition> {
+    let outcome = subject.outcome();
     let happened: Vec<Condition> = match moment {
         Moment::Late => vec![Condition::Late],
+        Moment::Held => vec![Condition::Held],
         Moment::Retrying => {
             let mut c = vec![Condition::Retrying];
             if rule.after_retries == AfterRetries::Each {
@@ -230,12 +407,12 @@ fn fires(
             c
         }
         Moment::Final => {
-            let mut c: Vec<Condition> = condition_of(report.status).into_iter().collect();
+            let mut c: Vec<Condition> = outcome.into_iter().collect();
             let was_bad = matches!(
                 previous,
-                Some(Status::Failed | Status::Lost | Status::Orphaned)
+                Some(Condition::Failed | Condition::Lost | Condition::Aborted)
             );
-            if report.status == Status::Success && was_bad {
+            if outcome == Some(Condition::Success) && was_bad {
                 c.push(Condition::Recovered);
             }
             c
@@ -244,24 +421,30 @@ fn fires(
     happened
         .into_iter()
         .filter(|c| rule.on.contains(c))
-        .filter(|c| {
-            rule.notify == NotifyMode::Every || changed(*c, report.status, previous, moment)
-        })
+        .filter(|c| rule.notify == NotifyMode::Every || changed(*c, outcome, previous, moment))
         .collect()
 }
 
 /// With `notify: changes`: whether this condition marks a change of the
-/// job's outcome.
-fn changed(condition: Condition, status: Status, previous: Option<Status>, moment: Moment) -> bool {
+/// outcome.
+fn changed(
+    condition: Condition,
+    outcome: Option<Condition>,
+    previous: Option<Condition>,
+    moment: Moment,
+) -> bool {
     match condition {
-        Condition::Recovered => true,
-        Condition::Success | Condition::Warning | Condition::Failed | Condition::Lost
+        Condition::Success
+        | Condition::Warning
+        | Condition::Failed
+        | Condition::Lost
+        | Condition::Aborted
             if moment == Moment::Final =>
         {
             match previous {
-                Some(previous) => previous != status,
-                // A job's first outcome is news unless all is well.
-                None => status != Status::Success,
+                Some(previous) => Some(previous) != outcome,
+                // The first outcome is news unless all is well.
+                None => outcome != Some(Condition::Success),
             }
         }
         _ => true,
@@ -280,32 +463,58 @@ fn condition_of(status: Status) -> Option<Condition> {
     })
 }
 
-/// `log: true`: a record on `jobs::notify::<job>`.
-fn log_record(report: &Report, condition: Condition) {
+fn flow_condition_of(status: FlowStatus) -> Option<Condition> {
+    Some(match status {
+        FlowStatus::Success => Condition::Success,
+        FlowStatus::Warning => Condition::Warning,
+        FlowStatus::Failed => Condition::Failed,
+        FlowStatus::Aborted => Condition::Aborted,
+        FlowStatus::Running | FlowStatus::Held => return None,
+    })
+}
+
+/// `log: true`: a record on `jobs::notify::<job>` or
+/// `flows::notify::<flow>`, with the run's (flow run's) id and the
+/// condition as key-values.
+fn log_record(subject: &Subject, condition: Condition) {
     let level = match condition {
-        Condition::Failed | Condition::Lost => Level::Error,
+        Condition::Failed | Condition::Lost | Condition::Aborted => Level::Error,
         Condition::Success | Condition::Recovered => Level::Info,
         _ => Level::Warn,
     };
-    let target = format!("jobs::notify::{}", report.job);
-    let (run_id, attempt) = (report.run_id.to_string(), report.attempt.to_string());
+    let id = subject.id().to_string();
+    let (target, id_key, extra) = match subject {
+        Subject::Run(report) => (
+            format!("jobs::notify::{}", report.job),
+            "run_id",
+            ("attempt", report.attempt.to_string()),
+        ),
+        Subject::Flow(news) => (
+            format!("flows::notify::{}", news.run.flow),
+            "flow_run_id",
+            ("status", news.run.status.as_str().to_string()),
+        ),
+    };
     let kvs: [(&str, &str); 4] = [
-        ("job", &report.job),
-        ("run_id", &run_id),
-        ("attempt", &attempt),
+        (subject.kind(), subject.name()),
+        (id_key, &id),
+        (extra.0, &extra.1),
         ("condition", condition.as_str()),
     ];
+    let what = match subject {
+        Subject::Run(_) => "",
+        Subject::Flow(_) => "flow ",
+    };
     log::logger().log(
         &log::Record::builder()
             .target(&target)
             .level(level)
             .args(format_args!(
-                "{}: {} #{} {} ({})",
+                "{}: {what}{} #{id} {} ({})",
                 condition.as_str(),
-                report.job,
-                report.run_id,
-                report.status,
-                report.summary
+                subject.name(),
+                subject.status(),
+                crate::route::Escaped(&subject.summary())
             ))
             .key_values(&kvs)
             .build(),
@@ -328,6 +537,7 @@ mod tests {
             name: "r".into(),
             on: on.to_vec(),
             jobs: Vec::new(),
+            flows: Vec::new(),
             notify,
             after_retries: after,
             max_per_hour: None,
@@ -335,9 +545,9 @@ mod tests {
         }
     }
 
-    fn report(status: Status) -> Report {
+    fn report(status: Status) -> Subject {
         let header = crate::report::RunHeader::now(1, "j", crate::report::Trigger::Manual);
-        Report::synthetic(&header, status, "x")
+        Subject::Run(Box::new(Report::synthetic(&header, status, "x")))
     }
 
     #[test]
@@ -356,7 +566,7 @@ mod tests {
                 &r,
                 &report(Status::Failed),
                 Moment::Final,
-                Some(Status::Failed)
+                Some(Condition::Failed)
             )
             .is_empty()
         );
@@ -365,7 +575,7 @@ mod tests {
                 &r,
                 &report(Status::Success),
                 Moment::Final,
-                Some(Status::Failed)
+                Some(Condition::Failed)
             ),
             [Condition::Recovered]
         );
@@ -374,7 +584,7 @@ mod tests {
                 &r,
                 &report(Status::Success),
                 Moment::Final,
-                Some(Status::Success)
+                Some(Condition::Success)
             )
             .is_empty()
         );

@@ -2,8 +2,9 @@
 //!
 //! The program is an argument vector, never a shell string: nothing a job
 //! prints can become a command. It gets `OVERNIGHT_JOB`, `OVERNIGHT_RUN_ID`,
-//! `OVERNIGHT_ATTEMPT`, `OVERNIGHT_STATUS`, `OVERNIGHT_CONDITION`, `OVERNIGHT_RULE` and
-//! `OVERNIGHT_REPORT` (a file holding the same JSON).
+//! `OVERNIGHT_ATTEMPT` (about a flow run: `OVERNIGHT_FLOW`,
+//! `OVERNIGHT_FLOW_RUN_ID`), `OVERNIGHT_STATUS`, `OVERNIGHT_CONDITION`,
+//! `OVERNIGHT_RULE` and `OVERNIGHT_REPORT` (a file holding the same JSON).
 
 use std::io::Write;
 use std::path::Path;
@@ -13,9 +14,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
+use super::Subject;
 use crate::config::trigger::Condition;
 use crate::process::{spawn_tracked, untrack};
-use crate::report::Report;
 
 /// How long a trigger program may take.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -26,11 +27,11 @@ pub async fn run(
     argv: &[String],
     withheld: &[String],
     report_file: &Path,
-    report: &Report,
+    subject: &Subject,
     condition: Condition,
     rule: &str,
 ) -> Result<String, String> {
-    let json = serde_json::to_string(report).expect("a report always serialises");
+    let json = serde_json::to_string(&subject.json()).expect("a report always serialises");
     if let Some(dir) = report_file.parent() {
         let _ = crate::state::create_dir(dir);
     }
@@ -39,12 +40,18 @@ pub async fn run(
     for name in withheld {
         command.env_remove(name);
     }
+    match subject {
+        Subject::Run(report) => command
+            .env("OVERNIGHT_JOB", &report.job)
+            .env("OVERNIGHT_RUN_ID", report.run_id.to_string())
+            .env("OVERNIGHT_ATTEMPT", report.attempt.to_string()),
+        Subject::Flow(news) => command
+            .env("OVERNIGHT_FLOW", &news.run.flow)
+            .env("OVERNIGHT_FLOW_RUN_ID", news.run.id.to_string()),
+    };
     command
         .args(&argv[1..])
-        .env("OVERNIGHT_JOB", &report.job)
-        .env("OVERNIGHT_RUN_ID", report.run_id.to_string())
-        .env("OVERNIGHT_ATTEMPT", report.attempt.to_string())
-        .env("OVERNIGHT_STATUS", report.status.as_str())
+        .env("OVERNIGHT_STATUS", subject.status())
         .env("OVERNIGHT_CONDITION", condition.as_str())
         .env("OVERNIGHT_RULE", rule)
         .env("OVERNIGHT_REPORT", report_file)

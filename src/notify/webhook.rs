@@ -1,14 +1,15 @@
 //! `webhook:` — a POST of the report as JSON, signed.
 //!
-//! The body is `{"condition", "rule", "job", "report"}`. With a secret,
+//! The body is `{"condition", "rule", "job", "report"}` (about a flow run,
+//! `"flow"` in place of `"job"`, and the flow's report). With a secret,
 //! `X-Overnight-Signature: sha256=<hex>` is the HMAC-SHA256 of the body, so
 //! the receiver can check it came from this runner. A delivery is tried up
 //! to three times on a network error or a 5xx answer.
 
 use std::time::Duration;
 
+use super::Subject;
 use crate::config::trigger::{Condition, WebhookAction};
-use crate::report::Report;
 
 /// The signature header.
 pub const SIGNATURE: &str = "X-Overnight-Signature";
@@ -18,7 +19,7 @@ const TRIES: u32 = 3;
 /// Posts the report; an error says why it was not accepted.
 pub async fn post(
     hook: &WebhookAction,
-    report: &Report,
+    subject: &Subject,
     condition: Condition,
     rule: &str,
 ) -> Result<String, String> {
@@ -34,13 +35,13 @@ pub async fn post(
         .as_deref()
         .map(|s| expand(s, &mut redactor))
         .transpose()?;
-    let body = serde_json::to_vec(&serde_json::json!({
+    let mut body = serde_json::json!({
         "condition": condition,
         "rule": rule,
-        "job": report.job,
-        "report": report,
-    }))
-    .expect("a report always serialises");
+        "report": subject.json(),
+    });
+    body[subject.kind()] = subject.name().into();
+    let body = serde_json::to_vec(&body).expect("a report always serialises");
     let client = crate::exec::http::client_builder()
         .timeout(hook.timeout)
         .build()

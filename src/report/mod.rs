@@ -106,6 +106,17 @@ pub fn human_time(at: DateTime<Utc>, zone: &Zone) -> String {
         .to_string()
 }
 
+/// How long from `start` to `end`, as people read it: `0.4s`, `12.0s`, `3m 04s`, `2h 05m`.
+pub fn span(start: DateTime<Utc>, end: DateTime<Utc>) -> String {
+    let ms = (end - start).num_milliseconds().max(0);
+    let secs = ms / 1000;
+    match secs {
+        0..60 => format!("{:.1}s", ms as f64 / 1000.0),
+        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
+        _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
 /// What started a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -122,6 +133,8 @@ pub enum Trigger {
     Reboot,
     /// A step of a flow run.
     Flow,
+    /// A trigger rule's `start_flow:` (flow runs only).
+    Rule,
 }
 
 impl Trigger {
@@ -134,6 +147,7 @@ impl Trigger {
             Trigger::CatchUp => "catch-up",
             Trigger::Reboot => "reboot",
             Trigger::Flow => "flow",
+            Trigger::Rule => "rule",
         }
     }
 }

@@ -299,6 +299,23 @@ impl Store {
         self.all_with_steps(&rows).await
     }
 
+    /// How the flow's latest run before `id` that ended, ended.
+    pub async fn previous_flow_outcome(
+        &self,
+        flow: &str,
+        id: i64,
+    ) -> Result<Option<FlowStatus>, StoreError> {
+        let status: Option<String> = sqlx::query_scalar(
+            "SELECT status FROM flow_runs WHERE flow = ? AND id < ? AND finished_at IS NOT NULL \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(flow)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(status.and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok()))
+    }
+
     /// The flow runs not over yet (running or held), oldest first.
     pub async fn open_flow_runs(&self) -> Result<Vec<FlowRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -342,7 +342,7 @@ jobs:
     assert_eq!(
         lines,
         [
-            "overnight.yaml:3:10: unknown condition `explode`; use success, warning, failed, missed, skipped, lost, late, retrying, recovered",
+            "overnight.yaml:3:10: unknown condition `explode`; use success, warning, failed, missed, skipped, lost, late, retrying, recovered, aborted, held",
             "overnight.yaml:7:14: `webhook` needs a `url` starting with http:// or https://",
             "overnight.yaml:7:15: unknown key `urll` in `webhook`; did you mean `url`?",
         ],

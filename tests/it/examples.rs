@@ -124,6 +124,23 @@ async fn the_legacy_sync_example_runs_to_its_hold_with_the_flows_routing() {
         log.contains("step `verify` ended success"),
         "the details reached verify: {log}"
     );
+    let told = crate::helper::wait_for(
+        std::time::Duration::from_secs(30),
+        "the held trigger's record",
+        || {
+            let log = sb.read("logs/flows.log");
+            async move {
+                log.lines()
+                    .find(|l| l.contains("held: flow legacy-sync #"))
+                    .map(str::to_string)
+            }
+        },
+    )
+    .await;
+    assert!(
+        told.contains("WARN") && told.contains("step `approve`: Compare the counts"),
+        "{told}"
+    );
     assert!(
         log.contains("step `rollback` skipped: failed(load) is false: load ended success"),
         "{log}"

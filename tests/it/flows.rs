@@ -98,18 +98,13 @@ flows:
       undo:   { job: a, after: \"success(load) and failed(load)\" }
 ",
     );
-    let out = sb.run(&["check"]);
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(
-        lines,
+        refused(&sb),
         [
             "overnight.yaml:6:7: steps of flow `f` wait for each other: load -> verify -> load; break the cycle",
             "overnight.yaml:8:32: step `report` of flow `f` names step `lod`, which is not in the flow; did you mean `load`?",
             "overnight.yaml:9:32: step `undo` of flow `f` can never start: `success(load) and failed(load)` is false however its steps end",
-        ],
-        "{stderr}"
+        ]
     );
 }
 
@@ -143,15 +138,182 @@ flows:
     );
 }
 
+#[test]
+fn check_refuses_trigger_rules_that_cannot_apply_to_what_they_watch() {
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        "\
+triggers:
+  - name: late-flow
+    flows: [f]
+    on: [late]
+    log: true
+  - name: held-job
+    jobs: [a]
+    on: [held]
+    log: true
+  - name: ghost
+    flows: [nope]
+    on: [failed]
+    start_flow: nope
+  - name: loop
+    on: [failed]
+    start_flow: f
+jobs:
+  a: {command: 'true'}
+flows:
+  f:
+    steps:
+      one: { job: a }
+",
+    );
+    assert_eq!(
+        refused(&sb),
+        [
+            "overnight.yaml:2:5: trigger `late-flow` watches only flows, which never come to `late`: a flow run ends success, warning, failed, aborted, held, recovered",
+            "overnight.yaml:6:5: trigger `held-job` watches only jobs, and `held` is a condition of flow runs; name the flows it watches with `flows:`",
+            "overnight.yaml:10:5: trigger `ghost` names flow `nope`, which is not in the file",
+            "overnight.yaml:10:5: trigger `ghost` starts flow `nope`, which is not in the file",
+            "overnight.yaml:14:5: trigger `loop` starts flow `f` and watches it too: each of its runs would start the next; name the jobs or flows it watches with `jobs:`/`flows:`",
+        ]
+    );
+}
+
+/// A job's failure starts a flow (`start_flow:`) in the daemon; with no
+/// daemon, the delivery fails and says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_starts_a_flow_when_a_job_fails() {
+    let rule = "\
+triggers:
+  - name: clean-up
+    jobs: [nightly]
+    on: [failed]
+    start_flow: legacy-sync
+";
+    let nightly = "  nightly: {command: 'exit 3'}\n";
+    let daemon = legacy_daemon_with(false, rule, nightly).await;
+    let sb = &daemon.sandbox;
+    let out = sb.run(&["run", "nightly"]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    let started = wait_for(Duration::from_secs(30), "the flow run", || async {
+        let store = Store::open(&daemon.state_dir).await.unwrap();
+        let runs = store.flow_history(Some("legacy-sync"), 10).await.unwrap();
+        store.close().await;
+        runs.into_iter().next()
+    })
+    .await;
+    assert_eq!(started.trigger, "rule");
+    let nightly_run = crate::helper::runs(&daemon.state_dir).await[0].id;
+    let sent = delivered(&daemon.state_dir, nightly_run).await;
+    assert_eq!(sent.action, "start_flow");
+    assert_eq!(
+        sent.detail.as_deref(),
+        Some(format!("started flow run #{} of `legacy-sync`", started.id).as_str())
+    );
+    operate(sb, &["abort", &started.id.to_string()]);
+    let state_dir = daemon.state_dir.clone();
+    let sb = daemon.stop().await;
+
+    // No daemon: `overnight run` has no flow to start them in.
+    let out = sb.run(&["run", "nightly"]);
+    assert_eq!(out.status.code(), Some(1));
+    let runs = crate::helper::runs(&state_dir).await;
+    let last = runs.iter().map(|r| r.id).max().unwrap();
+    let sent = delivered(&state_dir, last).await;
+    assert_eq!(sent.status.as_str(), "failed");
+    assert!(
+        sent.detail
+            .as_deref()
+            .unwrap()
+            .contains("flows run in the daemon, and none is running"),
+        "{sent:?}"
+    );
+}
+
+/// `trigger test` on a rule that watches flows sends a sample held run of
+/// the flow, and starts no flow for real.
+#[test]
+fn trigger_test_sends_a_held_flow_run_through_a_flow_rule() {
+    let sb = Sandbox::new();
+    let file = format!(
+        "\
+triggers:
+  - name: on-hold
+    flows: [legacy-sync]
+    on: [held]
+    run: [/bin/sh, -c, 'cat > \"$0/sample.json\"', '{dir}']
+    start_flow: other
+{LEGACY_JOBS}{LEGACY_FLOW}  other:
+    steps:
+      one: {{ job: publish }}
+",
+        dir = sb.path().display()
+    );
+    sb.write("overnight.yaml", &file);
+    let out = sb.run(&["trigger", "test", "on-hold"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "on-hold via start_flow: not done: a test does not start flow `other` for real"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("on-hold via run: sent"), "{stdout}");
+    let sample: serde_json::Value = serde_json::from_str(&sb.read("sample.json")).unwrap();
+    assert_eq!(sample["flow"], "legacy-sync");
+    assert_eq!(sample["status"], "held");
+    assert_eq!(sample["steps"][0]["status"], "failed");
+    // The state folder beside the jobs file.
+    let flows = sb.path().join(".overnight/flows");
+    assert!(
+        flows.is_dir(),
+        "the program's report file was in the state folder"
+    );
+    assert_eq!(
+        std::fs::read_dir(flows).unwrap().count(),
+        0,
+        "and is not left behind"
+    );
+}
+
+/// The one delivery about run `id`, once it is recorded.
+async fn delivered(state_dir: &Path, id: i64) -> overnight::store::Notification {
+    wait_for(Duration::from_secs(30), "the delivery", || async {
+        let store = Store::open(state_dir).await.unwrap();
+        let sent = store.notifications(id).await.unwrap();
+        store.close().await;
+        sent.into_iter().next()
+    })
+    .await
+}
+
+/// What `check` says about the sandbox's jobs file, which it refuses.
+fn refused(sb: &Sandbox) -> Vec<String> {
+    let out = sb.run(&["check"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    stderr.lines().map(str::to_string).collect()
+}
+
 /// A daemon on the legacy-sync flow; `load` fails while `fail-load` is in
 /// the sandbox.
 async fn legacy_daemon(load_fails: bool) -> TestDaemon {
+    legacy_daemon_with(load_fails, "", "").await
+}
+
+/// The same, with more of the jobs file before the jobs and more jobs
+/// (`SANDBOX` in either names the sandbox's folder).
+async fn legacy_daemon_with(load_fails: bool, more: &str, jobs: &str) -> TestDaemon {
     let sb = Sandbox::new();
     if load_fails {
         sb.write("fail-load", "");
     }
-    let file = format!("{LEGACY_JOBS}{LEGACY_FLOW}")
-        .replace("workdir: .", &format!("workdir: '{}'", sb.path().display()));
+    let legacy = LEGACY_JOBS.replacen("jobs:\n", &format!("jobs:\n{jobs}"), 1);
+    let file = format!("{more}{legacy}{LEGACY_FLOW}")
+        .replace("workdir: .", "workdir: SANDBOX")
+        .replace("SANDBOX", &format!("'{}'", sb.path().display()));
     TestDaemon::start_in(sb, &file, Arc::new(SystemClock)).await
 }
 
@@ -275,13 +437,67 @@ async fn all_steps_succeed_then_approve_holds_and_resume_publishes() {
     daemon.stop().await;
 }
 
+/// A rule on the legacy-sync flow's holds and warnings: a program keeps
+/// each report it is given, and an email goes to the operators.
+fn flow_rules(smtp_port: u16) -> String {
+    format!(
+        "\
+smtp: {{host: 127.0.0.1, port: {smtp_port}, tls: none, from: overnight@test.example}}
+triggers:
+  - name: flow-held
+    flows: [legacy-sync]
+    on: [held, warning]
+    run: [/bin/sh, -c, 'cat > \"$0/$OVERNIGHT_CONDITION-$OVERNIGHT_FLOW_RUN_ID.json\"', SANDBOX]
+    email: {{to: [ops@example.com]}}
+"
+    )
+}
+
+/// The report a trigger's program was given, once it is there.
+async fn kept_report(sb: &Sandbox, name: &str) -> serde_json::Value {
+    let path = sb.path().join(name);
+    wait_for(Duration::from_secs(30), name, || async {
+        let text = std::fs::read_to_string(&path).ok()?;
+        serde_json::from_str(&text).ok()
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_critical_step_holds_and_resume_takes_the_rollback_route() {
-    let daemon = legacy_daemon(true).await;
+    let sink = crate::helper::smtp::SmtpSink::start().await;
+    let daemon = legacy_daemon_with(true, &flow_rules(sink.addr.port()), "").await;
     let sb = &daemon.sandbox;
     let id = start(sb);
     let run = flow_run_when(&daemon.state_dir, id, "the hold at load", held).await;
     assert_eq!(*state(&run, "load"), StepState::Ended(Known::Failed));
+    // The `held` trigger: a record of the held run, and a message saying
+    // where it holds, why, and how to go on.
+    let record = kept_report(sb, &format!("held-{id}.json")).await;
+    assert_eq!(record["flow"], "legacy-sync");
+    assert_eq!(record["flow_run_id"], id);
+    assert_eq!(record["status"], "held");
+    assert_eq!(record["steps"][2]["step"], "load");
+    assert_eq!(record["steps"][2]["status"], "failed");
+    let mail = wait_for(Duration::from_secs(30), "the held message", || async {
+        sink.messages().into_iter().next()
+    })
+    .await;
+    let subject = mail.header("Subject").unwrap();
+    assert!(
+        subject.contains("flow legacy-sync held") && subject.contains("step `load` ended failed"),
+        "{subject}"
+    );
+    let body = crate::triggers::plain_text(&mail.data);
+    for said in [
+        "step `load` ended failed (run #",
+        "it is a stop point",
+        &format!("overnight flow resume {id}"),
+        &format!("overnight flow retry {id} load "),
+    ] {
+        assert!(body.contains(said), "`{said}` in {body}");
+    }
+    assert!(body.contains("<- held here: it ended failed"), "{body}");
     assert_eq!(
         run.state.progress.stopped_at,
         [run.plan.step("load").unwrap()]
@@ -318,6 +534,34 @@ async fn a_failed_critical_step_holds_and_resume_takes_the_rollback_route() {
         run.status,
         FlowStatus::Warning,
         "a failure handled by its route"
+    );
+    let ended = kept_report(sb, &format!("warning-{id}.json")).await;
+    assert_eq!(ended["status"], "warning");
+    assert_eq!(ended["actions"][0]["action"], "resume");
+    let sent = wait_for(Duration::from_secs(30), "four deliveries", || async {
+        let store = Store::open(&daemon.state_dir).await.unwrap();
+        let sent = store.notifications(id).await.unwrap();
+        store.close().await;
+        (sent.len() == 4).then_some(sent)
+    })
+    .await;
+    let kinds: Vec<(&str, &str, &str)> = sent
+        .iter()
+        .map(|n| (n.condition.as_str(), n.action.as_str(), n.status.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("held", "run", "sent"),
+            ("held", "email", "sent"),
+            ("warning", "run", "sent"),
+            ("warning", "email", "sent")
+        ]
+    );
+    let shown = operate(sb, &["status", &id.to_string()]);
+    assert!(
+        shown.contains("trigger flow-held (email, held): sent"),
+        "{shown}"
     );
     daemon.stop().await;
 }

@@ -78,7 +78,16 @@ async fn a_failed_job_is_mailed_with_its_errors_last_lines_and_the_report_attach
 
 /// The report.json part of a multipart message, decoded.
 fn attachment(data: &str) -> String {
-    let part = data.split("filename=\"report.json\"").nth(1).unwrap();
+    decoded(data.split("filename=\"report.json\"").nth(1).unwrap())
+}
+
+/// The plain-text part of a multipart message, decoded.
+pub fn plain_text(data: &str) -> String {
+    decoded(data.split("Content-Type: text/plain").nth(1).unwrap())
+}
+
+/// A part's content, from just after its content type, decoded.
+fn decoded(part: &str) -> String {
     let encoding = part
         .lines()
         .take(5)
@@ -87,7 +96,7 @@ fn attachment(data: &str) -> String {
                 .starts_with("content-transfer-encoding")
         })
         .unwrap_or("");
-    let content = part.split("\r\n\r\n").nth(1).unwrap();
+    let content = part.split_once("\r\n\r\n").unwrap().1;
     let content = content.split("\r\n--").next().unwrap();
     if encoding.to_ascii_lowercase().contains("base64") {
         base64(&content.replace("\r\n", ""))

@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 use super::{Command, Op, StepDone};
 use crate::daemon::Shared;
 use crate::flow::progress::{FlowStatus, Refused};
-use crate::flow::{Action, Known, Move, Place, Plan};
+use crate::flow::{Action, Known, Move, Place, Plan, StepState};
+use crate::notify::{FlowNews, Moment};
 use crate::route::{Escaped, FlowLog};
 use crate::runner::Outcome;
 use crate::status::Status;
@@ -431,6 +432,7 @@ impl<'s> Driver<'s> {
             .progress
             .status(&self.plan.steps, self.plan.status_when.as_ref());
         let state = &mut self.run.state;
+        let newly_held = status == FlowStatus::Held && state.held_since.is_none();
         match status {
             FlowStatus::Held => {
                 state.held_since.get_or_insert_with(Utc::now);
@@ -439,7 +441,78 @@ impl<'s> Driver<'s> {
         }
         self.run.status = status;
         let save = FlowSave::of(&self.run, changed);
-        recorded(self.shared.runner.recorder().save_flow(&save).await)
+        recorded(self.shared.runner.recorder().save_flow(&save).await)?;
+        if newly_held {
+            self.tell(Moment::Held).await;
+        }
+        Ok(())
+    }
+
+    /// Asks the trigger rules watching the flow about the run at `moment`.
+    async fn tell(&self, moment: Moment) {
+        let config = self.shared.config();
+        let zone = config
+            .flow(&self.run.flow)
+            .map_or_else(|| config.timezone.clone(), |f| f.timezone.clone());
+        let holds = match moment {
+            Moment::Held => self.holds().await,
+            _ => Vec::new(),
+        };
+        let news = FlowNews {
+            run: self.run.clone(),
+            holds,
+            zone,
+        };
+        self.shared
+            .runner
+            .notifier()
+            .flow_moment(&config, news, moment);
+    }
+
+    /// Where the run holds and why: a `hold:` step's text, a stop point's
+    /// end with its run's summary, an operator's pause.
+    async fn holds(&self) -> Vec<String> {
+        let progress = &self.run.state.progress;
+        // With the journal folded in: the stop point's run has just ended.
+        let store = self.shared.runner.recorder().store().await.ok();
+        let mut holds = Vec::new();
+        for (i, step) in self.plan.steps.iter().enumerate() {
+            if let (StepState::Holding, Action::Hold(text)) = (&progress.steps[i], &step.action) {
+                holds.push(format!("step `{}`: {text}", step.name));
+            }
+            if !progress.stopped_at.contains(&i) {
+                continue;
+            }
+            let known = progress.steps[i].known();
+            let mut why = format!("step `{}` ended {}", step.name, known.word());
+            if let Some(&run_id) = self.run.state.steps[i].runs.last() {
+                why += &format!(" (run #{run_id}");
+                let report = match &store {
+                    Some(store) => store.report(run_id).await.ok().flatten(),
+                    None => None,
+                };
+                if let Some(report) = report {
+                    why += &format!(": {}", report.summary);
+                }
+                why.push(')');
+            }
+            why += ", and it is a stop point (`critical` or `hold_on`)";
+            holds.push(why);
+        }
+        if progress.paused {
+            let by = self
+                .run
+                .state
+                .actions
+                .iter()
+                .rev()
+                .find(|a| a.action == "hold");
+            holds.push(match by {
+                Some(action) => format!("paused by {}", action.who),
+                None => "paused by an operator".into(),
+            });
+        }
+        holds
     }
 
     async fn finish(mut self) -> Result<(), StoreError> {
@@ -465,6 +538,7 @@ impl<'s> Driver<'s> {
         );
         self.log
             .details(&serde_json::to_string(&run.report()).expect("serialises"));
+        self.tell(Moment::Final).await;
         let dir = self
             .shared
             .state_dir()

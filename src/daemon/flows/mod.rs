@@ -321,6 +321,32 @@ impl Shared {
     }
 }
 
+/// Starts the flows trigger rules name (`start_flow:`), in this daemon.
+#[derive(Debug)]
+pub(super) struct Starter(pub(super) std::sync::Weak<Shared>);
+
+impl crate::notify::StartsFlows for Starter {
+    fn start_flow(
+        &self,
+        flow: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>> {
+        let shared = self.0.upgrade();
+        Box::pin(async move {
+            let shared = shared.ok_or("the daemon is stopping")?;
+            let Some(found) = shared.config().flow(&flow).cloned() else {
+                return Err(format!("flow `{flow}` is no longer in the jobs file"));
+            };
+            match shared.start_flow(&found, Trigger::Rule, None).await {
+                Ok(FlowStart::Started(id)) => Ok(format!("started flow run #{id} of `{flow}`")),
+                Ok(FlowStart::Busy(other)) => Err(format!(
+                    "flow `{flow}` not started: its run #{other} is going and its concurrency is skip"
+                )),
+                Err(e) => Err(format!("flow `{flow}` not started: {e}")),
+            }
+        })
+    }
+}
+
 /// This process, as the driver of a flow run.
 fn driver() -> Option<(u32, u64)> {
     let pid = std::process::id();

@@ -24,7 +24,8 @@ impl Received {
             if let Some(v) = value.as_mut()
                 && (line.starts_with(' ') || line.starts_with('\t'))
             {
-                v.push_str(line.trim_start());
+                // Unfolding takes the line break out, not the space.
+                v.push_str(line);
                 continue;
             }
             if value.is_some() {
