@@ -169,6 +169,15 @@ fn write_pid(file: &File, pid: u32) {
     let _ = file.write_all_at(pid.to_string().as_bytes(), 0);
 }
 
+/// Whether the process the daemon lock file names lives.
+fn daemon_alive(path: &Path) -> bool {
+    let pid = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.trim().parse::<libc::pid_t>().ok());
+    // SAFETY: signal 0 only asks whether the process exists.
+    pid.is_some_and(|pid| pid > 0 && unsafe { libc::kill(pid, 0) } == 0)
+}
+
 fn holder_of(path: &Path) -> String {
     std::fs::read_to_string(path)
         .ok()
@@ -215,19 +224,35 @@ pub struct DaemonLock {
 }
 
 impl DaemonLock {
-    /// Takes the lock, or names the process that holds it.
+    /// Takes the lock, or names the process that holds it. An operator's
+    /// command holds it for a moment ([`for_operator`](Self::for_operator)),
+    /// leaving the last daemon's pid in the file: while that daemon is
+    /// gone, the lock is waited for, a few seconds at most.
     pub fn take(state_dir: &Path) -> Result<DaemonLock, String> {
         let path = state_dir.join("daemon.lock");
         let file = open(&path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-        if file.try_lock().is_err() {
-            let holder = holder_of(&path);
-            return Err(format!(
-                "another overnight daemon{holder} is running on the state directory `{}`; stop it first, or give this one its own `state_dir`",
-                state_dir.display()
-            ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while file.try_lock().is_err() {
+            if daemon_alive(&path) || std::time::Instant::now() >= deadline {
+                let holder = holder_of(&path);
+                return Err(format!(
+                    "another overnight daemon{holder} is running on the state directory `{}`; stop it first, or give this one its own `state_dir`",
+                    state_dir.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
         write_pid(&file, std::process::id());
         Ok(DaemonLock { _file: file })
+    }
+
+    /// The lock for an operator's command on the store while no daemon
+    /// runs (a daemon starting meanwhile waits); none when a daemon holds
+    /// it, or there is no state directory to lock.
+    pub fn for_operator(state_dir: &Path) -> Option<DaemonLock> {
+        let file = open(&state_dir.join("daemon.lock")).ok()?;
+        file.try_lock().ok()?;
+        Some(DaemonLock { _file: file })
     }
 }
 

@@ -1,15 +1,24 @@
 //! `overnight flow …`: start a flow, see where its runs stand, and steer a
-//! held one (DESIGN §8). Starting and steering go through the running
-//! daemon, which drives flow runs; status and history read the store.
+//! held one (DESIGN §8). Starting goes through the running daemon, which
+//! drives flow runs; steering goes to it too, or, with no daemon running,
+//! to the store, for the next daemon to go on from; status and history
+//! read the store.
 
 use super::{CliError, ConfigArg, open_store};
 use crate::client::Client;
 use crate::config::Config;
 use crate::daemon::api::FlowCommand;
+use crate::daemon::flows::CommandError;
 use crate::exit::Outcome;
+use crate::flow::Op;
+use crate::lock::DaemonLock;
+use crate::notify::{FlowNews, Moment, Notifier};
 use crate::report::{human_time, span};
+use crate::route::{Escaped, FlowLog};
 use crate::store::Notification;
+use crate::store::{FlowSave, Recorder, Store};
 use crate::zone::Zone;
+use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -91,11 +100,11 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
             json,
             config,
         } => history(flow.as_deref(), limit, json, &config).await,
-        FlowCommandArg::Resume(arg) => command(arg.run, "resume", None, &arg.config).await,
-        FlowCommandArg::Abort(arg) => command(arg.run, "abort", None, &arg.config).await,
-        FlowCommandArg::Hold(arg) => command(arg.run, "hold", None, &arg.config).await,
-        FlowCommandArg::Retry(arg) => command(arg.run, "retry", Some(arg.step), &arg.config).await,
-        FlowCommandArg::Skip(arg) => command(arg.run, "skip", Some(arg.step), &arg.config).await,
+        FlowCommandArg::Resume(arg) => command(arg.run, Op::Resume, &arg.config).await,
+        FlowCommandArg::Abort(arg) => command(arg.run, Op::Abort, &arg.config).await,
+        FlowCommandArg::Hold(arg) => command(arg.run, Op::Hold, &arg.config).await,
+        FlowCommandArg::Retry(arg) => command(arg.run, Op::Retry(arg.step), &arg.config).await,
+        FlowCommandArg::Skip(arg) => command(arg.run, Op::Skip(arg.step), &arg.config).await,
     }
 }
 
@@ -125,25 +134,94 @@ async fn start(flow: &str, arg: &ConfigArg) -> Result<Outcome, CliError> {
     Ok(Outcome::Success)
 }
 
-async fn command(
-    id: i64,
-    action: &str,
-    step: Option<String>,
-    arg: &ConfigArg,
-) -> Result<Outcome, CliError> {
+/// An operator's command: given to the daemon that drives the run, or,
+/// with no daemon running, applied to the store.
+async fn command(id: i64, op: Op, arg: &ConfigArg) -> Result<Outcome, CliError> {
     let config = arg.load()?;
+    let who = os_user();
+    // While this process holds the daemon's lock no daemon runs (one
+    // starting meanwhile waits for it).
+    if let Some(_lock) = DaemonLock::for_operator(&config.state_dir) {
+        return on_the_store(id, &op, &who, &config).await;
+    }
     let body = FlowCommand {
-        step,
-        who: Some(os_user()),
+        step: op.step().map(str::to_string),
+        who: Some(who),
     };
     let run = daemon(&config)?
-        .flow_command(id, action, &body)
+        .flow_command(id, op.word(), &body)
         .await
         .map_err(|e| match e {
             crate::client::ClientError::Refused(why) => CliError::Usage(why),
             other => other.into(),
         })?;
     super::say(&(run.tree(&zone(Some(&config), &run.flow)) + "\n"));
+    Ok(Outcome::Success)
+}
+
+/// With no daemon: the command applied to the run's record in the store,
+/// and said on `flows::status` as the daemon would; a run it ends is
+/// closed here, with its triggers. The next daemon goes on from there.
+async fn on_the_store(id: i64, op: &Op, who: &str, config: &Config) -> Result<Outcome, CliError> {
+    let no_such_run = || {
+        CliError::NotFound(format!(
+            "there is no flow run #{id}; `overnight flow history` lists them"
+        ))
+    };
+    if !crate::store::has_history(&config.state_dir) {
+        return Err(no_such_run());
+    }
+    crate::route::install(crate::daemon::routing(config)?);
+    // What the last daemon left in its journal comes first: an entry
+    // folded in after this write would undo it.
+    let store = Store::connect(&config.state_dir).await?;
+    store.fold_journal().await?;
+    let mut run = store.flow_run(id).await?.ok_or_else(no_such_run)?;
+    if run.finished_at.is_some() {
+        let ended = CommandError::Ended {
+            id,
+            flow: run.flow.clone(),
+            status: run.status,
+        };
+        return Err(CliError::Usage(ended.to_string()));
+    }
+    let now = chrono::Utc::now();
+    let changed = run
+        .operate(op, who, now)
+        .map_err(|why| CliError::Usage(why.0))?;
+    let over = run.state.progress.is_over();
+    if over {
+        run.finished_at = Some(now);
+    }
+    let newly_held = run.settle();
+    Recorder::from(store.clone())
+        .save_flow(&FlowSave::of(&run, &changed))
+        .await?;
+    let log = FlowLog::new(&run.flow, id);
+    log.status(
+        log::Level::Info,
+        format_args!("{} by {} (no daemon was running)", op.done(), Escaped(who)),
+    );
+    if over {
+        log.ended(&run);
+    }
+    let zone = zone(Some(config), &run.flow);
+    let moment = match (over, newly_held) {
+        (true, _) => Some(Moment::Final),
+        (false, true) => Some(Moment::Held),
+        (false, false) => None,
+    };
+    if let Some(moment) = moment {
+        let notifier = Notifier::new(store.clone().into(), Arc::new(config.state_dir.clone()));
+        let news = FlowNews::of(run.clone(), zone.clone(), Some(&store)).await;
+        notifier.flow_moment(config, news, moment);
+        notifier.settled().await;
+    }
+    let mut shown = run.tree(&zone) + "\n";
+    if !over {
+        shown += "no daemon is running: the run goes on from here when `overnight daemon` starts\n";
+    }
+    super::say(&shown);
     Ok(Outcome::Success)
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use condition::{Cond, Known, Test};
-pub use progress::{Move, Progress, StepState};
+pub use progress::{Move, Op, Progress, StepState};
 
 /// A flow's steps and the rules of a run of it: what a run keeps from the
 /// jobs file when it starts, so that a reload does not change it.

@@ -52,6 +52,54 @@ pub enum Move {
     Skip(usize, String),
 }
 
+/// What an operator asks of a flow run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Go on from the holds.
+    Resume,
+    /// Run this step again.
+    Retry(String),
+    /// Count this step as success.
+    Skip(String),
+    /// End the run.
+    Abort,
+    /// Start nothing new until resumed.
+    Hold,
+}
+
+impl Op {
+    /// What was done, for the flow's status records: "resumed",
+    /// "retried `load`".
+    pub fn done(&self) -> String {
+        match self {
+            Op::Resume => "resumed".into(),
+            Op::Retry(step) => format!("retried `{step}`"),
+            Op::Skip(step) => format!("skipped `{step}` (counted as success)"),
+            Op::Abort => "aborted".into(),
+            Op::Hold => "held".into(),
+        }
+    }
+
+    /// The word for it in the record of actions.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Op::Resume => "resume",
+            Op::Retry(_) => "retry",
+            Op::Skip(_) => "skip",
+            Op::Abort => "abort",
+            Op::Hold => "hold",
+        }
+    }
+
+    /// The step it names, for `retry` and `skip`.
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            Op::Retry(step) | Op::Skip(step) => Some(step),
+            _ => None,
+        }
+    }
+}
+
 /// A flow run's status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -265,8 +313,9 @@ impl Progress {
     }
 
     /// `flow retry STEP`: a step that ended failed or warning runs again,
-    /// as long as no step has gone by how it ended. The step is `Running`
-    /// on return; the caller starts its run.
+    /// as long as no step has gone by how it ended. The step waits on
+    /// return: the next [`advance`](Progress::advance) starts it (within
+    /// `max_parallel`, once the flow no longer holds).
     pub fn retry(&mut self, steps: &[Step], i: usize) -> Result<(), Refused> {
         self.still_going()?;
         let name = &steps[i].name;
@@ -285,7 +334,7 @@ impl Progress {
             }
         }
         self.undecided_after(steps, i)?;
-        self.steps[i] = StepState::Running;
+        self.steps[i] = StepState::Waiting;
         self.stopped_at.retain(|&s| s != i);
         Ok(())
     }

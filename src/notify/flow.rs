@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 
 use crate::config::trigger::Condition;
 use crate::flow::progress::FlowStatus;
-use crate::store::FlowRecord;
+use crate::flow::{Action, StepState};
+use crate::store::{FlowRecord, Store};
 use crate::zone::Zone;
 
 /// A flow run, as triggers tell of it.
@@ -21,6 +22,45 @@ pub struct FlowNews {
 }
 
 impl FlowNews {
+    /// The news of `run`, its times shown in `zone`: where it holds and
+    /// why, with the summaries of its stop points' runs read from `store`.
+    pub async fn of(run: FlowRecord, zone: Zone, store: Option<&Store>) -> FlowNews {
+        let mut holds = Vec::new();
+        if run.status == FlowStatus::Held {
+            let progress = &run.state.progress;
+            for (i, step) in run.plan.steps.iter().enumerate() {
+                if let (StepState::Holding, Action::Hold(text)) = (&progress.steps[i], &step.action)
+                {
+                    holds.push(format!("step `{}`: {text}", step.name));
+                }
+                if !progress.stopped_at.contains(&i) {
+                    continue;
+                }
+                let known = progress.steps[i].known();
+                let mut why = format!("step `{}` ended {}", step.name, known.word());
+                if let Some(&run_id) = run.state.steps[i].runs.last() {
+                    why += &format!(" (run #{run_id}");
+                    if let Some(store) = store
+                        && let Ok(Some(report)) = store.report(run_id).await
+                    {
+                        why += &format!(": {}", report.summary);
+                    }
+                    why.push(')');
+                }
+                why += ", and it is a stop point (`critical` or `hold_on`)";
+                holds.push(why);
+            }
+            if progress.paused {
+                let by = run.state.actions.iter().rev().find(|a| a.action == "hold");
+                holds.push(match by {
+                    Some(action) => format!("paused by {}", action.who),
+                    None => "paused by an operator".into(),
+                });
+            }
+        }
+        FlowNews { run, holds, zone }
+    }
+
     /// What happened, in a line: where it holds, or how its steps went.
     pub fn summary(&self) -> String {
         match self.run.status {

@@ -5,9 +5,13 @@
 
 use std::fmt;
 
+use std::time::Duration;
+
 use log::{Level, Record};
 
 use super::escape::Escaped;
+use crate::flow::progress::FlowStatus;
+use crate::store::FlowRecord;
 
 /// Emits one flow run's records.
 #[derive(Debug)]
@@ -41,6 +45,29 @@ impl FlowLog {
             Level::Info,
             format_args!("{}", Escaped(json)),
         );
+    }
+
+    /// The run's end on `status` (INFO success, WARN warning, ERROR
+    /// failed or aborted), and its report on `details`.
+    pub fn ended(&self, run: &FlowRecord) {
+        let took = run.finished_at.unwrap_or_default() - run.started_at;
+        let level = match run.status {
+            FlowStatus::Success => Level::Info,
+            FlowStatus::Warning => Level::Warn,
+            _ => Level::Error,
+        };
+        self.status(
+            level,
+            format_args!(
+                "flow run #{} ended {} in {}",
+                run.id,
+                run.status,
+                humantime::format_duration(Duration::from_millis(
+                    took.num_milliseconds().max(0) as u64
+                ))
+            ),
+        );
+        self.details(&serde_json::to_string(&run.report()).expect("a flow report serialises"));
     }
 
     fn emit(&self, target: &str, level: Level, args: fmt::Arguments<'_>) {

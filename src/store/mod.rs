@@ -21,6 +21,7 @@ use sqlx::sqlite::{
 };
 
 mod abandoned;
+mod flow_ops;
 mod flow_view;
 mod flows;
 mod ids;

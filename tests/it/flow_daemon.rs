@@ -243,3 +243,100 @@ flows:
     assert_eq!(ran.get("jc"), None, "{ran:?}");
     kill9(&mut daemon);
 }
+
+/// `overnight flow ACTION RUN [STEP]` as `alice`.
+fn as_alice(sb: &Sandbox, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["flow"];
+    all.extend_from_slice(args);
+    sb.command(&all).env("USER", "alice").output().unwrap()
+}
+
+/// With no daemon running, operators' commands are applied to the store,
+/// recorded with who and when, and the next daemon goes on from there; a
+/// command that ends the run closes it, with its triggers.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_no_daemon_operators_steer_the_run_in_the_store() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.path().join("gate"), "").unwrap();
+    let rule = format!(
+        "\
+triggers:
+  - name: kept
+    flows: [legacy-sync]
+    on: [aborted]
+    run: [/bin/sh, -c, 'cat > \"$0/$OVERNIGHT_CONDITION-$OVERNIGHT_FLOW_RUN_ID.json\"', '{}']
+",
+        sb.path().display()
+    );
+    sb.write("overnight.yaml", &format!("{rule}{}", jobs_file(&sb)));
+    let mut first = sb.spawn_daemon();
+    let id = start(&sb).await;
+    flow_run_when(&sb, id, "the hold at approve", |r| {
+        *state(r, "approve") == StepState::Holding
+    })
+    .await;
+    kill9(&mut first);
+
+    let id_text = id.to_string();
+    let refused = as_alice(&sb, &["hold", &id_text]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused).1.contains("held already"),
+        "{:?}",
+        text(&refused)
+    );
+    let out = as_alice(&sb, &["skip", &id_text, "approve"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("no daemon is running: the run goes on from here"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("skipped `approve` (counted as success) by alice (no daemon was running)"),
+        "{stderr}"
+    );
+    let run = flow_run_when(&sb, id, "the skip recorded", |r| {
+        !r.state.actions.is_empty()
+    })
+    .await;
+    assert_eq!(run.state.actions[0].who, "alice");
+    assert_eq!(run.state.actions[0].action, "skip");
+    assert_eq!(*state(&run, "approve"), StepState::Ended(Known::Success));
+    assert_eq!(
+        *state(&run, "publish"),
+        StepState::Waiting,
+        "nothing starts without a daemon"
+    );
+
+    let mut second = sb.spawn_daemon();
+    let run = flow_run_when(&sb, id, "the end", |r| r.finished_at.is_some()).await;
+    assert_eq!(run.status, FlowStatus::Success);
+    let ran = runs_per_job(&sb).await;
+    assert_eq!(ran.get("publish"), Some(&1), "{ran:?}");
+
+    // Aborted with no daemon: nothing runs, so the run ends there.
+    let id = start(&sb).await;
+    flow_run_when(&sb, id, "the hold at approve", |r| {
+        *state(r, "approve") == StepState::Holding
+    })
+    .await;
+    kill9(&mut second);
+    let out = as_alice(&sb, &["abort", &id.to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let run = flow_run_when(&sb, id, "the end", |r| r.finished_at.is_some()).await;
+    assert_eq!(run.status, FlowStatus::Aborted);
+    assert_eq!(
+        *state(&run, "publish"),
+        StepState::Skipped("the flow run was aborted by alice".into())
+    );
+    let kept = sb.read(&format!("aborted-{id}.json"));
+    assert!(kept.contains("\"status\":\"aborted\""), "{kept}");
+    let again = as_alice(&sb, &["resume", &id.to_string()]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again).1.contains("has ended (aborted)"),
+        "{:?}",
+        text(&again)
+    );
+}

@@ -10,10 +10,9 @@ use log::Level;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::{Command, Op, StepDone};
+use super::{Command, StepDone};
 use crate::daemon::Shared;
-use crate::flow::progress::{FlowStatus, Refused};
-use crate::flow::{Action, Known, Move, Place, Plan, StepState};
+use crate::flow::{Action, Known, Move, Place, Plan};
 use crate::notify::{FlowNews, Moment};
 use crate::route::{Escaped, FlowLog};
 use crate::runner::Outcome;
@@ -317,80 +316,22 @@ impl<'s> Driver<'s> {
         self.changed.push(done.step);
     }
 
+    /// An operator's command: applied and recorded, or refused; a retried
+    /// step starts with the next moves.
     async fn command(&mut self, command: Command) -> Result<(), StoreError> {
         let Command { op, who, answer } = command;
-        let plan = Arc::clone(&self.plan);
-        let steps = &plan.steps;
-        let index = |name: &str| {
-            steps.iter().position(|s| s.name == name).ok_or_else(|| {
-                Refused(format!(
-                    "flow `{}` has no step `{name}`; its steps: {}",
-                    self.run.flow,
-                    steps
-                        .iter()
-                        .map(|s| s.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })
-        };
-        // The holds a resume ends, for their end times.
-        let holding: Vec<usize> = (0..steps.len())
-            .filter(|&i| self.run.state.progress.steps[i] == crate::flow::StepState::Holding)
-            .collect();
-        let progress = &mut self.run.state.progress;
-        let done = match &op {
-            Op::Resume => progress.resume(),
-            Op::Hold => progress.pause(),
-            Op::Abort => progress.abort(&format!("the flow run was aborted by {who}")),
-            Op::Skip(step) => index(step).and_then(|i| progress.skip(steps, i)),
-            Op::Retry(step) => index(step).and_then(|i| progress.retry(steps, i)),
-        };
-        if let Err(why) = done {
-            let _ = answer.send(Err(why));
-            return Ok(());
-        }
-        let now = Utc::now();
-        self.run.state.actions.push(FlowAction {
-            at: now,
-            action: op.word().to_string(),
-            step: op.step().map(str::to_string),
-            who: who.clone(),
-        });
-        let retried = match &op {
-            Op::Retry(step) => Some(index(step).expect("found above")),
-            _ => None,
-        };
-        if let Some(i) = retried {
-            let run_id = self.shared.runner.recorder().next_run_id()?;
-            self.run.state.steps[i].runs.push(run_id);
-            self.run.state.steps[i].started_at = Some(now);
-            self.run.state.steps[i].ended_at = None;
-        }
-        if let Op::Skip(step) = &op {
-            let i = index(step).expect("found above");
-            self.run.state.steps[i].ended_at = Some(now);
-        }
-        if op == Op::Resume {
-            for i in holding {
-                self.run.state.steps[i].ended_at = Some(now);
+        let changed = match self.run.operate(&op, &who, Utc::now()) {
+            Ok(changed) => changed,
+            Err(why) => {
+                let _ = answer.send(Err(why));
+                return Ok(());
             }
-        }
-        // Resume and abort change steps all over; the others one or none.
-        let changed: Vec<usize> = match &op {
-            Op::Retry(step) | Op::Skip(step) => index(step).into_iter().collect(),
-            Op::Resume | Op::Abort => (0..steps.len()).collect(),
-            Op::Hold => Vec::new(),
         };
         self.save(&changed).await?;
         self.log.status(
             Level::Info,
             format_args!("{} by {}", op.done(), Escaped(&who)),
         );
-        if let Some(i) = retried {
-            let run_id = *self.run.state.steps[i].runs.last().expect("pushed above");
-            self.start_step(i, run_id)?;
-        }
         let _ = answer.send(Ok(self.run.clone()));
         Ok(())
     }
@@ -426,20 +367,7 @@ impl<'s> Driver<'s> {
     /// Writes where the run stands, its status first brought up to date,
     /// with the rows of the steps in `changed`.
     async fn save(&mut self, changed: &[usize]) -> Result<(), StoreError> {
-        let status = self
-            .run
-            .state
-            .progress
-            .status(&self.plan.steps, self.plan.status_when.as_ref());
-        let state = &mut self.run.state;
-        let newly_held = status == FlowStatus::Held && state.held_since.is_none();
-        match status {
-            FlowStatus::Held => {
-                state.held_since.get_or_insert_with(Utc::now);
-            }
-            _ => state.held_since = None,
-        }
-        self.run.status = status;
+        let newly_held = self.run.settle();
         let save = FlowSave::of(&self.run, changed);
         recorded(self.shared.runner.recorder().save_flow(&save).await)?;
         if newly_held {
@@ -451,99 +379,35 @@ impl<'s> Driver<'s> {
     /// Asks the trigger rules watching the flow about the run at `moment`.
     async fn tell(&self, moment: Moment) {
         let config = self.shared.config();
+        if !config
+            .triggers
+            .iter()
+            .any(|r| r.watches_flow(&self.run.flow))
+        {
+            return;
+        }
         let zone = config
             .flow(&self.run.flow)
             .map_or_else(|| config.timezone.clone(), |f| f.timezone.clone());
-        let holds = match moment {
-            Moment::Held => self.holds().await,
-            _ => Vec::new(),
-        };
-        let news = FlowNews {
-            run: self.run.clone(),
-            holds,
-            zone,
-        };
+        // With the journal folded in: a stop point's run has just ended.
+        let store = self.shared.runner.recorder().store().await.ok();
+        let news = FlowNews::of(self.run.clone(), zone, store.as_ref()).await;
         self.shared
             .runner
             .notifier()
             .flow_moment(&config, news, moment);
     }
 
-    /// Where the run holds and why: a `hold:` step's text, a stop point's
-    /// end with its run's summary, an operator's pause.
-    async fn holds(&self) -> Vec<String> {
-        let progress = &self.run.state.progress;
-        // With the journal folded in: the stop point's run has just ended.
-        let store = self.shared.runner.recorder().store().await.ok();
-        let mut holds = Vec::new();
-        for (i, step) in self.plan.steps.iter().enumerate() {
-            if let (StepState::Holding, Action::Hold(text)) = (&progress.steps[i], &step.action) {
-                holds.push(format!("step `{}`: {text}", step.name));
-            }
-            if !progress.stopped_at.contains(&i) {
-                continue;
-            }
-            let known = progress.steps[i].known();
-            let mut why = format!("step `{}` ended {}", step.name, known.word());
-            if let Some(&run_id) = self.run.state.steps[i].runs.last() {
-                why += &format!(" (run #{run_id}");
-                let report = match &store {
-                    Some(store) => store.report(run_id).await.ok().flatten(),
-                    None => None,
-                };
-                if let Some(report) = report {
-                    why += &format!(": {}", report.summary);
-                }
-                why.push(')');
-            }
-            why += ", and it is a stop point (`critical` or `hold_on`)";
-            holds.push(why);
-        }
-        if progress.paused {
-            let by = self
-                .run
-                .state
-                .actions
-                .iter()
-                .rev()
-                .find(|a| a.action == "hold");
-            holds.push(match by {
-                Some(action) => format!("paused by {}", action.who),
-                None => "paused by an operator".into(),
-            });
-        }
-        holds
-    }
-
     async fn finish(mut self) -> Result<(), StoreError> {
         self.run.finished_at = Some(Utc::now());
         self.save(&[]).await?;
-        let run = &self.run;
-        let took = run.finished_at.unwrap_or_default() - run.started_at;
-        let level = match run.status {
-            FlowStatus::Success => Level::Info,
-            FlowStatus::Warning => Level::Warn,
-            _ => Level::Error,
-        };
-        self.log.status(
-            level,
-            format_args!(
-                "flow run #{} ended {} in {}",
-                run.id,
-                run.status,
-                humantime::format_duration(Duration::from_millis(
-                    took.num_milliseconds().max(0) as u64
-                ))
-            ),
-        );
-        self.log
-            .details(&serde_json::to_string(&run.report()).expect("serialises"));
+        self.log.ended(&self.run);
         self.tell(Moment::Final).await;
         let dir = self
             .shared
             .state_dir()
             .join("flows")
-            .join(run.id.to_string());
+            .join(self.run.id.to_string());
         let _ = std::fs::remove_dir_all(dir);
         Ok(())
     }

@@ -22,58 +22,12 @@ mod driver;
 use super::Shared;
 use crate::config::Concurrency;
 use crate::config::flow::Flow;
+pub use crate::flow::Op;
 use crate::flow::progress::{FlowStatus, Refused};
 use crate::flow::{Known, Plan, Progress};
 use crate::report::Trigger;
 use crate::route::FlowLog;
 use crate::store::{FlowRecord, FlowState, StepRuns, StoreError};
-
-/// What an operator asks of a flow run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Op {
-    /// Go on from the holds.
-    Resume,
-    /// Run this step again.
-    Retry(String),
-    /// Count this step as success.
-    Skip(String),
-    /// End the run.
-    Abort,
-    /// Start nothing new until resumed.
-    Hold,
-}
-
-impl Op {
-    /// What was done, for the flow's status records: "resumed",
-    /// "retried `load`".
-    fn done(&self) -> String {
-        match self {
-            Op::Resume => "resumed".into(),
-            Op::Retry(step) => format!("retried `{step}`"),
-            Op::Skip(step) => format!("skipped `{step}` (counted as success)"),
-            Op::Abort => "aborted".into(),
-            Op::Hold => "held".into(),
-        }
-    }
-
-    /// The word for it in the record of actions.
-    pub fn word(&self) -> &'static str {
-        match self {
-            Op::Resume => "resume",
-            Op::Retry(_) => "retry",
-            Op::Skip(_) => "skip",
-            Op::Abort => "abort",
-            Op::Hold => "hold",
-        }
-    }
-
-    fn step(&self) -> Option<&str> {
-        match self {
-            Op::Retry(step) | Op::Skip(step) => Some(step),
-            _ => None,
-        }
-    }
-}
 
 /// An operator's command, with who gave it and where the answer goes.
 struct Command {

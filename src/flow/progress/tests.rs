@@ -140,8 +140,9 @@ fn retry_after_a_critical_failure_takes_the_success_path() {
             .contains("ended success")
     );
     p.retry(&steps, load).unwrap();
-    assert_eq!(p.steps[load], StepState::Running);
+    assert_eq!(p.steps[load], StepState::Waiting);
     assert!(!p.held());
+    assert_eq!(p.advance(&steps, usize::MAX), [Move::Start(load)]);
     p.ended(&steps, load, Known::Success);
     drive(&mut p, &steps, &|_| Known::Success);
     p.resume().unwrap();
