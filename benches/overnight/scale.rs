@@ -205,6 +205,7 @@ pub(super) async fn history(b: &mut Bench) {
                     runner_started: None,
                     locks: Vec::new(),
                     capture: state.join(format!("{id}.log")),
+                    flow_step: None,
                 };
                 recorder.start_run(&run).await.unwrap();
                 let header = overnight::report::RunHeader::now(

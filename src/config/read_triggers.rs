@@ -455,7 +455,7 @@ impl Check<'_> {
                 self.problem(
                     pos,
                     format!(
-                        "trigger `{}` watches only flows, which never come to `{}`: a flow run ends {}",
+                        "trigger `{}` watches only flows, which never come to `{}`; a flow run comes to {}",
                         rule.name,
                         condition.as_str(),
                         words.join(", ")

@@ -68,6 +68,8 @@ pub const FLOW_CONDITIONS: &[Condition] = &[
     Condition::Aborted,
     Condition::Held,
     Condition::Recovered,
+    Condition::Missed,
+    Condition::Skipped,
 ];
 
 impl Condition {

@@ -10,9 +10,9 @@ use super::Shared;
 use super::flows::FlowStart;
 use crate::config::flow::Flow;
 use crate::config::{Config, Job};
+use crate::flow::progress::FlowStatus;
 use crate::report::Trigger;
 use crate::report::{Status, human_time};
-use crate::route::FlowLog;
 use crate::schedule::catchup::{self, MissReason, fires_between};
 use crate::store::StoreError;
 use crate::zone::Zone;
@@ -128,11 +128,14 @@ pub async fn flow_fires(
 ) {
     let run: Vec<DateTime<Utc>> = if late {
         let plan = catchup::plan(fires, now, flow.catch_up, None);
-        if !plan.missed.is_empty() {
-            FlowLog::new(&flow.name, 0).status(
-                log::Level::Warn,
-                format_args!("{}", missed_reason(&plan.missed, false, &flow.timezone)),
-            );
+        if let Some(&(first, _)) = plan.missed.first() {
+            let why = missed_reason(&plan.missed, false, &flow.timezone);
+            let recorded = shared
+                .record_flow_not_run(flow, Trigger::CatchUp, first, FlowStatus::Missed, why)
+                .await;
+            if let Err(e) = recorded {
+                error!(target: "overnight::daemon", "missed fires of flow `{}` not recorded: {e}", flow.name);
+            }
         }
         plan.run
     } else {
@@ -155,13 +158,18 @@ pub async fn flow_fires(
     for at in run {
         match shared.start_flow(flow, trigger, Some(at)).await {
             Ok(FlowStart::Started(_)) => {}
-            Ok(FlowStart::Busy(other)) => FlowLog::new(&flow.name, other).status(
-                log::Level::Warn,
-                format_args!(
-                    "the fire of {} skipped: flow run #{other} still goes (concurrency: skip)",
+            Ok(FlowStart::Busy(other)) => {
+                let why = format!(
+                    "the fire of {} was skipped: flow run #{other} still went (concurrency: skip)",
                     human_time(at, &flow.timezone)
-                ),
-            ),
+                );
+                let recorded = shared
+                    .record_flow_not_run(flow, trigger, at, FlowStatus::Skipped, why)
+                    .await;
+                if let Err(e) = recorded {
+                    error!(target: "overnight::daemon", "a skipped fire of flow `{}` not recorded: {e}", flow.name);
+                }
+            }
             Err(e) => error!(target: "overnight::daemon", "flow `{}` not started: {e}", flow.name),
         }
     }

@@ -116,6 +116,12 @@ pub enum FlowStatus {
     Failed,
     /// An operator ended it.
     Aborted,
+    /// Scheduled fires that did not run while the daemon was down (and
+    /// its `catch_up` did not run them); no step ran.
+    Missed,
+    /// A scheduled fire not run: a run of the flow still went
+    /// (`concurrency: skip`); no step ran.
+    Skipped,
 }
 
 impl FlowStatus {
@@ -128,6 +134,8 @@ impl FlowStatus {
             FlowStatus::Warning => "warning",
             FlowStatus::Failed => "failed",
             FlowStatus::Aborted => "aborted",
+            FlowStatus::Missed => "missed",
+            FlowStatus::Skipped => "skipped",
         }
     }
 }

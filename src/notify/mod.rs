@@ -469,6 +469,8 @@ fn flow_condition_of(status: FlowStatus) -> Option<Condition> {
         FlowStatus::Warning => Condition::Warning,
         FlowStatus::Failed => Condition::Failed,
         FlowStatus::Aborted => Condition::Aborted,
+        FlowStatus::Missed => Condition::Missed,
+        FlowStatus::Skipped => Condition::Skipped,
         FlowStatus::Running | FlowStatus::Held => return None,
     })
 }

@@ -328,6 +328,10 @@ impl Runner {
             runner_started: self.started,
             locks: admission.specs(),
             capture: header.capture.clone(),
+            flow_step: header
+                .flow
+                .as_ref()
+                .map(|place| (place.flow_run_id, place.step.clone())),
         }
     }
 

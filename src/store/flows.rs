@@ -173,6 +173,19 @@ pub struct FlowSave {
     steps: Vec<StepRow>,
 }
 
+impl FlowSave {
+    /// Puts `map(id)` for the flow run's id and each step run's id (the
+    /// journal's fold, for runs it recorded under another id).
+    pub(super) fn map_ids(&mut self, map: impl Fn(i64) -> i64) {
+        self.id = map(self.id);
+        for row in &mut self.steps {
+            for run in &mut row.runs {
+                *run = map(*run);
+            }
+        }
+    }
+}
+
 /// One step's row.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct StepRow {
@@ -360,14 +373,15 @@ pub(super) async fn insert_flow(
     run: &FlowRecord,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT OR REPLACE INTO flow_runs (id, flow, trigger, scheduled_at, started_at, status, plan, holds, host, pid, driver_started) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO flow_runs (id, flow, trigger, scheduled_at, started_at, finished_at, status, plan, holds, host, pid, driver_started) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(run.id)
     .bind(&run.flow)
     .bind(&run.trigger)
     .bind(run.scheduled_at.map(time_text))
     .bind(time_text(run.started_at))
+    .bind(run.finished_at.map(time_text))
     .bind(run.status.as_str())
     .bind(json(&run.plan))
     .bind(json(&Holds::of(&run.state)))
@@ -413,5 +427,45 @@ async fn write_steps(tx: &mut sqlx::SqliteConnection, save: &FlowSave) -> Result
         .execute(&mut *tx)
         .await?;
     }
+    Ok(())
+}
+
+/// In the row of step `step` of flow run `flow_run`, names run `from` as
+/// `to` (the journal's fold recorded it under another id).
+pub(super) async fn move_step_run(
+    tx: &mut sqlx::SqliteConnection,
+    flow_run: i64,
+    step: &str,
+    from: i64,
+    to: i64,
+) -> Result<(), sqlx::Error> {
+    let plan: Option<String> = sqlx::query_scalar("SELECT plan FROM flow_runs WHERE id = ?")
+        .bind(flow_run)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(index) = plan
+        .and_then(|p| serde_json::from_str::<Plan>(&p).ok())
+        .and_then(|p| p.step(step))
+    else {
+        return Ok(());
+    };
+    let runs: Option<String> =
+        sqlx::query_scalar("SELECT runs FROM flow_steps WHERE flow_run = ? AND step = ?")
+            .bind(flow_run)
+            .bind(index as i64)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(mut runs) = runs.and_then(|r| serde_json::from_str::<Vec<i64>>(&r).ok()) else {
+        return Ok(());
+    };
+    for run in runs.iter_mut().filter(|r| **r == from) {
+        *run = to;
+    }
+    sqlx::query("UPDATE flow_steps SET runs = ? WHERE flow_run = ? AND step = ?")
+        .bind(json(&runs))
+        .bind(flow_run)
+        .bind(index as i64)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }

@@ -314,6 +314,7 @@ mod tests {
                 runner_started: None,
                 locks: Vec::new(),
                 capture: dir.path().join("1.log"),
+                flow_step: None,
             })
             .await
             .unwrap();

@@ -75,6 +75,10 @@ pub struct NewRun {
     /// running run's output.
     #[serde(serialize_with = "crate::report::lossy_path")]
     pub capture: std::path::PathBuf,
+    /// The flow run and step it is a step's run of: a run the journal's
+    /// fold records under another id is found in its step's row by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_step: Option<(i64, String)>,
 }
 
 /// Locks as the `locks` column keeps them: `name mode`, one per line.

@@ -171,7 +171,7 @@ flows:
     assert_eq!(
         refused(&sb),
         [
-            "overnight.yaml:2:5: trigger `late-flow` watches only flows, which never come to `late`: a flow run ends success, warning, failed, aborted, held, recovered",
+            "overnight.yaml:2:5: trigger `late-flow` watches only flows, which never come to `late`; a flow run comes to success, warning, failed, aborted, held, recovered, missed, skipped",
             "overnight.yaml:6:5: trigger `held-job` watches only jobs, and `held` is a condition of flow runs; name the flows it watches with `flows:`",
             "overnight.yaml:10:5: trigger `ghost` names flow `nope`, which is not in the file",
             "overnight.yaml:10:5: trigger `ghost` starts flow `nope`, which is not in the file",

@@ -114,15 +114,7 @@ async fn a_weekend_of_downtime_is_one_missed_record() {
         ),
         "{all:#?}"
     );
-    let deliveries = crate::helper::wait_for(
-        std::time::Duration::from_secs(10),
-        "the trigger's delivery",
-        || {
-            let text = sb.read("deliveries");
-            async move { (!text.is_empty()).then_some(text) }
-        },
-    )
-    .await;
+    let deliveries = delivered(&sb).await;
     assert_eq!(deliveries.lines().count(), 1, "{deliveries}");
 
     // `history` shows a missed run at the time it was due, in the job's
@@ -254,4 +246,78 @@ async fn the_scheduler_fires_exactly_when_next_says() {
         }
         assert_eq!(fired, listed, "case {case}: `{expr}` in {zone}");
     }
+}
+
+/// A scheduled flow down across three fires with `catch_up: none`: one
+/// `missed` flow run whose steps say why none ran, and one delivery to the
+/// rules watching the flow.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flow_down_across_fires_records_one_missed_flow_run() {
+    let clock = |t: &str| -> Arc<dyn Clock> { Arc::new(ShiftedClock::starting_at(at(t))) };
+    let sb = Sandbox::new();
+    let file = format!(
+        "\
+listen: 127.0.0.1:0
+timezone: UTC
+triggers:
+  - flows: [nightly-sync]
+    on: [missed]
+    run: [sh, -c, 'echo \"$OVERNIGHT_FLOW_RUN_ID $OVERNIGHT_STATUS\" >> {}']
+jobs:
+  copy: {{command: 'true'}}
+flows:
+  nightly-sync:
+    schedule: '0 2 * * *'
+    catch_up: none
+    steps:
+      copy: {{ job: copy }}
+",
+        sb.path().join("deliveries").display()
+    );
+    let first = TestDaemon::start_in(sb, &file, clock("2026-03-01T12:00:00Z")).await;
+    let sb = first.stop().await;
+    let second = TestDaemon::start_in(sb, &file, clock("2026-03-04T12:00:00Z")).await;
+    let state = second.state_dir.clone();
+    let runs = crate::helper::wait_for(
+        std::time::Duration::from_secs(10),
+        "the missed flow run",
+        || async {
+            let store = overnight::store::Store::open(&state).await.unwrap();
+            let runs = store.flow_history(None, 10).await.unwrap();
+            store.close().await;
+            (!runs.is_empty()).then_some(runs)
+        },
+    )
+    .await;
+    let sb = second.stop().await;
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    let missed = &runs[0];
+    assert_eq!(missed.status.as_str(), "missed");
+    assert_eq!(missed.scheduled_at, Some(at("2026-03-02T02:00:00Z")));
+    assert!(missed.finished_at.is_some());
+    let why = match &missed.state.progress.steps[0] {
+        overnight::flow::StepState::Skipped(why) => why.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        why.starts_with("missed 3 fires, 2026-03-02 02:00:00 +00:00 to 2026-03-04 02:00:00 +00:00"),
+        "{why}"
+    );
+    let deliveries = delivered(&sb).await;
+    assert_eq!(deliveries.trim(), format!("{} missed", missed.id));
+    let history = sb.run(&["flow", "history"]);
+    assert!(text(&history).0.contains("missed"), "{:?}", text(&history));
+}
+
+/// What the trigger's program wrote, once it has.
+async fn delivered(sb: &Sandbox) -> String {
+    crate::helper::wait_for(
+        std::time::Duration::from_secs(10),
+        "the trigger's delivery",
+        || {
+            let text = sb.read("deliveries");
+            async move { (!text.is_empty()).then_some(text) }
+        },
+    )
+    .await
 }

@@ -183,6 +183,57 @@ impl Shared {
         Ok(FlowStart::Started(id))
     }
 
+    /// Records scheduled fires of `flow` that do not run (`missed` while
+    /// the daemon was down, `skipped` while a run of it went) as a flow
+    /// run of that status whose steps are all skipped for `why`; says so
+    /// on `flows::status` and to its triggers.
+    pub async fn record_flow_not_run(
+        &self,
+        flow: &Flow,
+        trigger: Trigger,
+        scheduled_at: DateTime<Utc>,
+        status: FlowStatus,
+        why: String,
+    ) -> Result<i64, StoreError> {
+        let id = self.runner.recorder().next_run_id()?;
+        let plan = Plan::clone(&flow.plan);
+        let mut progress = Progress::new(plan.steps.len());
+        for state in &mut progress.steps {
+            *state = crate::flow::StepState::Skipped(why.clone());
+        }
+        let now = Utc::now();
+        let run = FlowRecord {
+            id,
+            flow: flow.name.clone(),
+            trigger: trigger.as_str().to_string(),
+            scheduled_at: Some(scheduled_at),
+            started_at: now,
+            finished_at: Some(now),
+            status,
+            state: FlowState {
+                progress,
+                steps: vec![StepRuns::default(); plan.steps.len()],
+                ..FlowState::default()
+            },
+            plan,
+            host: self.runner.host().to_string(),
+            driver: None,
+        };
+        driver::recorded(self.runner.recorder().start_flow(&run).await)?;
+        FlowLog::new(&run.flow, id).status(
+            Level::Warn,
+            format_args!("flow run #{id}: {}", crate::route::Escaped(&why)),
+        );
+        let config = self.config();
+        if config.triggers.iter().any(|r| r.watches_flow(&run.flow)) {
+            let news = crate::notify::FlowNews::of(run, flow.timezone.clone(), None).await;
+            self.runner
+                .notifier()
+                .flow_moment(&config, news, crate::notify::Moment::Final);
+        }
+        Ok(id)
+    }
+
     /// Gives an operator's command to the flow run `id` this daemon
     /// drives; its state after, or why the command was refused.
     pub async fn flow_command(

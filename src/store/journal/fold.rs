@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use sqlx::SqliteConnection;
 
 use super::{DIR, Entry, FOLD_AFTER, Journal, JournalFile, RETRY_EVERY};
-use crate::store::flows::{insert_flow, update_flow};
+use crate::store::flows::{insert_flow, move_step_run, update_flow};
 use crate::store::notifications::insert_notification;
 use crate::store::runs::{insert_attempt, insert_run, update_finished, update_process};
 use crate::store::schedule::insert_not_run;
@@ -233,8 +233,15 @@ impl Store {
             Entry::Started(run) => {
                 let mut run = run.into_owned();
                 let given = run.id;
+                if let Some((flow_run, _)) = &mut run.flow_step {
+                    *flow_run = state.id(*flow_run);
+                }
                 while !insert_run(&mut *tx, &run).await? {
                     run.id = self.id_after_clash(tx, file, given, state).await?;
+                }
+                // Its step's row named it by the id it was given.
+                if let Some((flow_run, step)) = run.flow_step.as_ref().filter(|_| run.id != given) {
+                    move_step_run(&mut *tx, *flow_run, step, given, run.id).await?;
                 }
             }
             Entry::NotRun(not_run) => {
@@ -262,8 +269,19 @@ impl Store {
                 n.run_id = state.id(n.run_id);
                 insert_notification(&mut *tx, &n).await?;
             }
-            Entry::FlowStarted(run) => insert_flow(&mut *tx, &run).await?,
-            Entry::FlowSaved(save) => update_flow(&mut *tx, &save).await?,
+            Entry::FlowStarted(run) => {
+                let mut run = run.into_owned();
+                let given = run.id;
+                while id_taken(&mut *tx, run.id).await? {
+                    run.id = self.id_after_clash(tx, file, given, state).await?;
+                }
+                insert_flow(&mut *tx, &run).await?;
+            }
+            Entry::FlowSaved(save) => {
+                let mut save = save.into_owned();
+                save.map_ids(|id| state.id(id));
+                update_flow(&mut *tx, &save).await?;
+            }
             Entry::Closed => state.closed = true,
         }
         Ok(())
@@ -278,9 +296,12 @@ impl Store {
         given: i64,
         state: &mut Folded,
     ) -> Result<i64, StoreError> {
-        let max: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM runs")
-            .fetch_one(&mut *tx)
-            .await?;
+        // Runs and flow runs take their ids from one sequence.
+        let max: i64 = sqlx::query_scalar(
+            "SELECT max(coalesce((SELECT max(id) FROM runs), 0), coalesce((SELECT max(id) FROM flow_runs), 0))",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         let new = max + 1;
         self.ids
             .raise_to(new)
@@ -299,6 +320,18 @@ impl Store {
         Ok(new)
     }
 }
+
+/// Whether a run or a flow run has id `id` (a flow run's id is new to
+/// both: its notifications are kept by it).
+async fn id_taken(tx: &mut SqliteConnection, id: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM flow_runs WHERE id = ?1) OR EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await
+}
+
 /// The file's bytes from `offset` on.
 /// Runs `work` (file I/O) on tokio's blocking pool, not on an async
 /// worker thread.

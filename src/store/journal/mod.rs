@@ -281,6 +281,7 @@ mod tests {
             runner_started: None,
             locks: Vec::new(),
             capture: dir.join(format!("{id}.log")),
+            flow_step: None,
         }
     }
 
@@ -485,5 +486,100 @@ mod tests {
             store.next_run_id().unwrap() > moved,
             "the sequence is mended"
         );
+    }
+
+    /// A flow run of one step, `load`, of job `nightly`.
+    fn flow_run(id: i64, flow: &str) -> crate::store::FlowRecord {
+        use crate::flow::{Action, Plan, Progress, Step};
+        let plan = Plan {
+            steps: vec![Step {
+                name: "load".into(),
+                action: Action::Job("nightly".into()),
+                after: None,
+                hold_on: Vec::new(),
+            }],
+            max_parallel: None,
+            hold_timeout: None,
+            status_when: None,
+        };
+        crate::store::FlowRecord {
+            id,
+            flow: flow.into(),
+            trigger: "manual".into(),
+            scheduled_at: None,
+            started_at: Utc::now(),
+            finished_at: None,
+            status: crate::flow::progress::FlowStatus::Running,
+            state: crate::store::FlowState {
+                progress: Progress::new(1),
+                steps: vec![crate::store::StepRuns::default()],
+                ..Default::default()
+            },
+            plan,
+            host: "h".into(),
+            driver: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flow_run_and_its_steps_run_whose_ids_are_taken_move_together() {
+        let (dir, store, journal) = opened().await;
+        let old_flow = store.next_run_id().unwrap();
+        store
+            .insert_flow_run(&flow_run(old_flow, "old"))
+            .await
+            .unwrap();
+        let old_run = store.next_run_id().unwrap();
+        store
+            .start_run(&started(old_run, std::process::id(), dir.path()))
+            .await
+            .unwrap();
+        std::fs::write(dir.path().join("last-run-id"), "0\n").unwrap();
+
+        // A daemon with the stale id file: its flow run and the step's run
+        // get the ids the history holds already.
+        let flow_id = journal.next_run_id().unwrap();
+        assert_eq!(flow_id, old_flow);
+        let mut run = flow_run(flow_id, "new");
+        journal.start_flow(&run).unwrap();
+        let step_run = journal.next_run_id().unwrap();
+        assert_eq!(step_run, old_run);
+        run.state.progress.steps[0] = crate::flow::StepState::Running;
+        run.state.steps[0].runs.push(step_run);
+        journal
+            .save_flow(&crate::store::FlowSave::of(&run, &[0]))
+            .unwrap();
+        let mut step = started(step_run, std::process::id(), dir.path());
+        step.flow_step = Some((flow_id, "load".into()));
+        journal.start_run(&step).unwrap();
+        store.fold_journal().await.unwrap();
+        let going = store.flow_history(Some("new"), 1).await.unwrap();
+        let named = going[0].state.steps[0].runs[0];
+        assert!(
+            named > going[0].id,
+            "the step's row follows its run: {going:?}"
+        );
+        assert_eq!(store.run(named).await.unwrap().unwrap().job, "nightly");
+        // The step ends after the fold: its row is written again.
+        run.state.progress.steps[0] = crate::flow::StepState::Ended(crate::flow::Known::Success);
+        journal
+            .save_flow(&crate::store::FlowSave::of(&run, &[0]))
+            .unwrap();
+        store.fold_journal().await.unwrap();
+
+        let old = store.flow_run(old_flow).await.unwrap().unwrap();
+        assert_eq!(old.flow, "old", "the flow run already there is kept");
+        let new = store.flow_history(Some("new"), 1).await.unwrap();
+        let new = &new[0];
+        assert!(new.id > old_run);
+        let moved_run = new.state.steps[0].runs[0];
+        assert!(moved_run > new.id, "{new:?}");
+        let recorded = store.run(moved_run).await.unwrap().unwrap();
+        assert_eq!(recorded.job, "nightly");
+        assert_eq!(
+            new.state.progress.steps[0],
+            crate::flow::StepState::Ended(crate::flow::Known::Success)
+        );
+        assert_eq!(store.run(old_run).await.unwrap().unwrap().status, "running");
     }
 }
