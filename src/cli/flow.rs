@@ -308,7 +308,7 @@ async fn history(
             run.id,
             run.flow,
             run.status,
-            run.trigger,
+            run.trigger.as_str(),
             human_time(run.started_at, &zone),
             run.step_counts()
         );

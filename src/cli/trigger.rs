@@ -166,7 +166,7 @@ fn sample_flow(flow: &Flow) -> FlowNews {
     let run = FlowRecord {
         id: 0,
         flow: flow.name.clone(),
-        trigger: Trigger::Manual.as_str().to_string(),
+        trigger: Trigger::Manual,
         scheduled_at: None,
         started_at: now,
         finished_at: None,

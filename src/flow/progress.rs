@@ -80,15 +80,20 @@ impl Op {
         }
     }
 
-    /// The word for it in the record of actions.
-    pub fn word(&self) -> &'static str {
+    /// What it does, as the record of actions keeps it.
+    pub fn acted(&self) -> Acted {
         match self {
-            Op::Resume => "resume",
-            Op::Retry(_) => "retry",
-            Op::Skip(_) => "skip",
-            Op::Abort => "abort",
-            Op::Hold => "hold",
+            Op::Resume => Acted::Resume,
+            Op::Retry(_) => Acted::Retry,
+            Op::Skip(_) => Acted::Skip,
+            Op::Abort => Acted::Abort,
+            Op::Hold => Acted::Hold,
         }
+    }
+
+    /// Its word, in the API's paths and the record of actions.
+    pub fn word(&self) -> &'static str {
+        self.acted().as_str()
     }
 
     /// The step it names, for `retry` and `skip`.
@@ -96,6 +101,38 @@ impl Op {
         match self {
             Op::Retry(step) | Op::Skip(step) => Some(step),
             _ => None,
+        }
+    }
+}
+
+/// What was done to a flow run, as its record of actions keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Acted {
+    /// `flow resume`.
+    Resume,
+    /// `flow retry`.
+    Retry,
+    /// `flow skip`.
+    Skip,
+    /// `flow abort`.
+    Abort,
+    /// `flow hold`.
+    Hold,
+    /// Its `hold_timeout` passed: the run was aborted.
+    HoldTimeout,
+}
+
+impl Acted {
+    /// Its word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Acted::Resume => "resume",
+            Acted::Retry => "retry",
+            Acted::Skip => "skip",
+            Acted::Abort => "abort",
+            Acted::Hold => "hold",
+            Acted::HoldTimeout => "hold_timeout",
         }
     }
 }

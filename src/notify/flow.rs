@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::config::trigger::Condition;
-use crate::flow::progress::FlowStatus;
+use crate::flow::progress::{Acted, FlowStatus};
 use crate::flow::{Action, StepState};
 use crate::store::{FlowRecord, Store};
 use crate::zone::Zone;
@@ -51,7 +51,12 @@ impl FlowNews {
                 holds.push(why);
             }
             if progress.paused {
-                let by = run.state.actions.iter().rev().find(|a| a.action == "hold");
+                let by = run
+                    .state
+                    .actions
+                    .iter()
+                    .rev()
+                    .find(|a| a.action == Acted::Hold);
                 holds.push(match by {
                     Some(action) => format!("paused by {}", action.who),
                     None => "paused by an operator".into(),

@@ -351,8 +351,9 @@ impl Runner {
         Ok(id)
     }
 
-    /// Records a fire that did not run under the id `id`.
-    async fn record_not_run_as(
+    /// Records a fire that did not run under the id `id` (given out
+    /// already: a flow step's whose job is gone).
+    pub async fn record_not_run_as(
         &self,
         id: i64,
         job: &Job,

@@ -45,7 +45,7 @@ impl FlowRecord {
         }?;
         self.state.actions.push(FlowAction {
             at: now,
-            action: op.word().to_string(),
+            action: op.acted(),
             step: op.step().map(str::to_string),
             who: who.to_string(),
         });

@@ -2,7 +2,7 @@
 //! `overnight flow status` and the messages triggers send about it.
 
 use super::FlowRecord;
-use crate::flow::progress::{FlowStatus, describe};
+use crate::flow::progress::{Acted, FlowStatus, describe};
 use crate::flow::{Action, StepState, shape};
 use crate::report::{human_time, span};
 use crate::zone::Zone;
@@ -45,7 +45,7 @@ impl FlowRecord {
             self.flow,
             self.status,
             human_time(self.started_at, zone),
-            self.trigger
+            self.trigger.as_str()
         );
         if let Some(end) = self.finished_at {
             out += &format!(", took {}", span(self.started_at, end));
@@ -62,10 +62,9 @@ impl FlowRecord {
             let runs = &self.state.steps[i];
             // An operator's skip or resume made it a success: said so, not
             // passed off as a run that succeeded.
-            let by =
-                self.state.actions.iter().rev().find(|a| {
-                    a.step.as_deref() == Some(steps[i].name.as_str()) && a.action == "skip"
-                });
+            let by = self.state.actions.iter().rev().find(|a| {
+                a.step.as_deref() == Some(steps[i].name.as_str()) && a.action == Acted::Skip
+            });
             let word = match (state, by, &steps[i].action) {
                 (StepState::Waiting, ..) => "waiting".to_string(),
                 (StepState::Running, ..) => "running".to_string(),
@@ -116,7 +115,7 @@ impl FlowRecord {
             out += &format!(
                 "{} {}{} by {}\n",
                 human_time(action.at, zone),
-                action.action,
+                action.action.as_str(),
                 action
                     .step
                     .as_deref()

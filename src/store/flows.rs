@@ -13,8 +13,9 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{Store, StoreError, time_text};
-use crate::flow::progress::FlowStatus;
+use crate::flow::progress::{Acted, FlowStatus};
 use crate::flow::{Plan, Progress, StepState};
+use crate::report::Trigger;
 
 /// Everything a flow run has come to.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -45,8 +46,8 @@ pub struct StepRuns {
 pub struct FlowAction {
     /// When.
     pub at: DateTime<Utc>,
-    /// `resume`, `retry`, `skip`, `abort`, `hold`, or `hold_timeout`.
-    pub action: String,
+    /// What was done.
+    pub action: Acted,
     /// The step it named, if any.
     pub step: Option<String>,
     /// The OS user, or the API token's name.
@@ -61,7 +62,7 @@ pub struct FlowRecord {
     /// The flow's name.
     pub flow: String,
     /// What started it.
-    pub trigger: String,
+    pub trigger: Trigger,
     /// The fire time, for scheduled runs.
     pub scheduled_at: Option<DateTime<Utc>>,
     /// When it started.
@@ -132,6 +133,13 @@ impl FlowRecord {
         self.driver
             .is_none_or(|(pid, started)| !crate::process::alive(pid, started))
     }
+}
+
+/// A column holding one of an enum's words.
+fn word<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<T, sqlx::Error> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_value(serde_json::Value::String(text))
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
 fn json<T: Serialize>(value: &T) -> String {
@@ -234,19 +242,17 @@ impl Holds {
 
 /// A flow run's row, its steps not read yet.
 fn record(row: &SqliteRow) -> Result<FlowRecord, sqlx::Error> {
-    let status: String = row.try_get("status")?;
     let pid: Option<i64> = row.try_get("pid")?;
     let started: Option<i64> = row.try_get("driver_started")?;
     let holds: Holds = decode(row, "holds")?;
     Ok(FlowRecord {
         id: row.try_get("id")?,
         flow: row.try_get("flow")?,
-        trigger: row.try_get("trigger")?,
+        trigger: word(row, "trigger")?,
         scheduled_at: time(row, "scheduled_at")?,
         started_at: time(row, "started_at")?.unwrap_or_default(),
         finished_at: time(row, "finished_at")?,
-        status: serde_json::from_value(serde_json::Value::String(status))
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        status: word(row, "status")?,
         plan: decode(row, "plan")?,
         state: FlowState {
             progress: Progress {
@@ -378,7 +384,7 @@ pub(super) async fn insert_flow(
     )
     .bind(run.id)
     .bind(&run.flow)
-    .bind(&run.trigger)
+    .bind(run.trigger.as_str())
     .bind(run.scheduled_at.map(time_text))
     .bind(time_text(run.started_at))
     .bind(run.finished_at.map(time_text))

@@ -208,7 +208,9 @@ flows:
             let scheduled = runs
                 .iter()
                 .filter(|r| {
-                    r.flow == "tick" && r.trigger == "schedule" && r.status == FlowStatus::Success
+                    r.flow == "tick"
+                        && r.trigger.as_str() == "schedule"
+                        && r.status == FlowStatus::Success
                 })
                 .count();
             (scheduled >= 2).then_some(())
@@ -241,6 +243,77 @@ flows:
         "the step of the plan it started with: {ran:?}"
     );
     assert_eq!(ran.get("jc"), None, "{ran:?}");
+    kill9(&mut daemon);
+}
+
+/// A step whose job a reload took out of the file fails, with a run in
+/// the history that says why (the run the step was given is not left
+/// without a row).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_whose_job_is_gone_fails_with_a_recorded_run() {
+    let sb = Sandbox::new();
+    let file = |last_job: &str, more: &str| {
+        format!(
+            "\
+listen: 127.0.0.1:0
+jobs:
+  ja: {{command: 'true'}}
+{more}flows:
+  gated:
+    steps:
+      first: {{ job: ja }}
+      gate:  {{ hold: \"look first\", after: first }}
+      last:  {{ job: {last_job}, after: gate }}
+"
+        )
+    };
+    sb.write("overnight.yaml", &file("jd", "  jd: {command: 'true'}\n"));
+    let mut daemon = sb.spawn_daemon();
+    let out = wait_for(Duration::from_secs(30), "the daemon's API", || async {
+        let out = sb.run(&["flow", "start", "gated"]);
+        out.status.success().then_some(out)
+    })
+    .await;
+    let id: i64 = text(&out)
+        .0
+        .split('#')
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    flow_run_when(&sb, id, "the hold", |r| r.status == FlowStatus::Held).await;
+    sb.write("overnight.yaml", &file("ja", ""));
+    // SAFETY: sends a signal; no memory is involved.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGHUP) };
+    sb.daemon_said("reloaded").await;
+    let out = sb.run(&["flow", "resume", &id.to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let run = flow_run_when(&sb, id, "the end", |r| r.finished_at.is_some()).await;
+    assert_eq!(run.status, FlowStatus::Failed);
+    assert_eq!(*state(&run, "last"), StepState::Ended(Known::Failed));
+    let given = run.state.steps[run.plan.step("last").unwrap()].runs[0];
+    let recorded = wait_for(Duration::from_secs(30), "the step's run", || async {
+        runs(&sb.path().join(".overnight"))
+            .await
+            .into_iter()
+            .find(|r| r.id == given)
+    })
+    .await;
+    assert_eq!(
+        (recorded.job.as_str(), recorded.status.as_str()),
+        ("jd", "failed")
+    );
+    assert!(
+        recorded
+            .summary
+            .as_deref()
+            .unwrap_or_default()
+            .contains("job `jd` is no longer in the jobs file"),
+        "{recorded:?}"
+    );
     kill9(&mut daemon);
 }
 
@@ -301,7 +374,7 @@ triggers:
     })
     .await;
     assert_eq!(run.state.actions[0].who, "alice");
-    assert_eq!(run.state.actions[0].action, "skip");
+    assert_eq!(run.state.actions[0].action.as_str(), "skip");
     assert_eq!(*state(&run, "approve"), StepState::Ended(Known::Success));
     assert_eq!(
         *state(&run, "publish"),

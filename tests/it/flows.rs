@@ -203,7 +203,7 @@ triggers:
         runs.into_iter().next()
     })
     .await;
-    assert_eq!(started.trigger, "rule");
+    assert_eq!(started.trigger.as_str(), "rule");
     let nightly_run = crate::helper::runs(&daemon.state_dir).await[0].id;
     let sent = delivered(&daemon.state_dir, nightly_run).await;
     assert_eq!(sent.action, "start_flow");
@@ -403,7 +403,7 @@ async fn all_steps_succeed_then_approve_holds_and_resume_publishes() {
     let run = flow_run_when(&daemon.state_dir, id, "the end", over).await;
     assert_eq!(run.status, FlowStatus::Success);
     assert_eq!(*state(&run, "publish"), StepState::Ended(Known::Success));
-    assert_eq!(run.state.actions[0].action, "resume");
+    assert_eq!(run.state.actions[0].action.as_str(), "resume");
     let approve = &run.state.steps[run.plan.step("approve").unwrap()];
     assert!(
         approve.ended_at.is_some(),

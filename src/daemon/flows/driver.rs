@@ -14,6 +14,7 @@ use super::{Command, StepDone};
 use crate::daemon::Shared;
 use crate::flow::{Action, Known, Move, Place, Plan};
 use crate::notify::{FlowNews, Moment};
+use crate::report::Trigger;
 use crate::route::{Escaped, FlowLog};
 use crate::runner::Outcome;
 use crate::status::Status;
@@ -218,18 +219,28 @@ impl<'s> Driver<'s> {
             details,
         });
         let done = self.done_tx.clone();
-        let Some(job) = self.shared.config().job(job_name).cloned() else {
-            self.log.status(
-                Level::Error,
-                format_args!(
-                    "step `{}`: job `{job_name}` is no longer in the jobs file",
-                    step.name
-                ),
+        let config = self.shared.config();
+        let Some(job) = config.job(job_name).cloned() else {
+            // The run the step was given is recorded, failed, saying why:
+            // the flow's report names it.
+            let why = format!(
+                "step `{}` of flow `{}`: job `{job_name}` is no longer in the jobs file",
+                step.name, self.run.flow
             );
-            let _ = done.send(StepDone {
-                step: i,
-                known: Known::Failed,
-                details: BTreeMap::new(),
+            self.log
+                .status(Level::Error, format_args!("{}", Escaped(&why)));
+            let job = config.adhoc_job(job_name.clone(), Vec::new());
+            let shared = Arc::clone(self.shared);
+            tokio::spawn(async move {
+                shared
+                    .runner
+                    .record_not_run_as(run_id, &job, Trigger::Flow, None, Status::Failed, &why)
+                    .await;
+                let _ = done.send(StepDone {
+                    step: i,
+                    known: Known::Failed,
+                    details: BTreeMap::new(),
+                });
             });
             return Ok(());
         };
@@ -354,7 +365,7 @@ impl<'s> Driver<'s> {
         let _ = self.run.state.progress.abort(&why);
         self.run.state.actions.push(FlowAction {
             at: Utc::now(),
-            action: "hold_timeout".into(),
+            action: crate::flow::progress::Acted::HoldTimeout,
             step: None,
             who: "overnight".into(),
         });

@@ -157,7 +157,7 @@ impl Shared {
         let run = FlowRecord {
             id,
             flow: flow.name.clone(),
-            trigger: trigger.as_str().to_string(),
+            trigger,
             scheduled_at,
             started_at: Utc::now(),
             finished_at: None,
@@ -205,7 +205,7 @@ impl Shared {
         let run = FlowRecord {
             id,
             flow: flow.name.clone(),
-            trigger: trigger.as_str().to_string(),
+            trigger,
             scheduled_at: Some(scheduled_at),
             started_at: now,
             finished_at: Some(now),

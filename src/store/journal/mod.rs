@@ -505,7 +505,7 @@ mod tests {
         crate::store::FlowRecord {
             id,
             flow: flow.into(),
-            trigger: "manual".into(),
+            trigger: crate::report::Trigger::Manual,
             scheduled_at: None,
             started_at: Utc::now(),
             finished_at: None,
