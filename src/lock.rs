@@ -169,15 +169,6 @@ fn write_pid(file: &File, pid: u32) {
     let _ = file.write_all_at(pid.to_string().as_bytes(), 0);
 }
 
-/// Whether the process the daemon lock file names lives.
-fn daemon_alive(path: &Path) -> bool {
-    let pid = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| t.trim().parse::<libc::pid_t>().ok());
-    // SAFETY: signal 0 only asks whether the process exists.
-    pid.is_some_and(|pid| pid > 0 && unsafe { libc::kill(pid, 0) } == 0)
-}
-
 fn holder_of(path: &Path) -> String {
     std::fs::read_to_string(path)
         .ok()
@@ -225,18 +216,18 @@ pub struct DaemonLock {
 
 impl DaemonLock {
     /// Takes the lock, or names the process that holds it. An operator's
-    /// command holds it for a moment ([`for_operator`](Self::for_operator)),
-    /// leaving the last daemon's pid in the file: while that daemon is
-    /// gone, the lock is waited for, a few seconds at most.
+    /// command holds it for a moment ([`for_operator`](Self::for_operator)):
+    /// that is waited for, a few seconds at most. Blocks: call it off the
+    /// async workers.
     pub fn take(state_dir: &Path) -> Result<DaemonLock, String> {
         let path = state_dir.join("daemon.lock");
         let file = open(&path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while file.try_lock().is_err() {
-            if daemon_alive(&path) || std::time::Instant::now() >= deadline {
-                let holder = holder_of(&path);
+            let holder = Holder::of(&path);
+            if !holder.waits() || std::time::Instant::now() >= deadline {
                 return Err(format!(
-                    "another overnight daemon{holder} is running on the state directory `{}`; stop it first, or give this one its own `state_dir`",
+                    "{holder} is running on the state directory `{}`; stop it first, or give this one its own `state_dir`",
                     state_dir.display()
                 ));
             }
@@ -247,12 +238,53 @@ impl DaemonLock {
     }
 
     /// The lock for an operator's command on the store while no daemon
-    /// runs (a daemon starting meanwhile waits); none when a daemon holds
-    /// it, or there is no state directory to lock.
+    /// runs (a daemon starting meanwhile waits): none when a daemon or
+    /// another such command holds it. The file says who holds it.
     pub fn for_operator(state_dir: &Path) -> Option<DaemonLock> {
         let file = open(&state_dir.join("daemon.lock")).ok()?;
         file.try_lock().ok()?;
+        use std::os::unix::fs::FileExt;
+        let _ = file.set_len(0);
+        let _ = file.write_all_at(format!("{} {OPERATOR}", std::process::id()).as_bytes(), 0);
         Some(DaemonLock { _file: file })
+    }
+}
+
+/// What the daemon lock file says of an operator's command holding it.
+const OPERATOR: &str = "operator";
+
+/// Who holds the daemon lock, as its file says.
+enum Holder {
+    /// A daemon, by pid, if it wrote one.
+    Daemon(Option<u32>),
+    /// An operator's command, by pid.
+    Operator(u32),
+}
+
+impl Holder {
+    fn of(path: &Path) -> Holder {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut words = text.split_whitespace();
+        let pid = words.next().and_then(|w| w.parse().ok());
+        match (pid, words.next()) {
+            (Some(pid), Some(OPERATOR)) => Holder::Operator(pid),
+            _ => Holder::Daemon(pid),
+        }
+    }
+
+    /// Whether to wait for it: an operator's command lets go in a moment.
+    fn waits(&self) -> bool {
+        matches!(self, Holder::Operator(_))
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Holder::Daemon(Some(pid)) => write!(f, "another overnight daemon by pid {pid}"),
+            Holder::Daemon(None) => write!(f, "another overnight daemon"),
+            Holder::Operator(pid) => write!(f, "an `overnight flow` command by pid {pid}"),
+        }
     }
 }
 
@@ -309,6 +341,22 @@ mod tests {
         assert!(
             started.elapsed() < Duration::from_millis(900),
             "woken by the release, not the retry timer"
+        );
+    }
+
+    #[test]
+    fn a_starting_daemon_waits_for_an_operators_moment() {
+        let dir = tempfile::tempdir().unwrap();
+        let operator = DaemonLock::for_operator(dir.path()).expect("no daemon runs");
+        let path = dir.path().to_path_buf();
+        let starting = std::thread::spawn(move || DaemonLock::take(&path));
+        std::thread::sleep(Duration::from_millis(200));
+        drop(operator);
+        let daemon = starting.join().unwrap();
+        assert!(daemon.is_ok(), "taken once the operator let go: {daemon:?}");
+        assert!(
+            DaemonLock::for_operator(dir.path()).is_none(),
+            "no operator's command on the store while a daemon runs"
         );
     }
 

@@ -139,44 +139,58 @@ async fn start(flow: &str, arg: &ConfigArg) -> Result<Outcome, CliError> {
 async fn command(id: i64, op: Op, arg: &ConfigArg) -> Result<Outcome, CliError> {
     let config = arg.load()?;
     let who = os_user();
+    if !crate::store::has_history(&config.state_dir) {
+        return Err(no_such_run(id));
+    }
     // While this process holds the daemon's lock no daemon runs (one
     // starting meanwhile waits for it).
-    if let Some(_lock) = DaemonLock::for_operator(&config.state_dir) {
-        return on_the_store(id, &op, &who, &config).await;
+    if let Some(lock) = DaemonLock::for_operator(&config.state_dir) {
+        return on_the_store(id, &op, &who, &config, lock).await;
     }
+    let Some(daemon) = Client::find(&config.state_dir) else {
+        return Err(CliError::Usage(format!(
+            "the state directory `{}` is busy: a daemon is starting, or another `overnight flow` command runs; try again in a moment",
+            config.state_dir.display()
+        )));
+    };
     let body = FlowCommand {
         step: op.step().map(str::to_string),
         who: Some(who),
     };
-    let run = daemon(&config)?
+    let run = daemon
         .flow_command(id, op.word(), &body)
         .await
         .map_err(|e| match e {
             crate::client::ClientError::Refused(why) => CliError::Usage(why),
             other => other.into(),
         })?;
-    super::say(&(run.tree(&zone(Some(&config), &run.flow)) + "\n"));
+    super::say(&(run.tree(&config.flow_zone(&run.flow)) + "\n"));
     Ok(Outcome::Success)
 }
 
-/// With no daemon: the command applied to the run's record in the store,
-/// and said on `flows::status` as the daemon would; a run it ends is
-/// closed here, with its triggers. The next daemon goes on from there.
-async fn on_the_store(id: i64, op: &Op, who: &str, config: &Config) -> Result<Outcome, CliError> {
-    let no_such_run = || {
-        CliError::NotFound(format!(
-            "there is no flow run #{id}; `overnight flow history` lists them"
-        ))
-    };
-    if !crate::store::has_history(&config.state_dir) {
-        return Err(no_such_run());
-    }
+fn no_such_run(id: i64) -> CliError {
+    CliError::NotFound(format!(
+        "there is no flow run #{id}; `overnight flow history` lists them"
+    ))
+}
+
+/// With no daemon: the command applied to the run's record in the store
+/// under the daemon's `lock`, and said on `flows::status` as the daemon
+/// would; a run it ends is closed here, with its triggers (the lock let
+/// go first: they may take a while). The next daemon goes on from there.
+async fn on_the_store(
+    id: i64,
+    op: &Op,
+    who: &str,
+    config: &Config,
+    lock: DaemonLock,
+) -> Result<Outcome, CliError> {
     crate::route::install(crate::daemon::routing(config)?);
     // What the last daemon left in its journal comes first: an entry
     // folded in after this write would undo it.
     let store = Store::connect(&config.state_dir).await?;
     store.fold_journal().await?;
-    let mut run = store.flow_run(id).await?.ok_or_else(no_such_run)?;
+    let mut run = store.flow_run(id).await?.ok_or_else(|| no_such_run(id))?;
     if run.finished_at.is_some() {
         let ended = CommandError::Ended {
             id,
@@ -204,23 +218,31 @@ async fn on_the_store(id: i64, op: &Op, who: &str, config: &Config) -> Result<Ou
     );
     if over {
         log.ended(&run);
+        let _ = std::fs::remove_dir_all(config.state_dir.join("flows").join(id.to_string()));
     }
-    let zone = zone(Some(config), &run.flow);
+    drop(lock);
     let moment = match (over, newly_held) {
         (true, _) => Some(Moment::Final),
         (false, true) => Some(Moment::Held),
         (false, false) => None,
     };
-    if let Some(moment) = moment {
+    let zone = config.flow_zone(&run.flow);
+    if let Some(moment) = moment.filter(|_| config.watching_flow(&run.flow).next().is_some()) {
         let notifier = Notifier::new(store.clone().into(), Arc::new(config.state_dir.clone()));
         let news = FlowNews::of(run.clone(), zone.clone(), Some(&store)).await;
         notifier.flow_moment(config, news, moment);
         notifier.settled().await;
     }
     let mut shown = run.tree(&zone) + "\n";
-    if !over {
-        shown += "no daemon is running: the run goes on from here when `overnight daemon` starts\n";
-    }
+    shown += match (over, run.state.progress.aborted) {
+        (true, _) => "",
+        (false, true) => {
+            "no daemon is running: the next one ends the run once its running steps' runs are closed\n"
+        }
+        (false, false) => {
+            "no daemon is running: the run goes on from here when `overnight daemon` starts\n"
+        }
+    };
     super::say(&shown);
     Ok(Outcome::Success)
 }
@@ -337,10 +359,7 @@ fn json_report((run, sent): (&crate::store::FlowRecord, &Vec<Notification>)) -> 
 
 /// The zone a flow's times are shown in.
 fn zone(config: Option<&Config>, flow: &str) -> Zone {
-    config
-        .and_then(|c| c.flow(flow).map(|f| f.timezone.clone()))
-        .or_else(|| config.map(|c| c.timezone.clone()))
-        .unwrap_or_else(Zone::local)
+    config.map_or_else(Zone::local, |c| c.flow_zone(flow))
 }
 
 /// Who runs this command, for the record of operator actions.

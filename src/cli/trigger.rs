@@ -70,7 +70,10 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     let (subject, moment) = match flow {
         Some(flow) => {
             rule.on = vec![Condition::Held];
-            (Subject::Flow(Box::new(sample_flow(flow))), Moment::Held)
+            (
+                Subject::Flow(Box::new(sample_flow(flow).await)),
+                Moment::Held,
+            )
         }
         None => {
             rule.on = vec![Condition::Failed];
@@ -140,7 +143,7 @@ fn sample(config: &crate::config::Config) -> Report {
 }
 
 /// A sample run of `flow`, held at its first job step, which failed.
-fn sample_flow(flow: &Flow) -> FlowNews {
+async fn sample_flow(flow: &Flow) -> FlowNews {
     let plan = (*flow.plan).clone();
     let first = plan
         .steps
@@ -159,10 +162,6 @@ fn sample_flow(flow: &Flow) -> FlowNews {
             ended_at: Some(now),
         };
     }
-    let step = plan.steps.get(first).map_or("", |s| s.name.as_str());
-    let holds = vec![format!(
-        "step `{step}` ended failed (run #0: a sample report from `overnight trigger test`), and it is a stop point (`critical` or `hold_on`)"
-    )];
     let run = FlowRecord {
         id: 0,
         flow: flow.name.clone(),
@@ -181,9 +180,5 @@ fn sample_flow(flow: &Flow) -> FlowNews {
         host: crate::store::hostname(),
         driver: None,
     };
-    FlowNews {
-        run,
-        holds,
-        zone: flow.timezone.clone(),
-    }
+    FlowNews::of(run, flow.timezone.clone(), None).await
 }

@@ -121,6 +121,21 @@ impl Config {
         self.flows.iter().find(|flow| flow.name == name)
     }
 
+    /// The zone a flow's times are shown in: its own, else the file's
+    /// (a flow no longer in the file).
+    pub fn flow_zone(&self, name: &str) -> crate::zone::Zone {
+        self.flow(name)
+            .map_or_else(|| self.timezone.clone(), |f| f.timezone.clone())
+    }
+
+    /// The file's rules that watch the flow `name`.
+    pub fn watching_flow<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<TriggerRule>> {
+        self.triggers.iter().filter(move |r| r.watches_flow(name))
+    }
+
     /// A rule by name, the file's or a job's.
     pub fn trigger(&self, name: &str) -> Option<Arc<TriggerRule>> {
         self.triggers

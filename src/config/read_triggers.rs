@@ -12,6 +12,7 @@ use super::trigger::{
     AfterRetries, CONDITIONS, Condition, Delivery, EmailAction, FLOW_CONDITIONS, Mail, NotifyMode,
     PlacedRules, SENDMAIL, Smtp, SmtpTls, TriggerRule, WebhookAction,
 };
+use crate::flow::Action;
 
 impl Check<'_> {
     /// `triggers: [...]`; `job` is set for a job's own rules.
@@ -338,23 +339,32 @@ impl Check<'_> {
         for (rule, pos) in &rules {
             self.rule_names(config, rule, *pos);
         }
-        let own: std::collections::HashMap<String, PlacedRules> =
+        let own: std::collections::BTreeMap<String, PlacedRules> =
             std::mem::take(&mut self.pending_rules)
                 .into_iter()
                 .collect();
-        let placed = rules.iter().map(|r| (r, false));
-        for ((rule, pos), own) in placed.chain(own.values().flatten().map(|r| (r, true))) {
+        let placed: Vec<(&TriggerRule, Pos, Option<&str>)> = rules
+            .iter()
+            .map(|(r, pos)| (&**r, *pos, None))
+            .chain(own.iter().flat_map(|(job, rules)| {
+                rules
+                    .iter()
+                    .map(move |(r, pos)| (&**r, *pos, Some(job.as_str())))
+            }))
+            .collect();
+        for &(rule, pos, job) in &placed {
             if !can_mail && rule.actions.iter().any(|a| matches!(a, Delivery::Email(_))) {
                 self.problem(
-                    *pos,
+                    pos,
                     format!("trigger `{}` sends email, but there is no `smtp:` block and no sendmail at {SENDMAIL}; add one", rule.name),
                 );
             }
-            if own {
-                self.rule_conditions(rule, *pos, true, false);
+            if job.is_some() {
+                self.rule_conditions(rule, pos, true, false);
             }
-            self.rule_starts(config, rule, *pos, own);
+            self.rule_starts(config, rule, pos);
         }
+        self.start_loops(config, &placed);
         // Each job is its Arc's only holder yet: nothing is copied.
         for job in config.jobs.iter_mut().map(Arc::make_mut) {
             let mut watching: Vec<Arc<TriggerRule>> = rules
@@ -431,7 +441,7 @@ impl Check<'_> {
                 );
             }
         }
-        let jobs_only = !rule.jobs.is_empty() && rule.flows.is_empty();
+        let jobs_only = rule.flows.is_empty();
         let flows_only = rule.jobs.is_empty() && !rule.flows.is_empty();
         self.rule_conditions(rule, pos, jobs_only, flows_only);
     }
@@ -465,15 +475,12 @@ impl Check<'_> {
         }
     }
 
-    /// The flows a rule starts are in the file, and none is one it
-    /// watches (a job's `own` rule watches no flow): each of its runs
-    /// would start the next.
-    fn rule_starts(&mut self, config: &Config, rule: &TriggerRule, pos: Pos, own: bool) {
+    /// The flows a rule starts are in the file.
+    fn rule_starts(&mut self, config: &Config, rule: &TriggerRule, pos: Pos) {
         for action in &rule.actions {
-            let Delivery::StartFlow(flow) = action else {
-                continue;
-            };
-            if config.flow(flow).is_none() {
+            if let Delivery::StartFlow(flow) = action
+                && config.flow(flow).is_none()
+            {
                 self.problem(
                     pos,
                     format!(
@@ -481,15 +488,90 @@ impl Check<'_> {
                         rule.name
                     ),
                 );
-            } else if !own && rule.watches_flow(flow) {
+            }
+        }
+    }
+
+    /// Refuses rules whose `start_flow:` goes round: a flow whose end, or
+    /// whose steps' runs, set off a rule that starts a flow that leads
+    /// back to it would start itself again and again. Each rule is given
+    /// with the job it belongs to, for a job's own rules.
+    fn start_loops(&mut self, config: &Config, placed: &[(&TriggerRule, Pos, Option<&str>)]) {
+        let flows = &config.flows;
+        // From each flow: (the flow started, the rule starting it).
+        let mut edges: Vec<Vec<(usize, usize)>> = vec![Vec::new(); flows.len()];
+        for (k, (rule, _, own)) in placed.iter().enumerate() {
+            let starts = rule.actions.iter().filter_map(|a| match a {
+                Delivery::StartFlow(name) => flows.iter().position(|f| &f.name == name),
+                _ => None,
+            });
+            for to in starts {
+                for (from, flow) in flows.iter().enumerate() {
+                    let steps_jobs = flow.plan.steps.iter().filter_map(|s| match &s.action {
+                        Action::Job(job) => Some(job.as_str()),
+                        Action::Hold(_) => None,
+                    });
+                    let set_off = match own {
+                        Some(job) => steps_jobs.clone().any(|j| j == *job),
+                        None => {
+                            rule.watches_flow(&flow.name)
+                                || steps_jobs.clone().any(|j| rule.watches(j))
+                        }
+                    };
+                    if set_off {
+                        edges[from].push((to, k));
+                    }
+                }
+            }
+        }
+        let mut said = vec![false; placed.len()];
+        for from in 0..flows.len() {
+            for &(to, k) in &edges[from] {
+                let Some(mut path) = path_between(&edges, to, from) else {
+                    continue;
+                };
+                if std::mem::replace(&mut said[k], true) {
+                    continue;
+                }
+                path.insert(0, from);
+                let names: Vec<&str> = path.iter().map(|&i| flows[i].name.as_str()).collect();
+                let (rule, pos, _) = placed[k];
                 self.problem(
                     pos,
                     format!(
-                        "trigger `{}` starts flow `{flow}` and watches it too: each of its runs would start the next; name the jobs or flows it watches with `jobs:`/`flows:`",
-                        rule.name
+                        "trigger `{}` starts flow `{}`, and the starts go round ({}): each run would start the next; narrow what the rule watches with `jobs:`/`flows:`",
+                        rule.name,
+                        flows[to].name,
+                        names.join(" -> ")
                     ),
                 );
             }
         }
     }
+}
+
+/// The flows from `from` to `to` along `edges` (both ends included), if
+/// `to` can be reached.
+fn path_between(edges: &[Vec<(usize, usize)>], from: usize, to: usize) -> Option<Vec<usize>> {
+    let mut came_from: Vec<Option<usize>> = vec![None; edges.len()];
+    let mut seen = vec![false; edges.len()];
+    let mut queue = std::collections::VecDeque::from([from]);
+    seen[from] = true;
+    while let Some(at) = queue.pop_front() {
+        if at == to {
+            let mut path = vec![to];
+            while let Some(before) = came_from[*path.last().expect("not empty")] {
+                path.push(before);
+            }
+            path.reverse();
+            return Some(path);
+        }
+        for &(next, _) in &edges[at] {
+            if !std::mem::replace(&mut seen[next], true) {
+                came_from[next] = Some(at);
+                queue.push_back(next);
+            }
+        }
+    }
+    None
 }

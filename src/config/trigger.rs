@@ -1,7 +1,7 @@
 //! Triggers: what to do about a finished run or flow run (issues 6, 13).
 //!
 //! A rule names conditions (`on:`), the jobs and flows it watches (names or
-//! globs; with neither, everything), how often to speak (`notify: every |
+//! globs; with neither, every job), how often to speak (`notify: every |
 //! changes`), when retries count (`after_retries`), a rate cap
 //! (`max_per_hour`) and its actions: run a program, send an email, call a
 //! webhook, log a record, start a flow. Each job's rules are resolved when
@@ -124,8 +124,8 @@ pub struct TriggerRule {
     pub on: Vec<Condition>,
     /// The jobs it watches (names or globs).
     pub jobs: Vec<String>,
-    /// The flows it watches (names or globs); with no `jobs` either, the
-    /// rule watches every job and every flow.
+    /// The flows it watches (names or globs); with no `jobs`, it watches
+    /// no job.
     pub flows: Vec<String>,
     /// When it speaks.
     pub notify: NotifyMode,
@@ -138,19 +138,18 @@ pub struct TriggerRule {
 }
 
 impl TriggerRule {
-    /// Whether the rule watches `job`.
+    /// Whether the rule watches `job`: every job when it names neither
+    /// jobs nor flows.
     pub fn watches(&self, job: &str) -> bool {
-        self.everything() || self.jobs.iter().any(|pattern| glob(pattern, job))
+        (self.jobs.is_empty() && self.flows.is_empty())
+            || self.jobs.iter().any(|pattern| glob(pattern, job))
     }
 
-    /// Whether the rule watches `flow`.
+    /// Whether the rule watches `flow`: only the flows it names (`"*"`
+    /// for all), so that a rule written for jobs does not speak twice
+    /// about a flow's failed step.
     pub fn watches_flow(&self, flow: &str) -> bool {
-        self.everything() || self.flows.iter().any(|pattern| glob(pattern, flow))
-    }
-
-    /// A rule naming no jobs and no flows watches all of them.
-    fn everything(&self) -> bool {
-        self.jobs.is_empty() && self.flows.is_empty()
+        self.flows.iter().any(|pattern| glob(pattern, flow))
     }
 }
 

@@ -13,6 +13,7 @@ use crate::config::{Config, Job};
 use crate::flow::progress::FlowStatus;
 use crate::report::Trigger;
 use crate::report::{Status, human_time};
+use crate::runner::Unrun;
 use crate::schedule::catchup::{self, MissReason, fires_between};
 use crate::store::StoreError;
 use crate::zone::Zone;
@@ -69,10 +70,12 @@ async fn record_missed(
         .runner
         .record_not_run(
             job,
-            Trigger::Schedule,
-            Some(*first),
-            Status::Missed,
-            &missed_reason(missed, more, &job.timezone),
+            Unrun {
+                trigger: Trigger::Schedule,
+                scheduled_at: Some(*first),
+                status: Status::Missed,
+                why: &missed_reason(missed, more, &job.timezone),
+            },
         )
         .await?;
     Ok(())
@@ -116,9 +119,9 @@ fn missed_reason(missed: &[(DateTime<Utc>, MissReason)], more: bool, zone: &Zone
 }
 
 /// Starts a flow's due fires: on time, each; late, as its `catch_up`
-/// says (the others are said on its status target). Each fire is marked
-/// handled first, so a daemon that dies during the flow does not start it
-/// again at its next start.
+/// says (the others are recorded as one `missed` flow run). The fires are
+/// marked handled first, so a daemon that dies meanwhile neither starts
+/// nor records them again at its next start.
 pub async fn flow_fires(
     shared: &Arc<Shared>,
     flow: &Flow,
@@ -126,20 +129,11 @@ pub async fn flow_fires(
     late: bool,
     now: DateTime<Utc>,
 ) {
-    let run: Vec<DateTime<Utc>> = if late {
+    let (run, missed) = if late {
         let plan = catchup::plan(fires, now, flow.catch_up, None);
-        if let Some(&(first, _)) = plan.missed.first() {
-            let why = missed_reason(&plan.missed, false, &flow.timezone);
-            let recorded = shared
-                .record_flow_not_run(flow, Trigger::CatchUp, first, FlowStatus::Missed, why)
-                .await;
-            if let Err(e) = recorded {
-                error!(target: "overnight::daemon", "missed fires of flow `{}` not recorded: {e}", flow.name);
-            }
-        }
-        plan.run
+        (plan.run, plan.missed)
     } else {
-        fires.to_vec()
+        (fires.to_vec(), Vec::new())
     };
     let key = flow_key(&flow.name);
     if let Some(last) = fires.last()
@@ -149,6 +143,15 @@ pub async fn flow_fires(
             .await
     {
         error!(target: "overnight::daemon", "fires of flow `{}` not marked handled: {e}", flow.name);
+    }
+    if let Some(&(first, _)) = missed.first() {
+        let why = missed_reason(&missed, false, &flow.timezone);
+        let recorded = shared
+            .record_flow_not_run(flow, Trigger::Schedule, first, FlowStatus::Missed, why)
+            .await;
+        if let Err(e) = recorded {
+            error!(target: "overnight::daemon", "missed fires of flow `{}` not recorded: {e}", flow.name);
+        }
     }
     let trigger = if late {
         Trigger::CatchUp
@@ -160,7 +163,7 @@ pub async fn flow_fires(
             Ok(FlowStart::Started(_)) => {}
             Ok(FlowStart::Busy(other)) => {
                 let why = format!(
-                    "the fire of {} was skipped: flow run #{other} still went (concurrency: skip)",
+                    "the fire of {} was skipped: flow run #{other} was still going (concurrency: skip)",
                     human_time(at, &flow.timezone)
                 );
                 let recorded = shared

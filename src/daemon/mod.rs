@@ -170,7 +170,13 @@ pub async fn run_with_clock(
         source,
     };
     crate::state::prepare(&config.state_dir).map_err(state_error)?;
-    let daemon_lock = DaemonLock::take(&config.state_dir).map_err(DaemonError::AlreadyRunning)?;
+    let daemon_lock = {
+        let dir = config.state_dir.clone();
+        tokio::task::spawn_blocking(move || DaemonLock::take(&dir))
+            .await
+            .expect("taking the daemon lock does not panic")
+            .map_err(DaemonError::AlreadyRunning)?
+    };
     route::install(routing(&config)?);
     let store = Store::open(&config.state_dir).await?;
     // Armed first: the deadlines do not wait for the bookkeeping below.

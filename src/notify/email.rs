@@ -128,12 +128,9 @@ fn message(
             .map_err(|e| format!("bad address `{a}`: {e}"))
     };
     let subject = email.subject.clone().unwrap_or_else(|| {
-        let what = match about {
-            Subject::Run(_) => "",
-            Subject::Flow(_) => "flow ",
-        };
         format!(
-            "[overnight] {what}{} {} on {}: {}",
+            "[overnight] {}{} {} on {}: {}",
+            about.what(),
             about.name(),
             condition.as_str(),
             about.host(),

@@ -13,6 +13,7 @@
 mod email;
 mod flow;
 mod program;
+mod subject;
 mod webhook;
 
 use std::future::Future;
@@ -24,6 +25,7 @@ use chrono::Utc;
 use log::Level;
 
 pub use flow::FlowNews;
+pub use subject::Subject;
 
 use crate::config::trigger::{AfterRetries, Condition, Delivery, Mail, NotifyMode, TriggerRule};
 use crate::config::{Config, Job};
@@ -43,90 +45,6 @@ pub enum Moment {
     Late,
     /// The flow run holds for an operator.
     Held,
-}
-
-/// What the rules are asked about.
-#[derive(Clone, Debug)]
-pub enum Subject {
-    /// A job's run, or a fire that did not run.
-    Run(Box<Report>),
-    /// A flow run.
-    Flow(Box<FlowNews>),
-}
-
-impl Subject {
-    /// The run's (or flow run's) id.
-    pub fn id(&self) -> i64 {
-        match self {
-            Subject::Run(report) => report.run_id,
-            Subject::Flow(news) => news.run.id,
-        }
-    }
-
-    /// Its job's (or flow's) name.
-    pub fn name(&self) -> &str {
-        match self {
-            Subject::Run(report) => &report.job,
-            Subject::Flow(news) => &news.run.flow,
-        }
-    }
-
-    /// `job` or `flow`: what the name names.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Subject::Run(_) => "job",
-            Subject::Flow(_) => "flow",
-        }
-    }
-
-    /// Its status word.
-    pub fn status(&self) -> &'static str {
-        match self {
-            Subject::Run(report) => report.status.as_str(),
-            Subject::Flow(news) => news.run.status.as_str(),
-        }
-    }
-
-    /// Where it ran.
-    pub fn host(&self) -> &str {
-        match self {
-            Subject::Run(report) => &report.host,
-            Subject::Flow(news) => &news.run.host,
-        }
-    }
-
-    /// What happened, in a line.
-    pub fn summary(&self) -> String {
-        match self {
-            Subject::Run(report) => report.summary.clone(),
-            Subject::Flow(news) => news.summary(),
-        }
-    }
-
-    /// The report as JSON: the run's, or the flow's.
-    pub fn json(&self) -> serde_json::Value {
-        match self {
-            Subject::Run(report) => serde_json::to_value(report).expect("a report serialises"),
-            Subject::Flow(news) => news.run.report(),
-        }
-    }
-
-    /// `run #12 of `nightly`` or `flow run #14 of `legacy-sync``.
-    pub fn title(&self) -> String {
-        let what = match self {
-            Subject::Run(_) => "run",
-            Subject::Flow(_) => "flow run",
-        };
-        format!("{what} #{} of `{}`", self.id(), self.name())
-    }
-
-    /// The condition its end is, if it has ended.
-    fn outcome(&self) -> Option<Condition> {
-        match self {
-            Subject::Run(report) => condition_of(report.status),
-            Subject::Flow(news) => flow_condition_of(news.run.status),
-        }
-    }
 }
 
 /// Starts the flows `start_flow:` actions name: the daemon, where the
@@ -184,12 +102,7 @@ impl Notifier {
     /// Asks the file's rules that watch the flow about `news` at `moment`
     /// (it holds, or it ended).
     pub fn flow_moment(&self, config: &Config, news: FlowNews, moment: Moment) {
-        let rules: Vec<Arc<TriggerRule>> = config
-            .triggers
-            .iter()
-            .filter(|r| r.watches_flow(&news.run.flow))
-            .cloned()
-            .collect();
+        let rules: Vec<Arc<TriggerRule>> = config.watching_flow(&news.run.flow).cloned().collect();
         if rules.is_empty() {
             return;
         }
@@ -451,7 +364,7 @@ fn changed(
     }
 }
 
-fn condition_of(status: Status) -> Option<Condition> {
+pub(super) fn condition_of(status: Status) -> Option<Condition> {
     Some(match status {
         Status::Success => Condition::Success,
         Status::Warning => Condition::Warning,
@@ -463,7 +376,7 @@ fn condition_of(status: Status) -> Option<Condition> {
     })
 }
 
-fn flow_condition_of(status: FlowStatus) -> Option<Condition> {
+pub(super) fn flow_condition_of(status: FlowStatus) -> Option<Condition> {
     Some(match status {
         FlowStatus::Success => Condition::Success,
         FlowStatus::Warning => Condition::Warning,
@@ -503,10 +416,7 @@ fn log_record(subject: &Subject, condition: Condition) {
         (extra.0, &extra.1),
         ("condition", condition.as_str()),
     ];
-    let what = match subject {
-        Subject::Run(_) => "",
-        Subject::Flow(_) => "flow ",
-    };
+    let what = subject.what();
     log::logger().log(
         &log::Record::builder()
             .target(&target)

@@ -67,6 +67,11 @@ impl FlowLog {
                 ))
             ),
         );
+        self.report(run);
+    }
+
+    /// The run's report, as JSON, on `details`.
+    pub fn report(&self, run: &FlowRecord) {
         self.details(&serde_json::to_string(&run.report()).expect("a flow report serialises"));
     }
 

@@ -233,8 +233,13 @@ impl Runner {
                     Some(id) => id,
                     None => self.recorder.next_run_id()?,
                 };
-                self.record_not_run_as(id, job, trigger, scheduled_at, Status::Skipped, &said)
-                    .await;
+                let unrun = Unrun {
+                    trigger,
+                    scheduled_at,
+                    status: Status::Skipped,
+                    why: &said,
+                };
+                self.record_not_run_as(id, job, unrun).await;
                 return Ok(Outcome::NotRun { id, why });
             }
         };
@@ -337,31 +342,21 @@ impl Runner {
 
     /// Records a fire that did not run (`skipped`, `missed`): in the store,
     /// on the job's status target, and to its triggers. Returns its id.
-    pub async fn record_not_run(
-        &self,
-        job: &Job,
-        trigger: Trigger,
-        scheduled_at: Option<DateTime<Utc>>,
-        status: Status,
-        why: &str,
-    ) -> Result<i64, StoreError> {
+    pub async fn record_not_run(&self, job: &Job, unrun: Unrun<'_>) -> Result<i64, StoreError> {
         let id = self.recorder.next_run_id()?;
-        self.record_not_run_as(id, job, trigger, scheduled_at, status, why)
-            .await;
+        self.record_not_run_as(id, job, unrun).await;
         Ok(id)
     }
 
     /// Records a fire that did not run under the id `id` (given out
     /// already: a flow step's whose job is gone).
-    pub async fn record_not_run_as(
-        &self,
-        id: i64,
-        job: &Job,
-        trigger: Trigger,
-        scheduled_at: Option<DateTime<Utc>>,
-        status: Status,
-        why: &str,
-    ) {
+    pub async fn record_not_run_as(&self, id: i64, job: &Job, unrun: Unrun<'_>) {
+        let Unrun {
+            trigger,
+            scheduled_at,
+            status,
+            why,
+        } = unrun;
         let recorded = self
             .recorder
             .record_not_run(&NotRun {
@@ -387,6 +382,19 @@ impl Runner {
         let report = Report::synthetic(&header, status, why);
         self.notifier.moment(job, &report, Moment::Final);
     }
+}
+
+/// A fire that did not run, as [`Runner::record_not_run`] records it.
+#[derive(Clone, Copy, Debug)]
+pub struct Unrun<'a> {
+    /// What would have started it.
+    pub trigger: Trigger,
+    /// The fire time, for scheduled fires.
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// `skipped`, `missed`, or `failed` (a flow step's job that is gone).
+    pub status: Status,
+    /// Why it did not run.
+    pub why: &'a str,
 }
 
 /// The report detail that says why a run is not (yet) in the history.

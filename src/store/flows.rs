@@ -318,21 +318,22 @@ impl Store {
         self.all_with_steps(&rows).await
     }
 
-    /// How the flow's latest run before `id` that ended, ended.
+    /// How the flow's latest run before `id` that ran to an end ended.
     pub async fn previous_flow_outcome(
         &self,
         flow: &str,
         id: i64,
     ) -> Result<Option<FlowStatus>, StoreError> {
-        let status: Option<String> = sqlx::query_scalar(
-            "SELECT status FROM flow_runs WHERE flow = ? AND id < ? AND finished_at IS NOT NULL \
-             ORDER BY id DESC LIMIT 1",
+        // Fires that did not run (missed, skipped) are no outcome.
+        let row = sqlx::query(
+            "SELECT status FROM flow_runs WHERE flow = ? AND id < ? \
+             AND status IN ('success', 'warning', 'failed', 'aborted') ORDER BY id DESC LIMIT 1",
         )
         .bind(flow)
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(status.and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok()))
+        Ok(row.map(|row| word(&row, "status")).transpose()?)
     }
 
     /// The flow runs not over yet (running or held), oldest first.

@@ -160,12 +160,24 @@ triggers:
   - name: loop
     on: [failed]
     start_flow: f
+  - name: there
+    flows: [f]
+    on: [success]
+    start_flow: g
+  - name: and-back
+    flows: [g]
+    on: [success]
+    start_flow: f
 jobs:
   a: {command: 'true'}
+  b: {command: 'true'}
 flows:
   f:
     steps:
       one: { job: a }
+  g:
+    steps:
+      two: { job: b }
 ",
     );
     assert_eq!(
@@ -175,7 +187,9 @@ flows:
             "overnight.yaml:6:5: trigger `held-job` watches only jobs, and `held` is a condition of flow runs; name the flows it watches with `flows:`",
             "overnight.yaml:10:5: trigger `ghost` names flow `nope`, which is not in the file",
             "overnight.yaml:10:5: trigger `ghost` starts flow `nope`, which is not in the file",
-            "overnight.yaml:14:5: trigger `loop` starts flow `f` and watches it too: each of its runs would start the next; name the jobs or flows it watches with `jobs:`/`flows:`",
+            "overnight.yaml:14:5: trigger `loop` starts flow `f`, and the starts go round (f -> f): each run would start the next; narrow what the rule watches with `jobs:`/`flows:`",
+            "overnight.yaml:17:5: trigger `there` starts flow `g`, and the starts go round (f -> g -> f): each run would start the next; narrow what the rule watches with `jobs:`/`flows:`",
+            "overnight.yaml:21:5: trigger `and-back` starts flow `f`, and the starts go round (g -> f -> g): each run would start the next; narrow what the rule watches with `jobs:`/`flows:`",
         ]
     );
 }

@@ -16,7 +16,7 @@ use crate::flow::{Action, Known, Move, Place, Plan};
 use crate::notify::{FlowNews, Moment};
 use crate::report::Trigger;
 use crate::route::{Escaped, FlowLog};
-use crate::runner::Outcome;
+use crate::runner::{Outcome, Unrun};
 use crate::status::Status;
 use crate::store::{FlowAction, FlowRecord, FlowSave, StoreError};
 
@@ -234,7 +234,16 @@ impl<'s> Driver<'s> {
             tokio::spawn(async move {
                 shared
                     .runner
-                    .record_not_run_as(run_id, &job, Trigger::Flow, None, Status::Failed, &why)
+                    .record_not_run_as(
+                        run_id,
+                        &job,
+                        Unrun {
+                            trigger: Trigger::Flow,
+                            scheduled_at: None,
+                            status: Status::Failed,
+                            why: &why,
+                        },
+                    )
                     .await;
                 let _ = done.send(StepDone {
                     step: i,
@@ -390,16 +399,10 @@ impl<'s> Driver<'s> {
     /// Asks the trigger rules watching the flow about the run at `moment`.
     async fn tell(&self, moment: Moment) {
         let config = self.shared.config();
-        if !config
-            .triggers
-            .iter()
-            .any(|r| r.watches_flow(&self.run.flow))
-        {
+        if config.watching_flow(&self.run.flow).next().is_none() {
             return;
         }
-        let zone = config
-            .flow(&self.run.flow)
-            .map_or_else(|| config.timezone.clone(), |f| f.timezone.clone());
+        let zone = config.flow_zone(&self.run.flow);
         // With the journal folded in: a stop point's run has just ended.
         let store = self.shared.runner.recorder().store().await.ok();
         let news = FlowNews::of(self.run.clone(), zone, store.as_ref()).await;

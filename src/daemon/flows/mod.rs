@@ -220,12 +220,14 @@ impl Shared {
             driver: None,
         };
         driver::recorded(self.runner.recorder().start_flow(&run).await)?;
-        FlowLog::new(&run.flow, id).status(
+        let log = FlowLog::new(&run.flow, id);
+        log.status(
             Level::Warn,
             format_args!("flow run #{id}: {}", crate::route::Escaped(&why)),
         );
+        log.report(&run);
         let config = self.config();
-        if config.triggers.iter().any(|r| r.watches_flow(&run.flow)) {
+        if config.watching_flow(&run.flow).next().is_some() {
             let news = crate::notify::FlowNews::of(run, flow.timezone.clone(), None).await;
             self.runner
                 .notifier()

@@ -87,17 +87,23 @@ impl Store {
                 (file, state)
             })
             .collect();
-        let moved: Vec<(String, i64, i64)> =
+        // Ids moved, by writer: a run (a flow run above all) outlives the
+        // file it started in.
+        let rows: Vec<(String, i64, i64)> =
             sqlx::query_as("SELECT file, from_id, to_id FROM journal_moved")
                 .fetch_all(&mut *tx)
                 .await?;
-        for (file, from, to) in moved {
-            known.entry(file).or_default().moved.insert(from, to);
+        let mut moved: HashMap<String, HashMap<i64, i64>> = HashMap::new();
+        for (key, from, to) in rows {
+            // Rows of before this was kept by writer name a file.
+            let key = JournalFile::parse(&key).map_or(key, |f| f.writer_key());
+            moved.entry(key).or_default().insert(from, to);
         }
         let mut done = Vec::new();
         for file in changed {
             let path = file.path(&dir);
             let mut state = known.remove(&file.name()).unwrap_or_default();
+            state.moved = moved.remove(&file.writer_key()).unwrap_or_default();
             // Decided before reading: a writer gone now wrote its last
             // before this read, so what is read is all there is, and the
             // file may go. Decided after, a line written in between would
@@ -141,6 +147,7 @@ impl Store {
                 .await?;
             }
             done.push((file, state.folded, state.closed || finished));
+            moved.insert(file.writer_key(), state.moved);
         }
         // Rows of files gone (removed after an earlier fold) are forgotten:
         // no file of that name is written again.
@@ -150,11 +157,29 @@ impl Store {
                     .bind(&name)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("DELETE FROM journal_moved WHERE file = ?")
-                    .bind(&name)
-                    .execute(&mut *tx)
-                    .await?;
             }
+        }
+        // A writer's moves are forgotten once none of its files is left.
+        let listed = match moved.is_empty() {
+            true => Ok(Vec::new()),
+            false => {
+                let dir = dir.clone();
+                off_workers(move || list(&dir)).await
+            }
+        };
+        // Kept while the folder cannot be listed.
+        let left: std::collections::HashSet<String> = match listed {
+            Ok(files) => files
+                .into_iter()
+                .map(|(file, _)| file.writer_key())
+                .collect(),
+            Err(_) => moved.keys().cloned().collect(),
+        };
+        for key in moved.keys().filter(|key| !left.contains(*key)) {
+            sqlx::query("DELETE FROM journal_moved WHERE file = ?")
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
 
@@ -236,7 +261,9 @@ impl Store {
                 if let Some((flow_run, _)) = &mut run.flow_step {
                     *flow_run = state.id(*flow_run);
                 }
-                while !insert_run(&mut *tx, &run).await? {
+                while id_taken_by_flow(&mut *tx, run.id).await?
+                    || !insert_run(&mut *tx, &run).await?
+                {
                     run.id = self.id_after_clash(tx, file, given, state).await?;
                 }
                 // Its step's row named it by the id it was given.
@@ -247,7 +274,9 @@ impl Store {
             Entry::NotRun(not_run) => {
                 let mut not_run = not_run.into_owned();
                 let given = not_run.id;
-                while !insert_not_run(&mut *tx, &not_run).await? {
+                while id_taken_by_flow(&mut *tx, not_run.id).await?
+                    || !insert_not_run(&mut *tx, &not_run).await?
+                {
                     not_run.id = self.id_after_clash(tx, file, given, state).await?;
                 }
             }
@@ -307,7 +336,7 @@ impl Store {
             .raise_to(new)
             .map_err(StoreError::file(self.state_dir.as_path()))?;
         sqlx::query("INSERT OR REPLACE INTO journal_moved (file, from_id, to_id) VALUES (?, ?, ?)")
-            .bind(file.name())
+            .bind(file.writer_key())
             .bind(given)
             .bind(new)
             .execute(&mut *tx)
@@ -321,8 +350,17 @@ impl Store {
     }
 }
 
+/// Whether a flow run has id `id`: runs and flow runs take their ids from
+/// one sequence, and their notifications are kept by it.
+async fn id_taken_by_flow(tx: &mut SqliteConnection, id: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM flow_runs WHERE id = ?)")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+}
+
 /// Whether a run or a flow run has id `id` (a flow run's id is new to
-/// both: its notifications are kept by it).
+/// both).
 async fn id_taken(tx: &mut SqliteConnection, id: i64) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM flow_runs WHERE id = ?1) OR EXISTS (SELECT 1 FROM runs WHERE id = ?1)",

@@ -237,6 +237,11 @@ impl JournalFile {
         format!("{}-{}-{}.jsonl", self.writer, self.started, self.seq)
     }
 
+    /// Its writer, for what holds across the writer's files.
+    fn writer_key(&self) -> String {
+        format!("{}-{}", self.writer, self.started)
+    }
+
     fn parse(name: &str) -> Option<JournalFile> {
         let mut parts = name.strip_suffix(".jsonl")?.split('-');
         let file = JournalFile {
@@ -560,15 +565,26 @@ mod tests {
             "the step's row follows its run: {going:?}"
         );
         assert_eq!(store.run(named).await.unwrap().unwrap().job, "nightly");
-        // The step ends after the fold: its row is written again.
+        // The writer goes on in its next file; the step ends there: its
+        // row is written again, under the ids the fold gave.
+        let first = file_of(dir.path(), std::process::id());
+        while first.exists() && std::fs::metadata(&first).unwrap().len() < ROTATE_AT {
+            journal.record_notification(&delivery(step_run)).unwrap();
+        }
         run.state.progress.steps[0] = crate::flow::StepState::Ended(crate::flow::Known::Success);
         journal
             .save_flow(&crate::store::FlowSave::of(&run, &[0]))
             .unwrap();
         store.fold_journal().await.unwrap();
 
+        assert!(!first.exists(), "the first file is folded and gone");
         let old = store.flow_run(old_flow).await.unwrap().unwrap();
         assert_eq!(old.flow, "old", "the flow run already there is kept");
+        assert_eq!(
+            old.state.progress.steps[0],
+            crate::flow::StepState::Waiting,
+            "and nothing of the new one lands on it"
+        );
         let new = store.flow_history(Some("new"), 1).await.unwrap();
         let new = &new[0];
         assert!(new.id > old_run);
