@@ -16,6 +16,7 @@ pub mod exec;
 pub mod exit;
 pub mod flow;
 pub mod inflight;
+pub mod live;
 pub mod lock;
 pub mod notify;
 pub mod process;

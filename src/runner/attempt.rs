@@ -109,6 +109,7 @@ impl Runner {
                 capture_max: job.capture_max,
                 error_lines: job.error_lines,
                 unmailable: job.unmailable.clone(),
+                live: self.live.clone(),
             },
             batches,
             exit_rx,

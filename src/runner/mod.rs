@@ -26,6 +26,7 @@ use crate::capture;
 use crate::config::Job;
 pub use crate::exec::StopReason;
 use crate::flow::Place;
+use crate::live::Live;
 use crate::notify::{Moment, Notifier};
 use crate::report::{Report, RunHeader, Status, Trigger};
 use crate::route::Router;
@@ -103,6 +104,8 @@ pub struct Runner {
     gate: Arc<Gate>,
     active: Arc<Active>,
     notifier: Notifier,
+    /// Where runs' starts, progress and ends are told to watchers.
+    live: Live,
     /// Said as warnings of every run (a configuration `exec` could not use).
     notes: Arc<[String]>,
 }
@@ -126,6 +129,7 @@ impl Runner {
             started: crate::process::start_time(std::process::id()),
             gate: Arc::new(Gate::new(max_parallel)),
             active: Arc::default(),
+            live: Live::default(),
             notes: Arc::default(),
         }
     }
@@ -174,7 +178,12 @@ impl Runner {
         &self.recorder
     }
 
-    /// The triggers' deliverer.
+    /// Where its runs are told to watchers.
+    pub fn live(&self) -> &Live {
+        &self.live
+    }
+
+    /// Delivers the triggers of its runs.
     pub fn notifier(&self) -> &Notifier {
         &self.notifier
     }

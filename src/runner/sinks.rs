@@ -1,5 +1,5 @@
 //! The sinks of one attempt — the report fold, the log4rs router, the
-//! capture file — fed every batch of events in order.
+//! capture file, the live watchers — fed every batch of events in order.
 //!
 //! They run on a thread of their own, named after the run, so file writes
 //! never block the async workers, the MDC is set once, and a run that
@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::capture::Capture;
 use crate::event::RunEvent;
+use crate::live::Live;
 use crate::report::fold::RunHeader;
 use crate::report::{Exit, Report, ReportBuilder, Status};
 use crate::route::Router;
@@ -26,6 +27,8 @@ pub(super) struct SinkPolicy {
     pub error_lines: usize,
     /// Why a run that fails or warns cannot be mailed as `mailto` asks.
     pub unmailable: Option<String>,
+    /// Where its start, progress and end are told to watchers.
+    pub live: Live,
 }
 
 /// The sinks of one attempt: the report fold, the log4rs router, the
@@ -37,12 +40,15 @@ pub(super) struct Sinks {
     fold: ReportBuilder,
     warning_codes: Vec<i32>,
     unmailable: Option<String>,
+    live: Live,
 }
 
 impl Sinks {
     fn open(router: Router, header: RunHeader, policy: SinkPolicy) -> Sinks {
         router.started(header.trigger);
+        policy.live.run_started(&header);
         Sinks {
+            live: policy.live,
             capture: Capture::open(&header.capture, header.attempt, policy.capture_max),
             router,
             header,
@@ -57,6 +63,9 @@ impl Sinks {
         for event in batch {
             self.fold.apply(event);
             self.router.event(event);
+            if let RunEvent::Progress(progress) = event {
+                self.live.progress(&self.header, progress);
+            }
         }
         self.capture.batch(batch);
     }
@@ -104,6 +113,7 @@ impl Sinks {
         }
         let run_id = report.run_id;
         self.router.finished(&report);
+        self.live.run_ended(&report);
         // What failed since (saying the failures, the closing records) is
         // not counted anywhere: dropped, so nothing builds up.
         crate::route::take_failures(run_id);

@@ -16,6 +16,7 @@ mod hostile;
 mod http;
 mod import;
 mod layers;
+mod live;
 mod memory;
 mod next;
 mod policy;

@@ -4,6 +4,7 @@
 //! needs the bearer token from the daemon's card in the state directory.
 //! Errors map to HTTP in one place, [`ApiError`]'s `IntoResponse`.
 
+mod events;
 mod listener;
 
 pub use listener::MAX_CONNECTIONS;
@@ -182,6 +183,8 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
         .route("/api/reload", post(reload))
         .route("/api/flows/{name}/start", post(start_flow))
         .route("/api/flow-runs/{id}/{action}", post(flow_command))
+        .route("/api/events", get(events::events))
+        .layer(axum::Extension(events::Stopping(stop.clone())))
         .with_state(shared);
     // On loopback (the default), only loopback names are answered.
     let app = match listener.local_addr() {

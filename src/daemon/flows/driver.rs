@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::{Command, StepDone};
 use crate::daemon::Shared;
 use crate::flow::{Action, Known, Move, Place, Plan};
+use crate::live::LiveEvent;
 use crate::notify::{FlowNews, Moment};
 use crate::report::Trigger;
 use crate::route::{Escaped, FlowLog};
@@ -52,6 +53,28 @@ impl<'s> Driver<'s> {
             done,
             none_written: false,
             changed: Vec::new(),
+        }
+    }
+
+    /// Says a move on `flows::status` and to live watchers, with the
+    /// step it concerns.
+    fn say(&self, level: Level, step: Option<&str>, what: std::fmt::Arguments<'_>) {
+        self.log.status(level, what);
+        self.tell_live(step, what);
+    }
+
+    /// Tells live watchers of a move, with the step it concerns.
+    fn tell_live(&self, step: Option<&str>, what: std::fmt::Arguments<'_>) {
+        let live = self.shared.runner.live();
+        if live.watched() {
+            live.publish(LiveEvent::Flow {
+                flow_run_id: self.run.id,
+                flow: self.run.flow.clone(),
+                status: self.run.status,
+                step: step.map(str::to_string),
+                what: what.to_string(),
+                at: Utc::now(),
+            });
         }
     }
 
@@ -174,16 +197,18 @@ impl<'s> Driver<'s> {
                     Action::Job(job) => job.as_str(),
                     Action::Hold(_) => "",
                 };
-                self.log.status(
+                self.say(
                     Level::Info,
+                    Some(&plan.steps[*i].name),
                     format_args!(
                         "step `{}` started: run #{run} of job `{job}`",
                         plan.steps[*i].name
                     ),
                 );
             }
-            Move::Skip(i, why) => self.log.status(
+            Move::Skip(i, why) => self.say(
                 Level::Info,
+                Some(&plan.steps[*i].name),
                 format_args!("step `{}` skipped: {why}", plan.steps[*i].name),
             ),
             Move::Hold(i) => {
@@ -191,8 +216,9 @@ impl<'s> Driver<'s> {
                     Action::Hold(text) => text.as_str(),
                     Action::Job(_) => "",
                 };
-                self.log.status(
+                self.say(
                     Level::Warn,
+                    Some(&plan.steps[*i].name),
                     format_args!(
                         "held at step `{}`: {}; go on with `overnight flow resume {id}`",
                         plan.steps[*i].name,
@@ -227,8 +253,11 @@ impl<'s> Driver<'s> {
                 "step `{}` of flow `{}`: job `{job_name}` is no longer in the jobs file",
                 step.name, self.run.flow
             );
-            self.log
-                .status(Level::Error, format_args!("{}", Escaped(&why)));
+            self.say(
+                Level::Error,
+                Some(&step.name),
+                format_args!("{}", Escaped(&why)),
+            );
             let job = config.adhoc_job(job_name.clone(), Vec::new());
             let shared = Arc::clone(self.shared);
             tokio::spawn(async move {
@@ -319,13 +348,15 @@ impl<'s> Driver<'s> {
             Known::Warning => Level::Warn,
             _ => Level::Info,
         };
-        self.log.status(
+        self.say(
             level,
+            Some(&name),
             format_args!("step `{name}` ended {} (run #{run})", done.known.word()),
         );
         if stops {
-            self.log.status(
+            self.say(
                 Level::Warn,
+                Some(&name),
                 format_args!(
                     "held at step `{name}`: it ended {}; go on with `overnight flow resume {id}`, `retry {id} {name}`, `skip {id} {name}` or `abort {id}`",
                     done.known.word(),
@@ -348,8 +379,9 @@ impl<'s> Driver<'s> {
             }
         };
         self.save(&changed).await?;
-        self.log.status(
+        self.say(
             Level::Info,
+            op.step(),
             format_args!("{} by {}", op.done(), Escaped(&who)),
         );
         let _ = answer.send(Ok(self.run.clone()));
@@ -378,8 +410,7 @@ impl<'s> Driver<'s> {
             step: None,
             who: "overnight".into(),
         });
-        self.log
-            .status(Level::Error, format_args!("{why}; aborted"));
+        self.say(Level::Error, None, format_args!("{why}; aborted"));
         let all: Vec<usize> = (0..self.plan.steps.len()).collect();
         self.save(&all).await
     }
@@ -416,6 +447,10 @@ impl<'s> Driver<'s> {
         self.run.finished_at = Some(Utc::now());
         self.save(&[]).await?;
         self.log.ended(&self.run);
+        self.tell_live(
+            None,
+            format_args!("flow run #{} ended {}", self.run.id, self.run.status),
+        );
         self.tell(Moment::Final).await;
         let dir = self
             .shared

@@ -179,6 +179,14 @@ impl Shared {
             Level::Info,
             format_args!("flow run #{id} started ({})", trigger.as_str()),
         );
+        self.runner.live().publish(crate::live::LiveEvent::Flow {
+            flow_run_id: id,
+            flow: run.flow.clone(),
+            status: run.status,
+            step: None,
+            what: format!("flow run #{id} started ({})", trigger.as_str()),
+            at: run.started_at,
+        });
         self.drive(run, commands);
         Ok(FlowStart::Started(id))
     }

@@ -1,0 +1,223 @@
+//! What happens now, for whoever watches: runs starting, moving on and
+//! ending, flow runs' steps and holds (DESIGN §3, the `live` sink; §9).
+//!
+//! One bounded broadcast per process. Publishing never waits and costs
+//! next to nothing with no one watching; a watcher that falls behind is
+//! not waited for either: it is told how many events it missed. Lines of
+//! output are not here — a follower reads them from the run's capture
+//! file — so a job printing millions of lines puts nothing on this
+//! channel but its progress.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::event::Progress;
+use crate::flow::progress::FlowStatus;
+use crate::report::fold::RunHeader;
+use crate::report::{Report, Status};
+
+/// How many events a watcher may fall behind before it misses some.
+const BEHIND: usize = 4096;
+
+/// One thing that happened, as watchers see it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LiveEvent {
+    /// A run started (each attempt).
+    RunStarted {
+        /// The run.
+        run_id: i64,
+        /// Its job.
+        job: String,
+        /// Its attempt, from 1.
+        attempt: u32,
+        /// What started it.
+        trigger: &'static str,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A run said how far it has come.
+    Progress {
+        /// The run.
+        run_id: i64,
+        /// Its job.
+        job: String,
+        /// Percent done, when it said.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        percent: Option<f64>,
+        /// What it is doing.
+        message: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A run's attempt ended.
+    RunEnded {
+        /// The run.
+        run_id: i64,
+        /// Its job.
+        job: String,
+        /// Its attempt.
+        attempt: u32,
+        /// How it ended.
+        status: Status,
+        /// Its summary.
+        summary: String,
+        /// How long it took.
+        duration_ms: i64,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A flow run moved: started, a step started, ended, skipped or held,
+    /// an operator acted, it ended.
+    Flow {
+        /// The flow run.
+        flow_run_id: i64,
+        /// Its flow.
+        flow: String,
+        /// Its status after the move.
+        status: FlowStatus,
+        /// The step it concerns, if one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        step: Option<String>,
+        /// What happened, as `flows::status` says it.
+        what: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+}
+
+impl LiveEvent {
+    /// Its kind, as its `event` field and its SSE event name say it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LiveEvent::RunStarted { .. } => "run_started",
+            LiveEvent::Progress { .. } => "progress",
+            LiveEvent::RunEnded { .. } => "run_ended",
+            LiveEvent::Flow { .. } => "flow",
+        }
+    }
+}
+
+/// An event with its number: watchers resume after the last they saw.
+#[derive(Clone, Debug)]
+pub struct Numbered {
+    /// Its number in this process, from 1.
+    pub id: u64,
+    /// The event.
+    pub event: Arc<LiveEvent>,
+}
+
+/// The process's live events.
+#[derive(Clone, Debug)]
+pub struct Live {
+    sender: broadcast::Sender<Numbered>,
+    next: Arc<AtomicU64>,
+}
+
+impl Default for Live {
+    fn default() -> Live {
+        Live {
+            sender: broadcast::Sender::new(BEHIND),
+            next: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+impl Live {
+    /// Whether anyone watches: an event worth some work to make need
+    /// not be made otherwise.
+    pub fn watched(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
+    /// Says `event` to whoever watches now.
+    pub fn publish(&self, event: LiveEvent) {
+        if !self.watched() {
+            return;
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let _ = self.sender.send(Numbered {
+            id,
+            event: Arc::new(event),
+        });
+    }
+
+    /// Everything published from now on.
+    pub fn watch(&self) -> broadcast::Receiver<Numbered> {
+        self.sender.subscribe()
+    }
+
+    /// A run's attempt started.
+    pub fn run_started(&self, header: &RunHeader) {
+        self.publish(LiveEvent::RunStarted {
+            run_id: header.run_id,
+            job: header.job.clone(),
+            attempt: header.attempt,
+            trigger: header.trigger.as_str(),
+            at: header.started_at,
+        });
+    }
+
+    /// A run said how far it has come.
+    pub fn progress(&self, header: &RunHeader, progress: &Progress) {
+        self.publish(LiveEvent::Progress {
+            run_id: header.run_id,
+            job: header.job.clone(),
+            percent: progress.percent,
+            message: progress.message.clone(),
+            at: progress.at,
+        });
+    }
+
+    /// A run's attempt ended.
+    pub fn run_ended(&self, report: &Report) {
+        self.publish(LiveEvent::RunEnded {
+            run_id: report.run_id,
+            job: report.job.clone(),
+            attempt: report.attempt,
+            status: report.status,
+            summary: report.summary.clone(),
+            duration_ms: report.duration_ms as i64,
+            at: report.finished_at,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(n: i64) -> LiveEvent {
+        LiveEvent::Flow {
+            flow_run_id: n,
+            flow: "f".into(),
+            status: FlowStatus::Running,
+            step: None,
+            what: "moved".into(),
+            at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn watchers_get_events_in_order_and_a_slow_one_is_told_what_it_missed() {
+        let live = Live::default();
+        live.publish(flow(0)); // no one watches: nothing kept
+        let mut watcher = live.watch();
+        for n in 1..=3 {
+            live.publish(flow(n));
+        }
+        let ids: Vec<u64> = (0..3).map(|_| watcher.try_recv().unwrap().id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        for n in 0..(BEHIND as i64 + 10) {
+            live.publish(flow(n));
+        }
+        match watcher.try_recv() {
+            Err(broadcast::error::TryRecvError::Lagged(missed)) => assert_eq!(missed, 10),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The live stream (`GET /api/events`, DESIGN §9): runs starting, moving
+//! on and ending, and flow runs' moves, as a real client reads them from a
+//! real daemon.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use overnight::daemon::info::DaemonInfo;
+use overnight::schedule::clock::SystemClock;
+
+use crate::helper::{Sandbox, TestDaemon, text};
+
+/// An SSE client of `/api/events`: each event as (name, JSON data).
+struct Watcher {
+    response: reqwest::Response,
+    pending: String,
+}
+
+impl Watcher {
+    async fn connect(daemon: &TestDaemon) -> Watcher {
+        let card = DaemonInfo::read(&daemon.state_dir).expect("the daemon's card");
+        let client = overnight::exec::http::client_builder().build().unwrap();
+        let response = client
+            .get(format!("http://{}/api/events", card.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let kind = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(kind.starts_with("text/event-stream"), "{kind}");
+        Watcher {
+            response,
+            pending: String::new(),
+        }
+    }
+
+    /// The next event, keep-alive comments aside.
+    async fn next(&mut self) -> (String, serde_json::Value) {
+        loop {
+            if let Some(end) = self.pending.find("\n\n") {
+                let block: String = self.pending.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                        .map(|v| v.trim_start().to_string())
+                };
+                if let (Some(event), Some(data)) = (field("event"), field("data")) {
+                    return (event, serde_json::from_str(&data).unwrap());
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.response.chunk())
+                .await
+                .expect("an event within 30 s")
+                .unwrap()
+                .expect("the stream goes on");
+            self.pending.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Events until `last` says the end has come, all of them.
+    async fn until(
+        &mut self,
+        last: impl Fn(&str, &serde_json::Value) -> bool,
+    ) -> Vec<(String, serde_json::Value)> {
+        let mut seen = Vec::new();
+        loop {
+            let (event, data) = self.next().await;
+            let done = last(&event, &data);
+            seen.push((event, data));
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watcher_sees_runs_start_move_on_and_end_and_flows_move() {
+    let file = "\
+jobs:
+  loader:
+    command: 'echo loading; echo ::progress::50% halfway; sleep 0.2; echo ::progress::100% done'
+  tidy: {command: 'true'}
+flows:
+  nightly:
+    steps:
+      load: { job: loader }
+      tidy: { job: tidy, after: load }
+";
+    let daemon = TestDaemon::start_in(Sandbox::new(), file, Arc::new(SystemClock)).await;
+    let mut watcher = Watcher::connect(&daemon).await;
+    let out = daemon.sandbox.run(&["run", "loader"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let seen = watcher.until(|event, _| event == "run_ended").await;
+    let kinds: Vec<&str> = seen.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(kinds, ["run_started", "progress", "progress", "run_ended"]);
+    let run_id = &seen[0].1["run_id"];
+    assert!(
+        seen.iter()
+            .all(|(_, d)| &d["run_id"] == run_id && d["job"] == "loader")
+    );
+    assert_eq!(seen[1].1["percent"], 50.0);
+    assert_eq!(seen[1].1["message"], "halfway");
+    assert_eq!(seen[3].1["status"], "success");
+
+    let out = daemon.sandbox.run(&["flow", "start", "nightly"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let seen = watcher
+        .until(|event, data| {
+            event == "flow"
+                && data["what"].as_str().unwrap_or("").contains(" ended ")
+                && data["step"].is_null()
+        })
+        .await;
+    let flow: Vec<String> = seen
+        .iter()
+        .filter(|(e, _)| e == "flow")
+        .map(|(_, d)| d["what"].as_str().unwrap().to_string())
+        .collect();
+    assert!(flow[0].ends_with("started (manual)"), "{flow:?}");
+    assert!(
+        flow.iter()
+            .any(|w| w.starts_with("step `load` started: run #")),
+        "{flow:?}"
+    );
+    assert!(
+        flow.iter()
+            .any(|w| w.starts_with("step `tidy` ended success")),
+        "{flow:?}"
+    );
+    assert!(flow.last().unwrap().ends_with("ended success"), "{flow:?}");
+    let last = &seen.last().unwrap().1;
+    assert_eq!(last["status"], "success");
+    assert_eq!(last["flow"], "nightly");
+    // The daemon stops with a watcher still connected.
+    tokio::time::timeout(Duration::from_secs(20), daemon.stop())
+        .await
+        .expect("the daemon stops while a watcher follows");
+}
