@@ -8,12 +8,13 @@
 //! file — so a job printing millions of lines puts nothing on this
 //! channel but its progress.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::event::Progress;
 use crate::flow::progress::FlowStatus;
@@ -111,11 +112,14 @@ pub struct Numbered {
     pub event: Arc<LiveEvent>,
 }
 
-/// The process's live events.
+/// The process's live events, and its running runs' output growing.
 #[derive(Clone, Debug)]
 pub struct Live {
     sender: broadcast::Sender<Numbered>,
     next: Arc<AtomicU64>,
+    /// Each running attempt's count of batches written to its capture
+    /// file: a follower waits on it instead of looking again and again.
+    outputs: Arc<Mutex<HashMap<i64, watch::Sender<u64>>>>,
 }
 
 impl Default for Live {
@@ -123,6 +127,37 @@ impl Default for Live {
         Live {
             sender: broadcast::Sender::new(BEHIND),
             next: Arc::new(AtomicU64::new(1)),
+            outputs: Arc::default(),
+        }
+    }
+}
+
+/// A running attempt's tap on its output: tells followers the capture
+/// file grew; gone with the attempt.
+#[derive(Debug)]
+pub struct OutputTap {
+    run_id: i64,
+    grew: watch::Sender<u64>,
+    outputs: Arc<Mutex<HashMap<i64, watch::Sender<u64>>>>,
+}
+
+impl OutputTap {
+    /// The capture file grew (a batch of lines is written and flushed).
+    pub fn grew(&self) {
+        if self.grew.receiver_count() > 0 {
+            self.grew.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+impl Drop for OutputTap {
+    fn drop(&mut self) {
+        let mut outputs = self.outputs.lock().expect("outputs");
+        if outputs
+            .get(&self.run_id)
+            .is_some_and(|s| s.same_channel(&self.grew))
+        {
+            outputs.remove(&self.run_id);
         }
     }
 }
@@ -149,6 +184,28 @@ impl Live {
     /// Everything published from now on.
     pub fn watch(&self) -> broadcast::Receiver<Numbered> {
         self.sender.subscribe()
+    }
+
+    /// The tap a running attempt of run `run_id` tells its output's
+    /// growth through.
+    pub fn output_tap(&self, run_id: i64) -> OutputTap {
+        let grew = watch::Sender::new(0);
+        self.outputs
+            .lock()
+            .expect("outputs")
+            .insert(run_id, grew.clone());
+        OutputTap {
+            run_id,
+            grew,
+            outputs: Arc::clone(&self.outputs),
+        }
+    }
+
+    /// Run `run_id`'s output growing, while an attempt of it runs in this
+    /// process; the receiver ends with the attempt.
+    pub fn output(&self, run_id: i64) -> Option<watch::Receiver<u64>> {
+        let outputs = self.outputs.lock().expect("outputs");
+        outputs.get(&run_id).map(watch::Sender::subscribe)
     }
 
     /// A run's attempt started.

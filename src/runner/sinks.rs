@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::capture::Capture;
 use crate::event::RunEvent;
-use crate::live::Live;
+use crate::live::{Live, OutputTap};
 use crate::report::fold::RunHeader;
 use crate::report::{Exit, Report, ReportBuilder, Status};
 use crate::route::Router;
@@ -41,6 +41,7 @@ pub(super) struct Sinks {
     warning_codes: Vec<i32>,
     unmailable: Option<String>,
     live: Live,
+    tap: OutputTap,
 }
 
 impl Sinks {
@@ -48,6 +49,7 @@ impl Sinks {
         router.started(header.trigger);
         policy.live.run_started(&header);
         Sinks {
+            tap: policy.live.output_tap(header.run_id),
             live: policy.live,
             capture: Capture::open(&header.capture, header.attempt, policy.capture_max),
             router,
@@ -68,6 +70,7 @@ impl Sinks {
             }
         }
         self.capture.batch(batch);
+        self.tap.grew();
     }
 
     /// The report, once the executor has ended with `exit`.

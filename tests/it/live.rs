@@ -18,13 +18,19 @@ struct Watcher {
 
 impl Watcher {
     async fn connect(daemon: &TestDaemon) -> Watcher {
+        Watcher::of(daemon, "/api/events", None).await
+    }
+
+    /// A client of the SSE stream at `path`, resuming after
+    /// `last_event_id` if given.
+    async fn of(daemon: &TestDaemon, path: &str, last_event_id: Option<&str>) -> Watcher {
         let card = DaemonInfo::read(&daemon.state_dir).expect("the daemon's card");
         let client = overnight::exec::http::client_builder().build().unwrap();
-        let response = client
-            .get(format!("http://{}/api/events", card.addr))
-            .send()
-            .await
-            .unwrap();
+        let mut request = client.get(format!("http://{}{path}", card.addr));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200);
         let kind = response.headers()["content-type"]
             .to_str()
@@ -39,6 +45,12 @@ impl Watcher {
 
     /// The next event, keep-alive comments aside.
     async fn next(&mut self) -> (String, serde_json::Value) {
+        let (event, _, data) = self.next_with_id().await;
+        (event, data)
+    }
+
+    /// The next event with its id.
+    async fn next_with_id(&mut self) -> (String, Option<String>, serde_json::Value) {
         loop {
             if let Some(end) = self.pending.find("\n\n") {
                 let block: String = self.pending.drain(..end + 2).collect();
@@ -49,7 +61,7 @@ impl Watcher {
                         .map(|v| v.trim_start().to_string())
                 };
                 if let (Some(event), Some(data)) = (field("event"), field("data")) {
-                    return (event, serde_json::from_str(&data).unwrap());
+                    return (event, field("id"), serde_json::from_str(&data).unwrap());
                 }
                 continue;
             }
@@ -141,4 +153,77 @@ flows:
     tokio::time::timeout(Duration::from_secs(20), daemon.stop())
         .await
         .expect("the daemon stops while a watcher follows");
+}
+
+/// A run's output through `/api/runs/{id}/output`: from the start, live
+/// as the job writes, to an `end` with its status; again from where a
+/// client left off (`Last-Event-ID`), nothing missed and nothing twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_reads_a_runs_output_live_and_resumes_where_it_left_off() {
+    let sb = Sandbox::new();
+    let gate = sb.path().join("gate");
+    let file = format!(
+        "jobs:\n  slow:\n    command: 'echo one; echo two >&2; echo three; while [ ! -e {} ]; do sleep 0.05; done; echo four; echo five'\n",
+        gate.display()
+    );
+    let daemon = TestDaemon::start_in(sb, &file, Arc::new(SystemClock)).await;
+    let mut run = daemon.sandbox.command(&["run", "slow"]).spawn().unwrap();
+    let id = crate::helper::wait_for(Duration::from_secs(30), "the run", || async {
+        crate::helper::runs(&daemon.state_dir)
+            .await
+            .into_iter()
+            .find(|r| r.job == "slow")
+            .map(|r| r.id)
+    })
+    .await;
+    let path = format!("/api/runs/{id}/output?follow=1");
+    let mut follower = Watcher::of(&daemon, &path, None).await;
+    let mut lines = Vec::new();
+    for _ in 0..3 {
+        let (event, offset, data) = follower.next_with_id().await;
+        assert_eq!(event, "line");
+        lines.push((offset.unwrap(), data));
+    }
+    // Two pipes read side by side: `two` may come in any place.
+    let mut texts: Vec<&str> = lines
+        .iter()
+        .map(|(_, d)| d["text"].as_str().unwrap())
+        .collect();
+    texts.sort_unstable();
+    assert_eq!(texts, ["one", "three", "two"]);
+    let two = lines.iter().find(|(_, d)| d["text"] == "two").unwrap();
+    assert_eq!(two.1["stream"], "err");
+    std::fs::write(&gate, "").unwrap();
+    let rest = follower.until(|event, _| event == "end").await;
+    let rest: Vec<String> = rest
+        .iter()
+        .map(|(e, d)| match e.as_str() {
+            "line" => d["text"].as_str().unwrap().to_string(),
+            _ => format!("{e}: {}", d["status"]),
+        })
+        .collect();
+    assert_eq!(rest, ["four", "five", "end: \"success\""]);
+    assert!(run.wait().unwrap().success());
+
+    // Left off after the second line: the rest, once each, then the end.
+    let path = format!("/api/runs/{id}/output");
+    let mut again = Watcher::of(&daemon, &path, Some(&lines[1].0)).await;
+    let seen = again.until(|event, _| event == "end").await;
+    let texts: Vec<&str> = seen
+        .iter()
+        .filter(|(e, _)| e == "line")
+        .map(|(_, d)| d["text"].as_str().unwrap())
+        .collect();
+    let third = lines[2].1["text"].as_str().unwrap();
+    assert_eq!(texts, [third, "four", "five"]);
+
+    let card = DaemonInfo::read(&daemon.state_dir).unwrap();
+    let client = overnight::exec::http::client_builder().build().unwrap();
+    let missing = client
+        .get(format!("http://{}/api/runs/999999/output", card.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    daemon.stop().await;
 }

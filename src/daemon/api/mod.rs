@@ -6,6 +6,7 @@
 
 mod events;
 mod listener;
+mod output;
 
 pub use listener::MAX_CONNECTIONS;
 
@@ -56,6 +57,9 @@ pub enum ApiError {
     /// No flow run of that id.
     #[error("there is no flow run #{0}; `overnight flow history` lists them")]
     UnknownFlowRun(i64),
+    /// No run of that id.
+    #[error("there is no run #{0}; `overnight history` lists them")]
+    UnknownRun(i64),
     /// No flow of that name.
     #[error("no flow named `{0}` in the jobs file")]
     UnknownFlow(String),
@@ -73,9 +77,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::UnknownJob(_) | ApiError::UnknownFlow(_) | ApiError::UnknownFlowRun(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::UnknownJob(_)
+            | ApiError::UnknownFlow(_)
+            | ApiError::UnknownFlowRun(_)
+            | ApiError::UnknownRun(_) => StatusCode::NOT_FOUND,
             ApiError::NotRun { .. } | ApiError::Refused { .. } => StatusCode::CONFLICT,
             ApiError::Store(_) | ApiError::Run(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -184,6 +189,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
         .route("/api/flows/{name}/start", post(start_flow))
         .route("/api/flow-runs/{id}/{action}", post(flow_command))
         .route("/api/events", get(events::events))
+        .route("/api/runs/{id}/output", get(output::output))
         .layer(axum::Extension(events::Stopping(stop.clone())))
         .with_state(shared);
     // On loopback (the default), only loopback names are answered.
