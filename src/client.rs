@@ -118,6 +118,31 @@ impl Client {
         }
     }
 
+    /// The daemon's SSE stream at `path` (`/api/events`, a run's output),
+    /// resumed after the event `last_event_id` if given.
+    pub async fn stream(
+        &self,
+        path: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<SseReader, ClientError> {
+        let mut request = self.http.get(format!("http://{}{path}", self.info.addr));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let answer = request.send().await.map_err(|e| self.unreachable(e))?;
+        let status = answer.status();
+        if !status.is_success() {
+            return Err(match answer.json::<ErrorBody>().await {
+                Ok(body) => ClientError::Refused(body.error),
+                Err(_) => ClientError::Refused(status.to_string()),
+            });
+        }
+        Ok(SseReader {
+            response: answer,
+            pending: String::new(),
+        })
+    }
+
     fn unreachable(&self, source: reqwest::Error) -> ClientError {
         ClientError::Unreachable {
             addr: self.info.addr,
@@ -125,4 +150,68 @@ impl Client {
             source,
         }
     }
+}
+
+/// One event of an SSE stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    /// Its name (`event:`), `message` when it gave none.
+    pub event: String,
+    /// Its id, if it gave one.
+    pub id: Option<String>,
+    /// Its data, its lines joined.
+    pub data: String,
+}
+
+/// Reads a Server-Sent Events stream, event by event.
+#[derive(Debug)]
+pub struct SseReader {
+    response: reqwest::Response,
+    pending: String,
+}
+
+impl SseReader {
+    /// The next event (comments and keep-alives aside); `None` when the
+    /// stream has ended.
+    pub async fn next(&mut self) -> Result<Option<SseEvent>, reqwest::Error> {
+        loop {
+            while let Some(end) = self.pending.find("\n\n") {
+                let block: String = self.pending.drain(..end + 2).collect();
+                if let Some(event) = parse_event(&block) {
+                    return Ok(Some(event));
+                }
+            }
+            match self.response.chunk().await? {
+                Some(chunk) => self.pending.push_str(&String::from_utf8_lossy(&chunk)),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// An event of its lines; `None` for a comment or keep-alive.
+fn parse_event(block: &str) -> Option<SseEvent> {
+    let mut event = SseEvent {
+        event: "message".into(),
+        id: None,
+        data: String::new(),
+    };
+    let mut has_data = false;
+    for line in block.lines() {
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => event.event = value.to_string(),
+            "id" => event.id = Some(value.to_string()),
+            "data" => {
+                if has_data {
+                    event.data.push('\n');
+                }
+                event.data.push_str(value);
+                has_data = true;
+            }
+            _ => {}
+        }
+    }
+    has_data.then_some(event)
 }

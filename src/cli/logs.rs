@@ -1,7 +1,9 @@
 //! `overnight logs (RUN_ID|JOB) [-f]`: a run's captured output.
 //!
 //! Reads the run's capture file; with `-f`, follows it like `tail -f` while
-//! the run is `running` in the store, and stops when it ends.
+//! the run is `running`, and stops when it ends: through the daemon's
+//! stream of the run's output when a daemon runs (woken as the job
+//! writes), else by looking at the file and the store.
 
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -9,6 +11,7 @@ use std::time::Duration;
 
 use super::{CliError, ConfigArg, open_store};
 use crate::capture;
+use crate::client::Client;
 use crate::exit::Outcome;
 use crate::status::Status;
 use crate::store::{RunRecord, Store};
@@ -45,11 +48,23 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         Some(p) if !p.contains('\u{fffd}') => PathBuf::from(p),
         _ => capture::path_for(&state_dir, &run.job, run.id),
     };
-    let Some(file) = wait_for_file(&path, &store, run.id, args.follow).await? else {
+    let mut from = 0;
+    if args.follow
+        && run.status == Status::Running
+        && let Some(daemon) = Client::find(&state_dir)
+    {
+        match through_daemon(&daemon, run.id, args.timestamps).await {
+            Ok(()) => return Ok(Outcome::Success),
+            Err(offset) => from = offset,
+        }
+    }
+    let Some(mut file) = wait_for_file(&path, &store, run.id, args.follow).await? else {
         // The file is made at the first line.
         eprintln!("run #{} of `{}` has printed nothing", run.id, run.job);
         return Ok(Outcome::Success);
     };
+    file.seek(SeekFrom::Start(from))
+        .map_err(|e| read_error(&path, e))?;
     let mut reader = BufReader::new(file);
     let mut out = std::io::stdout().lock();
     let mut line = String::new();
@@ -179,10 +194,53 @@ fn read_error(path: &std::path::Path, e: std::io::Error) -> CliError {
 }
 
 fn print_line(out: &mut impl Write, raw: &str, timestamps: bool) {
-    let line = capture::parse_line(raw);
+    print_parts(out, &capture::parse_line(raw), timestamps);
+}
+
+fn print_parts(out: &mut impl Write, line: &capture::CapturedLine<'_>, timestamps: bool) {
     let _ = if timestamps {
         writeln!(out, "{} {} {}", line.at, line.stream, line.text)
     } else {
         writeln!(out, "{}", line.text)
     };
+}
+
+/// Follows run `id` through the daemon's stream of its output until the
+/// run ends; if the daemon stops answering first, the offset read to, for
+/// the file to go on from.
+async fn through_daemon(daemon: &Client, id: i64, timestamps: bool) -> Result<(), u64> {
+    let path = format!("/api/runs/{id}/output?follow=1");
+    let mut stream = daemon.stream(&path, None).await.map_err(|_| 0u64)?;
+    let mut offset = 0;
+    loop {
+        let event = match stream.next().await {
+            Ok(Some(event)) => event,
+            Ok(None) | Err(_) => {
+                eprintln!("the daemon stopped answering; following the file");
+                return Err(offset);
+            }
+        };
+        match event.event.as_str() {
+            "line" => {
+                let Ok(line) = serde_json::from_str::<serde_json::Value>(&event.data) else {
+                    continue;
+                };
+                let field = |name: &str| line[name].as_str().unwrap_or_default().to_string();
+                let (at, stream, text) = (field("at"), field("stream"), field("text"));
+                let parts = capture::CapturedLine {
+                    at: &at,
+                    stream: &stream,
+                    text: &text,
+                };
+                let mut out = std::io::stdout().lock();
+                print_parts(&mut out, &parts, timestamps);
+                let _ = out.flush();
+                if let Some(after) = event.id.and_then(|i| i.parse().ok()) {
+                    offset = after;
+                }
+            }
+            "end" => return Ok(()),
+            _ => {}
+        }
+    }
 }

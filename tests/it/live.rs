@@ -10,10 +10,9 @@ use overnight::schedule::clock::SystemClock;
 
 use crate::helper::{Sandbox, TestDaemon, text};
 
-/// An SSE client of `/api/events`: each event as (name, JSON data).
+/// An SSE client of the daemon: each event as (name, JSON data).
 struct Watcher {
-    response: reqwest::Response,
-    pending: String,
+    reader: overnight::client::SseReader,
 }
 
 impl Watcher {
@@ -24,26 +23,12 @@ impl Watcher {
     /// A client of the SSE stream at `path`, resuming after
     /// `last_event_id` if given.
     async fn of(daemon: &TestDaemon, path: &str, last_event_id: Option<&str>) -> Watcher {
-        let card = DaemonInfo::read(&daemon.state_dir).expect("the daemon's card");
-        let client = overnight::exec::http::client_builder().build().unwrap();
-        let mut request = client.get(format!("http://{}{path}", card.addr));
-        if let Some(id) = last_event_id {
-            request = request.header("Last-Event-ID", id);
-        }
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        let kind = response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .to_string();
-        assert!(kind.starts_with("text/event-stream"), "{kind}");
-        Watcher {
-            response,
-            pending: String::new(),
-        }
+        let client = overnight::client::Client::find(&daemon.state_dir).expect("the daemon");
+        let reader = client.stream(path, last_event_id).await.unwrap();
+        Watcher { reader }
     }
 
-    /// The next event, keep-alive comments aside.
+    /// The next event.
     async fn next(&mut self) -> (String, serde_json::Value) {
         let (event, _, data) = self.next_with_id().await;
         (event, data)
@@ -51,27 +36,13 @@ impl Watcher {
 
     /// The next event with its id.
     async fn next_with_id(&mut self) -> (String, Option<String>, serde_json::Value) {
-        loop {
-            if let Some(end) = self.pending.find("\n\n") {
-                let block: String = self.pending.drain(..end + 2).collect();
-                let field = |name: &str| {
-                    block
-                        .lines()
-                        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-                        .map(|v| v.trim_start().to_string())
-                };
-                if let (Some(event), Some(data)) = (field("event"), field("data")) {
-                    return (event, field("id"), serde_json::from_str(&data).unwrap());
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(30), self.response.chunk())
-                .await
-                .expect("an event within 30 s")
-                .unwrap()
-                .expect("the stream goes on");
-            self.pending.push_str(&String::from_utf8_lossy(&chunk));
-        }
+        let event = tokio::time::timeout(Duration::from_secs(30), self.reader.next())
+            .await
+            .expect("an event within 30 s")
+            .unwrap()
+            .expect("the stream goes on");
+        let data = serde_json::from_str(&event.data).unwrap();
+        (event.event, event.id, data)
     }
 
     /// Events until `last` says the end has come, all of them.
@@ -167,15 +138,7 @@ async fn a_follower_reads_a_runs_output_live_and_resumes_where_it_left_off() {
         gate.display()
     );
     let daemon = TestDaemon::start_in(sb, &file, Arc::new(SystemClock)).await;
-    let mut run = daemon.sandbox.command(&["run", "slow"]).spawn().unwrap();
-    let id = crate::helper::wait_for(Duration::from_secs(30), "the run", || async {
-        crate::helper::runs(&daemon.state_dir)
-            .await
-            .into_iter()
-            .find(|r| r.job == "slow")
-            .map(|r| r.id)
-    })
-    .await;
+    let (mut run, id) = run_through(&daemon, "slow").await;
     let path = format!("/api/runs/{id}/output?follow=1");
     let mut follower = Watcher::of(&daemon, &path, None).await;
     let mut lines = Vec::new();
@@ -226,4 +189,51 @@ async fn a_follower_reads_a_runs_output_live_and_resumes_where_it_left_off() {
         .unwrap();
     assert_eq!(missing.status(), 404);
     daemon.stop().await;
+}
+
+/// `overnight logs -f` while a daemon runs the job: every line, in order,
+/// once, and it ends with the run.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_follow_goes_through_the_daemons_stream() {
+    let sb = Sandbox::new();
+    let gate = sb.path().join("gate");
+    let file = format!(
+        "jobs:\n  slow:\n    command: 'for i in 1 2 3; do echo line $i; done; while [ ! -e {} ]; do sleep 0.05; done; echo line 4'\n",
+        gate.display()
+    );
+    let daemon = TestDaemon::start_in(sb, &file, Arc::new(SystemClock)).await;
+    let (mut run, id) = run_through(&daemon, "slow").await;
+    let follower = daemon
+        .sandbox
+        .command(&["logs", "-f", &id.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(&gate, "").unwrap();
+    assert!(run.wait().unwrap().success());
+    let out = tokio::task::spawn_blocking(move || follower.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout, "line 1\nline 2\nline 3\nline 4\n", "{stderr}");
+    assert!(!stderr.contains("stopped answering"), "{stderr}");
+    daemon.stop().await;
+}
+
+/// `overnight run JOB` through the daemon, and the run's id once it is
+/// recorded.
+async fn run_through(daemon: &TestDaemon, job: &str) -> (std::process::Child, i64) {
+    let run = daemon.sandbox.command(&["run", job]).spawn().unwrap();
+    let id = crate::helper::wait_for(Duration::from_secs(30), "the run", || async {
+        crate::helper::runs(&daemon.state_dir)
+            .await
+            .into_iter()
+            .find(|r| r.job == job)
+            .map(|r| r.id)
+    })
+    .await;
+    (run, id)
 }
