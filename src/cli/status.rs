@@ -1,23 +1,36 @@
-//! `overnight status [--json]`: every job's last run and next fire, and the
-//! runs going now.
+//! `overnight status [--json] [--watch]`: every job's last run and next
+//! fire, and the runs going now; with `--watch`, again each time something
+//! happens (told by the daemon's live stream), or every few seconds with
+//! no daemon.
 
 use chrono::Utc;
 use serde::Serialize;
 
 use super::times::Zones;
 use super::{CliError, ConfigArg};
+use crate::client::Client;
 use crate::daemon::api::{JobStatus, LockHolder};
 use crate::exit::Outcome;
 use crate::store::{RunRecord, Store};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
-    /// One JSON document.
+    /// One JSON document (with `--watch`, one per line at each change).
     #[arg(long)]
     json: bool,
+    /// Show it again each time a run starts, moves on or ends, until
+    /// interrupted.
+    #[arg(short, long)]
+    watch: bool,
     #[command(flatten)]
     config: ConfigArg,
 }
+
+/// With no daemon to tell of changes, how often `--watch` looks.
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Changes that come this close together are shown once.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(250);
 
 #[derive(Debug, Serialize)]
 struct JobLine {
@@ -38,11 +51,54 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     let state_dir = config
         .as_ref()
         .map_or_else(crate::config::default_state_dir, |c| c.state_dir.clone());
-    let (mut last, running, locks) = if crate::store::has_history(&state_dir) {
-        let store =
-            super::opened(Store::open(&state_dir).await?, &state_dir, config.as_ref()).await?;
+    let zones = Zones::new(config.as_ref());
+    show(
+        &snapshot(config.as_ref(), &state_dir).await?,
+        &args,
+        &zones,
+        false,
+    );
+    if !args.watch {
+        return Ok(Outcome::Success);
+    }
+    let mut events = match Client::find(&state_dir) {
+        Some(daemon) => daemon.stream("/api/events", None).await.ok(),
+        None => None,
+    };
+    loop {
+        match &mut events {
+            Some(stream) => {
+                if !matches!(stream.next().await, Ok(Some(_))) {
+                    // The daemon went away: looked at every few seconds.
+                    events = None;
+                    continue;
+                }
+                // What comes with it is shown with it.
+                let settle = async { while let Ok(Some(_)) = stream.next().await {} };
+                let _ = tokio::time::timeout(SETTLE, settle).await;
+            }
+            None => tokio::time::sleep(LOOK_EVERY).await,
+        }
+        show(
+            &snapshot(config.as_ref(), &state_dir).await?,
+            &args,
+            &zones,
+            true,
+        );
+    }
+}
+
+/// Where every job stands now.
+async fn snapshot(
+    config: Option<&crate::config::Config>,
+    state_dir: &std::path::Path,
+) -> Result<StatusDoc, CliError> {
+    let (mut last, running, locks) = if crate::store::has_history(state_dir) {
+        let store = super::opened(Store::open(state_dir).await?, state_dir, config).await?;
         let locks = LockHolder::from_rows(store.held_locks().await?);
-        (store.last_finished().await?, store.running().await?, locks)
+        let found = (store.last_finished().await?, store.running().await?, locks);
+        store.close().await;
+        found
     } else {
         (Vec::new(), Vec::new(), Vec::new())
     };
@@ -68,20 +124,33 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         },
         last: Some(r),
     }));
-    let doc = StatusDoc {
+    Ok(StatusDoc {
         jobs,
         running,
         locks,
-    };
+    })
+}
+
+/// Prints `doc`; `again` when it replaces one shown before (the screen
+/// cleared on a terminal, a line between them otherwise).
+fn show(doc: &StatusDoc, args: &Args, zones: &Zones<'_>, again: bool) {
+    use std::io::{IsTerminal, Write};
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).expect("status serialises")
-        );
+        let json = match args.watch {
+            true => serde_json::to_string(doc),
+            false => serde_json::to_string_pretty(doc),
+        };
+        println!("{}", json.expect("status serialises"));
     } else {
-        print_text(&doc, &Zones::new(config.as_ref()));
+        if again {
+            match std::io::stdout().is_terminal() {
+                true => print!("\x1b[2J\x1b[H"),
+                false => println!("---"),
+            }
+        }
+        print_text(doc, zones);
     }
-    Ok(Outcome::Success)
+    let _ = std::io::stdout().flush();
 }
 
 fn print_text(doc: &StatusDoc, zones: &Zones<'_>) {

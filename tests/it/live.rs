@@ -237,3 +237,57 @@ async fn run_through(daemon: &TestDaemon, job: &str) -> (std::process::Child, i6
     .await;
     (run, id)
 }
+
+/// `overnight status --watch` shows the table again when a run ends,
+/// told by the daemon's stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_watch_shows_a_run_as_it_ends() {
+    use std::io::BufRead;
+    let file = "jobs:\n  quick: {command: 'echo done'}\n";
+    let daemon = TestDaemon::start_in(Sandbox::new(), file, Arc::new(SystemClock)).await;
+    let mut watcher = daemon
+        .sandbox
+        .command(&["status", "--watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let shown = Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let shown = Arc::clone(&shown);
+        let stdout = watcher.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut shown = shown.lock().unwrap();
+                shown.push_str(&line);
+                shown.push('\n');
+            }
+        })
+    };
+    let text_now = || shown.lock().unwrap().clone();
+    crate::helper::wait_for(Duration::from_secs(30), "the first table", || {
+        let now = text_now();
+        async move { now.contains("quick").then_some(()) }
+    })
+    .await;
+    let first = text_now();
+    assert!(!first.contains("success"), "{first}");
+    let out = daemon.sandbox.run(&["run", "quick"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let again = crate::helper::wait_for(Duration::from_secs(30), "the table again", || {
+        let now = text_now();
+        async move {
+            let (_, after) = now.rsplit_once("---\n")?;
+            after.contains("success").then(|| after.to_string())
+        }
+    })
+    .await;
+    let line = again.lines().find(|l| l.starts_with("quick")).unwrap();
+    assert!(line.contains("success"), "{again}");
+    crate::helper::kill9(watcher.id() as i32);
+    let _ = watcher.wait();
+    reader.join().unwrap();
+    daemon.stop().await;
+}
