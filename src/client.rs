@@ -139,7 +139,7 @@ impl Client {
         }
         Ok(SseReader {
             response: answer,
-            pending: String::new(),
+            buffer: SseBuffer::default(),
         })
     }
 
@@ -167,7 +167,7 @@ pub struct SseEvent {
 #[derive(Debug)]
 pub struct SseReader {
     response: reqwest::Response,
-    pending: String,
+    buffer: SseBuffer,
 }
 
 impl SseReader {
@@ -175,17 +175,49 @@ impl SseReader {
     /// stream has ended.
     pub async fn next(&mut self) -> Result<Option<SseEvent>, reqwest::Error> {
         loop {
-            while let Some(end) = self.pending.find("\n\n") {
-                let block: String = self.pending.drain(..end + 2).collect();
-                if let Some(event) = parse_event(&block) {
-                    return Ok(Some(event));
-                }
+            if let Some(event) = self.buffer.event() {
+                return Ok(Some(event));
             }
             match self.response.chunk().await? {
-                Some(chunk) => self.pending.push_str(&String::from_utf8_lossy(&chunk)),
+                Some(chunk) => self.buffer.push(&chunk),
                 None => return Ok(None),
             }
         }
+    }
+}
+
+/// The bytes of an SSE stream not yet made into events.
+#[derive(Debug, Default)]
+struct SseBuffer {
+    /// Carriage returns taken out: the three line ends SSE allows are one.
+    pending: Vec<u8>,
+    /// The last byte was a carriage return (a `\r\n` split across chunks
+    /// is one line end).
+    last_cr: bool,
+}
+
+impl SseBuffer {
+    fn push(&mut self, chunk: &[u8]) {
+        for &b in chunk {
+            match b {
+                b'\r' => self.pending.push(b'\n'),
+                b'\n' if self.last_cr => {}
+                _ => self.pending.push(b),
+            }
+            self.last_cr = b == b'\r';
+        }
+    }
+
+    /// The next whole event, comments and keep-alives aside. Decoded as a
+    /// whole: a character split across chunks is whole again here.
+    fn event(&mut self) -> Option<SseEvent> {
+        while let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
+            let block: Vec<u8> = self.pending.drain(..end + 2).collect();
+            if let Some(event) = parse_event(&String::from_utf8_lossy(&block)) {
+                return Some(event);
+            }
+        }
+        None
     }
 }
 
@@ -214,4 +246,36 @@ fn parse_event(block: &str) -> Option<SseEvent> {
         }
     }
     has_data.then_some(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_events_come_whole_whatever_the_line_ends_and_the_chunks() {
+        let mut buffer = SseBuffer::default();
+        let text = "event: line\r\nid: 12\r\ndata: {\"text\": \"caf\u{e9}\"}\r\n\r\n: keep-alive\n\ndata: a\rdata: b\r\r";
+        let bytes = text.as_bytes();
+        // In pieces that split the CRLF and the two bytes of `é`.
+        let cut = bytes.iter().position(|&b| b == 0xc3).unwrap() + 1;
+        buffer.push(&bytes[..cut]);
+        assert_eq!(buffer.event(), None);
+        buffer.push(&bytes[cut..cut + 10]);
+        buffer.push(&bytes[cut + 10..]);
+        assert_eq!(
+            buffer.event(),
+            Some(SseEvent {
+                event: "line".into(),
+                id: Some("12".into()),
+                data: "{\"text\": \"caf\u{e9}\"}".into(),
+            })
+        );
+        let next = buffer.event().unwrap();
+        assert_eq!(
+            (next.event.as_str(), next.data.as_str()),
+            ("message", "a\nb")
+        );
+        assert_eq!(buffer.event(), None);
+    }
 }

@@ -26,7 +26,7 @@ pub(super) struct Args {
     config: ConfigArg,
 }
 
-/// With no daemon to tell of changes, how often `--watch` looks.
+/// How often `--watch` looks, told of changes or not.
 const LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Changes that come this close together are shown once.
@@ -52,39 +52,36 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         .as_ref()
         .map_or_else(crate::config::default_state_dir, |c| c.state_dir.clone());
     let zones = Zones::new(config.as_ref());
-    show(
-        &snapshot(config.as_ref(), &state_dir).await?,
-        &args,
-        &zones,
-        false,
-    );
+    // Listening before the first look: a change in between is not missed.
+    let mut events = match (args.watch, Client::find(&state_dir)) {
+        (true, Some(daemon)) => daemon.stream("/api/events", None).await.ok(),
+        _ => None,
+    };
+    let first = snapshot(config.as_ref(), &state_dir).await?;
+    show(&first, &args, &zones, false);
     if !args.watch {
         return Ok(Outcome::Success);
     }
-    let mut events = match Client::find(&state_dir) {
-        Some(daemon) => daemon.stream("/api/events", None).await.ok(),
-        None => None,
-    };
     loop {
         match &mut events {
-            Some(stream) => {
-                if !matches!(stream.next().await, Ok(Some(_))) {
-                    // The daemon went away: looked at every few seconds.
-                    events = None;
-                    continue;
+            // What the stream does not tell of (runs of `overnight exec`,
+            // fires that did not run) shows at the next look.
+            Some(stream) => match tokio::time::timeout(LOOK_EVERY, stream.next()).await {
+                Err(_) => {}
+                Ok(Ok(Some(_))) => {
+                    // What comes with it is shown with it.
+                    let settle = async { while let Ok(Some(_)) = stream.next().await {} };
+                    let _ = tokio::time::timeout(SETTLE, settle).await;
                 }
-                // What comes with it is shown with it.
-                let settle = async { while let Ok(Some(_)) = stream.next().await {} };
-                let _ = tokio::time::timeout(SETTLE, settle).await;
-            }
+                // The daemon went away: looked at every few seconds.
+                Ok(_) => events = None,
+            },
             None => tokio::time::sleep(LOOK_EVERY).await,
         }
-        show(
-            &snapshot(config.as_ref(), &state_dir).await?,
-            &args,
-            &zones,
-            true,
-        );
+        match snapshot(config.as_ref(), &state_dir).await {
+            Ok(doc) => show(&doc, &args, &zones, true),
+            Err(e) => eprintln!("status not read just now (tried again): {e}"),
+        }
     }
 }
 

@@ -70,7 +70,9 @@ impl Sinks {
             }
         }
         self.capture.batch(batch);
-        self.tap.grew();
+        if batch.iter().any(|e| matches!(e, RunEvent::Line(_))) {
+            self.tap.grew();
+        }
     }
 
     /// The report, once the executor has ended with `exit`.

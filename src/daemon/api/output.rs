@@ -95,22 +95,42 @@ struct Follower {
     over: bool,
 }
 
+/// Where the run stands, as the follower sees it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Seen {
+    /// Going: more may come.
+    Running,
+    /// Ended so (`None`: no such run in the history).
+    Ended(Option<Status>),
+    /// The history could not be read just now: looked at again.
+    Unknown,
+}
+
 impl Follower {
     /// The next event, or `None` once the stream is over.
     async fn next(&mut self) -> Option<Event> {
         loop {
-            if self.over {
+            // A stopping daemon waits for no client to catch up.
+            if self.over || *self.stop.borrow() {
                 return None;
             }
             if let Some((after, line)) = self.lines.pop_front() {
                 return Some(line_event(after, &line));
             }
+            // Listening before reading: a batch written after the read
+            // wakes the wait below.
+            self.listen();
             if self.read().await > 0 {
                 continue;
             }
             // At the end of what is written.
-            let status = self.status().await;
-            if !self.follow || status != Some(Status::Running) {
+            let seen = self.seen().await;
+            let ended = match seen {
+                Seen::Ended(status) => Some(status),
+                _ if !self.follow => Some(None),
+                _ => None,
+            };
+            if let Some(status) = ended {
                 // One more look: the last lines may have come with the end.
                 if self.read().await > 0 {
                     continue;
@@ -126,7 +146,15 @@ impl Follower {
         }
     }
 
-    /// Reads the next piece of whole lines; how many.
+    /// Takes the run's tap while an attempt of it runs in this daemon.
+    fn listen(&mut self) {
+        if self.tap.is_none() {
+            self.tap = self.shared.runner.live().output(self.id);
+        }
+    }
+
+    /// Reads the next piece of whole lines; how many. A line longer than a
+    /// piece (a report body's log line is not cut) comes a piece at a time.
     async fn read(&mut self) -> usize {
         let Some(path) = &self.path else { return 0 };
         let Ok(mut file) = tokio::fs::File::open(path).await else {
@@ -139,8 +167,15 @@ impl Follower {
         };
         bytes.truncate(read);
         // Whole lines only: the run may be halfway through writing one.
-        let Some(end) = memchr::memrchr(b'\n', &bytes) else {
-            return 0;
+        let end = match memchr::memrchr(b'\n', &bytes) {
+            Some(end) => end,
+            None if read == PIECE => {
+                self.offset += read as u64;
+                let piece = String::from_utf8_lossy(&bytes).into_owned();
+                self.lines.push_back((self.offset, piece));
+                return 1;
+            }
+            None => return 0,
         };
         let mut count = 0;
         for line in bytes[..end].split(|&b| b == b'\n') {
@@ -152,18 +187,36 @@ impl Follower {
         count
     }
 
-    /// The run's status as recorded (the journal folded in).
-    async fn status(&self) -> Option<Status> {
-        let store = self.shared.runner.recorder().store().await.ok()?;
-        store.run(self.id).await.ok().flatten().map(|r| r.status)
+    /// Where the run stands: going while this daemon's tap on it is open,
+    /// else as recorded (the journal folded in, runs whose wrapper died
+    /// closed as lost first).
+    async fn seen(&mut self) -> Seen {
+        if self
+            .tap
+            .as_ref()
+            .is_some_and(|tap| tap.has_changed().is_ok())
+        {
+            return Seen::Running;
+        }
+        let Ok(store) = self.shared.runner.recorder().store().await else {
+            return Seen::Unknown;
+        };
+        match store.close_lost(self.shared.runner.host(), false).await {
+            Ok(closed) => closed
+                .into_iter()
+                .for_each(|report| crate::daemon::recover::notify(&self.shared, Some(report))),
+            Err(_) => return Seen::Unknown,
+        }
+        match store.run(self.id).await {
+            Ok(Some(run)) if run.status == Status::Running => Seen::Running,
+            Ok(run) => Seen::Ended(run.map(|r| r.status)),
+            Err(_) => Seen::Unknown,
+        }
     }
 
     /// Waits for more output, or the run's end; false when the daemon
     /// stops.
     async fn wait(&mut self) -> bool {
-        if self.tap.is_none() {
-            self.tap = self.shared.runner.live().output(self.id);
-        }
         let grew = async {
             match &mut self.tap {
                 Some(tap) => {
