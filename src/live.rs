@@ -9,7 +9,6 @@
 //! channel but its progress.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -23,6 +22,19 @@ use crate::report::{Report, Status};
 
 /// How many events a watcher may fall behind before it misses some.
 const BEHIND: usize = 4096;
+
+/// The longest progress message told (the report keeps it whole): what
+/// waits for a slow watcher stays a few megabytes.
+const MESSAGE_MAX: usize = 512;
+
+/// `text` cut to [`MESSAGE_MAX`] bytes, at a character's edge.
+fn short(text: &str) -> &str {
+    let mut end = text.len().min(MESSAGE_MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
 
 /// One thing that happened, as watchers see it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -116,9 +128,12 @@ pub struct Numbered {
 #[derive(Clone, Debug)]
 pub struct Live {
     sender: broadcast::Sender<Numbered>,
-    next: Arc<AtomicU64>,
+    /// The next event's number; held while it is sent, so that numbers
+    /// go out in order (never across an await).
+    next: Arc<Mutex<u64>>,
     /// Each running attempt's count of batches written to its capture
-    /// file: a follower waits on it instead of looking again and again.
+    /// file: a follower waits on it instead of looking again and again
+    /// (the lock is never held across an await).
     outputs: Arc<Mutex<HashMap<i64, watch::Sender<u64>>>>,
 }
 
@@ -126,7 +141,7 @@ impl Default for Live {
     fn default() -> Live {
         Live {
             sender: broadcast::Sender::new(BEHIND),
-            next: Arc::new(AtomicU64::new(1)),
+            next: Arc::new(Mutex::new(1)),
             outputs: Arc::default(),
         }
     }
@@ -174,11 +189,12 @@ impl Live {
         if !self.watched() {
             return;
         }
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut next = self.next.lock().expect("live numbers");
         let _ = self.sender.send(Numbered {
-            id,
+            id: *next,
             event: Arc::new(event),
         });
+        *next += 1;
     }
 
     /// Everything published from now on.
@@ -210,6 +226,9 @@ impl Live {
 
     /// A run's attempt started.
     pub fn run_started(&self, header: &RunHeader) {
+        if !self.watched() {
+            return;
+        }
         self.publish(LiveEvent::RunStarted {
             run_id: header.run_id,
             job: header.job.clone(),
@@ -221,17 +240,23 @@ impl Live {
 
     /// A run said how far it has come.
     pub fn progress(&self, header: &RunHeader, progress: &Progress) {
+        if !self.watched() {
+            return;
+        }
         self.publish(LiveEvent::Progress {
             run_id: header.run_id,
             job: header.job.clone(),
             percent: progress.percent,
-            message: progress.message.clone(),
+            message: short(&progress.message).to_string(),
             at: progress.at,
         });
     }
 
     /// A run's attempt ended.
     pub fn run_ended(&self, report: &Report) {
+        if !self.watched() {
+            return;
+        }
         self.publish(LiveEvent::RunEnded {
             run_id: report.run_id,
             job: report.job.clone(),
@@ -257,6 +282,13 @@ mod tests {
             what: "moved".into(),
             at: Utc::now(),
         }
+    }
+
+    #[test]
+    fn progress_messages_are_cut_at_a_characters_edge() {
+        let long = format!("a{}", "\u{e9}".repeat(300));
+        assert_eq!(short(&long).len(), 511);
+        assert_eq!(short("halfway"), "halfway");
     }
 
     #[tokio::test]
