@@ -144,6 +144,13 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A test that failed shows what the daemon said.
+        if std::thread::panicking() {
+            eprintln!(
+                "the daemon's stderr:\n{}",
+                std::fs::read_to_string(self.sb.path().join("daemon.err")).unwrap_or_default()
+            );
+        }
     }
 }
 
