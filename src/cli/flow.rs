@@ -12,7 +12,7 @@ use crate::daemon::flows::CommandError;
 use crate::exit::Outcome;
 use crate::flow::Op;
 use crate::lock::DaemonLock;
-use crate::notify::{FlowNews, Moment, Notifier};
+use crate::notify::{Moment, Notifier};
 use crate::report::{human_time, span};
 use crate::route::{Escaped, FlowLog};
 use crate::store::Notification;
@@ -226,13 +226,12 @@ async fn on_the_store(
         (false, true) => Some(Moment::Held),
         (false, false) => None,
     };
-    let zone = config.flow_zone(&run.flow);
-    if let Some(moment) = moment.filter(|_| config.watching_flow(&run.flow).next().is_some()) {
+    if let Some(moment) = moment {
         let notifier = Notifier::new(store.clone().into(), Arc::new(config.state_dir.clone()));
-        let news = FlowNews::of(run.clone(), zone.clone(), Some(&store)).await;
-        notifier.flow_moment(config, news, moment);
+        notifier.flow_run(config, run.clone(), moment).await;
         notifier.settled().await;
     }
+    let zone = config.flow_zone(&run.flow);
     let mut shown = run.tree(&zone) + "\n";
     shown += match (over, run.state.progress.aborted) {
         (true, _) => "",

@@ -32,7 +32,7 @@ use crate::config::{Config, Job};
 use crate::flow::progress::FlowStatus;
 use crate::inflight::Inflight;
 use crate::report::{Report, Status};
-use crate::store::{DeliveryStatus, Notification, Recorder, StoreError, time_text};
+use crate::store::{DeliveryStatus, FlowRecord, Notification, Recorder, StoreError, time_text};
 
 /// When the rules are asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,13 +99,21 @@ impl Notifier {
         );
     }
 
-    /// Asks the file's rules that watch the flow about `news` at `moment`
-    /// (it holds, or it ended).
-    pub fn flow_moment(&self, config: &Config, news: FlowNews, moment: Moment) {
-        let rules: Vec<Arc<TriggerRule>> = config.watching_flow(&news.run.flow).cloned().collect();
+    /// Asks the file's rules that watch the run's flow about it at
+    /// `moment` (it holds, or it ended). Nothing is read or made when no
+    /// rule watches; a held run's stop points' summaries are read back
+    /// from the history (the journal folded in).
+    pub async fn flow_run(&self, config: &Config, run: FlowRecord, moment: Moment) {
+        let rules: Vec<Arc<TriggerRule>> = config.watching_flow(&run.flow).cloned().collect();
         if rules.is_empty() {
             return;
         }
+        let store = match run.status {
+            FlowStatus::Held => self.recorder.store().await.ok(),
+            _ => None,
+        };
+        let zone = config.flow_zone(&run.flow);
+        let news = FlowNews::of(run, zone, store.as_ref()).await;
         self.tell(
             rules,
             Arc::clone(&config.mail),

@@ -14,7 +14,7 @@ use super::{Command, StepDone};
 use crate::daemon::Shared;
 use crate::flow::{Action, Known, Move, Place, Plan};
 use crate::live::LiveEvent;
-use crate::notify::{FlowNews, Moment};
+use crate::notify::Moment;
 use crate::report::Trigger;
 use crate::route::{Escaped, FlowLog};
 use crate::runner::{Outcome, Unrun};
@@ -430,17 +430,8 @@ impl<'s> Driver<'s> {
     /// Asks the trigger rules watching the flow about the run at `moment`.
     async fn tell(&self, moment: Moment) {
         let config = self.shared.config();
-        if config.watching_flow(&self.run.flow).next().is_none() {
-            return;
-        }
-        let zone = config.flow_zone(&self.run.flow);
-        // With the journal folded in: a stop point's run has just ended.
-        let store = self.shared.runner.recorder().store().await.ok();
-        let news = FlowNews::of(self.run.clone(), zone, store.as_ref()).await;
-        self.shared
-            .runner
-            .notifier()
-            .flow_moment(&config, news, moment);
+        let notifier = self.shared.runner.notifier();
+        notifier.flow_run(&config, self.run.clone(), moment).await;
     }
 
     async fn finish(mut self) -> Result<(), StoreError> {

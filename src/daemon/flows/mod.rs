@@ -234,13 +234,10 @@ impl Shared {
             format_args!("flow run #{id}: {}", crate::route::Escaped(&why)),
         );
         log.report(&run);
-        let config = self.config();
-        if config.watching_flow(&run.flow).next().is_some() {
-            let news = crate::notify::FlowNews::of(run, flow.timezone.clone(), None).await;
-            self.runner
-                .notifier()
-                .flow_moment(&config, news, crate::notify::Moment::Final);
-        }
+        let notifier = self.runner.notifier();
+        notifier
+            .flow_run(&self.config(), run, crate::notify::Moment::Final)
+            .await;
         Ok(id)
     }
 
