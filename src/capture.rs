@@ -11,6 +11,7 @@
 //! its job's `capture_max` bytes: lines past it are counted, not kept, and
 //! a closing line says how many went (the log targets still get them all).
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -213,7 +214,7 @@ pub fn tail(path: &Path) -> Vec<String> {
     let text = String::from_utf8_lossy(&bytes);
     let mut lines: Vec<String> = text
         .lines()
-        .map(|l| parse_line(l).text.to_string())
+        .map(|l| parse_line(l).text.into_owned())
         .collect();
     // Started mid-line: the first piece is not a whole line.
     if len > 64 * 1024 && !lines.is_empty() {
@@ -222,26 +223,34 @@ pub fn tail(path: &Path) -> Vec<String> {
     lines
 }
 
-/// One line of a capture file, split into its parts.
-#[derive(Debug, PartialEq, Eq)]
+/// One line of a capture file, split into its parts; as the API sends it
+/// (borrowed from the file) and as a client reads it back.
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CapturedLine<'a> {
     /// The RFC 3339 time it was read.
-    pub at: &'a str,
+    #[serde(borrow)]
+    pub at: Cow<'a, str>,
     /// `out` or `err`.
-    pub stream: &'a str,
+    #[serde(borrow)]
+    pub stream: Cow<'a, str>,
     /// The text as printed.
-    pub text: &'a str,
+    #[serde(borrow)]
+    pub text: Cow<'a, str>,
 }
 
 /// Splits a capture line; a line not in the format is all text.
 pub fn parse_line(line: &str) -> CapturedLine<'_> {
     let mut parts = line.splitn(3, '\t');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some(at), Some(stream), Some(text)) => CapturedLine { at, stream, text },
+        (Some(at), Some(stream), Some(text)) => CapturedLine {
+            at: at.into(),
+            stream: stream.into(),
+            text: text.into(),
+        },
         _ => CapturedLine {
-            at: "",
-            stream: "",
-            text: line,
+            at: "".into(),
+            stream: "".into(),
+            text: line.into(),
         },
     }
 }

@@ -27,7 +27,7 @@ pub enum ClientError {
 }
 
 /// A connection to the daemon of one state directory.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Client {
     info: DaemonInfo,
     http: reqwest::Client,

@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod flows;
+mod live;
 mod output;
 mod scale;
 mod starts;
@@ -136,6 +137,9 @@ fn main() {
     }
     if wanted("flows") {
         runtime.block_on(flows::flows(&mut b));
+    }
+    if wanted("live") {
+        runtime.block_on(live::live(&mut b));
     }
     report(&b);
 }

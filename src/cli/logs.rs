@@ -221,19 +221,15 @@ async fn through_daemon(daemon: &Client, id: i64, timestamps: bool) -> Result<()
             }
         };
         match event.event.as_str() {
-            "line" => {
-                let Ok(line) = serde_json::from_str::<serde_json::Value>(&event.data) else {
+            "lines" => {
+                let Ok(lines) = serde_json::from_str::<Vec<capture::CapturedLine>>(&event.data)
+                else {
                     continue;
                 };
-                let field = |name: &str| line[name].as_str().unwrap_or_default().to_string();
-                let (at, stream, text) = (field("at"), field("stream"), field("text"));
-                let parts = capture::CapturedLine {
-                    at: &at,
-                    stream: &stream,
-                    text: &text,
-                };
                 let mut out = std::io::stdout().lock();
-                print_parts(&mut out, &parts, timestamps);
+                for line in &lines {
+                    print_parts(&mut out, line, timestamps);
+                }
                 let _ = out.flush();
                 if let Some(after) = event.id.and_then(|i| i.parse().ok()) {
                     offset = after;

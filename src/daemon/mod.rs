@@ -212,7 +212,7 @@ pub async fn run_with_clock(
     recover::abandoned_runs(&shared).await?;
     shared.resume_open_flows().await?;
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
-    let server = tokio::spawn(api::serve(listener, Arc::clone(&shared), server_stop_rx));
+    let server = api::Api::start(listener, Arc::clone(&shared), server_stop_rx);
     info!(target: "overnight::daemon", "started: pid {}, API on http://{addr}, {} job(s)", card.pid, shared.config().jobs.len());
 
     warn_if_few_descriptors();
@@ -246,7 +246,7 @@ pub async fn run_with_clock(
     shared.inflight.idle().await;
     shared.runner.notifier().settled().await;
     let _ = server_stop_tx.send(true);
-    let _ = server.await;
+    server.stopped().await;
     DaemonInfo::remove(&state_dir);
     folding.abort();
     pruning.abort();

@@ -64,6 +64,10 @@ pub struct Notifier {
     state_dir: Arc<PathBuf>,
     pending: Arc<Inflight>,
     starter: Arc<OnceLock<Arc<dyn StartsFlows>>>,
+    /// The runtime deliveries run on: the one the notifier was made on,
+    /// whichever runtime tells it (the daemon's API has threads of its
+    /// own, below the jobs' priority).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Notifier {
@@ -75,6 +79,7 @@ impl Notifier {
             state_dir,
             pending: Arc::default(),
             starter: Arc::default(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -135,7 +140,11 @@ impl Notifier {
     ) {
         let guard = self.pending.enter();
         let this = self.clone();
-        tokio::spawn(async move {
+        let runtime = self
+            .runtime
+            .clone()
+            .unwrap_or_else(tokio::runtime::Handle::current);
+        runtime.spawn(async move {
             let _guard = guard;
             let previous = match this.previous_outcome(&subject).await {
                 Ok(previous) => previous,

@@ -141,44 +141,36 @@ async fn a_follower_reads_a_runs_output_live_and_resumes_where_it_left_off() {
     let (mut run, id) = run_through(&daemon, "slow").await;
     let path = format!("/api/runs/{id}/output?follow=1");
     let mut follower = Watcher::of(&daemon, &path, None).await;
-    let mut lines = Vec::new();
-    for _ in 0..3 {
+    // Batches of lines, each with the offset after its last line.
+    let mut batches: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+    while batches.iter().map(|(_, b)| b.len()).sum::<usize>() < 3 {
         let (event, offset, data) = follower.next_with_id().await;
-        assert_eq!(event, "line");
-        lines.push((offset.unwrap(), data));
+        assert_eq!(event, "lines");
+        batches.push((offset.unwrap(), data.as_array().unwrap().clone()));
     }
+    let lines: Vec<&serde_json::Value> = batches.iter().flat_map(|(_, b)| b).collect();
     // Two pipes read side by side: `two` may come in any place.
-    let mut texts: Vec<&str> = lines
-        .iter()
-        .map(|(_, d)| d["text"].as_str().unwrap())
-        .collect();
+    let mut texts: Vec<&str> = lines.iter().map(|d| d["text"].as_str().unwrap()).collect();
     texts.sort_unstable();
     assert_eq!(texts, ["one", "three", "two"]);
-    let two = lines.iter().find(|(_, d)| d["text"] == "two").unwrap();
-    assert_eq!(two.1["stream"], "err");
+    let two = lines.iter().find(|d| d["text"] == "two").unwrap();
+    assert_eq!(two["stream"], "err");
     std::fs::write(&gate, "").unwrap();
     let rest = follower.until(|event, _| event == "end").await;
-    let rest: Vec<String> = rest
-        .iter()
-        .map(|(e, d)| match e.as_str() {
-            "line" => d["text"].as_str().unwrap().to_string(),
-            _ => format!("{e}: {}", d["status"]),
-        })
-        .collect();
-    assert_eq!(rest, ["four", "five", "end: \"success\""]);
+    assert_eq!(texts_and_end(&rest), ["four", "five", "end: \"success\""]);
     assert!(run.wait().unwrap().success());
 
-    // Left off after the second line: the rest, once each, then the end.
+    // Left off after the first batch: the rest, once each, then the end.
     let path = format!("/api/runs/{id}/output");
-    let mut again = Watcher::of(&daemon, &path, Some(&lines[1].0)).await;
+    let mut again = Watcher::of(&daemon, &path, Some(&batches[0].0)).await;
     let seen = again.until(|event, _| event == "end").await;
-    let texts: Vec<&str> = seen
+    let mut expected: Vec<String> = batches[1..]
         .iter()
-        .filter(|(e, _)| e == "line")
-        .map(|(_, d)| d["text"].as_str().unwrap())
+        .flat_map(|(_, b)| b)
+        .map(|d| d["text"].as_str().unwrap().to_string())
         .collect();
-    let third = lines[2].1["text"].as_str().unwrap();
-    assert_eq!(texts, [third, "four", "five"]);
+    expected.extend(["four", "five", "end: \"success\""].map(String::from));
+    assert_eq!(texts_and_end(&seen), expected);
 
     let card = DaemonInfo::read(&daemon.state_dir).unwrap();
     let client = overnight::exec::http::client_builder().build().unwrap();
@@ -189,6 +181,22 @@ async fn a_follower_reads_a_runs_output_live_and_resumes_where_it_left_off() {
         .unwrap();
     assert_eq!(missing.status(), 404);
     daemon.stop().await;
+}
+
+/// The texts of `lines` events, then `end: STATUS`.
+fn texts_and_end(events: &[(String, serde_json::Value)]) -> Vec<String> {
+    events
+        .iter()
+        .flat_map(|(e, d)| match e.as_str() {
+            "lines" => d
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["text"].as_str().unwrap().to_string())
+                .collect(),
+            _ => vec![format!("{e}: {}", d["status"])],
+        })
+        .collect()
 }
 
 /// `overnight logs -f` while a daemon runs the job: every line, in order,

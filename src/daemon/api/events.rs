@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::State;
+use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
 use tokio::sync::{broadcast, watch};
 
 use crate::daemon::Shared;
@@ -25,7 +25,7 @@ pub(super) struct Stopping(pub(super) watch::Receiver<bool>);
 pub(super) async fn events(
     State(shared): State<Arc<Shared>>,
     Extension(Stopping(stop)): Extension<Stopping>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> impl IntoResponse {
     let watcher = shared.runner.live().watch();
     let stream =
         futures_util::stream::unfold((watcher, stop), |(mut watcher, mut stop)| async move {
@@ -40,9 +40,13 @@ pub(super) async fn events(
                     .data(format!("{{\"missed\":{missed}}}")),
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
-            Some((Ok(event), (watcher, stop)))
+            Some((Ok::<_, Infallible>(event), (watcher, stop)))
         });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    // Not held back by a proxy (nginx buffers answers unless told).
+    (
+        [("x-accel-buffering", "no")],
+        Sse::new(stream).keep_alive(KeepAlive::default()),
+    )
 }
 
 fn sse_event(numbered: &Numbered) -> Event {

@@ -1,10 +1,13 @@
-//! The API's listener: a cap on open connections and an idle timeout.
+//! The API's listener: a cap on open connections, an idle timeout, and a
+//! bound on what each connection buffers.
 //!
 //! Every connection holds a descriptor, and so do the jobs: a thousand
 //! clients that connect and say nothing must not leave the scheduler unable
 //! to open a pipe. At most [`MAX_CONNECTIONS`] are served at once (more
 //! wait in the kernel's backlog), and one silent both ways for
-//! [`IDLE_TIMEOUT`] is closed.
+//! [`IDLE_TIMEOUT`] is closed. A connection buffers at most [`BUFFER`]
+//! of its answer before it waits for the client to read: a hundred slow
+//! followers of a loud run hold a few megabytes between them.
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,7 +18,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 
 /// Connections served at once.
@@ -23,6 +26,10 @@ pub const MAX_CONNECTIONS: usize = 128;
 
 /// A connection that neither sends nor is sent anything this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a connection holds of a request or an answer, at most (and the
+/// longest request head it takes).
+pub const BUFFER: usize = 64 * 1024;
 
 /// A TCP listener that hands out at most [`MAX_CONNECTIONS`] at once.
 pub struct Limited {
@@ -40,6 +47,40 @@ impl Limited {
             places: Arc::new(Semaphore::new(max)),
             idle,
         }
+    }
+}
+
+impl Limited {
+    /// Serves `app` on every connection until `stop` turns true, then
+    /// lets the open ones finish (streams end with the daemon's stop).
+    pub async fn serve(mut self, app: axum::Router, mut stop: watch::Receiver<bool>) {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let (io, _) = tokio::select! {
+                accepted = axum::serve::Listener::accept(&mut self) => accepted,
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            let mut stopping = stop.clone();
+            connections.spawn(async move {
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .max_buf_size(BUFFER)
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+                tokio::pin!(connection);
+                let stopped = async move {
+                    let _ = stopping.wait_for(|s| *s).await;
+                };
+                tokio::select! {
+                    _ = connection.as_mut() => return,
+                    () = stopped => {}
+                }
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            });
+            while connections.try_join_next().is_some() {}
+        }
+        while connections.join_next().await.is_some() {}
     }
 }
 

@@ -20,6 +20,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::runtime::{Handle, Runtime};
 use tokio::sync::watch;
 
 use super::Shared;
@@ -180,8 +181,90 @@ impl LockHolder {
     }
 }
 
-/// Serves the API on `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// How far below the jobs the API's threads run (`nice`): a hundred
+/// browsers following a run that prints a million lines take what the
+/// machine has left, not the job's share (docs/benchmarks.md).
+const API_NICENESS: libc::c_int = 19;
+
+/// The API being served; [`stopped`](Api::stopped) once its `stop` has
+/// turned true.
+pub struct Api {
+    serving: tokio::task::JoinHandle<()>,
+    /// Its own runtime, if it got one.
+    runtime: Option<Runtime>,
+}
+
+impl Api {
+    /// Serves the API on `listener` until `stop` turns true, on threads
+    /// of its own at a lower priority than the jobs. What a request
+    /// starts or changes (a run, a flow's move, a trigger) still runs on
+    /// the daemon's runtime: only reading requests and writing answers and
+    /// streams happen on the API's threads. Out of threads, it serves from
+    /// the daemon's runtime.
+    pub fn start(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) -> Api {
+        let daemons = Handle::current();
+        let own = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("api")
+            // Streams read capture files on these; more would only hold
+            // more buffers (and allocator arenas) at once.
+            .max_blocking_threads(4)
+            .on_thread_start(lower_priority)
+            .enable_all()
+            .build();
+        let own = match own {
+            Ok(own) => own,
+            Err(e) => {
+                log::warn!(target: "overnight::api", "the API serves at the jobs' priority: no threads of its own ({e})");
+                return Api {
+                    serving: tokio::spawn(serve(listener, shared, stop, daemons)),
+                    runtime: None,
+                };
+            }
+        };
+        // Its sockets are watched by its own threads.
+        let listener = listener.into_std().and_then(|std| {
+            let _inside = own.enter();
+            TcpListener::from_std(std)
+        });
+        let serving = own.spawn(async move {
+            match listener {
+                Ok(listener) => serve(listener, shared, stop, daemons).await,
+                Err(e) => log::error!(target: "overnight::api", "the API did not start: {e}"),
+            }
+        });
+        Api {
+            serving,
+            runtime: Some(own),
+        }
+    }
+
+    /// Returns once the API has stopped serving.
+    pub async fn stopped(self) {
+        let _ = self.serving.await;
+        if let Some(runtime) = self.runtime {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Lowers the calling thread's priority by [`API_NICENESS`] (on Linux a
+/// thread's nice value is its own).
+fn lower_priority() {
+    // SAFETY: reads and sets this thread's nice value; no memory involved.
+    unsafe {
+        let now = libc::getpriority(libc::PRIO_PROCESS, 0);
+        libc::setpriority(libc::PRIO_PROCESS, 0, (now + API_NICENESS).min(19));
+    }
+}
+
+/// Serves the API on `listener` until `stop` turns true; each request's
+/// handler runs on `daemons`.
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    daemons: Handle,
+) {
     let app = Router::new()
         .route("/api/status", get(status))
         .route("/api/jobs/{name}/run", post(run_job))
@@ -191,22 +274,33 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
         .route("/api/events", get(events::events))
         .route("/api/runs/{id}/output", get(output::output))
         .layer(axum::Extension(events::Stopping(stop.clone())))
-        .with_state(shared);
+        .layer(axum::Extension(Arc::new(output::Pieces::default())))
+        .with_state(shared)
+        .layer(axum::middleware::from_fn_with_state(
+            daemons,
+            on_the_daemons_runtime,
+        ));
     // On loopback (the default), only loopback names are answered.
     let app = match listener.local_addr() {
         Ok(addr) if addr.ip().is_loopback() => app.layer(axum::middleware::from_fn(check_host)),
         _ => app,
     };
-    let stopped = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
     let listener =
         listener::Limited::new(listener, listener::MAX_CONNECTIONS, listener::IDLE_TIMEOUT);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stopped)
-        .await
-    {
-        log::error!(target: "overnight::api", "the API stopped: {e}");
+    listener.serve(app, stop).await;
+}
+
+/// Runs a request's handler on the daemon's runtime: a run it starts, a
+/// flow it moves, a trigger it sets off runs at the jobs' priority. (The
+/// answer's body — a stream — is still written from the API's threads.)
+async fn on_the_daemons_runtime(
+    State(daemons): State<Handle>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match daemons.spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(e) => ApiError::Run(format!("the request's handler failed: {e}")).into_response(),
     }
 }
 

@@ -1,10 +1,12 @@
 //! `GET /api/runs/{id}/output[?from=OFFSET][&follow=1]`: a run's output
 //! from its capture file, as Server-Sent Events (DESIGN §9).
 //!
-//! Each line is a `line` event, its data `{"at", "stream", "text"}`, its
-//! id the byte offset just after it: a client that reconnects with
-//! `Last-Event-ID` (or `?from=`) goes on from there, missing nothing and
-//! seeing nothing twice. Without `follow` the stream ends at the end of
+//! Lines come in batches: a `lines` event, its data a JSON array of
+//! `{"at", "stream", "text"}`, its id the byte offset just after its last
+//! line: a client that reconnects with `Last-Event-ID` (or `?from=`) goes
+//! on from there, missing nothing and seeing nothing twice. (A batch, not
+//! an event per line: a million lines cost a follower a few hundred
+//! events, not a million.) Without `follow` the stream ends at the end of
 //! the file; with it, lines keep coming as the run writes them, and an
 //! `end` event (`{"status", "offset"}`) closes the stream once the run has
 //! ended. The file is read at the client's pace, in pieces: a slow client
@@ -12,18 +14,17 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::io::SeekFrom;
+use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Extension;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
 use super::ApiError;
@@ -32,12 +33,69 @@ use crate::capture::parse_line;
 use crate::daemon::Shared;
 use crate::report::Status;
 
-/// How much of the file is read at once: more than the longest line a
-/// capture file holds (a cut line, its time and its note).
+/// How much of the file one event carries, at most: a slow client holds
+/// a few of them in the API's buffers.
+const FRAME: usize = 32 * 1024;
+
+/// How much of the file is read when a line is longer than a frame: more
+/// than the longest line a capture file holds (a cut line, its time and
+/// its note); a longer one (a report body's log line) comes in pieces.
 const PIECE: usize = 2 * crate::exec::lines::MAX_LINE;
 
 /// How often a run of another process (with no tap here) is looked at.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
+
+/// While the run goes, a follower gets at most a frame this often: a job
+/// printing faster than that is not slowed by a hundred followers reading
+/// behind it (they catch up at full speed once it has ended), and a page
+/// redraws ten times a second at most.
+const PACE: Duration = Duration::from_millis(100);
+
+/// A stream with nothing to say this long says a comment, so that neither
+/// the API's idle timeout nor a proxy's closes it.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// How many formatted pieces are kept for other followers.
+const KEPT: usize = 32;
+
+/// The pieces of output last formatted, for every follower that reaches
+/// them: a hundred followers of one run read and format each piece once
+/// between them. A capture file only grows, so the piece at an offset is
+/// the same for whoever reads it.
+#[derive(Debug, Default)]
+pub(super) struct Pieces(Mutex<VecDeque<Piece>>);
+
+#[derive(Debug)]
+struct Piece {
+    path: Arc<std::path::Path>,
+    from: u64,
+    to: u64,
+    frame: Bytes,
+}
+
+impl Pieces {
+    /// The piece of `path` from `from`, if kept: where it ends, its frame.
+    fn get(&self, path: &std::path::Path, from: u64) -> Option<(u64, Bytes)> {
+        let kept = self.0.lock().expect("pieces");
+        kept.iter()
+            .find(|p| p.from == from && *p.path == *path)
+            .map(|p| (p.to, p.frame.clone()))
+    }
+
+    fn keep(&self, piece: Piece) {
+        let mut kept = self.0.lock().expect("pieces");
+        if kept
+            .iter()
+            .any(|p| p.from == piece.from && p.path == piece.path)
+        {
+            return;
+        }
+        if kept.len() == KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(piece);
+    }
+}
 
 /// The query of the request.
 #[derive(Debug, Default, Deserialize)]
@@ -54,7 +112,8 @@ pub(super) async fn output(
     Query(query): Query<OutputQuery>,
     headers: HeaderMap,
     Extension(Stopping(stop)): Extension<Stopping>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    Extension(pieces): Extension<Arc<Pieces>>,
+) -> Result<Response, ApiError> {
     let store = shared.runner.recorder().store().await?;
     let run = store.run(id).await?.ok_or(ApiError::UnknownRun(id))?;
     let resumed = headers
@@ -64,33 +123,49 @@ pub(super) async fn output(
     let follower = Follower {
         shared,
         id,
-        path: run.capture_path.map(PathBuf::from),
+        path: run.capture_path.map(|p| Arc::from(PathBuf::from(p))),
+        pieces,
         offset: resumed.or(query.from).unwrap_or(0),
         follow: matches!(query.follow.as_deref(), Some("1" | "true" | "yes")),
-        lines: VecDeque::new(),
         tap: None,
+        sent: None,
         stop,
         over: false,
     };
     let stream = futures_util::stream::unfold(follower, |mut f| async move {
-        let event = f.next().await?;
-        Some((Ok(event), f))
+        let frame = f.next().await?;
+        Some((Ok::<_, Infallible>(frame), f))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(event_stream(Body::from_stream(stream)))
+}
+
+/// `body` as a stream of Server-Sent Events: not cached, not held back by
+/// a proxy (nginx buffers answers unless told).
+pub(super) fn event_stream(body: Body) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// One client following one run's output.
 struct Follower {
     shared: Arc<Shared>,
     id: i64,
-    path: Option<PathBuf>,
+    path: Option<Arc<std::path::Path>>,
+    pieces: Arc<Pieces>,
     /// Where the next line starts.
     offset: u64,
     follow: bool,
-    /// Lines read and not sent yet, each with the offset after it.
-    lines: VecDeque<(u64, String)>,
     /// The run's output growing, while it runs in this daemon.
     tap: Option<watch::Receiver<u64>>,
+    /// When the last frame went while the run was going.
+    sent: Option<Instant>,
     stop: watch::Receiver<bool>,
     over: bool,
 }
@@ -107,21 +182,27 @@ enum Seen {
 }
 
 impl Follower {
-    /// The next event, or `None` once the stream is over.
-    async fn next(&mut self) -> Option<Event> {
+    /// The next event (or a comment, to keep the stream open), or `None`
+    /// once the stream is over.
+    async fn next(&mut self) -> Option<Bytes> {
         loop {
             // A stopping daemon waits for no client to catch up.
             if self.over || *self.stop.borrow() {
                 return None;
             }
-            if let Some((after, line)) = self.lines.pop_front() {
-                return Some(line_event(after, &line));
-            }
             // Listening before reading: a batch written after the read
             // wakes the wait below.
             self.listen();
-            if self.read().await > 0 {
-                continue;
+            if self.running_here() {
+                if !self.paced().await {
+                    return None;
+                }
+                if let Some(lines) = self.read().await {
+                    self.sent = Some(Instant::now());
+                    return Some(lines);
+                }
+            } else if let Some(lines) = self.read().await {
+                return Some(lines);
             }
             // At the end of what is written.
             let seen = self.seen().await;
@@ -132,17 +213,40 @@ impl Follower {
             };
             if let Some(status) = ended {
                 // One more look: the last lines may have come with the end.
-                if self.read().await > 0 {
-                    continue;
+                if let Some(lines) = self.read().await {
+                    return Some(lines);
                 }
                 self.over = true;
                 let status = status.map_or("unknown", Status::as_str);
                 let data = serde_json::json!({"status": status, "offset": self.offset});
-                return Some(Event::default().event("end").data(data.to_string()));
+                return Some(Bytes::from(format!("event: end\ndata: {data}\n\n")));
             }
-            if !self.wait().await {
-                return None;
+            match self.wait().await {
+                Waited::Grew => {}
+                Waited::Quiet => return Some(Bytes::from_static(b":\n\n")),
+                Waited::Stopping => return None,
             }
+        }
+    }
+
+    /// Whether an attempt of the run is going in this daemon.
+    fn running_here(&self) -> bool {
+        self.tap
+            .as_ref()
+            .is_some_and(|tap| tap.has_changed().is_ok())
+    }
+
+    /// Waits until a [`PACE`] has passed since the last frame; false if
+    /// the daemon stops meanwhile.
+    async fn paced(&mut self) -> bool {
+        let Some(sent) = self.sent else { return true };
+        let left = PACE.saturating_sub(sent.elapsed());
+        if left.is_zero() {
+            return true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(left) => true,
+            _ = self.stop.wait_for(|s| *s) => false,
         }
     }
 
@@ -153,49 +257,34 @@ impl Follower {
         }
     }
 
-    /// Reads the next piece of whole lines; how many. A line longer than a
-    /// piece (a report body's log line is not cut) comes a piece at a time.
-    async fn read(&mut self) -> usize {
-        let Some(path) = &self.path else { return 0 };
-        let Ok(mut file) = tokio::fs::File::open(path).await else {
-            return 0;
-        };
-        let mut bytes = vec![0; PIECE];
-        let read = match file.seek(SeekFrom::Start(self.offset)).await {
-            Ok(_) => file.read(&mut bytes).await.unwrap_or(0),
-            Err(_) => 0,
-        };
-        bytes.truncate(read);
-        // Whole lines only: the run may be halfway through writing one.
-        let end = match memchr::memrchr(b'\n', &bytes) {
-            Some(end) => end,
-            None if read == PIECE => {
-                self.offset += read as u64;
-                let piece = String::from_utf8_lossy(&bytes).into_owned();
-                self.lines.push_back((self.offset, piece));
-                return 1;
-            }
-            None => return 0,
-        };
-        let mut count = 0;
-        for line in bytes[..end].split(|&b| b == b'\n') {
-            self.offset += line.len() as u64 + 1;
-            self.lines
-                .push_back((self.offset, String::from_utf8_lossy(line).into_owned()));
-            count += 1;
+    /// The next piece of whole lines as one event, if any is written:
+    /// the one another follower formatted, or read now. A line longer
+    /// than a piece (a report body's log line is not cut) comes a piece
+    /// at a time.
+    async fn read(&mut self) -> Option<Bytes> {
+        let path = self.path.clone()?;
+        if let Some((to, frame)) = self.pieces.get(&path, self.offset) {
+            self.offset = to;
+            return Some(frame);
         }
-        count
+        let bytes = whole_lines(Arc::clone(&path), self.offset).await?;
+        let from = self.offset;
+        self.offset += bytes.len() as u64;
+        let frame = lines_frame(self.offset, &bytes);
+        self.pieces.keep(Piece {
+            path,
+            from,
+            to: self.offset,
+            frame: frame.clone(),
+        });
+        Some(frame)
     }
 
     /// Where the run stands: going while this daemon's tap on it is open,
     /// else as recorded (the journal folded in, runs whose wrapper died
     /// closed as lost first).
     async fn seen(&mut self) -> Seen {
-        if self
-            .tap
-            .as_ref()
-            .is_some_and(|tap| tap.has_changed().is_ok())
-        {
+        if self.running_here() {
             return Seen::Running;
         }
         let Ok(store) = self.shared.runner.recorder().store().await else {
@@ -214,9 +303,9 @@ impl Follower {
         }
     }
 
-    /// Waits for more output, or the run's end; false when the daemon
-    /// stops.
-    async fn wait(&mut self) -> bool {
+    /// Waits for more output, or the run's end, or the daemon's stop, at
+    /// most [`KEEP_ALIVE`].
+    async fn wait(&mut self) -> Waited {
         let grew = async {
             match &mut self.tap {
                 Some(tap) => {
@@ -229,22 +318,67 @@ impl Follower {
             }
         };
         tokio::select! {
-            () = grew => true,
-            _ = self.stop.wait_for(|s| *s) => false,
+            () = grew => Waited::Grew,
+            () = tokio::time::sleep(KEEP_ALIVE) => Waited::Quiet,
+            _ = self.stop.wait_for(|s| *s) => Waited::Stopping,
         }
     }
 }
 
-/// A `line` event: its id the offset after it.
-fn line_event(after: u64, line: &str) -> Event {
-    let parsed = parse_line(line);
-    let data = serde_json::json!({
-        "at": parsed.at,
-        "stream": parsed.stream,
-        "text": parsed.text,
-    });
-    Event::default()
-        .id(after.to_string())
-        .event("line")
-        .data(data.to_string())
+/// How a follower's wait ended.
+enum Waited {
+    /// More output, or the attempt ended: looked at again.
+    Grew,
+    /// Nothing for [`KEEP_ALIVE`].
+    Quiet,
+    /// The daemon stops.
+    Stopping,
+}
+
+/// The whole lines of `path` from `offset`, up to a [`FRAME`] of them
+/// (one line longer than that: up to a [`PIECE`]); `None` if none is
+/// written yet. The run may be halfway through writing the last line: it
+/// is left for later.
+async fn whole_lines(path: Arc<std::path::Path>, offset: u64) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let read = move || {
+        let file = std::fs::File::open(&path).ok()?;
+        let mut bytes = vec![0; FRAME];
+        let mut read = file.read_at(&mut bytes, offset).ok()?;
+        if read == FRAME && memchr::memchr(b'\n', &bytes).is_none() {
+            bytes.resize(PIECE, 0);
+            read += file
+                .read_at(&mut bytes[FRAME..], offset + FRAME as u64)
+                .ok()?;
+        }
+        let end = match memchr::memrchr(b'\n', &bytes[..read]) {
+            Some(end) => end + 1,
+            None if read == PIECE => PIECE,
+            None => return None,
+        };
+        bytes.truncate(end);
+        Some(bytes)
+    };
+    tokio::task::spawn_blocking(read).await.ok().flatten()
+}
+
+/// The `lines` event of `whole` (lines, each ending in a newline but
+/// perhaps the last), as sent: its id `after`, the offset past them.
+fn lines_frame(after: u64, whole: &[u8]) -> Bytes {
+    let text = String::from_utf8_lossy(whole);
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    // The keys and quotes of each line: room enough unless texts need
+    // escapes.
+    let lines = memchr::memchr_iter(b'\n', whole).count() + 1;
+    let mut frame = Vec::with_capacity(64 + whole.len() + 32 * lines);
+    let _ = write!(frame, "event: lines\nid: {after}\ndata: [");
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            frame.push(b',');
+        }
+        serde_json::to_writer(&mut frame, &parse_line(line)).expect("a line serialises");
+    }
+    // JSON says a newline as `\n`: the data is one line.
+    frame.extend_from_slice(b"]\n\n");
+    Bytes::from(frame)
 }
