@@ -5,7 +5,8 @@ use std::path::Path;
 use crate::daemon::info::DaemonInfo;
 use crate::runner::{NotStarted, Outcome};
 
-use crate::daemon::api::{ErrorBody, FlowCommand, FlowStarted};
+use crate::daemon::api::ErrorBody;
+use crate::daemon::api::act::{FlowCommand, FlowStarted};
 use crate::store::FlowRecord;
 
 /// Why a call to the daemon failed.

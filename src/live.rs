@@ -134,7 +134,38 @@ pub struct Live {
     /// Each running attempt's count of batches written to its capture
     /// file: a follower waits on it instead of looking again and again
     /// (the lock is never held across an await).
-    outputs: Arc<Mutex<HashMap<i64, watch::Sender<u64>>>>,
+    outputs: Arc<Mutex<HashMap<i64, Tapped>>>,
+}
+
+/// A running attempt as followers see it.
+#[derive(Debug)]
+struct Tapped {
+    /// Its count of batches written.
+    grew: watch::Sender<u64>,
+    /// What it last said of its progress.
+    progress: Option<ProgressNow>,
+}
+
+/// How far a running run says it has come.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct ProgressNow {
+    /// Percent done, when it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// What it is doing.
+    pub message: String,
+    /// When it said so.
+    pub at: DateTime<Utc>,
+}
+
+impl ProgressNow {
+    fn of(progress: &Progress) -> ProgressNow {
+        ProgressNow {
+            percent: progress.percent,
+            message: short(&progress.message).to_string(),
+            at: progress.at,
+        }
+    }
 }
 
 impl Default for Live {
@@ -153,7 +184,7 @@ impl Default for Live {
 pub struct OutputTap {
     run_id: i64,
     grew: watch::Sender<u64>,
-    outputs: Arc<Mutex<HashMap<i64, watch::Sender<u64>>>>,
+    outputs: Arc<Mutex<HashMap<i64, Tapped>>>,
 }
 
 impl OutputTap {
@@ -170,7 +201,7 @@ impl Drop for OutputTap {
         let mut outputs = self.outputs.lock().expect("outputs");
         if outputs
             .get(&self.run_id)
-            .is_some_and(|s| s.same_channel(&self.grew))
+            .is_some_and(|t| t.grew.same_channel(&self.grew))
         {
             outputs.remove(&self.run_id);
         }
@@ -206,10 +237,13 @@ impl Live {
     /// growth through.
     pub fn output_tap(&self, run_id: i64) -> OutputTap {
         let grew = watch::Sender::new(0);
-        self.outputs
-            .lock()
-            .expect("outputs")
-            .insert(run_id, grew.clone());
+        self.outputs.lock().expect("outputs").insert(
+            run_id,
+            Tapped {
+                grew: grew.clone(),
+                progress: None,
+            },
+        );
         OutputTap {
             run_id,
             grew,
@@ -221,7 +255,14 @@ impl Live {
     /// process; the receiver ends with the attempt.
     pub fn output(&self, run_id: i64) -> Option<watch::Receiver<u64>> {
         let outputs = self.outputs.lock().expect("outputs");
-        outputs.get(&run_id).map(watch::Sender::subscribe)
+        outputs.get(&run_id).map(|t| t.grew.subscribe())
+    }
+
+    /// What run `run_id` last said of its progress, while an attempt of
+    /// it runs in this process.
+    pub fn progress_now(&self, run_id: i64) -> Option<ProgressNow> {
+        let outputs = self.outputs.lock().expect("outputs");
+        outputs.get(&run_id).and_then(|t| t.progress.clone())
     }
 
     /// A run's attempt started.
@@ -240,15 +281,24 @@ impl Live {
 
     /// A run said how far it has come.
     pub fn progress(&self, header: &RunHeader, progress: &Progress) {
+        let now = ProgressNow::of(progress);
+        if let Some(tapped) = self
+            .outputs
+            .lock()
+            .expect("outputs")
+            .get_mut(&header.run_id)
+        {
+            tapped.progress = Some(now.clone());
+        }
         if !self.watched() {
             return;
         }
         self.publish(LiveEvent::Progress {
             run_id: header.run_id,
             job: header.job.clone(),
-            percent: progress.percent,
-            message: short(&progress.message).to_string(),
-            at: progress.at,
+            percent: now.percent,
+            message: now.message,
+            at: now.at,
         });
     }
 

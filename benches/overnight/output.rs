@@ -124,7 +124,13 @@ pub(super) fn precision(b: &mut Bench) {
         }
         let runs = runtime.block_on(async {
             let store = overnight::store::Store::open(&state).await.unwrap();
-            let runs = store.history(Some("tick"), 100_000).await.unwrap();
+            let runs = store
+                .history(&overnight::store::HistoryQuery::latest(
+                    Some("tick"),
+                    100_000,
+                ))
+                .await
+                .unwrap();
             store.close().await;
             runs
         });

@@ -227,7 +227,13 @@ pub(super) async fn history(b: &mut Bench) {
     };
     let direct = record(overnight::store::Recorder::Store(store.clone())).await;
     let journaled = record(overnight::store::Recorder::journal_of(&store).unwrap().0).await;
-    let recorded = store.history(Some("bench"), 2 * WRITES).await.unwrap();
+    let recorded = store
+        .history(&overnight::store::HistoryQuery::latest(
+            Some("bench"),
+            2 * WRITES,
+        ))
+        .await
+        .unwrap();
     assert_eq!(recorded.len(), 2 * WRITES as usize, "every run recorded");
     assert!(recorded.iter().all(|r| r.status == "success"));
     let rate = |d: Duration| f64::from(WRITES) / d.as_secs_f64();

@@ -31,7 +31,10 @@ pub(super) async fn dispatch(b: &mut Bench) {
     folding.abort();
     store.fold_journal().await.unwrap();
     let ours = start.elapsed();
-    let recorded = store.history(Some("true"), RUNS).await.unwrap();
+    let recorded = store
+        .history(&overnight::store::HistoryQuery::latest(Some("true"), RUNS))
+        .await
+        .unwrap();
     assert!(
         recorded.len() == RUNS as usize && recorded.iter().all(|r| r.status == "success"),
         "every run recorded as a success"

@@ -7,7 +7,7 @@
 use super::{CliError, ConfigArg, open_store};
 use crate::client::Client;
 use crate::config::Config;
-use crate::daemon::api::FlowCommand;
+use crate::daemon::api::act::FlowCommand;
 use crate::daemon::flows::CommandError;
 use crate::exit::Outcome;
 use crate::flow::Op;
@@ -15,6 +15,7 @@ use crate::lock::DaemonLock;
 use crate::notify::{Moment, Notifier};
 use crate::report::{human_time, span};
 use crate::route::{Escaped, FlowLog};
+use crate::store::HistoryQuery;
 use crate::store::Notification;
 use crate::store::{FlowSave, Recorder, Store};
 use crate::zone::Zone;
@@ -52,7 +53,7 @@ enum FlowCommandArg {
         flow: Option<String>,
         /// How many runs to show.
         #[arg(long, default_value_t = 20)]
-        limit: usize,
+        limit: u32,
         /// One JSON document: an array of flow runs.
         #[arg(long)]
         json: bool,
@@ -260,7 +261,7 @@ async fn status(id: Option<i64>, json: bool, arg: &ConfigArg) -> Result<Outcome,
         None => {
             let open = store.open_flow_runs().await?;
             if open.is_empty() {
-                store.flow_history(None, 1).await?
+                store.flow_history(&HistoryQuery::latest(None, 1)).await?
             } else {
                 open
             }
@@ -294,12 +295,14 @@ async fn status(id: Option<i64>, json: bool, arg: &ConfigArg) -> Result<Outcome,
 
 async fn history(
     flow: Option<&str>,
-    limit: usize,
+    limit: u32,
     json: bool,
     arg: &ConfigArg,
 ) -> Result<Outcome, CliError> {
     let (store, config) = open_store(arg).await?;
-    let runs = store.flow_history(flow, limit).await?;
+    let runs = store
+        .flow_history(&HistoryQuery::latest(flow, limit))
+        .await?;
     if json {
         let sent = deliveries(&store, &runs).await?;
         let reports: Vec<_> = runs.iter().zip(&sent).map(json_report).collect();

@@ -4,6 +4,7 @@ use super::times::{Zones, duration};
 use super::{CliError, ConfigArg, open_store};
 use crate::exit::Outcome;
 use crate::status::Status;
+use crate::store::HistoryQuery;
 use crate::store::RunRecord;
 
 #[derive(Debug, clap::Args)]
@@ -22,7 +23,9 @@ pub(super) struct Args {
 
 pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     let (store, config) = open_store(&args.config).await?;
-    let runs = store.history(args.job.as_deref(), args.limit).await?;
+    let runs = store
+        .history(&HistoryQuery::latest(args.job.as_deref(), args.limit))
+        .await?;
     if let Some(job) = args.job.as_deref().filter(|_| runs.is_empty()) {
         // No run: a job that exists but has not run, or a typo.
         let recorded = store.last_finished().await?;

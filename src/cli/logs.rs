@@ -14,6 +14,7 @@ use crate::capture;
 use crate::client::Client;
 use crate::exit::Outcome;
 use crate::status::Status;
+use crate::store::HistoryQuery;
 use crate::store::{RunRecord, Store};
 
 /// How often a follower looks for new lines and for the run's end.
@@ -104,7 +105,11 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
 async fn find_run(store: &Store, what: &str) -> Result<RunRecord, CliError> {
     let found = match what.parse::<i64>() {
         Ok(id) => store.run(id).await?,
-        Err(_) => store.history(Some(what), 1).await?.into_iter().next(),
+        Err(_) => store
+            .history(&HistoryQuery::latest(Some(what), 1))
+            .await?
+            .into_iter()
+            .next(),
     };
     found.ok_or_else(|| {
         CliError::NotFound(format!(
@@ -134,7 +139,11 @@ async fn first_run(
         if let Some(store) = &store {
             // A wrapped crontab line's run is in the journal first.
             store.fold_journal().await?;
-            if let Some(run) = store.history(Some(job), 1).await?.pop() {
+            if let Some(run) = store
+                .history(&HistoryQuery::latest(Some(job), 1))
+                .await?
+                .pop()
+            {
                 return Ok((store.clone(), run));
             }
         }

@@ -96,9 +96,9 @@ impl CliError {
         match self {
             CliError::Config(_)
             | CliError::Usage(_)
-            | CliError::Daemon(DaemonError::Config(_) | DaemonError::AlreadyRunning(_)) => {
-                Outcome::Usage
-            }
+            | CliError::Daemon(
+                DaemonError::Config(_) | DaemonError::AlreadyRunning(_) | DaemonError::Refused(_),
+            ) => Outcome::Usage,
             _ => Outcome::Failed,
         }
     }

@@ -5,6 +5,7 @@
 //! [`Problem`] it has. Everything after loading takes `&Config` and never
 //! checks again.
 
+pub mod api;
 pub(crate) mod check;
 pub mod crontab;
 pub mod error;
@@ -57,6 +58,8 @@ pub struct Config {
     /// The API's address; `None`: [`DEFAULT_LISTEN`], or a free port
     /// when another daemon has it (the address is on the daemon's card).
     pub listen: Option<SocketAddr>,
+    /// Who may use the API, and by which names it is reached.
+    pub api: api::ApiSettings,
     /// How long a stopping daemon lets running jobs finish before ending them.
     pub shutdown_grace: Duration,
     /// At most this many runs at once, daemon-wide.
@@ -421,6 +424,7 @@ impl Config {
             .flat_map(var_names)
             .map(str::to_string)
             .collect();
+        names.extend(self.api.tokens.iter().map(|t| t.var.clone()));
         if let Some(smtp) = &self.mail.smtp {
             names.extend(smtp.username_env.iter().chain(&smtp.password_env).cloned());
         }

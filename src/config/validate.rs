@@ -23,6 +23,7 @@ const TOP_KEYS: &[&str] = &[
     "state_dir",
     "log_config",
     "listen",
+    "api",
     "shutdown_grace",
     "shutdown",
     "max_parallel",
@@ -112,6 +113,7 @@ impl Check<'_> {
             state_dir: dir.join(".overnight"),
             log_config: None,
             listen: None,
+            api: Default::default(),
             shutdown_grace: Duration::from_secs(30),
             max_parallel: None,
             shutdown: Shutdown::default(),
@@ -127,6 +129,7 @@ impl Check<'_> {
         let mut rules = Vec::new();
         let mut mail = Mail::default();
         let mut explicit_sendmail = false;
+        let mut listen_pos = None;
         for (key, value) in self.mapping(root, "the jobs file", TOP_KEYS) {
             match key {
                 "timezone" => config.timezone = self.zone(value).unwrap_or(config.timezone),
@@ -144,7 +147,10 @@ impl Check<'_> {
                 "listen" => {
                     if let Some(s) = self.string(value, "`listen`") {
                         match s.parse::<SocketAddr>() {
-                            Ok(addr) => config.listen = Some(addr),
+                            Ok(addr) => {
+                                config.listen = Some(addr);
+                                listen_pos = Some(value.pos);
+                            }
                             Err(_) => self.problem(
                                 value.pos,
                                 format!(
@@ -154,6 +160,7 @@ impl Check<'_> {
                         }
                     }
                 }
+                "api" => config.api = self.api(value),
                 "shutdown_grace" => {
                     config.shutdown_grace = self
                         .duration(value, "`shutdown_grace`")
@@ -193,6 +200,12 @@ impl Check<'_> {
                 "flows" => flows_node = Some(value),
                 _ => unreachable!("mapping() returns known keys only"),
             }
+        }
+        let listen = config.listen.zip(listen_pos);
+        if let Some((why, pos)) =
+            listen.and_then(|(addr, pos)| Some((config.api.refusal(addr)?, pos)))
+        {
+            self.problem(pos, why);
         }
         // The defaults are read once, in the file's zone: a mistake in one
         // is reported at it, not again at every job.

@@ -45,6 +45,10 @@ pub enum DaemonError {
     /// The run history could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The API may not be served as the jobs file says (beyond loopback
+    /// without a token or TLS, a token's variable unset).
+    #[error("{0}")]
+    Refused(String),
     /// Another daemon holds the state directory.
     #[error("{0}")]
     AlreadyRunning(String),
@@ -97,6 +101,19 @@ impl Shared {
     ) -> tokio::task::JoinHandle<Result<Outcome, StoreError>> {
         self.track(job, move |runner, job| async move {
             runner.run(&job, trigger, scheduled_at).await
+        })
+    }
+
+    /// Starts a run of `job` under `run_id`, taken with
+    /// [`Runner::fresh_run_id`], as a tracked task.
+    pub fn launch_numbered(
+        self: &Arc<Self>,
+        job: Arc<Job>,
+        trigger: Trigger,
+        run_id: i64,
+    ) -> tokio::task::JoinHandle<Result<Outcome, StoreError>> {
+        self.track(job, move |runner, job| async move {
+            runner.run_numbered(&job, trigger, run_id).await
         })
     }
 
@@ -184,6 +201,12 @@ pub async fn run_with_clock(
     info!(target: "overnight::daemon", "scheduler armed: {} job(s) on a clock", scheduler.armed());
 
     let addr = listener.local_addr().map_err(state_error)?;
+    let api = &config.api;
+    if let Some(why) = api.refusal(addr).or_else(|| api.unusable_token()) {
+        return Err(DaemonError::Refused(why));
+    }
+    let tls =
+        api::tls_acceptor(api).map_err(|e| DaemonError::Refused(format!("`api.tls`: {e}")))?;
     let card = DaemonInfo::new(addr).map_err(state_error)?;
     card.write(&config.state_dir).map_err(state_error)?;
 
@@ -212,7 +235,7 @@ pub async fn run_with_clock(
     recover::abandoned_runs(&shared).await?;
     shared.resume_open_flows().await?;
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
-    let server = api::Api::start(listener, Arc::clone(&shared), server_stop_rx);
+    let server = api::Api::start(listener, Arc::clone(&shared), tls, server_stop_rx);
     info!(target: "overnight::daemon", "started: pid {}, API on http://{addr}, {} job(s)", card.pid, shared.config().jobs.len());
 
     warn_if_few_descriptors();

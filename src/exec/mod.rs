@@ -39,6 +39,8 @@ pub enum StopReason {
     Shutdown,
     /// The one-shot command running it got this signal.
     Signal(i32),
+    /// An operator stopped it (the name of the API token used).
+    Operator(String),
 }
 
 impl fmt::Display for StopReason {
@@ -49,6 +51,7 @@ impl fmt::Display for StopReason {
             StopReason::Signal(number) => {
                 write!(f, "terminated by {}", crate::process::signal_name(*number))
             }
+            StopReason::Operator(who) => write!(f, "stopped by {who}"),
         }
     }
 }

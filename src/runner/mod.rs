@@ -164,6 +164,15 @@ impl Runner {
         }
     }
 
+    /// Ends run `run_id`'s attempt (and its retries), for `reason`;
+    /// whether it was running here.
+    pub fn stop_run(&self, run_id: i64, reason: StopReason) -> bool {
+        match self.active.lock().expect("active runs").get(&run_id) {
+            Some((_, stop)) => stop.send(Some(reason)).is_ok(),
+            None => false,
+        }
+    }
+
     /// Ends the running attempts of `job`, for `reason`.
     fn stop_job(&self, job: &str, reason: StopReason) {
         for (name, stop) in self.active.lock().expect("active runs").values() {
@@ -199,6 +208,24 @@ impl Runner {
             trigger,
             scheduled_at,
             run_id: None,
+            flow: None,
+        };
+        self.run_as(job, request).await
+    }
+
+    /// Runs `job` once under `run_id`, an id taken with
+    /// [`fresh_run_id`](Runner::fresh_run_id) (the caller answers with it
+    /// before the run ends).
+    pub async fn run_numbered(
+        &self,
+        job: &Job,
+        trigger: Trigger,
+        run_id: i64,
+    ) -> Result<Outcome, StoreError> {
+        let request = Request {
+            trigger,
+            scheduled_at: None,
+            run_id: Some(run_id),
             flow: None,
         };
         self.run_as(job, request).await
@@ -320,7 +347,7 @@ impl Runner {
     /// The next run id. A run-id file restored from a backup hands out ids
     /// again: the history mends that at its next opening, but a capture
     /// file of the same job and id must not be overwritten meanwhile.
-    fn fresh_run_id(&self, job: &Job) -> Result<i64, StoreError> {
+    pub fn fresh_run_id(&self, job: &Job) -> Result<i64, StoreError> {
         let mut run_id = self.recorder.next_run_id()?;
         while run_id > 0 && capture::path_for(&self.state_dir, &job.name, run_id).exists() {
             log::warn!(target: "overnight::runner", "run id {run_id} of `{}` was used already (is `last-run-id` older than the history?); taking the next", job.name);

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{Store, StoreError, time_text};
+use super::{HistoryQuery, Store, StoreError, bind_history, history_where, time_text};
 use crate::flow::progress::{Acted, FlowStatus};
 use crate::flow::{Plan, Progress, StepState};
 use crate::report::Trigger;
@@ -302,19 +302,13 @@ impl Store {
         }
     }
 
-    /// The latest runs of `flow` (of every flow with `None`), newest first.
-    pub async fn flow_history(
-        &self,
-        flow: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<FlowRecord>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{COLUMNS}WHERE (?1 IS NULL OR flow = ?1) ORDER BY id DESC LIMIT ?2"
-        )))
-        .bind(flow)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
+    /// The flow runs `filter` picks, newest first.
+    pub async fn flow_history(&self, filter: &HistoryQuery) -> Result<Vec<FlowRecord>, StoreError> {
+        let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{COLUMNS}{}",
+            history_where!("flow")
+        )));
+        let rows = bind_history(query, filter).fetch_all(&self.pool).await?;
         self.all_with_steps(&rows).await
     }
 

@@ -42,6 +42,7 @@ pub use notifications::{DeliveryStatus, Notification};
 pub use prune::{PRUNE_EVERY, Pruned};
 pub use recorder::Recorder;
 pub use runs::{NewRun, RunRecord};
+
 pub use schedule::NotRun;
 
 /// The schema, one step per entry; never edit a released step, add one.
@@ -55,6 +56,65 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_runner_start.sql"),
     include_str!("migrations/0008_flows.sql"),
 ];
+
+/// Which past runs (or flow runs) to list: newest first, a page at a
+/// time. Paging is by id (`before`), not by offset, so a page reads the
+/// same rows however many runs were added since the one before.
+#[derive(Clone, Debug, Default)]
+pub struct HistoryQuery {
+    /// Only this job's runs (this flow's flow runs).
+    pub name: Option<String>,
+    /// Only runs with this status word (`failed`, `held`…).
+    pub status: Option<String>,
+    /// Only runs started at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only runs started before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only runs older than this id: the `next` of the page before.
+    pub before: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+impl HistoryQuery {
+    /// The newest `limit` runs of `name`, or of all.
+    pub fn latest(name: Option<&str>, limit: u32) -> HistoryQuery {
+        HistoryQuery {
+            name: name.map(str::to_string),
+            limit,
+            ..HistoryQuery::default()
+        }
+    }
+}
+
+/// The `WHERE … ORDER BY … LIMIT` of a [`HistoryQuery`] over a table with
+/// `id` and `started_at`, whose name column is `$name`; bind with
+/// [`bind_history`].
+macro_rules! history_where {
+    ($name:literal) => {
+        concat!(
+            "WHERE (?1 IS NULL OR ",
+            $name,
+            " = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR started_at >= ?3) \
+             AND (?4 IS NULL OR started_at < ?4) AND (?5 IS NULL OR id < ?5) ORDER BY id DESC LIMIT ?6"
+        )
+    };
+}
+pub(crate) use history_where;
+
+/// Binds a [`HistoryQuery`] to the parameters of [`history_where!`].
+fn bind_history<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    filter: &'q HistoryQuery,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    query
+        .bind(filter.name.as_deref())
+        .bind(filter.status.as_deref())
+        .bind(filter.since.map(time_text))
+        .bind(filter.until.map(time_text))
+        .bind(filter.before)
+        .bind(i64::from(filter.limit))
+}
 
 /// Moves a job's "last handled" fire forward, never back.
 pub(crate) const MARK_HANDLED: &str = "INSERT INTO schedule_state (job, last_handled) VALUES (?, ?) \
@@ -321,7 +381,14 @@ mod tests {
         assert_eq!(store.running().await.unwrap().len(), 1);
         // Reopening runs no migration twice.
         let again = Store::open(dir.path()).await.unwrap();
-        assert_eq!(again.history(Some("a"), 10).await.unwrap()[0].id, id);
+        assert_eq!(
+            again
+                .history(&HistoryQuery::latest(Some("a"), 10))
+                .await
+                .unwrap()[0]
+                .id,
+            id
+        );
         // Its runner (pid 1 here) lives: not abandoned.
         sqlx::query("UPDATE runs SET pid = 1")
             .execute(&store.pool)

@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use std::str::FromStr;
 
-use super::{Store, StoreError, time_text};
+use super::{HistoryQuery, Store, StoreError, bind_history, history_where, time_text};
 use crate::report::{Report, Status, Trigger};
 
 /// A run as the store keeps it.
@@ -243,27 +243,10 @@ impl Store {
         Ok(json.flatten().and_then(|j| serde_json::from_str(&j).ok()))
     }
 
-    /// The newest runs first, of one job or of all.
-    pub async fn history(
-        &self,
-        job: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<RunRecord>, StoreError> {
-        let rows = match job {
-            Some(job) => {
-                sqlx::query(select_runs!("WHERE job = ? ORDER BY id DESC LIMIT ?"))
-                    .bind(job)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query(select_runs!("ORDER BY id DESC LIMIT ?"))
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
+    /// The runs `filter` picks, newest first.
+    pub async fn history(&self, filter: &HistoryQuery) -> Result<Vec<RunRecord>, StoreError> {
+        let query = sqlx::query(concat!(select_runs!(""), history_where!("job")));
+        let rows = bind_history(query, filter).fetch_all(&self.pool).await?;
         rows.iter().map(record).collect()
     }
 

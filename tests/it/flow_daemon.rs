@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use overnight::flow::progress::FlowStatus;
 use overnight::flow::{Known, StepState};
-use overnight::store::{FlowRecord, Store};
+use overnight::store::{FlowRecord, HistoryQuery, Store};
 
 use crate::helper::{Sandbox, runs, text, wait_for};
 
@@ -169,7 +169,10 @@ async fn a_held_flow_survives_a_killed_daemon_and_resumes_where_it_stood() {
 /// The flow runs of a state directory, newest first, the journal folded in.
 async fn flow_runs(sb: &Sandbox) -> Vec<FlowRecord> {
     let store = Store::open(&sb.path().join(".overnight")).await.unwrap();
-    let runs = store.flow_history(None, 100).await.unwrap();
+    let runs = store
+        .flow_history(&HistoryQuery::latest(None, 100))
+        .await
+        .unwrap();
     store.close().await;
     runs
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use overnight::flow::progress::FlowStatus;
 use overnight::flow::{Known, StepState};
 use overnight::schedule::clock::SystemClock;
-use overnight::store::{FlowRecord, Store};
+use overnight::store::{FlowRecord, HistoryQuery, Store};
 
 use crate::helper::{Sandbox, TestDaemon, text, wait_for};
 
@@ -212,7 +212,10 @@ triggers:
     assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
     let started = wait_for(Duration::from_secs(30), "the flow run", || async {
         let store = Store::open(&daemon.state_dir).await.unwrap();
-        let runs = store.flow_history(Some("legacy-sync"), 10).await.unwrap();
+        let runs = store
+            .flow_history(&HistoryQuery::latest(Some("legacy-sync"), 10))
+            .await
+            .unwrap();
         store.close().await;
         runs.into_iter().next()
     })

@@ -3,6 +3,7 @@
 
 mod helper;
 
+mod api;
 mod check;
 mod crash;
 mod daemon;

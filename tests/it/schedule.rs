@@ -283,7 +283,10 @@ flows:
         "the missed flow run",
         || async {
             let store = overnight::store::Store::open(&state).await.unwrap();
-            let runs = store.flow_history(None, 10).await.unwrap();
+            let runs = store
+                .flow_history(&overnight::store::HistoryQuery::latest(None, 10))
+                .await
+                .unwrap();
             store.close().await;
             (!runs.is_empty()).then_some(runs)
         },

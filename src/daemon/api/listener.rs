@@ -51,37 +51,63 @@ impl Limited {
 }
 
 impl Limited {
-    /// Serves `app` on every connection until `stop` turns true, then
-    /// lets the open ones finish (streams end with the daemon's stop).
-    pub async fn serve(mut self, app: axum::Router, mut stop: watch::Receiver<bool>) {
+    /// Serves `app` on every connection (over TLS with `tls`) until
+    /// `stop` turns true, then lets the open ones finish (streams end
+    /// with the daemon's stop).
+    pub async fn serve(
+        mut self,
+        app: axum::Router,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut connections = tokio::task::JoinSet::new();
         loop {
             let (io, _) = tokio::select! {
                 accepted = axum::serve::Listener::accept(&mut self) => accepted,
                 _ = stop.wait_for(|s| *s) => break,
             };
-            let service = hyper_util::service::TowerToHyperService::new(app.clone());
-            let mut stopping = stop.clone();
+            let app = app.clone();
+            let stopping = stop.clone();
+            let tls = tls.clone();
             connections.spawn(async move {
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .max_buf_size(BUFFER)
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(io), service);
-                tokio::pin!(connection);
-                let stopped = async move {
-                    let _ = stopping.wait_for(|s| *s).await;
-                };
-                tokio::select! {
-                    _ = connection.as_mut() => return,
-                    () = stopped => {}
+                match tls {
+                    None => serve_connection(io, app, stopping).await,
+                    Some(tls) => {
+                        // A handshake takes no longer than an idle spell.
+                        let handshake = tokio::time::timeout(IDLE_TIMEOUT, tls.accept(io));
+                        if let Ok(Ok(io)) = handshake.await {
+                            serve_connection(io, app, stopping).await;
+                        }
+                    }
                 }
-                connection.as_mut().graceful_shutdown();
-                let _ = connection.await;
             });
             while connections.try_join_next().is_some() {}
         }
         while connections.join_next().await.is_some() {}
     }
+}
+
+/// Serves `app` on one connection until it closes, or gracefully once
+/// `stopping` turns true.
+async fn serve_connection<I>(io: I, app: axum::Router, mut stopping: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let connection = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(BUFFER)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let stopped = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        () = stopped => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
 }
 
 impl axum::serve::Listener for Limited {

@@ -1,43 +1,55 @@
-//! The daemon's HTTP API, on loopback by default.
+//! The daemon's HTTP API, on loopback by default (DESIGN §9).
 //!
-//! Reading is open; anything that changes state (starting a run, reloading)
-//! needs the bearer token from the daemon's card in the state directory.
-//! Errors map to HTTP in one place, [`ApiError`]'s `IntoResponse`.
+//! Every route is listed once, in [`routes!`], which also makes
+//! [`ROUTES`]: the OpenAPI document (`openapi.json`, served at
+//! `/api/openapi.json`) must name exactly those. Who may call what is
+//! the [`guard`]'s to say, before any handler runs. Errors map to HTTP in
+//! one place, [`ApiError`]'s `IntoResponse`.
 
+pub mod act;
 mod events;
+pub mod guard;
 mod listener;
 mod output;
+pub mod read;
 
 pub use listener::MAX_CONNECTIONS;
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use super::Shared;
-use super::flows::{CommandError, FlowStart, Op};
 use crate::config::Job;
-use crate::report::{Report, Trigger};
-use crate::runner::Outcome;
-use crate::store::{FlowRecord, RunRecord, StoreError};
+use crate::config::api::ApiSettings;
+use crate::store::{RunRecord, StoreError};
 
 /// Why an API call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// No or a wrong token on a state-changing call.
+    /// No or a wrong token.
     #[error(
-        "this call needs the daemon's token (`Authorization: Bearer …`, from `daemon.json` in the state directory)"
+        "this call needs a token: `Authorization: Bearer …` with the daemon's (`daemon.json` in the state directory) or one of `api.tokens`; in a browser, log in"
     )]
     Unauthorized,
+    /// The request's parameters make no sense.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A state-changing request from another site's page.
+    #[error("{0}")]
+    Forbidden(String),
+    /// `Host` names something else than this API (DNS rebinding).
+    #[error("{0}")]
+    ForeignHost(String),
     /// No job of that name.
     #[error("no job named `{0}` in the jobs file")]
     UnknownJob(String),
@@ -78,6 +90,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::ForeignHost(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::UnknownJob(_)
             | ApiError::UnknownFlow(_)
             | ApiError::UnknownFlowRun(_)
@@ -131,14 +146,21 @@ impl JobStatus {
         JobStatus {
             name: job.name.clone(),
             schedule: job.schedule.as_ref().map(ToString::to_string),
-            next: job
-                .schedule
-                .as_ref()
-                .and_then(|s| s.next_after(now))
-                .map(|t| t.with_timezone(&job.timezone).to_rfc3339()),
+            next: next_fire(job.schedule.as_ref(), &job.timezone, now),
             at_start: job.schedule.as_ref().is_some_and(|s| s.is_reboot()),
         }
     }
+}
+
+/// The next fire of `schedule` after `now`, in `zone`, as RFC 3339.
+pub fn next_fire(
+    schedule: Option<&crate::schedule::Schedule>,
+    zone: &crate::zone::Zone,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    schedule
+        .and_then(|s| s.next_after(now))
+        .map(|t| t.with_timezone(zone).to_rfc3339())
 }
 
 /// The answer of `GET /api/status`.
@@ -201,7 +223,12 @@ impl Api {
     /// the daemon's runtime: only reading requests and writing answers and
     /// streams happen on the API's threads. Out of threads, it serves from
     /// the daemon's runtime.
-    pub fn start(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) -> Api {
+    pub fn start(
+        listener: TcpListener,
+        shared: Arc<Shared>,
+        tls: Option<TlsAcceptor>,
+        stop: watch::Receiver<bool>,
+    ) -> Api {
         let daemons = Handle::current();
         let own = tokio::runtime::Builder::new_multi_thread()
             .thread_name("api")
@@ -216,7 +243,7 @@ impl Api {
             Err(e) => {
                 log::warn!(target: "overnight::api", "the API serves at the jobs' priority: no threads of its own ({e})");
                 return Api {
-                    serving: tokio::spawn(serve(listener, shared, stop, daemons)),
+                    serving: tokio::spawn(serve(listener, shared, tls, stop, daemons)),
                     runtime: None,
                 };
             }
@@ -228,7 +255,7 @@ impl Api {
         });
         let serving = own.spawn(async move {
             match listener {
-                Ok(listener) => serve(listener, shared, stop, daemons).await,
+                Ok(listener) => serve(listener, shared, tls, stop, daemons).await,
                 Err(e) => log::error!(target: "overnight::api", "the API did not start: {e}"),
             }
         });
@@ -257,37 +284,138 @@ fn lower_priority() {
     }
 }
 
+/// Declares every route once: builds the router and [`ROUTES`].
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:expr,)*) => {
+        /// Every route, as `METHOD /path`: what the OpenAPI document must
+        /// describe, no more and no less.
+        pub const ROUTES: &[&str] = &[$(concat!(stringify!($method), " ", $path)),*];
+
+        fn routes() -> Router<Arc<Shared>> {
+            Router::new()$(.route($path, axum::routing::$method($handler)))*
+        }
+    };
+}
+
+routes! {
+    get "/api/status" => read::status,
+    get "/api/jobs" => read::jobs,
+    get "/api/flows" => read::flows,
+    get "/api/runs" => read::runs,
+    get "/api/runs/{id}" => read::run,
+    get "/api/runs/{id}/output" => output::output,
+    get "/api/flow-runs" => read::flow_runs,
+    get "/api/flow-runs/{id}" => read::flow_run,
+    get "/api/locks" => read::locks,
+    get "/api/events" => events::events,
+    get "/api/openapi.json" => openapi,
+    post "/api/jobs/{name}/run" => act::run_job,
+    post "/api/jobs/{name}/start" => act::start_job,
+    post "/api/runs/{id}/stop" => act::stop_run,
+    post "/api/flows/{name}/start" => act::start_flow,
+    post "/api/flow-runs/{id}/{action}" => act::flow_command,
+    post "/api/reload" => act::reload,
+    post "/api/login" => act::login,
+    post "/api/logout" => act::logout,
+}
+
+/// The OpenAPI 3 document of every route.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
 /// Serves the API on `listener` until `stop` turns true; each request's
 /// handler runs on `daemons`.
 async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
     stop: watch::Receiver<bool>,
     daemons: Handle,
 ) {
-    let app = Router::new()
-        .route("/api/status", get(status))
-        .route("/api/jobs/{name}/run", post(run_job))
-        .route("/api/reload", post(reload))
-        .route("/api/flows/{name}/start", post(start_flow))
-        .route("/api/flow-runs/{id}/{action}", post(flow_command))
-        .route("/api/events", get(events::events))
-        .route("/api/runs/{id}/output", get(output::output))
+    let loopback = listener
+        .local_addr()
+        .is_ok_and(|addr| addr.ip().is_loopback());
+    let guard = guard::Guard {
+        shared: Arc::clone(&shared),
+        sessions: Arc::default(),
+        loopback,
+    };
+    let app = routes()
         .layer(axum::Extension(events::Stopping(stop.clone())))
         .layer(axum::Extension(Arc::new(output::Pieces::default())))
+        .layer(axum::Extension(guard.clone()))
+        .layer(axum::Extension(act::Secure(tls.is_some())))
         .with_state(shared)
         .layer(axum::middleware::from_fn_with_state(
             daemons,
             on_the_daemons_runtime,
-        ));
-    // On loopback (the default), only loopback names are answered.
-    let app = match listener.local_addr() {
-        Ok(addr) if addr.ip().is_loopback() => app.layer(axum::middleware::from_fn(check_host)),
-        _ => app,
-    };
+        ))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
+        .layer(axum::middleware::from_fn(json_errors));
     let listener =
         listener::Limited::new(listener, listener::MAX_CONNECTIONS, listener::IDLE_TIMEOUT);
-    listener.serve(app, stop).await;
+    listener.serve(app, tls, stop).await;
+}
+
+/// The TLS acceptor `api.tls` asks for, if it does; why its files cannot
+/// be used, if they cannot.
+pub fn tls_acceptor(api: &ApiSettings) -> Result<Option<TlsAcceptor>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let Some(tls) = &api.tls else {
+        return Ok(None);
+    };
+    let cert_file = |e: rustls::pki_types::pem::Error| format!("`{}`: {e}", tls.cert.display());
+    let certs = CertificateDer::pem_file_iter(&tls.cert)
+        .map_err(cert_file)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key)
+        .map_err(|e| format!("`{}`: {e}", tls.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("`{}` and `{}`: {e}", tls.cert.display(), tls.key.display()))?;
+    Ok(Some(TlsAcceptor::from(Arc::new(server))))
+}
+
+/// Says every refusal as an [`ErrorBody`]: the ones axum makes itself
+/// (a path or query that does not parse, a method not served, no such
+/// route) are plain text otherwise.
+async fn json_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if !response.status().is_client_error() || json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let error = match String::from_utf8_lossy(&text).trim() {
+        "" => parts
+            .status
+            .canonical_reason()
+            .unwrap_or("refused")
+            .to_lowercase(),
+        said => said.to_string(),
+    };
+    let mut answer = Json(ErrorBody {
+        error,
+        run_id: None,
+    })
+    .into_response();
+    *answer.status_mut() = parts.status;
+    answer
 }
 
 /// Runs a request's handler on the daemon's runtime: a run it starts, a
@@ -302,209 +430,4 @@ async fn on_the_daemons_runtime(
         Ok(response) => response,
         Err(e) => ApiError::Run(format!("the request's handler failed: {e}")).into_response(),
     }
-}
-
-/// On a loopback listener, answers only requests addressed by a loopback
-/// name or address: a web page elsewhere that makes a browser resolve its own name
-/// to 127.0.0.1 (DNS rebinding) sends its own name as `Host`, and is
-/// refused before it can read anything.
-async fn check_host(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let host = request
-        .headers()
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    if loopback_host(host) {
-        next.run(request).await
-    } else {
-        let why = format!(
-            "refused: `Host: {host}` does not name this machine's loopback; use http://127.0.0.1:PORT/"
-        );
-        (StatusCode::MISDIRECTED_REQUEST, why).into_response()
-    }
-}
-
-/// Whether a `Host` header names the loopback: `localhost`, `127.x.y.z` or
-/// `[::1]`, with or without a port.
-fn loopback_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(v6) => v6.split_once(']').map_or("", |(addr, _)| addr),
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-    };
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(token) if same_secret(token.as_bytes(), shared.token.as_bytes()) => Ok(()),
-        _ => Err(ApiError::Unauthorized),
-    }
-}
-
-/// Compares in a time that does not depend on where the two first differ,
-/// so a caller cannot find the token a byte at a time.
-fn same_secret(given: &[u8], secret: &[u8]) -> bool {
-    given.len() == secret.len()
-        && given
-            .iter()
-            .zip(secret)
-            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
-            == 0
-}
-
-async fn status(State(shared): State<Arc<Shared>>) -> Result<Json<StatusBody>, ApiError> {
-    let config = shared.config();
-    let now = Utc::now();
-    let jobs = config
-        .jobs
-        .iter()
-        .map(|job| JobStatus::of(job, now))
-        .collect();
-    let store = &shared.store;
-    // Runs of `overnight exec` are in the journal until folded; one whose
-    // runner was killed is closed. Neither keeps the status from being
-    // read (a full disk): the background fold catches up later.
-    let caught_up = match store.fold_journal().await {
-        Ok(()) => store.close_lost(shared.runner.host(), false).await,
-        Err(e) => Err(e),
-    };
-    match caught_up {
-        Ok(closed) => closed
-            .into_iter()
-            .for_each(|report| crate::daemon::recover::notify(&shared, Some(report))),
-        Err(e) => {
-            log::warn!(target: "overnight::api", "status shows the history without the latest runs: {e}")
-        }
-    }
-    let running = store.running().await?;
-    let locks = LockHolder::from_rows(store.held_locks().await?);
-    Ok(Json(StatusBody {
-        pid: std::process::id(),
-        jobs,
-        running,
-        locks,
-    }))
-}
-
-/// Runs a job now and answers with its report when it ends.
-async fn run_job(
-    State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Result<Json<Report>, ApiError> {
-    authorize(&shared, &headers)?;
-    let job = shared
-        .config()
-        .job(&name)
-        .cloned()
-        .ok_or(ApiError::UnknownJob(name))?;
-    let report = shared
-        .launch(job, Trigger::Manual, None)
-        .await
-        .map_err(|e| ApiError::Run(e.to_string()))??;
-    match report {
-        Outcome::Ran(report) => Ok(Json(*report)),
-        Outcome::NotRun { id, why } => Err(ApiError::NotRun {
-            id,
-            why: why.to_string(),
-        }),
-    }
-}
-
-/// The answer of `POST /api/flows/{name}/start`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct FlowStarted {
-    /// The new flow run's id.
-    pub flow_run_id: i64,
-}
-
-/// Starts a run of a flow; answers with its id at once.
-async fn start_flow(
-    State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Result<Json<FlowStarted>, ApiError> {
-    authorize(&shared, &headers)?;
-    let flow = shared
-        .config()
-        .flow(&name)
-        .cloned()
-        .ok_or(ApiError::UnknownFlow(name))?;
-    match shared.start_flow(&flow, Trigger::Manual, None).await? {
-        FlowStart::Started(id) => Ok(Json(FlowStarted { flow_run_id: id })),
-        FlowStart::Busy(id) => Err(ApiError::Refused {
-            why: format!(
-                "flow `{}` is running already (flow run #{id}) and its concurrency is `skip`",
-                flow.name
-            ),
-            run_id: Some(id),
-        }),
-    }
-}
-
-/// The body of an operator's command on a flow run.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct FlowCommand {
-    /// The step, for `retry` and `skip`.
-    #[serde(default)]
-    pub step: Option<String>,
-    /// Who gives the command, as recorded (the CLI sends the OS user).
-    #[serde(default)]
-    pub who: Option<String>,
-}
-
-/// `resume`, `retry`, `skip`, `abort` or `hold` on a flow run; answers with
-/// the run as it stands after.
-async fn flow_command(
-    State(shared): State<Arc<Shared>>,
-    Path((id, action)): Path<(i64, String)>,
-    headers: HeaderMap,
-    body: Option<Json<FlowCommand>>,
-) -> Result<Json<FlowRecord>, ApiError> {
-    authorize(&shared, &headers)?;
-    let Json(body) = body.unwrap_or_default();
-    let refused = |why: String| ApiError::Refused {
-        why,
-        run_id: Some(id),
-    };
-    let step = || {
-        body.step
-            .clone()
-            .ok_or_else(|| refused(format!("`{action}` needs the step: {{\"step\": \"NAME\"}}")))
-    };
-    let op = match action.as_str() {
-        "resume" => Op::Resume,
-        "retry" => Op::Retry(step()?),
-        "skip" => Op::Skip(step()?),
-        "abort" => Op::Abort,
-        "hold" => Op::Hold,
-        other => {
-            return Err(refused(format!(
-                "unknown action `{other}`; use resume, retry, skip, abort or hold"
-            )));
-        }
-    };
-    let who = body.who.clone().unwrap_or_else(|| "api".to_string());
-    match shared.flow_command(id, op, who).await {
-        Ok(run) => Ok(Json(run)),
-        Err(CommandError::NoSuchRun(id)) => Err(ApiError::UnknownFlowRun(id)),
-        Err(CommandError::Store(e)) => Err(ApiError::Store(e)),
-        Err(other) => Err(refused(other.to_string())),
-    }
-}
-
-async fn reload(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
-    authorize(&shared, &headers)?;
-    shared.request_reload();
-    Ok(StatusCode::ACCEPTED)
 }

@@ -271,7 +271,7 @@ impl JournalFile {
 mod tests {
     use super::*;
     use crate::report::{Status, Trigger};
-    use crate::store::Store;
+    use crate::store::{HistoryQuery, Store};
     use chrono::Utc;
 
     fn started(id: i64, pid: u32, dir: &Path) -> NewRun {
@@ -421,7 +421,11 @@ mod tests {
         store.fold_journal().await.unwrap();
         assert!(!open.exists());
         assert_eq!(
-            store.history(None, 10).await.unwrap().len(),
+            store
+                .history(&HistoryQuery::latest(None, 10))
+                .await
+                .unwrap()
+                .len(),
             2,
             "folded once"
         );
@@ -479,7 +483,10 @@ mod tests {
         journal.record_notification(&delivery(id)).unwrap();
         store.fold_journal().await.unwrap();
 
-        let runs = store.history(Some("nightly"), 10).await.unwrap();
+        let runs = store
+            .history(&HistoryQuery::latest(Some("nightly"), 10))
+            .await
+            .unwrap();
         assert_eq!(runs.len(), 2);
         assert_eq!((runs[1].id, runs[1].status.as_str()), (first, "running"));
         let moved = runs[0].id;
@@ -558,7 +565,10 @@ mod tests {
         step.flow_step = Some((flow_id, "load".into()));
         journal.start_run(&step).unwrap();
         store.fold_journal().await.unwrap();
-        let going = store.flow_history(Some("new"), 1).await.unwrap();
+        let going = store
+            .flow_history(&HistoryQuery::latest(Some("new"), 1))
+            .await
+            .unwrap();
         let named = going[0].state.steps[0].runs[0];
         assert!(
             named > going[0].id,
@@ -585,7 +595,10 @@ mod tests {
             crate::flow::StepState::Waiting,
             "and nothing of the new one lands on it"
         );
-        let new = store.flow_history(Some("new"), 1).await.unwrap();
+        let new = store
+            .flow_history(&HistoryQuery::latest(Some("new"), 1))
+            .await
+            .unwrap();
         let new = &new[0];
         assert!(new.id > old_run);
         let moved_run = new.state.steps[0].runs[0];

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use overnight::config::Config;
 use overnight::schedule::clock::{Clock, SystemClock};
-use overnight::store::{RunRecord, Store};
+use overnight::store::{HistoryQuery, RunRecord, Store};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -157,7 +157,10 @@ pub async fn runs(state_dir: &Path) -> Vec<RunRecord> {
         return Vec::new();
     }
     let store = Store::open(state_dir).await.expect("the store opens");
-    let mut runs = store.history(None, 100_000).await.expect("history");
+    let mut runs = store
+        .history(&HistoryQuery::latest(None, 100_000))
+        .await
+        .expect("history");
     store.close().await;
     runs.reverse();
     runs
@@ -180,10 +183,20 @@ impl TestDaemon {
 
     /// Starts a daemon in `sandbox` (a restart keeps its state), on `clock`.
     pub async fn start_in(sandbox: Sandbox, jobs_file: &str, clock: Arc<dyn Clock>) -> TestDaemon {
+        Self::start_on(sandbox, jobs_file, clock, "127.0.0.1:0").await
+    }
+
+    /// Starts a daemon in `sandbox`, on `clock`, its API bound to `bind`.
+    pub async fn start_on(
+        sandbox: Sandbox,
+        jobs_file: &str,
+        clock: Arc<dyn Clock>,
+        bind: &str,
+    ) -> TestDaemon {
         let config_path = sandbox.write("overnight.yaml", jobs_file);
         let config = Config::load(&config_path).expect("a valid jobs file");
         let state_dir = config.state_dir.clone();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(bind).await.unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(overnight::daemon::run_with_clock(
             clock,
@@ -207,6 +220,11 @@ impl TestDaemon {
         })
         .await;
         daemon
+    }
+
+    /// Its card: where it listens and its token.
+    pub fn card(&self) -> overnight::daemon::info::DaemonInfo {
+        overnight::daemon::info::DaemonInfo::read(&self.state_dir).expect("the daemon's card")
     }
 
     /// Stops it, waits for it to end, and hands back its sandbox.

@@ -1,0 +1,245 @@
+//! The API's operator side: run a job now, start a flow, move a flow
+//! run, stop a running run, reload, log in and out. The guard has checked
+//! the token before any of these runs; each records who acted.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Form, Json};
+use serde::{Deserialize, Serialize};
+
+use super::ApiError;
+use super::guard::{COOKIE, Caller, Guard, session_id};
+use crate::daemon::Shared;
+use crate::daemon::flows::{CommandError, FlowStart, Op};
+use crate::report::{Report, Trigger};
+use crate::runner::{Outcome, StopReason};
+use crate::store::FlowRecord;
+
+/// Runs a job now and answers with its report when it ends.
+pub async fn run_job(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Report>, ApiError> {
+    let job = shared
+        .config()
+        .job(&name)
+        .cloned()
+        .ok_or(ApiError::UnknownJob(name))?;
+    log::info!(target: "overnight::api", "`{}` run now by {}", job.name, caller.who(None)?);
+    let report = shared
+        .launch(job, Trigger::Manual, None)
+        .await
+        .map_err(|e| ApiError::Run(e.to_string()))??;
+    match report {
+        Outcome::Ran(report) => Ok(Json(*report)),
+        Outcome::NotRun { id, why } => Err(ApiError::NotRun {
+            id,
+            why: why.to_string(),
+        }),
+    }
+}
+
+/// The answer of `POST /api/jobs/{name}/start` and `/api/runs/{id}/stop`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunStarted {
+    /// The run's id.
+    pub run_id: i64,
+}
+
+/// Starts a run of a job now; answers with its id at once (the run goes
+/// on to its end; a skipped start is recorded under that id too).
+pub async fn start_job(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<RunStarted>), ApiError> {
+    let job = shared
+        .config()
+        .job(&name)
+        .cloned()
+        .ok_or(ApiError::UnknownJob(name))?;
+    let run_id = shared.runner.fresh_run_id(&job)?;
+    log::info!(target: "overnight::api", "`{}` started as run #{run_id} by {}", job.name, caller.who(None)?);
+    drop(shared.launch_numbered(job, Trigger::Manual, run_id));
+    Ok((StatusCode::ACCEPTED, Json(RunStarted { run_id })))
+}
+
+/// Ends a running run: its process group gets TERM, then KILL after the
+/// job's `kill_grace`. Its retries are not tried.
+pub async fn stop_run(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> Result<(StatusCode, Json<RunStarted>), ApiError> {
+    let who = caller.who(None)?;
+    if shared
+        .runner
+        .stop_run(id, StopReason::Operator(who.clone()))
+    {
+        log::info!(target: "overnight::api", "run #{id} stopped by {who}");
+        return Ok((StatusCode::ACCEPTED, Json(RunStarted { run_id: id })));
+    }
+    match shared.store.run(id).await? {
+        None => Err(ApiError::UnknownRun(id)),
+        Some(run) => Err(ApiError::Refused {
+            why: format!(
+                "run #{id} is {} in this daemon: nothing to stop",
+                if run.status == crate::status::Status::Running {
+                    "not running"
+                } else {
+                    run.status.as_str()
+                }
+            ),
+            run_id: Some(id),
+        }),
+    }
+}
+
+/// The answer of `POST /api/flows/{name}/start`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FlowStarted {
+    /// The new flow run's id.
+    pub flow_run_id: i64,
+}
+
+/// Starts a run of a flow; answers with its id at once.
+pub async fn start_flow(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<FlowStarted>, ApiError> {
+    let flow = shared
+        .config()
+        .flow(&name)
+        .cloned()
+        .ok_or(ApiError::UnknownFlow(name))?;
+    log::info!(target: "overnight::api", "flow `{}` started by {}", flow.name, caller.who(None)?);
+    match shared.start_flow(&flow, Trigger::Manual, None).await? {
+        FlowStart::Started(id) => Ok(Json(FlowStarted { flow_run_id: id })),
+        FlowStart::Busy(id) => Err(ApiError::Refused {
+            why: format!(
+                "flow `{}` is running already (flow run #{id}) and its concurrency is `skip`",
+                flow.name
+            ),
+            run_id: Some(id),
+        }),
+    }
+}
+
+/// The body of an operator's command on a flow run.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct FlowCommand {
+    /// The step, for `retry` and `skip`.
+    #[serde(default)]
+    pub step: Option<String>,
+    /// Who gives the command, as recorded, when the daemon card's token
+    /// is used (the CLI sends the OS user); a named token's name is
+    /// recorded otherwise.
+    #[serde(default)]
+    pub who: Option<String>,
+}
+
+/// `resume`, `retry`, `skip`, `abort` or `hold` on a flow run; answers with
+/// the run as it stands after.
+pub async fn flow_command(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path((id, action)): Path<(i64, String)>,
+    body: Option<Json<FlowCommand>>,
+) -> Result<Json<FlowRecord>, ApiError> {
+    let Json(body) = body.unwrap_or_default();
+    let refused = |why: String| ApiError::Refused {
+        why,
+        run_id: Some(id),
+    };
+    let step = || {
+        body.step
+            .clone()
+            .ok_or_else(|| refused(format!("`{action}` needs the step: {{\"step\": \"NAME\"}}")))
+    };
+    let op = match action.as_str() {
+        "resume" => Op::Resume,
+        "retry" => Op::Retry(step()?),
+        "skip" => Op::Skip(step()?),
+        "abort" => Op::Abort,
+        "hold" => Op::Hold,
+        other => {
+            return Err(refused(format!(
+                "unknown action `{other}`; use resume, retry, skip, abort or hold"
+            )));
+        }
+    };
+    let who = caller.who(body.who.clone())?;
+    match shared.flow_command(id, op, who).await {
+        Ok(run) => Ok(Json(run)),
+        Err(CommandError::NoSuchRun(id)) => Err(ApiError::UnknownFlowRun(id)),
+        Err(CommandError::Store(e)) => Err(ApiError::Store(e)),
+        Err(other) => Err(refused(other.to_string())),
+    }
+}
+
+/// Rereads the jobs file (as SIGHUP does).
+pub async fn reload(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<StatusCode, ApiError> {
+    log::info!(target: "overnight::api", "reload asked by {}", caller.who(None)?);
+    shared.request_reload();
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// The login form's fields.
+#[derive(Debug, Deserialize)]
+pub struct Login {
+    /// A token: the daemon card's or one of `api.tokens`.
+    pub token: String,
+}
+
+/// Trades a token for a session cookie (HttpOnly, SameSite=Strict) and
+/// sends the browser back to the page; a wrong token is 401, after a
+/// pause that makes guessing slow.
+pub async fn login(
+    Extension(guard): Extension<Guard>,
+    Extension(secure): Extension<Secure>,
+    Form(login): Form<Login>,
+) -> Result<Response, ApiError> {
+    let Some(name) = guard.token_name(login.token.trim()) else {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        return Err(ApiError::Unauthorized);
+    };
+    let id = guard
+        .sessions
+        .open(&name)
+        .map_err(|e| ApiError::Run(format!("no session: {e}")))?;
+    log::info!(target: "overnight::api", "{name} logged in to the web page");
+    let cookie = format!(
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{}",
+        if secure.0 { "; Secure" } else { "" }
+    );
+    Ok((
+        StatusCode::SEE_OTHER,
+        [(header::SET_COOKIE, cookie), (header::LOCATION, "/".into())],
+    )
+        .into_response())
+}
+
+/// Ends the browser's session.
+pub async fn logout(Extension(guard): Extension<Guard>, headers: HeaderMap) -> Response {
+    if let Some(id) = session_id(&headers) {
+        guard.sessions.close(id);
+    }
+    let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    (
+        StatusCode::SEE_OTHER,
+        [(header::SET_COOKIE, cookie), (header::LOCATION, "/".into())],
+    )
+        .into_response()
+}
+
+/// Whether the API is served over TLS (its cookie is then `Secure`).
+#[derive(Clone, Copy, Debug)]
+pub struct Secure(pub bool);
