@@ -594,3 +594,19 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     );
     daemon.stop().await;
 }
+
+/// The served document is what `tools/openapi.py` writes.
+#[test]
+fn the_openapi_document_is_its_generators_output() {
+    let out = std::process::Command::new("python3")
+        .arg(crate::helper::repo().join("tools/openapi.py"))
+        .output()
+        .expect("python3");
+    assert!(out.status.success());
+    let written: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let served: Value = serde_json::from_str(overnight::daemon::api::OPENAPI).unwrap();
+    assert!(
+        written == served,
+        "run `python3 tools/openapi.py > src/daemon/api/openapi.json`"
+    );
+}

@@ -4,6 +4,7 @@
 mod helper;
 
 mod api;
+mod browser;
 mod check;
 mod crash;
 mod daemon;

@@ -240,6 +240,18 @@ pub async fn logout(Extension(guard): Extension<Guard>, headers: HeaderMap) -> R
         .into_response()
 }
 
+/// The answer of `GET /api/session`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Session {
+    /// The name of the token the caller showed or logged in with.
+    pub name: Option<String>,
+}
+
+/// Who the caller is (the page shows "log in" or the name).
+pub async fn session(Extension(caller): Extension<Caller>) -> Json<Session> {
+    Json(Session { name: caller.name })
+}
+
 /// Whether the API is served over TLS (its cookie is then `Secure`).
 #[derive(Clone, Copy, Debug)]
 pub struct Secure(pub bool);

@@ -11,6 +11,7 @@ mod events;
 pub mod guard;
 mod listener;
 mod output;
+mod page;
 pub mod read;
 
 pub use listener::MAX_CONNECTIONS;
@@ -266,9 +267,16 @@ impl Api {
     }
 
     /// Returns once the API has stopped serving.
-    pub async fn stopped(self) {
-        let _ = self.serving.await;
-        if let Some(runtime) = self.runtime {
+    pub async fn stopped(mut self) {
+        let _ = (&mut self.serving).await;
+    }
+}
+
+impl Drop for Api {
+    /// Its threads are let go without waiting for them (a runtime may
+    /// not be dropped where a task runs, as the daemon's future may be).
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
     }
@@ -315,6 +323,7 @@ routes! {
     post "/api/flows/{name}/start" => act::start_flow,
     post "/api/flow-runs/{id}/{action}" => act::flow_command,
     post "/api/reload" => act::reload,
+    get "/api/session" => act::session,
     post "/api/login" => act::login,
     post "/api/logout" => act::logout,
 }
@@ -344,6 +353,7 @@ async fn serve(
         loopback,
     };
     let app = routes()
+        .merge(page::routes())
         .layer(axum::Extension(events::Stopping(stop.clone())))
         .layer(axum::Extension(Arc::new(output::Pieces::default())))
         .layer(axum::Extension(guard.clone()))

@@ -1,4 +1,4 @@
-//! `GET /api/runs/{id}/output[?from=OFFSET][&follow=1]`: a run's output
+//! `GET /api/runs/{id}/output[?from=OFFSET|?tail=LINES][&follow=1]`: a run's output
 //! from its capture file, as Server-Sent Events (DESIGN §9).
 //!
 //! Lines come in batches: a `lines` event, its data a JSON array of
@@ -104,6 +104,49 @@ pub(super) struct OutputQuery {
     from: Option<u64>,
     /// `1` or `true`: keep following while the run goes.
     follow: Option<String>,
+    /// Start this many lines before the end (a page opening a long run's
+    /// output), unless `from` or `Last-Event-ID` say where.
+    tail: Option<u64>,
+}
+
+/// The longest stretch read back from the end to find `tail` lines.
+const TAIL_MAX: u64 = 4 * 1024 * 1024;
+
+/// Where the last `lines` lines of `path` start (not further back than
+/// [`TAIL_MAX`] bytes, and at a line's start).
+fn tail_offset(path: &std::path::Path, lines: u64) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let floor = len.saturating_sub(TAIL_MAX);
+    let mut end = len;
+    let mut seen = 0;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > floor {
+        let start = end.saturating_sub(chunk.len() as u64).max(floor);
+        let piece = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(piece, start)?;
+        for (i, _) in piece.iter().enumerate().rev().filter(|(_, b)| **b == b'\n') {
+            let at = start + i as u64 + 1;
+            // The newline that ends the file ends the last line.
+            if at == len {
+                continue;
+            }
+            seen += 1;
+            if seen == lines {
+                return Ok(at);
+            }
+        }
+        end = start;
+    }
+    // Fewer lines than asked: from the top, or from the first whole line
+    // past the floor.
+    if floor == 0 {
+        return Ok(0);
+    }
+    let mut rest = vec![0u8; (len - floor).min(64 * 1024) as usize];
+    file.read_exact_at(&mut rest, floor)?;
+    Ok(memchr::memchr(b'\n', &rest).map_or(len, |i| floor + i as u64 + 1))
 }
 
 pub(super) async fn output(
@@ -120,12 +163,23 @@ pub(super) async fn output(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
+    let path: Option<Arc<std::path::Path>> = run.capture_path.map(|p| Arc::from(PathBuf::from(p)));
+    let tail = match (resumed.or(query.from), query.tail, &path) {
+        (None, Some(lines @ 1..), Some(path)) => {
+            let path = Arc::clone(path);
+            tokio::task::spawn_blocking(move || tail_offset(&path, lines))
+                .await
+                .ok()
+                .and_then(Result::ok)
+        }
+        _ => None,
+    };
     let follower = Follower {
         shared,
         id,
-        path: run.capture_path.map(|p| Arc::from(PathBuf::from(p))),
+        path,
         pieces,
-        offset: resumed.or(query.from).unwrap_or(0),
+        offset: resumed.or(query.from).or(tail).unwrap_or(0),
         follow: matches!(query.follow.as_deref(), Some("1" | "true" | "yes")),
         tap: None,
         sent: None,
@@ -381,4 +435,26 @@ fn lines_frame(after: u64, whole: &[u8]) -> Bytes {
     // JSON says a newline as `\n`: the data is one line.
     frame.extend_from_slice(b"]\n\n");
     Bytes::from(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The last lines are found from the end, whole; asking for more than
+    /// there are starts at the top.
+    #[test]
+    fn tail_starts_at_a_lines_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("capture");
+        std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
+        assert_eq!(tail_offset(&path, 1).unwrap(), 8);
+        assert_eq!(tail_offset(&path, 2).unwrap(), 4);
+        assert_eq!(tail_offset(&path, 3).unwrap(), 0);
+        assert_eq!(tail_offset(&path, 10).unwrap(), 0);
+        let long: String = (0..200_000).map(|n| format!("line {n}\n")).collect();
+        std::fs::write(&path, &long).unwrap();
+        let from = tail_offset(&path, 2).unwrap() as usize;
+        assert_eq!(&long[from..], "line 199998\nline 199999\n");
+    }
 }

@@ -334,29 +334,60 @@ pub async fn flow_run(
         .flow_run(id)
         .await?
         .ok_or(ApiError::UnknownFlowRun(id))?;
-    Ok(Json(flow_run_view(&run)))
+    let mut view = flow_run_view(&run);
+    // A critical job step holds with no message of its own: say how its
+    // run ended, and what each button does.
+    let held = view["held_at"]["step"].as_str().map(str::to_string);
+    let silent = view["held_at"]["message"].is_null();
+    if let Some(step) = held.filter(|_| silent) {
+        let index = run.plan.step(&step);
+        let last_run = index.and_then(|i| run.state.steps.get(i)?.runs.last().copied());
+        let ended = match last_run {
+            Some(run_id) => match shared.store.run(run_id).await? {
+                Some(r) => format!(
+                    "ended {} (run #{run_id}: {})",
+                    r.status,
+                    r.summary.unwrap_or_default()
+                ),
+                None => format!("ended (run #{run_id})"),
+            },
+            None => "ended".to_string(),
+        };
+        view["held_at"]["message"] = format!(
+            "Step `{step}` {ended}, and it is critical. Resume goes on down the routes for how it ended; Retry runs it again; Skip counts it a success; Abort ends the flow."
+        )
+        .into();
+    }
+    Ok(Json(view))
 }
 
 /// A flow run as the API shows it: its report, with its plan, since when
 /// it is held, and the message of the step it is held at.
 pub fn flow_run_view(run: &FlowRecord) -> serde_json::Value {
     let mut view = run.report();
-    let held_at = run
-        .plan
+    let progress = &run.state.progress;
+    let holding = progress
         .steps
         .iter()
-        .zip(&run.state.progress.steps)
-        .find(|(_, state)| matches!(state, crate::flow::StepState::Holding))
-        .map(|(step, _)| {
+        .position(|state| matches!(state, crate::flow::StepState::Holding))
+        .or_else(|| progress.stopped_at.first().copied());
+    let held_at = match holding.and_then(|i| run.plan.steps.get(i)) {
+        Some(step) => {
             let message = match &step.action {
                 crate::flow::Action::Hold(message) => Some(message.clone()),
                 crate::flow::Action::Job(_) => None,
             };
             serde_json::json!({"step": step.name, "message": message})
-        });
+        }
+        None if progress.paused && run.finished_at.is_none() => serde_json::json!({
+            "step": null,
+            "message": "Paused by an operator: no step starts until it is resumed.",
+        }),
+        None => serde_json::Value::Null,
+    };
     view["plan"] = serde_json::to_value(&run.plan).expect("a plan serialises");
     view["held_since"] = serde_json::to_value(run.state.held_since).expect("a time serialises");
-    view["held_at"] = held_at.unwrap_or_default();
+    view["held_at"] = held_at;
     view
 }
 
