@@ -18,6 +18,7 @@ pub mod flow;
 pub mod inflight;
 pub mod live;
 pub mod lock;
+pub mod metrics;
 pub mod notify;
 pub mod process;
 pub mod report;

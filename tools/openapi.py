@@ -86,6 +86,7 @@ paths = {
  "/api/flow-runs/{id}": {"get": op("One flow run: each step's status, runs and times, the operators' actions, its plan, where it is held.", {**ok(ref("FlowRun")), **common, "404": err("No such flow run.")}, [fidp])},
  "/api/locks": {"get": op("Every lock held now, and by which run.", {**ok({"type":"array","items":ref("LockHolder")}), **common})},
  "/api/events": {"get": op("Live events: `run_started`, `progress`, `run_ended`, `flow`; `missed` when a slow client fell behind.", {**sse("Server-Sent Events."), **common})},
+ "/metrics": {"get": op("Prometheus metrics: runs and flow runs by status with durations, fires not run, trigger deliveries, lines routed, running runs, held flow runs, each job's and flow's last success.", {"200": {"description": "Prometheus text format 0.0.4.", "content": {"text/plain": {"schema": {"type": "string"}}}}, **common})},
  "/api/openapi.json": {"get": op("This document.", {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type":"object"}}}}})},
  "/api/jobs/{name}/run": {"post": op("Runs a job now and answers with its report when it ends.", {**ok(ref("Report")), **writes, "404": err("No such job."), "409": err("The run was skipped (its id is `run_id`).")}, [namep], tag="act")},
  "/api/jobs/{name}/start": {"post": op("Starts a run of a job now; answers with its id at once.", {**ok(ref("RunStarted"), "202", "Started."), **writes, "404": err("No such job.")}, [namep], tag="act")},

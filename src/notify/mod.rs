@@ -277,6 +277,7 @@ impl Notifier {
         status: DeliveryStatus,
         detail: Option<String>,
     ) {
+        crate::metrics::delivery(action, status.as_str());
         let notification = Notification {
             run_id: subject.id(),
             job: subject.name().to_string(),

@@ -340,6 +340,11 @@ impl Runner {
         if let Some(why) = unrecorded {
             report.details.insert(UNRECORDED.into(), why.into());
         }
+        crate::metrics::run_ended(
+            &report.job,
+            report.status.as_str(),
+            report.duration_ms as f64 / 1000.0,
+        );
         self.notifier.moment(job, &report, Moment::Final);
         Ok(Outcome::Ran(Box::new(report)))
     }
@@ -408,6 +413,7 @@ impl Runner {
             })
             .await;
         note_unrecorded(&mut None, id, recorded);
+        crate::metrics::not_run(&job.name, status.as_str());
         Router::new(&job.name, id, 1, job.stderr_level).not_run(status, scheduled_at, why);
         let header = RunHeader {
             scheduled_at,

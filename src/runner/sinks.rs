@@ -70,7 +70,12 @@ impl Sinks {
             }
         }
         self.capture.batch(batch);
-        if batch.iter().any(|e| matches!(e, RunEvent::Line(_))) {
+        let lines = batch
+            .iter()
+            .filter(|e| matches!(e, RunEvent::Line(_)))
+            .count();
+        if lines > 0 {
+            crate::metrics::lines(lines as u64);
             self.tap.grew();
         }
     }

@@ -312,6 +312,23 @@ impl Store {
         self.all_with_steps(&rows).await
     }
 
+    /// Each flow's latest end of a run that did its work (`success` or
+    /// `warning`), as Unix seconds; and how many flow runs are held.
+    pub async fn flow_gauges(&self) -> Result<(Vec<(String, f64)>, usize), StoreError> {
+        let rows = sqlx::query(
+            "SELECT flow, MAX(finished_at) AS at FROM flow_runs \
+             WHERE status IN ('success', 'warning') AND finished_at IS NOT NULL GROUP BY flow ORDER BY flow",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let held: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM flow_runs WHERE finished_at IS NULL AND status = 'held'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((super::named_times(&rows, "flow")?, held as usize))
+    }
+
     /// How the flow's latest run before `id` that ran to an end ended.
     pub async fn previous_flow_outcome(
         &self,

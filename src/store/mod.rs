@@ -116,6 +116,23 @@ fn bind_history<'q>(
         .bind(i64::from(filter.limit))
 }
 
+/// Rows of (`name` column, `at` time text) as (name, Unix seconds); a
+/// time that does not parse is left out.
+fn named_times(
+    rows: &[sqlx::sqlite::SqliteRow],
+    name: &str,
+) -> Result<Vec<(String, f64)>, StoreError> {
+    use sqlx::Row;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let at: String = row.try_get("at")?;
+        if let Ok(at) = DateTime::parse_from_rfc3339(&at) {
+            out.push((row.try_get(name)?, at.timestamp_micros() as f64 / 1e6));
+        }
+    }
+    Ok(out)
+}
+
 /// Moves a job's "last handled" fire forward, never back.
 pub(crate) const MARK_HANDLED: &str = "INSERT INTO schedule_state (job, last_handled) VALUES (?, ?) \
      ON CONFLICT (job) DO UPDATE SET last_handled = max(last_handled, excluded.last_handled)";

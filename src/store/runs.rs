@@ -268,6 +268,18 @@ impl Store {
         rows.iter().map(record).collect()
     }
 
+    /// Each job's latest end of a run that did its work (`success` or
+    /// `warning`), as Unix seconds.
+    pub async fn last_successes(&self) -> Result<Vec<(String, f64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT job, MAX(finished_at) AS at FROM runs \
+             WHERE status IN ('success', 'warning') AND finished_at IS NOT NULL GROUP BY job ORDER BY job",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        super::named_times(&rows, "job")
+    }
+
     /// Records one attempt of a run.
     pub async fn record_attempt(&self, report: &Report) -> Result<(), StoreError> {
         Ok(insert_attempt(&self.pool, report).await?)

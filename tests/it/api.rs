@@ -610,3 +610,63 @@ fn the_openapi_document_is_its_generators_output() {
         "run `python3 tools/openapi.py > src/daemon/api/openapi.json`"
     );
 }
+
+/// `/metrics` counts what the daemon did, in Prometheus' text format:
+/// runs by job and status with durations, deliveries by outcome, lines,
+/// and each job's last success from the history.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_runs_deliveries_and_last_successes() {
+    let daemon = TestDaemon::start(
+        "triggers:\n  - name: page\n    on: [failed]\n    run: ['true']\njobs:\n  metric-ok:\n    command: echo fine\n  metric-bad:\n    command: echo broken; exit 1\n",
+    )
+    .await;
+    let api = &Api::of(&daemon);
+    for job in ["metric-ok", "metric-bad", "metric-ok"] {
+        api.act(&format!("/api/jobs/{job}/run")).await;
+    }
+    let text = wait_for(
+        Duration::from_secs(20),
+        "the delivery counted",
+        move || async move {
+            let text = api
+                .get("/metrics")
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.contains("overnight_trigger_deliveries_total{action=\"run\",outcome=\"sent\"}")
+                .then_some(text)
+        },
+    )
+    .await;
+    for line in [
+        "overnight_runs_total{job=\"metric-ok\",status=\"success\"} 2",
+        "overnight_runs_total{job=\"metric-bad\",status=\"failed\"} 1",
+        "overnight_runs_duration_seconds_count{job=\"metric-ok\"} 2",
+        "overnight_runs_duration_seconds_bucket{job=\"metric-ok\",le=\"+Inf\"} 2",
+        "overnight_running_runs 0",
+        "# TYPE overnight_job_last_success_timestamp_seconds gauge",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    let last = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("overnight_job_last_success_timestamp_seconds{job=\"metric-ok\"} ")
+        })
+        .expect("metric-ok's last success");
+    let age = chrono::Utc::now().timestamp_micros() as f64 / 1e6 - last.parse::<f64>().unwrap();
+    assert!((0.0..60.0).contains(&age), "{age}");
+    assert!(
+        !text.contains("last_success_timestamp_seconds{job=\"metric-bad\"}"),
+        "{text}"
+    );
+    // Every sample line is `name{labels} number`.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (_, value) = line.rsplit_once(' ').unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
+    daemon.stop().await;
+}

@@ -317,6 +317,7 @@ routes! {
     get "/api/locks" => read::locks,
     get "/api/events" => events::events,
     get "/api/openapi.json" => openapi,
+    get "/metrics" => read::metrics,
     post "/api/jobs/{name}/run" => act::run_job,
     post "/api/jobs/{name}/start" => act::start_job,
     post "/api/runs/{id}/stop" => act::stop_run,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -389,6 +390,27 @@ pub fn flow_run_view(run: &FlowRecord) -> serde_json::Value {
     view["held_since"] = serde_json::to_value(run.state.held_since).expect("a time serialises");
     view["held_at"] = held_at;
     view
+}
+
+/// What this daemon did and what the history says now, for Prometheus.
+pub async fn metrics(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
+    caught_up(&shared).await;
+    let store = &shared.store;
+    let (flow_last_success, flows_held) = store.flow_gauges().await?;
+    let now = crate::metrics::Now {
+        running: shared.runner.running(),
+        last_success: store.last_successes().await?,
+        flow_last_success,
+        flows_held,
+    };
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&now),
+    )
+        .into_response())
 }
 
 /// Every lock held now, and by which run.

@@ -435,9 +435,12 @@ impl<'s> Driver<'s> {
     }
 
     async fn finish(mut self) -> Result<(), StoreError> {
-        self.run.finished_at = Some(Utc::now());
+        let finished = Utc::now();
+        self.run.finished_at = Some(finished);
         self.save(&[]).await?;
         self.log.ended(&self.run);
+        let took = (finished - self.run.started_at).num_milliseconds() as f64 / 1000.0;
+        crate::metrics::flow_ended(&self.run.flow, self.run.status.as_str(), Some(took));
         self.tell_live(
             None,
             format_args!("flow run #{} ended {}", self.run.id, self.run.status),
