@@ -198,29 +198,59 @@ impl Capture {
 /// first (empty when there is no file): enough for the last lines of a run
 /// or its latest progress, without reading a file of gigabytes.
 pub fn tail(path: &Path) -> Vec<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = File::open(path) else {
-        return Vec::new();
+    use std::os::unix::fs::FileExt;
+    let read = || -> io::Result<Vec<u8>> {
+        let file = File::open(path)?;
+        let start = tail_start(&file, u64::MAX, 64 * 1024)?;
+        let len = file.metadata()?.len();
+        let mut bytes = vec![0; (len - start) as usize];
+        file.read_exact_at(&mut bytes, start)?;
+        Ok(bytes)
     };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut bytes = Vec::new();
-    if file
-        .seek(SeekFrom::Start(len.saturating_sub(64 * 1024)))
-        .is_err()
-        || file.read_to_end(&mut bytes).is_err()
-    {
-        return Vec::new();
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    let mut lines: Vec<String> = text
+    let bytes = read().unwrap_or_default();
+    String::from_utf8_lossy(&bytes)
         .lines()
         .map(|l| parse_line(l).text.into_owned())
-        .collect();
-    // Started mid-line: the first piece is not a whole line.
-    if len > 64 * 1024 && !lines.is_empty() {
-        lines.remove(0);
+        .collect()
+}
+
+/// Where the last `lines` lines of `file` start, looking back at most
+/// `within` bytes from its end; with fewer lines than that in reach, where
+/// the first whole line in reach starts. Always a line's start (or the end).
+pub fn tail_start(file: &File, lines: u64, within: u64) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    if lines == 0 {
+        return Ok(len);
     }
-    lines
+    let floor = len.saturating_sub(within);
+    let (mut end, mut seen, mut earliest) = (len, 0, len);
+    let mut chunk = vec![0u8; (64 * 1024).min(len - floor) as usize];
+    while end > floor {
+        let start = end.saturating_sub(chunk.len() as u64).max(floor);
+        let piece = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(piece, start)?;
+        for i in memchr::memrchr_iter(b'\n', piece) {
+            let at = start + i as u64 + 1;
+            earliest = at;
+            // The newline that ends the file ends the last line.
+            if at == len {
+                continue;
+            }
+            seen += 1;
+            if seen == lines {
+                return Ok(at);
+            }
+        }
+        end = start;
+    }
+    if floor == 0 {
+        return Ok(0);
+    }
+    // The floor starts a line when the byte before it ends one.
+    let mut before = [0u8];
+    file.read_exact_at(&mut before, floor - 1)?;
+    Ok(if before[0] == b'\n' { floor } else { earliest })
 }
 
 /// One line of a capture file, split into its parts; as the API sends it
@@ -259,6 +289,29 @@ pub fn parse_line(line: &str) -> CapturedLine<'_> {
 mod tests {
     use super::*;
     use crate::event::Line;
+
+    /// The last lines are found from the end, whole; asking for more than
+    /// there are starts at the top, or at the first whole line in reach.
+    #[test]
+    fn tail_starts_at_a_lines_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("capture");
+        let start = |lines, within| tail_start(&File::open(&path).unwrap(), lines, within).unwrap();
+        std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
+        assert_eq!(
+            [start(1, 100), start(2, 100), start(3, 100), start(9, 100)],
+            [8, 4, 0, 0]
+        );
+        assert_eq!(start(0, 100), 14, "no line: the end");
+        // In reach: "o\nthree\n" (mid-line), "three\n" (a line's start).
+        assert_eq!([start(9, 8), start(9, 6)], [8, 8]);
+        std::fs::write(&path, "a very long line with no end in reach\n").unwrap();
+        assert_eq!(start(9, 5), 38, "nothing whole in reach: the end");
+        let long: String = (0..200_000).map(|n| format!("line {n}\n")).collect();
+        std::fs::write(&path, &long).unwrap();
+        let from = start(2, 1 << 20) as usize;
+        assert_eq!(&long[from..], "line 199998\nline 199999\n");
+    }
 
     #[test]
     fn writes_and_reads_back() {

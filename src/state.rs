@@ -164,6 +164,13 @@ pub fn random_u64() -> io::Result<u64> {
     Ok(u64::from_ne_bytes(bytes))
 }
 
+/// `n` random bytes as hex: a token, a session id.
+pub fn random_hex(n: usize) -> io::Result<String> {
+    let mut bytes = vec![0u8; n];
+    random_bytes(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Fills `buf` from the kernel's random source.
 pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
     let mut filled = 0;

@@ -32,6 +32,18 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in the order they are listed.
+    pub const ALL: [Status; 8] = [
+        Status::Running,
+        Status::Success,
+        Status::Warning,
+        Status::Failed,
+        Status::Lost,
+        Status::Missed,
+        Status::Skipped,
+        Status::Orphaned,
+    ];
+
     /// The name used in the store, the CLI and the API.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -73,7 +73,8 @@ page = [q("status", S(), "Only runs with this status."), q("since", {"type":"str
   q("until", {"type":"string","format":"date-time"}, "Only runs started before this time."),
   q("before", {"type":"integer","format":"int64"}, "Only runs older than this id: the `next` of the page before."),
   q("limit", {"type":"integer","minimum":1,"maximum":500}, "At most this many (50 unless said).")]
-sse = lambda desc: {"200": {"description": desc, "content": {"text/event-stream": {"schema": {"type":"string"}}}}}
+sse = lambda desc: {"200": {"description": desc, "content": {"text/event-stream": {"schema": {"type":"string"}}}},
+                    "503": err("As many live streams are open as the daemon serves; close some.")}
 paths = {
  "/api/status": {"get": op("The daemon, its jobs, running runs and locks (`overnight status`).", {**ok(ref("Status")), **common})},
  "/api/jobs": {"get": op("Every job with its next fire, latest ended run and running runs with their progress.", {**ok({"type":"array","items":ref("Job")}), **common})},
@@ -87,7 +88,7 @@ paths = {
  "/api/locks": {"get": op("Every lock held now, and by which run.", {**ok({"type":"array","items":ref("LockHolder")}), **common})},
  "/api/events": {"get": op("Live events: `run_started`, `progress`, `run_ended`, `flow`; `missed` when a slow client fell behind.", {**sse("Server-Sent Events."), **common})},
  "/metrics": {"get": op("Prometheus metrics: runs and flow runs by status with durations, fires not run, trigger deliveries, lines routed, running runs, held flow runs, each job's and flow's last success.", {"200": {"description": "Prometheus text format 0.0.4.", "content": {"text/plain": {"schema": {"type": "string"}}}}, **common})},
- "/api/openapi.json": {"get": op("This document.", {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type":"object"}}}}})},
+ "/api/openapi.json": {"get": op("This document.", {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type":"object"}}}}, **common})},
  "/api/jobs/{name}/run": {"post": op("Runs a job now and answers with its report when it ends.", {**ok(ref("Report")), **writes, "404": err("No such job."), "409": err("The run was skipped (its id is `run_id`).")}, [namep], tag="act")},
  "/api/jobs/{name}/start": {"post": op("Starts a run of a job now; answers with its id at once.", {**ok(ref("RunStarted"), "202", "Started."), **writes, "404": err("No such job.")}, [namep], tag="act")},
  "/api/runs/{id}/stop": {"post": op("Stops a running run: TERM to its process group, KILL after the job's `kill_grace`.", {**ok(ref("RunStarted"), "202", "Stopping."), **writes, "404": err("No such run."), "409": err("It is not running in this daemon.")}, [idp], tag="act")},
@@ -96,10 +97,10 @@ paths = {
    {**ok(ref("FlowRecord")), **writes, "404": err("No such flow run."), "409": err("The action makes no sense now.")},
    [fidp, path_param("action", {"type":"string","enum":["resume","retry","skip","abort","hold"]}, "What to do.")],
    {"required": False, "content": {"application/json": {"schema": ref("FlowCommand")}}}, tag="act")},
- "/api/reload": {"post": op("Rereads the jobs file, as SIGHUP does.", {"202": {"description": "Asked."}, **writes}, tag="act")},
+ "/api/reload": {"post": op("Rereads the jobs file, as SIGHUP does, once it is known to load.", {"202": {"description": "Asked."}, **writes, "409": err("The jobs file does not load (its problems said); nothing changed.")}, tag="act")},
  "/api/session": {"get": op("Who the caller is: the name of the token it showed or logged in with, if any.", {**ok(ref("Session")), **common})},
  "/api/login": {"post": op("Trades a token for a session cookie (HttpOnly, SameSite=Strict) and sends the browser back to the page.",
-   {"303": {"description": "Logged in; the cookie is set."}, **writes}, body={"required": True, "content": {"application/x-www-form-urlencoded": {"schema": obj({"token": S()})}}}, tag="act")},
+   {"303": {"description": "Logged in; the cookie is set."}, **writes, "413": err("The body is too large."), "415": err("Not a form."), "422": err("The form has no `token`.")}, body={"required": True, "content": {"application/x-www-form-urlencoded": {"schema": obj({"token": S()})}}}, tag="act")},
  "/api/logout": {"post": op("Ends the browser's session.", {"303": {"description": "Logged out."}, **writes}, tag="act")},
 }
 doc = {"openapi": "3.1.0",

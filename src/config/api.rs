@@ -4,7 +4,7 @@
 //! ```yaml
 //! listen: 0.0.0.0:7411
 //! api:
-//!   tokens: {ops: ${OPS_TOKEN}, deploy: ${DEPLOY_TOKEN}}
+//!   tokens: {ops: '${OPS_TOKEN}', deploy: '${DEPLOY_TOKEN}'}
 //!   hosts: [batch.example.com]
 //!   tls: {cert: /etc/overnight/cert.pem, key: /etc/overnight/key.pem}
 //! ```
@@ -77,7 +77,7 @@ impl ApiSettings {
         }
         if self.tokens.is_empty() {
             return Some(format!(
-                "the API would listen on {listen}, beyond loopback, with no token: add `api: {{tokens: {{ops: ${{OPS_TOKEN}}}}}}` (or listen on 127.0.0.1)"
+                "the API would listen on {listen}, beyond loopback, with no token: add `api: {{tokens: {{ops: '${{OPS_TOKEN}}'}}}}` (or listen on 127.0.0.1)"
             ));
         }
         if self.tls.is_none() && !self.insecure_http {
@@ -93,14 +93,14 @@ impl ApiSettings {
     pub fn unusable_token(&self) -> Option<String> {
         self.tokens.iter().find_map(|t| match &t.value {
             None => Some(format!(
-                "API token `{}`: the variable `{}` is not set in the daemon's environment",
+                "API token `{}`: the variable `{}` is not set (or empty) in the daemon's environment",
                 t.name, t.var
             )),
-            Some(v) if v.len() < MIN_TOKEN_LEN => Some(format!(
+            Some(v) if v.chars().count() < MIN_TOKEN_LEN => Some(format!(
                 "API token `{}`: `{}` holds {} characters; a token needs at least {MIN_TOKEN_LEN} (try `openssl rand -hex 32`)",
                 t.name,
                 t.var,
-                v.len()
+                v.chars().count()
             )),
             Some(_) => None,
         })
@@ -143,7 +143,7 @@ impl Check<'_> {
             let Some(var) = var else {
                 self.problem(
                     node.pos,
-                    format!("`api.tokens.{name}` must name a variable, like `${{OPS_TOKEN}}`: secrets are not written in the file"),
+                    format!("`api.tokens.{name}` must name a variable, like `'${{OPS_TOKEN}}'`: secrets are not written in the file"),
                 );
                 continue;
             };

@@ -28,12 +28,10 @@ fn path(state_dir: &Path) -> PathBuf {
 impl DaemonInfo {
     /// A card for this process, with a fresh random token.
     pub fn new(addr: SocketAddr) -> std::io::Result<DaemonInfo> {
-        let mut bytes = [0u8; 16];
-        crate::state::random_bytes(&mut bytes)?;
         Ok(DaemonInfo {
             pid: std::process::id(),
             addr,
-            token: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            token: crate::state::random_hex(16)?,
         })
     }
 

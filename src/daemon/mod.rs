@@ -186,6 +186,13 @@ pub async fn run_with_clock(
         dir: config.state_dir.clone(),
         source,
     };
+    let addr = listener.local_addr().map_err(state_error)?;
+    let api = &config.api;
+    if let Some(why) = api.refusal(addr).or_else(|| api.unusable_token()) {
+        return Err(DaemonError::Refused(why));
+    }
+    let tls =
+        api::tls_acceptor(api).map_err(|e| DaemonError::Refused(format!("`api.tls`: {e}")))?;
     crate::state::prepare(&config.state_dir).map_err(state_error)?;
     let daemon_lock = {
         let dir = config.state_dir.clone();
@@ -200,13 +207,6 @@ pub async fn run_with_clock(
     let scheduler = Scheduler::new(Arc::clone(&clock), timings(&config));
     info!(target: "overnight::daemon", "scheduler armed: {} job(s) on a clock", scheduler.armed());
 
-    let addr = listener.local_addr().map_err(state_error)?;
-    let api = &config.api;
-    if let Some(why) = api.refusal(addr).or_else(|| api.unusable_token()) {
-        return Err(DaemonError::Refused(why));
-    }
-    let tls =
-        api::tls_acceptor(api).map_err(|e| DaemonError::Refused(format!("`api.tls`: {e}")))?;
     let card = DaemonInfo::new(addr).map_err(state_error)?;
     card.write(&config.state_dir).map_err(state_error)?;
 
@@ -335,6 +335,12 @@ async fn reload(shared: &Arc<Shared>, scheduler: &mut Scheduler) {
         Ok((new, routing)) => {
             if new.state_dir != current.state_dir {
                 warn!(target: "overnight::daemon", "reload: `state_dir` changes only at restart; keeping `{}`", current.state_dir.display());
+            }
+            if new.listen != current.listen || new.api.tls != current.api.tls {
+                warn!(target: "overnight::daemon", "reload: `listen` and `api.tls` change only at restart; the API goes on as it was");
+            }
+            if let Some(why) = new.api.unusable_token() {
+                warn!(target: "overnight::daemon", "reload: {why}; that token opens nothing until it is set and the daemon restarted");
             }
             route::install(routing);
             let store = &shared.store;

@@ -162,6 +162,18 @@ pub enum FlowStatus {
 }
 
 impl FlowStatus {
+    /// Every status, in the order they are listed.
+    pub const ALL: [FlowStatus; 8] = [
+        FlowStatus::Running,
+        FlowStatus::Held,
+        FlowStatus::Success,
+        FlowStatus::Warning,
+        FlowStatus::Failed,
+        FlowStatus::Aborted,
+        FlowStatus::Missed,
+        FlowStatus::Skipped,
+    ];
+
     /// The word for it in the store, the CLI and the API.
     pub fn as_str(self) -> &'static str {
         match self {

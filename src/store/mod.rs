@@ -427,4 +427,29 @@ mod tests {
         assert_eq!(report.errors[0].message, "lost: test");
         assert_eq!(store.run(id).await.unwrap().unwrap().status, "lost");
     }
+
+    /// A job's last run is the one that ended last: a run stopped after a
+    /// later fire of it was skipped is not hidden by that fire.
+    #[tokio::test]
+    async fn the_last_run_is_the_one_that_ended_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        for (id, status, finished) in [
+            (1, "failed", "2026-12-01T10:20:02.000000Z"),
+            (2, "skipped", "2026-12-01T10:19:50.000000Z"),
+        ] {
+            sqlx::query(
+                "INSERT INTO runs (id, job, trigger, started_at, finished_at, status, host) \
+                 VALUES (?, 'slow', 'manual', '2026-12-01T10:19:00.000000Z', ?, ?, 'h')",
+            )
+            .bind(id)
+            .bind(finished)
+            .bind(status)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        }
+        let last = store.last_finished().await.unwrap();
+        assert_eq!((last.len(), last[0].id), (1, 1));
+    }
 }

@@ -258,10 +258,13 @@ impl Store {
         rows.iter().map(record).collect()
     }
 
-    /// The newest finished run of each job.
+    /// The run of each job that ended last (a run stopped after a later
+    /// fire was skipped is the last, not the skipped fire).
     pub async fn last_finished(&self) -> Result<Vec<RunRecord>, StoreError> {
         let rows = sqlx::query(select_runs!(
-            "WHERE id IN (SELECT MAX(id) FROM runs WHERE status <> 'running' GROUP BY job) ORDER BY job"
+            "WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER \
+             (PARTITION BY job ORDER BY finished_at DESC, id DESC) AS n FROM runs WHERE status <> 'running') \
+             WHERE n = 1) ORDER BY job"
         ))
         .fetch_all(&self.pool)
         .await?;

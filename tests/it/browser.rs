@@ -73,15 +73,27 @@ impl Browser {
 
     /// A WebDriver command; its `value`.
     async fn command(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        self.attempt(method, path, body)
+            .await
+            .unwrap_or_else(|answer| panic!("WebDriver {path}: {answer}"))
+    }
+
+    /// A WebDriver command: its `value`, or the whole answer if it failed.
+    async fn attempt(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, Value> {
         let mut request = self.http.request(method, format!("{}{path}", self.session));
         if !body.is_null() {
             request = request.json(&body);
         }
         let answer: Value = request.send().await.unwrap().json().await.unwrap();
-        if answer["value"]["error"].is_string() {
-            panic!("WebDriver {path}: {answer}");
+        match answer["value"]["error"].is_string() {
+            true => Err(answer),
+            false => Ok(answer["value"].clone()),
         }
-        answer["value"].clone()
     }
 
     async fn goto(&self, url: &str) {
@@ -129,26 +141,37 @@ impl Browser {
 
     /// Does `action` (`click`, `value`) to the element `css` finds, as a
     /// user does.
+    /// The page redraws as events come: an element found may be replaced
+    /// before it is acted on, and is then found again.
     async fn on(&self, css: &str, action: &str, body: Value) {
-        let found = self
-            .command(
-                reqwest::Method::POST,
-                "/element",
-                json!({"using": "css selector", "value": css}),
-            )
-            .await;
-        let id = found
-            .as_object()
-            .and_then(|o| o.values().next())
-            .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("no element {css}"))
-            .to_string();
-        self.command(
-            reqwest::Method::POST,
-            &format!("/element/{id}/{action}"),
-            body,
-        )
-        .await;
+        let find = json!({"using": "css selector", "value": css});
+        let mut last = Value::Null;
+        for _ in 0..50 {
+            let found = self
+                .attempt(reqwest::Method::POST, "/element", find.clone())
+                .await;
+            let id = found.map(|f| {
+                f.as_object()
+                    .and_then(|o| o.values().next())
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+            let done = match id {
+                Ok(Some(id)) => {
+                    let path = format!("/element/{id}/{action}");
+                    self.attempt(reqwest::Method::POST, &path, body.clone())
+                        .await
+                }
+                Ok(None) => Err(json!("no element id")),
+                Err(answer) => Err(answer),
+            };
+            match done {
+                Ok(_) => return,
+                Err(answer) => last = answer,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("cannot {action} {css}: {last}");
     }
 
     async fn click(&self, css: &str) {

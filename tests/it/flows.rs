@@ -687,7 +687,7 @@ async fn starts_at_once_make_one_run_under_concurrency_skip() {
     let started = outs.iter().filter(|o| o.status.success()).count();
     let busy = outs
         .iter()
-        .filter(|o| text(o).1.contains("is running already"))
+        .filter(|o| text(o).1.contains("is not over yet"))
         .count();
     assert_eq!((started, busy), (1, 3), "{outs:?}");
     daemon.stop().await;

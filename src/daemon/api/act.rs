@@ -24,11 +24,7 @@ pub async fn run_job(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<Report>, ApiError> {
-    let job = shared
-        .config()
-        .job(&name)
-        .cloned()
-        .ok_or(ApiError::UnknownJob(name))?;
+    let job = job_named(&shared, name)?;
     log::info!(target: "overnight::api", "`{}` run now by {}", job.name, caller.who(None)?);
     let report = shared
         .launch(job, Trigger::Manual, None)
@@ -41,6 +37,15 @@ pub async fn run_job(
             why: why.to_string(),
         }),
     }
+}
+
+/// The job `name` of the jobs file in force.
+fn job_named(shared: &Shared, name: String) -> Result<Arc<crate::config::Job>, ApiError> {
+    shared
+        .config()
+        .job(&name)
+        .cloned()
+        .ok_or(ApiError::UnknownJob(name))
 }
 
 /// The answer of `POST /api/jobs/{name}/start` and `/api/runs/{id}/stop`.
@@ -57,11 +62,7 @@ pub async fn start_job(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<RunStarted>), ApiError> {
-    let job = shared
-        .config()
-        .job(&name)
-        .cloned()
-        .ok_or(ApiError::UnknownJob(name))?;
+    let job = job_named(&shared, name)?;
     let run_id = shared.runner.fresh_run_id(&job)?;
     log::info!(target: "overnight::api", "`{}` started as run #{run_id} by {}", job.name, caller.who(None)?);
     drop(shared.launch_numbered(job, Trigger::Manual, run_id));
@@ -83,20 +84,23 @@ pub async fn stop_run(
         log::info!(target: "overnight::api", "run #{id} stopped by {who}");
         return Ok((StatusCode::ACCEPTED, Json(RunStarted { run_id: id })));
     }
-    match shared.store.run(id).await? {
-        None => Err(ApiError::UnknownRun(id)),
-        Some(run) => Err(ApiError::Refused {
-            why: format!(
-                "run #{id} is {} in this daemon: nothing to stop",
-                if run.status == crate::status::Status::Running {
-                    "not running"
-                } else {
-                    run.status.as_str()
-                }
-            ),
-            run_id: Some(id),
-        }),
-    }
+    super::read::caught_up(&shared).await;
+    let why = match shared.store.run(id).await? {
+        None => return Err(ApiError::UnknownRun(id)),
+        Some(run) if run.status == crate::status::Status::Running => format!(
+            "run #{id} of `{}` runs in another process (pid {}, `overnight exec` or another daemon): stop it there",
+            run.job,
+            run.pid.unwrap_or_default()
+        ),
+        Some(run) => format!(
+            "run #{id} has ended already ({}): nothing to stop",
+            run.status
+        ),
+    };
+    Err(ApiError::Refused {
+        why,
+        run_id: Some(id),
+    })
 }
 
 /// The answer of `POST /api/flows/{name}/start`.
@@ -122,7 +126,7 @@ pub async fn start_flow(
         FlowStart::Started(id) => Ok(Json(FlowStarted { flow_run_id: id })),
         FlowStart::Busy(id) => Err(ApiError::Refused {
             why: format!(
-                "flow `{}` is running already (flow run #{id}) and its concurrency is `skip`",
+                "a run of flow `{}` is not over yet (flow run #{id}: `overnight flow status {id}`) and its concurrency is `skip`",
                 flow.name
             ),
             run_id: Some(id),
@@ -157,9 +161,9 @@ pub async fn flow_command(
         run_id: Some(id),
     };
     let step = || {
-        body.step
-            .clone()
-            .ok_or_else(|| refused(format!("`{action}` needs the step: {{\"step\": \"NAME\"}}")))
+        body.step.clone().ok_or_else(|| {
+            ApiError::BadRequest(format!("`{action}` needs the step: {{\"step\": \"NAME\"}}"))
+        })
     };
     let op = match action.as_str() {
         "resume" => Op::Resume,
@@ -168,7 +172,7 @@ pub async fn flow_command(
         "abort" => Op::Abort,
         "hold" => Op::Hold,
         other => {
-            return Err(refused(format!(
+            return Err(ApiError::BadRequest(format!(
                 "unknown action `{other}`; use resume, retry, skip, abort or hold"
             )));
         }
@@ -182,11 +186,22 @@ pub async fn flow_command(
     }
 }
 
-/// Rereads the jobs file (as SIGHUP does).
+/// Rereads the jobs file (as SIGHUP does), once it is known to load: a
+/// file that does not is refused here, with its problems.
 pub async fn reload(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
 ) -> Result<StatusCode, ApiError> {
+    let path = shared.config().path.clone();
+    let loaded = tokio::task::spawn_blocking(move || crate::config::Config::load(&path))
+        .await
+        .map_err(|e| ApiError::Internal(format!("the jobs file was not read: {e}")))?;
+    if let Err(e) = loaded {
+        return Err(ApiError::Refused {
+            why: format!("the jobs file does not load; nothing changed:\n{e}"),
+            run_id: None,
+        });
+    }
     log::info!(target: "overnight::api", "reload asked by {}", caller.who(None)?);
     shared.request_reload();
     Ok(StatusCode::ACCEPTED)
@@ -205,26 +220,28 @@ pub struct Login {
 pub async fn login(
     Extension(guard): Extension<Guard>,
     Extension(secure): Extension<Secure>,
+    headers: HeaderMap,
     Form(login): Form<Login>,
 ) -> Result<Response, ApiError> {
     let Some(name) = guard.token_name(login.token.trim()) else {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        return Err(ApiError::Unauthorized);
+        tokio::time::sleep(super::guard::WRONG_TOKEN_PAUSE).await;
+        return Err(ApiError::WrongToken);
     };
     let id = guard
         .sessions
         .open(&name)
-        .map_err(|e| ApiError::Run(format!("no session: {e}")))?;
+        .map_err(|e| ApiError::Internal(format!("no session could be made: {e}")))?;
     log::info!(target: "overnight::api", "{name} logged in to the web page");
-    let cookie = format!(
-        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{}",
-        if secure.0 { "; Secure" } else { "" }
-    );
-    Ok((
-        StatusCode::SEE_OTHER,
-        [(header::SET_COOKIE, cookie), (header::LOCATION, "/".into())],
-    )
-        .into_response())
+    // Over TLS, here or at a proxy in front, the cookie never goes in clear.
+    let behind_tls = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
+    let attributes = if secure.0 || behind_tls {
+        "; Secure"
+    } else {
+        ""
+    };
+    Ok(back_to_the_page(format!("{id}{attributes}")))
 }
 
 /// Ends the browser's session.
@@ -232,7 +249,13 @@ pub async fn logout(Extension(guard): Extension<Guard>, headers: HeaderMap) -> R
     if let Some(id) = session_id(&headers) {
         guard.sessions.close(id);
     }
-    let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    back_to_the_page("; Max-Age=0".to_string())
+}
+
+/// Sends the browser to the page with the session cookie set to `value`
+/// (its id, and attributes of its own).
+fn back_to_the_page(value: String) -> Response {
+    let cookie = format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict");
     (
         StatusCode::SEE_OTHER,
         [(header::SET_COOKIE, cookie), (header::LOCATION, "/".into())],

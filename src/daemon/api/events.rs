@@ -13,7 +13,9 @@ use axum::Extension;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
+
+use super::ApiError;
 
 use crate::daemon::Shared;
 use crate::live::Numbered;
@@ -22,13 +24,38 @@ use crate::live::Numbered;
 #[derive(Clone, Debug)]
 pub(super) struct Stopping(pub(super) watch::Receiver<bool>);
 
+/// The places for streams (events, followed output): fewer than the
+/// connections, so that streams held open by the hundred never keep the
+/// CLI or a page's other requests out.
+#[derive(Clone, Debug)]
+pub(super) struct StreamPlaces(pub(super) Arc<Semaphore>);
+
+impl StreamPlaces {
+    pub(super) fn new() -> StreamPlaces {
+        StreamPlaces(Arc::new(Semaphore::new(super::listener::MAX_STREAMS)))
+    }
+
+    /// A place for one more stream, or why there is none.
+    pub(super) fn take(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.0).try_acquire_owned().map_err(|_| {
+            ApiError::Busy(format!(
+                "{} live streams are open, the most this daemon serves; close some (other pages, `logs -f`, `status --watch`) and try again",
+                super::listener::MAX_STREAMS
+            ))
+        })
+    }
+}
+
 pub(super) async fn events(
     State(shared): State<Arc<Shared>>,
     Extension(Stopping(stop)): Extension<Stopping>,
-) -> impl IntoResponse {
+    Extension(places): Extension<StreamPlaces>,
+) -> Result<impl IntoResponse, ApiError> {
+    let place = places.take()?;
     let watcher = shared.runner.live().watch();
-    let stream =
-        futures_util::stream::unfold((watcher, stop), |(mut watcher, mut stop)| async move {
+    let stream = futures_util::stream::unfold(
+        (watcher, stop, place),
+        |(mut watcher, mut stop, place)| async move {
             let next = tokio::select! {
                 next = watcher.recv() => next,
                 _ = stop.wait_for(|s| *s) => return None,
@@ -40,13 +67,14 @@ pub(super) async fn events(
                     .data(format!("{{\"missed\":{missed}}}")),
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
-            Some((Ok::<_, Infallible>(event), (watcher, stop)))
-        });
+            Some((Ok::<_, Infallible>(event), (watcher, stop, place)))
+        },
+    );
     // Not held back by a proxy (nginx buffers answers unless told).
-    (
+    Ok((
         [("x-accel-buffering", "no")],
         Sse::new(stream).keep_alive(KeepAlive::default()),
-    )
+    ))
 }
 
 fn sse_event(numbered: &Numbered) -> Event {

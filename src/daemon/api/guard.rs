@@ -41,6 +41,8 @@ pub const LOCAL: &str = "local";
 pub struct Caller {
     /// The token's name (`local` for the daemon card's).
     pub name: Option<String>,
+    /// Known by a browser's session cookie, not a bearer token.
+    pub by_cookie: bool,
 }
 
 impl Caller {
@@ -65,9 +67,7 @@ pub struct Sessions {
 impl Sessions {
     /// A new session for `name`; its id.
     pub fn open(&self, name: &str) -> std::io::Result<String> {
-        let mut bytes = [0u8; 32];
-        crate::state::random_bytes(&mut bytes)?;
-        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let id = crate::state::random_hex(32)?;
         let mut open = self.open.lock().expect("sessions");
         let now = Instant::now();
         open.retain(|_, (_, since)| now.duration_since(*since) < SESSION_LIFE);
@@ -102,58 +102,117 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// The name of the token `given` is, if it is one.
+    /// The name of the token `given` is, if it is one. Every token is
+    /// compared, each in a time that tells nothing of where it differs.
     pub fn token_name(&self, given: &str) -> Option<String> {
-        if same_secret(given.as_bytes(), self.shared.token.as_bytes()) {
-            return Some(LOCAL.to_string());
-        }
         let config = self.shared.config();
-        config
+        let mut found = None;
+        let named = config
             .api
             .tokens
             .iter()
-            .find(|t| {
-                t.value
-                    .as_deref()
-                    .is_some_and(|v| same_secret(given.as_bytes(), v.as_bytes()))
-            })
-            .map(|t| t.name.clone())
-    }
-
-    /// Who `headers` say the caller is: a bearer token, else a session.
-    fn caller(&self, headers: &HeaderMap) -> Caller {
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let name = match bearer {
-            Some(token) => self.token_name(token.trim()),
-            None => session_id(headers).and_then(|id| self.sessions.name(id)),
-        };
-        Caller { name }
-    }
-
-    /// Whether `host` (a `Host` header) names this API: an address,
-    /// `localhost`, or one of `api.hosts`.
-    fn known_host(&self, host: &str) -> bool {
-        let name = match host.strip_prefix('[') {
-            Some(v6) => {
-                return v6
-                    .split_once(']')
-                    .is_some_and(|(a, _)| a.parse::<std::net::Ipv6Addr>().is_ok());
+            .filter_map(|t| Some((t.name.as_str(), t.value.as_deref()?)));
+        for (name, token) in [(LOCAL, self.shared.token.as_str())]
+            .into_iter()
+            .chain(named)
+        {
+            if same_secret(given, token) && found.is_none() {
+                found = Some(name.to_string());
             }
-            None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-        };
-        name.eq_ignore_ascii_case("localhost")
-            || name.parse::<std::net::Ipv4Addr>().is_ok()
+        }
+        found
+    }
+
+    /// Whether `name` still names a token (a reload may have taken it).
+    fn still_a_token(&self, name: &str) -> bool {
+        name == LOCAL
             || self
                 .shared
                 .config()
                 .api
-                .hosts
+                .tokens
                 .iter()
-                .any(|h| h.eq_ignore_ascii_case(name) || h.eq_ignore_ascii_case(host))
+                .any(|t| t.name == name && t.value.is_some())
     }
+
+    /// Who `headers` say the caller is: a bearer token, else a session
+    /// whose token is still one.
+    fn caller(&self, headers: &HeaderMap) -> Caller {
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Some(given) = authorization {
+            let token = given
+                .split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim());
+            return Caller {
+                name: token.and_then(|t| self.token_name(t)),
+                by_cookie: false,
+            };
+        }
+        let name = session_id(headers)
+            .and_then(|id| self.sessions.name(id))
+            .filter(|name| self.still_a_token(name));
+        Caller {
+            by_cookie: name.is_some(),
+            name,
+        }
+    }
+
+    /// Whether `host` is one of `api.hosts`: a name a proxy in front
+    /// answers to, so the request may come from anywhere.
+    fn proxied(&self, host: &str) -> bool {
+        let Some((name, _)) = split_host(host) else {
+            return false;
+        };
+        self.shared
+            .config()
+            .api
+            .hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether `host` (a `Host` header) names this API: an address,
+    /// `localhost`, or one of `api.hosts`, with at most a port after it.
+    fn known_host(&self, host: &str) -> bool {
+        let Some((name, _)) = split_host(host) else {
+            return false;
+        };
+        name.eq_ignore_ascii_case("localhost")
+            || name.parse::<std::net::IpAddr>().is_ok()
+            || self.proxied(host)
+    }
+}
+
+/// A `Host` header's name (an IPv6 address without its brackets) and
+/// port, if it is `NAME`, `NAME:PORT` or `[V6]` with an optional `:PORT`.
+fn split_host(host: &str) -> Option<(&str, Option<u16>)> {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(v6) => {
+            let (address, rest) = v6.split_once(']')?;
+            address.parse::<std::net::Ipv6Addr>().ok()?;
+            match rest {
+                "" => (address, None),
+                rest => (address, Some(rest.strip_prefix(':')?)),
+            }
+        }
+        None => match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        },
+    };
+    let port = match port {
+        Some(port) => Some(
+            port.parse::<u16>()
+                .ok()
+                .filter(|_| port.bytes().all(|b| b.is_ascii_digit()))?,
+        ),
+        None => None,
+    };
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':';
+    (!name.is_empty() && name.bytes().all(plain)).then_some((name, port))
 }
 
 /// The session id in a request's cookies.
@@ -174,24 +233,29 @@ fn writes(method: &Method) -> bool {
 /// Whether a request on `path` reads what the page is made of (served to
 /// anyone, so that a browser beyond loopback can show the login form).
 fn page_asset(path: &str) -> bool {
-    !path.starts_with("/api/") && path != "/metrics"
+    super::page::ASSETS.contains(&path)
 }
 
 /// The guard itself, as middleware.
 pub async fn check(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
     let headers = request.headers();
-    let host = headers
-        .get(header::HOST)
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host = hosts
+        .next()
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    if !guard.known_host(&host) {
+    // One `Host`, and an absolute URI (`GET http://…/`) naming the same.
+    let authority = request.uri().authority().map(|a| a.as_str());
+    if hosts.next().is_some() || authority.is_some_and(|a| a != host) || !guard.known_host(&host) {
         let why = format!(
             "refused: `Host: {host}` is not a name of this API; add it to `api.hosts` (or use the address, as http://127.0.0.1:PORT/)"
         );
         return ApiError::ForeignHost(why).into_response();
     }
     let caller = guard.caller(headers);
+    // Reached through a proxy's name, the caller may be anywhere.
+    let open_reads = guard.loopback && !guard.proxied(&host);
     if writes(request.method()) {
         let by_cookie =
             !headers.contains_key(header::AUTHORIZATION) && session_id(headers).is_some();
@@ -200,14 +264,26 @@ pub async fn check(State(guard): State<Guard>, mut request: Request, next: Next)
         }
         // The login checks the token it is given itself.
         if caller.name.is_none() && request.uri().path() != "/api/login" {
-            return ApiError::Unauthorized.into_response();
+            return refused(headers).await;
         }
-    } else if !guard.loopback && caller.name.is_none() && !page_asset(request.uri().path()) {
-        return ApiError::Unauthorized.into_response();
+    } else if !open_reads && caller.name.is_none() && !page_asset(request.uri().path()) {
+        return refused(headers).await;
     }
     request.extensions_mut().insert(caller);
     next.run(request).await
 }
+
+/// A 401; after a pause when a token was shown and is wrong, so that
+/// guessing goes slowly.
+async fn refused(headers: &HeaderMap) -> Response {
+    if headers.contains_key(header::AUTHORIZATION) {
+        tokio::time::sleep(WRONG_TOKEN_PAUSE).await;
+    }
+    ApiError::Unauthorized.into_response()
+}
+
+/// How long a wrong token waits for its refusal.
+pub const WRONG_TOKEN_PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Why a state-changing request is refused for where it comes from, if
 /// it is: its `Origin` is not this API, or a browser sent it from another
@@ -222,9 +298,13 @@ fn foreign_origin(headers: &HeaderMap, host: &str, by_cookie: bool) -> Option<St
     match origin {
         Some(origin) => {
             let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
-            (!origin_host.eq_ignore_ascii_case(host) || cross_site).then(|| {
-                format!("refused: a request from `{origin}` may not change anything here")
-            })
+            if !origin_host.eq_ignore_ascii_case(host) {
+                Some(format!(
+                    "refused: a request from `{origin}` may not change anything at `{host}`; behind a proxy, pass the browser's `Host` on (`proxy_set_header Host $host`)"
+                ))
+            } else {
+                cross_site.then(|| "refused: the browser says this request comes from another site".to_string())
+            }
         }
         None if cross_site || by_cookie => Some(
             "refused: a browser's request that changes state must come from this API's own page (no `Origin`)"
@@ -234,13 +314,15 @@ fn foreign_origin(headers: &HeaderMap, host: &str, by_cookie: bool) -> Option<St
     }
 }
 
-/// Compares in a time that does not depend on where the two first differ,
-/// so a caller cannot find the token a byte at a time.
-fn same_secret(given: &[u8], secret: &[u8]) -> bool {
-    given.len() == secret.len()
-        && given
-            .iter()
-            .zip(secret)
-            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
-            == 0
+/// Compares digests of the two, in a time that does not depend on where
+/// they first differ (nor on their lengths): a caller cannot find a token
+/// a byte at a time.
+fn same_secret(given: &str, secret: &str) -> bool {
+    let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    let (a, b) = (digest(given), digest(secret));
+    a.as_ref()
+        .iter()
+        .zip(b.as_ref())
+        .fold(0u8, |differ, (x, y)| differ | (x ^ y))
+        == 0
 }

@@ -5,7 +5,8 @@
 //! clients that connect and say nothing must not leave the scheduler unable
 //! to open a pipe. At most [`MAX_CONNECTIONS`] are served at once (more
 //! wait in the kernel's backlog), and one silent both ways for
-//! [`IDLE_TIMEOUT`] is closed. A connection buffers at most [`BUFFER`]
+//! [`IDLE_TIMEOUT`] while no request is being answered is closed (a
+//! request that runs a job for an hour keeps its connection). A connection buffers at most [`BUFFER`]
 //! of its answer before it waits for the client to read: a hundred slow
 //! followers of a loud run hold a few megabytes between them.
 
@@ -13,6 +14,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,7 +24,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 
 /// Connections served at once.
-pub const MAX_CONNECTIONS: usize = 128;
+pub const MAX_CONNECTIONS: usize = 160;
+
+/// Streams (live events, followed output) served at once: the other
+/// connections stay for the CLI and ordinary requests.
+pub const MAX_STREAMS: usize = MAX_CONNECTIONS - 32;
 
 /// A connection that neither sends nor is sent anything this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,7 +72,17 @@ impl Limited {
                 accepted = axum::serve::Listener::accept(&mut self) => accepted,
                 _ = stop.wait_for(|s| *s) => break,
             };
-            let app = app.clone();
+            // The connection is never idle while a request on it is answered.
+            let busy = Arc::clone(&io.busy);
+            let app = app.clone().layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let _answering = Answering::start(&busy);
+                    async move {
+                        let _answering = _answering;
+                        next.run(request).await
+                    }
+                },
+            ));
             let stopping = stop.clone();
             let tls = tls.clone();
             connections.spawn(async move {
@@ -125,6 +141,7 @@ impl axum::serve::Listener for Limited {
             _place: place,
             idle: self.idle,
             deadline: Box::pin(tokio::time::sleep(self.idle)),
+            busy: Arc::default(),
         };
         (connection, addr)
     }
@@ -141,6 +158,24 @@ pub struct Connection {
     _place: OwnedSemaphorePermit,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
+    /// Requests being answered on it now.
+    busy: Arc<AtomicUsize>,
+}
+
+/// A request being answered: counted on its connection while it lives.
+struct Answering(Arc<AtomicUsize>);
+
+impl Answering {
+    fn start(busy: &Arc<AtomicUsize>) -> Answering {
+        busy.fetch_add(1, Ordering::Relaxed);
+        Answering(Arc::clone(busy))
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Connection {
@@ -150,8 +185,13 @@ impl Connection {
     }
 
     /// `Pending` while the connection may wait; an error once it has been
-    /// silent too long.
+    /// silent too long with no request being answered.
     fn check_idle<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        if self.busy.load(Ordering::Relaxed) > 0 {
+            // Looked at again when the answer is written.
+            self.active();
+            return Poll::Pending;
+        }
         match self.deadline.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -225,6 +265,18 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// `GET /` on a connection of its own: the whole answer.
+    async fn get_root(addr: SocketAddr) -> String {
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
     /// Two idle connections fill a listener of two places; a third client
     /// is served once they have been silent for the idle timeout, and the
     /// idle ones are closed.
@@ -240,13 +292,7 @@ mod tests {
         for _ in 0..2 {
             idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
         }
-        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
-        client
-            .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = String::new();
-        client.read_to_string(&mut answer).await.unwrap();
+        let answer = get_root(addr).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.ends_with("hi"), "{answer}");
         // The third was served because the silent ones were closed.
@@ -257,6 +303,27 @@ mod tests {
                 .expect("closed by the server, not left open");
             assert!(read.is_err() || rest.is_empty(), "closed without an answer");
         }
+        server.abort();
+    }
+
+    /// A request whose answer takes longer than the idle timeout (a job
+    /// run through the API) keeps its connection until it is answered.
+    #[tokio::test]
+    async fn a_slow_answer_is_not_idleness() {
+        let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = inner.local_addr().unwrap();
+        let listener = Limited::new(inner, 2, Duration::from_millis(200));
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                "done"
+            }),
+        );
+        let (_stop, stop) = watch::channel(false);
+        let server = tokio::spawn(listener.serve(app, None, stop));
+        let answer = get_root(addr).await;
+        assert!(answer.ends_with("done"), "{answer}");
         server.abort();
     }
 }

@@ -14,7 +14,7 @@ mod output;
 mod page;
 pub mod read;
 
-pub use listener::MAX_CONNECTIONS;
+pub use listener::{MAX_CONNECTIONS, MAX_STREAMS};
 
 use std::sync::Arc;
 
@@ -42,12 +42,20 @@ pub enum ApiError {
         "this call needs a token: `Authorization: Bearer …` with the daemon's (`daemon.json` in the state directory) or one of `api.tokens`; in a browser, log in"
     )]
     Unauthorized,
+    /// A login with a token that is none of this daemon's.
+    #[error(
+        "that token is not one of this daemon's: use the daemon's own (`token` in `daemon.json` in the state directory) or one of `api.tokens`"
+    )]
+    WrongToken,
     /// The request's parameters make no sense.
     #[error("{0}")]
     BadRequest(String),
     /// A state-changing request from another site's page.
     #[error("{0}")]
     Forbidden(String),
+    /// Too many of something at once (live streams).
+    #[error("{0}")]
+    Busy(String),
     /// `Host` names something else than this API (DNS rebinding).
     #[error("{0}")]
     ForeignHost(String),
@@ -68,6 +76,10 @@ pub enum ApiError {
     /// The run task ended without a result.
     #[error("the run ended without a report: {0}")]
     Run(String),
+    /// The daemon could not do what was asked (no randomness for a
+    /// session, a handler that panicked).
+    #[error("{0}")]
+    Internal(String),
     /// No flow run of that id.
     #[error("there is no flow run #{0}; `overnight flow history` lists them")]
     UnknownFlowRun(i64),
@@ -90,16 +102,19 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match self {
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::WrongToken => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::ForeignHost(_) => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UnknownJob(_)
             | ApiError::UnknownFlow(_)
             | ApiError::UnknownFlowRun(_)
             | ApiError::UnknownRun(_) => StatusCode::NOT_FOUND,
             ApiError::NotRun { .. } | ApiError::Refused { .. } => StatusCode::CONFLICT,
-            ApiError::Store(_) | ApiError::Run(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Store(_) | ApiError::Run(_) | ApiError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         let run_id = match self {
             ApiError::NotRun { id, .. } => Some(id),
@@ -356,6 +371,7 @@ async fn serve(
     let app = routes()
         .merge(page::routes())
         .layer(axum::Extension(events::Stopping(stop.clone())))
+        .layer(axum::Extension(events::StreamPlaces::new()))
         .layer(axum::Extension(Arc::new(output::Pieces::default())))
         .layer(axum::Extension(guard.clone()))
         .layer(axum::Extension(act::Secure(tls.is_some())))
@@ -396,11 +412,21 @@ pub fn tls_acceptor(api: &ApiSettings) -> Result<Option<TlsAcceptor>, String> {
     Ok(Some(TlsAcceptor::from(Arc::new(server))))
 }
 
-/// Says every refusal as an [`ErrorBody`]: the ones axum makes itself
-/// (a path or query that does not parse, a method not served, no such
-/// route) are plain text otherwise.
+/// Says every refusal as an [`ErrorBody`] (the ones axum makes itself —
+/// a path or query that does not parse, a method not served, no such
+/// route — are plain text otherwise), and forbids every answer to be
+/// sniffed as something else or framed.
 async fn json_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
     let json = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -439,6 +465,6 @@ async fn on_the_daemons_runtime(
 ) -> Response {
     match daemons.spawn(next.run(request)).await {
         Ok(response) => response,
-        Err(e) => ApiError::Run(format!("the request's handler failed: {e}")).into_response(),
+        Err(e) => ApiError::Internal(format!("the request's handler failed: {e}")).into_response(),
     }
 }

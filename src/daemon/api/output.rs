@@ -112,41 +112,17 @@ pub(super) struct OutputQuery {
 /// The longest stretch read back from the end to find `tail` lines.
 const TAIL_MAX: u64 = 4 * 1024 * 1024;
 
-/// Where the last `lines` lines of `path` start (not further back than
-/// [`TAIL_MAX`] bytes, and at a line's start).
-fn tail_offset(path: &std::path::Path, lines: u64) -> std::io::Result<u64> {
+/// Whether byte `offset` of the capture file at `path` starts a line
+/// (or is its end).
+fn starts_a_line(path: &std::path::Path, offset: u64) -> bool {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    let floor = len.saturating_sub(TAIL_MAX);
-    let mut end = len;
-    let mut seen = 0;
-    let mut chunk = vec![0u8; 64 * 1024];
-    while end > floor {
-        let start = end.saturating_sub(chunk.len() as u64).max(floor);
-        let piece = &mut chunk[..(end - start) as usize];
-        file.read_exact_at(piece, start)?;
-        for (i, _) in piece.iter().enumerate().rev().filter(|(_, b)| **b == b'\n') {
-            let at = start + i as u64 + 1;
-            // The newline that ends the file ends the last line.
-            if at == len {
-                continue;
-            }
-            seen += 1;
-            if seen == lines {
-                return Ok(at);
-            }
-        }
-        end = start;
-    }
-    // Fewer lines than asked: from the top, or from the first whole line
-    // past the floor.
-    if floor == 0 {
-        return Ok(0);
-    }
-    let mut rest = vec![0u8; (len - floor).min(64 * 1024) as usize];
-    file.read_exact_at(&mut rest, floor)?;
-    Ok(memchr::memchr(b'\n', &rest).map_or(len, |i| floor + i as u64 + 1))
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut before = [0u8];
+    file.metadata().is_ok_and(|m| offset <= m.len())
+        && file.read_exact_at(&mut before, offset - 1).is_ok()
+        && before[0] == b'\n'
 }
 
 pub(super) async fn output(
@@ -156,21 +132,40 @@ pub(super) async fn output(
     headers: HeaderMap,
     Extension(Stopping(stop)): Extension<Stopping>,
     Extension(pieces): Extension<Arc<Pieces>>,
+    Extension(places): Extension<super::events::StreamPlaces>,
 ) -> Result<Response, ApiError> {
-    let store = shared.runner.recorder().store().await?;
-    let run = store.run(id).await?.ok_or(ApiError::UnknownRun(id))?;
+    let place = places.take()?;
+    super::read::caught_up(&shared).await;
+    let run = shared
+        .store
+        .run(id)
+        .await?
+        .ok_or(ApiError::UnknownRun(id))?;
     let resumed = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let path: Option<Arc<std::path::Path>> = run.capture_path.map(|p| Arc::from(PathBuf::from(p)));
+    if let (Some(from @ 1..), Some(path)) = (resumed.or(query.from), &path) {
+        let path = Arc::clone(path);
+        let starts = tokio::task::spawn_blocking(move || starts_a_line(&path, from))
+            .await
+            .unwrap_or(false);
+        if !starts {
+            return Err(ApiError::BadRequest(format!(
+                "byte {from} of run #{id}'s output is not where a line starts: give the `id` of a `lines` event, or 0"
+            )));
+        }
+    }
     let tail = match (resumed.or(query.from), query.tail, &path) {
-        (None, Some(lines @ 1..), Some(path)) => {
+        (None, Some(lines), Some(path)) => {
             let path = Arc::clone(path);
-            tokio::task::spawn_blocking(move || tail_offset(&path, lines))
-                .await
-                .ok()
-                .and_then(Result::ok)
+            tokio::task::spawn_blocking(move || {
+                crate::capture::tail_start(&std::fs::File::open(&path)?, lines, TAIL_MAX)
+            })
+            .await
+            .ok()
+            .and_then(Result::ok)
         }
         _ => None,
     };
@@ -185,6 +180,7 @@ pub(super) async fn output(
         sent: None,
         stop,
         over: false,
+        _place: place,
     };
     let stream = futures_util::stream::unfold(follower, |mut f| async move {
         let frame = f.next().await?;
@@ -222,6 +218,8 @@ struct Follower {
     sent: Option<Instant>,
     stop: watch::Receiver<bool>,
     over: bool,
+    /// Its place among the streams served.
+    _place: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Where the run stands, as the follower sees it.
@@ -341,16 +339,8 @@ impl Follower {
         if self.running_here() {
             return Seen::Running;
         }
-        let Ok(store) = self.shared.runner.recorder().store().await else {
-            return Seen::Unknown;
-        };
-        match store.close_lost(self.shared.runner.host(), false).await {
-            Ok(closed) => closed
-                .into_iter()
-                .for_each(|report| crate::daemon::recover::notify(&self.shared, Some(report))),
-            Err(_) => return Seen::Unknown,
-        }
-        match store.run(self.id).await {
+        super::read::caught_up(&self.shared).await;
+        match self.shared.store.run(self.id).await {
             Ok(Some(run)) if run.status == Status::Running => Seen::Running,
             Ok(run) => Seen::Ended(run.map(|r| r.status)),
             Err(_) => Seen::Unknown,
@@ -435,26 +425,4 @@ fn lines_frame(after: u64, whole: &[u8]) -> Bytes {
     // JSON says a newline as `\n`: the data is one line.
     frame.extend_from_slice(b"]\n\n");
     Bytes::from(frame)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The last lines are found from the end, whole; asking for more than
-    /// there are starts at the top.
-    #[test]
-    fn tail_starts_at_a_lines_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("capture");
-        std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
-        assert_eq!(tail_offset(&path, 1).unwrap(), 8);
-        assert_eq!(tail_offset(&path, 2).unwrap(), 4);
-        assert_eq!(tail_offset(&path, 3).unwrap(), 0);
-        assert_eq!(tail_offset(&path, 10).unwrap(), 0);
-        let long: String = (0..200_000).map(|n| format!("line {n}\n")).collect();
-        std::fs::write(&path, &long).unwrap();
-        let from = tail_offset(&path, 2).unwrap() as usize;
-        assert_eq!(&long[from..], "line 199998\nline 199999\n");
-    }
 }

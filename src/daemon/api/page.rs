@@ -23,6 +23,10 @@ const ICON: &str = include_str!("../page/favicon.svg");
 /// What the page's answers allow: its own files, its own API, no frames.
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
+/// The paths of the page's files: served to anyone, so that a browser
+/// beyond loopback can show the login form.
+pub const ASSETS: [&str; 4] = ["/", "/app.js", "/app.css", "/favicon.svg"];
+
 /// The page's routes.
 pub fn routes() -> Router<Arc<Shared>> {
     Router::new()

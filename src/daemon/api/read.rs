@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, JobStatus, LockHolder, StatusBody};
 use crate::config::Action;
 use crate::daemon::Shared;
+use crate::flow::progress::FlowStatus;
 use crate::live::ProgressNow;
 use crate::report::Report;
+use crate::status::Status;
 use crate::store::{FlowRecord, HistoryQuery, Notification, RunRecord};
 
 /// The most runs one page of history holds.
@@ -75,7 +77,7 @@ async fn running_now(shared: &Shared) -> Result<Vec<RunRecord>, ApiError> {
 /// of `overnight exec`), and closes the runs whose wrapper was killed.
 /// Neither keeps the history from being read (a full disk): the
 /// background fold catches up later.
-async fn caught_up(shared: &Shared) {
+pub(super) async fn caught_up(shared: &Shared) {
     let store = &shared.store;
     let caught_up = match store.fold_journal().await {
         Ok(()) => store.close_lost(shared.runner.host(), false).await,
@@ -166,6 +168,7 @@ pub async fn flows(State(shared): State<Arc<Shared>>) -> Result<Json<Vec<FlowVie
 /// A page of history, as `?job=&status=&since=&until=&before=&limit=`
 /// (`flow=` for flow runs) ask.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Page {
     /// Only this job's runs.
     pub job: Option<String>,
@@ -184,8 +187,14 @@ pub struct Page {
 }
 
 impl Page {
-    /// The store's query for `name`, or why the page cannot be read.
-    fn query(self, name: Option<String>, statuses: &[&str]) -> Result<HistoryQuery, ApiError> {
+    /// The store's query for `name`, with a status among `statuses`, or
+    /// why the page cannot be read.
+    fn query(
+        self,
+        name: Option<String>,
+        statuses: impl IntoIterator<Item = &'static str>,
+    ) -> Result<HistoryQuery, ApiError> {
+        let statuses: Vec<&str> = statuses.into_iter().collect();
         if let Some(status) = self.status.as_deref().filter(|s| !statuses.contains(s)) {
             return Err(ApiError::BadRequest(format!(
                 "no status `{status}`; use one of {}",
@@ -218,14 +227,6 @@ pub struct RunsPage {
     pub next: Option<i64>,
 }
 
-const RUN_STATUSES: &[&str] = &[
-    "running", "success", "warning", "failed", "lost", "missed", "skipped", "orphaned",
-];
-
-const FLOW_STATUSES: &[&str] = &[
-    "running", "held", "success", "warning", "failed", "aborted", "missed", "skipped",
-];
-
 /// Where the page after one of `len` rows ending at id `last` starts.
 fn next_page(len: usize, limit: u32, last: Option<i64>) -> Option<i64> {
     (len == limit as usize).then_some(last).flatten()
@@ -236,8 +237,13 @@ pub async fn runs(
     State(shared): State<Arc<Shared>>,
     Query(page): Query<Page>,
 ) -> Result<Json<RunsPage>, ApiError> {
+    if page.flow.is_some() {
+        return Err(ApiError::BadRequest(
+            "runs are picked by `job`; `/api/flow-runs?flow=` lists a flow's runs".into(),
+        ));
+    }
     let name = page.job.clone();
-    let query = page.query(name, RUN_STATUSES)?;
+    let query = page.query(name, Status::ALL.map(Status::as_str))?;
     caught_up(&shared).await;
     let runs = shared.store.history(&query).await?;
     let next = next_page(runs.len(), query.limit, runs.last().map(|r| r.id));
@@ -312,8 +318,13 @@ pub async fn flow_runs(
     State(shared): State<Arc<Shared>>,
     Query(page): Query<Page>,
 ) -> Result<Json<FlowRunsPage>, ApiError> {
+    if page.job.is_some() {
+        return Err(ApiError::BadRequest(
+            "flow runs are picked by `flow`; `/api/runs?job=` lists a job's runs".into(),
+        ));
+    }
     let name = page.flow.clone();
-    let query = page.query(name, FLOW_STATUSES)?;
+    let query = page.query(name, FlowStatus::ALL.map(FlowStatus::as_str))?;
     caught_up(&shared).await;
     let runs = shared.store.flow_history(&query).await?;
     let next = next_page(runs.len(), query.limit, runs.last().map(|r| r.id));

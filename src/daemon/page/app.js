@@ -37,15 +37,9 @@ class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
-async function get(path) {
-  const response = await fetch(path, { credentials: 'same-origin', headers: { accept: 'application/json' } });
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new ApiError(response.status, body.error || response.statusText);
-  return body;
-}
-
-async function post(path, body) {
-  const init = { method: 'POST', credentials: 'same-origin', headers: { accept: 'application/json' } };
+/** A request to the API; its JSON answer, or an ApiError saying why not. */
+async function call(method, path, body) {
+  const init = { method, credentials: 'same-origin', headers: { accept: 'application/json' } };
   if (body !== undefined) {
     init.headers['content-type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -55,6 +49,8 @@ async function post(path, body) {
   if (!response.ok) throw new ApiError(response.status, answer.error || response.statusText);
   return answer;
 }
+const get = (path) => call('GET', path);
+const post = (path, body) => call('POST', path, body);
 
 /** Puts `children` in `el` in place of what it held (absent ones skipped). */
 function fill(el, ...children) {
@@ -167,9 +163,14 @@ async function logout() {
 
 // One stream for the whole page; the view shown gets each event.
 let onEvent = () => {};
+let events = null;
+/** (Re)opens the page's live stream: at the start, and after a login
+ * (beyond loopback, the stream needs one, and a refused EventSource does
+ * not try again). */
 function connectEvents() {
   const live = document.getElementById('live');
-  const events = new EventSource('/api/events');
+  if (events) events.close();
+  events = new EventSource('/api/events');
   events.onopen = () => { live.classList.add('on'); live.title = 'Live updates: connected'; };
   events.onerror = () => { live.classList.remove('on'); live.title = 'Live updates: reconnecting'; };
   for (const kind of ['run_started', 'progress', 'run_ended', 'flow', 'missed']) {
@@ -194,11 +195,16 @@ function coalesce(fn, ms) {
 
 const main = () => document.getElementById('main');
 let cleanup = () => {};
+// Each view is one generation: a view whose fetch returns after the
+// reader has moved on stops there.
+let generation = 0;
+const current = (mine) => mine === generation;
 
 function route() {
   cleanup();
   cleanup = () => {};
   onEvent = () => {};
+  generation += 1;
   const hash = location.hash.replace(/^#/, '') || '/';
   const [path, query] = hash.split('?');
   const params = new URLSearchParams(query || '');
@@ -238,7 +244,8 @@ async function dashboard() {
   const applyFilter = () => {
     const word = filter.value.trim().toLowerCase();
     document.querySelectorAll('#jobs tbody tr, #flows tbody tr').forEach((tr) => {
-      tr.classList.toggle('hidden', word !== '' && !tr.dataset.name.toLowerCase().includes(word));
+      const name = (tr.dataset.name || '').toLowerCase();
+      tr.classList.toggle('hidden', word !== '' && !name.includes(word));
     });
   };
   filter.addEventListener('input', applyFilter);
@@ -355,23 +362,42 @@ async function runPage(id) {
     if (follow.checked) output.scrollTop = output.scrollHeight;
   };
 
+  const mine = generation;
+  let stream = null;
+  cleanup = () => { if (stream) stream.close(); };
+  const openOutput = () => {
+    stream = new EventSource(`/api/runs/${id}/output?follow=1&tail=${KEEP_LINES}`);
+    stream.addEventListener('lines', (e) => addLines(JSON.parse(e.data)));
+    stream.addEventListener('end', () => { stream.close(); show().catch(() => {}); });
+  };
   const show = async () => {
     const view = await get(`/api/runs/${id}`);
+    if (!current(mine)) return null;
     fill(head, runHead(view));
     fill(report, reportOf(view));
+    document.title = `${view.run.job} #${id} · overnight`;
+    if (!stream) openOutput();
     return view;
   };
-  const view = await show();
-  const stream = new EventSource(`/api/runs/${id}/output?follow=1&tail=${KEEP_LINES}`);
-  stream.addEventListener('lines', (e) => addLines(JSON.parse(e.data)));
-  stream.addEventListener('end', () => { stream.close(); show().catch(() => {}); });
   const refresh = coalesce(() => show().catch(() => {}), 200);
   onEvent = (kind, data) => {
     if (data.run_id !== id) return;
     if (kind === 'progress') { if (!showProgress(data)) refresh(); } else refresh();
   };
-  cleanup = () => stream.close();
-  document.title = `${view.run.job} #${id} · overnight`;
+  // A run just started may wait for its locks or a free place before it
+  // is recorded: wait for it.
+  for (let tries = 0; ; tries += 1) {
+    try {
+      await show();
+      return;
+    } catch (e) {
+      if (e.status !== 404 || tries >= 600 || !current(mine)) throw e;
+      fill(head, h('h1', {}, `run #${id}`, badge('waiting')),
+        h('p', { class: 'muted', text: 'Not started yet: it waits for its locks or a free place.' }));
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      if (!current(mine)) return;
+    }
+  }
 }
 
 /** `error` or `warning` for a line that says one (the line protocol). */
@@ -429,8 +455,11 @@ function reportOf(view) {
 }
 
 // History: runs or flow runs, filtered, a page at a time.
-const RUN_STATUSES = ['running', 'success', 'warning', 'failed', 'lost', 'missed', 'skipped', 'orphaned'];
-const FLOW_STATUSES = ['running', 'held', 'success', 'warning', 'failed', 'aborted', 'missed', 'skipped'];
+/** The statuses the API knows, from its own document. */
+async function statuses(schema) {
+  const doc = await get('/api/openapi.json');
+  return doc.components.schemas[schema].properties.status.enum;
+}
 
 async function historyPage(params) {
   document.title = 'history · overnight';
@@ -439,7 +468,7 @@ async function historyPage(params) {
     h('option', { value: 'runs', text: 'Runs', selected: !flows }), h('option', { value: 'flows', text: 'Flow runs', selected: flows }));
   const name = h('input', { name: 'name', placeholder: flows ? 'Flow' : 'Job', value: params.get('name') || '', 'aria-label': 'Name' });
   const status = h('select', { name: 'status', 'aria-label': 'Status' }, h('option', { value: '', text: 'Any status' }),
-    (flows ? FLOW_STATUSES : RUN_STATUSES).map((st) => h('option', { value: st, text: st, selected: params.get('status') === st })));
+    (await statuses(flows ? 'FlowRun' : 'RunRecord')).map((st) => h('option', { value: st, text: st, selected: params.get('status') === st })));
   const since = h('input', { type: 'date', name: 'since', value: params.get('since') || '', 'aria-label': 'Since' });
   const until = h('input', { type: 'date', name: 'until', value: params.get('until') || '', 'aria-label': 'Until' });
   const form = h('form', { class: 'toolbar', onsubmit: (e) => {
@@ -486,8 +515,10 @@ async function flowRunPage(id) {
   document.title = `flow run #${id} · overnight`;
   const box = h('div');
   fill(main(), box);
+  const mine = generation;
   const show = async () => {
     const run = await get(`/api/flow-runs/${id}`);
+    if (!current(mine)) return;
     document.title = `${run.flow} #${id} · overnight`;
     fill(box, 
       h('h1', {}, `flow ${run.flow} #${id}`, badge(run.status)),
@@ -504,19 +535,19 @@ async function flowRunPage(id) {
       run.actions.length ? [h('h2', {}, 'Operators'), h('ul', { class: 'items panel' },
         run.actions.map((a) => h('li', {}, time(a.at), ` ${a.who}: ${a.action}${a.step ? ' ' + a.step : ''}`)))] : null);
   };
-  await show();
   const refresh = coalesce(() => show().catch(() => {}), 150);
   onEvent = (kind, data) => {
     if (kind === 'flow' && data.flow_run_id === id) refresh();
     if (kind === 'missed') refresh();
   };
+  await show();
 }
 
 function heldCallout(run) {
   const step = run.held_at.step;
   const said = run.held_at.message || `Step ${step} holds the flow.`;
   const command = (action, label, cls) => h('button', { type: 'button', class: cls, text: label,
-    onclick: () => act(`${label}: done`, `/api/flow-runs/${run.flow_run_id}/${action}`, { step }) });
+    onclick: () => act(`${label}: done`, `/api/flow-runs/${run.flow_run_id}/${action}`, step ? { step } : {}) });
   return h('div', { class: 'callout', role: 'alert', id: 'held' },
     h('strong', {}, step ? `Held at ${step}` : 'Held', run.held_since ? [' since ', time(run.held_since)] : null),
     h('p', { class: 'held-message', text: said }),
@@ -567,12 +598,20 @@ function graph(run) {
   const width = 40 + columns.length * (W + GX) - GX;
   const height = 40 + Math.max(...columns.map((c) => c.length)) * (H + GY) - GY;
   const svg = s('svg', { class: 'graph', id: 'graph', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': `Flow ${run.flow}: steps and the route taken` });
-  const ended = (st) => st && ['success', 'warning', 'failed'].includes(st.status);
   const started = (st) => st && !['waiting', 'skipped'].includes(st.status);
+  // Whether a step's state passes the test an edge is labelled with.
+  const passes = (st, test) => {
+    const status = st && st.status;
+    switch (test) {
+      case 'ok': return status === 'success' || status === 'warning';
+      case 'done': return ['success', 'warning', 'failed', 'skipped'].includes(status);
+      default: return status === test;
+    }
+  };
   for (const step of steps) {
     for (const [dep, test] of deps.get(step.name)) {
       const a = pos.get(dep); const b = pos.get(step.name);
-      const taken = ended(state.get(dep)) && started(state.get(step.name));
+      const taken = passes(state.get(dep), test) && started(state.get(step.name));
       const x1 = a.x + W; const y1 = a.y + H / 2; const x2 = b.x; const y2 = b.y + H / 2;
       const mx = (x1 + x2) / 2;
       svg.append(s('path', { class: `edge${taken ? ' taken' : ''}`, d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`, 'data-from': dep, 'data-to': step.name }));
@@ -599,15 +638,25 @@ function loginPage() {
   const said = h('p', { class: 's-failed', role: 'alert' });
   const form = h('form', { class: 'login panel', method: 'post', action: '/api/login', onsubmit: async (e) => {
     e.preventDefault();
-    const response = await fetch('/api/login', { method: 'POST', credentials: 'same-origin', redirect: 'manual',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token: token.value }) });
+    let response;
+    try {
+      response = await fetch('/api/login', { method: 'POST', credentials: 'same-origin', redirect: 'manual',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token: token.value }) });
+    } catch (err) {
+      said.textContent = `The daemon did not answer: ${err.message}`;
+      return;
+    }
     if (response.type === 'opaqueredirect' || response.ok) {
       await loadSession();
+      connectEvents();
       notice(`Logged in as ${session.name}`);
       location.hash = '#/';
-    } else {
+    } else if (response.status === 401) {
       said.textContent = 'That token is not one of this daemon\'s.';
       token.select();
+    } else {
+      const answer = await response.json().catch(() => ({}));
+      said.textContent = `Refused (${response.status}): ${answer.error || response.statusText}`;
     }
   } },
   h('label', { for: 'token', text: 'Token' }), token,
