@@ -84,14 +84,15 @@ pub(super) fn encoder_problems(settings: &Value, deserializers: &Deserializers) 
 fn pattern_hazards(pattern: &str) -> Vec<String> {
     let mut hazards = Vec::new();
     for (at, _) in pattern.match_indices('{') {
-        let spec = &pattern[at + 1..];
-        let spec = &spec[..spec.find('}').unwrap_or(spec.len())];
+        let rest = &pattern[at + 1..];
         for name in ["d(", "date("] {
-            if let Some(args) = spec.strip_prefix(name) {
+            if let Some(args) = rest.strip_prefix(name) {
+                // The format runs to its parenthesis: a brace may stand in it.
                 let format = &args[..args.find(')').unwrap_or(args.len())];
                 hazards.extend(super::fast_pattern::bad_date_format(format));
             }
         }
+        let spec = &rest[..rest.find('}').unwrap_or(rest.len())];
         let widths = spec.rsplit_once(':').map_or("", |(_, pad)| pad);
         for width in widths.split(|c: char| !c.is_ascii_digit()) {
             if width.len() > 4
@@ -120,8 +121,20 @@ fn pattern_errors(encoder: &dyn Encode) -> Vec<String> {
         .key_values(&kvs)
         .build();
     let mut out = SimpleWriter(Vec::new());
-    if let Err(e) = encoder.encode(&mut out, &record) {
-        return vec![format!("{e:#}")];
+    // A formatter that fails without an I/O error makes the writer panic:
+    // a pattern found wanting here, never at a record.
+    let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        encoder.encode(&mut out, &record)
+    }));
+    match encoded {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return vec![format!("{e:#}")],
+        Err(_) => {
+            return vec![
+                "the pattern cannot be written (a `{d(...)}` format chrono cannot follow?)"
+                    .to_string(),
+            ];
+        }
     }
     let text = String::from_utf8_lossy(&out.0);
     // The message ends at the first brace that is not quoted in it, as in

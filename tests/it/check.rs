@@ -374,15 +374,19 @@ appenders:
     encoder:
       kind: fast_pattern
       pattern: \"{d(%Q)} {m}{n}\"
+  braced:
+    kind: console
+    encoder:
+      pattern: \"{d(%Y-%m-%d}T%}H:%M)} {m}{n}\"
 root:
-  appenders: [dates, wide, fast]
+  appenders: [dates, wide, fast, braced]
 ",
     );
     let out = sb.run(&["check"]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 3, "{stderr}");
+    assert_eq!(lines.len(), 4, "{stderr}");
     assert!(
         lines[0].starts_with(
             "log4rs.yaml:2:3: appender `dates`: bad date format `%Y-%m-%dT%H:%M:%S%K(run_id`"
@@ -397,6 +401,11 @@ root:
     );
     assert!(
         lines[2].contains("appender `fast`") && lines[2].contains("bad date format `%Q`"),
+        "{stderr}"
+    );
+    // A brace in the format does not end it (found by the fuzz tests in CI).
+    assert!(
+        lines[3].contains("appender `braced`") && lines[3].contains("bad date format"),
         "{stderr}"
     );
 }
