@@ -1,46 +1,72 @@
-//! `kind: fast_pattern`: log4rs's pattern language, the parts a log line
-//! needs, at millions of records a second.
+//! log4rs's pattern language at millions of records a second: `kind:
+//! fast_pattern`, and `kind: pattern` itself — log4rs's own name, taken
+//! over so that a user's file gets the fast path unchanged — whenever every
+//! piece of the pattern is one written here with log4rs's exact bytes
+//! (anything else goes to log4rs's own encoder, byte for byte as before).
 //!
-//! log4rs's `pattern` encoder interprets its pattern and formats the date on
-//! every record (chrono parses the date format each time). This encoder
-//! parses its pattern once, and formats the timestamp once per millisecond
-//! (per second when the format shows no fraction), reusing the text for
-//! every record of that tick.
+//! log4rs's encoder interprets its pattern and has chrono parse the date
+//! format on every record. This one parses both once, and formats a
+//! timestamp once per second or millisecond when the format shows nothing
+//! finer, reusing the text for every record of that tick.
 //!
-//! Supported: `{d}`, `{d(FORMAT)}`, `{d(FORMAT)(utc)}`, `{l}`, `{t}`,
-//! `{m}`, `{n}`, `{K(key)}`, `{X(key)}`, padding like `{l:<5}` or `{t:>20}`,
-//! and `{{`/`}}`. A pattern using anything else is refused at load, with a
-//! pointer to `kind: pattern`.
+//! Written here: `{d}`, `{d(FORMAT)}`, `{d(FORMAT)(utc|local)}`, `{l}`,
+//! `{t}`, `{m}`, `{n}`, `{M}`, `{f}`, `{L}`, `{T}`, `{P}`, `{K(key)}` and
+//! `{X(key)}` with or without a default, padding like `{l:<5}` or
+//! `{t:>20}`, and `{{`/`}}`. `kind: fast_pattern` refuses anything else at
+//! load; its `{d}` is `%Y-%m-%dT%H:%M:%S%.3f%:z` where log4rs's is `%+`.
 
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
+use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Local, Utc};
 use log::Record;
 use log4rs::config::{Deserialize, Deserializers};
+use log4rs::encode::pattern::PatternEncoder;
 use log4rs::encode::{Encode, Write};
 
 /// The kind name registered with log4rs.
 pub const KIND: &str = "fast_pattern";
 
+/// log4rs's own encoder kind, served by [`StockPattern`].
+pub const STOCK_KIND: &str = "pattern";
+
+/// The pattern of either kind when none is given (log4rs's).
 const DEFAULT: &str = "{d} {l} {t} - {m}{n}";
+
+/// Whose meaning a pattern has where the two differ: `{d}` alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    /// `kind: fast_pattern`: `{d}` to the millisecond.
+    Fast,
+    /// `kind: pattern`: log4rs's `{d}`, `%+`.
+    Stock,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
     Text(String),
-    Date {
-        format: String,
-        utc: bool,
-        millis: bool,
-    },
+    /// The date format at this index of the encoder's.
+    Date(usize),
     Level,
     Target,
     Message,
     Newline,
-    KeyValue(String),
-    Mdc(String),
+    Module,
+    File,
+    Line,
+    Thread,
+    Pid,
+    KeyValue {
+        key: String,
+        default: String,
+    },
+    Mdc {
+        key: String,
+        default: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,25 +81,51 @@ struct Part {
     pad: Option<(Align, usize)>,
 }
 
+/// How often a date format's text changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tick {
+    Second,
+    Milli,
+    /// Finer than a millisecond: formatted for every record.
+    Always,
+}
+
+/// A date format, parsed once, and the text of the last tick it wrote.
+#[derive(Debug)]
+struct DateFormat {
+    items: Vec<Item<'static>>,
+    utc: bool,
+    tick: Tick,
+    /// The last tick formatted and its text; never held across an await.
+    last: Mutex<(u64, String)>,
+}
+
 /// The encoder.
 #[derive(Debug)]
 pub struct FastPattern {
     parts: Vec<Part>,
-    /// The last tick formatted and its text; never held across an await.
-    stamp: Mutex<(u64, String)>,
+    dates: Vec<DateFormat>,
 }
 
 impl FastPattern {
-    /// Parses `pattern`; refuses what it does not support.
+    /// Parses `pattern` as `kind: fast_pattern` does; refuses what it does
+    /// not support.
     pub fn new(pattern: &str) -> anyhow::Result<FastPattern> {
-        Ok(FastPattern {
-            parts: parse(pattern)?,
-            stamp: Mutex::new((u64::MAX, String::new())),
-        })
+        FastPattern::parse(pattern, Dialect::Fast)
+    }
+
+    fn parse(pattern: &str, dialect: Dialect) -> anyhow::Result<FastPattern> {
+        let mut dates = Vec::new();
+        let parts = parse(pattern, dialect, &mut dates)?;
+        Ok(FastPattern { parts, dates })
     }
 }
 
-fn parse(pattern: &str) -> anyhow::Result<Vec<Part>> {
+fn parse(
+    pattern: &str,
+    dialect: Dialect,
+    dates: &mut Vec<DateFormat>,
+) -> anyhow::Result<Vec<Part>> {
     let mut parts = Vec::new();
     let mut text = String::new();
     let mut chars = pattern.chars().peekable();
@@ -87,17 +139,25 @@ fn parse(pattern: &str) -> anyhow::Result<Vec<Part>> {
                 chars.next();
                 text.push('}');
             }
+            '}' => bail!("a lone `}}` (write `}}}}` for a brace)"),
             '{' => {
                 let mut spec = String::new();
                 let mut depth = 0;
+                let mut closed = false;
                 for c in chars.by_ref() {
                     match c {
                         '(' => depth += 1,
                         ')' => depth -= 1,
-                        '}' if depth == 0 => break,
+                        '}' if depth == 0 => {
+                            closed = true;
+                            break;
+                        }
                         _ => {}
                     }
                     spec.push(c);
+                }
+                if !closed {
+                    bail!("`{{{spec}` is not closed");
                 }
                 if !text.is_empty() {
                     parts.push(Part {
@@ -105,7 +165,7 @@ fn parse(pattern: &str) -> anyhow::Result<Vec<Part>> {
                         pad: None,
                     });
                 }
-                parts.push(part(&spec)?);
+                parts.push(part(&spec, dialect, dates)?);
             }
             c => text.push(c),
         }
@@ -119,7 +179,7 @@ fn parse(pattern: &str) -> anyhow::Result<Vec<Part>> {
     Ok(parts)
 }
 
-fn part(spec: &str) -> anyhow::Result<Part> {
+fn part(spec: &str, dialect: Dialect, dates: &mut Vec<DateFormat>) -> anyhow::Result<Part> {
     // Padding follows the name, or the closing parenthesis of the arguments.
     let head_end = spec.rfind(')').map_or(0, |i| i + 1);
     let (body, pad) = match spec[head_end..].find(':') {
@@ -135,8 +195,9 @@ fn part(spec: &str) -> anyhow::Result<Part> {
                 Ok(width) if width > MAX_PAD => {
                     bail!("padding `:{pad}` is wider than {MAX_PAD} characters")
                 }
-                Ok(width) => (body, Some((align, width))),
-                Err(_) => {
+                // log4rs reads a width of digits only (`+5` is no width there).
+                Ok(width) if width_digits(width_str(pad)) => (body, Some((align, width))),
+                _ => {
                     bail!("`fast_pattern`: padding `:{pad}` is not supported; use `kind: pattern`")
                 }
             }
@@ -144,21 +205,49 @@ fn part(spec: &str) -> anyhow::Result<Part> {
         None => (spec, None),
     };
     let (name, args) = match body.find('(') {
-        Some(i) => (&body[..i], args_of(&body[i..])),
+        Some(i) => (&body[..i], args_of(&body[i..])?),
         None => (body, Vec::new()),
     };
+    let plain_args = args.iter().all(|a| !a.contains(['{', '}', '(', ')']));
     let piece = match (name, args.as_slice()) {
-        ("d" | "date", []) => date("%Y-%m-%dT%H:%M:%S%.3f%:z", false)?,
-        ("d" | "date", [format]) => date(format, false)?,
+        _ if !plain_args => bail!(
+            "`fast_pattern` does not support `{{{spec}}}` (arguments with braces or brackets); use `kind: pattern` for the full pattern language"
+        ),
+        ("d" | "date", []) => match dialect {
+            Dialect::Fast => date("%Y-%m-%dT%H:%M:%S%.3f%:z", false, dates)?,
+            Dialect::Stock => date("%+", false, dates)?,
+        },
+        ("d" | "date", [format]) => date(format, false, dates)?,
         ("d" | "date", [format, zone]) if zone == "utc" || zone == "local" => {
-            date(format, zone == "utc")?
+            date(format, zone == "utc", dates)?
         }
         ("l" | "level", []) => Piece::Level,
         ("t" | "target", []) => Piece::Target,
         ("m" | "message", []) => Piece::Message,
         ("n", []) => Piece::Newline,
-        ("K" | "key_value", [key]) => Piece::KeyValue(key.clone()),
-        ("X" | "mdc", [key]) => Piece::Mdc(key.clone()),
+        ("M" | "module", []) => Piece::Module,
+        ("f" | "file", []) => Piece::File,
+        ("L" | "line", []) => Piece::Line,
+        ("T" | "thread", []) => Piece::Thread,
+        ("P" | "pid", []) => Piece::Pid,
+        // log4rs reads a name of letters and digits only: `key_value` is
+        // an error there.
+        ("K", [key]) if !key.is_empty() => Piece::KeyValue {
+            key: key.clone(),
+            default: String::new(),
+        },
+        ("K", [key, default]) if !key.is_empty() && !default.is_empty() => Piece::KeyValue {
+            key: key.clone(),
+            default: default.clone(),
+        },
+        ("X" | "mdc", [key]) if !key.is_empty() => Piece::Mdc {
+            key: key.clone(),
+            default: String::new(),
+        },
+        ("X" | "mdc", [key, default]) if !key.is_empty() && !default.is_empty() => Piece::Mdc {
+            key: key.clone(),
+            default: default.clone(),
+        },
         _ => bail!(
             "`fast_pattern` does not support `{{{spec}}}`; use `kind: pattern` for the full pattern language"
         ),
@@ -166,18 +255,42 @@ fn part(spec: &str) -> anyhow::Result<Part> {
     Ok(Part { piece, pad })
 }
 
-fn date(format: &str, utc: bool) -> anyhow::Result<Piece> {
+/// The width of a padding `:<5`, `:>5` or `:5`.
+fn width_str(pad: &str) -> &str {
+    pad.strip_prefix(['<', '>']).unwrap_or(pad)
+}
+
+fn width_digits(width: &str) -> bool {
+    !width.is_empty() && width.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn date(format: &str, utc: bool, dates: &mut Vec<DateFormat>) -> anyhow::Result<Piece> {
     if let Some(why) = bad_date_format(format) {
         bail!(why);
     }
-    Ok(Piece::Date {
-        millis: format.contains("%f")
-            || format.contains("%.3f")
-            || format.contains("%3f")
-            || format.contains("%.f"),
-        format: format.to_string(),
+    let items = StrftimeItems::new(format)
+        .parse_to_owned()
+        .map_err(|e| anyhow::anyhow!("date format `{format}`: {e}"))?;
+    dates.push(DateFormat {
+        items,
         utc,
-    })
+        tick: tick_of(format),
+        last: Mutex::new((u64::MAX, String::new())),
+    });
+    Ok(Piece::Date(dates.len() - 1))
+}
+
+/// How often text in `format` changes: anything finer than milliseconds
+/// (`%f`, `%.f`, `%.6f`, `%+`…) changes at every record.
+fn tick_of(format: &str) -> Tick {
+    let finer = ["%f", "%.f", "%.6f", "%.9f", "%6f", "%9f", "%+"];
+    if finer.iter().any(|f| format.contains(f)) {
+        Tick::Always
+    } else if format.contains("%.3f") || format.contains("%3f") {
+        Tick::Milli
+    } else {
+        Tick::Second
+    }
 }
 
 /// The widest padding a pattern may ask for: a wider one is a mistake
@@ -187,14 +300,13 @@ pub const MAX_PAD: usize = 1000;
 /// What is wrong with a strftime `format`, if anything: chrono panics when
 /// it meets an unknown specifier while formatting, at every record.
 pub fn bad_date_format(format: &str) -> Option<String> {
-    use chrono::format::{Item, StrftimeItems};
     StrftimeItems::new(format)
         .any(|item| matches!(item, Item::Error))
         .then(|| format!("bad date format `{format}`; use strftime specifiers, like `%Y-%m-%dT%H:%M:%S%.3f%:z`"))
 }
 
-/// `(a)(b)` → `["a", "b"]`.
-fn args_of(mut text: &str) -> Vec<String> {
+/// `(a)(b)` → `["a", "b"]`; anything after the last `)` is refused.
+fn args_of(mut text: &str) -> anyhow::Result<Vec<String>> {
     let mut args = Vec::new();
     while let Some(rest) = text.strip_prefix('(') {
         let mut depth = 1;
@@ -212,47 +324,63 @@ fn args_of(mut text: &str) -> Vec<String> {
         args.push(rest[..end].to_string());
         text = rest.get(end + 1..).unwrap_or("");
     }
-    args
+    if !text.is_empty() {
+        bail!("`{text}` after the arguments");
+    }
+    Ok(args)
 }
 
 impl Encode for FastPattern {
     fn encode(&self, w: &mut dyn Write, record: &Record) -> anyhow::Result<()> {
         let mut scratch = String::new();
         for part in &self.parts {
+            scratch.clear();
             let text: &str = match &part.piece {
                 Piece::Text(text) => text,
                 Piece::Newline => "\n",
                 Piece::Level => record.level().as_str(),
                 Piece::Target => record.target(),
+                Piece::Module => record.module_path().unwrap_or("???"),
+                Piece::File => record.file().unwrap_or("???"),
+                Piece::Line => match record.line() {
+                    Some(line) => {
+                        let _ = write!(scratch, "{line}");
+                        &scratch
+                    }
+                    None => "???",
+                },
+                Piece::Thread => {
+                    let current = std::thread::current();
+                    scratch.push_str(current.name().unwrap_or("unnamed"));
+                    &scratch
+                }
+                Piece::Pid => {
+                    let _ = write!(scratch, "{}", std::process::id());
+                    &scratch
+                }
                 Piece::Message => {
                     if part.pad.is_none() {
                         w.write_fmt(*record.args())?;
                         continue;
                     }
-                    scratch.clear();
                     let _ = write!(scratch, "{}", record.args());
                     &scratch
                 }
-                Piece::Date {
-                    format,
-                    utc,
-                    millis,
-                } => {
-                    self.write_date(w, format, *utc, *millis)?;
-                    continue;
+                Piece::Date(index) => {
+                    self.dates[*index].write(&mut scratch);
+                    &scratch
                 }
-                Piece::KeyValue(key) => {
-                    scratch.clear();
-                    if let Some(v) = record.key_values().get(log::kv::Key::from_str(key)) {
-                        let _ = write!(scratch, "{v}");
+                Piece::KeyValue { key, default } => {
+                    match record.key_values().get(log::kv::Key::from_str(key)) {
+                        Some(v) => {
+                            let _ = write!(scratch, "{v}");
+                        }
+                        None => scratch.push_str(default),
                     }
                     &scratch
                 }
-                Piece::Mdc(key) => {
-                    scratch.clear();
-                    if let Some(v) = log_mdc::get(key, |v| v.map(str::to_string)) {
-                        scratch.push_str(&v);
-                    }
+                Piece::Mdc { key, default } => {
+                    log_mdc::get(key, |v| scratch.push_str(v.unwrap_or(default)));
                     &scratch
                 }
             };
@@ -274,65 +402,106 @@ impl Encode for FastPattern {
     }
 }
 
-impl FastPattern {
-    /// The timestamp, formatted once per tick.
-    fn write_date(
-        &self,
-        w: &mut dyn Write,
-        format: &str,
-        utc: bool,
-        millis: bool,
-    ) -> anyhow::Result<()> {
+impl DateFormat {
+    /// Appends now's text to `out`: the last text when the tick is the same.
+    fn write(&self, out: &mut String) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        let tick = if millis {
-            now.as_millis() as u64
-        } else {
-            now.as_secs()
+        let tick = match self.tick {
+            Tick::Second => now.as_secs(),
+            Tick::Milli => now.as_millis() as u64,
+            Tick::Always => return self.format(now, out),
         };
-        let mut stamp = self
-            .stamp
-            .lock()
-            .map_err(|_| anyhow::anyhow!("fast_pattern: poisoned"))?;
-        if stamp.0 != tick {
-            let at = DateTime::<Utc>::from(UNIX_EPOCH + now);
-            stamp.1.clear();
-            let _ = if utc {
-                write!(stamp.1, "{}", at.format(format))
-            } else {
-                write!(stamp.1, "{}", at.with_timezone(&Local).format(format))
-            };
-            stamp.0 = tick;
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.0 != tick {
+            last.1.clear();
+            self.format(now, &mut last.1);
+            last.0 = tick;
         }
-        w.write_all(stamp.1.as_bytes())?;
-        Ok(())
+        out.push_str(&last.1);
+    }
+
+    fn format(&self, since_epoch: std::time::Duration, out: &mut String) {
+        let at = DateTime::<Utc>::from(UNIX_EPOCH + since_epoch);
+        let _ = if self.utc {
+            write!(out, "{}", at.format_with_items(self.items.iter()))
+        } else {
+            write!(
+                out,
+                "{}",
+                at.with_timezone(&Local)
+                    .format_with_items(self.items.iter())
+            )
+        };
     }
 }
 
-/// Builds [`FastPattern`] encoders from `{pattern: …}`.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct FastPatternDeserializer;
+/// `kind: pattern`: log4rs's encoder, on the fast path when the pattern
+/// allows.
+#[derive(Debug)]
+pub enum StockPattern {
+    /// Every piece is one [`FastPattern`] writes with log4rs's bytes.
+    Fast(FastPattern),
+    /// log4rs's own.
+    Stock(PatternEncoder),
+}
 
-/// The settings of a `fast_pattern` encoder.
+impl StockPattern {
+    /// The encoder for `pattern`, as log4rs means it.
+    pub fn new(pattern: &str) -> StockPattern {
+        match FastPattern::parse(pattern, Dialect::Stock) {
+            Ok(fast) => StockPattern::Fast(fast),
+            Err(_) => StockPattern::Stock(PatternEncoder::new(pattern)),
+        }
+    }
+
+    /// Whether it takes the fast path.
+    pub fn is_fast(&self) -> bool {
+        matches!(self, StockPattern::Fast(_))
+    }
+}
+
+impl Encode for StockPattern {
+    fn encode(&self, w: &mut dyn Write, record: &Record) -> anyhow::Result<()> {
+        match self {
+            StockPattern::Fast(fast) => fast.encode(w, record),
+            StockPattern::Stock(stock) => stock.encode(w, record),
+        }
+    }
+}
+
+/// Builds the encoders of both kinds from `{pattern: …}`, as log4rs's
+/// `pattern` kind takes it.
+#[derive(Debug, Clone, Copy)]
+pub enum PatternDeserializer {
+    /// `kind: fast_pattern`.
+    Fast,
+    /// `kind: pattern`.
+    Stock,
+}
+
+/// The settings of either kind.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FastPatternConfig {
+pub struct PatternConfig {
     pattern: Option<String>,
 }
 
-impl Deserialize for FastPatternDeserializer {
+impl Deserialize for PatternDeserializer {
     type Trait = dyn Encode;
-    type Config = FastPatternConfig;
+    type Config = PatternConfig;
 
     fn deserialize(
         &self,
-        config: FastPatternConfig,
+        config: PatternConfig,
         _: &Deserializers,
     ) -> anyhow::Result<Box<dyn Encode>> {
-        Ok(Box::new(FastPattern::new(
-            config.pattern.as_deref().unwrap_or(DEFAULT),
-        )?))
+        let pattern = config.pattern.as_deref().unwrap_or(DEFAULT);
+        Ok(match self {
+            PatternDeserializer::Fast => Box::new(FastPattern::new(pattern)?),
+            PatternDeserializer::Stock => Box::new(StockPattern::new(pattern)),
+        })
     }
 }
 
@@ -378,5 +547,156 @@ mod tests {
     fn refuses_what_it_does_not_know() {
         let e = FastPattern::new("{h({l})} {m}").unwrap_err().to_string();
         assert!(e.contains("use `kind: pattern`"), "{e}");
+    }
+
+    /// Every pattern of this corpus gives log4rs's own bytes for the same
+    /// records: the shipped files' patterns, a user's, and every formatter
+    /// and padding of the stock syntax (those written here, and those left
+    /// to log4rs, which must still come out the same).
+    #[test]
+    fn the_stock_kind_writes_log4rs_bytes() {
+        use log4rs::encode::writer::simple::SimpleWriter;
+        let corpus = [
+            // log4rs-configs/ and examples/.
+            "{d(%Y-%m-%dT%H:%M:%S%.3f%:z)} {l:<5} {t} {m}{n}",
+            "{d(%Y-%m-%dT%H:%M:%S%.3f%:z)} {l:<5} {K(job)}#{K(run_id)} {m}{n}",
+            "{d(%H:%M:%S%.3f)} {h({l:<5})} {K(job)}#{K(run_id)} {t}: {m}{n}",
+            "{m}{n}",
+            // A user's file.
+            "{d(%+)(utc)} {h({l})} {M}:{L} - {m}{n}",
+            "{d(%Y-%m-%d %H:%M:%S)(local)} [{T}] {l:>5} {t:<20.20} {m}{n}",
+            // Each formatter alone.
+            "{d}",
+            "{date}",
+            "{d(%s)}",
+            "{d(%Y)}{d(%m)}{d(%H:%M)}",
+            "{d(%a %b %e %T %Y)(utc)}",
+            "{d(%.f)}",
+            "{d(%f)(utc)}",
+            "{d(%3f)}",
+            "{l}",
+            "{level}",
+            "{t}",
+            "{target}",
+            "{m}",
+            "{message}",
+            "{M}",
+            "{module}",
+            "{f}",
+            "{file}",
+            "{L}",
+            "{line}",
+            "{T}",
+            "{thread}",
+            "{P}",
+            "{pid}",
+            "{K(job)}",
+            "{K(missing)}",
+            "{K(missing)(none)}",
+            "{key_value(run_id)}",
+            "{X(who)}",
+            "{X(missing)(nobody)}",
+            "{mdc(who)}",
+            "{n}",
+            "{I}",
+            "{h({l})}",
+            "{D({l})}{R({m})}",
+            // Width, alignment, fill, truncation.
+            "[{l:5}]",
+            "[{l:<5}]",
+            "[{l:>5}]",
+            "[{l:*<7}]",
+            "[{l:->7}]",
+            "[{m:.4}]",
+            "[{m:-.4}]",
+            "[{t:>10.10}]",
+            "[{K(job):>12}]",
+            "[{d(%H):>6}]",
+            "[{L:04}]",
+            "[{l:+5}]",
+            // Escapes and mistakes.
+            "{{literal}} {{{l}}}",
+            "a } b",
+            "{nope}",
+            "{l(x)}",
+            "{d(%%)}",
+            "{K()}",
+            "",
+        ];
+        let kvs: [(&str, &str); 2] = [("job", "backup"), ("run_id", "42")];
+        log_mdc::insert("who", "ops");
+        let records = [
+            Record::builder()
+                .target("jobs::log::backup")
+                .level(log::Level::Warn)
+                .args(format_args!("disk 91% full, ünïcödé"))
+                .key_values(&kvs)
+                .module_path(Some("overnight::runner"))
+                .file(Some("src/runner/mod.rs"))
+                .line(Some(7))
+                .build(),
+            Record::builder()
+                .target("jobs::errors::a")
+                .level(log::Level::Error)
+                .args(format_args!(""))
+                .build(),
+        ];
+        let render = |encoder: &dyn Encode, record: &Record| {
+            let mut out = SimpleWriter(Vec::new());
+            encoder.encode(&mut out, record).unwrap();
+            String::from_utf8(out.0).unwrap()
+        };
+        // Digits collapsed: for times finer than two calls can share.
+        let shape = |text: &str| {
+            let mut out = String::new();
+            for c in text.chars() {
+                if !(c.is_ascii_digit() && out.ends_with('0')) {
+                    out.push(if c.is_ascii_digit() { '0' } else { c });
+                }
+            }
+            out
+        };
+        let mut fast = 0;
+        for pattern in corpus {
+            let ours = StockPattern::new(pattern);
+            let stock = PatternEncoder::new(pattern);
+            fast += usize::from(ours.is_fast());
+            for record in &records {
+                let same = (0..50).find_map(|_| {
+                    let before = render(&stock, record);
+                    let mine = render(&ours, record);
+                    let after = render(&stock, record);
+                    (before == after).then_some((mine, before))
+                });
+                match same {
+                    Some((mine, theirs)) => assert_eq!(mine, theirs, "pattern {pattern:?}"),
+                    None => {
+                        let (mine, theirs) = (render(&ours, record), render(&stock, record));
+                        assert_eq!(shape(&mine), shape(&theirs), "pattern {pattern:?}");
+                    }
+                }
+            }
+        }
+        assert!(corpus.len() >= 60, "{}", corpus.len());
+        // The shipped patterns, and most others, take the fast path.
+        for shipped in &corpus[..4] {
+            if !shipped.contains("{h(") {
+                assert!(StockPattern::new(shipped).is_fast(), "{shipped}");
+            }
+        }
+        assert!(fast >= 40, "{fast} of {} on the fast path", corpus.len());
+        // What is left to log4rs: highlighting, thread ids, fill and
+        // truncation, a sign log4rs does not read, mistakes.
+        for stock in [
+            "{I}",
+            "{h({l})}",
+            "[{l:*<7}]",
+            "[{m:.4}]",
+            "[{l:+5}]",
+            "a } b",
+            "{nope}",
+        ] {
+            assert!(!StockPattern::new(stock).is_fast(), "{stock}");
+        }
     }
 }

@@ -56,9 +56,14 @@ pub fn deserializers(purpose: &Purpose) -> Deserializers {
         d.insert(super::held::KIND, HeldConsoleDeserializer(held.clone()));
     }
     d.insert(per_job::KIND, per_job::PerJobFileDeserializer);
+    // log4rs's own `pattern`, on the fast path where the bytes are the same.
+    d.insert(
+        super::fast_pattern::STOCK_KIND,
+        super::fast_pattern::PatternDeserializer::Stock,
+    );
     d.insert(
         super::fast_pattern::KIND,
-        super::fast_pattern::FastPatternDeserializer,
+        super::fast_pattern::PatternDeserializer::Fast,
     );
     d
 }

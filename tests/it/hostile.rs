@@ -6,9 +6,8 @@
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::time::Duration;
 
-use crate::helper::{Sandbox, TestDaemon, repo, runs, terminate, text, wait_for};
+use crate::helper::{Sandbox, TestDaemon, repo, runs, terminate, text, wait_for_daemon_runs};
 
 /// `command:` twice in a job is an error at the second, not "last wins".
 #[test]
@@ -243,14 +242,9 @@ async fn a_second_interrupt_ends_the_running_jobs_and_says_so() {
     );
     let mut daemon = sb.daemon().spawn().unwrap();
     let state = sb.path().join(".overnight");
-    wait_for(Duration::from_secs(20), "a running job", || {
-        let state = state.clone();
-        async move {
-            runs(&state)
-                .await
-                .into_iter()
-                .find(|r| r.status == "running" && r.job_pid.is_some())
-        }
+    wait_for_daemon_runs(&sb, &state, "a running job", |runs| {
+        runs.into_iter()
+            .find(|r| r.status == "running" && r.job_pid.is_some())
     })
     .await;
     let pid = daemon.id() as i32;

@@ -151,6 +151,28 @@ where
     }
 }
 
+/// Waits until the runs in `state_dir` of the daemon running in `sb`
+/// give `Some`; on a timeout, says what the daemon said.
+pub async fn wait_for_daemon_runs<T>(
+    sb: &Sandbox,
+    state_dir: &Path,
+    what: &str,
+    check: impl Fn(Vec<RunRecord>) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(found) = check(runs(state_dir).await) {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; the daemon said:\n{}",
+            std::fs::read_to_string(sb.path().join("daemon.err")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Every run in a state directory, oldest first.
 pub async fn runs(state_dir: &Path) -> Vec<RunRecord> {
     if !overnight::store::has_history(state_dir) {
