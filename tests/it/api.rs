@@ -582,8 +582,11 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let card = daemon.card();
     let url = format!("http://{}/api/openapi.json", card.addr);
     let report = daemon.sandbox.path().join("schemathesis");
+    let dir = daemon.sandbox.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("st")
+            // Its cache of cases goes with the sandbox, not into the repo.
+            .current_dir(&dir)
             .args([
                 "run",
                 &url,
