@@ -52,31 +52,39 @@ impl Guarded {
     }
 
     fn failed(&self, record: &Record, error: &anyhow::Error) {
-        let run = record
-            .key_values()
-            .get(log::kv::Key::from_str("run_id"))
-            .and_then(|v| v.to_string().parse::<i64>().ok());
-        let mut failures = FAILURES.lock().expect("write failures");
-        let list = failures
-            .get_or_insert_with(HashMap::new)
-            .entry(run)
-            .or_default();
-        match list.iter_mut().find(|f| f.appender == self.name) {
-            Some(failure) => failure.records += 1,
-            None => {
-                let first = format!("{error:#}");
-                if run.is_none() {
-                    eprintln!(
-                        "overnight: log appender `{}` cannot write: {first} (said once; later failures are counted in the runs' reports)",
-                        self.name
-                    );
-                }
-                list.push(WriteFailure {
-                    appender: self.name.clone(),
-                    records: 1,
-                    first,
-                });
+        lost(&self.name, run_of(record), 1, &format!("{error:#}"));
+    }
+}
+
+/// The run a record is of, by its `run_id`.
+pub fn run_of(record: &Record) -> Option<i64> {
+    record
+        .key_values()
+        .get(log::kv::Key::from_str("run_id"))
+        .and_then(|v| v.to_string().parse::<i64>().ok())
+}
+
+/// Counts `records` of run `run` (`None`: of no run) that `appender`
+/// could not write, for `error`.
+pub fn lost(appender: &str, run: Option<i64>, records: u64, error: &str) {
+    let mut failures = FAILURES.lock().expect("write failures");
+    let list = failures
+        .get_or_insert_with(HashMap::new)
+        .entry(run)
+        .or_default();
+    match list.iter_mut().find(|f| f.appender == appender) {
+        Some(failure) => failure.records += records,
+        None => {
+            if run.is_none() {
+                eprintln!(
+                    "overnight: log appender `{appender}` cannot write: {error} (said once; later failures are counted in the runs' reports)"
+                );
             }
+            list.push(WriteFailure {
+                appender: appender.to_string(),
+                records,
+                first: error.to_string(),
+            });
         }
     }
 }

@@ -300,13 +300,18 @@ impl Reader<'_> {
         }
         let mut config = serde_value::Value::Map(rest);
         settings::anchor_paths(&mut config, self.base);
-        let mode = if matches!(kind.as_str(), "file" | "rolling_file") {
-            settings::take_mode(&mut config).unwrap_or_else(|why| {
+        let (mode, buffered) = if matches!(kind.as_str(), "file" | "rolling_file") {
+            let mode = settings::take_mode(&mut config).unwrap_or_else(|why| {
                 check.problem(at, format!("{what}: {why}"));
                 LOG_FILE_MODE
-            })
+            });
+            let buffered = settings::take_buffered(&mut config).unwrap_or_else(|why| {
+                check.problem(at, format!("{what}: {why}"));
+                true
+            });
+            (mode, buffered)
         } else {
-            LOG_FILE_MODE
+            (LOG_FILE_MODE, false)
         };
         let unset = settings::unset_variables(&config);
         let mut problems = unset.clone();
@@ -341,10 +346,20 @@ impl Reader<'_> {
                 if opened_by_log4rs {
                     settings::prepare_file(&config, mode);
                 }
-                match self
-                    .deserializers
-                    .deserialize::<dyn Append>(&kind, config.clone())
-                {
+                // log4rs's file kinds through a buffer, where the settings
+                // are ones it follows exactly; else log4rs's own.
+                let built = if kind == per_job::KIND {
+                    per_job::PerJobFile::named(name, &config, &self.deserializers)
+                        .map(|a| Box::new(a) as Box<dyn Append>)
+                } else if buffered && per_job::buffers(&kind, &config) {
+                    let expanded = settings::with_path_expanded(&config);
+                    per_job::PerJobFile::single(name, &expanded, mode, &self.deserializers)
+                        .map(|a| Box::new(a) as Box<dyn Append>)
+                } else {
+                    self.deserializers
+                        .deserialize::<dyn Append>(&kind, config.clone())
+                };
+                match built {
                     Ok(built) => built,
                     Err(e) => {
                         // log4rs's words lack the path: ours name it.

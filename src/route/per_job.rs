@@ -62,44 +62,148 @@ impl Deserialize for PerJobFileDeserializer {
         config: Self::Config,
         deserializers: &Deserializers,
     ) -> anyhow::Result<Box<dyn Append>> {
-        let path = match config.get(&key("path")) {
-            Some(Value::String(path)) => path.clone(),
-            _ => {
-                bail!("`per_job_file` needs a `path` with `{{job}}` in it, like `logs/{{job}}.log`")
-            }
-        };
-        if !path.contains("{job}") {
-            bail!("the `path` of a `per_job_file` must contain `{{job}}`, found `{path}`");
-        }
-        for name in config.keys() {
-            match name {
-                Value::String(k)
-                    if ["path", "append", "encoder", "policy", "mode"].contains(&k.as_str()) => {}
-                other => bail!(
-                    "unknown field {other:?} in `per_job_file`; expected path, append, encoder, policy or mode"
-                ),
-            }
-        }
+        check_settings(&config)?;
         let template = Template {
             settings: config,
             deserializers: deserializers.clone(),
+            single: None,
         };
+        Ok(Box::new(PerJobFile::of(KIND, template)?))
+    }
+}
+
+impl PerJobFile {
+    /// A `per_job_file` appender called `name` in the log4rs file.
+    pub fn named(
+        name: &str,
+        settings: &Value,
+        deserializers: &Deserializers,
+    ) -> anyhow::Result<PerJobFile> {
+        let Value::Map(config) = settings else {
+            bail!("an appender's settings are a mapping")
+        };
+        check_settings(config)?;
+        PerJobFile::of(
+            name,
+            Template {
+                settings: config.clone(),
+                deserializers: deserializers.clone(),
+                single: None,
+            },
+        )
+    }
+
+    fn of(name: &str, template: Template) -> anyhow::Result<PerJobFile> {
         // Build every part once now, so a mistake is found at load and not
         // at the first record; this opens no file.
-        template.parts("check")?;
+        let single = template.single.is_some();
+        let parts = template.parts("check")?;
         let files = Arc::new(Files {
             open: Mutex::new(HashMap::new()),
             template,
+            name: name.to_string(),
         });
+        // log4rs's file kinds open their file as they are built: a path
+        // that cannot be written is found at load, as with them.
+        if single {
+            let file = JobFile::open(parts)?;
+            files
+                .open
+                .lock()
+                .expect("open files")
+                .insert(String::new(), file);
+        }
         flusher().register(Arc::downgrade(&files));
-        Ok(Box::new(PerJobFile { files }))
+        Ok(PerJobFile { files })
     }
+
+    /// log4rs's `file` or `rolling_file` with these `settings` (paths
+    /// anchored, variables expanded), on the same buffered path: one file,
+    /// made with `mode`. `None` when the settings ask for what only
+    /// log4rs's own does (a trigger other than `size`); see [`buffers`].
+    pub fn single(
+        name: &str,
+        settings: &Value,
+        mode: u32,
+        deserializers: &Deserializers,
+    ) -> anyhow::Result<PerJobFile> {
+        let Value::Map(settings) = settings else {
+            bail!("an appender's settings are a mapping")
+        };
+        PerJobFile::of(
+            name,
+            Template {
+                settings: settings.clone(),
+                deserializers: deserializers.clone(),
+                single: Some(mode),
+            },
+        )
+    }
+}
+
+/// Whether a `file` or `rolling_file` appender with these settings is
+/// written by [`PerJobFile::single`]: every setting one it follows with
+/// log4rs's meaning, and a policy (if any) that rolls by size.
+pub fn buffers(kind: &str, settings: &Value) -> bool {
+    let Value::Map(map) = settings else {
+        return false;
+    };
+    let allowed: &[&str] = match kind {
+        "file" => &["path", "append", "encoder"],
+        "rolling_file" => &["path", "append", "encoder", "policy"],
+        _ => return false,
+    };
+    let known = map
+        .keys()
+        .all(|k| matches!(k, Value::String(k) if allowed.contains(&k.as_str())));
+    let by_size = match map.get(&key("policy")) {
+        None => kind == "file",
+        Some(policy) => {
+            let trigger = match kind_and_settings(policy, "compound") {
+                Ok((kind, Value::Map(policy))) if kind == "compound" => {
+                    policy.get(&key("trigger")).cloned()
+                }
+                _ => None,
+            };
+            trigger.is_some_and(
+                |t| matches!(kind_and_settings(&t, "size"), Ok((kind, _)) if kind == "size"),
+            )
+        }
+    };
+    known && by_size
+}
+
+/// Refuses the settings of a `per_job_file` that log4rs's file kinds would
+/// not take, or that lack `{job}`.
+fn check_settings(config: &BTreeMap<Value, Value>) -> anyhow::Result<()> {
+    let path = match config.get(&key("path")) {
+        Some(Value::String(path)) => path.clone(),
+        _ => {
+            bail!("`per_job_file` needs a `path` with `{{job}}` in it, like `logs/{{job}}.log`")
+        }
+    };
+    if !path.contains("{job}") {
+        bail!("the `path` of a `per_job_file` must contain `{{job}}`, found `{path}`");
+    }
+    for name in config.keys() {
+        match name {
+            Value::String(k)
+                if ["path", "append", "encoder", "policy", "mode"].contains(&k.as_str()) => {}
+            other => bail!(
+                "unknown field {other:?} in `per_job_file`; expected path, append, encoder, policy or mode"
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// The settings with `{job}` still in them.
 struct Template {
     settings: BTreeMap<Value, Value>,
     deserializers: Deserializers,
+    /// For log4rs's `file` and `rolling_file`: one file, not one per job
+    /// (`{job}` is no placeholder there), made with this mode.
+    single: Option<u32>,
 }
 
 /// What a job's file is made of.
@@ -115,7 +219,11 @@ struct Parts {
 
 impl Template {
     fn parts(&self, job: &str) -> anyhow::Result<Parts> {
-        let Value::Map(settings) = fill(&Value::Map(self.settings.clone()), job) else {
+        let settings = match self.single {
+            Some(_) => Value::Map(self.settings.clone()),
+            None => fill(&Value::Map(self.settings.clone()), job),
+        };
+        let Value::Map(settings) = settings else {
             unreachable!("a map stays a map")
         };
         let string = |v: Option<&Value>| match v {
@@ -123,8 +231,11 @@ impl Template {
             _ => None,
         };
         let path = PathBuf::from(string(settings.get(&key("path"))).unwrap_or_default());
-        let mode = super::settings::take_mode(&mut Value::Map(settings.clone()))
-            .map_err(|e| anyhow!(e))?;
+        let mode = match self.single {
+            Some(mode) => mode,
+            None => super::settings::take_mode(&mut Value::Map(settings.clone()))
+                .map_err(|e| anyhow!(e))?,
+        };
         let append = !matches!(settings.get(&key("append")), Some(Value::Bool(false)));
         let encoder = match settings.get(&key("encoder")) {
             Some(encoder) => {
@@ -200,6 +311,9 @@ struct JobFile {
     parts: Parts,
     out: BufWriter<File>,
     size: u64,
+    /// Records written to the buffer since it was last flushed whole, by
+    /// run: what a failed flush loses.
+    pending: HashMap<Option<i64>, u64>,
 }
 
 impl JobFile {
@@ -221,10 +335,33 @@ impl JobFile {
             out: BufWriter::with_capacity(BUFFER, file),
             parts,
             size,
+            pending: HashMap::new(),
         })
     }
 
+    /// Writes what waits in the buffer; when that fails, what waited is
+    /// dropped and counted as lost, by run, in the runs' reports.
+    fn flush(&mut self, appender: &str) -> std::io::Result<()> {
+        let flushed = self.out.flush();
+        if let Err(e) = &flushed {
+            let why = format!("`{}`: {e}", self.parts.path.display());
+            for (run, records) in self.pending.drain() {
+                super::guard::lost(appender, run, records, &why);
+            }
+            // What could not be written is not written later, out of order.
+            if let Ok(file) = self.out.get_ref().try_clone() {
+                self.out = BufWriter::with_capacity(BUFFER, file);
+            }
+        }
+        self.pending.clear();
+        flushed
+    }
+
     fn write(&mut self, record: &Record) -> anyhow::Result<()> {
+        *self
+            .pending
+            .entry(super::guard::run_of(record))
+            .or_default() += 1;
         let mut counted = Counted {
             inner: &mut self.out,
             written: 0,
@@ -233,15 +370,12 @@ impl JobFile {
             .encoder
             .encode(&mut SimpleWriter(&mut counted), record)?;
         self.size += counted.written;
-        if self.parts.limit.is_some_and(|limit| self.size >= limit) {
-            self.roll()?;
-        }
         Ok(())
     }
 
     /// Closes the file, hands it to the roller, and starts a new one.
-    fn roll(&mut self) -> anyhow::Result<()> {
-        self.out.flush()?;
+    fn roll(&mut self, appender: &str) -> anyhow::Result<()> {
+        self.flush(appender)?;
         let path = self.parts.path.clone();
         // The roller wants the file closed: put a placeholder in its place.
         let placeholder = BufWriter::new(OpenOptions::new().write(true).open("/dev/null")?);
@@ -284,15 +418,26 @@ struct Files {
     /// Never held across an await: log4rs appenders are synchronous.
     open: Mutex<HashMap<String, JobFile>>,
     template: Template,
+    /// The appender's name in the log4rs file, for its failures.
+    name: String,
 }
 
 impl Files {
     fn flush(&self) {
         if let Ok(mut open) = self.open.lock() {
             for file in open.values_mut() {
-                let _ = file.out.flush();
+                let _ = file.flush(&self.name);
             }
         }
+    }
+
+    /// Writes `record` to `file`, rolling it once it is full.
+    fn write(&self, file: &mut JobFile, record: &Record) -> anyhow::Result<()> {
+        file.write(record)?;
+        if file.parts.limit.is_some_and(|limit| file.size >= limit) {
+            file.roll(&self.name)?;
+        }
+        Ok(())
     }
 }
 
@@ -309,7 +454,10 @@ impl fmt::Debug for PerJobFile {
 
 impl Append for PerJobFile {
     fn append(&self, record: &Record) -> anyhow::Result<()> {
-        let job = job_of(record);
+        let job = match self.files.template.single {
+            Some(_) => "",
+            None => job_of(record),
+        };
         {
             let mut open = self
                 .files
@@ -317,11 +465,11 @@ impl Append for PerJobFile {
                 .lock()
                 .map_err(|_| anyhow!("per_job_file: poisoned"))?;
             match open.get_mut(job) {
-                Some(file) => file.write(record)?,
+                Some(file) => self.files.write(file, record)?,
                 None => {
                     let mut file = JobFile::open(self.files.template.parts(job)?)
                         .with_context(|| format!("the log file of job `{job}`"))?;
-                    file.write(record)?;
+                    self.files.write(&mut file, record)?;
                     open.insert(job.to_string(), file);
                 }
             }

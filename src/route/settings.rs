@@ -344,6 +344,32 @@ pub fn take_mode(settings: &mut serde_value::Value) -> Result<u32, String> {
     }
 }
 
+/// Takes `buffered` out of a `file` or `rolling_file` appender's settings
+/// (log4rs's kinds do not know it): `false` writes each record through at
+/// once, as log4rs's own appenders do.
+pub(super) fn take_buffered(settings: &mut serde_value::Value) -> Result<bool, String> {
+    use serde_value::Value;
+    let Value::Map(map) = settings else {
+        return Ok(true);
+    };
+    match map.remove(&Value::String("buffered".into())) {
+        None => Ok(true),
+        Some(Value::Bool(buffered)) => Ok(buffered),
+        Some(other) => Err(format!("`buffered` must be true or false, not {other:?}")),
+    }
+}
+
+/// The settings with `$ENV{NAME}` expanded in `path`, as log4rs does.
+pub(super) fn with_path_expanded(settings: &Value) -> Value {
+    let mut settings = settings.clone();
+    if let Value::Map(map) = &mut settings
+        && let Some(Value::String(path)) = map.get_mut(&Value::String("path".into()))
+    {
+        *path = expand_variables(path);
+    }
+    settings
+}
+
 /// Makes the file of a `file` or `rolling_file` appender, with `mode`,
 /// before log4rs opens it (a file that exists keeps its mode: the operator
 /// may have set it).

@@ -83,7 +83,9 @@ impl Sinks {
     /// The report, once the executor has ended with `exit`.
     fn finish(mut self, exit: Exit) -> Report {
         // A log file the run's lines could not reach is a warning of the
-        // run, once per appender, with the count and the OS's words.
+        // run, once per appender, with the count and the OS's words; what
+        // waits in appenders' buffers is written first, to know.
+        crate::route::flush();
         for failure in crate::route::take_failures(self.header.run_id) {
             let warning = RunEvent::entry(
                 crate::event::EntryKind::Warning,

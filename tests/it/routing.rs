@@ -158,3 +158,59 @@ fn without_a_log_config_exec_prints_the_report_of_a_failure_only() {
     );
     assert!(!stderr.contains("quiet"), "{stderr}");
 }
+
+/// log4rs's own `rolling_file` kind, as shipped in split-streams.yaml, is
+/// written through a buffer now: a record still reaches its file within a
+/// second of the job writing it, while the job runs on.
+#[test]
+fn a_buffered_record_reaches_its_file_within_a_second_while_the_job_runs() {
+    let sb = Sandbox::new();
+    let shipped =
+        std::fs::read_to_string(repo().join("log4rs-configs/split-streams.yaml")).unwrap();
+    let config = sb.write("split-streams.yaml", &shipped);
+    let said = sb.path().join("said");
+    let mut exec = sb
+        .command(&[
+            "exec",
+            "--name",
+            "slow",
+            "--log-config",
+            config.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "echo '::error::early trouble'; touch {}; sleep 5",
+                said.display()
+            ),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !said.exists() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the job never wrote"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let written = std::time::Instant::now();
+    let errors = sb.path().join("logs/errors.log");
+    loop {
+        let text = std::fs::read_to_string(&errors).unwrap_or_default();
+        if text.contains("early trouble") {
+            break;
+        }
+        assert!(
+            written.elapsed() < std::time::Duration::from_secs(1),
+            "not in errors.log a second after the job wrote it: {text:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(exec.try_wait().unwrap().is_none(), "the job still runs");
+    // SAFETY: sends a signal to the wrapper, which ends its job and exits.
+    unsafe { libc::kill(exec.id() as i32, libc::SIGTERM) };
+    let _ = exec.wait();
+}
