@@ -5,33 +5,50 @@ use super::*;
 pub(super) const PER_JOB_FILES: &str = "appenders:\n  per_job:\n    kind: per_job_file\n    path: logs/{job}.log\n    encoder: { kind: fast_pattern, pattern: \"{d(%Y-%m-%dT%H:%M:%S%.3f)} {l} {m}{n}\" }\n    policy:\n      trigger: { kind: size, limit: 1 gb }\n      roller: { kind: fixed_window, pattern: \"logs/{job}.{}.log\", count: 3 }\nloggers:\n  jobs::log: { level: info, appenders: [per_job], additive: false }\nroot: { level: off }\n";
 
 /// 2 million 100-byte lines routed to a per-job rolling file (plus the
-/// capture file), against `job > file`, multilog and svlogd.
+/// capture file), against `job > file`, multilog and svlogd; then through
+/// each log4rs file shipped in `log4rs-configs/`, unchanged, against the
+/// same peers measured in the same run.
 pub(super) fn output(b: &mut Bench) {
     const LINES: u64 = 2_000_000;
     let dir = b.path("output");
     std::fs::write(dir.join("log4rs.yaml"), PER_JOB_FILES).unwrap();
-    let job = format!("yes '{}' | head -n {LINES}", "x".repeat(99));
+    let line = "x".repeat(99);
+    let job = format!("yes '{line}' | head -n {LINES}");
     let rate = |d: Duration| LINES as f64 / d.as_secs_f64();
     settle_disk();
     let plain = time(|| ok(sh(&format!("{job} > {}", dir.join("plain.out").display()))));
+    // The peers, each once: (name, lines/s, the factor we must reach).
+    let mut peers = Vec::new();
+    for (peer, package, script, factor) in [
+        (
+            "multilog",
+            "daemontools",
+            format!("{job} | multilog t {}", dir.join("multilog").display()),
+            2.5,
+        ),
+        (
+            "svlogd",
+            "runit",
+            format!(
+                "mkdir -p {d} && {job} | svlogd -tt {d}",
+                d = dir.join("svlogd").display()
+            ),
+            4.0,
+        ),
+    ] {
+        if which(peer).is_none() {
+            b.skipped(
+                &format!("output: ours / {peer}"),
+                &format!("{peer} not installed (apt-get install {package})"),
+            );
+            continue;
+        }
+        settle_disk();
+        peers.push((peer, rate(time(|| ok(sh(&script)))), factor));
+    }
     settle_disk();
     let log_config = dir.join("log4rs.yaml");
-    let ours = time(|| {
-        ok(overnight(
-            &dir,
-            &[
-                "exec",
-                "--name",
-                "flood",
-                "--log-config",
-                log_config.to_str().unwrap(),
-                "--",
-                "sh",
-                "-c",
-                &job,
-            ],
-        ))
-    });
+    let ours = time(|| ok(exec_flood(&dir, &log_config, &job)));
     let routed = count_lines(&dir.join("logs/flood.log"));
     let capture = dir.join("state/runs/flood/1.log");
     let captured = count_lines(&capture);
@@ -55,43 +72,104 @@ pub(super) fn output(b: &mut Bench) {
             rate(plain) / 1e6
         ),
     );
-    for (peer, package, script, factor) in [
-        (
-            "multilog",
-            "daemontools",
-            format!("{job} | multilog t {}", dir.join("multilog").display()),
-            2.5,
-        ),
-        (
-            "svlogd",
-            "runit",
-            format!(
-                "mkdir -p {d} && {job} | svlogd -tt {d}",
-                d = dir.join("svlogd").display()
-            ),
-            4.0,
-        ),
-    ] {
-        let case = format!("output: ours / {peer}");
-        if which(peer).is_none() {
-            b.skipped(
-                &case,
-                &format!("{peer} not installed (apt-get install {package})"),
-            );
-            continue;
-        }
-        settle_disk();
-        let theirs = time(|| ok(sh(&script)));
+    for &(peer, theirs, factor) in &peers {
         b.row(
-            &case,
+            &format!("output: ours / {peer}"),
             ours_rate,
-            rate(theirs),
+            theirs,
             "lines/s",
             &format!(">= {factor}x"),
             move |r| r >= factor,
             String::new(),
         );
     }
+    // The shipped files as a user drops them in: where the job's lines go,
+    // counted back (the console to a file, to count it).
+    for (config, routed_to) in [
+        ("console.yaml", "stderr"),
+        ("split-streams.yaml", "logs/jobs.log"),
+        ("per-job-files.yaml", "logs/jobs/flood.log"),
+        ("json-lines.yaml", "logs/overnight.jsonl"),
+    ] {
+        let dir = b.path(&format!("shipped-{}", config.trim_end_matches(".yaml")));
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("log4rs-configs")
+            .join(config);
+        // One change: no line rolls away (a 10 MB limit keeps 60 MB of
+        // 300), so that every line can be counted back.
+        let text = std::fs::read_to_string(&shipped)
+            .unwrap()
+            .replace("limit: 10 mb", "limit: 100 gb")
+            .replace("limit: 50 mb", "limit: 100 gb");
+        std::fs::write(dir.join(config), text).unwrap();
+        let stderr = std::fs::File::create(dir.join("stderr")).unwrap();
+        settle_disk();
+        let took = time(|| {
+            let mut command = exec_flood(&dir, &dir.join(config), &job);
+            command.stderr(stderr);
+            ok(command)
+        });
+        let present = count_matching(&dir.join(routed_to), &line);
+        // Under `exec` the console is held back, as chronic does, and a
+        // successful run's is dropped: nothing to count there.
+        let expected = if routed_to == "stderr" { 0 } else { LINES };
+        let ours = rate(took);
+        let mut note = format!("{present} of {expected} lines in {routed_to}");
+        let mut beats = Vec::new();
+        for &(peer, theirs, factor) in &peers {
+            note.push_str(&format!("; {:.2}x {peer}", ours / theirs));
+            beats.push(ours / theirs >= factor);
+        }
+        let beats_all = beats.iter().all(|b| *b) && !peers.is_empty();
+        let (baseline, target) = match peers.first() {
+            Some(&(_, multilog, _)) => (multilog, ">= 2.5x multilog, >= 4x svlogd"),
+            None => (rate(plain), "peers not installed"),
+        };
+        let floor = if config == "per-job-files.yaml" {
+            2.5e6
+        } else {
+            0.0
+        };
+        b.row(
+            &format!("output: {config} as shipped"),
+            ours,
+            baseline,
+            "lines/s",
+            target,
+            move |_| beats_all && present == expected && ours >= floor,
+            note,
+        );
+    }
+}
+
+/// `overnight exec --name flood` of `job` under the log4rs file `config`.
+fn exec_flood(dir: &Path, config: &Path, job: &str) -> Command {
+    overnight(
+        dir,
+        &[
+            "exec",
+            "--name",
+            "flood",
+            "--log-config",
+            config.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            job,
+        ],
+    )
+}
+
+/// The lines of `path` that hold `text`.
+fn count_matching(path: &Path, text: &str) -> u64 {
+    let Ok(file) = std::fs::File::open(path) else {
+        return 0;
+    };
+    BufReader::new(file)
+        .split(b'\n')
+        .filter_map(Result::ok)
+        .filter(|l| memchr::memmem::find(l, text.as_bytes()).is_some())
+        .count() as u64
 }
 
 /// Writes back what earlier cases (or a build) left dirty, so that each
