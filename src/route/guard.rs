@@ -58,10 +58,12 @@ impl Guarded {
 
 /// The run a record is of, by its `run_id`.
 pub fn run_of(record: &Record) -> Option<i64> {
-    record
+    let value = record
         .key_values()
-        .get(log::kv::Key::from_str("run_id"))
-        .and_then(|v| v.to_string().parse::<i64>().ok())
+        .get(log::kv::Key::from_str("run_id"))?;
+    value
+        .to_i64()
+        .or_else(|| value.to_borrowed_str()?.parse().ok())
 }
 
 /// Counts `records` of run `run` (`None`: of no run) that `appender`

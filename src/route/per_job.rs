@@ -313,7 +313,11 @@ struct JobFile {
     size: u64,
     /// Records written to the buffer since it was last flushed whole, by
     /// run: what a failed flush loses.
-    pending: HashMap<Option<i64>, u64>,
+    pending: Vec<(Option<i64>, u64)>,
+    /// Where a record is encoded before it is written, whole: an encoder
+    /// makes many small writes (serde_json one per token), each a call
+    /// through three writers otherwise.
+    scratch: Vec<u8>,
 }
 
 impl JobFile {
@@ -335,7 +339,8 @@ impl JobFile {
             out: BufWriter::with_capacity(BUFFER, file),
             parts,
             size,
-            pending: HashMap::new(),
+            pending: Vec::new(),
+            scratch: Vec::with_capacity(1024),
         })
     }
 
@@ -345,7 +350,7 @@ impl JobFile {
         let flushed = self.out.flush();
         if let Err(e) = &flushed {
             let why = format!("`{}`: {e}", self.parts.path.display());
-            for (run, records) in self.pending.drain() {
+            for (run, records) in self.pending.drain(..) {
                 super::guard::lost(appender, run, records, &why);
             }
             // What could not be written is not written later, out of order.
@@ -358,18 +363,18 @@ impl JobFile {
     }
 
     fn write(&mut self, record: &Record) -> anyhow::Result<()> {
-        *self
-            .pending
-            .entry(super::guard::run_of(record))
-            .or_default() += 1;
-        let mut counted = Counted {
-            inner: &mut self.out,
-            written: 0,
-        };
+        let run = super::guard::run_of(record);
+        // Nearly always the run of the record before.
+        match self.pending.iter_mut().rev().find(|(r, _)| *r == run) {
+            Some((_, records)) => *records += 1,
+            None => self.pending.push((run, 1)),
+        }
+        self.scratch.clear();
         self.parts
             .encoder
-            .encode(&mut SimpleWriter(&mut counted), record)?;
-        self.size += counted.written;
+            .encode(&mut SimpleWriter(&mut self.scratch), record)?;
+        self.out.write_all(&self.scratch)?;
+        self.size += self.scratch.len() as u64;
         Ok(())
     }
 
@@ -392,24 +397,6 @@ impl JobFile {
         self.out = BufWriter::with_capacity(BUFFER, file);
         self.size = 0;
         Ok(())
-    }
-}
-
-/// Counts the bytes that pass, for the size trigger.
-struct Counted<'a, W> {
-    inner: &'a mut W,
-    written: u64,
-}
-
-impl<W: Write> Write for Counted<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }
 
