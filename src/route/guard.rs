@@ -58,9 +58,7 @@ impl Guarded {
 
 /// The run a record is of, by its `run_id`.
 pub fn run_of(record: &Record) -> Option<i64> {
-    let value = record
-        .key_values()
-        .get(log::kv::Key::from_str("run_id"))?;
+    let value = record.key_values().get(log::kv::Key::from_str("run_id"))?;
     value
         .to_i64()
         .or_else(|| value.to_borrowed_str()?.parse().ok())
