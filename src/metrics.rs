@@ -20,7 +20,7 @@ const BUCKETS: [f64; 11] = [
 ];
 
 /// Runs (or flow runs) ended, by name and status, with their durations.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Ended {
     /// (name, status) → count.
     counts: BTreeMap<(String, &'static str), u64>,
@@ -36,6 +36,13 @@ struct Histogram {
 }
 
 impl Ended {
+    const fn new() -> Ended {
+        Ended {
+            counts: BTreeMap::new(),
+            durations: BTreeMap::new(),
+        }
+    }
+
     fn add(&mut self, name: &str, status: &'static str, seconds: Option<f64>) {
         *self.counts.entry((name.to_string(), status)).or_default() += 1;
         if let Some(seconds) = seconds {
@@ -51,7 +58,7 @@ impl Ended {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counts {
     runs: Ended,
     flows: Ended,
@@ -61,12 +68,16 @@ struct Counts {
     deliveries: BTreeMap<(String, &'static str), u64>,
 }
 
-static COUNTS: Mutex<Option<Counts>> = Mutex::new(None);
+static COUNTS: Mutex<Counts> = Mutex::new(Counts {
+    runs: Ended::new(),
+    flows: Ended::new(),
+    not_run: BTreeMap::new(),
+    deliveries: BTreeMap::new(),
+});
 static LINES: AtomicU64 = AtomicU64::new(0);
 
 fn counts<T>(f: impl FnOnce(&mut Counts) -> T) -> T {
-    let mut counts = COUNTS.lock().expect("metrics");
-    f(counts.get_or_insert_with(Counts::default))
+    f(&mut COUNTS.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// A run ended (its last attempt), after `seconds`.
@@ -122,32 +133,20 @@ pub fn render(now: &Now) -> String {
             "job",
             &c.runs,
         );
-        family(
+        pairs(
             &mut out,
             "overnight_fires_not_run_total",
-            "counter",
             "Scheduled fires not run, by job and why (missed, skipped).",
+            ("job", "status"),
+            &c.not_run,
         );
-        for ((job, status), n) in &c.not_run {
-            let _ = writeln!(
-                out,
-                "overnight_fires_not_run_total{{job=\"{}\",status=\"{status}\"}} {n}",
-                escape(job)
-            );
-        }
-        family(
+        pairs(
             &mut out,
             "overnight_trigger_deliveries_total",
-            "counter",
             "Trigger deliveries, by action and outcome.",
+            ("action", "outcome"),
+            &c.deliveries,
         );
-        for ((action, outcome), n) in &c.deliveries {
-            let _ = writeln!(
-                out,
-                "overnight_trigger_deliveries_total{{action=\"{}\",outcome=\"{outcome}\"}} {n}",
-                escape(action)
-            );
-        }
         ended(
             &mut out,
             "overnight_flow_runs",
@@ -210,6 +209,24 @@ pub fn render(now: &Now) -> String {
     out
 }
 
+/// A counter by two labels: a name (escaped) and a word of ours.
+fn pairs(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    (first, second): (&str, &str),
+    counts: &BTreeMap<(String, &'static str), u64>,
+) {
+    family(out, name, "counter", help);
+    for ((value, word), n) in counts {
+        let _ = writeln!(
+            out,
+            "{name}{{{first}=\"{}\",{second}=\"{word}\"}} {n}",
+            escape(value)
+        );
+    }
+}
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
@@ -264,7 +281,7 @@ mod tests {
     /// A histogram's buckets are cumulative; label values are escaped.
     #[test]
     fn buckets_add_up_and_labels_are_escaped() {
-        let mut ended = Ended::default();
+        let mut ended = Ended::new();
         ended.add("a\"b", "success", Some(3.0));
         ended.add("a\"b", "failed", Some(100.0));
         let mut out = String::new();

@@ -353,9 +353,12 @@ impl JobFile {
             for (run, records) in self.pending.drain(..) {
                 super::guard::lost(appender, run, records, &why);
             }
-            // What could not be written is not written later, out of order.
+            // What could not be written is not written later, out of
+            // order: taken apart, not dropped (a BufWriter's drop writes).
             if let Ok(file) = self.out.get_ref().try_clone() {
-                self.out = BufWriter::with_capacity(BUFFER, file);
+                let failed =
+                    std::mem::replace(&mut self.out, BufWriter::with_capacity(BUFFER, file));
+                drop(failed.into_parts());
             }
         }
         self.pending.clear();

@@ -186,15 +186,33 @@ pub struct Page {
     pub limit: Option<u32>,
 }
 
+/// What a page of history lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listed {
+    /// Runs, picked by `job`.
+    Runs,
+    /// Flow runs, picked by `flow`.
+    FlowRuns,
+}
+
 impl Page {
-    /// The store's query for `name`, with a status among `statuses`, or
-    /// why the page cannot be read.
-    fn query(
-        self,
-        name: Option<String>,
-        statuses: impl IntoIterator<Item = &'static str>,
-    ) -> Result<HistoryQuery, ApiError> {
-        let statuses: Vec<&str> = statuses.into_iter().collect();
+    /// The store's query for a page of `listed`, or why the page cannot be
+    /// read (a filter of the other list, a status there is not).
+    fn query(self, listed: Listed) -> Result<HistoryQuery, ApiError> {
+        let (name, statuses): (_, Vec<&str>) = match listed {
+            Listed::Runs if self.flow.is_some() => {
+                return Err(ApiError::BadRequest(
+                    "runs are picked by `job`; `/api/flow-runs?flow=` lists a flow's runs".into(),
+                ));
+            }
+            Listed::FlowRuns if self.job.is_some() => {
+                return Err(ApiError::BadRequest(
+                    "flow runs are picked by `flow`; `/api/runs?job=` lists a job's runs".into(),
+                ));
+            }
+            Listed::Runs => (self.job, Status::ALL.map(Status::as_str).to_vec()),
+            Listed::FlowRuns => (self.flow, FlowStatus::ALL.map(FlowStatus::as_str).to_vec()),
+        };
         if let Some(status) = self.status.as_deref().filter(|s| !statuses.contains(s)) {
             return Err(ApiError::BadRequest(format!(
                 "no status `{status}`; use one of {}",
@@ -237,13 +255,7 @@ pub async fn runs(
     State(shared): State<Arc<Shared>>,
     Query(page): Query<Page>,
 ) -> Result<Json<RunsPage>, ApiError> {
-    if page.flow.is_some() {
-        return Err(ApiError::BadRequest(
-            "runs are picked by `job`; `/api/flow-runs?flow=` lists a flow's runs".into(),
-        ));
-    }
-    let name = page.job.clone();
-    let query = page.query(name, Status::ALL.map(Status::as_str))?;
+    let query = page.query(Listed::Runs)?;
     caught_up(&shared).await;
     let runs = shared.store.history(&query).await?;
     let next = next_page(runs.len(), query.limit, runs.last().map(|r| r.id));
@@ -318,13 +330,7 @@ pub async fn flow_runs(
     State(shared): State<Arc<Shared>>,
     Query(page): Query<Page>,
 ) -> Result<Json<FlowRunsPage>, ApiError> {
-    if page.job.is_some() {
-        return Err(ApiError::BadRequest(
-            "flow runs are picked by `flow`; `/api/runs?job=` lists a job's runs".into(),
-        ));
-    }
-    let name = page.flow.clone();
-    let query = page.query(name, FlowStatus::ALL.map(FlowStatus::as_str))?;
+    let query = page.query(Listed::FlowRuns)?;
     caught_up(&shared).await;
     let runs = shared.store.flow_history(&query).await?;
     let next = next_page(runs.len(), query.limit, runs.last().map(|r| r.id));
