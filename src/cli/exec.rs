@@ -104,7 +104,7 @@ fn routing(
     args: &Args,
     config: Option<&Config>,
     held: &HeldOutput,
-) -> Result<log4rs::Config, CliError> {
+) -> Result<route::Routing, CliError> {
     let file = args
         .log_config
         .as_ref()

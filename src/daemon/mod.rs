@@ -159,7 +159,7 @@ impl Shared {
 }
 
 /// Loads the routing a config names, or the console routing.
-pub fn routing(config: &Config) -> Result<log4rs::Config, ConfigError> {
+pub fn routing(config: &Config) -> Result<route::Routing, ConfigError> {
     match &config.log_config {
         Some(path) => route::load(path),
         None => Ok(route::console_config()),

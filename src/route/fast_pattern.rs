@@ -27,6 +27,8 @@ use log4rs::config::{Deserialize, Deserializers};
 use log4rs::encode::pattern::PatternEncoder;
 use log4rs::encode::{Encode, Write};
 
+use super::encode::Bytes;
+
 /// The kind name registered with log4rs.
 pub const KIND: &str = "fast_pattern";
 
@@ -330,88 +332,96 @@ fn args_of(mut text: &str) -> anyhow::Result<Vec<String>> {
     Ok(args)
 }
 
-impl Encode for FastPattern {
-    fn encode(&self, w: &mut dyn Write, record: &Record) -> anyhow::Result<()> {
-        let mut scratch = String::new();
+impl FastPattern {
+    /// Appends the record to `out`; its message is `message` when the
+    /// caller has it as text already, else formatted from the record.
+    pub fn write(&self, out: &mut Vec<u8>, record: &Record, message: Option<&str>) {
         for part in &self.parts {
-            scratch.clear();
-            let text: &str = match &part.piece {
-                Piece::Text(text) => text,
-                Piece::Newline => "\n",
-                Piece::Level => record.level().as_str(),
-                Piece::Target => record.target(),
-                Piece::Module => record.module_path().unwrap_or("???"),
-                Piece::File => record.file().unwrap_or("???"),
+            let start = out.len();
+            match &part.piece {
+                Piece::Text(text) => out.extend_from_slice(text.as_bytes()),
+                Piece::Newline => out.push(b'\n'),
+                Piece::Level => out.extend_from_slice(record.level().as_str().as_bytes()),
+                Piece::Target => out.extend_from_slice(record.target().as_bytes()),
+                Piece::Module => {
+                    out.extend_from_slice(record.module_path().unwrap_or("???").as_bytes())
+                }
+                Piece::File => out.extend_from_slice(record.file().unwrap_or("???").as_bytes()),
                 Piece::Line => match record.line() {
                     Some(line) => {
-                        let _ = write!(scratch, "{line}");
-                        &scratch
+                        let _ = write!(Bytes(out), "{line}");
                     }
-                    None => "???",
+                    None => out.extend_from_slice(b"???"),
                 },
                 Piece::Thread => {
                     let current = std::thread::current();
-                    scratch.push_str(current.name().unwrap_or("unnamed"));
-                    &scratch
+                    out.extend_from_slice(current.name().unwrap_or("unnamed").as_bytes());
                 }
                 Piece::Pid => {
-                    let _ = write!(scratch, "{}", std::process::id());
-                    &scratch
+                    let _ = write!(Bytes(out), "{}", std::process::id());
                 }
-                Piece::Message => {
-                    if part.pad.is_none() {
-                        w.write_fmt(*record.args())?;
-                        continue;
+                Piece::Message => match message {
+                    Some(message) => out.extend_from_slice(message.as_bytes()),
+                    None => {
+                        let _ = Bytes(out).write_fmt(*record.args());
                     }
-                    let _ = write!(scratch, "{}", record.args());
-                    &scratch
-                }
-                Piece::Date(index) => {
-                    self.dates[*index].write(&mut scratch);
-                    &scratch
-                }
+                },
+                Piece::Date(index) => self.dates[*index].write(out),
                 Piece::KeyValue { key, default } => {
                     match record.key_values().get(log::kv::Key::from_str(key)) {
-                        Some(v) => {
-                            let _ = write!(scratch, "{v}");
-                        }
-                        None => scratch.push_str(default),
+                        Some(v) => match v.to_borrowed_str() {
+                            Some(text) => out.extend_from_slice(text.as_bytes()),
+                            None => {
+                                let _ = write!(Bytes(out), "{v}");
+                            }
+                        },
+                        None => out.extend_from_slice(default.as_bytes()),
                     }
-                    &scratch
                 }
                 Piece::Mdc { key, default } => {
-                    log_mdc::get(key, |v| scratch.push_str(v.unwrap_or(default)));
-                    &scratch
+                    log_mdc::get(key, |v| {
+                        out.extend_from_slice(v.unwrap_or(default).as_bytes())
+                    });
                 }
-            };
-            match part.pad {
-                None => w.write_all(text.as_bytes())?,
-                Some((align, width)) => {
-                    let fill = width.saturating_sub(text.chars().count());
-                    if align == Align::Right {
-                        write!(w, "{:fill$}", "")?;
-                    }
-                    w.write_all(text.as_bytes())?;
-                    if align == Align::Left {
-                        write!(w, "{:fill$}", "")?;
+            }
+            if let Some((align, width)) = part.pad {
+                // Every piece is whole UTF-8: counted in characters.
+                let written = String::from_utf8_lossy(&out[start..]).chars().count();
+                let fill = width.saturating_sub(written);
+                match align {
+                    Align::Left => out.resize(out.len() + fill, b' '),
+                    Align::Right => {
+                        out.splice(start..start, std::iter::repeat_n(b' ', fill));
                     }
                 }
             }
         }
+    }
+}
+
+impl Encode for FastPattern {
+    fn encode(&self, w: &mut dyn Write, record: &Record) -> anyhow::Result<()> {
+        let mut out = Vec::with_capacity(256);
+        self.write(&mut out, record, None);
+        w.write_all(&out)?;
         Ok(())
     }
 }
 
 impl DateFormat {
     /// Appends now's text to `out`: the last text when the tick is the same.
-    fn write(&self, out: &mut String) {
+    fn write(&self, out: &mut Vec<u8>) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let tick = match self.tick {
             Tick::Second => now.as_secs(),
             Tick::Milli => now.as_millis() as u64,
-            Tick::Always => return self.format(now, out),
+            Tick::Always => {
+                let mut text = String::new();
+                self.format(now, &mut text);
+                return out.extend_from_slice(text.as_bytes());
+            }
         };
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         if last.0 != tick {
@@ -419,7 +429,7 @@ impl DateFormat {
             self.format(now, &mut last.1);
             last.0 = tick;
         }
-        out.push_str(&last.1);
+        out.extend_from_slice(last.1.as_bytes());
     }
 
     fn format(&self, since_epoch: std::time::Duration, out: &mut String) {
@@ -488,6 +498,13 @@ pub struct PatternConfig {
     pattern: Option<String>,
 }
 
+impl PatternConfig {
+    /// The pattern given, or log4rs's default.
+    pub fn pattern(&self) -> &str {
+        self.pattern.as_deref().unwrap_or(DEFAULT)
+    }
+}
+
 impl Deserialize for PatternDeserializer {
     type Trait = dyn Encode;
     type Config = PatternConfig;
@@ -497,7 +514,7 @@ impl Deserialize for PatternDeserializer {
         config: PatternConfig,
         _: &Deserializers,
     ) -> anyhow::Result<Box<dyn Encode>> {
-        let pattern = config.pattern.as_deref().unwrap_or(DEFAULT);
+        let pattern = config.pattern();
         Ok(match self {
             PatternDeserializer::Fast => Box::new(FastPattern::new(pattern)?),
             PatternDeserializer::Stock => Box::new(StockPattern::new(pattern)),
@@ -555,7 +572,7 @@ mod tests {
     /// to log4rs, which must still come out the same).
     #[test]
     fn the_stock_kind_writes_log4rs_bytes() {
-        use log4rs::encode::writer::simple::SimpleWriter;
+        use super::super::encode::render;
         let corpus = [
             // log4rs-configs/ and examples/.
             "{d(%Y-%m-%dT%H:%M:%S%.3f%:z)} {l:<5} {t} {m}{n}",
@@ -641,11 +658,6 @@ mod tests {
                 .args(format_args!(""))
                 .build(),
         ];
-        let render = |encoder: &dyn Encode, record: &Record| {
-            let mut out = SimpleWriter(Vec::new());
-            encoder.encode(&mut out, record).unwrap();
-            String::from_utf8(out.0).unwrap()
-        };
         // Digits collapsed: for times finer than two calls can share.
         let shape = |text: &str| {
             let mut out = String::new();

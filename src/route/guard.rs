@@ -2,7 +2,7 @@
 //!
 //! log4rs prints `log4rs: <error>` on stderr for every record an appender
 //! fails to write: a full log disk made 185,000 such lines for one run, and
-//! the run's report said nothing. Every appender is wrapped: a failure is
+//! the run's report said nothing. Here, through the router: a failure is
 //! counted by appender and run, the run's report gets one warning per
 //! failing appender naming the error ([`take_failures`]), and a record of
 //! no run (the daemon's own) says the first failure of each appender once.
@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use log::Record;
-use log4rs::append::Append;
 
 /// How one appender failed for one run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,24 +35,6 @@ pub fn take_failures(run_id: i64) -> Vec<WriteFailure> {
         .as_mut()
         .and_then(|by_run| by_run.remove(&Some(run_id)))
         .unwrap_or_default()
-}
-
-/// An appender whose errors are counted, not printed per record.
-#[derive(Debug)]
-pub struct Guarded {
-    name: String,
-    inner: Box<dyn Append>,
-}
-
-impl Guarded {
-    /// Wraps the appender called `name`.
-    pub fn new(name: String, inner: Box<dyn Append>) -> Guarded {
-        Guarded { name, inner }
-    }
-
-    fn failed(&self, record: &Record, error: &anyhow::Error) {
-        lost(&self.name, run_of(record), 1, &format!("{error:#}"));
-    }
 }
 
 /// The run a record is of, by its `run_id`.
@@ -86,18 +67,5 @@ pub fn lost(appender: &str, run: Option<i64>, records: u64, error: &str) {
                 first: error.to_string(),
             });
         }
-    }
-}
-
-impl Append for Guarded {
-    fn append(&self, record: &Record) -> anyhow::Result<()> {
-        if let Err(e) = self.inner.append(record) {
-            self.failed(record, &e);
-        }
-        Ok(())
-    }
-
-    fn flush(&self) {
-        self.inner.flush();
     }
 }

@@ -18,12 +18,13 @@ use std::path::Path;
 
 use log::LevelFilter;
 use log4rs::append::Append;
-use log4rs::config::{Appender, Config, Deserializers, Logger, Root};
+use log4rs::config::Deserializers;
 use log4rs::filter::Filter;
 
+use super::dispatch::{LoggerRule, Out, Routing, Sink};
 use super::held::{self, HeldConsoleDeserializer, HeldOutput};
 use super::settings::{self, LOG_FILE_MODE};
-use super::{guard, per_job};
+use super::{json, per_job};
 use crate::config::ConfigError;
 use crate::config::check::{Check, closest};
 use crate::config::node::{Node, Pos, Value};
@@ -65,16 +66,17 @@ pub fn deserializers(purpose: &Purpose) -> Deserializers {
         super::fast_pattern::KIND,
         super::fast_pattern::PatternDeserializer::Fast,
     );
+    d.insert(json::KIND, json::JsonDeserializer);
     d
 }
 
 /// Reads, checks and builds a log4rs file; every problem is reported.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
+pub fn load(path: &Path) -> Result<Routing, ConfigError> {
     load_for(path, Purpose::Run)
 }
 
 /// [`load`], for `purpose`.
-pub fn load_for(path: &Path, purpose: Purpose) -> Result<Config, ConfigError> {
+pub fn load_for(path: &Path, purpose: Purpose) -> Result<Routing, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
@@ -136,30 +138,23 @@ pub fn load_for(path: &Path, purpose: Purpose) -> Result<Config, ConfigError> {
     if !check.problems.is_empty() {
         return Err(ConfigError::invalid(check.problems));
     }
-    let names = |list: Vec<(String, Pos)>| list.into_iter().map(|(name, _)| name);
-    let loggers = loggers.into_iter().map(|(name, level, list, additive)| {
-        Logger::builder()
-            .appenders(names(list))
-            .additive(additive)
-            .build(name, level)
-    });
-    let root = Root::builder()
-        .appenders(names(root_names))
-        .build(root_level);
-    let built = Config::builder()
-        .appenders(appenders)
-        .loggers(loggers)
-        .build(root);
-    match built {
-        Ok(config) => check.finish(config),
-        Err(errors) => {
-            // Not expected: every name was checked above.
-            for e in errors.errors() {
-                check.problem(Pos::default(), e.to_string());
-            }
-            Err(ConfigError::invalid(check.problems))
-        }
-    }
+    let names = |list: Vec<(String, Pos)>| list.into_iter().map(|(name, _)| name).collect();
+    let loggers = loggers
+        .into_iter()
+        .map(|(name, level, list, additive)| LoggerRule {
+            name: name.to_string(),
+            level,
+            appenders: names(list),
+            additive,
+        })
+        .collect();
+    let root = LoggerRule {
+        name: String::new(),
+        level: root_level,
+        appenders: names(root_names),
+        additive: true,
+    };
+    check.finish(Routing::new(appenders, loggers, root))
 }
 
 /// The entries of a mapping of names (`appenders`, `loggers`), with the
@@ -241,13 +236,7 @@ struct Reader<'a> {
 impl Reader<'_> {
     /// One appender, built (or, for `check`, checked without making its
     /// file); `None` when anything about it is wrong.
-    fn appender(
-        &self,
-        check: &mut Check<'_>,
-        name: &str,
-        node: &Node,
-        at: Pos,
-    ) -> Option<Appender> {
+    fn appender(&self, check: &mut Check<'_>, name: &str, node: &Node, at: Pos) -> Option<Sink> {
         let what = format!("appender `{name}`");
         let mut kind = None;
         let mut filters = Vec::new();
@@ -331,7 +320,7 @@ impl Reader<'_> {
             // Building it could make its file, in the wrong place.
             return None;
         }
-        let built: Box<dyn Append> = match (&self.purpose, kind.as_str()) {
+        let out = match (&self.purpose, kind.as_str()) {
             // log4rs makes a file appender's folders and file as it builds
             // it: its settings and policy are checked without it.
             (Purpose::Check, "file" | "rolling_file") => {
@@ -340,7 +329,7 @@ impl Reader<'_> {
                     check.problem(at, format!("{what}: {why}"));
                     return None;
                 }
-                Box::new(held::Silent)
+                Out::Appender(Box::new(held::Silent))
             }
             _ => {
                 if opened_by_log4rs {
@@ -350,14 +339,15 @@ impl Reader<'_> {
                 // are ones it follows exactly; else log4rs's own.
                 let built = if kind == per_job::KIND {
                     per_job::PerJobFile::named(name, &config, &self.deserializers)
-                        .map(|a| Box::new(a) as Box<dyn Append>)
+                        .map(Out::Buffered)
                 } else if buffered && per_job::buffers(&kind, &config) {
                     let expanded = settings::with_path_expanded(&config);
                     per_job::PerJobFile::single(name, &expanded, mode, &self.deserializers)
-                        .map(|a| Box::new(a) as Box<dyn Append>)
+                        .map(Out::Buffered)
                 } else {
                     self.deserializers
                         .deserialize::<dyn Append>(&kind, config.clone())
+                        .map(Out::Appender)
                 };
                 match built {
                     Ok(built) => built,
@@ -371,8 +361,11 @@ impl Reader<'_> {
                 }
             }
         };
-        let guarded = Box::new(guard::Guarded::new(name.to_string(), built));
-        Some(Appender::builder().filters(filters).build(name, guarded))
+        Some(Sink {
+            name: name.to_string(),
+            filters,
+            out,
+        })
     }
 
     /// An appender's `filters`, each built.

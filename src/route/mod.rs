@@ -6,25 +6,28 @@
 //! in a pattern, `attributes` in JSON) and in the MDC (`{X(job)}`, `mdc`).
 //! The daemon's own messages use `overnight::…` targets, never `jobs::…`.
 
+mod dispatch;
+mod encode;
 mod escape;
 pub mod fast_pattern;
 mod flow_log;
 mod guard;
 pub mod held;
+mod json;
 pub mod load;
 pub mod per_job;
 mod settings;
 
 use std::cell::RefCell;
 use std::fmt;
-use std::sync::OnceLock;
 
 use log::{Level, LevelFilter, Record};
 use log4rs::append::console::{ConsoleAppender, Target};
-use log4rs::config::{Appender, Config, Logger, Root};
-use log4rs::encode::pattern::PatternEncoder;
 
+pub use self::dispatch::Routing;
+use self::dispatch::{LoggerRule, Message, Out, Sink};
 pub use self::escape::Escaped;
+use self::fast_pattern::StockPattern;
 pub use self::guard::{WriteFailure, take_failures};
 use crate::event::{EntryKind, RunEvent, Stream};
 use crate::report::{Report, Status, Trigger};
@@ -32,21 +35,10 @@ use crate::report::{Report, Status, Trigger};
 pub use flow_log::FlowLog;
 pub use load::{Purpose, load, load_for};
 
-static HANDLE: OnceLock<log4rs::Handle> = OnceLock::new();
-
-/// Makes `config` the process's logging configuration, replacing any
+/// Makes `routing` the process's logging configuration, replacing any
 /// earlier one (a reload keeps records flowing through the switch).
-pub fn install(config: Config) {
-    if let Some(handle) = HANDLE.get() {
-        handle.set_config(config);
-        return;
-    }
-    let logger = log4rs::Logger::new(config);
-    log::set_max_level(logger.max_log_level());
-    let handle = logger.handle();
-    if log::set_boxed_logger(Box::new(logger)).is_ok() {
-        let _ = HANDLE.set(handle);
-    }
+pub fn install(routing: Routing) {
+    dispatch::install(routing);
 }
 
 /// Flushes every appender; called when a run ends and before exit.
@@ -56,7 +48,7 @@ pub fn flush() {
 
 /// The routing used without a log4rs file: status, errors and warnings of
 /// every job, and the daemon's own messages, to stderr.
-pub fn console_config() -> Config {
+pub fn console_config() -> Routing {
     console_of(
         &[
             "jobs::status",
@@ -71,13 +63,13 @@ pub fn console_config() -> Config {
 
 /// `overnight exec` without a log4rs file: only the runner's own warnings
 /// (the report is printed when the run fails or warns).
-pub fn quiet_config() -> Config {
+pub fn quiet_config() -> Routing {
     console_of(&["overnight"], LevelFilter::Warn)
 }
 
 /// The routing of a run whose log4rs file is broken: every section but the
 /// JSON details, the output lines too, to stderr, so that nothing is lost.
-pub fn fallback_config() -> Config {
+pub fn fallback_config() -> Routing {
     console_of(
         &[
             "jobs::status",
@@ -91,23 +83,34 @@ pub fn fallback_config() -> Config {
 }
 
 /// `targets` at `level` and above to stderr, nothing else.
-fn console_of(targets: &[&str], level: LevelFilter) -> Config {
-    let encoder = PatternEncoder::new("{d(%Y-%m-%dT%H:%M:%S%.3f%:z)} {l:<5} {t} {m}{n}");
+fn console_of(targets: &[&str], level: LevelFilter) -> Routing {
+    let encoder = StockPattern::new("{d(%Y-%m-%dT%H:%M:%S%.3f%:z)} {l:<5} {t} {m}{n}");
     let console = ConsoleAppender::builder()
         .target(Target::Stderr)
         .encoder(Box::new(encoder))
         .build();
-    let to_console = |name: &&str| {
-        Logger::builder()
-            .appender("console")
-            .additive(false)
-            .build(*name, level)
+    let console = Sink {
+        name: "console".to_string(),
+        filters: Vec::new(),
+        out: Out::Appender(Box::new(console)),
     };
-    Config::builder()
-        .appender(Appender::builder().build("console", Box::new(console)))
-        .loggers(targets.iter().map(to_console))
-        .build(Root::builder().build(LevelFilter::Off))
-        .expect("a console configuration is valid")
+    let to_console = |name: &&str| LoggerRule {
+        name: name.to_string(),
+        level,
+        appenders: vec!["console".to_string()],
+        additive: false,
+    };
+    let root = LoggerRule {
+        name: String::new(),
+        level: LevelFilter::Off,
+        appenders: Vec::new(),
+        additive: true,
+    };
+    Routing::new(
+        vec![console],
+        targets.iter().map(to_console).collect(),
+        root,
+    )
 }
 
 /// The report sections, each a target `jobs::<section>::<job>`.
@@ -227,15 +230,13 @@ impl Router {
                 };
                 let stream = Some(("stream", stream));
                 if line.cut > 0 {
-                    self.emit_with(
-                        Section::Log,
-                        level,
-                        format_args!("{} [cut: {} bytes]", Escaped(&line.text), line.cut),
-                        stream,
-                    );
+                    let text = format_args!("{} [cut: {} bytes]", Escaped(&line.text), line.cut);
+                    self.emit_with(Section::Log, level, Message::Args(text), stream);
+                } else if escape::is_plain(&line.text) {
+                    self.emit_with(Section::Log, level, Message::Text(&line.text), stream);
                 } else {
                     let text = format_args!("{}", Escaped(&line.text));
-                    self.emit_with(Section::Log, level, text, stream);
+                    self.emit_with(Section::Log, level, Message::Args(text), stream);
                 }
             }
             RunEvent::Line(_) => {}
@@ -341,30 +342,34 @@ impl Router {
 
     fn enabled(&self, section: Section, level: Level) -> bool {
         level <= log::max_level()
-            && log::logger().enabled(
-                &log::Metadata::builder()
-                    .target(&self.targets[section as usize])
-                    .level(level)
-                    .build(),
-            )
+            && dispatch::current().is_some_and(|routing| {
+                routing.wants(
+                    &self.targets[section as usize],
+                    Some(section as usize),
+                    level,
+                )
+            })
     }
 
     fn emit(&self, section: Section, level: Level, args: fmt::Arguments<'_>) {
-        self.emit_with(section, level, args, None);
+        self.emit_with(section, level, Message::Args(args), None);
     }
 
     /// A record with the run's key-values, and `extra` (an output line's
-    /// `stream`) after them.
+    /// `stream`) after them; formatted only if an appender wants it.
     fn emit_with(
         &self,
         section: Section,
         level: Level,
-        args: fmt::Arguments<'_>,
+        message: Message<'_>,
         extra: Option<(&str, &str)>,
     ) {
         if level > log::max_level() {
             return;
         }
+        let Some(routing) = dispatch::current() else {
+            return;
+        };
         self.enter();
         let kvs: [(&str, &str); 4] = [
             ("job", &self.job),
@@ -373,13 +378,16 @@ impl Router {
             extra.unwrap_or_default(),
         ];
         let kvs = if extra.is_some() { &kvs[..] } else { &kvs[..3] };
-        log::logger().log(
+        routing.deliver(
+            Some(section as usize),
             &Record::builder()
                 .target(&self.targets[section as usize])
                 .level(level)
-                .args(args)
+                .args(format_args!(""))
                 .key_values(&kvs)
                 .build(),
+            message,
+            Some(self.run_id),
         );
     }
 

@@ -1,0 +1,86 @@
+//! The encoders of the appenders overnight writes itself, reached without
+//! a call through log4rs's writer per piece: a record is appended to a
+//! byte buffer, its message given as text when the router has it.
+
+use log::Record;
+use log4rs::config::Deserializers;
+use log4rs::encode::Encode;
+use log4rs::encode::writer::simple::SimpleWriter;
+use serde_value::Value;
+
+use super::fast_pattern::{FastPattern, PatternConfig, StockPattern};
+use super::json::JsonLines;
+
+/// A record as the encoders take it: its message already text.
+pub struct Entry<'a> {
+    pub record: &'a Record<'a>,
+    /// The record's arguments, formatted (and escaped) once.
+    pub message: &'a str,
+}
+
+/// An appender's encoder.
+#[derive(Debug)]
+pub enum Encoder {
+    /// `pattern` (where every piece is one written here) or `fast_pattern`.
+    Pattern(FastPattern),
+    /// `json`.
+    Json(JsonLines),
+    /// Any other: log4rs's own, or one it was given.
+    Other(Box<dyn Encode>),
+}
+
+impl Encoder {
+    /// The encoder of `kind` with `settings` (the encoder block without
+    /// its `kind`).
+    pub fn build(
+        kind: &str,
+        settings: Value,
+        deserializers: &Deserializers,
+    ) -> anyhow::Result<Encoder> {
+        let pattern = |settings: Value| -> anyhow::Result<String> {
+            let config: PatternConfig = settings.deserialize_into()?;
+            Ok(config.pattern().to_string())
+        };
+        Ok(match kind {
+            super::fast_pattern::STOCK_KIND => match StockPattern::new(&pattern(settings)?) {
+                StockPattern::Fast(fast) => Encoder::Pattern(fast),
+                StockPattern::Stock(stock) => Encoder::Other(Box::new(stock)),
+            },
+            super::fast_pattern::KIND => Encoder::Pattern(FastPattern::new(&pattern(settings)?)?),
+            super::json::KIND => {
+                // Refuses settings as log4rs's would.
+                deserializers.deserialize::<dyn Encode>(kind, settings)?;
+                Encoder::Json(JsonLines::default())
+            }
+            _ => Encoder::Other(deserializers.deserialize(kind, settings)?),
+        })
+    }
+
+    /// Appends `entry`, encoded, to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>, entry: &Entry<'_>) -> anyhow::Result<()> {
+        match self {
+            Encoder::Pattern(pattern) => pattern.write(out, entry.record, Some(entry.message)),
+            Encoder::Json(json) => json.write(out, entry.record, Some(entry.message)),
+            Encoder::Other(other) => other.encode(&mut SimpleWriter(out), entry.record)?,
+        }
+        Ok(())
+    }
+}
+
+/// `fmt::Write` into bytes.
+pub struct Bytes<'a>(pub &'a mut Vec<u8>);
+
+impl std::fmt::Write for Bytes<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// What `encoder` writes for `record`, as text.
+#[cfg(test)]
+pub fn render(encoder: &dyn Encode, record: &Record) -> String {
+    let mut out = SimpleWriter(Vec::new());
+    encoder.encode(&mut out, record).unwrap();
+    String::from_utf8(out.0).unwrap()
+}
