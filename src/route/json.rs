@@ -23,6 +23,11 @@ use super::encode::Bytes;
 /// The kind name log4rs gives it.
 pub const KIND: &str = "json";
 
+thread_local! {
+    /// `,"thread_id":N` of this thread, as log4rs's encoder writes it.
+    static THREAD_ID: String = format!(",\"thread_id\":{}", thread_id::get());
+}
+
 /// The encoder: one JSON object per record, as log4rs's.
 #[derive(Debug, Default)]
 pub struct JsonLines {
@@ -62,7 +67,7 @@ impl JsonLines {
             Some(name) => string(out, name),
             None => out.extend_from_slice(b"null"),
         }
-        let _ = write!(Bytes(out), ",\"thread_id\":{}", thread_id::get());
+        THREAD_ID.with(|id| out.extend_from_slice(id.as_bytes()));
         out.extend_from_slice(b",\"mdc\":{");
         let mut first = true;
         log_mdc::iter(|key, value| {
@@ -96,13 +101,21 @@ impl JsonLines {
         // The seconds end before the offset: `+hh:mm` or `-hh:mm`.
         let split = second.1.rfind(['+', '-']).unwrap_or(second.1.len());
         out.extend_from_slice(&second.1.as_bytes()[..split]);
-        let nanos = now.subsec_nanos();
-        let _ = match nanos {
-            0 => Ok(()),
-            n if n % 1_000_000 == 0 => write!(Bytes(out), ".{:03}", n / 1_000_000),
-            n if n % 1_000 == 0 => write!(Bytes(out), ".{:06}", n / 1_000),
-            n => write!(Bytes(out), ".{n:09}"),
+        let (value, digits) = match now.subsec_nanos() {
+            0 => (0, 0),
+            n if n % 1_000_000 == 0 => (n / 1_000_000, 3),
+            n if n % 1_000 == 0 => (n / 1_000, 6),
+            n => (n, 9),
         };
+        if digits > 0 {
+            let mut text = *b".000000000";
+            let mut rest = value;
+            for at in (1..=digits).rev() {
+                text[at] = b'0' + (rest % 10) as u8;
+                rest /= 10;
+            }
+            out.extend_from_slice(&text[..=digits]);
+        }
         out.extend_from_slice(&second.1.as_bytes()[split..]);
     }
 }
@@ -166,8 +179,15 @@ impl<'kvs> VisitSource<'kvs> for Attributes<'_> {
 /// A JSON string as serde_json writes it: `"` and `\` escaped, the
 /// control characters as `\n`-style escapes or `\u00xx`, the rest as is.
 fn string(out: &mut Vec<u8>, text: &str) {
-    out.push(b'"');
     let bytes = text.as_bytes();
+    if !super::escape::any_byte(bytes, |b| (b < 0x20) | (b == b'"') | (b == b'\\')) {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    out.push(b'"');
     let mut plain_from = 0;
     for (at, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {

@@ -299,6 +299,12 @@ impl Reader<'_> {
                 true
             });
             (mode, buffered)
+        } else if kind == "console" {
+            let buffered = settings::take_buffered(&mut config).unwrap_or_else(|why| {
+                check.problem(at, format!("{what}: {why}"));
+                true
+            });
+            (LOG_FILE_MODE, buffered)
         } else {
             (LOG_FILE_MODE, false)
         };
@@ -340,6 +346,15 @@ impl Reader<'_> {
                 let built = if kind == per_job::KIND {
                     per_job::PerJobFile::named(name, &config, &self.deserializers)
                         .map(Out::Buffered)
+                } else if buffered && kind == "console" && matches!(self.purpose, Purpose::Run) {
+                    per_job::PerJobFile::console(name, &config, &self.deserializers).map(
+                        |console| {
+                            console.map_or_else(
+                                || Out::Appender(Box::new(held::Silent)),
+                                Out::Buffered,
+                            )
+                        },
+                    )
                 } else if buffered && per_job::buffers(&kind, &config) {
                     let expanded = settings::with_path_expanded(&config);
                     per_job::PerJobFile::single(name, &expanded, mode, &self.deserializers)

@@ -25,7 +25,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::{File, OpenOptions};
+use std::io::IsTerminal;
 use std::io::{BufWriter, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
@@ -111,6 +113,7 @@ impl PerJobFile {
             encoder,
             encoder_key,
             name: name.to_string(),
+            flush_each: false,
         });
         flusher().register(Arc::downgrade(&files));
         Ok(PerJobFile { files })
@@ -137,6 +140,87 @@ impl PerJobFile {
                 single: Some(mode),
             },
         )
+    }
+}
+
+impl PerJobFile {
+    /// log4rs's `console` on the same buffered path: stdout (or stderr
+    /// with `target: stderr`), written through a buffer flushed as the
+    /// files' are, and after every record when it is a terminal (someone
+    /// is watching). `None` for a `tty_only` console off a terminal.
+    pub fn console(
+        name: &str,
+        settings: &Value,
+        deserializers: &Deserializers,
+    ) -> anyhow::Result<Option<PerJobFile>> {
+        let Value::Map(settings) = settings else {
+            bail!("an appender's settings are a mapping")
+        };
+        for name in settings.keys() {
+            match name {
+                Value::String(k) if ["target", "encoder", "tty_only"].contains(&k.as_str()) => {}
+                other => bail!(
+                    "unknown field {other:?} in `console`; expected target, encoder or tty_only"
+                ),
+            }
+        }
+        let to_stdout = match settings.get(&key("target")) {
+            None => true,
+            Some(Value::String(target)) if target == "stdout" => true,
+            Some(Value::String(target)) if target == "stderr" => false,
+            Some(other) => bail!("`target` must be stdout or stderr, not {other:?}"),
+        };
+        let tty_only = match settings.get(&key("tty_only")) {
+            None => false,
+            Some(Value::Bool(tty_only)) => *tty_only,
+            Some(other) => bail!("`tty_only` must be true or false, not {other:?}"),
+        };
+        let (fd, terminal, path) = if to_stdout {
+            let out = std::io::stdout();
+            (
+                out.as_fd().try_clone_to_owned(),
+                out.is_terminal(),
+                "<stdout>",
+            )
+        } else {
+            let out = std::io::stderr();
+            (
+                out.as_fd().try_clone_to_owned(),
+                out.is_terminal(),
+                "<stderr>",
+            )
+        };
+        if tty_only && !terminal {
+            return Ok(None);
+        }
+        let template = Template {
+            settings: settings.clone(),
+            deserializers: deserializers.clone(),
+            single: Some(0),
+        };
+        let (encoder, encoder_key) = template.encoder()?;
+        let file = JobFile {
+            parts: Parts {
+                path: PathBuf::from(path),
+                mode: 0,
+                append: true,
+                limit: None,
+                roller: None,
+            },
+            out: BufWriter::with_capacity(BUFFER, File::from(fd?)),
+            size: 0,
+            pending: Vec::new(),
+        };
+        let files = Arc::new(Files {
+            open: Mutex::new(Open::One(file)),
+            template,
+            encoder,
+            encoder_key,
+            name: name.to_string(),
+            flush_each: terminal,
+        });
+        flusher().register(Arc::downgrade(&files));
+        Ok(Some(PerJobFile { files }))
     }
 }
 
@@ -422,6 +506,8 @@ struct Files {
     /// The encoder's kind and settings: appenders with the same share
     /// each record's encoding.
     encoder_key: String,
+    /// Flushed after every record: a console on a terminal.
+    flush_each: bool,
     /// The appender's name in the log4rs file, for its failures.
     name: String,
 }
@@ -438,6 +524,9 @@ impl Files {
     /// Writes `bytes` to `file`, rolling it once it is full.
     fn write_to(&self, file: &mut JobFile, run: Option<i64>, bytes: &[u8]) -> anyhow::Result<()> {
         file.write(run, bytes)?;
+        if self.flush_each {
+            file.flush(&self.name)?;
+        }
         if file.parts.limit.is_some_and(|limit| file.size >= limit) {
             file.roll(&self.name)?;
         }

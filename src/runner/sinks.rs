@@ -5,7 +5,8 @@
 //! never block the async workers, the MDC is set once, and a run that
 //! lasts hours holds no thread of tokio's blocking pool. (A one-shot
 //! command, on a one-thread runtime with one job to run, feeds them from a
-//! task of its only thread instead, sparing a thread's start.)
+//! task of its only thread instead, sparing a thread's start, until the
+//! job floods: then they move to a thread of their own.)
 
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
@@ -138,68 +139,121 @@ impl Sinks {
         router: Router,
         header: RunHeader,
         policy: SinkPolicy,
-        mut batches: mpsc::Receiver<Vec<RunEvent>>,
+        batches: mpsc::Receiver<Vec<RunEvent>>,
         exit: oneshot::Receiver<Exit>,
     ) -> Feeding {
         let name = format!("sinks-{}", header.run_id);
-        let open = move || Sinks::open(router, header, policy);
+        let open = move || Feed {
+            sinks: Sinks::open(router, header, policy),
+            batches,
+            exit,
+        };
         if tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::CurrentThread
         {
-            return Feeding::Task(tokio::spawn(async move {
-                let mut sinks = open();
-                while let Some(batch) = batches.recv().await {
-                    sinks.batch(&batch);
-                }
-                sinks.finish(exit.await.unwrap_or_default())
-            }));
+            return Feeding::Task(tokio::spawn(async move { open().on_task(name).await }));
         }
-        let (done, report) = oneshot::channel();
-        let work = move || {
-            let mut sinks = open();
-            while let Some(batch) = batches.blocking_recv() {
-                sinks.batch(&batch);
-            }
-            let _ = done.send(sinks.finish(exit.blocking_recv().unwrap_or_default()));
-        };
-        // Out of threads (a `limits:` of the daemon's own, say): the pool.
-        let work = std::sync::Arc::new(std::sync::Mutex::new(Some(work)));
-        let take = {
-            let work = std::sync::Arc::clone(&work);
-            move || {
-                if let Some(work) = work.lock().expect("the sink work").take() {
-                    work();
-                }
+        let report = match Feed::on_thread(&name, Box::new(open)) {
+            Ok(report) => report,
+            // Out of threads (a `limits:` of the daemon's own, say): the pool.
+            Err(open) => {
+                let (done, report) = oneshot::channel();
+                tokio::task::spawn_blocking(move || {
+                    let _ = done.send(open().run());
+                });
+                report
             }
         };
-        if std::thread::Builder::new()
-            .name(name)
-            .spawn(take.clone())
-            .is_err()
-        {
-            tokio::task::spawn_blocking(take);
-        }
         Feeding::Thread(report)
+    }
+}
+
+/// Events past which a one-shot command's sinks move to a thread of their
+/// own: reading the job's output and routing it then overlap, 10–20 % more
+/// lines a second, for a thread's start (50 µs) that a quiet job never pays.
+const FLOOD: usize = 8192;
+
+/// The sinks, and what feeds them.
+struct Feed {
+    sinks: Sinks,
+    batches: mpsc::Receiver<Vec<RunEvent>>,
+    exit: oneshot::Receiver<Exit>,
+}
+
+/// Makes the feed where it is to run.
+type Open = Box<dyn FnOnce() -> Feed + Send>;
+
+impl Feed {
+    /// Feeds the sinks from a task; a flood moves them to a thread.
+    async fn on_task(mut self, name: String) -> Result<Report, String> {
+        let mut until_flood = FLOOD;
+        while let Some(batch) = self.batches.recv().await {
+            self.sinks.batch(&batch);
+            until_flood = until_flood.saturating_sub(batch.len());
+            if until_flood == 0 {
+                match Feed::on_thread(&name, Box::new(move || self)) {
+                    Ok(report) => return report.await.map_err(|_| Feeding::LOST.to_string()),
+                    // No thread to be had: on as before, for good.
+                    Err(open) => {
+                        self = open();
+                        until_flood = usize::MAX;
+                    }
+                }
+            }
+        }
+        Ok(self.sinks.finish(self.exit.await.unwrap_or_default()))
+    }
+
+    /// Feeds the sinks until the last batch, blocking.
+    fn run(mut self) -> Report {
+        while let Some(batch) = self.batches.blocking_recv() {
+            self.sinks.batch(&batch);
+        }
+        self.sinks
+            .finish(self.exit.blocking_recv().unwrap_or_default())
+    }
+
+    /// Runs the feed `open` makes on a thread named `name`; gives `open`
+    /// back when no thread can start.
+    fn on_thread(name: &str, open: Open) -> Result<oneshot::Receiver<Report>, Open> {
+        let (done, report) = oneshot::channel();
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(open)));
+        let theirs = std::sync::Arc::clone(&slot);
+        let started = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                if let Some(open) = theirs.lock().expect("the feed").take() {
+                    let _ = done.send(open().run());
+                }
+            });
+        match started {
+            Ok(_) => Ok(report),
+            Err(_) => Err(slot
+                .lock()
+                .expect("the feed")
+                .take()
+                .expect("a thread that did not start took nothing")),
+        }
     }
 }
 
 /// Where the sinks of an attempt run, and how their report comes back.
 pub(super) enum Feeding {
-    /// A task of a one-thread runtime.
-    Task(tokio::task::JoinHandle<Report>),
+    /// A task of a one-thread runtime (which may hand a flood to a thread).
+    Task(tokio::task::JoinHandle<Result<Report, String>>),
     /// A thread of its own.
     Thread(oneshot::Receiver<Report>),
 }
 
 impl Feeding {
+    const LOST: &str = "the sinks' thread ended without a report";
+
     /// The attempt's report; `Err` says why the sinks gave none (an
     /// appender that panicked).
     pub async fn report(self) -> Result<Report, String> {
         match self {
-            Feeding::Task(task) => task.await.map_err(|e| e.to_string()),
-            Feeding::Thread(report) => report
-                .await
-                .map_err(|_| "the sinks' thread ended without a report".to_string()),
+            Feeding::Task(task) => task.await.map_err(|e| e.to_string())?,
+            Feeding::Thread(report) => report.await.map_err(|_| Feeding::LOST.to_string()),
         }
     }
 }

@@ -214,3 +214,53 @@ fn a_buffered_record_reaches_its_file_within_a_second_while_the_job_runs() {
     unsafe { libc::kill(exec.id() as i32, libc::SIGTERM) };
     let _ = exec.wait();
 }
+
+/// A job that floods hands its sinks to a thread of their own mid-run
+/// (past 8192 lines): every line still reaches the log file once, in
+/// order, and the console of `overnight run` (buffered now) gets the
+/// same, with the status records around them.
+#[test]
+fn a_flood_reaches_files_and_console_whole_and_in_order() {
+    let sb = Sandbox::new();
+    let shipped = std::fs::read_to_string(repo().join("log4rs-configs/console.yaml")).unwrap();
+    sb.write("console.yaml", &shipped);
+    sb.write(
+        "overnight.yaml",
+        "log_config: console.yaml\njobs:\n  flood:\n    command: [sh, -c, 'seq 1 30000']\n",
+    );
+    let out = sb.run(&["run", "flood", "-c", "overnight.yaml"]);
+    assert!(out.status.success(), "{out:?}");
+    let console = String::from_utf8_lossy(&out.stderr);
+    let numbers: Vec<u32> = console
+        .lines()
+        .filter(|l| l.contains("jobs::log::flood"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(numbers, (1..=30000).collect::<Vec<_>>());
+    let first = console.lines().next().unwrap_or_default();
+    let last = console.lines().last().unwrap_or_default();
+    assert!(first.contains("started job=flood"), "{first}");
+    assert!(last.contains("finished status=success"), "{last}");
+
+    let shipped =
+        std::fs::read_to_string(repo().join("log4rs-configs/split-streams.yaml")).unwrap();
+    let config = sb.write("split-streams.yaml", &shipped);
+    let out = sb.run(&[
+        "exec",
+        "--name",
+        "flood",
+        "--log-config",
+        config.to_str().unwrap(),
+        "--",
+        "seq",
+        "1",
+        "30000",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let jobs = std::fs::read_to_string(sb.path().join("logs/jobs.log")).unwrap();
+    let numbers: Vec<u32> = jobs
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(numbers, (1..=30000).collect::<Vec<_>>());
+}
