@@ -18,7 +18,7 @@ pub struct Entry<'a> {
     pub message: &'a str,
 }
 
-/// An appender's encoder.
+/// The encoder of an appender overnight writes: plain bytes, no styles.
 #[derive(Debug)]
 pub enum Encoder {
     /// `pattern` (where every piece is one written here) or `fast_pattern`.
@@ -42,11 +42,13 @@ impl Encoder {
             Ok(config.pattern().to_string())
         };
         Ok(match kind {
-            super::fast_pattern::STOCK_KIND => match StockPattern::new(&pattern(settings)?) {
+            super::fast_pattern::STOCK_KIND => match StockPattern::for_bytes(&pattern(settings)?) {
                 StockPattern::Fast(fast) => Encoder::Pattern(fast),
                 StockPattern::Stock(stock) => Encoder::Other(Box::new(stock)),
             },
-            super::fast_pattern::KIND => Encoder::Pattern(FastPattern::new(&pattern(settings)?)?),
+            super::fast_pattern::KIND => {
+                Encoder::Pattern(FastPattern::for_bytes(&pattern(settings)?)?)
+            }
             super::json::KIND => {
                 // Refuses settings as log4rs's would.
                 deserializers.deserialize::<dyn Encode>(kind, settings)?;
@@ -83,4 +85,29 @@ pub fn render(encoder: &dyn Encode, record: &Record) -> String {
     let mut out = SimpleWriter(Vec::new());
     encoder.encode(&mut out, record).unwrap();
     String::from_utf8(out.0).unwrap()
+}
+
+/// Records with every optional field and without, their message with
+/// text to escape, combining characters and a quote in a key-value.
+#[cfg(test)]
+pub fn with_sample_records(test: impl FnOnce(&[Record])) {
+    let kvs: [(&str, &str); 3] = [("job", "backup"), ("run_id", "42"), ("stream", "std\"out")];
+    test(&[
+        Record::builder()
+            .target("jobs::log::backup")
+            .level(log::Level::Warn)
+            .args(format_args!(
+                "disk \"91%\" full\\ ünïcödé e\u{301}e\u{301}e\u{301}\t\u{1}\u{7f}\r\n"
+            ))
+            .key_values(&kvs)
+            .module_path(Some("overnight::runner"))
+            .file(Some("src/runner/mod.rs"))
+            .line(Some(7))
+            .build(),
+        Record::builder()
+            .target("overnight")
+            .level(log::Level::Error)
+            .args(format_args!(""))
+            .build(),
+    ]);
 }

@@ -219,50 +219,34 @@ mod tests {
     use super::*;
     use log4rs::encode::json::JsonEncoder;
 
+    /// The time as a shape: its digits may differ between two calls.
+    fn shape(text: &str) -> String {
+        let (time, rest) = text.split_at(text.find("\",\"level").unwrap());
+        let digits: String = time
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '0' } else { c })
+            .collect();
+        let digits = digits
+            .replace(".000000000", "")
+            .replace(".000000", "")
+            .replace(".000", "");
+        format!("{digits}{rest}")
+    }
+
     /// The same bytes as log4rs's JSON encoder, for records with and
     /// without every optional field, and text that needs escaping.
     #[test]
     fn writes_log4rs_bytes() {
-        let kvs: [(&str, &str); 3] = [("job", "backup"), ("run_id", "42"), ("stream", "std\"out")];
         log_mdc::insert("job", "backup");
-        let records = [
-            Record::builder()
-                .target("jobs::log::backup")
-                .level(log::Level::Warn)
-                .args(format_args!("disk \"91%\" full\\ ü\t\u{1}\u{7f}\r\n"))
-                .key_values(&kvs)
-                .module_path(Some("overnight::runner"))
-                .file(Some("src/runner/mod.rs"))
-                .line(Some(7))
-                .build(),
-            Record::builder()
-                .target("overnight")
-                .level(log::Level::Error)
-                .args(format_args!(""))
-                .build(),
-        ];
-        // The time as a shape: its digits may differ between two calls.
-        let shape = |text: &str| {
-            let (time, rest) = text.split_at(text.find("\",\"level").unwrap());
-            let digits: String = time
-                .chars()
-                .map(|c| if c.is_ascii_digit() { '0' } else { c })
-                .collect();
-            format!(
-                "{}{rest}",
-                digits
-                    .replace(".000000000", "")
-                    .replace(".000000", "")
-                    .replace(".000", "")
-            )
-        };
-        let ours = JsonLines::default();
-        for record in &records {
-            let (mine, theirs) = (render(&ours, record), render(&JsonEncoder::new(), record));
-            assert_eq!(shape(&mine), shape(&theirs));
-            assert_eq!(mine[..11], theirs[..11], "{mine}");
-            serde_json::from_str::<serde_json::Value>(&mine).unwrap();
-        }
+        super::super::encode::with_sample_records(|records| {
+            let ours = JsonLines::default();
+            for record in records {
+                let (mine, theirs) = (render(&ours, record), render(&JsonEncoder::new(), record));
+                assert_eq!(shape(&mine), shape(&theirs));
+                assert_eq!(mine[..11], theirs[..11], "{mine}");
+                serde_json::from_str::<serde_json::Value>(&mine).unwrap();
+            }
+        });
         // A named thread, as the daemon's are.
         std::thread::Builder::new()
             .name("overnight-worker".into())

@@ -347,14 +347,15 @@ impl Reader<'_> {
                     per_job::PerJobFile::named(name, &config, &self.deserializers)
                         .map(Out::Buffered)
                 } else if buffered && kind == "console" && matches!(self.purpose, Purpose::Run) {
-                    per_job::PerJobFile::console(name, &config, &self.deserializers).map(
-                        |console| {
-                            console.map_or_else(
-                                || Out::Appender(Box::new(held::Silent)),
-                                Out::Buffered,
-                            )
-                        },
-                    )
+                    match per_job::PerJobFile::console(name, &config, &self.deserializers) {
+                        Ok(per_job::Console::Buffered(console)) => Ok(Out::Buffered(console)),
+                        Ok(per_job::Console::Silent) => Ok(Out::Appender(Box::new(held::Silent))),
+                        Ok(per_job::Console::Terminal) => self
+                            .deserializers
+                            .deserialize::<dyn Append>(&kind, config.clone())
+                            .map(Out::Appender),
+                        Err(e) => Err(e),
+                    }
                 } else if buffered && per_job::buffers(&kind, &config) {
                     let expanded = settings::with_path_expanded(&config);
                     per_job::PerJobFile::single(name, &expanded, mode, &self.deserializers)

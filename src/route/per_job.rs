@@ -113,7 +113,6 @@ impl PerJobFile {
             encoder,
             encoder_key,
             name: name.to_string(),
-            flush_each: false,
         });
         flusher().register(Arc::downgrade(&files));
         Ok(PerJobFile { files })
@@ -143,16 +142,26 @@ impl PerJobFile {
     }
 }
 
+/// What a `console` appender becomes.
+pub enum Console {
+    /// Off a terminal: written through a buffer.
+    Buffered(PerJobFile),
+    /// `tty_only` off a terminal: nothing.
+    Silent,
+    /// On a terminal: log4rs's own, which flushes every record (someone
+    /// is watching) and colours `{h(…)}`.
+    Terminal,
+}
+
 impl PerJobFile {
-    /// log4rs's `console` on the same buffered path: stdout (or stderr
-    /// with `target: stderr`), written through a buffer flushed as the
-    /// files' are, and after every record when it is a terminal (someone
-    /// is watching). `None` for a `tty_only` console off a terminal.
+    /// log4rs's `console` on the same buffered path, off a terminal:
+    /// stdout (or stderr with `target: stderr`), written through a buffer
+    /// flushed as the files' are.
     pub fn console(
         name: &str,
         settings: &Value,
         deserializers: &Deserializers,
-    ) -> anyhow::Result<Option<PerJobFile>> {
+    ) -> anyhow::Result<Console> {
         let Value::Map(settings) = settings else {
             bail!("an appender's settings are a mapping")
         };
@@ -190,8 +199,10 @@ impl PerJobFile {
                 "<stderr>",
             )
         };
-        if tty_only && !terminal {
-            return Ok(None);
+        match (terminal, tty_only) {
+            (true, _) => return Ok(Console::Terminal),
+            (false, true) => return Ok(Console::Silent),
+            (false, false) => {}
         }
         let template = Template {
             settings: settings.clone(),
@@ -217,10 +228,9 @@ impl PerJobFile {
             encoder,
             encoder_key,
             name: name.to_string(),
-            flush_each: terminal,
         });
         flusher().register(Arc::downgrade(&files));
-        Ok(Some(PerJobFile { files }))
+        Ok(Console::Buffered(PerJobFile { files }))
     }
 }
 
@@ -506,8 +516,6 @@ struct Files {
     /// The encoder's kind and settings: appenders with the same share
     /// each record's encoding.
     encoder_key: String,
-    /// Flushed after every record: a console on a terminal.
-    flush_each: bool,
     /// The appender's name in the log4rs file, for its failures.
     name: String,
 }
@@ -524,9 +532,6 @@ impl Files {
     /// Writes `bytes` to `file`, rolling it once it is full.
     fn write_to(&self, file: &mut JobFile, run: Option<i64>, bytes: &[u8]) -> anyhow::Result<()> {
         file.write(run, bytes)?;
-        if self.flush_each {
-            file.flush(&self.name)?;
-        }
         if file.parts.limit.is_some_and(|limit| file.size >= limit) {
             file.roll(&self.name)?;
         }
