@@ -105,7 +105,11 @@ impl PerJobFile {
         let (encoder, encoder_key) = template.encoder()?;
         let open = match single {
             true => Open::One(JobFile::open(parts)?),
-            false => Open::ByJob(HashMap::new()),
+            false => Open::ByJob {
+                files: Vec::new(),
+                index: HashMap::new(),
+                last: 0,
+            },
         };
         let files = Arc::new(Files {
             open: Mutex::new(open),
@@ -494,14 +498,21 @@ impl JobFile {
 /// `per_job_file`, each made on its job's first record.
 enum Open {
     One(JobFile),
-    ByJob(HashMap<String, JobFile>),
+    ByJob {
+        files: Vec<(String, JobFile)>,
+        /// Where each job's file is in `files`.
+        index: HashMap<String, usize>,
+        /// The file of the record before, nearly always this one's too:
+        /// a comparison instead of a hash.
+        last: usize,
+    },
 }
 
 impl Open {
     fn files(&mut self) -> impl Iterator<Item = &mut JobFile> {
         let (one, by_job) = match self {
             Open::One(file) => (Some(file), None),
-            Open::ByJob(files) => (None, Some(files.values_mut())),
+            Open::ByJob { files, .. } => (None, Some(files.iter_mut().map(|(_, file)| file))),
         };
         one.into_iter().chain(by_job.into_iter().flatten())
     }
@@ -549,17 +560,21 @@ impl Files {
             // load at address 0x1, which costs a microcode assist on
             // AVX-512 machines: a tenth of the time per line.
             Open::One(file) => self.write_to(file, run, bytes)?,
-            Open::ByJob(files) => {
+            Open::ByJob { files, index, last } => {
                 let job = job_of(record);
-                match files.get_mut(job) {
-                    Some(file) => self.write_to(file, run, bytes)?,
-                    None => {
-                        let mut file = JobFile::open(self.template.parts(job)?)
-                            .with_context(|| format!("the log file of job `{job}`"))?;
-                        self.write_to(&mut file, run, bytes)?;
-                        files.insert(job.to_string(), file);
-                    }
+                if files.get(*last).is_none_or(|(name, _)| name != job) {
+                    *last = match index.get(job) {
+                        Some(&at) => at,
+                        None => {
+                            let file = JobFile::open(self.template.parts(job)?)
+                                .with_context(|| format!("the log file of job `{job}`"))?;
+                            files.push((job.to_string(), file));
+                            index.insert(job.to_string(), files.len() - 1);
+                            files.len() - 1
+                        }
+                    };
                 }
+                self.write_to(&mut files[*last].1, run, bytes)?;
             }
         }
         drop(open);

@@ -372,20 +372,32 @@ thread_local! {
 /// does: widths in grapheme clusters, too wide cut at the end (or the
 /// start), too narrow filled on the side away from its alignment.
 fn fit(out: &mut Vec<u8>, start: usize, format: &Format) {
-    let text = String::from_utf8_lossy(&out[start..]).into_owned();
-    let width = text.graphemes(true).count();
-    let offset = |count: usize| {
-        text.grapheme_indices(true)
+    // Every piece writes whole UTF-8 (log4rs would replace what is not).
+    let Ok(text) = std::str::from_utf8(&out[start..]) else {
+        return;
+    };
+    // ASCII without a CR (`\r\n` is one cluster) is one byte a cluster.
+    let simple = text.is_ascii() && !text.contains('\r');
+    let width = match simple {
+        true => text.len(),
+        false => text.graphemes(true).count(),
+    };
+    let offset = |count: usize| match simple {
+        true => count.min(text.len()),
+        false => text
+            .grapheme_indices(true)
             .nth(count)
-            .map_or(text.len(), |(at, _)| at)
+            .map_or(text.len(), |(at, _)| at),
     };
     if let Some(max) = format.max
         && width > max
     {
-        out.truncate(start);
         match format.right_truncate {
-            true => out.extend_from_slice(&text.as_bytes()[..offset(max)]),
-            false => out.extend_from_slice(&text.as_bytes()[offset(width - max)..]),
+            true => out.truncate(start + offset(max)),
+            false => {
+                let cut = offset(width - max);
+                out.drain(start..start + cut);
+            }
         }
         return;
     }
@@ -394,9 +406,13 @@ fn fit(out: &mut Vec<u8>, start: usize, format: &Format) {
     {
         let mut fill = [0; 4];
         let fill = format.fill.encode_utf8(&mut fill).as_bytes();
-        let padding = fill.repeat(min - width);
+        let padding = fill
+            .iter()
+            .copied()
+            .cycle()
+            .take(fill.len() * (min - width));
         match format.align {
-            Align::Left => out.extend_from_slice(&padding),
+            Align::Left => out.extend(padding),
             Align::Right => {
                 out.splice(start..start, padding);
             }
