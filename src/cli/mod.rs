@@ -257,14 +257,27 @@ pub fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("the async runtime starts");
+    // The log buffers are written however this ends, a panic included,
+    // and after the runtime, whose tasks may log as they are dropped.
+    let flush = FlushOnDrop;
     let result = runtime.block_on(dispatch(cli.command));
-    route::flush();
+    drop(runtime);
+    drop(flush);
     match result {
         Ok(outcome) => outcome.into(),
         Err(e) => {
             eprintln!("{e}");
             e.outcome().into()
         }
+    }
+}
+
+/// Writes the log buffers when dropped.
+struct FlushOnDrop;
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        route::flush();
     }
 }
 
@@ -317,6 +330,8 @@ fn quiet_on_closed_pipe() {
 /// exit code (the run is recorded already).
 fn say(text: &str) {
     use std::io::Write;
+    // What the console appenders hold is older: it goes first.
+    route::flush();
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();

@@ -41,16 +41,23 @@ pub enum Out {
 pub struct Sink {
     /// Its name in the file, for its failures.
     pub name: String,
+    /// Its `filters`, in order.
     pub filters: Vec<Box<dyn Filter>>,
+    /// What writes its records.
     pub out: Out,
 }
 
 /// A logger of the file (or root, named ""): its level, appender names
 /// and additivity.
 pub struct LoggerRule {
+    /// The target it catches, and those below it (`jobs` catches
+    /// `jobs::log::backup`).
     pub name: String,
+    /// The most verbose level it lets through.
     pub level: LevelFilter,
+    /// The names of its appenders.
     pub appenders: Vec<String>,
+    /// Whether the appenders of the loggers above get its records too.
     pub additive: bool,
 }
 
@@ -359,7 +366,9 @@ impl Sink {
 /// A record's message: text already, or to be formatted once.
 #[derive(Clone, Copy)]
 pub enum Message<'a> {
+    /// Text as it is to be written (an output line, escaped if need be).
     Text(&'a str),
+    /// Arguments to format, once, if any appender wants the record.
     Args(fmt::Arguments<'a>),
 }
 

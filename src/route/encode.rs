@@ -13,6 +13,7 @@ use super::json::JsonLines;
 
 /// A record as the encoders take it: its message already text.
 pub struct Entry<'a> {
+    /// The record, for everything but its message.
     pub record: &'a Record<'a>,
     /// The record's arguments, formatted (and escaped) once.
     pub message: &'a str,

@@ -76,7 +76,8 @@ mod tests {
             "ok\\r2026-11-30 ERROR jobs::errors::backup \\x1b[31mfailed\\x7f\\x9b"
         );
         assert_eq!(Escaped("tab\tand é ü ✓").to_string(), "tab\tand é ü ✓");
-        // A control character at either end of a 64-byte block is seen.
+        // A control character at either end of a 16-byte block, and in
+        // the tail read again, is seen.
         for at in [0, 15, 16, 63, 64, 127, 130] {
             let mut text = "x".repeat(131);
             text.replace_range(at..=at, "\u{1b}");

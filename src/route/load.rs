@@ -93,6 +93,7 @@ pub fn load_for(path: &Path, purpose: Purpose) -> Result<Routing, ConfigError> {
         deserializers: deserializers(&purpose),
         base: path.parent().unwrap_or(Path::new("")),
         purpose,
+        shared_streams: shared_console_streams(&tree),
     };
     let mut appenders = Vec::new();
     // Every appender the file names, built or not: a logger naming a
@@ -231,6 +232,49 @@ struct Reader<'a> {
     /// The log4rs file's folder, which relative paths start from.
     base: &'a Path,
     purpose: Purpose,
+    /// The streams (`stdout`, `stderr`) more than one console appender
+    /// writes: those keep log4rs's own, unbuffered, so that their records
+    /// stay in order.
+    shared_streams: Vec<&'static str>,
+}
+
+/// The streams that two or more `console` appenders of the file write.
+fn shared_console_streams(tree: &Node) -> Vec<&'static str> {
+    let field = |node: &Node, key: &str| match &node.value {
+        Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .and_then(|(_, v)| v.as_str().map(str::to_string)),
+        _ => None,
+    };
+    let appenders = match &tree.value {
+        Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some("appenders")),
+        _ => None,
+    };
+    let Some((
+        _,
+        Node {
+            value: Value::Map(appenders),
+            ..
+        },
+    )) = appenders
+    else {
+        return Vec::new();
+    };
+    let streams: Vec<&'static str> = appenders
+        .iter()
+        .filter(|(_, node)| field(node, "kind").as_deref() == Some("console"))
+        .map(|(_, node)| match field(node, "target").as_deref() {
+            Some("stderr") => "stderr",
+            _ => "stdout",
+        })
+        .collect();
+    ["stdout", "stderr"]
+        .into_iter()
+        .filter(|s| streams.iter().filter(|t| *t == s).count() > 1)
+        .collect()
 }
 
 impl Reader<'_> {
@@ -289,24 +333,20 @@ impl Reader<'_> {
         }
         let mut config = serde_value::Value::Map(rest);
         settings::anchor_paths(&mut config, self.base);
-        let (mode, buffered) = if matches!(kind.as_str(), "file" | "rolling_file") {
-            let mode = settings::take_mode(&mut config).unwrap_or_else(|why| {
+        let mode = match kind.as_str() {
+            "file" | "rolling_file" => settings::take_mode(&mut config).unwrap_or_else(|why| {
                 check.problem(at, format!("{what}: {why}"));
                 LOG_FILE_MODE
-            });
-            let buffered = settings::take_buffered(&mut config).unwrap_or_else(|why| {
-                check.problem(at, format!("{what}: {why}"));
-                true
-            });
-            (mode, buffered)
-        } else if kind == "console" {
-            let buffered = settings::take_buffered(&mut config).unwrap_or_else(|why| {
-                check.problem(at, format!("{what}: {why}"));
-                true
-            });
-            (LOG_FILE_MODE, buffered)
-        } else {
-            (LOG_FILE_MODE, false)
+            }),
+            _ => LOG_FILE_MODE,
+        };
+        let buffered = match kind.as_str() {
+            "file" | "rolling_file" | "console" => settings::take_buffered(&mut config)
+                .unwrap_or_else(|why| {
+                    check.problem(at, format!("{what}: {why}"));
+                    true
+                }),
+            _ => false,
         };
         let unset = settings::unset_variables(&config);
         let mut problems = unset.clone();
@@ -346,11 +386,15 @@ impl Reader<'_> {
                 let built = if kind == per_job::KIND {
                     per_job::PerJobFile::named(name, &config, &self.deserializers)
                         .map(Out::Buffered)
-                } else if buffered && kind == "console" && matches!(self.purpose, Purpose::Run) {
+                } else if buffered
+                    && kind == "console"
+                    && matches!(self.purpose, Purpose::Run)
+                    && !self.shared_streams.contains(&console_stream(&config))
+                {
                     match per_job::PerJobFile::console(name, &config, &self.deserializers) {
                         Ok(per_job::Console::Buffered(console)) => Ok(Out::Buffered(console)),
                         Ok(per_job::Console::Silent) => Ok(Out::Appender(Box::new(held::Silent))),
-                        Ok(per_job::Console::Terminal) => self
+                        Ok(per_job::Console::Stock) => self
                             .deserializers
                             .deserialize::<dyn Append>(&kind, config.clone())
                             .map(Out::Appender),
@@ -415,5 +459,18 @@ impl Reader<'_> {
             }
         }
         built
+    }
+}
+
+/// The stream a `console` appender's settings name: log4rs's default is
+/// stdout.
+fn console_stream(settings: &serde_value::Value) -> &'static str {
+    match settings {
+        serde_value::Value::Map(map) => match map.get(&serde_value::Value::String("target".into()))
+        {
+            Some(serde_value::Value::String(target)) if target == "stderr" => "stderr",
+            _ => "stdout",
+        },
+        _ => "stdout",
     }
 }

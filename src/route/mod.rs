@@ -43,7 +43,9 @@ pub fn install(routing: Routing) {
 
 /// Flushes every appender; called when a run ends and before exit.
 pub fn flush() {
-    log::logger().flush();
+    if let Some(routing) = dispatch::current() {
+        routing.flush();
+    }
 }
 
 /// The routing used without a log4rs file: status, errors and warnings of
@@ -218,6 +220,7 @@ impl Router {
             Level::Warn,
             format_args!("{status} job={} run={}{at} {why}", self.job, self.run_id),
         );
+        flush();
     }
 
     /// Sends one event to its section.

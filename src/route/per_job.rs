@@ -27,7 +27,7 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::IsTerminal;
 use std::io::{BufWriter, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
@@ -152,9 +152,10 @@ pub enum Console {
     Buffered(PerJobFile),
     /// `tty_only` off a terminal: nothing.
     Silent,
-    /// On a terminal: log4rs's own, which flushes every record (someone
-    /// is watching) and colours `{h(…)}`.
-    Terminal,
+    /// On a terminal (someone is watching: log4rs's own flushes every
+    /// record and colours `{h(…)}`), or a stream that cannot be
+    /// duplicated (closed): log4rs's own.
+    Stock,
 }
 
 impl PerJobFile {
@@ -188,26 +189,18 @@ impl PerJobFile {
             Some(Value::Bool(tty_only)) => *tty_only,
             Some(other) => bail!("`tty_only` must be true or false, not {other:?}"),
         };
-        let (fd, terminal, path) = if to_stdout {
-            let out = std::io::stdout();
-            (
-                out.as_fd().try_clone_to_owned(),
-                out.is_terminal(),
-                "<stdout>",
-            )
-        } else {
-            let out = std::io::stderr();
-            (
-                out.as_fd().try_clone_to_owned(),
-                out.is_terminal(),
-                "<stderr>",
-            )
-        };
-        match (terminal, tty_only) {
-            (true, _) => return Ok(Console::Terminal),
-            (false, true) => return Ok(Console::Silent),
-            (false, false) => {}
+        fn stream(out: impl AsFd + IsTerminal) -> (std::io::Result<OwnedFd>, bool) {
+            (out.as_fd().try_clone_to_owned(), out.is_terminal())
         }
+        let ((fd, terminal), path) = match to_stdout {
+            true => (stream(std::io::stdout()), "<stdout>"),
+            false => (stream(std::io::stderr()), "<stderr>"),
+        };
+        let fd = match (terminal, tty_only, fd) {
+            (true, ..) | (_, _, Err(_)) => return Ok(Console::Stock),
+            (false, true, _) => return Ok(Console::Silent),
+            (false, false, Ok(fd)) => fd,
+        };
         let template = Template {
             settings: settings.clone(),
             deserializers: deserializers.clone(),
@@ -222,7 +215,7 @@ impl PerJobFile {
                 limit: None,
                 roller: None,
             },
-            out: BufWriter::with_capacity(BUFFER, File::from(fd?)),
+            out: BufWriter::with_capacity(BUFFER, File::from(fd)),
             size: 0,
             pending: Vec::new(),
         };
@@ -473,23 +466,37 @@ impl JobFile {
     }
 
     /// Closes the file, hands it to the roller, and starts a new one.
-    fn roll(&mut self, appender: &str) -> anyhow::Result<()> {
-        self.flush(appender)?;
+    /// A roll that fails is said (not as lost records: every one is in
+    /// the file) and the file goes on growing, as log4rs's does.
+    fn roll(&mut self, appender: &str, run: Option<i64>) -> anyhow::Result<()> {
+        if self.flush(appender).is_err() {
+            // What waited is counted as lost; the next record tries again.
+            return Ok(());
+        }
         let path = self.parts.path.clone();
         // The roller wants the file closed: put a placeholder in its place.
         let placeholder = BufWriter::new(OpenOptions::new().write(true).open("/dev/null")?);
         drop(std::mem::replace(&mut self.out, placeholder));
-        if let Some(roller) = &self.parts.roller {
-            roller.roll(&path)?;
-        }
+        let rolled = match &self.parts.roller {
+            Some(roller) => roller.roll(&path),
+            None => Ok(()),
+        };
         let file = OpenOptions::new()
             .create(true)
             .write(true)
-            .truncate(true)
+            .append(rolled.is_err())
+            .truncate(rolled.is_ok())
             .mode(self.parts.mode)
             .open(&path)?;
+        self.size = match &rolled {
+            Ok(()) => 0,
+            Err(_) => file.metadata().map_or(self.size, |m| m.len()),
+        };
         self.out = BufWriter::with_capacity(BUFFER, file);
-        self.size = 0;
+        if let Err(e) = rolled {
+            let why = format!("cannot roll `{}`: {e:#}; writing on to it", path.display());
+            super::guard::lost(appender, run, 0, &why);
+        }
         Ok(())
     }
 }
@@ -533,18 +540,19 @@ struct Files {
 
 impl Files {
     fn flush(&self) {
-        if let Ok(mut open) = self.open.lock() {
-            for file in open.files() {
-                let _ = file.flush(&self.name);
-            }
+        // A panic while writing leaves the files as they were: written.
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        for file in open.files() {
+            let _ = file.flush(&self.name);
         }
     }
 
     /// Writes `bytes` to `file`, rolling it once it is full.
     fn write_to(&self, file: &mut JobFile, run: Option<i64>, bytes: &[u8]) -> anyhow::Result<()> {
         file.write(run, bytes)?;
-        if file.parts.limit.is_some_and(|limit| file.size >= limit) {
-            file.roll(&self.name)?;
+        // As log4rs's size trigger: past the limit, not at it.
+        if file.parts.limit.is_some_and(|limit| file.size > limit) {
+            file.roll(&self.name, run)?;
         }
         Ok(())
     }
@@ -580,6 +588,15 @@ impl Files {
         drop(open);
         flusher().pending();
         Ok(())
+    }
+}
+
+impl Drop for Files {
+    /// What a replaced configuration still holds (a record routed just as
+    /// a reload swapped it) is written, or counted as lost: not left to
+    /// the buffer's own drop, which drops its errors.
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

@@ -88,13 +88,15 @@ impl Sinks {
         // waits in appenders' buffers is written first, to know.
         crate::route::flush();
         for failure in crate::route::take_failures(self.header.run_id) {
-            let warning = RunEvent::entry(
-                crate::event::EntryKind::Warning,
-                format!(
-                    "log appender `{}` could not write {} record(s) of this run: {}",
-                    failure.appender, failure.records, failure.first
+            let text = match failure.records {
+                // A roll that failed: every record is in the file.
+                0 => format!("log appender `{}`: {}", failure.appender, failure.first),
+                records => format!(
+                    "log appender `{}` could not write {records} record(s) of this run: {}",
+                    failure.appender, failure.first
                 ),
-            );
+            };
+            let warning = RunEvent::entry(crate::event::EntryKind::Warning, text);
             self.batch(std::slice::from_ref(&warning));
         }
         let capture_cut = self.capture.finish();
@@ -191,6 +193,11 @@ impl Feed {
             self.sinks.batch(&batch);
             until_flood = until_flood.saturating_sub(batch.len());
             if until_flood == 0 {
+                // Named as the thread it leaves: `{T}` in a pattern (the
+                // thread's name) stays the same through the run.
+                let name = std::thread::current()
+                    .name()
+                    .map_or(name.clone(), str::to_string);
                 match Feed::on_thread(&name, Box::new(move || self)) {
                     Ok(report) => return report.await.map_err(|_| Feeding::LOST.to_string()),
                     // No thread to be had: on as before, for good.

@@ -228,9 +228,23 @@ fn a_flood_reaches_files_and_console_whole_and_in_order() {
         "overnight.yaml",
         "log_config: console.yaml\njobs:\n  flood:\n    command: [sh, -c, 'seq 1 30000']\n",
     );
-    let out = sb.run(&["run", "flood", "-c", "overnight.yaml"]);
-    assert!(out.status.success(), "{out:?}");
-    let console = String::from_utf8_lossy(&out.stderr);
+    // stdout and stderr to one file, as `>> log 2>&1` in a crontab: the
+    // console's records come before the summary printed after them.
+    let both = std::fs::File::create(sb.path().join("both")).unwrap();
+    let status = sb
+        .command(&["run", "flood", "-c", "overnight.yaml"])
+        .stdout(both.try_clone().unwrap())
+        .stderr(both)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let both = std::fs::read_to_string(sb.path().join("both")).unwrap();
+    let summary = both.find("flood #1: success").expect("the summary");
+    let (console, summary) = both.split_at(summary);
+    assert!(
+        !summary.contains("jobs::"),
+        "a console record after the summary"
+    );
     let numbers: Vec<u32> = console
         .lines()
         .filter(|l| l.contains("jobs::log::flood"))
@@ -263,4 +277,25 @@ fn a_flood_reaches_files_and_console_whole_and_in_order() {
         .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
         .collect();
     assert_eq!(numbers, (1..=30000).collect::<Vec<_>>());
+}
+
+/// Two console appenders on one stream keep log4rs's order, record by
+/// record, where each writing through its own buffer would group them.
+#[test]
+fn two_consoles_on_one_stream_keep_the_records_in_order() {
+    let sb = Sandbox::new();
+    sb.write(
+        "log4rs.yaml",
+        "appenders:\n  a: { kind: console, target: stderr, encoder: { pattern: 'a {m}{n}' } }\n  b: { kind: console, target: stderr, encoder: { pattern: 'b {m}{n}' } }\nloggers:\n  jobs::log: { level: info, appenders: [a, b], additive: false }\nroot: { level: off }\n",
+    );
+    sb.write(
+        "overnight.yaml",
+        "log_config: log4rs.yaml\njobs:\n  count:\n    command: [seq, 1, 3]\n",
+    );
+    let out = sb.run(&["run", "count", "-c", "overnight.yaml"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "a 1\nb 1\na 2\nb 2\na 3\nb 3\n"
+    );
 }

@@ -189,46 +189,59 @@ impl Reader {
         {
             return Err(unsupported());
         }
-        // The arguments as plain text, where a formatter takes text.
-        let texts: Option<Vec<String>> = args
+        // The arguments as text where a formatter takes text: a date
+        // format joins its pieces (`%H\:%M`), a key or a default is its
+        // first piece in log4rs (more are refused here).
+        let joined: Option<Vec<String>> = args
+            .iter()
+            .map(|arg| {
+                arg.iter()
+                    .map(|node| match node {
+                        Node::Text(text) => Some(text.as_str()),
+                        Node::Argument { .. } => None,
+                    })
+                    .collect::<Option<String>>()
+            })
+            .collect();
+        let single: Option<Vec<String>> = args
             .iter()
             .map(|arg| match arg.as_slice() {
-                [] => Some(String::new()),
                 [Node::Text(text)] => Some(text.clone()),
                 _ => None,
             })
             .collect();
-        let texts = texts.as_deref();
-        let piece = match (name, args.len(), texts) {
-            ("d" | "date", 0, _) => match self.dialect {
+        let piece = match (name, args.len(), joined.as_deref(), single.as_deref()) {
+            ("d" | "date", 0, ..) => match self.dialect {
                 Dialect::Fast => self.date("%Y-%m-%dT%H:%M:%S%.3f%:z", false)?,
                 Dialect::Stock => self.date("%+", false)?,
             },
-            ("d" | "date", 1, Some([format])) => self.date(format, false)?,
-            ("d" | "date", 2, Some([format, zone])) if zone == "utc" || zone == "local" => {
+            ("d" | "date", 1, Some([format]), _) => self.date(format, false)?,
+            ("d" | "date", 2, Some([format, _]), Some([_, zone]))
+                if zone == "utc" || zone == "local" =>
+            {
                 self.date(format, zone == "utc")?
             }
-            ("l" | "level", 0, _) => Piece::Level,
-            ("t" | "target", 0, _) => Piece::Target,
-            ("m" | "message", 0, _) => Piece::Message,
-            ("n", 0, _) => Piece::Newline,
-            ("M" | "module", 0, _) => Piece::Module,
-            ("f" | "file", 0, _) => Piece::File,
-            ("L" | "line", 0, _) => Piece::Line,
-            ("T" | "thread", 0, _) => Piece::Thread,
-            ("I" | "thread_id", 0, _) => Piece::ThreadId,
-            ("P" | "pid", 0, _) => Piece::Pid,
-            ("K", 1 | 2, Some([key, rest @ ..])) if !key.is_empty() => Piece::KeyValue {
+            ("l" | "level", 0, ..) => Piece::Level,
+            ("t" | "target", 0, ..) => Piece::Target,
+            ("m" | "message", 0, ..) => Piece::Message,
+            ("n", 0, ..) => Piece::Newline,
+            ("M" | "module", 0, ..) => Piece::Module,
+            ("f" | "file", 0, ..) => Piece::File,
+            ("L" | "line", 0, ..) => Piece::Line,
+            ("T" | "thread", 0, ..) => Piece::Thread,
+            ("I" | "thread_id", 0, ..) => Piece::ThreadId,
+            ("P" | "pid", 0, ..) => Piece::Pid,
+            ("K", 1 | 2, _, Some([key, rest @ ..])) => Piece::KeyValue {
                 key: key.clone(),
                 default: kv_default(rest).ok_or_else(unsupported)?,
             },
-            ("X" | "mdc", 1 | 2, Some([key, rest @ ..])) if !key.is_empty() => Piece::Mdc {
+            ("X" | "mdc", 1 | 2, _, Some([key, rest @ ..])) => Piece::Mdc {
                 key: key.clone(),
                 default: kv_default(rest).ok_or_else(unsupported)?,
             },
-            ("", 1, _) => Piece::Group(self.parts(&args[0])?),
-            ("h" | "highlight", 1, _) if self.output == Output::Bytes => {
-                Piece::Group(self.parts(&args[0])?)
+            ("", 1, ..) => Piece::Group(self.parts(&parse::merged(args[0].clone()))?),
+            ("h" | "highlight", 1, ..) if self.output == Output::Bytes => {
+                Piece::Group(self.parts(&parse::merged(args[0].clone()))?)
             }
             _ => return Err(unsupported()),
         };
@@ -245,33 +258,38 @@ impl Reader {
         let items = StrftimeItems::new(format)
             .parse_to_owned()
             .map_err(|e| anyhow::anyhow!("date format `{format}`: {e}"))?;
+        let tick = tick_of(&items);
         self.dates.push(DateFormat {
             items,
             utc,
-            tick: tick_of(format),
+            tick,
             last: Mutex::new((u64::MAX, String::new())),
         });
         Ok(Piece::Date(self.dates.len() - 1))
     }
 }
 
-/// The default of `{K(key)(default)}`: none, or a text that is not empty
-/// (log4rs refuses an empty one).
+/// The default of `{K(key)(default)}`: none, or the one given.
 fn kv_default(rest: &[String]) -> Option<String> {
     match rest {
         [] => Some(String::new()),
-        [default] if !default.is_empty() => Some(default.clone()),
+        [default] => Some(default.clone()),
         _ => None,
     }
 }
 
-/// How often text in `format` changes: anything finer than milliseconds
-/// (`%f`, `%.f`, `%.6f`, `%+`…) changes at every record.
-fn tick_of(format: &str) -> Tick {
-    let finer = ["%f", "%.f", "%.6f", "%.9f", "%6f", "%9f", "%+"];
-    if finer.iter().any(|f| format.contains(f)) {
+/// How often the text of `items` changes, found by formatting instants a
+/// nanosecond, a microsecond and a millisecond apart: whatever the
+/// specifiers (`%f`, `%.6f`, `%-f`, `%+`…), digits finer than a
+/// millisecond change at every record.
+fn tick_of(items: &[Item<'static>]) -> Tick {
+    let text = |nanos: u32| {
+        let at = DateTime::<Utc>::from(UNIX_EPOCH + std::time::Duration::new(1_700_000_000, nanos));
+        at.format_with_items(items.iter()).to_string()
+    };
+    if text(1) != text(2) || text(1_000) != text(2_000) {
         Tick::Always
-    } else if format.contains("%.3f") || format.contains("%3f") {
+    } else if text(1_000_000) != text(2_000_000) {
         Tick::Milli
     } else {
         Tick::Second
@@ -589,6 +607,31 @@ mod tests {
             "2026-01-01T00:00:00.000Z disk 91% full".len(),
             "{stamped}"
         );
+    }
+
+    /// A timestamp is cached as long as its text cannot change, whatever
+    /// the specifiers say it (chrono's flags on `%f` included).
+    #[test]
+    fn a_date_is_formatted_as_often_as_its_text_changes() {
+        let tick = |format: &str| tick_of(&StrftimeItems::new(format).parse_to_owned().unwrap());
+        for always in [
+            "%f",
+            "%-f",
+            "%_f",
+            "%.f",
+            "%.6f",
+            "%9f",
+            "%+",
+            "%H:%M:%S%.9f",
+        ] {
+            assert_eq!(tick(always), Tick::Always, "{always}");
+        }
+        for milli in ["%.3f", "%3f", "%Y-%m-%dT%H:%M:%S%.3f%:z"] {
+            assert_eq!(tick(milli), Tick::Milli, "{milli}");
+        }
+        for second in ["%s", "%H:%M:%S", "%Y-%m-%d", "%a %b %e %T %Y"] {
+            assert_eq!(tick(second), Tick::Second, "{second}");
+        }
     }
 
     #[test]

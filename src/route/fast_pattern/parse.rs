@@ -59,7 +59,7 @@ pub(super) fn nodes(pattern: &str) -> anyhow::Result<Vec<Node>> {
 }
 
 /// Adjacent texts as one.
-fn merged(nodes: Vec<Node>) -> Vec<Node> {
+pub(super) fn merged(nodes: Vec<Node>) -> Vec<Node> {
     let mut out: Vec<Node> = Vec::new();
     for node in nodes {
         match (out.last_mut(), node) {
@@ -143,7 +143,8 @@ impl Parser<'_> {
                 }
                 arg.push(self.next_node()?);
             }
-            args.push(merged(arg));
+            // Unmerged: log4rs reads only the first piece of some.
+            args.push(arg);
         }
         let format = self.format();
         Ok(Node::Argument { name, args, format })
