@@ -25,14 +25,14 @@ use log::{LevelFilter, Record};
 use log4rs::append::Append;
 use log4rs::filter::{Filter, Response};
 
+use super::buffered::Buffered;
 use super::encode::Entry;
 use super::guard;
-use super::per_job::PerJobFile;
 
 /// Where a record goes once it is encoded.
 pub enum Out {
     /// Written by overnight through a buffer: takes the encoded bytes.
-    Buffered(PerJobFile),
+    Buffered(Buffered),
     /// Any other appender, handed the record.
     Appender(Box<dyn Append>),
 }
@@ -232,22 +232,22 @@ impl Routing {
 
     /// Sends a record to its appenders: `record` as built with `message`
     /// as its arguments, when anyone wants it. `section` is the job section
-    /// of its target, if it is one; `run` the run it is of.
+    /// of its target, if it is one.
     pub fn deliver(
         &self,
         section: Option<usize>,
         record: &Record<'_>,
         message: Message<'_>,
-        run: Option<i64>,
+        origin: Origin,
     ) {
         let route = self.route(record.target(), section);
         if route.level < record.level() || route.sinks.is_empty() {
             return;
         }
         SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut scratch) => self.send(route, record, message, run, &mut scratch),
+            Ok(mut scratch) => self.send(route, record, message, origin, &mut scratch),
             // An appender that logs while it appends: its own buffers.
-            Err(_) => self.send(route, record, message, run, &mut Scratch::default()),
+            Err(_) => self.send(route, record, message, origin, &mut Scratch::default()),
         });
     }
 
@@ -256,7 +256,7 @@ impl Routing {
         route: &Route,
         record: &Record<'_>,
         message: Message<'_>,
-        run: Option<i64>,
+        origin: Origin,
         scratch: &mut Scratch,
     ) {
         let Scratch {
@@ -288,9 +288,10 @@ impl Routing {
                     .line(record.line())
                     .key_values(record.key_values())
                     .build(),
-                message,
+                message: Some(message),
+                at: origin.at,
             },
-            run,
+            origin.run,
             bytes,
             encoded,
         );
@@ -363,6 +364,17 @@ impl Sink {
     }
 }
 
+/// Where a record comes from: the run it is of, and when its line was
+/// read (its timestamp; now when `None`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Origin {
+    /// The run, for the failures of the appenders it meets.
+    pub run: Option<i64>,
+    /// When the runner read the job's line: the record's time, however
+    /// long it waited to be routed.
+    pub at: Option<std::time::SystemTime>,
+}
+
 /// A record's message: text already, or to be formatted once.
 #[derive(Clone, Copy)]
 pub enum Message<'a> {
@@ -419,8 +431,11 @@ impl log::Log for Dispatcher {
 
     fn log(&self, record: &Record<'_>) {
         if let Some(routing) = current() {
-            let run = guard::run_of(record);
-            routing.deliver(None, record, Message::Args(*record.args()), run);
+            let origin = Origin {
+                run: guard::run_of(record),
+                at: None,
+            };
+            routing.deliver(None, record, Message::Args(*record.args()), origin);
         }
     }
 
@@ -481,7 +496,10 @@ mod tests {
                     .args(format_args!(""))
                     .build(),
                 Message::Args(args),
-                Some(7),
+                Origin {
+                    run: Some(7),
+                    at: None,
+                },
             );
         }
         routing.flush();
@@ -550,5 +568,39 @@ mod tests {
         assert!(!routing.wants("jobs::log::other", log.map(|s| s as usize), Debug));
         assert!(routing.wants("jobs::log::other", None, Info));
         assert_eq!(routing.max_level(), LevelFilter::Debug);
+    }
+
+    /// A line's record carries the time the line was read, not the time it
+    /// was routed: a router behind by a second still stamps it right.
+    #[test]
+    fn a_record_is_stamped_when_its_line_was_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("log4rs.yaml");
+        std::fs::write(
+            &config,
+            "appenders:\n  f: { kind: file, path: f.log, encoder: { pattern: '{d(%s%.3f)(utc)} {m}{n}' } }\n  j: { kind: file, path: j.log, encoder: { kind: json } }\nroot: { level: info, appenders: [f, j] }\n",
+        )
+        .unwrap();
+        let routing = super::super::load(&config).unwrap();
+        let read = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_250);
+        routing.deliver(
+            None,
+            &Record::builder()
+                .target("jobs::log::a")
+                .level(log::Level::Info)
+                .args(format_args!(""))
+                .build(),
+            Message::Text("late"),
+            Origin {
+                run: None,
+                at: Some(read),
+            },
+        );
+        routing.flush();
+        let read_back = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert_eq!(read_back("f.log"), "1700000000.250 late\n");
+        let json: serde_json::Value = serde_json::from_str(&read_back("j.log")).unwrap();
+        let time = chrono::DateTime::parse_from_rfc3339(json["time"].as_str().unwrap()).unwrap();
+        assert_eq!(time.timestamp_millis(), 1_700_000_000_250, "{json}");
     }
 }

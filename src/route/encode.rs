@@ -2,6 +2,8 @@
 //! a call through log4rs's writer per piece: a record is appended to a
 //! byte buffer, its message given as text when the router has it.
 
+use std::time::SystemTime;
+
 use log::Record;
 use log4rs::config::Deserializers;
 use log4rs::encode::Encode;
@@ -15,8 +17,30 @@ use super::json::JsonLines;
 pub struct Entry<'a> {
     /// The record, for everything but its message.
     pub record: &'a Record<'a>,
-    /// The record's arguments, formatted (and escaped) once.
-    pub message: &'a str,
+    /// The record's arguments, formatted (and escaped) once; `None`:
+    /// to be formatted from the record.
+    pub message: Option<&'a str>,
+    /// When it happened; now when `None`.
+    pub at: Option<SystemTime>,
+}
+
+impl<'a> Entry<'a> {
+    /// A record on its own: its message formatted from it, at now.
+    pub fn of(record: &'a Record<'a>) -> Entry<'a> {
+        Entry {
+            record,
+            message: None,
+            at: None,
+        }
+    }
+
+    /// When it happened, since the epoch.
+    pub fn since_epoch(&self) -> std::time::Duration {
+        self.at
+            .unwrap_or_else(SystemTime::now)
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+    }
 }
 
 /// The encoder of an appender overnight writes: plain bytes, no styles.
@@ -62,12 +86,22 @@ impl Encoder {
     /// Appends `entry`, encoded, to `out`.
     pub fn encode(&self, out: &mut Vec<u8>, entry: &Entry<'_>) -> anyhow::Result<()> {
         match self {
-            Encoder::Pattern(pattern) => pattern.write(out, entry.record, Some(entry.message)),
-            Encoder::Json(json) => json.write(out, entry.record, Some(entry.message)),
+            Encoder::Pattern(pattern) => pattern.write(out, entry),
+            Encoder::Json(json) => json.write(out, entry),
             Encoder::Other(other) => other.encode(&mut SimpleWriter(out), entry.record)?,
         }
         Ok(())
     }
+}
+
+thread_local! {
+    /// This thread's id as log4rs writes it (`{I}`, `thread_id`), made once.
+    static THREAD_ID: String = thread_id::get().to_string();
+}
+
+/// Appends this thread's id, as log4rs writes it.
+pub fn thread_id(out: &mut Vec<u8>) {
+    THREAD_ID.with(|id| out.extend_from_slice(id.as_bytes()));
 }
 
 /// `fmt::Write` into bytes.

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use chrono::format::{Fixed, Item};
 use chrono::{DateTime, Local};
@@ -18,15 +18,10 @@ use log4rs::config::{Deserialize, Deserializers};
 use log4rs::encode::json::JsonEncoderConfig;
 use log4rs::encode::{Encode, Write};
 
-use super::encode::Bytes;
+use super::encode::{Bytes, Entry};
 
 /// The kind name log4rs gives it.
 pub const KIND: &str = "json";
-
-thread_local! {
-    /// `,"thread_id":N` of this thread, as log4rs's encoder writes it.
-    static THREAD_ID: String = format!(",\"thread_id\":{}", thread_id::get());
-}
 
 /// The encoder: one JSON object per record, as log4rs's.
 #[derive(Debug, Default)]
@@ -39,9 +34,10 @@ pub struct JsonLines {
 impl JsonLines {
     /// Appends the record to `out`; its message is `message` when the
     /// caller has it as text already, else formatted from the record.
-    pub fn write(&self, out: &mut Vec<u8>, record: &Record, message: Option<&str>) {
+    pub fn write(&self, out: &mut Vec<u8>, entry: &Entry<'_>) {
+        let (record, message) = (entry.record, entry.message);
         out.extend_from_slice(b"{\"time\":\"");
-        self.time(out);
+        self.time(out, entry);
         out.extend_from_slice(b"\",\"level\":\"");
         out.extend_from_slice(record.level().as_str().as_bytes());
         out.extend_from_slice(b"\",\"message\":");
@@ -67,7 +63,8 @@ impl JsonLines {
             Some(name) => string(out, name),
             None => out.extend_from_slice(b"null"),
         }
-        THREAD_ID.with(|id| out.extend_from_slice(id.as_bytes()));
+        out.extend_from_slice(b",\"thread_id\":");
+        super::encode::thread_id(out);
         out.extend_from_slice(b",\"mdc\":{");
         let mut first = true;
         log_mdc::iter(|key, value| {
@@ -82,10 +79,8 @@ impl JsonLines {
     /// `Fixed::RFC3339` of now, local time: the fraction as chrono's
     /// `AutoSi` writes it (none, 3, 6 or 9 digits), between the cached
     /// second and offset.
-    fn time(&self, out: &mut Vec<u8>) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+    fn time(&self, out: &mut Vec<u8>, entry: &Entry<'_>) {
+        let now = entry.since_epoch();
         let mut second = self.second.lock().unwrap_or_else(|e| e.into_inner());
         if second.0 != now.as_secs() || second.1.is_empty() {
             let whole = DateTime::from(UNIX_EPOCH + std::time::Duration::from_secs(now.as_secs()));
@@ -123,7 +118,7 @@ impl JsonLines {
 impl Encode for JsonLines {
     fn encode(&self, w: &mut dyn Write, record: &Record) -> anyhow::Result<()> {
         let mut out = Vec::with_capacity(512);
-        self.write(&mut out, record, None);
+        self.write(&mut out, &Entry::of(record));
         w.write_all(&out)?;
         Ok(())
     }
@@ -266,7 +261,8 @@ mod tests {
     fn the_fraction_has_the_digits_it_needs() {
         let ours = JsonLines::default();
         let mut out = Vec::new();
-        ours.time(&mut out);
+        let record = Record::builder().args(format_args!("")).build();
+        ours.time(&mut out, &Entry::of(&record));
         let text = String::from_utf8(out).unwrap();
         let parsed = chrono::DateTime::parse_from_rfc3339(&text).unwrap();
         let fraction = text[19..].split(['+', '-']).next().unwrap();

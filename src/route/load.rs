@@ -21,6 +21,7 @@ use log4rs::append::Append;
 use log4rs::config::Deserializers;
 use log4rs::filter::Filter;
 
+use super::buffered::{self, Buffered, Console};
 use super::dispatch::{LoggerRule, Out, Routing, Sink};
 use super::held::{self, HeldConsoleDeserializer, HeldOutput};
 use super::settings::{self, LOG_FILE_MODE};
@@ -384,26 +385,24 @@ impl Reader<'_> {
                 // log4rs's file kinds through a buffer, where the settings
                 // are ones it follows exactly; else log4rs's own.
                 let built = if kind == per_job::KIND {
-                    per_job::PerJobFile::named(name, &config, &self.deserializers)
-                        .map(Out::Buffered)
+                    Buffered::per_job(name, &config, &self.deserializers).map(Out::Buffered)
                 } else if buffered
                     && kind == "console"
                     && matches!(self.purpose, Purpose::Run)
                     && !self.shared_streams.contains(&console_stream(&config))
                 {
-                    match per_job::PerJobFile::console(name, &config, &self.deserializers) {
-                        Ok(per_job::Console::Buffered(console)) => Ok(Out::Buffered(console)),
-                        Ok(per_job::Console::Silent) => Ok(Out::Appender(Box::new(held::Silent))),
-                        Ok(per_job::Console::Stock) => self
+                    match Buffered::console(name, &config, &self.deserializers) {
+                        Ok(Console::Buffered(console)) => Ok(Out::Buffered(console)),
+                        Ok(Console::Silent) => Ok(Out::Appender(Box::new(held::Silent))),
+                        Ok(Console::Stock) => self
                             .deserializers
                             .deserialize::<dyn Append>(&kind, config.clone())
                             .map(Out::Appender),
                         Err(e) => Err(e),
                     }
-                } else if buffered && per_job::buffers(&kind, &config) {
+                } else if buffered && buffered::buffers(&kind, &config) {
                     let expanded = settings::with_path_expanded(&config);
-                    per_job::PerJobFile::single(name, &expanded, mode, &self.deserializers)
-                        .map(Out::Buffered)
+                    Buffered::file(name, &expanded, mode, &self.deserializers).map(Out::Buffered)
                 } else {
                     self.deserializers
                         .deserialize::<dyn Append>(&kind, config.clone())

@@ -6,6 +6,7 @@
 //! in a pattern, `attributes` in JSON) and in the MDC (`{X(job)}`, `mdc`).
 //! The daemon's own messages use `overnight::…` targets, never `jobs::…`.
 
+mod buffered;
 mod dispatch;
 mod encode;
 mod escape;
@@ -20,12 +21,13 @@ mod settings;
 
 use std::cell::RefCell;
 use std::fmt;
+use std::time::SystemTime;
 
 use log::{Level, LevelFilter, Record};
 use log4rs::append::console::{ConsoleAppender, Target};
 
 pub use self::dispatch::Routing;
-use self::dispatch::{LoggerRule, Message, Out, Sink};
+use self::dispatch::{LoggerRule, Message, Origin, Out, Sink};
 pub use self::escape::Escaped;
 use self::fast_pattern::StockPattern;
 pub use self::guard::{WriteFailure, take_failures};
@@ -231,7 +233,8 @@ impl Router {
                     Stream::Stdout => (Level::Info, "stdout"),
                     Stream::Stderr => (self.stderr_level, "stderr"),
                 };
-                let stream = Some(("stream", stream));
+                // Stamped when it was read, however long it waited here.
+                let stream = Some((stream, SystemTime::from(line.at)));
                 if line.cut > 0 {
                     let text = format_args!("{} [cut: {} bytes]", Escaped(&line.text), line.cut);
                     self.emit_with(Section::Log, level, Message::Args(text), stream);
@@ -358,14 +361,15 @@ impl Router {
         self.emit_with(section, level, Message::Args(args), None);
     }
 
-    /// A record with the run's key-values, and `extra` (an output line's
-    /// `stream`) after them; formatted only if an appender wants it.
+    /// A record with the run's key-values; for an output line, its
+    /// `stream` after them and the time it was read. Formatted only if an
+    /// appender wants it.
     fn emit_with(
         &self,
         section: Section,
         level: Level,
         message: Message<'_>,
-        extra: Option<(&str, &str)>,
+        line: Option<(&str, SystemTime)>,
     ) {
         if level > log::max_level() {
             return;
@@ -378,9 +382,9 @@ impl Router {
             ("job", &self.job),
             ("run_id", &self.run_id_text),
             ("attempt", &self.attempt_text),
-            extra.unwrap_or_default(),
+            ("stream", line.map_or("", |(stream, _)| stream)),
         ];
-        let kvs = if extra.is_some() { &kvs[..] } else { &kvs[..3] };
+        let kvs = if line.is_some() { &kvs[..] } else { &kvs[..3] };
         routing.deliver(
             Some(section as usize),
             &Record::builder()
@@ -390,7 +394,10 @@ impl Router {
                 .key_values(&kvs)
                 .build(),
             message,
-            Some(self.run_id),
+            Origin {
+                run: Some(self.run_id),
+                at: line.map(|(_, at)| at),
+            },
         );
     }
 

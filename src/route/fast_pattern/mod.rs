@@ -19,7 +19,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -32,7 +32,7 @@ use log4rs::encode::pattern::PatternEncoder;
 use log4rs::encode::{Encode, Write};
 
 use self::parse::{Align, Format, Node};
-use super::encode::Bytes;
+use super::encode::{Bytes, Entry};
 
 mod parse;
 
@@ -309,19 +309,13 @@ pub fn bad_date_format(format: &str) -> Option<String> {
 }
 
 impl FastPattern {
-    /// Appends the record to `out`; its message is `message` when the
-    /// caller has it as text already, else formatted from the record.
-    pub fn write(&self, out: &mut Vec<u8>, record: &Record, message: Option<&str>) {
-        self.write_parts(&self.parts, out, record, message);
+    /// Appends the entry to `out`.
+    pub fn write(&self, out: &mut Vec<u8>, entry: &Entry<'_>) {
+        self.write_parts(&self.parts, out, entry);
     }
 
-    fn write_parts(
-        &self,
-        parts: &[Part],
-        out: &mut Vec<u8>,
-        record: &Record,
-        message: Option<&str>,
-    ) {
+    fn write_parts(&self, parts: &[Part], out: &mut Vec<u8>, entry: &Entry<'_>) {
+        let (record, message) = (entry.record, entry.message);
         for part in parts {
             let start = out.len();
             match &part.piece {
@@ -343,9 +337,7 @@ impl FastPattern {
                     let current = std::thread::current();
                     out.extend_from_slice(current.name().unwrap_or("unnamed").as_bytes());
                 }
-                Piece::ThreadId => {
-                    THREAD_ID.with(|id| out.extend_from_slice(id.as_bytes()));
-                }
+                Piece::ThreadId => super::encode::thread_id(out),
                 Piece::Pid => {
                     let _ = write!(Bytes(out), "{}", std::process::id());
                 }
@@ -355,7 +347,7 @@ impl FastPattern {
                         let _ = Bytes(out).write_fmt(*record.args());
                     }
                 },
-                Piece::Date(index) => self.dates[*index].write(out),
+                Piece::Date(index) => self.dates[*index].write(out, entry),
                 Piece::KeyValue { key, default } => {
                     match record.key_values().get(log::kv::Key::from_str(key)) {
                         Some(v) => match v.to_borrowed_str() {
@@ -372,18 +364,13 @@ impl FastPattern {
                         out.extend_from_slice(v.unwrap_or(default).as_bytes())
                     });
                 }
-                Piece::Group(parts) => self.write_parts(parts, out, record, message),
+                Piece::Group(parts) => self.write_parts(parts, out, entry),
             }
             if let Some(format) = &part.format {
                 fit(out, start, format);
             }
         }
     }
-}
-
-thread_local! {
-    /// `{I}` of this thread, as log4rs writes it.
-    static THREAD_ID: String = thread_id::get().to_string();
 }
 
 /// Fits what a piece wrote, from `start` on, to its format, as log4rs
@@ -441,7 +428,7 @@ fn fit(out: &mut Vec<u8>, start: usize, format: &Format) {
 impl Encode for FastPattern {
     fn encode(&self, w: &mut dyn Write, record: &Record) -> anyhow::Result<()> {
         let mut out = Vec::with_capacity(256);
-        self.write(&mut out, record, None);
+        self.write(&mut out, &Entry::of(record));
         w.write_all(&out)?;
         Ok(())
     }
@@ -449,10 +436,8 @@ impl Encode for FastPattern {
 
 impl DateFormat {
     /// Appends now's text to `out`: the last text when the tick is the same.
-    fn write(&self, out: &mut Vec<u8>) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+    fn write(&self, out: &mut Vec<u8>, entry: &Entry<'_>) {
+        let now = entry.since_epoch();
         let tick = match self.tick {
             Tick::Second => now.as_secs(),
             Tick::Milli => now.as_millis() as u64,
