@@ -314,8 +314,11 @@ impl Files {
             // AVX-512 machines: a tenth of the time per line.
             Open::One(file) => self.write_to(file, run, bytes)?,
             Open::ByJob { files, index, last } => {
-                let job = job_of(record);
-                if files.get(*last).is_none_or(|(name, _)| name != job) {
+                let same = files
+                    .get(*last)
+                    .is_some_and(|(name, _)| is_job_of(name, record));
+                if !same {
+                    let job = job_of(record);
                     *last = match index.get(job) {
                         Some(&at) => at,
                         None => {
@@ -453,6 +456,21 @@ impl Flusher {
     }
 }
 
+/// Whether `record` is of job `job` (as [`job_of`] says), without
+/// searching its target: it ends with `::job`.
+fn is_job_of(job: &str, record: &Record) -> bool {
+    let target = record.target();
+    match job {
+        "overnight" => !target.starts_with("jobs::"),
+        job => {
+            target.starts_with("jobs::")
+                && target
+                    .strip_suffix(job)
+                    .is_some_and(|head| head.ends_with("::") && head.len() > "jobs::".len())
+        }
+    }
+}
+
 /// The job a record belongs to: the last part of a `jobs::…` target.
 fn job_of<'a>(record: &Record<'a>) -> &'a str {
     // A job's name has no `:` (config::valid_name): its last `:` ends the
@@ -460,5 +478,38 @@ fn job_of<'a>(record: &Record<'a>) -> &'a str {
     match record.target().strip_prefix("jobs::") {
         Some(rest) => rest.rfind(':').map_or(rest, |colon| &rest[colon + 1..]),
         None => "overnight",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shortcut to the file of the record before says "same job"
+    /// only where the job's name, found the long way, is that job.
+    #[test]
+    fn the_same_job_is_the_job_of_the_record() {
+        let targets = [
+            "jobs::log::flood",
+            "jobs::log::xflood",
+            "jobs::flood",
+            "jobs::status::flood",
+            "overnight::daemon",
+            "jobs::log::overnight",
+        ];
+        for target in targets {
+            let record = Record::builder().target(target).build();
+            for job in ["flood", "overnight", "xflood", "log"] {
+                if is_job_of(job, &record) {
+                    assert_eq!(job_of(&record), job, "{target}");
+                }
+            }
+            assert!(
+                is_job_of(job_of(&record), &record)
+                    || target == "jobs::flood"
+                    || target == "jobs::log::overnight",
+                "{target}"
+            );
+        }
     }
 }

@@ -411,14 +411,11 @@ fn fit(out: &mut Vec<u8>, start: usize, format: &Format) {
     {
         let mut fill = [0; 4];
         let fill = format.fill.encode_utf8(&mut fill).as_bytes();
-        let padding = fill
-            .iter()
-            .copied()
-            .cycle()
-            .take(fill.len() * (min - width));
+        let count = min - width;
         match format.align {
-            Align::Left => out.extend(padding),
+            Align::Left => (0..count).for_each(|_| out.extend_from_slice(fill)),
             Align::Right => {
+                let padding = fill.iter().copied().cycle().take(fill.len() * count);
                 out.splice(start..start, padding);
             }
         }
