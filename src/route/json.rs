@@ -6,6 +6,7 @@
 //! formats the time down to the second once per second: only the fraction
 //! is written per record.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
@@ -58,22 +59,10 @@ impl JsonLines {
         }
         out.extend_from_slice(b",\"target\":");
         string(out, record.target());
-        out.extend_from_slice(b",\"thread\":");
-        match std::thread::current().name() {
-            Some(name) => string(out, name),
-            None => out.extend_from_slice(b"null"),
-        }
-        out.extend_from_slice(b",\"thread_id\":");
-        super::encode::thread_id(out);
-        out.extend_from_slice(b",\"mdc\":{");
-        let mut first = true;
-        log_mdc::iter(|key, value| {
-            pair(out, &mut first, key, value);
+        TAIL.with(|tail| match tail.try_borrow_mut() {
+            Ok(mut tail) => tail.write(out, record),
+            Err(_) => Tail::default().write(out, record),
         });
-        out.extend_from_slice(b"},\"attributes\":{");
-        let mut attributes = Attributes { out, first: true };
-        let _ = record.key_values().visit(&mut attributes);
-        out.extend_from_slice(b"}}\n");
     }
 
     /// `Fixed::RFC3339` of now, local time: the fraction as chrono's
@@ -151,22 +140,121 @@ fn pair(out: &mut Vec<u8>, first: &mut bool, key: &str, value: &str) {
     string(out, value);
 }
 
-/// A record's key-values as strings, as log4rs writes `attributes`.
-struct Attributes<'a> {
-    out: &'a mut Vec<u8>,
-    first: bool,
+thread_local! {
+    /// The end of this thread's last record.
+    static TAIL: RefCell<Tail> = RefCell::new(Tail::default());
 }
 
-impl<'kvs> VisitSource<'kvs> for Attributes<'_> {
+/// The end of a record's object — `"thread"`, `"thread_id"`, `"mdc"` and
+/// `"attributes"` — as last written on this thread, and what it was made
+/// of. A run's records share it but for an output line's `stream`: when
+/// the MDC and the key-values are the same as last time, the bytes are
+/// too, and fourteen strings need not be escaped again.
+#[derive(Default)]
+struct Tail {
+    mdc: Vec<(String, String)>,
+    attributes: Vec<(String, String)>,
+    json: Vec<u8>,
+}
+
+impl Tail {
+    fn write(&mut self, out: &mut Vec<u8>, record: &Record) {
+        if !self.is_of(record) {
+            self.make(record);
+        }
+        out.extend_from_slice(&self.json);
+    }
+
+    /// Whether this thread's MDC and the record's key-values are the
+    /// ones the bytes were made of.
+    fn is_of(&self, record: &Record) -> bool {
+        if self.json.is_empty() {
+            return false;
+        }
+        let mut seen = 0;
+        let mut same = true;
+        log_mdc::iter(|key, value| {
+            same &= self
+                .mdc
+                .get(seen)
+                .is_some_and(|(k, v)| k == key && v == value);
+            seen += 1;
+        });
+        if !same || seen != self.mdc.len() {
+            return false;
+        }
+        let mut compare = Compare {
+            with: &self.attributes,
+            seen: 0,
+            same: true,
+        };
+        let _ = record.key_values().visit(&mut compare);
+        compare.same && compare.seen == self.attributes.len()
+    }
+
+    fn make(&mut self, record: &Record) {
+        self.mdc.clear();
+        log_mdc::iter(|key, value| self.mdc.push((key.to_string(), value.to_string())));
+        let mut collect = Collect(Vec::new());
+        let _ = record.key_values().visit(&mut collect);
+        self.attributes = collect.0;
+        let out = &mut self.json;
+        out.clear();
+        out.extend_from_slice(b",\"thread\":");
+        match std::thread::current().name() {
+            Some(name) => string(out, name),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"thread_id\":");
+        super::encode::thread_id(out);
+        for (name, pairs) in [("mdc", &self.mdc), ("attributes", &self.attributes)] {
+            let _ = write!(Bytes(out), ",\"{name}\":{{");
+            let mut first = true;
+            for (key, value) in pairs {
+                pair(out, &mut first, key, value);
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+/// A record's key-values as strings, as log4rs writes `attributes`.
+struct Collect(Vec<(String, String)>);
+
+impl<'kvs> VisitSource<'kvs> for Collect {
     fn visit_pair(
         &mut self,
         key: log::kv::Key<'kvs>,
         value: log::kv::Value<'kvs>,
     ) -> Result<(), log::kv::Error> {
-        match value.to_borrowed_str() {
-            Some(text) => pair(self.out, &mut self.first, key.as_str(), text),
-            None => pair(self.out, &mut self.first, key.as_str(), &value.to_string()),
-        }
+        self.0.push((key.as_str().to_string(), value.to_string()));
+        Ok(())
+    }
+}
+
+/// Compares a record's key-values with those of the last, in order.
+struct Compare<'a> {
+    with: &'a [(String, String)],
+    seen: usize,
+    same: bool,
+}
+
+impl<'kvs> VisitSource<'kvs> for Compare<'_> {
+    fn visit_pair(
+        &mut self,
+        key: log::kv::Key<'kvs>,
+        value: log::kv::Value<'kvs>,
+    ) -> Result<(), log::kv::Error> {
+        let same = self.with.get(self.seen).is_some_and(|(k, v)| {
+            k == key.as_str()
+                && match value.to_borrowed_str() {
+                    Some(text) => v == text,
+                    None => *v == value.to_string(),
+                }
+        });
+        self.same &= same;
+        self.seen += 1;
         Ok(())
     }
 }
@@ -254,6 +342,35 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    /// The end of a record is remade whenever the MDC or a key-value
+    /// changes, and only then kept.
+    #[test]
+    fn a_changed_key_value_or_mdc_is_written_anew() {
+        let ours = JsonLines::default();
+        let record = |run: &str, stream: &str| {
+            let kvs = [("job", "a"), ("run_id", run), ("stream", stream)];
+            let record = Record::builder()
+                .args(format_args!("x"))
+                .key_values(&kvs)
+                .build();
+            let mine = render(&ours, &record);
+            assert_eq!(shape(&mine), shape(&render(&JsonEncoder::new(), &record)));
+            mine
+        };
+        log_mdc::insert("run_id", "1");
+        assert!(record("1", "stdout").contains(r#""run_id":"1","stream":"stdout"}"#));
+        assert!(record("1", "stderr").contains(r#""stream":"stderr"}"#));
+        assert!(record("2", "stderr").contains(r#""run_id":"2","stream""#));
+        log_mdc::insert("run_id", "2");
+        let mdc = record("2", "stderr");
+        assert!(
+            mdc.contains(r#""mdc":{"#) && mdc.contains(r#""run_id":"2""#),
+            "{mdc}"
+        );
+        assert!(!mdc.contains(r#""run_id":"1""#), "{mdc}");
+        log_mdc::remove("run_id");
     }
 
     /// The fraction of a second as chrono's `AutoSi`: the digits it needs.
