@@ -6,6 +6,7 @@ mod exec;
 mod flow;
 mod history;
 mod import_crontab;
+mod init;
 mod logs;
 mod next;
 mod prune;
@@ -40,6 +41,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Write a commented jobs file and a log4rs file to start from.
+    Init(init::Args),
     /// Validate the jobs file and its log4rs file; show each job's next fire times.
     Check(check::Args),
     /// Print the next fire times of a cron expression.
@@ -339,6 +342,7 @@ fn say(text: &str) {
 
 async fn dispatch(command: Command) -> Result<Outcome, CliError> {
     match command {
+        Command::Init(args) => init::run(args),
         Command::Check(args) => check::run(args),
         Command::Next(args) => next::run(args),
         Command::Daemon(args) => daemon::run(args).await,

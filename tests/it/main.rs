@@ -17,6 +17,7 @@ mod fuzz;
 mod hostile;
 mod http;
 mod import;
+mod init;
 mod layers;
 mod live;
 mod memory;
