@@ -31,9 +31,20 @@ use crate::route;
 use crate::store::{Recorder, Store, StoreError};
 use std::sync::Arc;
 
+/// `overnight --version`: the version, the commit and the build's date
+/// (build.rs), as an operator reporting a problem needs them.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("OVERNIGHT_COMMIT"),
+    ", built ",
+    env!("OVERNIGHT_BUILD_DATE"),
+    ")"
+);
+
 /// A batch job runner that replaces crontab for overnight work.
 #[derive(Debug, Parser)]
-#[command(name = "overnight", version, about)]
+#[command(name = "overnight", version = VERSION, about)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

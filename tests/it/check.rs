@@ -441,3 +441,30 @@ fn check_refuses_what_the_daemon_would_refuse_without_making_files() {
     let daemon = sb.run(&["run", "a"]);
     assert_eq!(daemon.status.code(), Some(2), "the daemon's loading agrees");
 }
+
+/// `--version` says the version, the commit and the build's date, as an
+/// operator reporting a problem needs them.
+#[test]
+fn version_names_the_commit_and_the_build_date() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["--version"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (name, rest) = text.trim().split_once(' ').unwrap();
+    assert_eq!(name, "overnight");
+    let (version, details) = rest.split_once(" (").unwrap();
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    let (commit, date) = details
+        .trim_end_matches(')')
+        .split_once(", built ")
+        .unwrap();
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{text}"
+    );
+    assert!(
+        chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok(),
+        "{text}"
+    );
+}
