@@ -78,6 +78,17 @@ pub struct Config {
     pub retention: retention::Retention,
 }
 
+/// What systemd tells the daemon (daemon/systemd.rs), and no job
+/// should hear: withheld from jobs and trigger programs.
+pub const SYSTEMD_VARIABLES: [&str; 6] = [
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+];
+
 impl Config {
     /// Reads and validates a jobs file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -397,9 +408,10 @@ fn display_opt<T: std::fmt::Display, S: serde::Serializer>(
 }
 
 impl Config {
-    /// The variables the file takes secrets from: `${VAR}` in HTTP jobs'
-    /// URLs and headers, in webhooks' URLs, headers and secrets, and
-    /// the SMTP login's variables.
+    /// The variables jobs and trigger programs do not inherit: those the
+    /// file takes secrets from (`${VAR}` in HTTP jobs' URLs and headers, in
+    /// webhooks' URLs, headers and secrets, the SMTP login's, the API's
+    /// tokens) and systemd's messages to the daemon.
     pub fn secret_vars(&self) -> Vec<String> {
         let mut texts: Vec<&str> = Vec::new();
         for job in &self.jobs {
@@ -425,6 +437,8 @@ impl Config {
             .map(str::to_string)
             .collect();
         names.extend(self.api.tokens.iter().map(|t| t.var.clone()));
+        // Not secrets, but the daemon's alone: systemd's messages to it.
+        names.extend(SYSTEMD_VARIABLES.map(str::to_string));
         if let Some(smtp) = &self.mail.smtp {
             names.extend(smtp.username_env.iter().chain(&smtp.password_env).cloned());
         }

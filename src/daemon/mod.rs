@@ -15,6 +15,7 @@ mod dispatch;
 pub mod flows;
 pub mod info;
 pub(crate) mod recover;
+pub mod systemd;
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -246,8 +247,18 @@ pub async fn run_with_clock(
     dispatch::reboot_jobs(&shared, &config).await;
     drop(config);
     let pruning = tokio::spawn(prune_daily(Arc::clone(&shared)));
+    let watchdog = systemd::watchdog_every().map(|every| {
+        tokio::spawn(async move {
+            loop {
+                systemd::notify("WATCHDOG=1");
+                tokio::time::sleep(every).await;
+            }
+        })
+    });
     crate::process::release_free_memory();
+    systemd::notify(&format!("READY=1\nMAINPID={}", std::process::id()));
     schedule(&shared, scheduler, shutdown).await;
+    systemd::notify("STOPPING=1");
     // Flows decide nothing more: a step's end during the grace period is
     // in the history, where the next daemon takes it up.
     shared.driving.stop();
@@ -273,6 +284,9 @@ pub async fn run_with_clock(
     DaemonInfo::remove(&state_dir);
     folding.abort();
     pruning.abort();
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     if let Err(e) = shared.runner.recorder().flush() {
         error!(target: "overnight::daemon", "runs not recorded at shutdown (they were waiting for the disk): {e}");
     }

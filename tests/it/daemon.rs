@@ -247,3 +247,68 @@ async fn reboot_jobs_run_once_at_each_start() {
     assert!(all.iter().all(|r| r.trigger == "reboot"), "{all:#?}");
     second.stop().await;
 }
+
+/// Started as systemd starts a `Type=notify` unit: the daemon says
+/// `READY=1` on `NOTIFY_SOCKET` once it serves, pings the watchdog at half
+/// `WATCHDOG_USEC`, says `STOPPING=1` at SIGTERM; its jobs do not inherit
+/// systemd's variables.
+#[test]
+fn systemd_is_told_ready_watchdog_and_stopping() {
+    let sb = Sandbox::new();
+    let socket = sb.path().join("notify.sock");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+    systemd
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    sb.write(
+        "overnight.yaml",
+        &format!("listen: 127.0.0.1:0\njobs:\n  env:\n    command: env > seen-env\n    schedule: {EVERY_SECOND}\n"),
+    );
+    let mut child = sb
+        .command(&["daemon"])
+        .env("NOTIFY_SOCKET", &socket)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut said = Vec::new();
+    let next = || {
+        let mut buffer = [0; 512];
+        let n = systemd.recv(&mut buffer).expect("a notification in time");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    };
+    // The watchdog may speak first; READY comes once the API answers.
+    while !said.iter().any(|m: &String| m.starts_with("READY=1")) {
+        said.push(next());
+    }
+    let ready = said.iter().find(|m| m.starts_with("READY=1")).unwrap();
+    assert!(
+        ready.contains(&format!("MAINPID={}", child.id())),
+        "{ready}"
+    );
+    assert!(
+        std::fs::read_to_string(sb.path().join(".overnight/daemon.json")).is_ok(),
+        "ready before its card was written"
+    );
+    while said.iter().filter(|m| *m == "WATCHDOG=1").count() < 2 {
+        said.push(next());
+    }
+    let env_file = sb.path().join("seen-env");
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&env_file).is_ok_and(|e| e.contains("OVERNIGHT_JOB=env")) {
+        assert!(started.elapsed().as_secs() < 20, "the job never ran");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let seen = std::fs::read_to_string(&env_file).unwrap();
+    assert!(
+        !seen.contains("NOTIFY_SOCKET") && !seen.contains("WATCHDOG_USEC"),
+        "{seen}"
+    );
+    // SAFETY: sends a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    while !said.iter().any(|m| m == "STOPPING=1") {
+        said.push(next());
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
