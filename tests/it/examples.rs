@@ -25,22 +25,7 @@ fn the_quickstart_jobs_file_passes_check() {
 /// against it.
 #[test]
 fn the_http_example_jobs_run_against_the_example_application() {
-    let mut app = Command::new("python3")
-        .arg(repo().join("examples/http-app/app.py"))
-        .arg("0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 runs");
-    let mut first = String::new();
-    BufReader::new(app.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let port = first
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("the app says its port")
-        .to_string();
+    let (mut app, port) = python_app(&repo().join("examples/http-app/app.py"));
 
     let sb = Sandbox::new();
     let jobs = std::fs::read_to_string(repo().join("examples/http-app/overnight.yaml")).unwrap();
@@ -169,4 +154,64 @@ async fn the_legacy_sync_example_runs_to_its_hold_with_the_flows_routing() {
     assert_eq!(report["steps"].as_array().unwrap().len(), 7);
     assert_eq!(report["actions"][0]["action"], "resume");
     daemon.stop().await;
+}
+
+/// The Python helper, end to end: a command job and an HTTP handler that
+/// use only `overnight_report` each give a report with a warning, an
+/// error, a detail and progress, read back with `overnight report --json`.
+#[test]
+fn the_python_helper_reports_from_a_job_and_from_a_handler() {
+    let helpers = repo().join("examples/handlers/python");
+    let (mut app, port) = python_app(&helpers.join("http_handler.py"));
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        &format!(
+            "jobs:\n  command-job:\n    command: [python3, {}]\n  http-job:\n    http: {{url: \"http://127.0.0.1:{port}/batch/import\"}}\n",
+            helpers.join("nightly_import.py").display()
+        ),
+    );
+    for (job, id) in [("command-job", "1"), ("http-job", "2")] {
+        let run = sb.run(&["run", job]);
+        assert_eq!(run.status.code(), Some(1), "{job}: {run:?}");
+        let out = sb.run(&["report", "--json", id]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+        assert_eq!(report["job"], job);
+        assert_eq!(report["summary"], "imported 1204 rows", "{report}");
+        assert_eq!(report["errors"][0]["code"], "E_CONN", "{report}");
+        assert_eq!(report["errors"][0]["fields"]["host"], "wh1", "{report}");
+        assert_eq!(
+            report["warnings"][0]["message"], "2 rows skipped",
+            "{report}"
+        );
+        assert_eq!(report["details"]["rows"], 1204, "{report}");
+        assert_eq!(report["progress"]["percent"], 100.0, "{report}");
+        assert_eq!(
+            report["error_count"], 1,
+            "{job}: said once, not twice: {report}"
+        );
+    }
+    let _ = app.kill();
+    let _ = app.wait();
+}
+
+/// A Python application on a free port, and the port it says it took.
+fn python_app(script: &std::path::Path) -> (std::process::Child, String) {
+    let mut app = Command::new("python3")
+        .arg(script)
+        .arg("0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    let mut first = String::new();
+    BufReader::new(app.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let port = first
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("the app says its port")
+        .to_string();
+    (app, port)
 }
