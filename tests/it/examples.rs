@@ -215,3 +215,36 @@ fn python_app(script: &std::path::Path) -> (std::process::Child, String) {
         .to_string();
     (app, port)
 }
+
+/// The shell helper, end to end: a job that sources `overnight.sh` and
+/// calls only its functions gives a report with progress, a warning, an
+/// error, a notice, a detail and its summary, quotes and all.
+#[test]
+fn the_shell_helper_reports_from_a_job() {
+    let sb = Sandbox::new();
+    let helper = repo().join("examples/handlers/shell/overnight.sh");
+    sb.write(
+        "overnight.yaml",
+        &format!(
+            "jobs:\n  shell-job:\n    command: |\n      . {}\n      on_progress 50 'loading orders'\n      on_warning '2 rows skipped' SKIP\n      on_error 'warehouse \"wh1\" refused' E_CONN\n      on_notice 'cache warmed'\n      on_detail rows 1204\n      on_finish 'imported 1204 rows, \"all\" \\ good'\n",
+            helper.display()
+        ),
+    );
+    let run = sb.run(&["run", "shell-job"]);
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    let out = sb.run(&["report", "--json", "1"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(
+        report["summary"], r#"imported 1204 rows, "all" \ good"#,
+        "{report}"
+    );
+    assert_eq!(
+        report["errors"][0]["message"], r#"warehouse "wh1" refused"#,
+        "{report}"
+    );
+    assert_eq!(report["errors"][0]["code"], "E_CONN", "{report}");
+    assert_eq!(report["warnings"][0]["code"], "SKIP", "{report}");
+    assert_eq!(report["notices"][0]["message"], "cache warmed", "{report}");
+    assert_eq!(report["details"]["rows"], "1204", "{report}");
+    assert_eq!(report["progress"]["percent"], 50.0, "{report}");
+}
