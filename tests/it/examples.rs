@@ -248,3 +248,45 @@ fn the_shell_helper_reports_from_a_job() {
     assert_eq!(report["details"]["rows"], "1204", "{report}");
     assert_eq!(report["progress"]["percent"], 50.0, "{report}");
 }
+
+/// The Perl helper, end to end: a command job that uses only
+/// `Overnight::Report` gives a report with a warning, an error, a notice,
+/// details and progress; for an HTTP handler it makes the answer.
+#[test]
+fn the_perl_helper_reports_from_a_job_and_answers_for_a_handler() {
+    let sb = Sandbox::new();
+    let lib = repo().join("examples/handlers/perl");
+    sb.write(
+        "overnight.yaml",
+        &format!(
+            "jobs:\n  perl-job:\n    command: [perl, -I{lib}, {lib}/nightly_import.pl]\n",
+            lib = lib.display()
+        ),
+    );
+    let run = sb.run(&["run", "perl-job"]);
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    let out = sb.run(&["report", "--json", "1"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(report["summary"], "imported 1204 rows", "{report}");
+    assert_eq!(report["errors"][0]["fields"]["host"], "wh1", "{report}");
+    assert_eq!(report["error_count"], 1, "{report}");
+    assert_eq!(report["warnings"][0]["code"], "SKIP", "{report}");
+    assert_eq!(report["notices"][0]["message"], "cache warmed", "{report}");
+    assert_eq!(report["details"]["source"]["bucket"], "exports", "{report}");
+    assert_eq!(report["progress"]["percent"], 100.0, "{report}");
+
+    let answer = Command::new("perl")
+        .arg(format!("-I{}", lib.display()))
+        .arg("-MOvernight::Report")
+        .arg("-e")
+        .arg("my $r = Overnight::Report->new(live => 0); $r->warning('late'); $r->detail(rows => 3); my ($code, $headers, $body) = $r->http_response(summary => 'done'); print qq($code $headers->{'X-Batch-Complete-Status'} $body)")
+        .output()
+        .expect("perl runs");
+    let answer = String::from_utf8_lossy(&answer.stdout);
+    let (head, body) = answer.split_at(answer.find('{').expect("a body"));
+    assert_eq!(head, "200 warning ");
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["warnings"][0]["message"], "late");
+    assert_eq!(body["details"]["rows"], 3);
+    assert_eq!(body["summary"], "done");
+}

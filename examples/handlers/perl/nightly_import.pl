@@ -1,0 +1,16 @@
+#!/usr/bin/perl
+# A command job that reports through Overnight::Report:
+#   command: [perl, -Iexamples/handlers/perl, examples/handlers/perl/nightly_import.pl]
+use strict;
+use warnings;
+use Overnight::Report;
+
+my $report = Overnight::Report->new;
+$report->progress(50, 'loading orders');
+$report->warning('2 rows skipped', code => 'SKIP', table => 'orders');
+$report->error('warehouse refused the connection', code => 'E_CONN', host => 'wh1');
+$report->notice('cache warmed');
+$report->detail(rows => 1204);
+$report->detail(source => { bucket => 'exports', file => '2026-11-28.csv' });
+$report->progress(100, 'done');
+$report->finish(summary => 'imported 1204 rows');
