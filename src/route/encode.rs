@@ -75,8 +75,8 @@ impl Encoder {
                 Encoder::Pattern(FastPattern::for_bytes(&pattern(settings)?)?)
             }
             super::json::KIND => {
-                // Refuses settings as log4rs's would.
-                deserializers.deserialize::<dyn Encode>(kind, settings)?;
+                // Refuses settings as log4rs's would (it takes none).
+                let _: log4rs::encode::json::JsonEncoderConfig = settings.deserialize_into()?;
                 Encoder::Json(JsonLines::default())
             }
             _ => Encoder::Other(deserializers.deserialize(kind, settings)?),

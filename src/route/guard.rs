@@ -17,10 +17,22 @@ use log::Record;
 pub struct WriteFailure {
     /// The appender's name in the log4rs file.
     pub appender: String,
-    /// Records it could not write.
+    /// What went wrong.
+    pub kind: FailureKind,
+    /// Records it could not write (none for a roll that failed).
     pub records: u64,
     /// The first error, as the OS said it.
     pub first: String,
+}
+
+/// What went wrong with an appender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Records were not written.
+    Lost,
+    /// Its file could not be rolled: every record is in it, and it grows
+    /// past its limit.
+    Roll,
 }
 
 /// Failures so far, by run (`None`: records of no run). Never held across
@@ -48,12 +60,24 @@ pub fn run_of(record: &Record) -> Option<i64> {
 /// Counts `records` of run `run` (`None`: of no run) that `appender`
 /// could not write, for `error`.
 pub fn lost(appender: &str, run: Option<i64>, records: u64, error: &str) {
+    failed(appender, run, FailureKind::Lost, records, error);
+}
+
+/// Says that `appender` could not roll its file, during run `run`.
+pub fn roll_failed(appender: &str, run: Option<i64>, error: &str) {
+    failed(appender, run, FailureKind::Roll, 0, error);
+}
+
+fn failed(appender: &str, run: Option<i64>, kind: FailureKind, records: u64, error: &str) {
     let mut failures = FAILURES.lock().expect("write failures");
     let list = failures
         .get_or_insert_with(HashMap::new)
         .entry(run)
         .or_default();
-    match list.iter_mut().find(|f| f.appender == appender) {
+    match list
+        .iter_mut()
+        .find(|f| f.appender == appender && f.kind == kind)
+    {
         Some(failure) => failure.records += records,
         None => {
             if run.is_none() {
@@ -63,6 +87,7 @@ pub fn lost(appender: &str, run: Option<i64>, records: u64, error: &str) {
             }
             list.push(WriteFailure {
                 appender: appender.to_string(),
+                kind,
                 records,
                 first: error.to_string(),
             });

@@ -30,7 +30,7 @@ pub use self::dispatch::Routing;
 use self::dispatch::{LoggerRule, Message, Origin, Out, Sink};
 pub use self::escape::Escaped;
 use self::fast_pattern::StockPattern;
-pub use self::guard::{WriteFailure, take_failures};
+pub use self::guard::{FailureKind, WriteFailure, take_failures};
 use crate::event::{EntryKind, RunEvent, Stream};
 use crate::report::{Report, Status, Trigger};
 

@@ -23,7 +23,7 @@ use log4rs::append::Append;
 use log4rs::config::{Deserialize, Deserializers};
 use serde_value::Value;
 
-use super::buffered::{Buffered, Template};
+use super::buffered::{Buffered, Template, key};
 
 /// The kind name registered with log4rs.
 pub const KIND: &str = "per_job_file";
@@ -95,8 +95,4 @@ fn check_settings(config: &BTreeMap<Value, Value>) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn key(name: &str) -> Value {
-    Value::String(name.to_string())
 }

@@ -88,12 +88,13 @@ impl Sinks {
         // waits in appenders' buffers is written first, to know.
         crate::route::flush();
         for failure in crate::route::take_failures(self.header.run_id) {
-            let text = match failure.records {
-                // A roll that failed: every record is in the file.
-                0 => format!("log appender `{}`: {}", failure.appender, failure.first),
-                records => format!(
-                    "log appender `{}` could not write {records} record(s) of this run: {}",
-                    failure.appender, failure.first
+            let text = match failure.kind {
+                crate::route::FailureKind::Roll => {
+                    format!("log appender `{}`: {}", failure.appender, failure.first)
+                }
+                crate::route::FailureKind::Lost => format!(
+                    "log appender `{}` could not write {} record(s) of this run: {}",
+                    failure.appender, failure.records, failure.first
                 ),
             };
             let warning = RunEvent::entry(crate::event::EntryKind::Warning, text);

@@ -33,7 +33,8 @@ mod template;
 
 pub use self::console::Console;
 pub(in crate::route) use self::template::Template;
-use self::template::{Parts, key, kind_and_settings};
+pub(in crate::route) use self::template::key;
+use self::template::{Parts, kind_and_settings};
 
 /// The buffer of each file.
 const BUFFER: usize = 256 * 1024;
@@ -240,7 +241,7 @@ impl JobFile {
         self.out = BufWriter::with_capacity(BUFFER, file);
         if let Err(e) = rolled {
             let why = format!("cannot roll `{}`: {e:#}; writing on to it", path.display());
-            super::guard::lost(appender, run, 0, &why);
+            super::guard::roll_failed(appender, run, &why);
         }
         Ok(())
     }

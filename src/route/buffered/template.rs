@@ -124,7 +124,7 @@ impl Template {
     }
 }
 
-pub(super) fn key(name: &str) -> Value {
+pub(in crate::route) fn key(name: &str) -> Value {
     Value::String(name.to_string())
 }
 
