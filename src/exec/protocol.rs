@@ -2,7 +2,8 @@
 //!
 //! `::error::MESSAGE`, `::warning::`, `::notice::`, `::debug::`, each with
 //! optional `key=value,…` parameters before the second `::`;
-//! `::progress::45% MESSAGE`, `::status::warning`, `::detail::KEY=VALUE`.
+//! `::progress::45% MESSAGE`, `::status::warning`, `::detail::KEY=VALUE`,
+//! `::summary::TEXT` (the last one said is the report's summary).
 //! Cronicle's JSON lines are understood too (`{"progress":0.5}`,
 //! `{"complete":1,"code":0,"description":"…"}`), so its jobs migrate as-is.
 //! Anything else is an ordinary line.
@@ -55,6 +56,7 @@ fn command(line: &str, at: DateTime<Utc>) -> Option<RunEvent> {
         "debug" => entry(EntryKind::Debug),
         "progress" => RunEvent::Progress(progress(message, at)),
         "status" => RunEvent::Status(message.parse().ok()?),
+        "summary" => RunEvent::Summary(message.to_string()),
         "detail" => {
             let (key, value) = message.split_once('=')?;
             RunEvent::Detail(key.trim().to_string(), Value::String(value.to_string()))
@@ -182,6 +184,9 @@ mod tests {
             [RunEvent::Status(Status::Warning)]
         ));
         assert!(matches!(&said("::detail::rows=12")[..], [RunEvent::Detail(k, _)] if k == "rows"));
+        assert!(
+            matches!(&said("::summary::imported 12 rows")[..], [RunEvent::Summary(s)] if s == "imported 12 rows")
+        );
     }
 
     #[test]

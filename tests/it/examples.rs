@@ -25,7 +25,7 @@ fn the_quickstart_jobs_file_passes_check() {
 /// against it.
 #[test]
 fn the_http_example_jobs_run_against_the_example_application() {
-    let (mut app, port) = python_app(&repo().join("examples/http-app/app.py"));
+    let (mut app, port) = listening_app("python3", &repo().join("examples/http-app/app.py"));
 
     let sb = Sandbox::new();
     let jobs = std::fs::read_to_string(repo().join("examples/http-app/overnight.yaml")).unwrap();
@@ -162,7 +162,7 @@ async fn the_legacy_sync_example_runs_to_its_hold_with_the_flows_routing() {
 #[test]
 fn the_python_helper_reports_from_a_job_and_from_a_handler() {
     let helpers = repo().join("examples/handlers/python");
-    let (mut app, port) = python_app(&helpers.join("http_handler.py"));
+    let (mut app, port) = listening_app("python3", &helpers.join("http_handler.py"));
     let sb = Sandbox::new();
     sb.write(
         "overnight.yaml",
@@ -172,38 +172,76 @@ fn the_python_helper_reports_from_a_job_and_from_a_handler() {
         ),
     );
     for (job, id) in [("command-job", "1"), ("http-job", "2")] {
-        let run = sb.run(&["run", job]);
-        assert_eq!(run.status.code(), Some(1), "{job}: {run:?}");
-        let out = sb.run(&["report", "--json", id]);
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
-        assert_eq!(report["job"], job);
-        assert_eq!(report["summary"], "imported 1204 rows", "{report}");
-        assert_eq!(report["errors"][0]["code"], "E_CONN", "{report}");
-        assert_eq!(report["errors"][0]["fields"]["host"], "wh1", "{report}");
-        assert_eq!(
-            report["warnings"][0]["message"], "2 rows skipped",
-            "{report}"
-        );
+        let report = helper_report(&sb, job, id);
         assert_eq!(report["details"]["rows"], 1204, "{report}");
-        assert_eq!(report["progress"]["percent"], 100.0, "{report}");
-        assert_eq!(
-            report["error_count"], 1,
-            "{job}: said once, not twice: {report}"
-        );
     }
     let _ = app.kill();
     let _ = app.wait();
 }
 
-/// A Python application on a free port, and the port it says it took.
-fn python_app(script: &std::path::Path) -> (std::process::Child, String) {
-    let mut app = Command::new("python3")
+/// Runs a job whose helper said progress, a warning (`SKIP`), an error
+/// (`E_CONN` on host wh1) and its summary, and reads its report back.
+fn helper_report(sb: &Sandbox, job: &str, id: &str) -> serde_json::Value {
+    let run = sb.run(&["run", job]);
+    assert_eq!(run.status.code(), Some(1), "{job}: {run:?}");
+    let out = sb.run(&["report", "--json", id]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(report["job"], job);
+    assert_eq!(report["status"], "failed", "{report}");
+    assert_eq!(report["summary"], "imported 1204 rows", "{report}");
+    assert_eq!(report["errors"][0]["code"], "E_CONN", "{report}");
+    assert_eq!(report["errors"][0]["fields"]["host"], "wh1", "{report}");
+    assert_eq!(report["warnings"][0]["code"], "SKIP", "{report}");
+    assert_eq!(
+        report["warnings"][0]["message"], "2 rows skipped",
+        "{report}"
+    );
+    assert_eq!(report["progress"]["percent"], 100.0, "{report}");
+    assert_eq!(
+        report["error_count"], 1,
+        "{job}: said once, not twice: {report}"
+    );
+    report
+}
+
+/// The Node helper, end to end: a command job, a handler that answers at
+/// the end and a handler that streams NDJSON, each using only
+/// `overnight-report.mjs`, give the same report.
+#[test]
+fn the_node_helper_reports_from_a_job_and_from_a_handler_buffered_or_streamed() {
+    let helpers = repo().join("examples/handlers/node");
+    let (mut app, port) = listening_app("node", &helpers.join("http-handler.mjs"));
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        &format!(
+            "jobs:\n  command-job:\n    command: [node, {}]\n  http-job:\n    http: {{url: \"http://127.0.0.1:{port}/batch/import\"}}\n  stream-job:\n    http: {{url: \"http://127.0.0.1:{port}/batch/rebuild\"}}\n",
+            helpers.join("nightly-import.mjs").display()
+        ),
+    );
+    let command = helper_report(&sb, "command-job", "1");
+    assert_eq!(command["details"]["source"]["bucket"], "exports");
+    assert_eq!(command["notices"][0]["message"], "cache warmed");
+    let buffered = helper_report(&sb, "http-job", "2");
+    assert_eq!(buffered["details"]["rows"], 1204, "{buffered}");
+    let streamed = helper_report(&sb, "stream-job", "3");
+    assert_eq!(
+        streamed["details"]["rows"], "1204",
+        "a streamed detail is text: {streamed}"
+    );
+    let _ = app.kill();
+    let _ = app.wait();
+}
+
+/// An application on a free port, and the port it says it took.
+fn listening_app(interpreter: &str, script: &std::path::Path) -> (std::process::Child, String) {
+    let mut app = Command::new(interpreter)
         .arg(script)
         .arg("0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("python3 runs");
+        .unwrap_or_else(|e| panic!("{interpreter} runs: {e}"));
     let mut first = String::new();
     BufReader::new(app.stdout.take().unwrap())
         .read_line(&mut first)
