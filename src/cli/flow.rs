@@ -32,6 +32,7 @@ enum FlowCommandArg {
     /// Start a run of a flow now.
     Start {
         /// The flow's name in the jobs file.
+        #[arg(add = super::completions::flows())]
         flow: String,
         #[command(flatten)]
         config: ConfigArg,
@@ -50,6 +51,7 @@ enum FlowCommandArg {
     /// Past runs of a flow, newest first.
     History {
         /// Only this flow's runs.
+        #[arg(add = super::completions::flows())]
         flow: Option<String>,
         /// How many runs to show.
         #[arg(long, default_value_t = 20)]

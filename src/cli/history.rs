@@ -10,6 +10,7 @@ use crate::store::RunRecord;
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
     /// Only this job's runs.
+    #[arg(add = super::completions::jobs())]
     job: Option<String>,
     /// How many runs to show.
     #[arg(long, default_value_t = 20)]

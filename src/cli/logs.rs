@@ -23,6 +23,7 @@ const FOLLOW_TICK: Duration = Duration::from_millis(100);
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
     /// A run id, or a job name for its latest run.
+    #[arg(add = super::completions::jobs())]
     run: String,
     /// Follow the output while the run goes on.
     #[arg(short, long)]

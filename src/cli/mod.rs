@@ -1,6 +1,7 @@
 //! The command line (DESIGN §1): one file per subcommand, one `match`.
 
 mod check;
+mod completions;
 mod daemon;
 mod exec;
 mod flow;
@@ -8,6 +9,7 @@ mod history;
 mod import_crontab;
 mod init;
 mod logs;
+mod man;
 mod next;
 mod prune;
 mod report;
@@ -80,6 +82,10 @@ enum Command {
     Trigger(trigger::Args),
     /// Flows: start one, see its runs, resume, retry, skip, abort or hold.
     Flow(flow::Args),
+    /// Print a shell's completion script: job, flow and rule names complete.
+    Completions(completions::Args),
+    /// Write the manual pages into a man directory.
+    Man(man::Args),
 }
 
 /// Why a command failed; printed by [`main`] and mapped to an exit code.
@@ -237,6 +243,7 @@ async fn opened(
 /// Parses the command line, runs the command, and maps its result to an
 /// exit code.
 pub fn main() -> ExitCode {
+    completions::answer_if_asked();
     let cli = match parse_exec().map_or_else(Cli::try_parse, Ok) {
         Ok(cli) => cli,
         Err(e) => {
@@ -326,6 +333,8 @@ impl Command {
                 | Command::Logs(_)
                 | Command::Report(_)
                 | Command::ImportCrontab(_)
+                | Command::Completions(_)
+                | Command::Man(_)
         )
     }
 }
@@ -367,5 +376,7 @@ async fn dispatch(command: Command) -> Result<Outcome, CliError> {
         Command::Prune(args) => prune::run(args).await,
         Command::Trigger(args) => trigger::run(args).await,
         Command::Flow(args) => flow::run(args).await,
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }

@@ -15,6 +15,7 @@ use crate::store::Recorder;
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
     /// The job's name in the jobs file.
+    #[arg(add = super::completions::jobs())]
     job: String,
     #[command(flatten)]
     config: ConfigArg,

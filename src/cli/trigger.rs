@@ -27,6 +27,7 @@ enum Command {
     /// Send a sample failed-run report through every action of a rule.
     Test {
         /// The rule's `name` (or `trigger-N` for the N-th unnamed one).
+        #[arg(add = super::completions::triggers())]
         rule: String,
         #[command(flatten)]
         config: ConfigArg,

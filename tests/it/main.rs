@@ -22,6 +22,7 @@ mod layers;
 mod live;
 mod memory;
 mod next;
+mod operator;
 mod policy;
 mod report_variants;
 mod retention;
