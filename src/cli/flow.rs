@@ -4,6 +4,7 @@
 //! to the store, for the next daemon to go on from; status and history
 //! read the store.
 
+use super::table::{self, Column, Screen};
 use super::{CliError, ConfigArg, open_store};
 use crate::client::Client;
 use crate::config::Config;
@@ -318,29 +319,39 @@ async fn history(
         println!("no flow runs yet");
         return Ok(Outcome::Success);
     }
-    let width = runs.iter().map(|r| r.flow.len()).max().unwrap_or(4).max(4);
-    println!(
-        "{:>6}  {:width$}  {:8}  {:9}  {:26}  {:>8}  STEPS",
-        "ID", "FLOW", "STATUS", "TRIGGER", "WHEN", "DURATION"
-    );
-    for run in &runs {
-        let zone = zone(config.as_ref(), &run.flow);
-        let took = run
-            .finished_at
-            .map(|end| span(run.started_at, end))
-            .unwrap_or_default();
-        println!(
-            "{:>6}  {:width$}  {:8}  {:9}  {:26}  {took:>8}  {}",
-            run.id,
-            run.flow,
-            run.status,
-            run.trigger.as_str(),
-            human_time(run.started_at, &zone),
-            run.step_counts()
-        );
-    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|run| {
+            let took = run
+                .finished_at
+                .map(|end| span(run.started_at, end))
+                .unwrap_or_default();
+            vec![
+                run.id.to_string(),
+                run.flow.clone(),
+                run.status.to_string(),
+                run.trigger.as_str().to_string(),
+                human_time(run.started_at, &zone(config.as_ref(), &run.flow)),
+                took,
+                run.step_counts(),
+            ]
+        })
+        .collect();
+    print!("{}", table::render(&HISTORY, &rows, Screen::stdout()));
     Ok(Outcome::Success)
 }
+
+/// A narrow terminal cuts the step counts first, then leaves out the
+/// trigger, then the duration, and last cuts the flow's name.
+const HISTORY: [Column; 7] = [
+    Column::right("ID"),
+    Column::names("FLOW").shrinks(8, 3),
+    Column::status("STATUS"),
+    Column::left("TRIGGER").drops(1),
+    Column::left("WHEN"),
+    Column::right("DURATION").drops(2),
+    Column::left("STEPS").shrinks(5, 0),
+];
 
 /// The trigger deliveries about each run.
 async fn deliveries(

@@ -1,5 +1,6 @@
 //! `overnight history [JOB] [--limit N] [--json]`: past runs, newest first.
 
+use super::table::{self, Column, Screen};
 use super::times::{Zones, duration};
 use super::{CliError, ConfigArg, open_store};
 use crate::exit::Outcome;
@@ -58,29 +59,40 @@ pub(super) fn print_table(runs: &[RunRecord], zones: &Zones<'_>) {
         println!("no runs yet");
         return;
     }
-    let width = runs.iter().map(|r| r.job.len()).max().unwrap_or(3).max(3);
-    println!(
-        "{:>6}  {:width$}  {:8}  {:9}  {:26}  {:>8}  SUMMARY",
-        "ID", "JOB", "STATUS", "TRIGGER", "WHEN", "DURATION"
-    );
-    for run in runs {
-        let never_ran = matches!(run.status, Status::Missed | Status::Skipped);
-        let when = match (&run.scheduled_at, never_ran) {
-            (Some(due), true) => zones.show(&run.job, due),
-            _ => zones.show(&run.job, &run.started_at),
-        };
-        let took = if never_ran {
-            String::new()
-        } else {
-            duration(&run.started_at, run.finished_at.as_deref())
-        };
-        println!(
-            "{:>6}  {:width$}  {:8}  {:9}  {when:26}  {took:>8}  {}",
-            run.id,
-            run.job,
-            run.status,
-            run.trigger,
-            run.summary.as_deref().unwrap_or("")
-        );
-    }
+    let rows: Vec<Vec<String>> = runs.iter().map(|run| row(run, zones)).collect();
+    print!("{}", table::render(&COLUMNS, &rows, Screen::stdout()));
+}
+
+/// A narrow terminal cuts the summary first, then leaves out the trigger,
+/// then the duration, and last cuts the job's name.
+const COLUMNS: [Column; 7] = [
+    Column::right("ID"),
+    Column::names("JOB").shrinks(8, 3),
+    Column::status("STATUS"),
+    Column::left("TRIGGER").drops(1),
+    Column::left("WHEN"),
+    Column::right("DURATION").drops(2),
+    Column::left("SUMMARY").shrinks(7, 0),
+];
+
+fn row(run: &RunRecord, zones: &Zones<'_>) -> Vec<String> {
+    let never_ran = matches!(run.status, Status::Missed | Status::Skipped);
+    let when = match (&run.scheduled_at, never_ran) {
+        (Some(due), true) => zones.show(&run.job, due),
+        _ => zones.show(&run.job, &run.started_at),
+    };
+    let took = if never_ran {
+        String::new()
+    } else {
+        duration(&run.started_at, run.finished_at.as_deref())
+    };
+    vec![
+        run.id.to_string(),
+        run.job.clone(),
+        run.status.to_string(),
+        run.trigger.to_string(),
+        when,
+        took,
+        run.summary.clone().unwrap_or_default(),
+    ]
 }

@@ -4,11 +4,15 @@
 //! the run is `running`, and stops when it ends: through the daemon's
 //! stream of the run's output when a daemon runs (woken as the job
 //! writes), else by looking at the file and the store.
+//!
+//! `--errors` and `--warnings` print those sections of the reports
+//! instead: of the run, or of a job's recent runs, oldest first.
 
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::times::Zones;
 use super::{CliError, ConfigArg, open_store};
 use crate::capture;
 use crate::client::Client;
@@ -31,11 +35,25 @@ pub(super) struct Args {
     /// Show each line's time and stream.
     #[arg(short, long)]
     timestamps: bool,
+    /// Only the errors of the reports (a failed run's begin with why it
+    /// failed and end with its last stderr lines).
+    #[arg(long, conflicts_with_all = ["follow", "timestamps"])]
+    errors: bool,
+    /// Only the warnings of the reports.
+    #[arg(long, conflicts_with_all = ["follow", "timestamps"])]
+    warnings: bool,
+    /// With `--errors` or `--warnings` and a job: how many of its latest
+    /// runs to look through.
+    #[arg(long, default_value_t = 10)]
+    limit: u32,
     #[command(flatten)]
     config: ConfigArg,
 }
 
 pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
+    if args.errors || args.warnings {
+        return sections(&args).await;
+    }
     let state_dir = args.config.state_dir()?;
     let waits = args.follow && args.run.parse::<i64>().is_err();
     let (store, run) = if waits {
@@ -45,25 +63,46 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         let run = find_run(&store, &args.run).await?;
         (store, run)
     };
+    print(&store, &run, &state_dir, args.follow, args.timestamps).await?;
+    Ok(Outcome::Success)
+}
+
+/// A run's output, as `overnight logs RUN` prints it.
+pub(super) async fn print_output(
+    store: &Store,
+    run: &RunRecord,
+    config: &ConfigArg,
+) -> Result<(), CliError> {
+    print(store, run, &config.state_dir()?, false, false).await
+}
+
+/// A run's output; with `follow`, until the run ends.
+async fn print(
+    store: &Store,
+    run: &RunRecord,
+    state_dir: &std::path::Path,
+    follow: bool,
+    timestamps: bool,
+) -> Result<(), CliError> {
     // A recorded name with U+FFFD was not UTF-8: the file is the run's.
     let path = match &run.capture_path {
         Some(p) if !p.contains('\u{fffd}') => PathBuf::from(p),
-        _ => capture::path_for(&state_dir, &run.job, run.id),
+        _ => capture::path_for(state_dir, &run.job, run.id),
     };
     let mut from = 0;
-    if args.follow
+    if follow
         && run.status == Status::Running
-        && let Some(daemon) = Client::find(&state_dir)
+        && let Some(daemon) = Client::find(state_dir)
     {
-        match through_daemon(&daemon, run.id, args.timestamps).await {
-            Ok(()) => return Ok(Outcome::Success),
+        match through_daemon(&daemon, run.id, timestamps).await {
+            Ok(()) => return Ok(()),
             Err(offset) => from = offset,
         }
     }
-    let Some(mut file) = wait_for_file(&path, &store, run.id, args.follow).await? else {
+    let Some(mut file) = wait_for_file(&path, store, run.id, follow).await? else {
         // The file is made at the first line.
         eprintln!("run #{} of `{}` has printed nothing", run.id, run.job);
-        return Ok(Outcome::Success);
+        return Ok(());
     };
     file.seek(SeekFrom::Start(from))
         .map_err(|e| read_error(&path, e))?;
@@ -76,7 +115,7 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
             .read_line(&mut line)
             .map_err(|e| read_error(&path, e))?;
         if read > 0 && line.ends_with('\n') {
-            print_line(&mut out, line.trim_end_matches('\n'), args.timestamps);
+            print_line(&mut out, line.trim_end_matches('\n'), timestamps);
             continue;
         }
         // A partial line: wait for the rest of it.
@@ -86,20 +125,83 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
                 .seek(SeekFrom::Current(back))
                 .map_err(|e| read_error(&path, e))?;
         }
-        if !args.follow || !still_running(&store, run.id).await? {
+        if !follow || !still_running(store, run.id).await? {
             // One more pass: the end of the run may have added lines.
-            if args.follow {
+            if follow {
                 let mut rest = String::new();
                 std::io::Read::read_to_string(&mut reader, &mut rest)
                     .map_err(|e| read_error(&path, e))?;
                 rest.lines()
-                    .for_each(|l| print_line(&mut out, l, args.timestamps));
+                    .for_each(|l| print_line(&mut out, l, timestamps));
             }
             break;
         }
         let _ = out.flush();
         tokio::time::sleep(FOLLOW_TICK).await;
     }
+    Ok(())
+}
+
+/// `--errors`, `--warnings`: those sections of a run's report, or of the
+/// latest `--limit` reports of a job, oldest first, each run under a line
+/// that names it.
+async fn sections(args: &Args) -> Result<Outcome, CliError> {
+    let (store, config) = open_store(&args.config).await?;
+    let runs = match args.run.parse::<i64>() {
+        Ok(_) => vec![find_run(&store, &args.run).await?],
+        Err(_) => {
+            let runs = store
+                .history(&HistoryQuery::latest(Some(&args.run), args.limit))
+                .await?;
+            if runs.is_empty() {
+                // The same message as for a name that never ran.
+                find_run(&store, &args.run).await?;
+            }
+            runs
+        }
+    };
+    let zones = Zones::new(config.as_ref());
+    let mut shown = String::new();
+    for run in runs.iter().rev() {
+        let Some(report) = store.report(run.id).await? else {
+            continue;
+        };
+        let mut lines = Vec::new();
+        if args.errors {
+            lines.extend(super::report::error_lines(&report));
+        }
+        if args.warnings {
+            let warnings = report.warnings.iter().map(super::report::entry_line);
+            lines.extend(warnings.map(|w| format!("warning: {w}")));
+        }
+        if lines.is_empty() {
+            continue;
+        }
+        shown += &format!(
+            "#{} {} {} {}: {}\n",
+            run.id,
+            run.job,
+            zones.show(&run.job, &run.started_at),
+            report.status,
+            report.summary
+        );
+        for line in lines {
+            shown += &format!("  {line}\n");
+        }
+    }
+    if shown.is_empty() {
+        let what = match (args.errors, args.warnings) {
+            (true, true) => "errors or warnings",
+            (true, false) => "errors",
+            _ => "warnings",
+        };
+        eprintln!(
+            "no {what} in {} run(s) of `{}` looked at",
+            runs.len(),
+            args.run
+        );
+    }
+    super::say(&shown);
     Ok(Outcome::Success)
 }
 

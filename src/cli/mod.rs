@@ -16,6 +16,7 @@ mod report;
 mod run;
 mod signals;
 mod status;
+mod table;
 mod times;
 mod trigger;
 

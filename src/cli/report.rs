@@ -1,19 +1,42 @@
-//! `overnight report RUN_ID [--json]`: a run's completion report.
+//! `overnight report RUN_ID [--json] [--section NAME]`: a run's completion
+//! report, or one section of it for a script.
 
 use super::times::Zones;
 use super::{CliError, ConfigArg, open_store};
+use crate::event::Entry;
 use crate::exit::Outcome;
+use crate::report::Report;
 use crate::status::Status;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
     /// The run's id (see `overnight history`).
     run_id: i64,
-    /// The report as one JSON document.
+    /// The report as one JSON document (with `--section`, the section's
+    /// JSON value).
     #[arg(long)]
     json: bool,
+    /// Only this section, for scripts: warnings and notices one a line;
+    /// errors one a line as the errors log has them (`failed: exit 3`,
+    /// `error: …`, `stderr: …`); details as JSON; log the run's output.
+    /// With `--json`, the section as the report holds it.
+    #[arg(long, value_name = "NAME")]
+    section: Option<Section>,
     #[command(flatten)]
     config: ConfigArg,
+}
+
+/// A section of a report, on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum Section {
+    Status,
+    Summary,
+    Errors,
+    Warnings,
+    Notices,
+    Details,
+    Progress,
+    Log,
 }
 
 pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
@@ -60,6 +83,13 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         }
         return Ok(Outcome::Success);
     };
+    if let Some(section) = args.section {
+        match section_text(&report, section, args.json) {
+            Some(text) => super::say(&text),
+            None => super::logs::print_output(&store, &run, &args.config).await?,
+        }
+        return Ok(Outcome::Success);
+    }
     let notifications = store.notifications(args.run_id).await?;
     if args.json {
         let mut doc = serde_json::to_value(&report).expect("reports serialise");
@@ -76,6 +106,83 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// One section of `report` as text to print, its JSON value with `json`;
+/// `None` for the log, which is the run's capture file, not the report.
+fn section_text(report: &Report, section: Section, json: bool) -> Option<String> {
+    let value = |v: serde_json::Value| format!("{v:#}\n");
+    let lines = |lines: Vec<String>| lines.iter().map(|l| format!("{l}\n")).collect();
+    let entries = |entries: &[Entry]| match json {
+        true => value(serde_json::to_value(entries).expect("entries serialise")),
+        false => lines(entries.iter().map(entry_line).collect()),
+    };
+    Some(match section {
+        Section::Status if json => value(report.status.as_str().into()),
+        Section::Status => format!("{}\n", report.status),
+        Section::Summary if json => value(report.summary.clone().into()),
+        Section::Summary => format!("{}\n", report.summary),
+        Section::Errors if json => entries(&report.errors),
+        Section::Errors => lines(error_lines(report)),
+        Section::Warnings => entries(&report.warnings),
+        Section::Notices => entries(&report.notices),
+        Section::Details => {
+            value(serde_json::to_value(&report.details).expect("details serialise"))
+        }
+        Section::Progress => match (&report.progress, json) {
+            (None, true) => value(serde_json::Value::Null),
+            (None, false) => String::new(),
+            (Some(p), true) => value(serde_json::to_value(p).expect("progress serialises")),
+            (Some(p), false) => match p.percent {
+                Some(percent) => format!("{percent}% {}\n", p.message).replace(" \n", "\n"),
+                None => format!("{}\n", p.message),
+            },
+        },
+        Section::Log => return None,
+    })
+}
+
+/// One error, warning or notice on a line: `[CODE] message (key=value, …)`.
+pub(super) fn entry_line(entry: &Entry) -> String {
+    let mut line = match &entry.code {
+        Some(code) => format!("[{code}] {}", entry.message),
+        None => entry.message.clone(),
+    };
+    if !entry.fields.is_empty() {
+        let fields: Vec<String> = entry
+            .fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        line.push_str(&format!(" ({})", fields.join(", ")));
+    }
+    line
+}
+
+/// A run's errors as its errors log has them, each line saying what it
+/// is: why a failed run failed when its errors do not say it alone
+/// (`failed: exit 3`, `failed: timeout after 2s`), then each error
+/// (`error: …`), then the failed run's last stderr lines (`stderr: …`).
+pub(super) fn error_lines(report: &Report) -> Vec<String> {
+    let failed = report.status == Status::Failed;
+    let reason = (failed && (report.exit.failed(&[]) || report.errors.is_empty()))
+        .then(|| format!("failed: {}", report.exit));
+    let stderr = report
+        .log
+        .last_stderr
+        .iter()
+        .filter(|_| failed)
+        .map(|line| format!("stderr: {line}"));
+    reason
+        .into_iter()
+        .chain(
+            report
+                .errors
+                .iter()
+                .map(|e| format!("error: {}", entry_line(e))),
+        )
+        .chain(stderr)
+        .collect()
 }
 
 /// One trigger delivery, as `report` and `flow status` list them.

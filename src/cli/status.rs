@@ -6,6 +6,7 @@
 use chrono::Utc;
 use serde::Serialize;
 
+use super::table::{self, Column, Screen};
 use super::times::Zones;
 use super::{CliError, ConfigArg};
 use crate::client::Client;
@@ -150,18 +151,18 @@ fn show(doc: &StatusDoc, args: &Args, zones: &Zones<'_>, again: bool) {
     let _ = std::io::stdout().flush();
 }
 
+/// A narrow terminal leaves out the last run's id, then when it
+/// finished, and last cuts the job's name.
+const COLUMNS: [Column; 5] = [
+    Column::names("JOB").shrinks(8, 2),
+    Column::status("LAST"),
+    Column::right("RUN").drops(0),
+    Column::left("FINISHED").drops(1),
+    Column::left("NEXT"),
+];
+
 fn print_text(doc: &StatusDoc, zones: &Zones<'_>) {
-    let width = doc
-        .jobs
-        .iter()
-        .map(|j| j.job.name.len())
-        .max()
-        .unwrap_or(3)
-        .max(3);
-    println!(
-        "{:width$}  {:8}  {:>6}  {:26}  NEXT",
-        "JOB", "LAST", "RUN", "FINISHED"
-    );
+    let mut rows = Vec::with_capacity(doc.jobs.len());
     for job in &doc.jobs {
         let name = &job.job.name;
         let (status, id, finished) =
@@ -182,8 +183,9 @@ fn print_text(doc: &StatusDoc, zones: &Zones<'_>) {
             (None, Some(_)) => "never".to_string(),
             (None, None) => "on demand".to_string(),
         };
-        println!("{name:width$}  {status:8}  {id:>6}  {finished:26}  {next}");
+        rows.push(vec![name.clone(), status.to_string(), id, finished, next]);
     }
+    print!("{}", table::render(&COLUMNS, &rows, Screen::stdout()));
     if !doc.running.is_empty() {
         println!("\nrunning:");
         for run in &doc.running {

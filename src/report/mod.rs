@@ -45,7 +45,7 @@ pub struct Exit {
 impl Exit {
     /// Whether the exit alone makes the run failed (`warning_codes` only
     /// soften it to a warning).
-    fn failed(&self, warning_codes: &[i32]) -> bool {
+    pub fn failed(&self, warning_codes: &[i32]) -> bool {
         self.reason.is_some()
             || self.signal.is_some()
             || self.base == Some(Status::Failed)

@@ -159,3 +159,143 @@ fn man_pages_render_without_warnings() {
         assert!(page.contains(key), "{key} in the page");
     }
 }
+
+/// `overnight ARGS…` on a terminal `columns` wide (a pty, by util-linux's
+/// `script`), what it showed with the terminal's carriage returns gone.
+fn on_terminal(sb: &Sandbox, columns: u16, args: &str, env: &[(&str, &str)]) -> String {
+    let bin = env!("CARGO_BIN_EXE_overnight");
+    let mut script = Command::new("script");
+    script
+        .args([
+            "-qec",
+            &format!("stty cols {columns}; '{bin}' {args}"),
+            "/dev/null",
+        ])
+        .current_dir(sb.path())
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR")
+        .env_remove("COLUMNS")
+        .env_remove("OVERNIGHT_CONFIG");
+    for (name, value) in env {
+        script.env(name, value);
+    }
+    let out = script.output().expect("script runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).replace('\r', "")
+}
+
+/// Text as it shows: without the colour codes.
+fn visible(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("\x1b[") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('m').expect("an SGR ends with m");
+        rest = &rest[start + end + 1..];
+    }
+    out + rest
+}
+
+/// On a terminal, `history` and `status` fit its width and colour the
+/// statuses; `NO_COLOR` turns colour off; piped, they are whole and plain.
+#[test]
+fn tables_fit_the_terminal_and_colour_statuses_unless_piped_or_no_color() {
+    let sb = Sandbox::new();
+    let summary = "imported every order of every warehouse in the north-western region";
+    sb.write(
+        "overnight.yaml",
+        &format!(
+            "jobs:\n  nightly-import-of-orders:\n    command: \"echo '::summary::{summary}'\"\n  nightly-export-of-orders:\n    command: \"exit 3\"\n"
+        ),
+    );
+    assert!(
+        sb.run(&["run", "nightly-import-of-orders"])
+            .status
+            .success()
+    );
+    assert!(
+        !sb.run(&["run", "nightly-export-of-orders"])
+            .status
+            .success()
+    );
+
+    for (command, columns) in [("history", 72), ("status", 64), ("history", 100)] {
+        let shown = on_terminal(&sb, columns, command, &[]);
+        assert!(shown.contains("\x1b[32msuccess\x1b[0m"), "{shown:?}");
+        assert!(shown.contains("\x1b[31mfailed\x1b[0m"), "{shown:?}");
+        for line in visible(&shown).lines() {
+            assert!(
+                line.chars().count() <= usize::from(columns),
+                "{command} at {columns} columns: {line:?}"
+            );
+        }
+        // Cut or not, the names still tell the two jobs apart.
+        let text = visible(&shown);
+        let column = usize::from(command == "history");
+        let names: std::collections::BTreeSet<&str> = text
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split_whitespace().nth(column))
+            .collect();
+        assert_eq!(names.len(), 2, "{text}");
+    }
+    let plain = on_terminal(&sb, 72, "history", &[("NO_COLOR", "1")]);
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+
+    let piped = sb.run(&["history"]);
+    let piped = String::from_utf8_lossy(&piped.stdout);
+    assert!(!piped.contains('\x1b'), "{piped}");
+    assert!(piped.contains(summary), "piped, nothing is cut: {piped}");
+    assert!(piped.contains("nightly-export-of-orders"), "{piped}");
+}
+
+/// `logs JOB --errors` and `--warnings` print those sections of the job's
+/// recent reports, a failed run's reason and stderr included; `report
+/// --section` gives one section to a script, as text or JSON.
+#[test]
+fn errors_and_warnings_across_runs_and_one_section_for_scripts() {
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        "jobs:\n  load:\n    command: |\n      if [ -e second ]; then echo '::warning code=W1::slow disk'; echo 'no space' >&2; exit 4; fi\n      touch second\n      echo '::error code=E_CONN,host=wh1::refused'\n      echo '::progress::40% half'\n      echo '::detail::rows=12'\n",
+    );
+    assert_eq!(sb.run(&["run", "load"]).status.code(), Some(1));
+    assert_eq!(sb.run(&["run", "load"]).status.code(), Some(1));
+
+    let errors = sb.run(&["logs", "load", "--errors"]);
+    let errors = String::from_utf8_lossy(&errors.stdout);
+    let lines: Vec<&str> = errors.lines().collect();
+    assert!(lines[0].starts_with("#1 load "), "oldest first: {errors}");
+    assert_eq!(lines[1], "  error: [E_CONN] refused (host=wh1)", "{errors}");
+    assert!(lines[2].starts_with("#2 load "), "{errors}");
+    assert_eq!(lines[3], "  failed: exit 4", "{errors}");
+    assert_eq!(lines[4], "  stderr: no space", "{errors}");
+    assert_eq!(lines.len(), 5, "{errors}");
+
+    let warnings = sb.run(&["logs", "load", "--warnings", "--limit", "1"]);
+    let warnings = String::from_utf8_lossy(&warnings.stdout);
+    assert_eq!(
+        warnings.lines().nth(1),
+        Some("  warning: [W1] slow disk"),
+        "{warnings}"
+    );
+    assert_eq!(warnings.lines().count(), 2, "{warnings}");
+
+    let follow = sb.run(&["logs", "load", "--errors", "-f"]);
+    assert_eq!(follow.status.code(), Some(2), "{follow:?}");
+
+    let section = |args: &[&str]| {
+        let out = sb.run(&[&["report", "1", "--section"], args].concat());
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(section(&["status"]), "failed\n");
+    assert_eq!(section(&["errors"]), "error: [E_CONN] refused (host=wh1)\n");
+    assert_eq!(section(&["progress"]), "40% half\n");
+    let details: serde_json::Value = serde_json::from_str(&section(&["details"])).unwrap();
+    assert_eq!(details["rows"], "12");
+    let errors: serde_json::Value = serde_json::from_str(&section(&["errors", "--json"])).unwrap();
+    assert_eq!(errors[0]["fields"]["host"], "wh1");
+    assert!(section(&["log"]).contains("::progress::40% half"));
+    assert_eq!(section(&["warnings"]), "", "run 1 warned of nothing");
+}

@@ -123,7 +123,7 @@ async fn a_weekend_of_downtime_is_one_missed_record() {
     let (table, _) = text(&history);
     let line = table.lines().nth(1).unwrap_or_default();
     assert!(
-        line.contains("missed    schedule   2026-03-06 18:05:00 +00:00"),
+        line.contains("missed  schedule  2026-03-06 18:05:00 +00:00"),
         "{table}"
     );
     let report = sb.run(&["report", &all[0].id.to_string()]);
