@@ -28,4 +28,5 @@ pub mod schedule;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod users;
 pub mod zone;

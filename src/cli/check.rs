@@ -70,18 +70,29 @@ pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
         {
             eprintln!("warning: job `{}`: {why}; its runs will fail", job.name);
         }
+        if let Some(why) = job.user.as_deref().and_then(crate::users::Account::refusal) {
+            eprintln!(
+                "warning: job `{}`: run by this user, it would fail: {why}; the daemon that runs it must run as root",
+                job.name
+            );
+        }
         if let Some(why) = &job.unmailable {
             eprintln!(
                 "warning: job `{}`: its failures and warnings are {why}",
                 job.name
             );
         }
+        let user = job
+            .user
+            .as_ref()
+            .map(|account| format!("as {}  ", account.name))
+            .unwrap_or_default();
         let Some(schedule) = &job.schedule else {
-            println!("  {:width$}  on demand", job.name);
+            println!("  {:width$}  {user}on demand", job.name);
             continue;
         };
         println!(
-            "  {:width$}  {:schedule_width$}  ({})  next: {}",
+            "  {:width$}  {:schedule_width$}  ({})  {user}next: {}",
             job.name,
             schedule.to_string(),
             job.timezone,

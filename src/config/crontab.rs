@@ -36,8 +36,11 @@ pub struct CronJob {
     pub env: BTreeMap<String, String>,
     /// `MAILTO` in force, if any (empty: no mail).
     pub mailto: Option<String>,
-    /// The user field of a system crontab.
+    /// Whom cron ran it as: the user field of a system crontab, or the
+    /// owner of a user's crontab; the job's `user`.
     pub user: Option<String>,
+    /// The file it came from, when a jobs file gathers several.
+    pub source: Option<String>,
     /// The line it came from.
     pub line: usize,
     /// Redirections in the command that hide its output from overnight
@@ -165,6 +168,7 @@ pub fn parse(path: &Path, text: &str, system: bool) -> Result<Vec<CronJob>, Conf
             env: job_env,
             mailto: env.get("MAILTO").cloned(),
             user,
+            source: None,
             line: number,
             hidden_output,
         });
@@ -341,6 +345,17 @@ fn name_for(command: &str) -> String {
     name_from_program(program).unwrap_or_else(|| "job".to_string())
 }
 
+/// The jobs of several crontabs as those of one file: each name made
+/// unique among them all (`backup`, `backup-2`), in the order given.
+pub fn merged(sets: Vec<Vec<CronJob>>) -> Vec<CronJob> {
+    let mut taken = HashSet::new();
+    let mut jobs: Vec<CronJob> = sets.into_iter().flatten().collect();
+    for job in &mut jobs {
+        job.name = unique_name(&job.name, &mut taken);
+    }
+    jobs
+}
+
 fn unique_name(base: &str, taken: &mut HashSet<String>) -> String {
     let mut name = base.to_string();
     let mut n = 2;
@@ -387,18 +402,17 @@ pub fn to_yaml(jobs: &[CronJob], source: &str) -> String {
     out.push_str("jobs:\n");
     for job in jobs {
         out.push('\n');
-        if let Some(user) = &job.user {
-            let _ = writeln!(
-                out,
-                "  # line {}: ran as user `{user}`; overnight runs it as the daemon's user",
-                job.line
-            );
+        let at = match &job.source {
+            Some(file) => format!("{file}:{}", job.line),
+            None => format!("line {}", job.line),
+        };
+        if job.source.is_some() {
+            let _ = writeln!(out, "  # from {at}");
         }
         if !job.hidden_output.is_empty() {
             let _ = writeln!(
                 out,
-                "  # line {}: {} keeps the output from overnight (capture, log, report); remove it to have overnight see it",
-                job.line,
+                "  # {at}: {} keeps the output from overnight (capture, log, report); remove it to have overnight see it",
                 job.hidden_output.join(" ")
             );
         }
@@ -407,6 +421,9 @@ pub fn to_yaml(jobs: &[CronJob], source: &str) -> String {
             let _ = writeln!(out, "    description: {}", q(d));
         }
         let _ = writeln!(out, "    schedule: {}", q(&job.schedule));
+        if let Some(user) = &job.user {
+            let _ = writeln!(out, "    user: {}", q(user));
+        }
         if let Some(tz) = &job.timezone {
             let _ = writeln!(out, "    timezone: {}", q(tz));
         }

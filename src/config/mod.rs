@@ -180,9 +180,17 @@ pub struct Job {
     /// What runs: a command or an HTTP request.
     #[serde(flatten)]
     pub action: Action,
-    /// The working directory; the daemon's own when unset.
+    /// The working directory; the daemon's own when unset (the user's
+    /// home for a job with a `user`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workdir: Option<PathBuf>,
+    /// Whom it runs as (`user:`); the daemon's user when unset. Such a job
+    /// gets cron's environment for that user, not the daemon's.
+    #[serde(
+        serialize_with = "account_name",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub user: Option<Arc<crate::users::Account>>,
     /// Variables added to the job's environment. Serialised with their
     /// values hidden: a value may be a password.
     #[serde(serialize_with = "hidden")]
@@ -280,6 +288,7 @@ impl Job {
             timezone: Zone::utc(),
             action: Action::Command(CommandSpec::Raw(argv)),
             workdir: None,
+            user: None,
             env: BTreeMap::new(),
             withheld: Arc::default(),
             timeout: None,
@@ -454,6 +463,17 @@ fn var_names(text: &str) -> impl Iterator<Item = &str> {
         .skip(1)
         .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
         .filter(|name| !name.is_empty())
+}
+
+/// A job's `user`, by name.
+fn account_name<S: serde::Serializer>(
+    user: &Option<Arc<crate::users::Account>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match user {
+        Some(account) => s.serialize_str(&account.name),
+        None => s.serialize_none(),
+    }
 }
 
 /// Each name, its value hidden (a value may be a password); the stored

@@ -39,6 +39,7 @@ const TOP_KEYS: &[&str] = &[
 const DEFAULT_KEYS: &[&str] = &[
     "timezone",
     "workdir",
+    "user",
     "env",
     "timeout",
     "kill_grace",
@@ -321,6 +322,16 @@ impl Check<'_> {
                 None
             }
         };
+        if let (Some(Action::Http(_)), Some(account)) = (&action, &job.user) {
+            self.problem(
+                at,
+                format!(
+                    "job `{name}` is an HTTP job with `user: {}`; overnight makes the request itself, so only command jobs take a `user`",
+                    account.name
+                ),
+            );
+            ok = false;
+        }
         match action {
             Some(action) => job.action = action,
             None => ok = false,
@@ -334,6 +345,7 @@ impl Check<'_> {
         match key {
             "timezone" => job.timezone = self.zone(value).unwrap_or_else(|| job.timezone.clone()),
             "workdir" => job.workdir = self.string(value, "`workdir`").map(PathBuf::from),
+            "user" => job.user = self.user(value),
             "env" => self.env(value, &mut job.env),
             "timeout" => job.timeout = self.duration(value, "`timeout`"),
             "kill_grace" => {
@@ -380,6 +392,21 @@ impl Check<'_> {
                 _ => self.problem(value.pos, "`error_lines` must be a number from 0 to 1000"),
             },
             _ => unreachable!("mapping() returns known keys only"),
+        }
+    }
+
+    /// `user:`, an account of this machine.
+    fn user(&mut self, node: &Node) -> Option<Arc<crate::users::Account>> {
+        let name = self.string(node, "`user`")?;
+        match crate::users::Account::lookup(&name) {
+            Ok(account) => Some(Arc::new(account)),
+            Err(why) => {
+                self.problem(
+                    node.pos,
+                    format!("{why}; `user` names the account a job runs as"),
+                );
+                None
+            }
         }
     }
 

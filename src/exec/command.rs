@@ -9,6 +9,8 @@
 //! may still hold them); then whatever is left of the group is killed, with
 //! a warning, so no run stays open and no process of the job outlives it.
 
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, AsRawFd};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -24,26 +26,38 @@ use crate::config::{CommandSpec, Job};
 use crate::event::{EntryKind, Line, RunEvent, Stream};
 use crate::process::{group_alive, spawn_tracked, untrack};
 use crate::report::Exit;
+use crate::users::Account;
 
-/// Cron's environment for `env_inherit: false`.
-fn bare_environment() -> Vec<(String, String)> {
+/// Cron's environment: for `env_inherit: false`, the daemon's user's;
+/// for a job with a `user`, that user's, whatever `env_inherit` says (the
+/// daemon's environment is not another user's to read).
+fn cron_environment(user: Option<&Account>) -> Vec<(String, String)> {
     let var =
         |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
+    let (home, logname) = match user {
+        Some(account) => (
+            account.home.to_string_lossy().into_owned(),
+            account.name.clone(),
+        ),
+        None => (var("HOME", "/"), var("LOGNAME", &var("USER", "root"))),
+    };
     vec![
         ("PATH".into(), "/usr/bin:/bin".into()),
         ("SHELL".into(), "/bin/sh".into()),
-        ("HOME".into(), var("HOME", "/")),
-        ("LOGNAME".into(), var("LOGNAME", &var("USER", "root"))),
+        ("HOME".into(), home),
+        ("LOGNAME".into(), logname),
     ]
 }
 
-fn command_for(attempt: &Attempt<'_>, spec: &CommandSpec) -> Command {
+/// The command of an attempt; `report` is what `$OVERNIGHT_REPORT` says.
+fn command_for(attempt: &Attempt<'_>, spec: &CommandSpec, report: &OsStr) -> Command {
     let job: &Job = attempt.job;
     let argv = spec.argv();
     let mut command = Command::new(&argv[0]);
     command.args(&argv[1..]);
-    if !job.env_inherit {
-        command.env_clear().envs(bare_environment());
+    let user = job.user.as_deref();
+    if user.is_some() || !job.env_inherit {
+        command.env_clear().envs(cron_environment(user));
     }
     for name in job.withheld.iter() {
         command.env_remove(name);
@@ -51,25 +65,50 @@ fn command_for(attempt: &Attempt<'_>, spec: &CommandSpec) -> Command {
     command
         .envs(&job.env)
         .envs(attempt.env.iter().map(|(k, v)| (k, v)))
-        .env("OVERNIGHT_REPORT", attempt.report_file)
+        .env("OVERNIGHT_REPORT", report)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    if let Some(dir) = &job.workdir {
+    // As cron does, a user's job starts in the user's home (or `/`, for an
+    // account whose home is not there).
+    let home = user.map(|account| match account.home.is_dir() {
+        true => account.home.clone(),
+        false => "/".into(),
+    });
+    if let Some(dir) = job.workdir.clone().or(home) {
         command.current_dir(dir);
     }
     let limits = job.limits;
+    let become_user = job.user.clone().filter(|account| account.is_other());
     // A hook between fork and exec makes std fork the whole daemon instead
-    // of using posix_spawn: only when there are limits to set.
-    if limits != crate::config::Limits::default() {
+    // of using posix_spawn: only when there are limits to set or a user to
+    // become.
+    if limits != crate::config::Limits::default() || become_user.is_some() {
         // SAFETY: the hook runs in the child between fork and exec and makes
-        // only async-signal-safe calls (setrlimit) on values moved in.
+        // only async-signal-safe calls (setrlimit, setgroups, setgid,
+        // setuid) on values moved in. Limits are set first, while the
+        // process may still raise them.
         unsafe {
-            command.pre_exec(move || apply_limits(&limits));
+            command.pre_exec(move || {
+                apply_limits(&limits)?;
+                match &become_user {
+                    Some(account) => account.become_it(),
+                    None => Ok(()),
+                }
+            });
         }
     }
     command
+}
+
+/// The report file, made (0600, never through a symlink) and given to
+/// `account`, open for the job to inherit.
+fn handed_report(path: &std::path::Path, account: &Account) -> std::io::Result<std::fs::File> {
+    let file = crate::state::create(path)?;
+    file.set_len(0)?;
+    std::os::unix::fs::fchown(&file, Some(account.uid), Some(account.gid))?;
+    Ok(file)
 }
 
 /// In the child, between fork and exec: applies `limits`.
@@ -115,20 +154,46 @@ pub fn missing_dir(dir: &std::path::Path) -> Option<String> {
 /// ended as on a timeout, with that reason.
 pub async fn run(attempt: &mut Attempt<'_>, spec: &CommandSpec, events: EventSender) -> Exit {
     let job = attempt.job;
-    let mut child = match spawn_tracked(&mut command_for(attempt, spec), attempt.lock_fds) {
+    let not_started = |message: String| async {
+        let _ = events
+            .send(vec![RunEvent::entry(EntryKind::Error, message.clone())])
+            .await;
+        Exit {
+            reason: Some(message),
+            ..Exit::default()
+        }
+    };
+    let other = job.user.as_deref().filter(|account| account.is_other());
+    if let Some(why) = other.and_then(Account::refusal) {
+        return not_started(why).await;
+    }
+    // A job run as another user cannot reach the report file's folder (the
+    // state directory is the daemon's alone): it gets the file already
+    // open, made its own, and writes it through `/dev/fd/N`.
+    let handed = match other.map(|account| handed_report(attempt.report_file, account)) {
+        Some(Ok(file)) => Some(file),
+        Some(Err(e)) => {
+            let path = attempt.report_file.display();
+            return not_started(format!("cannot make the report file `{path}`: {e}")).await;
+        }
+        None => None,
+    };
+    let report = match &handed {
+        Some(file) => format!("/dev/fd/{}", file.as_raw_fd()).into(),
+        None => attempt.report_file.as_os_str().to_owned(),
+    };
+    let mut inherit = attempt.lock_fds.to_vec();
+    inherit.extend(handed.as_ref().map(|file| file.as_fd()));
+    let spawned = spawn_tracked(&mut command_for(attempt, spec, &report), &inherit);
+    drop(handed);
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
             let message = match job.workdir.as_deref().and_then(missing_dir) {
                 Some(why) => format!("cannot start: {why}"),
                 None => format!("cannot start `{}`: {e}", spec.argv()[0].to_string_lossy()),
             };
-            let _ = events
-                .send(vec![RunEvent::entry(EntryKind::Error, message.clone())])
-                .await;
-            return Exit {
-                reason: Some(message),
-                ..Exit::default()
-            };
+            return not_started(message).await;
         }
     };
     let pid = child.id().expect("a child that was just spawned has a pid");

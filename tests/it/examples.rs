@@ -21,6 +21,29 @@ fn the_quickstart_jobs_file_passes_check() {
     );
 }
 
+/// The container's jobs file passes `check`, and the Dockerfile starts
+/// the daemon on it where the documented `docker run` mounts it.
+#[test]
+fn the_container_jobs_file_passes_check_where_the_dockerfile_reads_it() {
+    let sb = Sandbox::new();
+    let file = repo().join("examples/container/overnight.yaml");
+    let out = sb
+        .command(&["check", "-c", file.to_str().unwrap()])
+        .env("OPS_TOKEN", "a-token-of-24-characters")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    let dockerfile = std::fs::read_to_string(repo().join("examples/container/Dockerfile")).unwrap();
+    assert!(dockerfile.contains(r#"CMD ["daemon", "-c", "/etc/overnight/overnight.yaml"]"#));
+    assert!(dockerfile.contains(r#"-v "$PWD/examples/container:/etc/overnight:ro""#));
+    assert!(dockerfile.contains("VOLUME /var/lib/overnight"));
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("state_dir: /var/lib/overnight")
+    );
+}
+
 /// The HTTP example: the Python application on a free port, each job run
 /// against it.
 #[test]

@@ -32,3 +32,4 @@ mod secrets;
 mod state;
 mod triggers;
 mod truthful;
+mod users;

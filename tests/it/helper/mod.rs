@@ -346,3 +346,16 @@ pub fn terminate(mut daemon: std::process::Child) -> std::process::ExitStatus {
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     daemon.wait().unwrap()
 }
+
+/// The id of the group `name`, as `getent group` gives it.
+pub fn group_id(name: &str) -> String {
+    let out = Command::new("getent")
+        .args(["group", name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split(':')
+        .nth(2)
+        .unwrap_or_default()
+        .to_string()
+}
