@@ -6,6 +6,7 @@
 //! ([`store`]) — and the report ([`report`]) folded from the same events.
 //! [`runner`] holds that path for one run; [`cli`] is the face.
 
+pub mod account;
 pub mod capture;
 pub mod cli;
 pub mod client;
@@ -28,5 +29,5 @@ pub mod schedule;
 pub mod state;
 pub mod status;
 pub mod store;
-pub mod users;
+
 pub mod zone;

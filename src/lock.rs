@@ -56,7 +56,10 @@ impl LockSpec {
 /// copies passed to the job's processes live as long as they do).
 #[derive(Debug)]
 pub struct Held {
-    files: Vec<(LockSpec, File)>,
+    /// Each lock, its file open read-only (the descriptor a job inherits:
+    /// enough to hold the lock, not to write the daemon's file), and the
+    /// file's path.
+    files: Vec<(LockSpec, File, PathBuf)>,
 }
 
 /// Why locks were not taken.
@@ -135,10 +138,12 @@ fn try_all(state_dir: &Path, specs: &[LockSpec]) -> Result<Result<Held, LockSpec
     let mut files = Vec::new();
     for spec in specs {
         let path = path(state_dir, &spec.name);
-        let file = open(&path).map_err(|source| LockError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let file = open(&path)
+            .and_then(|_| crate::state::open_read(&path))
+            .map_err(|source| LockError::Io {
+                path: path.clone(),
+                source,
+            })?;
         let taken = match spec.mode {
             Mode::Exclusive => file.try_lock(),
             Mode::Shared => file.try_lock_shared(),
@@ -148,7 +153,7 @@ fn try_all(state_dir: &Path, specs: &[LockSpec]) -> Result<Result<Held, LockSpec
             Err(TryLockError::WouldBlock) => return Ok(Err(spec.clone())),
             Err(TryLockError::Error(source)) => return Err(LockError::Io { path, source }),
         }
-        files.push((spec.clone(), file));
+        files.push((spec.clone(), file, path));
     }
     Ok(Ok(Held { files }))
 }
@@ -180,12 +185,12 @@ fn holder_of(path: &Path) -> String {
 impl Held {
     /// The locks held.
     pub fn specs(&self) -> impl Iterator<Item = &LockSpec> {
-        self.files.iter().map(|(s, _)| s)
+        self.files.iter().map(|(s, _, _)| s)
     }
 
     /// The descriptors, handed to the job's process.
     pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        self.files.iter().map(|(_, f)| f.as_fd()).collect()
+        self.files.iter().map(|(_, f, _)| f.as_fd()).collect()
     }
 
     /// Records the job's pid in its exclusive lock files, so a message can
@@ -193,9 +198,11 @@ impl Held {
     /// lock is taken: a run that ends within moments needs no name, and a
     /// file write costs more than the lock).
     pub fn record_holder(&self, pid: u32) {
-        for (spec, file) in &self.files {
-            if spec.mode == Mode::Exclusive {
-                write_pid(file, pid);
+        for (spec, _, path) in &self.files {
+            if spec.mode == Mode::Exclusive
+                && let Ok(file) = crate::state::open_rw(path)
+            {
+                write_pid(&file, pid);
             }
         }
     }

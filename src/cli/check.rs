@@ -70,9 +70,11 @@ pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
         {
             eprintln!("warning: job `{}`: {why}; its runs will fail", job.name);
         }
-        if let Some(why) = job.user.as_deref().and_then(crate::users::Account::refusal) {
+        if let Some(name) = &job.user
+            && let Err(e) = crate::account::Account::lookup(name).and_then(|a| a.may_become())
+        {
             eprintln!(
-                "warning: job `{}`: run by this user, it would fail: {why}; the daemon that runs it must run as root",
+                "warning: job `{}`: {e}; its daemon must run as root",
                 job.name
             );
         }
@@ -85,7 +87,7 @@ pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
         let user = job
             .user
             .as_ref()
-            .map(|account| format!("as {}  ", account.name))
+            .map(|name| format!("as {name}  "))
             .unwrap_or_default();
         let Some(schedule) = &job.schedule else {
             println!("  {:width$}  {user}on demand", job.name);

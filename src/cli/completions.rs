@@ -125,9 +125,11 @@ fn candidate(name: &str, help: Option<&str>) -> CompletionCandidate {
 /// does not load: a completion has nowhere to say why.
 fn named(pick: impl Fn(&Config) -> Vec<CompletionCandidate>) -> Vec<CompletionCandidate> {
     let explicit = config_in(std::env::args_os());
+    // What of the file could be read: one mistake in it (a user this
+    // workstation does not have) does not hide every name.
     config::find(explicit.as_deref())
-        .and_then(|path| Config::load(&path).ok())
-        .map_or_else(Vec::new, |config| pick(&config))
+        .and_then(|path| Config::load_partial(&path).ok())
+        .map_or_else(Vec::new, |(config, _)| pick(&config))
 }
 
 /// The `-c FILE` / `--config FILE` / `--config=FILE` among the words typed

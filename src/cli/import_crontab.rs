@@ -91,52 +91,117 @@ fn read_file(path: &Path) -> Result<String, CliError> {
     })
 }
 
+/// Where a crontab is, which decides what cron makes of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin<'a> {
+    /// `/etc/crontab`: lines with a user field.
+    System,
+    /// `/etc/cron.d/NAME`: lines with a user field; jobs named NAME.
+    CronD(&'a str),
+    /// `/var/spool/cron/crontabs/USER`: USER's; jobs named USER-….
+    User(&'a str),
+}
+
 /// What cron reads under `root`, in its order: `/etc/crontab`, the files
-/// of `/etc/cron.d` and the users' crontabs (a name cron would skip, such
-/// as `x.dpkg-old` or a `crontab -e` temporary, is skipped too). The jobs,
-/// and the files they came from.
+/// of `/etc/cron.d` and the users' crontabs, each as cron would take it or
+/// leave it (a file left is said on stderr). The jobs, and the files they
+/// came from.
 fn machine(root: &Path) -> Result<(Vec<CronJob>, Vec<String>), CliError> {
     let mut sets = Vec::new();
     let mut sources = Vec::new();
-    // A job of `/etc/cron.d/NAME` is named NAME (a package's name says more
-    // than its command's); a user's, USER-COMMAND.
-    let mut take = |path: &Path, system: bool, user: Option<&str>| -> Result<(), CliError> {
-        let text = read_file(path)?;
-        let mut jobs = crontab::parse(path, &without_spool_header(&text), system)?;
-        let file = path.file_name().unwrap_or_default().to_string_lossy();
-        for job in &mut jobs {
-            job.source = Some(path.display().to_string());
-            match user {
-                Some(user) => {
-                    job.name = format!("{user}-{}", job.name);
-                    job.user = Some(user.to_string());
-                }
-                None if path.parent().is_some_and(|dir| dir.ends_with("cron.d")) => {
-                    job.name = file.to_string();
-                }
-                None => {}
-            }
+    let mut take = |path: &Path, origin: Origin<'_>| -> Result<(), CliError> {
+        if let Some(why) = left_by_cron(path, origin) {
+            eprintln!("note: `{}` not imported: {why}", path.display());
+            return Ok(());
         }
+        sets.push(jobs_of(path, origin)?);
         sources.push(path.display().to_string());
-        sets.push(jobs);
         Ok(())
+    };
+    let name = |path: &Path| {
+        path.file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
     };
     let system = root.join("etc/crontab");
     if system.exists() {
-        take(&system, true, None)?;
+        take(&system, Origin::System)?;
     }
-    for path in cron_files(&root.join("etc/cron.d"))? {
-        take(&path, true, None)?;
+    for path in listed(&root.join("etc/cron.d"))? {
+        take(&path, Origin::CronD(&name(&path)))?;
     }
-    for path in cron_files(&root.join("var/spool/cron/crontabs"))? {
-        let user = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        take(&path, false, Some(&user))?;
+    for path in listed(&root.join("var/spool/cron/crontabs"))? {
+        take(&path, Origin::User(&name(&path)))?;
     }
     Ok((crontab::merged(sets), sources))
+}
+
+/// The jobs of one crontab of the machine, named and owned as `origin`
+/// says.
+fn jobs_of(path: &Path, origin: Origin<'_>) -> Result<Vec<CronJob>, CliError> {
+    let text = read_file(path)?;
+    let system = !matches!(origin, Origin::User(_));
+    let mut jobs = crontab::parse(path, &without_spool_header(&text), system)?;
+    for job in &mut jobs {
+        job.source = Some(path.display().to_string());
+        match origin {
+            Origin::System => {}
+            // A package's name says more than its command's.
+            Origin::CronD(file) => job.name = file.to_string(),
+            Origin::User(user) => {
+                job.name = format!("{user}-{}", job.name);
+                job.user = Some(user.to_string());
+            }
+        }
+    }
+    Ok(jobs)
+}
+
+/// Why cron (Debian's) would not read this crontab, if it would not: a
+/// `cron.d` name outside `[A-Za-z0-9_-]` (`x.dpkg-old`), a file not
+/// root's or writable by others; a user's crontab whose user is gone, or
+/// that is not the user's own and private.
+fn left_by_cron(path: &Path, origin: Origin<'_>) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => meta,
+        Ok(_) => return Some("not a regular file".into()),
+        Err(e) => return Some(format!("cannot read it: {e}")),
+    };
+    let writable_by_others = meta.mode() & 0o022 != 0;
+    match origin {
+        Origin::CronD(name)
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+        {
+            Some(
+                "cron skips `cron.d` names with characters other than letters, digits, `_` and `-`"
+                    .into(),
+            )
+        }
+        Origin::System | Origin::CronD(_) if meta.uid() != 0 || writable_by_others => {
+            Some(format!(
+                "cron reads it only when root owns it and no one else may write it (owner uid {}, mode {:o})",
+                meta.uid(),
+                meta.mode() & 0o7777
+            ))
+        }
+        Origin::User(name) if name.starts_with('.') || name.starts_with("tmp.") => {
+            Some("a hidden or temporary file, which cron skips".into())
+        }
+        Origin::User(name) => match crate::account::Account::lookup(name) {
+            Err(e) => Some(format!("{e}; cron skips it too")),
+            Ok(account) if account.uid != meta.uid() || writable_by_others => Some(format!(
+                "cron reads a user's crontab only when the user owns it and no one else may write it (owner uid {}, mode {:o})",
+                meta.uid(),
+                meta.mode() & 0o7777
+            )),
+            Ok(_) => None,
+        },
+        _ => None,
+    }
 }
 
 /// A user's crontab with the lines `crontab` puts above it in the spool
@@ -154,8 +219,9 @@ fn without_spool_header(text: &str) -> String {
         .join("\n")
 }
 
-/// The files of `dir` cron reads, by name; none when there is no `dir`.
-fn cron_files(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
+/// The entries of `dir` by name (symlinks included: cron follows them);
+/// none when there is no `dir`.
+fn listed(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -166,17 +232,7 @@ fn cron_files(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
             )));
         }
     };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            })
-        })
-        .collect();
-    files.sort();
-    Ok(files)
+    let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    paths.sort();
+    Ok(paths)
 }

@@ -25,6 +25,7 @@ use crate::store::{RunRecord, Store};
 const FOLLOW_TICK: Duration = Duration::from_millis(100);
 
 #[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("sections").args(["errors", "warnings"]).multiple(true))]
 pub(super) struct Args {
     /// A run id, or a job name for its latest run.
     #[arg(add = super::completions::jobs())]
@@ -35,8 +36,8 @@ pub(super) struct Args {
     /// Show each line's time and stream.
     #[arg(short, long)]
     timestamps: bool,
-    /// Only the errors of the reports (a failed run's begin with why it
-    /// failed and end with its last stderr lines).
+    /// Only the errors of the reports (a failed run's end with why it
+    /// failed and its last stderr lines, as in the errors log).
     #[arg(long, conflicts_with_all = ["follow", "timestamps"])]
     errors: bool,
     /// Only the warnings of the reports.
@@ -44,7 +45,7 @@ pub(super) struct Args {
     warnings: bool,
     /// With `--errors` or `--warnings` and a job: how many of its latest
     /// runs to look through.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, requires = "sections")]
     limit: u32,
     #[command(flatten)]
     config: ConfigArg,
@@ -195,11 +196,14 @@ async fn sections(args: &Args) -> Result<Outcome, CliError> {
             (true, false) => "errors",
             _ => "warnings",
         };
-        eprintln!(
-            "no {what} in {} run(s) of `{}` looked at",
-            runs.len(),
-            args.run
-        );
+        match args.run.parse::<i64>() {
+            Ok(id) => eprintln!("no {what} in run #{id}"),
+            Err(_) => eprintln!(
+                "no {what} in the last {} run(s) of `{}`",
+                runs.len(),
+                args.run
+            ),
+        }
     }
     super::say(&shown);
     Ok(Outcome::Success)

@@ -5,7 +5,7 @@
 //! `docs/jobs-file.md` itself, so the page and the document cannot differ.
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
@@ -68,13 +68,19 @@ fn write_pages(dir: &Path) -> Result<Vec<PathBuf>, (PathBuf, std::io::Error)> {
             .mode(0o755)
             .create(folder)
             .map_err(|e| (folder.to_path_buf(), e))?;
+        // Never through a symlink; 0644 whatever the umask or the mode of a
+        // page written before.
         std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
-            .and_then(|mut file| file.write_all(text.as_bytes()))
+            .and_then(|mut file| {
+                file.write_all(text.as_bytes())?;
+                file.set_permissions(std::fs::Permissions::from_mode(0o644))
+            })
             .map_err(|e| (path.clone(), e))?;
         written.push(path);
     }

@@ -17,9 +17,10 @@ pub(super) struct Args {
     #[arg(long)]
     json: bool,
     /// Only this section, for scripts: warnings and notices one a line;
-    /// errors one a line as the errors log has them (`failed: exit 3`,
-    /// `error: …`, `stderr: …`); details as JSON; log the run's output.
-    /// With `--json`, the section as the report holds it.
+    /// errors one a line, a failed run's ending with why it failed and its
+    /// last stderr lines, as in the errors log (`error: …`, `failed: exit
+    /// 3`, `stderr: …`); details as JSON; log the run's output. With
+    /// `--json`, the section as the report holds it.
     #[arg(long, value_name = "NAME")]
     section: Option<Section>,
     #[command(flatten)]
@@ -159,30 +160,24 @@ pub(super) fn entry_line(entry: &Entry) -> String {
     line
 }
 
-/// A run's errors as its errors log has them, each line saying what it
-/// is: why a failed run failed when its errors do not say it alone
-/// (`failed: exit 3`, `failed: timeout after 2s`), then each error
-/// (`error: …`), then the failed run's last stderr lines (`stderr: …`).
+/// A run's errors in the order its errors log has them, each line saying
+/// what it is: each error (`error: [CODE] …`), then, for a failed run, why
+/// it failed (`failed: exit 3`, `failed: exit 0, 1 error: …`) and its last
+/// stderr lines (`stderr: …`).
 pub(super) fn error_lines(report: &Report) -> Vec<String> {
     let failed = report.status == Status::Failed;
-    let reason = (failed && (report.exit.failed(&[]) || report.errors.is_empty()))
-        .then(|| format!("failed: {}", report.exit));
+    let errors = report
+        .errors
+        .iter()
+        .map(|e| format!("error: {}", entry_line(e)));
+    let why = failed.then(|| format!("failed: {}", report.why_failed()));
     let stderr = report
         .log
         .last_stderr
         .iter()
         .filter(|_| failed)
         .map(|line| format!("stderr: {line}"));
-    reason
-        .into_iter()
-        .chain(
-            report
-                .errors
-                .iter()
-                .map(|e| format!("error: {}", entry_line(e))),
-        )
-        .chain(stderr)
-        .collect()
+    errors.chain(why).chain(stderr).collect()
 }
 
 /// One trigger delivery, as `report` and `flow status` list them.

@@ -145,8 +145,26 @@ fn width(text: &str) -> usize {
     text.chars().count()
 }
 
+/// A cell as it may be shown: control characters (an escape sequence in a
+/// job's summary, a tab) become `?`, so a cell can neither steer the
+/// terminal nor break the columns.
+fn shown(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.chars().any(char::is_control) {
+        true => cell
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect(),
+        false => cell.into(),
+    }
+}
+
 /// The rows as aligned columns, two spaces apart, fitted to `screen`.
 pub(super) fn render(columns: &[Column], rows: &[Vec<String>], screen: Screen) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| shown(cell).into_owned()).collect())
+        .collect();
+    let rows = &rows[..];
     let mut widths: Vec<usize> = columns
         .iter()
         .enumerate()
@@ -376,6 +394,17 @@ mod tests {
             Some(" 7  a long su…  failed"),
             "no need to go: {text}"
         );
+    }
+
+    #[test]
+    fn control_characters_neither_steer_the_terminal_nor_break_columns() {
+        let piped = Screen {
+            width: None,
+            colour: false,
+        };
+        let text = render(&COLUMNS, &rows(["evil\x1b[2Jjob", "tab\there"]), piped);
+        assert!(!text.contains('\x1b') && !text.contains('\t'), "{text:?}");
+        assert!(text.contains(" 7  evil?[2Jjob  failed\n"), "{text}");
     }
 
     #[test]

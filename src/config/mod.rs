@@ -184,13 +184,11 @@ pub struct Job {
     /// home for a job with a `user`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workdir: Option<PathBuf>,
-    /// Whom it runs as (`user:`); the daemon's user when unset. Such a job
-    /// gets cron's environment for that user, not the daemon's.
-    #[serde(
-        serialize_with = "account_name",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub user: Option<Arc<crate::users::Account>>,
+    /// Whom it runs as (`user:`), a name the user database knew when the
+    /// file was read; the daemon's user when unset. Such a job gets cron's
+    /// environment for that user, not the daemon's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// Variables added to the job's environment. Serialised with their
     /// values hidden: a value may be a password.
     #[serde(serialize_with = "hidden")]
@@ -463,17 +461,6 @@ fn var_names(text: &str) -> impl Iterator<Item = &str> {
         .skip(1)
         .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
         .filter(|name| !name.is_empty())
-}
-
-/// A job's `user`, by name.
-fn account_name<S: serde::Serializer>(
-    user: &Option<Arc<crate::users::Account>>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match user {
-        Some(account) => s.serialize_str(&account.name),
-        None => s.serialize_none(),
-    }
 }
 
 /// Each name, its value hidden (a value may be a password); the stored

@@ -278,10 +278,14 @@ impl Check<'_> {
         let mut http = None;
         let mut own_rules = Vec::new();
         let mut schedule = None;
+        let mut own_user = None;
         let mut ok = true;
         // Over the defaults; `env` merges key by key.
         for (key, value) in own {
             let before = self.problems.len();
+            if key == "user" {
+                own_user = Some(value);
+            }
             match key {
                 "description" => job.description = self.string(value, "`description`"),
                 "schedule" => schedule = Some(value),
@@ -322,15 +326,17 @@ impl Check<'_> {
                 None
             }
         };
-        if let (Some(Action::Http(_)), Some(account)) = (&action, &job.user) {
-            self.problem(
-                at,
-                format!(
-                    "job `{name}` is an HTTP job with `user: {}`; overnight makes the request itself, so only command jobs take a `user`",
-                    account.name
-                ),
-            );
-            ok = false;
+        // overnight makes an HTTP job's request itself: a `user` from the
+        // defaults does not apply, and its own is a mistake.
+        if let Some(Action::Http(_)) = &action {
+            if let Some(node) = own_user {
+                self.problem(
+                    node.pos,
+                    format!("job `{name}` is an HTTP job: overnight makes its request itself, so only command jobs take a `user`"),
+                );
+                ok = false;
+            }
+            job.user = None;
         }
         match action {
             Some(action) => job.action = action,
@@ -395,18 +401,20 @@ impl Check<'_> {
         }
     }
 
-    /// `user:`, an account of this machine.
-    fn user(&mut self, node: &Node) -> Option<Arc<crate::users::Account>> {
+    /// `user:`, a name the user database knows. When the database does
+    /// not answer (an LDAP server away at boot), the name is taken as it
+    /// is: the run looks it up again, and fails then, saying why.
+    fn user(&mut self, node: &Node) -> Option<String> {
         let name = self.string(node, "`user`")?;
-        match crate::users::Account::lookup(&name) {
-            Ok(account) => Some(Arc::new(account)),
-            Err(why) => {
+        match crate::account::Account::lookup(&name) {
+            Err(e @ crate::account::AccountError::NotFound(_)) => {
                 self.problem(
                     node.pos,
-                    format!("{why}; `user` names the account a job runs as"),
+                    format!("{e}; `user` names the account a job runs as"),
                 );
                 None
             }
+            _ => Some(name),
         }
     }
 

@@ -9,8 +9,12 @@
 //! may still hold them); then whatever is left of the group is killed, with
 //! a warning, so no run stays open and no process of the job outlives it.
 
-use std::ffi::OsStr;
-use std::os::fd::{AsFd, AsRawFd};
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Seek, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -22,11 +26,11 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use super::lines::LineSplitter;
 use super::{Attempt, EventSender, StopSignal, protocol};
+use crate::account::{Account, AccountError};
 use crate::config::{CommandSpec, Job};
 use crate::event::{EntryKind, Line, RunEvent, Stream};
 use crate::process::{group_alive, spawn_tracked, untrack};
 use crate::report::Exit;
-use crate::users::Account;
 
 /// Cron's environment: for `env_inherit: false`, the daemon's user's;
 /// for a job with a `user`, that user's, whatever `env_inherit` says (the
@@ -34,30 +38,84 @@ use crate::users::Account;
 fn cron_environment(user: Option<&Account>) -> Vec<(String, String)> {
     let var =
         |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
-    let (home, logname) = match user {
-        Some(account) => (
-            account.home.to_string_lossy().into_owned(),
-            account.name.clone(),
-        ),
-        None => (var("HOME", "/"), var("LOGNAME", &var("USER", "root"))),
-    };
-    vec![
-        ("PATH".into(), "/usr/bin:/bin".into()),
-        ("SHELL".into(), "/bin/sh".into()),
-        ("HOME".into(), home),
-        ("LOGNAME".into(), logname),
-    ]
+    let mut env = vec![
+        ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+        ("SHELL".to_string(), "/bin/sh".to_string()),
+    ];
+    match user {
+        Some(account) => env.extend([
+            ("HOME".into(), account.home.to_string_lossy().into_owned()),
+            ("LOGNAME".into(), account.name.clone()),
+            ("USER".into(), account.name.clone()),
+        ]),
+        None => env.extend([
+            ("HOME".into(), var("HOME", "/")),
+            ("LOGNAME".into(), var("LOGNAME", &var("USER", "root"))),
+        ]),
+    }
+    env
 }
 
-/// The command of an attempt; `report` is what `$OVERNIGHT_REPORT` says.
-fn command_for(attempt: &Attempt<'_>, spec: &CommandSpec, report: &OsStr) -> Command {
+/// What a job run as another user is given, since it cannot reach the
+/// state directory (the daemon's alone): the account, and the files it
+/// would find there, made its own and handed open (`/dev/fd/N`).
+struct Handover {
+    account: Account,
+    /// `$OVERNIGHT_REPORT`, empty, for the job to write.
+    report: File,
+    /// A copy of `$OVERNIGHT_FLOW_DETAILS`, for a step of a flow.
+    details: Option<File>,
+}
+
+impl Handover {
+    fn prepare(account: Account, attempt: &Attempt<'_>) -> std::io::Result<Handover> {
+        let given = |path: &Path| -> std::io::Result<File> {
+            let file = crate::state::create(path)?;
+            file.set_len(0)?;
+            std::os::unix::fs::fchown(&file, Some(account.uid), Some(account.gid))?;
+            Ok(file)
+        };
+        let report = given(attempt.report_file)?;
+        let details = match attempt.var("OVERNIGHT_FLOW_DETAILS") {
+            Some(source) => {
+                let mut copy = given(&attempt.report_file.with_extension("flow-details.json"))?;
+                copy.write_all(&std::fs::read(source)?)?;
+                copy.seek(std::io::SeekFrom::Start(0))?;
+                Some(copy)
+            }
+            None => None,
+        };
+        Ok(Handover {
+            account,
+            report,
+            details,
+        })
+    }
+
+    /// The descriptors the job inherits.
+    fn fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        std::iter::once(self.report.as_fd()).chain(self.details.as_ref().map(|f| f.as_fd()))
+    }
+}
+
+/// How a handed file is named to the job.
+fn fd_path(file: &File) -> String {
+    format!("/dev/fd/{}", file.as_raw_fd())
+}
+
+/// The command of an attempt, run as `account` when it has one.
+fn command_for(
+    attempt: &Attempt<'_>,
+    spec: &CommandSpec,
+    account: Option<&Account>,
+    handover: Option<&Handover>,
+) -> std::io::Result<Command> {
     let job: &Job = attempt.job;
     let argv = spec.argv();
     let mut command = Command::new(&argv[0]);
     command.args(&argv[1..]);
-    let user = job.user.as_deref();
-    if user.is_some() || !job.env_inherit {
-        command.env_clear().envs(cron_environment(user));
+    if account.is_some() || !job.env_inherit {
+        command.env_clear().envs(cron_environment(account));
     }
     for name in job.withheld.iter() {
         command.env_remove(name);
@@ -65,50 +123,92 @@ fn command_for(attempt: &Attempt<'_>, spec: &CommandSpec, report: &OsStr) -> Com
     command
         .envs(&job.env)
         .envs(attempt.env.iter().map(|(k, v)| (k, v)))
-        .env("OVERNIGHT_REPORT", report)
+        .env("OVERNIGHT_REPORT", attempt.report_file)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    // As cron does, a user's job starts in the user's home (or `/`, for an
-    // account whose home is not there).
-    let home = user.map(|account| match account.home.is_dir() {
-        true => account.home.clone(),
-        false => "/".into(),
-    });
-    if let Some(dir) = job.workdir.clone().or(home) {
-        command.current_dir(dir);
+    if let Some(handover) = handover {
+        command.env("OVERNIGHT_REPORT", fd_path(&handover.report));
+        if let Some(details) = &handover.details {
+            command.env("OVERNIGHT_FLOW_DETAILS", fd_path(details));
+        }
+    }
+    // As cron does, a user's job starts in the user's home, or in `/` when
+    // it cannot go there.
+    let mut starts: Vec<PathBuf> = job.workdir.iter().cloned().collect();
+    if let (None, Some(account)) = (&job.workdir, account) {
+        starts.extend([account.home.clone(), "/".into()]);
     }
     let limits = job.limits;
-    let become_user = job.user.clone().filter(|account| account.is_other());
+    let becomes = handover.map(|h| h.account.clone());
+    match (&becomes, starts.first()) {
+        // Another user goes to its folder as itself, once it is that
+        // user: root could enter folders the user cannot. Without a
+        // folder, the job starts where the daemon is.
+        (Some(_), _) | (None, None) => {}
+        (None, Some(dir)) if job.workdir.is_some() || dir.is_dir() => {
+            command.current_dir(dir);
+        }
+        (None, Some(_)) => {
+            command.current_dir("/");
+        }
+    }
     // A hook between fork and exec makes std fork the whole daemon instead
     // of using posix_spawn: only when there are limits to set or a user to
     // become.
-    if limits != crate::config::Limits::default() || become_user.is_some() {
+    if limits != crate::config::Limits::default() || becomes.is_some() {
+        let starts: Vec<CString> = match becomes {
+            Some(_) => starts
+                .iter()
+                .map(|dir| CString::new(dir.as_os_str().as_bytes()))
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
         // SAFETY: the hook runs in the child between fork and exec and makes
-        // only async-signal-safe calls (setrlimit, setgroups, setgid,
-        // setuid) on values moved in. Limits are set first, while the
-        // process may still raise them.
+        // only async-signal-safe calls (setrlimit; setgroups, setgid,
+        // setuid, umask; chdir) on values made before the fork. Limits come
+        // first, while the process may still raise them.
         unsafe {
             command.pre_exec(move || {
                 apply_limits(&limits)?;
-                match &become_user {
-                    Some(account) => account.become_it(),
-                    None => Ok(()),
+                if let Some(account) = &becomes {
+                    account.become_it()?;
+                    enter_first(&starts)?;
                 }
+                Ok(())
             });
         }
     }
-    command
+    Ok(command)
 }
 
-/// The report file, made (0600, never through a symlink) and given to
-/// `account`, open for the job to inherit.
-fn handed_report(path: &std::path::Path, account: &Account) -> std::io::Result<std::fs::File> {
-    let file = crate::state::create(path)?;
-    file.set_len(0)?;
-    std::os::unix::fs::fchown(&file, Some(account.uid), Some(account.gid))?;
-    Ok(file)
+/// In the child: goes to the first of `dirs` it can enter; the first's
+/// error when it can enter none.
+///
+/// # Safety
+/// Only `chdir`, which is async-signal-safe.
+unsafe fn enter_first(dirs: &[CString]) -> std::io::Result<()> {
+    let mut first = None;
+    for dir in dirs {
+        // SAFETY: a C string that lives for the call.
+        if unsafe { libc::chdir(dir.as_ptr()) } == 0 {
+            return Ok(());
+        }
+        first.get_or_insert_with(std::io::Error::last_os_error);
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// The account a run of a job with `user: name` runs as, looked up off
+/// the async workers (NSS may ask a server), and one this process can
+/// become.
+async fn account_for_run(name: String) -> Result<Account, AccountError> {
+    let account = tokio::task::spawn_blocking(move || Account::lookup(&name))
+        .await
+        .expect("a lookup does not panic")?;
+    account.may_become()?;
+    Ok(account)
 }
 
 /// In the child, between fork and exec: applies `limits`.
@@ -163,35 +263,51 @@ pub async fn run(attempt: &mut Attempt<'_>, spec: &CommandSpec, events: EventSen
             ..Exit::default()
         }
     };
-    let other = job.user.as_deref().filter(|account| account.is_other());
-    if let Some(why) = other.and_then(Account::refusal) {
-        return not_started(why).await;
-    }
-    // A job run as another user cannot reach the report file's folder (the
-    // state directory is the daemon's alone): it gets the file already
-    // open, made its own, and writes it through `/dev/fd/N`.
-    let handed = match other.map(|account| handed_report(attempt.report_file, account)) {
-        Some(Ok(file)) => Some(file),
-        Some(Err(e)) => {
-            let path = attempt.report_file.display();
-            return not_started(format!("cannot make the report file `{path}`: {e}")).await;
-        }
+    // The user is looked up at each run: one removed or changed since the
+    // file was read is seen.
+    let account = match &job.user {
+        Some(name) => match account_for_run(name.clone()).await {
+            Ok(account) => Some(account),
+            Err(e) => return not_started(e.to_string()).await,
+        },
         None => None,
     };
-    let report = match &handed {
-        Some(file) => format!("/dev/fd/{}", file.as_raw_fd()).into(),
-        None => attempt.report_file.as_os_str().to_owned(),
+    let handover = match account.clone().filter(Account::is_other) {
+        Some(other) => match Handover::prepare(other, attempt) {
+            Ok(handover) => Some(handover),
+            Err(e) => {
+                let path = attempt.report_file.display();
+                return not_started(format!(
+                    "cannot hand the job its files beside `{path}`: {e}"
+                ))
+                .await;
+            }
+        },
+        None => None,
     };
     let mut inherit = attempt.lock_fds.to_vec();
-    inherit.extend(handed.as_ref().map(|file| file.as_fd()));
-    let spawned = spawn_tracked(&mut command_for(attempt, spec, &report), &inherit);
-    drop(handed);
+    inherit.extend(handover.iter().flat_map(Handover::fds));
+    let spawned = command_for(attempt, spec, account.as_ref(), handover.as_ref())
+        .and_then(|mut command| spawn_tracked(&mut command, &inherit));
+    drop(handover);
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
-            let message = match job.workdir.as_deref().and_then(missing_dir) {
-                Some(why) => format!("cannot start: {why}"),
-                None => format!("cannot start `{}`: {e}", spec.argv()[0].to_string_lossy()),
+            let program = spec.argv()[0].to_string_lossy().into_owned();
+            let message = match (&account, job.workdir.as_deref().and_then(missing_dir)) {
+                (_, Some(why)) => format!("cannot start: {why}"),
+                (Some(account), None) => {
+                    let dir = job
+                        .workdir
+                        .as_ref()
+                        .map(|d| format!(" in `{}`", d.display()));
+                    format!(
+                        "cannot start `{program}` as user `{}`{}: {e}",
+                        account.name,
+                        dir.unwrap_or_default()
+                    )
+                }
+                (None, None) => format!("cannot start `{program}`: {e}"),
             };
             return not_started(message).await;
         }

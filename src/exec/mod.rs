@@ -79,6 +79,16 @@ pub struct Attempt<'a> {
     pub spawned: Option<tokio::sync::oneshot::Sender<u32>>,
 }
 
+impl Attempt<'_> {
+    /// One of the attempt's `OVERNIGHT_*` variables, when it has a value.
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// Runs one attempt to its end, whatever the job's kind.
 pub async fn run(mut attempt: Attempt<'_>, events: EventSender) -> Exit {
     let exit = match &attempt.job.action {
@@ -89,23 +99,34 @@ pub async fn run(mut attempt: Attempt<'_>, events: EventSender) -> Exit {
     exit
 }
 
-/// The job's `$OVERNIGHT_REPORT` file, if it wrote one, as events.
+/// The job's `$OVERNIGHT_REPORT` file, if it wrote one, as events. Read
+/// through one descriptor (never a symlink), at most `MAX_REPORT_FILE`
+/// bytes of it: a process the job left behind may still be writing.
 async fn read_report_file(path: &Path, events: &EventSender) {
-    // Usually there is no file: one stat, no hop to the blocking pool.
-    let Ok(meta) = std::fs::metadata(path) else {
+    // Usually there is no file: one failed open, no hop to the blocking pool.
+    let Ok(file) = crate::state::open_read(path) else {
         return;
     };
     let now = Utc::now();
-    let batch = if meta.len() > MAX_REPORT_FILE {
-        vec![RunEvent::entry(
+    let read = tokio::task::spawn_blocking(move || {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, MAX_REPORT_FILE + 1),
+            &mut bytes,
+        )
+        .map(|_| bytes)
+    })
+    .await
+    .expect("a read does not panic");
+    let batch = match read {
+        Ok(bytes) if bytes.len() as u64 > MAX_REPORT_FILE => vec![RunEvent::entry(
             EntryKind::Error,
             format!(
                 "the report file `{}` is over {MAX_REPORT_FILE} bytes and was not read",
                 path.display()
             ),
-        )]
-    } else {
-        match tokio::fs::read_to_string(path).await {
+        )],
+        Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) if text.trim().is_empty() => return,
             Ok(text) => {
                 let parsed = if text.trim_start().starts_with('<') {
@@ -120,11 +141,18 @@ async fn read_report_file(path: &Path, events: &EventSender) {
                     )]
                 })
             }
-            Err(e) => vec![RunEvent::entry(
+            Err(_) => vec![RunEvent::entry(
                 EntryKind::Error,
-                format!("cannot read the report file `{}`: {e}", path.display()),
+                format!(
+                    "the report file `{}` is not UTF-8 text and was not read",
+                    path.display()
+                ),
             )],
-        }
+        },
+        Err(e) => vec![RunEvent::entry(
+            EntryKind::Error,
+            format!("cannot read the report file `{}`: {e}", path.display()),
+        )],
     };
     let _ = events.send(batch).await;
 }

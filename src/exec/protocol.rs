@@ -171,6 +171,16 @@ mod tests {
         assert_eq!(e.message, "disk 91% full");
         assert_eq!(e.code.as_deref(), Some("W7"));
         assert_eq!(e.fields["file"], "a.csv");
+        // A value ending in `:`, as the helpers write it: a space before
+        // the `::`, trimmed.
+        let [RunEvent::Entry(EntryKind::Error, e)] = &said("::error code=x: ::the message")[..]
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (e.code.as_deref(), e.message.as_str()),
+            (Some("x:"), "the message")
+        );
     }
 
     #[test]

@@ -280,6 +280,25 @@ impl Report {
 
     /// A multi-line text for the terminal: the summary, then each error and
     /// warning.
+    /// Why a failed run failed, from the exit and the error entries, not
+    /// the summary (a job may write its own): `exit 1`, `timeout after
+    /// 2s`, `exit 0, 2 errors: disk full`.
+    pub fn why_failed(&self) -> String {
+        let exit = self.exit.to_string();
+        let first = self
+            .errors
+            .first()
+            .map(|e| e.message.as_str())
+            .filter(|message| Some(*message) != self.exit.reason.as_deref());
+        match (self.error_count, first) {
+            (0, _) | (_, None) => exit,
+            (count, Some(message)) => format!(
+                "{exit}, {count} error{}: {message}",
+                if count == 1 { "" } else { "s" }
+            ),
+        }
+    }
+
     pub fn to_text(&self) -> String {
         let mut out = format!(
             "{} #{}: {} ({}, {:.3}s)\n",

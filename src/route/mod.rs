@@ -312,31 +312,11 @@ impl Router {
     /// on `errors`: `grep` on an errors file finds every failed run, also
     /// of jobs that never report an error of their own.
     fn failure(&self, report: &Report) {
-        // From the exit and the error entries, not the summary (a job may
-        // write its own): `exit 1`, `exit 0, 2 errors: disk full`.
-        let exit = report.exit.to_string();
-        let first = report
-            .errors
-            .first()
-            .map(|e| e.message.as_str())
-            .filter(|message| Some(*message) != report.exit.reason.as_deref());
-        match (report.error_count, first) {
-            (0, _) | (_, None) => self.emit(
-                Section::Errors,
-                Level::Error,
-                format_args!("failed: {}", Escaped(&exit)),
-            ),
-            (count, Some(message)) => self.emit(
-                Section::Errors,
-                Level::Error,
-                format_args!(
-                    "failed: {}, {count} error{}: {}",
-                    Escaped(&exit),
-                    if count == 1 { "" } else { "s" },
-                    Escaped(message)
-                ),
-            ),
-        }
+        self.emit(
+            Section::Errors,
+            Level::Error,
+            format_args!("failed: {}", Escaped(&report.why_failed())),
+        );
         for line in &report.log.last_stderr {
             self.emit(
                 Section::Errors,

@@ -256,8 +256,12 @@ fn tables_fit_the_terminal_and_colour_statuses_unless_piped_or_no_color() {
 fn errors_and_warnings_across_runs_and_one_section_for_scripts() {
     let sb = Sandbox::new();
     sb.write(
+        "log4rs.yaml",
+        "appenders:\n  errors:\n    kind: file\n    path: errors.log\n    encoder: {pattern: \"{m}{n}\"}\nloggers:\n  jobs::errors:\n    level: error\n    appenders: [errors]\n    additive: false\n",
+    );
+    sb.write(
         "overnight.yaml",
-        "jobs:\n  load:\n    command: |\n      if [ -e second ]; then echo '::warning code=W1::slow disk'; echo 'no space' >&2; exit 4; fi\n      touch second\n      echo '::error code=E_CONN,host=wh1::refused'\n      echo '::progress::40% half'\n      echo '::detail::rows=12'\n",
+        "log_config: log4rs.yaml\njobs:\n  load:\n    command: |\n      if [ -e second ]; then echo '::warning code=W1::slow disk'; echo 'no space' >&2; exit 4; fi\n      touch second\n      echo '::error code=E_CONN,host=wh1::refused'\n      echo '::progress::40% half'\n      echo '::detail::rows=12'\n",
     );
     assert_eq!(sb.run(&["run", "load"]).status.code(), Some(1));
     assert_eq!(sb.run(&["run", "load"]).status.code(), Some(1));
@@ -267,10 +271,23 @@ fn errors_and_warnings_across_runs_and_one_section_for_scripts() {
     let lines: Vec<&str> = errors.lines().collect();
     assert!(lines[0].starts_with("#1 load "), "oldest first: {errors}");
     assert_eq!(lines[1], "  error: [E_CONN] refused (host=wh1)", "{errors}");
-    assert!(lines[2].starts_with("#2 load "), "{errors}");
-    assert_eq!(lines[3], "  failed: exit 4", "{errors}");
-    assert_eq!(lines[4], "  stderr: no space", "{errors}");
-    assert_eq!(lines.len(), 5, "{errors}");
+    assert_eq!(lines[2], "  failed: exit 0, 1 error: refused", "{errors}");
+    assert!(lines[3].starts_with("#2 load "), "{errors}");
+    assert_eq!(lines[4], "  failed: exit 4", "{errors}");
+    assert_eq!(lines[5], "  stderr: no space", "{errors}");
+    assert_eq!(lines.len(), 6, "{errors}");
+    // Why a run failed, and its stderr, read as the errors log has them.
+    let errors_log = sb.read("errors.log");
+    for line in [
+        "failed: exit 0, 1 error: refused",
+        "failed: exit 4",
+        "stderr: no space",
+    ] {
+        assert!(
+            errors_log.lines().any(|l| l == line),
+            "{line:?} in {errors_log}"
+        );
+    }
 
     let warnings = sb.run(&["logs", "load", "--warnings", "--limit", "1"]);
     let warnings = String::from_utf8_lossy(&warnings.stdout);
@@ -290,7 +307,10 @@ fn errors_and_warnings_across_runs_and_one_section_for_scripts() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     assert_eq!(section(&["status"]), "failed\n");
-    assert_eq!(section(&["errors"]), "error: [E_CONN] refused (host=wh1)\n");
+    assert_eq!(
+        section(&["errors"]),
+        "error: [E_CONN] refused (host=wh1)\nfailed: exit 0, 1 error: refused\n"
+    );
     assert_eq!(section(&["progress"]), "40% half\n");
     let details: serde_json::Value = serde_json::from_str(&section(&["details"])).unwrap();
     assert_eq!(details["rows"], "12");

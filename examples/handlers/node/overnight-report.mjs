@@ -34,8 +34,13 @@ import { writeFileSync } from "node:fs";
 // The protocol is a line per message: line breaks become spaces.
 const oneLine = (text) => String(text ?? "").split(/\r?\n|\r/).join(" ");
 
-// A field's value, kept clear of the characters that end it.
-const field = (value) => oneLine(value).replaceAll(",", ";").replaceAll("=", ":").replaceAll("::", ": ");
+// A field's value, kept clear of the characters that end it (a last `:`
+// gets a space after it, which the runner trims, so that it cannot join the
+// `::` that ends the fields).
+const field = (value) => {
+  const text = oneLine(value).replaceAll(",", ";").replaceAll("=", ":").replaceAll("::", ": ");
+  return text.endsWith(":") ? text + " " : text;
+};
 
 export class Report {
   // live: write protocol lines as things happen (a command job, or a
@@ -135,7 +140,7 @@ export class Report {
   finish({ summary, status } = {}) {
     if (this.streaming) {
       for (const [name, value] of Object.entries(this.details)) {
-        this.#line(`::detail::${oneLine(name)}=${oneLine(typeof value === "string" ? value : JSON.stringify(value))}`);
+        this.#line(`::detail::${field(name)}=${oneLine(typeof value === "string" ? value : JSON.stringify(value))}`);
       }
       if (summary) this.#line(`::summary::${oneLine(summary)}`);
       this.#line(`::status::${status ?? this.status()}`);

@@ -34,8 +34,11 @@ def _one_line(text):
 
 
 def _field(value):
-    """A field's value, kept clear of the characters that end it."""
-    return _one_line(value).replace(",", ";").replace("=", ":").replace("::", ": ")
+    """A field's value, kept clear of the characters that end it (a last
+    `:` gets a space after it, which the runner trims, so that it cannot
+    join the `::` that ends the fields)."""
+    value = _one_line(value).replace(",", ";").replace("=", ":").replace("::", ": ")
+    return value + " " if value.endswith(":") else value
 
 
 class Report:

@@ -359,3 +359,9 @@ pub fn group_id(name: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// Whether the tests run as root (the user switch of `user:` needs it).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}

@@ -38,8 +38,10 @@ sub new {
 # One line: line breaks become spaces.
 sub _line { my ($text) = @_; $text = '' unless defined $text; $text =~ s/[\r\n]+/ /g; return $text }
 
-# A field's value, kept clear of the characters that end it.
-sub _field { my $value = _line(shift); $value =~ tr/,=/;:/; $value =~ s/::/: /g; return $value }
+# A field's value, kept clear of the characters that end it (a last `:`
+# gets a space after it, which the runner trims, so that it cannot join the
+# `::` that ends the fields).
+sub _field { my $value = _line(shift); $value =~ tr/,=/;:/; $value =~ s/::/: /g; $value =~ s/:\z/: /; return $value }
 
 sub _say {
     my ($self, $kind, $message, %fields) = @_;

@@ -1,9 +1,11 @@
-//! The machine's users, for jobs that run as one of them (`user:`), as
+//! The machine's accounts, for jobs that run as one of them (`user:`), as
 //! cron runs each user's crontab as that user.
 //!
-//! The account is looked up when the jobs file is read (an unknown user is
-//! a mistake `check` names); the switch happens in the job's process
-//! between fork and exec, with only async-signal-safe calls.
+//! The jobs file names the user; the account is looked up when the file
+//! is read (a name the machine does not know is a mistake `check` names)
+//! and again before each run (a user removed or changed since is seen);
+//! the switch happens in the job's process between fork and exec, with
+//! async-signal-safe calls only.
 
 use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
@@ -14,22 +16,41 @@ use std::path::PathBuf;
 pub struct Account {
     /// The login name.
     pub name: String,
+    /// The user id.
     pub uid: u32,
     /// The primary group.
     pub gid: u32,
     /// Every group the user is in, the primary one included.
     pub groups: Vec<u32>,
-    /// The home folder: the job's `HOME`, and its working directory
-    /// unless it has a `workdir`.
+    /// The home folder: the job's `HOME`, and where it starts unless it
+    /// has a `workdir`.
     pub home: PathBuf,
+}
+
+/// Why a job cannot run as its user.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The user database has no such name.
+    #[error("no user `{0}` on this machine")]
+    NotFound(String),
+    /// The user database did not answer (NSS, LDAP).
+    #[error("cannot look up user `{name}`: {source}")]
+    Lookup {
+        name: String,
+        source: std::io::Error,
+    },
+    /// Only root can become another user.
+    #[error(
+        "cannot run as user `{name}`: overnight runs as uid {me}, and only root can start a job as another user"
+    )]
+    NotRoot { name: String, me: u32 },
 }
 
 impl Account {
     /// The account named `name` in the user database (`/etc/passwd`, or
-    /// what NSS serves); why not, when there is none.
-    pub fn lookup(name: &str) -> Result<Account, String> {
-        let unknown = || format!("no user `{name}` on this machine");
-        let c_name = CString::new(name).map_err(|_| unknown())?;
+    /// what NSS serves). Blocks on NSS: call it off the async workers.
+    pub fn lookup(name: &str) -> Result<Account, AccountError> {
+        let c_name = CString::new(name).map_err(|_| AccountError::NotFound(name.to_string()))?;
         let mut buffer = vec![0u8; 4096];
         loop {
             // SAFETY: an all-zero passwd is a valid value to be written over.
@@ -51,25 +72,23 @@ impl Account {
                 continue;
             }
             if error != 0 {
-                return Err(format!(
-                    "cannot look up user `{name}`: {}",
-                    std::io::Error::from_raw_os_error(error)
-                ));
+                return Err(AccountError::Lookup {
+                    name: name.to_string(),
+                    source: std::io::Error::from_raw_os_error(error),
+                });
             }
             if found.is_null() {
-                return Err(unknown());
+                return Err(AccountError::NotFound(name.to_string()));
             }
             // SAFETY: getpwnam_r filled `entry`; its strings point into
             // `buffer`, alive here.
             let home = unsafe { CStr::from_ptr(entry.pw_dir) };
-            let home = PathBuf::from(std::ffi::OsStr::from_bytes(home.to_bytes()));
-            let groups = groups_of(&c_name, entry.pw_gid);
             return Ok(Account {
                 name: name.to_string(),
                 uid: entry.pw_uid,
                 gid: entry.pw_gid,
-                groups,
-                home,
+                groups: groups_of(&c_name, entry.pw_gid),
+                home: PathBuf::from(std::ffi::OsStr::from_bytes(home.to_bytes())),
             });
         }
     }
@@ -77,27 +96,28 @@ impl Account {
     /// Whether a job run as this account runs as someone other than this
     /// process.
     pub fn is_other(&self) -> bool {
-        self.uid != effective_uid()
+        self.uid != crate::state::me()
     }
 
-    /// Why this process cannot start a job as this account, if it cannot:
-    /// only root can become another user.
-    pub fn refusal(&self) -> Option<String> {
-        let me = effective_uid();
-        (self.uid != me && me != 0).then(|| {
-            format!(
-                "cannot run as user `{}`: overnight runs as uid {me}, and only root can start a job as another user",
-                self.name
-            )
-        })
+    /// Whether this process can start a job as this account: only root
+    /// can become another user.
+    pub fn may_become(&self) -> Result<(), AccountError> {
+        let me = crate::state::me();
+        match self.uid == me || me == 0 {
+            true => Ok(()),
+            false => Err(AccountError::NotRoot {
+                name: self.name.clone(),
+                me,
+            }),
+        }
     }
 
     /// In the child, between fork and exec: becomes this account (its
-    /// groups, its group, then its user).
+    /// groups, its group, then its user), with cron's umask.
     ///
     /// # Safety
-    /// Only `setgroups`, `setgid` and `setuid`, which are async-signal-safe,
-    /// on memory that lives for the call.
+    /// Only `setgroups`, `setgid`, `setuid` and `umask`, which are
+    /// async-signal-safe, on memory that lives for the call.
     pub unsafe fn become_it(&self) -> std::io::Result<()> {
         let check = |done: libc::c_int| match done {
             0 => Ok(()),
@@ -108,14 +128,11 @@ impl Account {
         // SAFETY: plain integer arguments.
         check(unsafe { libc::setgid(self.gid) })?;
         // SAFETY: plain integer arguments.
-        check(unsafe { libc::setuid(self.uid) })
+        check(unsafe { libc::setuid(self.uid) })?;
+        // SAFETY: plain integer argument; umask cannot fail.
+        unsafe { libc::umask(0o022) };
+        Ok(())
     }
-}
-
-/// The user this process runs as.
-pub fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no arguments and cannot fail.
-    unsafe { libc::geteuid() }
 }
 
 /// Every group `name` is in, `primary` first.
@@ -147,10 +164,10 @@ mod tests {
         let root = Account::lookup("root").unwrap();
         assert_eq!((root.uid, root.gid), (0, 0));
         assert!(root.groups.contains(&0));
-        assert_eq!(
-            Account::lookup("no-such-user-here").unwrap_err(),
-            "no user `no-such-user-here` on this machine"
-        );
+        assert!(matches!(
+            Account::lookup("no-such-user-here"),
+            Err(AccountError::NotFound(name)) if name == "no-such-user-here"
+        ));
         assert!(Account::lookup("nul\0byte").is_err());
     }
 }
