@@ -29,6 +29,7 @@ mod jobs;
 mod journal;
 mod locks;
 mod notifications;
+pub mod postgres;
 mod prune;
 mod recorder;
 mod runs;

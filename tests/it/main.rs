@@ -24,6 +24,7 @@ mod memory;
 mod next;
 mod operator;
 mod policy;
+mod postgres;
 mod report_variants;
 mod retention;
 mod routing;

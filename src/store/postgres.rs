@@ -1,0 +1,49 @@
+//! The history in PostgreSQL (DESIGN §10): the connection and the schema.
+//!
+//! The schema holds the tables and columns of SQLite's, under the same
+//! names, so that one query text reads either (parameters are `$1`, `$2`…,
+//! which SQLite reads too). Migrations are applied in order, one process
+//! at a time (a transaction-scoped advisory lock), and counted in
+//! `overnight_schema`.
+
+use sqlx::Connection;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+/// The schema, one step per entry; never edit a released step, add one.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_schema.sql")];
+
+/// The advisory lock key that serialises migrations: "overnigh" in ASCII.
+const MIGRATION_LOCK: i64 = 0x6f76_6572_6e69_6768;
+
+/// A pool on the database at `url`, its schema brought up to date.
+pub async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
+    let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// Applies the migrations not applied yet; two processes starting on a
+/// new database apply them once.
+async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS overnight_schema (version BIGINT NOT NULL)")
+        .execute(&mut *tx)
+        .await?;
+    let done: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM overnight_schema")
+        .fetch_one(&mut *tx)
+        .await?;
+    let done = done.unwrap_or(0);
+    for (step, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+        sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO overnight_schema (version) VALUES ($1)")
+            .bind(step as i64 + 1)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
