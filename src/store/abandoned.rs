@@ -37,7 +37,7 @@ impl Store {
     /// `mine`, also this process's (a daemon starting runs none yet: those
     /// are an earlier daemon's of the same process, as in tests).
     pub async fn abandoned(&self, host: &str, mine: bool) -> Result<Vec<Abandoned>, StoreError> {
-        let rows = sqlx::query("SELECT id, job, pid, runner_started, job_pid, job_started FROM runs WHERE status = 'running' AND host = ?")
+        let rows = sqlx::query("SELECT id, job, pid, runner_started, job_pid, job_started FROM runs WHERE status = 'running' AND host = $1")
             .bind(host)
             .fetch_all(&self.pool)
             .await?;
@@ -134,8 +134,8 @@ impl Store {
         let report = Report::synthetic(&header, status, why);
         let now = report.finished_at;
         let closed = sqlx::query(
-            "UPDATE runs SET status = ?, finished_at = ?, summary = ?, error_count = 1, report = ? \
-             WHERE id = ? AND status = 'running'",
+            "UPDATE runs SET status = $1, finished_at = $2, summary = $3, error_count = 1, report = $4 \
+             WHERE id = $5 AND status = 'running'",
         )
         .bind(status.as_str())
         .bind(time_text(now))

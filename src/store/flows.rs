@@ -292,7 +292,7 @@ impl Store {
 
     /// The flow run `id`.
     pub async fn flow_run(&self, id: i64) -> Result<Option<FlowRecord>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{COLUMNS}WHERE id = ?")))
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{COLUMNS}WHERE id = $1")))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -337,7 +337,7 @@ impl Store {
     ) -> Result<Option<FlowStatus>, StoreError> {
         // Fires that did not run (missed, skipped) are no outcome.
         let row = sqlx::query(
-            "SELECT status FROM flow_runs WHERE flow = ? AND id < ? \
+            "SELECT status FROM flow_runs WHERE flow = $1 AND id < $2 \
              AND status IN ('success', 'warning', 'failed', 'aborted') ORDER BY id DESC LIMIT 1",
         )
         .bind(flow)
@@ -368,7 +368,7 @@ impl Store {
     /// `run` with its steps' rows read in.
     async fn with_steps(&self, mut run: FlowRecord) -> Result<FlowRecord, StoreError> {
         let rows = sqlx::query(
-            "SELECT state, runs, started_at, ended_at FROM flow_steps WHERE flow_run = ? ORDER BY step",
+            "SELECT state, runs, started_at, ended_at FROM flow_steps WHERE flow_run = $1 ORDER BY step",
         )
         .bind(run.id)
         .fetch_all(&self.pool)
@@ -391,8 +391,12 @@ pub(super) async fn insert_flow(
     run: &FlowRecord,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT OR REPLACE INTO flow_runs (id, flow, trigger, scheduled_at, started_at, finished_at, status, plan, holds, host, pid, driver_started) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO flow_runs (id, flow, trigger, scheduled_at, started_at, finished_at, status, plan, holds, host, pid, driver_started) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (id) DO UPDATE SET flow = excluded.flow, trigger = excluded.trigger, \
+         scheduled_at = excluded.scheduled_at, started_at = excluded.started_at, finished_at = excluded.finished_at, \
+         status = excluded.status, plan = excluded.plan, holds = excluded.holds, host = excluded.host, \
+         pid = excluded.pid, driver_started = excluded.driver_started",
     )
     .bind(run.id)
     .bind(&run.flow)
@@ -418,7 +422,7 @@ pub(super) async fn update_flow(
     save: &FlowSave,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE flow_runs SET status = ?, holds = ?, finished_at = ?, pid = ?, driver_started = ? WHERE id = ?",
+        "UPDATE flow_runs SET status = $1, holds = $2, finished_at = $3, pid = $4, driver_started = $5 WHERE id = $6",
     )
     .bind(save.status.as_str())
     .bind(json(&save.holds))
@@ -434,7 +438,9 @@ pub(super) async fn update_flow(
 async fn write_steps(tx: &mut sqlx::SqliteConnection, save: &FlowSave) -> Result<(), sqlx::Error> {
     for row in &save.steps {
         sqlx::query(
-            "INSERT OR REPLACE INTO flow_steps (flow_run, step, state, runs, started_at, ended_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO flow_steps (flow_run, step, state, runs, started_at, ended_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (flow_run, step) DO UPDATE SET state = excluded.state, runs = excluded.runs, \
+             started_at = excluded.started_at, ended_at = excluded.ended_at",
         )
         .bind(save.id)
         .bind(row.step as i64)
@@ -457,7 +463,7 @@ pub(super) async fn move_step_run(
     from: i64,
     to: i64,
 ) -> Result<(), sqlx::Error> {
-    let plan: Option<String> = sqlx::query_scalar("SELECT plan FROM flow_runs WHERE id = ?")
+    let plan: Option<String> = sqlx::query_scalar("SELECT plan FROM flow_runs WHERE id = $1")
         .bind(flow_run)
         .fetch_optional(&mut *tx)
         .await?;
@@ -468,7 +474,7 @@ pub(super) async fn move_step_run(
         return Ok(());
     };
     let runs: Option<String> =
-        sqlx::query_scalar("SELECT runs FROM flow_steps WHERE flow_run = ? AND step = ?")
+        sqlx::query_scalar("SELECT runs FROM flow_steps WHERE flow_run = $1 AND step = $2")
             .bind(flow_run)
             .bind(index as i64)
             .fetch_optional(&mut *tx)
@@ -479,7 +485,7 @@ pub(super) async fn move_step_run(
     for run in runs.iter_mut().filter(|r| **r == from) {
         *run = to;
     }
-    sqlx::query("UPDATE flow_steps SET runs = ? WHERE flow_run = ? AND step = ?")
+    sqlx::query("UPDATE flow_steps SET runs = $1 WHERE flow_run = $2 AND step = $3")
         .bind(json(&runs))
         .bind(flow_run)
         .bind(index as i64)

@@ -16,7 +16,7 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
         for gone in known.iter().filter(|n| !names.contains(&n.as_str())) {
-            sqlx::query("DELETE FROM jobs WHERE name = ?")
+            sqlx::query("DELETE FROM jobs WHERE name = $1")
                 .bind(gone)
                 .execute(&mut *tx)
                 .await?;
@@ -26,7 +26,7 @@ impl Store {
             let hash = format!("{:016x}", fnv1a(definition.as_bytes()));
             sqlx::query(
                 "INSERT INTO jobs (name, schedule, kind, definition, definition_hash, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (name) DO UPDATE SET schedule = excluded.schedule, kind = excluded.kind, \
                  definition = excluded.definition, definition_hash = excluded.definition_hash, \
                  updated_at = excluded.updated_at WHERE definition_hash <> excluded.definition_hash",

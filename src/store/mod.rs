@@ -94,10 +94,10 @@ impl HistoryQuery {
 macro_rules! history_where {
     ($name:literal) => {
         concat!(
-            "WHERE (?1 IS NULL OR ",
+            "WHERE ($1 IS NULL OR ",
             $name,
-            " = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR started_at >= ?3) \
-             AND (?4 IS NULL OR started_at < ?4) AND (?5 IS NULL OR id < ?5) ORDER BY id DESC LIMIT ?6"
+            " = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR started_at >= $3) \
+             AND ($4 IS NULL OR started_at < $4) AND ($5 IS NULL OR id < $5) ORDER BY id DESC LIMIT $6"
         )
     };
 }
@@ -135,8 +135,9 @@ fn named_times(
 }
 
 /// Moves a job's "last handled" fire forward, never back.
-pub(crate) const MARK_HANDLED: &str = "INSERT INTO schedule_state (job, last_handled) VALUES (?, ?) \
-     ON CONFLICT (job) DO UPDATE SET last_handled = max(last_handled, excluded.last_handled)";
+pub(crate) const MARK_HANDLED: &str = "INSERT INTO schedule_state (job, last_handled) VALUES ($1, $2) \
+     ON CONFLICT (job) DO UPDATE SET last_handled = CASE WHEN excluded.last_handled > schedule_state.last_handled \
+     THEN excluded.last_handled ELSE schedule_state.last_handled END";
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -441,7 +442,7 @@ mod tests {
         ] {
             sqlx::query(
                 "INSERT INTO runs (id, job, trigger, started_at, finished_at, status, host) \
-                 VALUES (?, 'slow', 'manual', '2026-12-01T10:19:00.000000Z', ?, ?, 'h')",
+                 VALUES ($1, 'slow', 'manual', '2026-12-01T10:19:00.000000Z', $2, $3, 'h')",
             )
             .bind(id)
             .bind(finished)

@@ -74,7 +74,7 @@ pub(super) async fn insert_notification<'e>(
     n: &Notification,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO notifications (run_id, job, rule, action, condition, status, detail, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO notifications (run_id, job, rule, action, condition, status, detail, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(n.run_id)
     .bind(&n.job)
@@ -98,7 +98,7 @@ impl Store {
     /// The deliveries about a run, in order.
     pub async fn notifications(&self, run_id: i64) -> Result<Vec<Notification>, StoreError> {
         let rows = sqlx::query(
-            "SELECT run_id, job, rule, action, condition, status, detail, at FROM notifications WHERE run_id = ? ORDER BY id",
+            "SELECT run_id, job, rule, action, condition, status, detail, at FROM notifications WHERE run_id = $1 ORDER BY id",
         )
         .bind(run_id)
         .fetch_all(&self.pool)
@@ -122,7 +122,7 @@ impl Store {
     /// How many messages a rule sent since `since`.
     pub async fn sent_since(&self, rule: &str, since: DateTime<Utc>) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT COUNT(DISTINCT run_id || ':' || condition) FROM notifications WHERE rule = ? AND status = 'sent' AND at > ?",
+            "SELECT COUNT(DISTINCT run_id || ':' || condition) FROM notifications WHERE rule = $1 AND status = 'sent' AND at > $2",
         )
         .bind(rule)
         .bind(time_text(since))
@@ -138,7 +138,7 @@ impl Store {
         run_id: i64,
     ) -> Result<Option<Status>, StoreError> {
         let status: Option<String> = sqlx::query_scalar(
-            "SELECT status FROM runs WHERE job = ? AND id < ? \
+            "SELECT status FROM runs WHERE job = $1 AND id < $2 \
              AND status IN ('success', 'warning', 'failed', 'lost', 'orphaned') ORDER BY id DESC LIMIT 1",
         )
         .bind(job)

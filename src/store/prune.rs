@@ -56,14 +56,14 @@ impl Store {
             let mut tx = self.pool.begin().await?;
             for table in ["attempts", "notifications"] {
                 let sql = format!(
-                    "DELETE FROM {table} WHERE run_id IN (SELECT id FROM runs WHERE status <> 'running' AND coalesce(finished_at, started_at) < ?)"
+                    "DELETE FROM {table} WHERE run_id IN (SELECT id FROM runs WHERE status <> 'running' AND coalesce(finished_at, started_at) < $1)"
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(&cutoff)
                     .execute(&mut *tx)
                     .await?;
             }
-            let gone = sqlx::query("DELETE FROM runs WHERE status <> 'running' AND coalesce(finished_at, started_at) < ?")
+            let gone = sqlx::query("DELETE FROM runs WHERE status <> 'running' AND coalesce(finished_at, started_at) < $1")
                 .bind(&cutoff)
                 .execute(&mut *tx)
                 .await?;

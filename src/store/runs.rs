@@ -118,7 +118,7 @@ pub(super) async fn insert_run<'e>(
     // A trigger marks a scheduled fire handled (migration 0005).
     let done = sqlx::query(
         "INSERT INTO runs (id, job, trigger, scheduled_at, started_at, status, host, pid, runner_started, locks, capture_path) \
-         VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
     )
     .bind(run.id)
     .bind(&run.job)
@@ -142,8 +142,8 @@ pub(super) async fn update_finished<'e>(
 ) -> Result<(), sqlx::Error> {
     let json = serde_json::to_string(report).expect("a report always serialises");
     sqlx::query(
-        "UPDATE runs SET finished_at = ?, status = ?, exit_code = ?, signal = ?, error_count = ?, \
-         warning_count = ?, summary = ?, report = ?, capture_path = ?, attempt = ? WHERE id = ?",
+        "UPDATE runs SET finished_at = $1, status = $2, exit_code = $3, signal = $4, error_count = $5, \
+         warning_count = $6, summary = $7, report = $8, capture_path = $9, attempt = $10 WHERE id = $11",
     )
     .bind(time_text(report.finished_at))
     .bind(report.status.as_str())
@@ -168,7 +168,7 @@ pub(super) async fn update_process<'e>(
     pid: u32,
     started: Option<u64>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE runs SET job_pid = ?, job_started = ? WHERE id = ?")
+    sqlx::query("UPDATE runs SET job_pid = $1, job_started = $2 WHERE id = $3")
         .bind(i64::from(pid))
         .bind(started.map(|s| s as i64))
         .bind(id)
@@ -183,8 +183,11 @@ pub(super) async fn insert_attempt<'e>(
     report: &Report,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT OR REPLACE INTO attempts (run_id, attempt, started_at, finished_at, status, exit_code, signal, summary, report) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO attempts (run_id, attempt, started_at, finished_at, status, exit_code, signal, summary, report) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (run_id, attempt) DO UPDATE SET started_at = excluded.started_at, \
+         finished_at = excluded.finished_at, status = excluded.status, exit_code = excluded.exit_code, \
+         signal = excluded.signal, summary = excluded.summary, report = excluded.report",
     )
     .bind(report.run_id)
     .bind(i64::from(report.attempt))
@@ -226,7 +229,7 @@ impl Store {
 
     /// One run.
     pub async fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
-        let row = sqlx::query(select_runs!("WHERE id = ?"))
+        let row = sqlx::query(select_runs!("WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -236,7 +239,7 @@ impl Store {
     /// One run's report, when it has ended.
     pub async fn report(&self, id: i64) -> Result<Option<Report>, StoreError> {
         let json: Option<Option<String>> =
-            sqlx::query_scalar("SELECT report FROM runs WHERE id = ?")
+            sqlx::query_scalar("SELECT report FROM runs WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -294,7 +297,7 @@ impl Store {
         id: i64,
     ) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT attempt, status, summary FROM attempts WHERE run_id = ? ORDER BY attempt",
+            "SELECT attempt, status, summary FROM attempts WHERE run_id = $1 ORDER BY attempt",
         )
         .bind(id)
         .fetch_all(&self.pool)

@@ -41,7 +41,7 @@ pub(super) async fn insert_not_run<'e>(
     // A trigger marks a scheduled fire handled (migration 0005).
     let done = sqlx::query(
         "INSERT INTO runs (id, job, trigger, scheduled_at, started_at, finished_at, status, summary, host, pid) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
     )
     .bind(not_run.id)
     .bind(&not_run.job)
@@ -91,7 +91,7 @@ impl Store {
         only_new: bool,
     ) -> Result<(), StoreError> {
         let sql = if only_new {
-            "INSERT OR IGNORE INTO schedule_state (job, last_handled) VALUES (?, ?)"
+            "INSERT INTO schedule_state (job, last_handled) VALUES ($1, $2) ON CONFLICT (job) DO NOTHING"
         } else {
             MARK_HANDLED
         };

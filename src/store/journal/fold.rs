@@ -137,7 +137,7 @@ impl Store {
                 }
                 state.folded += whole as i64;
                 sqlx::query(
-                    "INSERT INTO journal_folded (file, folded, closed) VALUES (?, ?, ?) \
+                    "INSERT INTO journal_folded (file, folded, closed) VALUES ($1, $2, $3) \
                      ON CONFLICT (file) DO UPDATE SET folded = excluded.folded, closed = excluded.closed",
                 )
                 .bind(file.name())
@@ -153,7 +153,7 @@ impl Store {
         // no file of that name is written again.
         for (name, _) in known {
             if !dir.join(&name).exists() {
-                sqlx::query("DELETE FROM journal_folded WHERE file = ?")
+                sqlx::query("DELETE FROM journal_folded WHERE file = $1")
                     .bind(&name)
                     .execute(&mut *tx)
                     .await?;
@@ -176,7 +176,7 @@ impl Store {
             Err(_) => moved.keys().cloned().collect(),
         };
         for key in moved.keys().filter(|key| !left.contains(*key)) {
-            sqlx::query("DELETE FROM journal_moved WHERE file = ?")
+            sqlx::query("DELETE FROM journal_moved WHERE file = $1")
                 .bind(key)
                 .execute(&mut *tx)
                 .await?;
@@ -335,12 +335,14 @@ impl Store {
         self.ids
             .raise_to(new)
             .map_err(StoreError::file(self.state_dir.as_path()))?;
-        sqlx::query("INSERT OR REPLACE INTO journal_moved (file, from_id, to_id) VALUES (?, ?, ?)")
-            .bind(file.writer_key())
-            .bind(given)
-            .bind(new)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO journal_moved (file, from_id, to_id) VALUES ($1, $2, $3)",
+        )
+        .bind(file.writer_key())
+        .bind(given)
+        .bind(new)
+        .execute(&mut *tx)
+        .await?;
         state.moved.insert(given, new);
         log::warn!(
             target: "overnight::store",
@@ -353,7 +355,7 @@ impl Store {
 /// Whether a flow run has id `id`: runs and flow runs take their ids from
 /// one sequence, and their notifications are kept by it.
 async fn id_taken_by_flow(tx: &mut SqliteConnection, id: i64) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM flow_runs WHERE id = ?)")
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM flow_runs WHERE id = $1)")
         .bind(id)
         .fetch_one(&mut *tx)
         .await
@@ -363,7 +365,7 @@ async fn id_taken_by_flow(tx: &mut SqliteConnection, id: i64) -> Result<bool, sq
 /// both).
 async fn id_taken(tx: &mut SqliteConnection, id: i64) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM flow_runs WHERE id = ?1) OR EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
+        "SELECT EXISTS (SELECT 1 FROM flow_runs WHERE id = $1) OR EXISTS (SELECT 1 FROM runs WHERE id = $1)",
     )
     .bind(id)
     .fetch_one(&mut *tx)
