@@ -193,7 +193,7 @@ pub(super) async fn history(b: &mut Bench) {
         async move {
             let start = Instant::now();
             for _ in 0..WRITES {
-                let id = recorder.next_run_id().unwrap();
+                let id = recorder.next_run_id().await.unwrap();
                 let run = overnight::store::NewRun {
                     id,
                     job: "bench".into(),

@@ -267,7 +267,7 @@ impl Runner {
                 let said = why.to_string();
                 let id = match run_id {
                     Some(id) => id,
-                    None => self.recorder.next_run_id()?,
+                    None => self.recorder.next_run_id().await?,
                 };
                 let unrun = Unrun {
                     trigger,
@@ -284,7 +284,7 @@ impl Runner {
 
         let run_id = match run_id {
             Some(id) => id,
-            None => self.fresh_run_id(job)?,
+            None => self.fresh_run_id(job).await?,
         };
         let header = RunHeader {
             run_id,
@@ -352,11 +352,11 @@ impl Runner {
     /// The next run id. A run-id file restored from a backup hands out ids
     /// again: the history mends that at its next opening, but a capture
     /// file of the same job and id must not be overwritten meanwhile.
-    pub fn fresh_run_id(&self, job: &Job) -> Result<i64, StoreError> {
-        let mut run_id = self.recorder.next_run_id()?;
+    pub async fn fresh_run_id(&self, job: &Job) -> Result<i64, StoreError> {
+        let mut run_id = self.recorder.next_run_id().await?;
         while run_id > 0 && capture::path_for(&self.state_dir, &job.name, run_id).exists() {
             log::warn!(target: "overnight::runner", "run id {run_id} of `{}` was used already (is `last-run-id` older than the history?); taking the next", job.name);
-            run_id = self.recorder.next_run_id()?;
+            run_id = self.recorder.next_run_id().await?;
         }
         Ok(run_id)
     }
@@ -384,7 +384,7 @@ impl Runner {
     /// Records a fire that did not run (`skipped`, `missed`): in the store,
     /// on the job's status target, and to its triggers. Returns its id.
     pub async fn record_not_run(&self, job: &Job, unrun: Unrun<'_>) -> Result<i64, StoreError> {
-        let id = self.recorder.next_run_id()?;
+        let id = self.recorder.next_run_id().await?;
         self.record_not_run_as(id, job, unrun).await;
         Ok(id)
     }

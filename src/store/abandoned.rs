@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use std::path::PathBuf;
 
-use super::{Store, StoreError, time_text};
+use super::{Store, StoreError, on_db, time_text};
 use crate::report::{Report, RunHeader, Status, Trigger};
 
 /// A run left `running` by a runner that is gone.
@@ -37,31 +37,33 @@ impl Store {
     /// `mine`, also this process's (a daemon starting runs none yet: those
     /// are an earlier daemon's of the same process, as in tests).
     pub async fn abandoned(&self, host: &str, mine: bool) -> Result<Vec<Abandoned>, StoreError> {
-        let rows = sqlx::query("SELECT id, job, pid, runner_started, job_pid, job_started FROM runs WHERE status = 'running' AND host = $1")
-            .bind(host)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut out = Vec::new();
-        for row in rows {
-            let pid: Option<i64> = row.try_get("pid")?;
-            let started: Option<i64> = row.try_get("runner_started")?;
-            let runner_lives = |pid: u32| match started {
-                _ if pid == std::process::id() => !mine,
-                Some(started) => crate::process::alive(pid, started as u64),
-                None => crate::process::exists(pid),
-            };
-            if pid.is_some_and(|p| u32::try_from(p).is_ok_and(runner_lives)) {
-                continue; // its runner (an `overnight exec`, say) still runs it
+        on_db!(&self.db, pool => {
+            let rows = sqlx::query("SELECT id, job, pid, runner_started, job_pid, job_started FROM runs WHERE status = 'running' AND host = $1")
+                .bind(host)
+                .fetch_all(pool)
+                .await?;
+            let mut out = Vec::new();
+            for row in rows {
+                let pid: Option<i64> = row.try_get("pid")?;
+                let started: Option<i64> = row.try_get("runner_started")?;
+                let runner_lives = |pid: u32| match started {
+                    _ if pid == std::process::id() => !mine,
+                    Some(started) => crate::process::alive(pid, started as u64),
+                    None => crate::process::exists(pid),
+                };
+                if pid.is_some_and(|p| u32::try_from(p).is_ok_and(runner_lives)) {
+                    continue; // its runner (an `overnight exec`, say) still runs it
+                }
+                let job_pid: Option<i64> = row.try_get("job_pid")?;
+                let job_started: Option<i64> = row.try_get("job_started")?;
+                out.push(Abandoned {
+                    id: row.try_get("id")?,
+                    job: row.try_get("job")?,
+                    process: job_pid.zip(job_started).map(|(p, s)| (p as u32, s as u64)),
+                });
             }
-            let job_pid: Option<i64> = row.try_get("job_pid")?;
-            let job_started: Option<i64> = row.try_get("job_started")?;
-            out.push(Abandoned {
-                id: row.try_get("id")?,
-                job: row.try_get("job")?,
-                process: job_pid.zip(job_started).map(|(p, s)| (p as u32, s as u64)),
-            });
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Closes the runs whose runner is gone and whose job is gone too, as
@@ -105,45 +107,47 @@ impl Store {
         status: Status,
         why: &str,
     ) -> Result<Option<Report>, StoreError> {
-        let Some(run) = self.run(id).await? else {
-            return Ok(None);
-        };
-        let parse_time = |t: &str| {
-            DateTime::parse_from_rfc3339(t)
-                .map(|t| t.with_timezone(&Utc))
-                .ok()
-        };
-        let trigger = serde_json::from_value(serde_json::Value::String(run.trigger.clone()))
-            .unwrap_or(Trigger::Schedule);
-        let capture = run
-            .capture_path
-            .clone()
-            .map(PathBuf::from)
-            .unwrap_or_default();
-        let header = RunHeader {
-            run_id: id,
-            job: run.job.clone(),
-            attempt: run.attempt as u32,
-            trigger,
-            scheduled_at: run.scheduled_at.as_deref().and_then(parse_time),
-            started_at: parse_time(&run.started_at).unwrap_or_else(Utc::now),
-            host: run.host.clone(),
-            capture,
-            flow: None,
-        };
-        let report = Report::synthetic(&header, status, why);
-        let now = report.finished_at;
-        let closed = sqlx::query(
-            "UPDATE runs SET status = $1, finished_at = $2, summary = $3, error_count = 1, report = $4 \
-             WHERE id = $5 AND status = 'running'",
-        )
-        .bind(status.as_str())
-        .bind(time_text(now))
-        .bind(why)
-        .bind(serde_json::to_string(&report).expect("a report always serialises"))
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok((closed.rows_affected() == 1).then_some(report))
+        on_db!(&self.db, pool => {
+            let Some(run) = self.run(id).await? else {
+                return Ok(None);
+            };
+            let parse_time = |t: &str| {
+                DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.with_timezone(&Utc))
+                    .ok()
+            };
+            let trigger = serde_json::from_value(serde_json::Value::String(run.trigger.clone()))
+                .unwrap_or(Trigger::Schedule);
+            let capture = run
+                .capture_path
+                .clone()
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            let header = RunHeader {
+                run_id: id,
+                job: run.job.clone(),
+                attempt: run.attempt as u32,
+                trigger,
+                scheduled_at: run.scheduled_at.as_deref().and_then(parse_time),
+                started_at: parse_time(&run.started_at).unwrap_or_else(Utc::now),
+                host: run.host.clone(),
+                capture,
+                flow: None,
+            };
+            let report = Report::synthetic(&header, status, why);
+            let now = report.finished_at;
+            let closed = sqlx::query(
+                "UPDATE runs SET status = $1, finished_at = $2, summary = $3, error_count = 1, report = $4 \
+                 WHERE id = $5 AND status = 'running'",
+            )
+            .bind(status.as_str())
+            .bind(time_text(now))
+            .bind(why)
+            .bind(serde_json::to_string(&report).expect("a report always serialises"))
+            .bind(id)
+            .execute(pool)
+            .await?;
+            Ok((closed.rows_affected() == 1).then_some(report))
+        })
     }
 }

@@ -9,10 +9,11 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::{HistoryQuery, Store, StoreError, bind_history, history_where, time_text};
+use super::{
+    Columns, HistoryQuery, Store, StoreError, bind_history, for_each_db, history_where, on_db,
+    time_text,
+};
 use crate::flow::progress::{Acted, FlowStatus};
 use crate::flow::{Plan, Progress, StepState};
 use crate::report::Trigger;
@@ -136,9 +137,11 @@ impl FlowRecord {
 }
 
 /// A column holding one of an enum's words.
-fn word<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<T, sqlx::Error> {
-    let text: String = row.try_get(column)?;
-    serde_json::from_value(serde_json::Value::String(text))
+fn word<T: serde::de::DeserializeOwned>(
+    row: &impl Columns,
+    column: &str,
+) -> Result<T, sqlx::Error> {
+    serde_json::from_value(serde_json::Value::String(row.text(column)?))
         .map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
@@ -146,16 +149,18 @@ fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("flow state serialises")
 }
 
-fn time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    let text: Option<String> = row.try_get(column)?;
-    Ok(text
+fn time(row: &impl Columns, column: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    Ok(row
+        .maybe_text(column)?
         .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
         .map(|t| t.with_timezone(&Utc)))
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(row: &SqliteRow, column: &str) -> Result<T, sqlx::Error> {
-    let text: String = row.try_get(column)?;
-    serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+fn decode<T: for<'de> Deserialize<'de>>(
+    row: &impl Columns,
+    column: &str,
+) -> Result<T, sqlx::Error> {
+    serde_json::from_str(&row.text(column)?).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
 /// The run's own state, beside its steps': the `holds` column.
@@ -241,13 +246,13 @@ impl Holds {
 }
 
 /// A flow run's row, its steps not read yet.
-fn record(row: &SqliteRow) -> Result<FlowRecord, sqlx::Error> {
-    let pid: Option<i64> = row.try_get("pid")?;
-    let started: Option<i64> = row.try_get("driver_started")?;
+fn record(row: &impl Columns) -> Result<FlowRecord, sqlx::Error> {
+    let pid = row.maybe_int("pid")?;
+    let started = row.maybe_int("driver_started")?;
     let holds: Holds = decode(row, "holds")?;
     Ok(FlowRecord {
-        id: row.try_get("id")?,
-        flow: row.try_get("flow")?,
+        id: row.int("id")?,
+        flow: row.text("flow")?,
         trigger: word(row, "trigger")?,
         scheduled_at: time(row, "scheduled_at")?,
         started_at: time(row, "started_at")?.unwrap_or_default(),
@@ -265,7 +270,7 @@ fn record(row: &SqliteRow) -> Result<FlowRecord, sqlx::Error> {
             actions: holds.actions,
             held_since: holds.held_since,
         },
-        host: row.try_get("host")?,
+        host: row.text("host")?,
         driver: pid.zip(started).map(|(p, s)| (p as u32, s as u64)),
     })
 }
@@ -276,57 +281,67 @@ impl Store {
     /// Records a flow run as it starts, with all its steps, before any of
     /// them starts.
     pub async fn insert_flow_run(&self, run: &FlowRecord) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        insert_flow(&mut tx, run).await?;
-        tx.commit().await?;
-        Ok(())
+        on_db!(&self.db, pool, q => {
+            let mut tx = pool.begin().await?;
+            q::insert_flow(&mut tx, run).await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Records what a move of a flow run changed.
     pub async fn save_flow_run(&self, save: &FlowSave) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        update_flow(&mut tx, save).await?;
-        tx.commit().await?;
-        Ok(())
+        on_db!(&self.db, pool, q => {
+            let mut tx = pool.begin().await?;
+            q::update_flow(&mut tx, save).await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// The flow run `id`.
     pub async fn flow_run(&self, id: i64) -> Result<Option<FlowRecord>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{COLUMNS}WHERE id = $1")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        match row.as_ref().map(record).transpose()? {
-            Some(run) => Ok(Some(self.with_steps(run).await?)),
-            None => Ok(None),
-        }
+        on_db!(&self.db, pool => {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!("{COLUMNS}WHERE id = $1")))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            match row.as_ref().map(record).transpose()? {
+                Some(run) => Ok(Some(self.with_steps(run).await?)),
+                None => Ok(None),
+            }
+        })
     }
 
     /// The flow runs `filter` picks, newest first.
     pub async fn flow_history(&self, filter: &HistoryQuery) -> Result<Vec<FlowRecord>, StoreError> {
-        let query = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{COLUMNS}{}",
-            history_where!("flow")
-        )));
-        let rows = bind_history(query, filter).fetch_all(&self.pool).await?;
-        self.all_with_steps(&rows).await
+        on_db!(&self.db, pool => {
+            let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{COLUMNS}{}",
+                history_where!("flow")
+            )));
+            let rows = bind_history!(query, filter).fetch_all(pool).await?;
+            self.all_with_steps(&rows).await
+        })
     }
 
     /// Each flow's latest end of a run that did its work (`success` or
     /// `warning`), as Unix seconds; and how many flow runs are held.
     pub async fn flow_gauges(&self) -> Result<(Vec<(String, f64)>, usize), StoreError> {
-        let rows = sqlx::query(
-            "SELECT flow, MAX(finished_at) AS at FROM flow_runs \
-             WHERE status IN ('success', 'warning') AND finished_at IS NOT NULL GROUP BY flow ORDER BY flow",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let held: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM flow_runs WHERE finished_at IS NULL AND status = 'held'",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((super::named_times(&rows, "flow")?, held as usize))
+        on_db!(&self.db, pool => {
+            let rows = sqlx::query(
+                "SELECT flow, MAX(finished_at) AS at FROM flow_runs \
+                 WHERE status IN ('success', 'warning') AND finished_at IS NOT NULL GROUP BY flow ORDER BY flow",
+            )
+            .fetch_all(pool)
+            .await?;
+            let held: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM flow_runs WHERE finished_at IS NULL AND status = 'held'",
+            )
+            .fetch_one(pool)
+            .await?;
+            Ok((super::named_times(&rows, "flow")?, held as usize))
+        })
     }
 
     /// How the flow's latest run before `id` that ran to an end ended.
@@ -335,29 +350,33 @@ impl Store {
         flow: &str,
         id: i64,
     ) -> Result<Option<FlowStatus>, StoreError> {
-        // Fires that did not run (missed, skipped) are no outcome.
-        let row = sqlx::query(
-            "SELECT status FROM flow_runs WHERE flow = $1 AND id < $2 \
-             AND status IN ('success', 'warning', 'failed', 'aborted') ORDER BY id DESC LIMIT 1",
-        )
-        .bind(flow)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|row| word(&row, "status")).transpose()?)
+        on_db!(&self.db, pool => {
+            // Fires that did not run (missed, skipped) are no outcome.
+            let row = sqlx::query(
+                "SELECT status FROM flow_runs WHERE flow = $1 AND id < $2 \
+                 AND status IN ('success', 'warning', 'failed', 'aborted') ORDER BY id DESC LIMIT 1",
+            )
+            .bind(flow)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(|row| word(&row, "status")).transpose()?)
+        })
     }
 
     /// The flow runs not over yet (running or held), oldest first.
     pub async fn open_flow_runs(&self) -> Result<Vec<FlowRecord>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{COLUMNS}WHERE finished_at IS NULL ORDER BY id"
-        )))
-        .fetch_all(&self.pool)
-        .await?;
-        self.all_with_steps(&rows).await
+        on_db!(&self.db, pool => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{COLUMNS}WHERE finished_at IS NULL ORDER BY id"
+            )))
+            .fetch_all(pool)
+            .await?;
+            self.all_with_steps(&rows).await
+        })
     }
 
-    async fn all_with_steps(&self, rows: &[SqliteRow]) -> Result<Vec<FlowRecord>, StoreError> {
+    async fn all_with_steps(&self, rows: &[impl Columns]) -> Result<Vec<FlowRecord>, StoreError> {
         let mut runs = Vec::with_capacity(rows.len());
         for row in rows {
             runs.push(self.with_steps(record(row)?).await?);
@@ -367,27 +386,30 @@ impl Store {
 
     /// `run` with its steps' rows read in.
     async fn with_steps(&self, mut run: FlowRecord) -> Result<FlowRecord, StoreError> {
-        let rows = sqlx::query(
-            "SELECT state, runs, started_at, ended_at FROM flow_steps WHERE flow_run = $1 ORDER BY step",
-        )
-        .bind(run.id)
-        .fetch_all(&self.pool)
-        .await?;
-        for row in &rows {
-            run.state.progress.steps.push(decode(row, "state")?);
-            run.state.steps.push(StepRuns {
-                runs: decode(row, "runs")?,
-                started_at: time(row, "started_at")?,
-                ended_at: time(row, "ended_at")?,
-            });
-        }
-        Ok(run)
+        on_db!(&self.db, pool => {
+            let rows = sqlx::query(
+                "SELECT state, runs, started_at, ended_at FROM flow_steps WHERE flow_run = $1 ORDER BY step",
+            )
+            .bind(run.id)
+            .fetch_all(pool)
+            .await?;
+            for row in &rows {
+                run.state.progress.steps.push(decode(row, "state")?);
+                run.state.steps.push(StepRuns {
+                    runs: decode(row, "runs")?,
+                    started_at: time(row, "started_at")?,
+                    ended_at: time(row, "ended_at")?,
+                });
+            }
+            Ok(run)
+        })
     }
 }
 
+for_each_db! {
 /// Inserts a flow run's row and all its steps' rows.
-pub(super) async fn insert_flow(
-    tx: &mut sqlx::SqliteConnection,
+pub(crate) async fn insert_flow(
+    tx: &mut <Db as sqlx::Database>::Connection,
     run: &FlowRecord,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -417,8 +439,8 @@ pub(super) async fn insert_flow(
 }
 
 /// Applies what a move changed.
-pub(super) async fn update_flow(
-    tx: &mut sqlx::SqliteConnection,
+pub(crate) async fn update_flow(
+    tx: &mut <Db as sqlx::Database>::Connection,
     save: &FlowSave,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -435,7 +457,7 @@ pub(super) async fn update_flow(
     write_steps(tx, save).await
 }
 
-async fn write_steps(tx: &mut sqlx::SqliteConnection, save: &FlowSave) -> Result<(), sqlx::Error> {
+async fn write_steps(tx: &mut <Db as sqlx::Database>::Connection, save: &FlowSave) -> Result<(), sqlx::Error> {
     for row in &save.steps {
         sqlx::query(
             "INSERT INTO flow_steps (flow_run, step, state, runs, started_at, ended_at) VALUES ($1, $2, $3, $4, $5, $6) \
@@ -452,6 +474,7 @@ async fn write_steps(tx: &mut sqlx::SqliteConnection, save: &FlowSave) -> Result
         .await?;
     }
     Ok(())
+}
 }
 
 /// In the row of step `step` of flow run `flow_run`, names run `from` as

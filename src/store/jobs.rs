@@ -2,46 +2,48 @@
 
 use chrono::Utc;
 
-use super::{Store, StoreError, time_text};
+use super::{Store, StoreError, on_db, time_text};
 use crate::config::Job;
 
 impl Store {
     /// Mirrors the job definitions, so SQL can join runs with them.
     pub async fn sync_jobs(&self, jobs: &[std::sync::Arc<Job>]) -> Result<(), StoreError> {
-        let now = time_text(Utc::now());
-        let key = self.definition_key()?;
-        let mut tx = self.pool.begin().await?;
-        let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
-        let known: Vec<String> = sqlx::query_scalar("SELECT name FROM jobs")
-            .fetch_all(&mut *tx)
-            .await?;
-        for gone in known.iter().filter(|n| !names.contains(&n.as_str())) {
-            sqlx::query("DELETE FROM jobs WHERE name = $1")
-                .bind(gone)
+        on_db!(&self.db, pool => {
+            let now = time_text(Utc::now());
+            let key = self.definition_key()?;
+            let mut tx = pool.begin().await?;
+            let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+            let known: Vec<String> = sqlx::query_scalar("SELECT name FROM jobs")
+                .fetch_all(&mut *tx)
+                .await?;
+            for gone in known.iter().filter(|n| !names.contains(&n.as_str())) {
+                sqlx::query("DELETE FROM jobs WHERE name = $1")
+                    .bind(gone)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for job in jobs {
+                let definition = job.definition(&key);
+                let hash = format!("{:016x}", fnv1a(definition.as_bytes()));
+                sqlx::query(
+                    "INSERT INTO jobs (name, schedule, kind, definition, definition_hash, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (name) DO UPDATE SET schedule = excluded.schedule, kind = excluded.kind, \
+                     definition = excluded.definition, definition_hash = excluded.definition_hash, \
+                     updated_at = excluded.updated_at WHERE jobs.definition_hash <> excluded.definition_hash",
+                )
+                .bind(&job.name)
+                .bind(job.schedule.as_ref().map(ToString::to_string))
+                .bind(job.kind())
+                .bind(&definition)
+                .bind(hash)
+                .bind(&now)
                 .execute(&mut *tx)
                 .await?;
-        }
-        for job in jobs {
-            let definition = job.definition(&key);
-            let hash = format!("{:016x}", fnv1a(definition.as_bytes()));
-            sqlx::query(
-                "INSERT INTO jobs (name, schedule, kind, definition, definition_hash, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (name) DO UPDATE SET schedule = excluded.schedule, kind = excluded.kind, \
-                 definition = excluded.definition, definition_hash = excluded.definition_hash, \
-                 updated_at = excluded.updated_at WHERE definition_hash <> excluded.definition_hash",
-            )
-            .bind(&job.name)
-            .bind(job.schedule.as_ref().map(ToString::to_string))
-            .bind(job.kind())
-            .bind(&definition)
-            .bind(hash)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 }
 

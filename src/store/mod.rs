@@ -103,32 +103,28 @@ macro_rules! history_where {
 }
 pub(crate) use history_where;
 
-/// Binds a [`HistoryQuery`] to the parameters of [`history_where!`].
-fn bind_history<'q>(
-    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-    filter: &'q HistoryQuery,
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
-    query
-        .bind(filter.name.as_deref())
-        .bind(filter.status.as_deref())
-        .bind(filter.since.map(time_text))
-        .bind(filter.until.map(time_text))
-        .bind(filter.before)
-        .bind(i64::from(filter.limit))
+/// Binds a [`HistoryQuery`] to the parameters of [`history_where!`], on
+/// a query of either database.
+macro_rules! bind_history {
+    ($query:expr, $filter:expr) => {
+        $query
+            .bind($filter.name.as_deref())
+            .bind($filter.status.as_deref())
+            .bind($filter.since.map($crate::store::time_text))
+            .bind($filter.until.map($crate::store::time_text))
+            .bind($filter.before)
+            .bind(i64::from($filter.limit))
+    };
 }
+pub(crate) use bind_history;
 
 /// Rows of (`name` column, `at` time text) as (name, Unix seconds); a
 /// time that does not parse is left out.
-fn named_times(
-    rows: &[sqlx::sqlite::SqliteRow],
-    name: &str,
-) -> Result<Vec<(String, f64)>, StoreError> {
-    use sqlx::Row;
+fn named_times(rows: &[impl Columns], name: &str) -> Result<Vec<(String, f64)>, StoreError> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let at: String = row.try_get("at")?;
-        if let Ok(at) = DateTime::parse_from_rfc3339(&at) {
-            out.push((row.try_get(name)?, at.timestamp_micros() as f64 / 1e6));
+        if let Ok(at) = DateTime::parse_from_rfc3339(&row.text("at")?) {
+            out.push((row.text(name)?, at.timestamp_micros() as f64 / 1e6));
         }
     }
     Ok(out)
@@ -197,11 +193,111 @@ impl StoreError {
     }
 }
 
+/// The database a history is in.
+#[derive(Clone, Debug)]
+pub(crate) enum Db {
+    /// `<state_dir>/overnight.db`, with the journal in front of it, and
+    /// the run-id sequence in a file beside it (shared with the journal's
+    /// writers).
+    Sqlite { pool: SqlitePool, ids: Arc<RunIds> },
+    /// A server several hosts share (DESIGN §10); run ids come from a
+    /// sequence in it.
+    /// A server several hosts share (DESIGN §10).
+    Postgres(sqlx::PgPool),
+}
+
+/// Evaluates `$body` with `$pool` bound to the pool of `$db`, whichever
+/// database it is: one query text, compiled for both.
+/// With `$pool, $q`, `$q` names the calling file's `on_sqlite` or
+/// `on_postgres` (see [`for_each_db!`]) to match.
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite { pool: $pool, .. } => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+    ($db:expr, $pool:ident, $q:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite { pool: $pool, .. } => {
+                use self::on_sqlite as $q;
+                $body
+            }
+            $crate::store::Db::Postgres($pool) => {
+                use self::on_postgres as $q;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_db;
+
+/// Defines the items once for each database, in the modules `on_sqlite`
+/// and `on_postgres`, where `Db` names the database: functions that take
+/// any executor of it (its pool, a transaction on it).
+macro_rules! for_each_db {
+    ($($item:item)*) => {
+        pub(crate) mod on_sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            pub(crate) type Db = sqlx::Sqlite;
+            $($item)*
+        }
+        pub(crate) mod on_postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            pub(crate) type Db = sqlx::Postgres;
+            $($item)*
+        }
+    };
+}
+pub(crate) use for_each_db;
+
+/// Awaits `$f(pool, args…)` from the calling file's `on_sqlite` or
+/// `on_postgres`, as the store's database is.
+macro_rules! call_on_db {
+    ($db:expr, $f:ident($($arg:expr),*)) => {
+        match $db {
+            $crate::store::Db::Sqlite { pool, .. } => on_sqlite::$f(pool, $($arg),*).await,
+            $crate::store::Db::Postgres(pool) => on_postgres::$f(pool, $($arg),*).await,
+        }
+    };
+}
+pub(crate) use call_on_db;
+
+/// A row of either database, read by column name.
+pub(crate) trait Columns {
+    fn int(&self, column: &str) -> Result<i64, sqlx::Error>;
+    fn maybe_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error>;
+    fn text(&self, column: &str) -> Result<String, sqlx::Error>;
+    fn maybe_text(&self, column: &str) -> Result<Option<String>, sqlx::Error>;
+}
+
+macro_rules! columns_of {
+    ($row:ty) => {
+        impl Columns for $row {
+            fn int(&self, column: &str) -> Result<i64, sqlx::Error> {
+                sqlx::Row::try_get(self, column)
+            }
+            fn maybe_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error> {
+                sqlx::Row::try_get(self, column)
+            }
+            fn text(&self, column: &str) -> Result<String, sqlx::Error> {
+                sqlx::Row::try_get(self, column)
+            }
+            fn maybe_text(&self, column: &str) -> Result<Option<String>, sqlx::Error> {
+                sqlx::Row::try_get(self, column)
+            }
+        }
+    };
+}
+columns_of!(sqlx::sqlite::SqliteRow);
+columns_of!(sqlx::postgres::PgRow);
+
 /// The run history.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
-    ids: Arc<RunIds>,
+    db: Db,
     state_dir: Arc<PathBuf>,
     folded_files: Arc<journal::FoldedFiles>,
     /// The state directory, held open while its name is not UTF-8.
@@ -297,69 +393,95 @@ impl Store {
                 connected => break connected.map_err(fail)?,
             }
         };
-        let ids = RunIds::open(state_dir).map_err(StoreError::file(state_dir))?;
-        let store = Store {
-            pool,
-            ids: Arc::new(ids),
+        let ids = Arc::new(RunIds::open(state_dir).map_err(StoreError::file(state_dir))?);
+        migrate_sqlite(&pool).await.map_err(fail)?;
+        // Entries folded later carry ids from this sequence, or are given
+        // new ones past it (journal.rs): raising once here is enough.
+        raise_run_ids(&pool, &ids, state_dir).await?;
+        Ok(Store {
+            db: Db::Sqlite { pool, ids },
             state_dir: Arc::new(state_dir.to_path_buf()),
             folded_files: Arc::default(),
             _held_dir: held_dir,
-        };
-        store.migrate().await.map_err(fail)?;
-        // Entries folded later carry ids from this sequence, or are given
-        // new ones past it (journal.rs): raising once here is enough.
-        store.raise_run_ids().await?;
-        Ok(store)
+        })
+    }
+
+    /// Opens the history in the PostgreSQL database at `url`, bringing its
+    /// schema up to date; `state_dir` keeps what stays this host's (the
+    /// key of job definitions' digests).
+    pub async fn connect_postgres(url: &str, state_dir: &Path) -> Result<Store, StoreError> {
+        crate::state::prepare(state_dir).map_err(StoreError::file(state_dir))?;
+        let pool = postgres::connect(url)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: PathBuf::from(postgres::without_password(url)),
+                source,
+            })?;
+        Ok(Store {
+            db: Db::Postgres(pool),
+            state_dir: Arc::new(state_dir.to_path_buf()),
+            folded_files: Arc::default(),
+            _held_dir: None,
+        })
     }
 
     /// The id of the next run (or fire not run) to record.
-    pub fn next_run_id(&self) -> Result<i64, StoreError> {
-        self.ids
-            .next()
-            .map_err(StoreError::file(self.state_dir.as_path()))
-    }
-
-    /// Raises the run-id sequence past every run the history holds.
-    async fn raise_run_ids(&self) -> Result<(), StoreError> {
-        let max: Option<i64> = sqlx::query_scalar(
-            "SELECT max(coalesce((SELECT max(id) FROM runs), 0), \
-                        coalesce((SELECT max(id) FROM flow_runs), 0), \
-                        coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'runs'), 0))",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        self.ids
-            .raise_to(max.unwrap_or(0))
-            .map_err(StoreError::file(self.state_dir.as_path()))
-    }
-
-    async fn migrate(&self) -> Result<(), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        let version = "PRAGMA user_version";
-        let done: i64 = sqlx::query_scalar(version).fetch_one(&mut *conn).await?;
-        if done as usize >= MIGRATIONS.len() {
-            return Ok(()); // the usual case: no write lock taken
+    pub async fn next_run_id(&self) -> Result<i64, StoreError> {
+        match &self.db {
+            Db::Postgres(pool) => Ok(sqlx::query_scalar("SELECT nextval('run_ids')")
+                .fetch_one(pool)
+                .await?),
+            Db::Sqlite { ids, .. } => ids
+                .next()
+                .map_err(StoreError::file(self.state_dir.as_path())),
         }
-        // IMMEDIATE: two processes opening a new file migrate one at a time;
-        // the version is read again under the lock.
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let done: i64 = sqlx::query_scalar(version).fetch_one(&mut *tx).await?;
-        for (step, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
-            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "PRAGMA user_version = {}",
-                step + 1
-            )))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await
     }
 
     /// Closes the pool, finishing pending writes.
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_db!(&self.db, pool => pool.close().await);
     }
+}
+
+/// Raises the run-id sequence past every run the history holds.
+async fn raise_run_ids(
+    pool: &SqlitePool,
+    ids: &RunIds,
+    state_dir: &Path,
+) -> Result<(), StoreError> {
+    let max: Option<i64> = sqlx::query_scalar(
+        "SELECT max(coalesce((SELECT max(id) FROM runs), 0), \
+                    coalesce((SELECT max(id) FROM flow_runs), 0), \
+                    coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'runs'), 0))",
+    )
+    .fetch_one(pool)
+    .await?;
+    ids.raise_to(max.unwrap_or(0))
+        .map_err(StoreError::file(state_dir))
+}
+
+/// Applies SQLite's migrations not applied yet.
+async fn migrate_sqlite(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let version = "PRAGMA user_version";
+    let done: i64 = sqlx::query_scalar(version).fetch_one(&mut *conn).await?;
+    if done as usize >= MIGRATIONS.len() {
+        return Ok(()); // the usual case: no write lock taken
+    }
+    // IMMEDIATE: two processes opening a new file migrate one at a time;
+    // the version is read again under the lock.
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let done: i64 = sqlx::query_scalar(version).fetch_one(&mut *tx).await?;
+    for (step, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+        sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "PRAGMA user_version = {}",
+            step + 1
+        )))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
 }
 
 /// This machine's name, for the `host` column.
@@ -372,6 +494,17 @@ pub fn hostname() -> String {
 }
 
 #[cfg(test)]
+impl Store {
+    /// The SQLite pool, for tests that write rows directly.
+    fn test_pool(&self) -> &SqlitePool {
+        match &self.db {
+            Db::Sqlite { pool, .. } => pool,
+            Db::Postgres(_) => panic!("a SQLite store"),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::report::{Status, Trigger};
@@ -380,7 +513,7 @@ mod tests {
     async fn runs_are_recorded_and_abandoned_ones_closed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
-        let id = store.next_run_id().unwrap();
+        let id = store.next_run_id().await.unwrap();
         store
             .start_run(&NewRun {
                 id,
@@ -410,12 +543,12 @@ mod tests {
         );
         // Its runner (pid 1 here) lives: not abandoned.
         sqlx::query("UPDATE runs SET pid = 1")
-            .execute(&store.pool)
+            .execute(store.test_pool())
             .await
             .unwrap();
         assert!(store.abandoned("h", true).await.unwrap().is_empty());
         sqlx::query("UPDATE runs SET pid = 999999999")
-            .execute(&store.pool)
+            .execute(store.test_pool())
             .await
             .unwrap();
         let abandoned = store.abandoned("h", true).await.unwrap();
@@ -447,7 +580,7 @@ mod tests {
             .bind(id)
             .bind(finished)
             .bind(status)
-            .execute(&store.pool)
+            .execute(store.test_pool())
             .await
             .unwrap();
         }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::{Store, StoreError, time_text};
+use super::{Store, StoreError, call_on_db, for_each_db, on_db, time_text};
 use crate::report::Status;
 
 /// One delivery of a trigger, as recorded.
@@ -68,9 +68,10 @@ impl std::fmt::Display for DeliveryStatus {
     }
 }
 
+for_each_db! {
 /// Inserts one delivery of a trigger.
-pub(super) async fn insert_notification<'e>(
-    db: impl sqlx::SqliteExecutor<'e>,
+pub(crate) async fn insert_notification<'e>(
+    db: impl sqlx::Executor<'e, Database = Db>,
     n: &Notification,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -88,46 +89,51 @@ pub(super) async fn insert_notification<'e>(
     .await?;
     Ok(())
 }
+}
 
 impl Store {
     /// Records one delivery of a trigger (or why it was not made).
     pub async fn record_notification(&self, n: &Notification) -> Result<(), StoreError> {
-        Ok(insert_notification(&self.pool, n).await?)
+        Ok(call_on_db!(&self.db, insert_notification(n))?)
     }
 
     /// The deliveries about a run, in order.
     pub async fn notifications(&self, run_id: i64) -> Result<Vec<Notification>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT run_id, job, rule, action, condition, status, detail, at FROM notifications WHERE run_id = $1 ORDER BY id",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Notification {
-                    run_id: r.try_get("run_id")?,
-                    job: r.try_get("job")?,
-                    rule: r.try_get("rule")?,
-                    action: r.try_get("action")?,
-                    condition: r.try_get("condition")?,
-                    status: DeliveryStatus::parse(r.try_get("status")?)?,
-                    detail: r.try_get("detail")?,
-                    at: r.try_get("at")?,
+        on_db!(&self.db, pool => {
+            let rows = sqlx::query(
+                "SELECT run_id, job, rule, action, condition, status, detail, at FROM notifications WHERE run_id = $1 ORDER BY id",
+            )
+            .bind(run_id)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Notification {
+                        run_id: r.try_get("run_id")?,
+                        job: r.try_get("job")?,
+                        rule: r.try_get("rule")?,
+                        action: r.try_get("action")?,
+                        condition: r.try_get("condition")?,
+                        status: DeliveryStatus::parse(r.try_get("status")?)?,
+                        detail: r.try_get("detail")?,
+                        at: r.try_get("at")?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     /// How many messages a rule sent since `since`.
     pub async fn sent_since(&self, rule: &str, since: DateTime<Utc>) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(DISTINCT run_id || ':' || condition) FROM notifications WHERE rule = $1 AND status = 'sent' AND at > $2",
-        )
-        .bind(rule)
-        .bind(time_text(since))
-        .fetch_one(&self.pool)
-        .await?)
+        on_db!(&self.db, pool => {
+            Ok(sqlx::query_scalar(
+                "SELECT COUNT(DISTINCT run_id || ':' || condition) FROM notifications WHERE rule = $1 AND status = 'sent' AND at > $2",
+            )
+            .bind(rule)
+            .bind(time_text(since))
+            .fetch_one(pool)
+            .await?)
+        })
     }
 
     /// The outcome of the job's latest run before `run_id` that ran to an
@@ -137,14 +143,16 @@ impl Store {
         job: &str,
         run_id: i64,
     ) -> Result<Option<Status>, StoreError> {
-        let status: Option<String> = sqlx::query_scalar(
-            "SELECT status FROM runs WHERE job = $1 AND id < $2 \
-             AND status IN ('success', 'warning', 'failed', 'lost', 'orphaned') ORDER BY id DESC LIMIT 1",
-        )
-        .bind(job)
-        .bind(run_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(status.and_then(|s| s.parse().ok()))
+        on_db!(&self.db, pool => {
+            let status: Option<String> = sqlx::query_scalar(
+                "SELECT status FROM runs WHERE job = $1 AND id < $2 \
+                 AND status IN ('success', 'warning', 'failed', 'lost', 'orphaned') ORDER BY id DESC LIMIT 1",
+            )
+            .bind(job)
+            .bind(run_id)
+            .fetch_optional(pool)
+            .await?;
+            Ok(status.and_then(|s| s.parse().ok()))
+        })
     }
 }

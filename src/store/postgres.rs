@@ -15,6 +15,20 @@ const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_schema.sql"
 /// The advisory lock key that serialises migrations: "overnigh" in ASCII.
 const MIGRATION_LOCK: i64 = 0x6f76_6572_6e69_6768;
 
+/// `url` without its password, for messages.
+pub fn without_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// A pool on the database at `url`, its schema brought up to date.
 pub async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
     let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;

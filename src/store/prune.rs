@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
 
-use super::{Store, StoreError, time_text};
+use super::{Store, StoreError, on_db, time_text};
 use crate::config::retention::Retention;
 
 /// What one prune removed.
@@ -29,48 +29,50 @@ pub struct Pruned {
 impl Store {
     /// Removes what `retention` keeps no longer.
     pub async fn prune(&self, retention: &Retention) -> Result<Pruned, StoreError> {
-        let mut pruned = Pruned::default();
-        // Runs still only in the journal are known as running only after a
-        // fold; without one (a full disk), captures wait for the next prune.
-        if let Err(e) = self.fold_journal().await {
-            log::warn!(target: "overnight::store", "retention not applied until the journal can be folded: {e}");
-            return Ok(pruned);
-        }
-        if let Some(keep) = retention.captures {
-            let running: HashSet<i64> = self.running().await?.iter().map(|r| r.id).collect();
-            let runs = self.state_dir.join("runs");
-            let cutoff = SystemTime::now() - keep;
-            let (files, bytes) =
-                tokio::task::spawn_blocking(move || old_files(&runs, cutoff, &running))
-                    .await
-                    .expect("the walk does not panic");
-            pruned.files = files;
-            pruned.bytes = bytes;
-        }
-        // A span reaching before any representable time keeps everything.
-        let cutoff = retention
-            .history
-            .and_then(|keep| Utc::now().checked_sub_signed(chrono::Duration::from_std(keep).ok()?));
-        if let Some(cutoff) = cutoff {
-            let cutoff = time_text(cutoff);
-            let mut tx = self.pool.begin().await?;
-            for table in ["attempts", "notifications"] {
-                let sql = format!(
-                    "DELETE FROM {table} WHERE run_id IN (SELECT id FROM runs WHERE status <> 'running' AND coalesce(finished_at, started_at) < $1)"
-                );
-                sqlx::query(sqlx::AssertSqlSafe(sql))
+        on_db!(&self.db, pool => {
+            let mut pruned = Pruned::default();
+            // Runs still only in the journal are known as running only after a
+            // fold; without one (a full disk), captures wait for the next prune.
+            if let Err(e) = self.fold_journal().await {
+                log::warn!(target: "overnight::store", "retention not applied until the journal can be folded: {e}");
+                return Ok(pruned);
+            }
+            if let Some(keep) = retention.captures {
+                let running: HashSet<i64> = self.running().await?.iter().map(|r| r.id).collect();
+                let runs = self.state_dir.join("runs");
+                let cutoff = SystemTime::now() - keep;
+                let (files, bytes) =
+                    tokio::task::spawn_blocking(move || old_files(&runs, cutoff, &running))
+                        .await
+                        .expect("the walk does not panic");
+                pruned.files = files;
+                pruned.bytes = bytes;
+            }
+            // A span reaching before any representable time keeps everything.
+            let cutoff = retention
+                .history
+                .and_then(|keep| Utc::now().checked_sub_signed(chrono::Duration::from_std(keep).ok()?));
+            if let Some(cutoff) = cutoff {
+                let cutoff = time_text(cutoff);
+                let mut tx = pool.begin().await?;
+                for table in ["attempts", "notifications"] {
+                    let sql = format!(
+                        "DELETE FROM {table} WHERE run_id IN (SELECT id FROM runs WHERE status <> 'running' AND coalesce(finished_at, started_at) < $1)"
+                    );
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(&cutoff)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let gone = sqlx::query("DELETE FROM runs WHERE status <> 'running' AND coalesce(finished_at, started_at) < $1")
                     .bind(&cutoff)
                     .execute(&mut *tx)
                     .await?;
+                tx.commit().await?;
+                pruned.runs = gone.rows_affected();
             }
-            let gone = sqlx::query("DELETE FROM runs WHERE status <> 'running' AND coalesce(finished_at, started_at) < $1")
-                .bind(&cutoff)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            pruned.runs = gone.rows_affected();
-        }
-        Ok(pruned)
+            Ok(pruned)
+        })
     }
 }
 

@@ -106,9 +106,9 @@ impl Recorder {
     }
 
     /// The id of the next run (or fire not run) to record.
-    pub fn next_run_id(&self) -> Result<i64, StoreError> {
+    pub async fn next_run_id(&self) -> Result<i64, StoreError> {
         match self {
-            Recorder::Store(store) => store.next_run_id(),
+            Recorder::Store(store) => store.next_run_id().await,
             Recorder::Journal { journal, .. } => journal.next_run_id(),
             // No sequence to take from: the run is numbered 0, and recorded nowhere.
             Recorder::Nowhere(_) => Ok(0),

@@ -2,11 +2,12 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use std::str::FromStr;
 
-use super::{HistoryQuery, Store, StoreError, bind_history, history_where, time_text};
+use super::{
+    Columns, HistoryQuery, Store, StoreError, bind_history, call_on_db, for_each_db, history_where,
+    on_db, time_text,
+};
 use crate::report::{Report, Status, Trigger};
 
 /// A run as the store keeps it.
@@ -108,11 +109,12 @@ macro_rules! select_runs {
     };
 }
 
+for_each_db! {
 /// Inserts a started run; no row is written when its id is taken (the
 /// journal's fold tells a replay from a clash by that). Returns whether it
 /// was written.
-pub(super) async fn insert_run<'e>(
-    db: impl sqlx::SqliteExecutor<'e>,
+pub(crate) async fn insert_run<'e>(
+    db: impl sqlx::Executor<'e, Database = Db>,
     run: &NewRun,
 ) -> Result<bool, sqlx::Error> {
     // A trigger marks a scheduled fire handled (migration 0005).
@@ -136,8 +138,8 @@ pub(super) async fn insert_run<'e>(
 }
 
 /// Records how a run ended, with its report.
-pub(super) async fn update_finished<'e>(
-    db: impl sqlx::SqliteExecutor<'e>,
+pub(crate) async fn update_finished<'e>(
+    db: impl sqlx::Executor<'e, Database = Db>,
     report: &Report,
 ) -> Result<(), sqlx::Error> {
     let json = serde_json::to_string(report).expect("a report always serialises");
@@ -162,8 +164,8 @@ pub(super) async fn update_finished<'e>(
 }
 
 /// Records the job's own process (pid and start time) of run `id`.
-pub(super) async fn update_process<'e>(
-    db: impl sqlx::SqliteExecutor<'e>,
+pub(crate) async fn update_process<'e>(
+    db: impl sqlx::Executor<'e, Database = Db>,
     id: i64,
     pid: u32,
     started: Option<u64>,
@@ -178,8 +180,8 @@ pub(super) async fn update_process<'e>(
 }
 
 /// Records one attempt of a run (an earlier one: the run's row is the last).
-pub(super) async fn insert_attempt<'e>(
-    db: impl sqlx::SqliteExecutor<'e>,
+pub(crate) async fn insert_attempt<'e>(
+    db: impl sqlx::Executor<'e, Database = Db>,
     report: &Report,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -202,11 +204,12 @@ pub(super) async fn insert_attempt<'e>(
     .await?;
     Ok(())
 }
+}
 
 impl Store {
     /// Records a run as started, under the id it was given.
     pub async fn start_run(&self, run: &NewRun) -> Result<(), StoreError> {
-        if !insert_run(&self.pool, run).await? {
+        if !call_on_db!(&self.db, insert_run(run))? {
             return Err(StoreError::IdTaken(run.id));
         }
         Ok(())
@@ -214,7 +217,7 @@ impl Store {
 
     /// Records how a run ended, with its report.
     pub async fn finish_run(&self, report: &Report) -> Result<(), StoreError> {
-        Ok(update_finished(&self.pool, report).await?)
+        Ok(call_on_db!(&self.db, update_finished(report))?)
     }
 
     /// Records the job's own process once it is started.
@@ -224,71 +227,82 @@ impl Store {
         pid: u32,
         started: Option<u64>,
     ) -> Result<(), StoreError> {
-        Ok(update_process(&self.pool, id, pid, started).await?)
+        Ok(call_on_db!(&self.db, update_process(id, pid, started))?)
     }
 
     /// One run.
     pub async fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
-        let row = sqlx::query(select_runs!("WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| record(&r)).transpose()
+        on_db!(&self.db, pool => {
+            let row = sqlx::query(select_runs!("WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            row.map(|r| record(&r)).transpose()
+        })
     }
 
     /// One run's report, when it has ended.
     pub async fn report(&self, id: i64) -> Result<Option<Report>, StoreError> {
-        let json: Option<Option<String>> =
+        let json: Option<Option<String>> = on_db!(&self.db, pool => {
             sqlx::query_scalar("SELECT report FROM runs WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(pool)
+                .await?
+        });
         Ok(json.flatten().and_then(|j| serde_json::from_str(&j).ok()))
     }
 
     /// The runs `filter` picks, newest first.
     pub async fn history(&self, filter: &HistoryQuery) -> Result<Vec<RunRecord>, StoreError> {
-        let query = sqlx::query(concat!(select_runs!(""), history_where!("job")));
-        let rows = bind_history(query, filter).fetch_all(&self.pool).await?;
-        rows.iter().map(record).collect()
+        on_db!(&self.db, pool => {
+            let query = sqlx::query(concat!(select_runs!(""), history_where!("job")));
+            let rows = bind_history!(query, filter).fetch_all(pool).await?;
+            rows.iter().map(record).collect()
+        })
     }
 
     /// Every run still `running`.
     pub async fn running(&self) -> Result<Vec<RunRecord>, StoreError> {
-        let rows = sqlx::query(select_runs!("WHERE status = 'running' ORDER BY id"))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(record).collect()
+        on_db!(&self.db, pool => {
+            let rows = sqlx::query(select_runs!("WHERE status = 'running' ORDER BY id"))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(record).collect()
+        })
     }
 
     /// The run of each job that ended last (a run stopped after a later
     /// fire was skipped is the last, not the skipped fire).
     pub async fn last_finished(&self) -> Result<Vec<RunRecord>, StoreError> {
-        let rows = sqlx::query(select_runs!(
-            "WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER \
-             (PARTITION BY job ORDER BY finished_at DESC, id DESC) AS n FROM runs WHERE status <> 'running') \
-             WHERE n = 1) ORDER BY job"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(record).collect()
+        on_db!(&self.db, pool => {
+            let rows = sqlx::query(select_runs!(
+                "WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER \
+                 (PARTITION BY job ORDER BY finished_at DESC, id DESC) AS n FROM runs WHERE status <> 'running') AS last \
+                 WHERE n = 1) ORDER BY job"
+            ))
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(record).collect()
+        })
     }
 
     /// Each job's latest end of a run that did its work (`success` or
     /// `warning`), as Unix seconds.
     pub async fn last_successes(&self) -> Result<Vec<(String, f64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT job, MAX(finished_at) AS at FROM runs \
-             WHERE status IN ('success', 'warning') AND finished_at IS NOT NULL GROUP BY job ORDER BY job",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        super::named_times(&rows, "job")
+        on_db!(&self.db, pool => {
+            let rows = sqlx::query(
+                "SELECT job, MAX(finished_at) AS at FROM runs \
+                 WHERE status IN ('success', 'warning') AND finished_at IS NOT NULL GROUP BY job ORDER BY job",
+            )
+            .fetch_all(pool)
+            .await?;
+            super::named_times(&rows, "job")
+        })
     }
 
     /// Records one attempt of a run.
     pub async fn record_attempt(&self, report: &Report) -> Result<(), StoreError> {
-        Ok(insert_attempt(&self.pool, report).await?)
+        Ok(call_on_db!(&self.db, insert_attempt(report))?)
     }
 
     /// The attempts of a run, in order, as (attempt, status, summary).
@@ -296,45 +310,39 @@ impl Store {
         &self,
         id: i64,
     ) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT attempt, status, summary FROM attempts WHERE run_id = $1 ORDER BY attempt",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("attempt")?,
-                    r.try_get("status")?,
-                    r.try_get("summary")?,
-                ))
-            })
-            .collect()
+        on_db!(&self.db, pool => {
+            let rows = sqlx::query(
+                "SELECT attempt, status, summary FROM attempts WHERE run_id = $1 ORDER BY attempt",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| Ok((r.int("attempt")?, r.text("status")?, r.maybe_text("summary")?)))
+                .collect()
+        })
     }
 }
 
-fn record(row: &SqliteRow) -> Result<RunRecord, StoreError> {
+fn record(row: &impl Columns) -> Result<RunRecord, StoreError> {
     Ok(RunRecord {
-        id: row.try_get("id")?,
-        job: row.try_get("job")?,
-        trigger: row.try_get("trigger")?,
-        attempt: row.try_get("attempt")?,
-        scheduled_at: row.try_get("scheduled_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        status: {
-            let text: String = row.try_get("status")?;
-            Status::from_str(&text).map_err(|e| sqlx::Error::Decode(e.into()))?
-        },
-        exit_code: row.try_get("exit_code")?,
-        signal: row.try_get("signal")?,
-        error_count: row.try_get("error_count")?,
-        warning_count: row.try_get("warning_count")?,
-        summary: row.try_get("summary")?,
-        capture_path: row.try_get("capture_path")?,
-        host: row.try_get("host")?,
-        pid: row.try_get("pid")?,
-        job_pid: row.try_get("job_pid")?,
+        id: row.int("id")?,
+        job: row.text("job")?,
+        trigger: row.text("trigger")?,
+        attempt: row.int("attempt")?,
+        scheduled_at: row.maybe_text("scheduled_at")?,
+        started_at: row.text("started_at")?,
+        finished_at: row.maybe_text("finished_at")?,
+        status: Status::from_str(&row.text("status")?)
+            .map_err(|e| sqlx::Error::Decode(e.into()))?,
+        exit_code: row.maybe_int("exit_code")?,
+        signal: row.maybe_int("signal")?,
+        error_count: row.int("error_count")?,
+        warning_count: row.int("warning_count")?,
+        summary: row.maybe_text("summary")?,
+        capture_path: row.maybe_text("capture_path")?,
+        host: row.text("host")?,
+        pid: row.maybe_int("pid")?,
+        job_pid: row.maybe_int("job_pid")?,
     })
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use std::collections::HashMap;
 
-use super::{MARK_HANDLED, Store, StoreError, time_text};
+use super::{MARK_HANDLED, Store, StoreError, call_on_db, for_each_db, on_db, time_text};
 use crate::report::{Status, Trigger};
 
 /// A fire that did not run, and why.
@@ -31,10 +31,11 @@ pub struct NotRun {
     pub pid: u32,
 }
 
+for_each_db! {
 /// Inserts a fire that did not run; as [`insert_run`](super::runs::insert_run),
 /// nothing is written when its id is taken. Returns whether it was written.
-pub(super) async fn insert_not_run<'e>(
-    db: impl sqlx::SqliteExecutor<'e>,
+pub(crate) async fn insert_not_run<'e>(
+    db: impl sqlx::Executor<'e, Database = Db>,
     not_run: &NotRun,
 ) -> Result<bool, sqlx::Error> {
     let at = time_text(not_run.at);
@@ -57,11 +58,12 @@ pub(super) async fn insert_not_run<'e>(
     .await?;
     Ok(done.rows_affected() == 1)
 }
+}
 
 impl Store {
     /// Records a fire that was not run (`missed`, `skipped`).
     pub async fn record_not_run(&self, not_run: &NotRun) -> Result<(), StoreError> {
-        if !insert_not_run(&self.pool, not_run).await? {
+        if !call_on_db!(&self.db, insert_not_run(not_run))? {
             return Err(StoreError::IdTaken(not_run.id));
         }
         Ok(())
@@ -69,17 +71,19 @@ impl Store {
 
     /// The latest fire handled, per job.
     pub async fn last_handled(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
-        let rows = sqlx::query("SELECT job, last_handled FROM schedule_state")
-            .fetch_all(&self.pool)
-            .await?;
-        let mut out = HashMap::new();
-        for row in rows {
-            let at: String = row.try_get("last_handled")?;
-            if let Ok(at) = DateTime::parse_from_rfc3339(&at) {
-                out.insert(row.try_get("job")?, at.with_timezone(&Utc));
+        on_db!(&self.db, pool => {
+            let rows = sqlx::query("SELECT job, last_handled FROM schedule_state")
+                .fetch_all(pool)
+                .await?;
+            let mut out = HashMap::new();
+            for row in rows {
+                let at: String = row.try_get("last_handled")?;
+                if let Ok(at) = DateTime::parse_from_rfc3339(&at) {
+                    out.insert(row.try_get("job")?, at.with_timezone(&Utc));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Marks every fire of these jobs up to `at` as handled. With
@@ -90,20 +94,22 @@ impl Store {
         at: DateTime<Utc>,
         only_new: bool,
     ) -> Result<(), StoreError> {
-        let sql = if only_new {
-            "INSERT INTO schedule_state (job, last_handled) VALUES ($1, $2) ON CONFLICT (job) DO NOTHING"
-        } else {
-            MARK_HANDLED
-        };
-        let mut tx = self.pool.begin().await?;
-        for job in jobs {
-            sqlx::query(sql)
-                .bind(*job)
-                .bind(time_text(at))
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        on_db!(&self.db, pool => {
+            let sql = if only_new {
+                "INSERT INTO schedule_state (job, last_handled) VALUES ($1, $2) ON CONFLICT (job) DO NOTHING"
+            } else {
+                MARK_HANDLED
+            };
+            let mut tx = pool.begin().await?;
+            for job in jobs {
+                sqlx::query(sql)
+                    .bind(*job)
+                    .bind(time_text(at))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 }

@@ -31,6 +31,7 @@ mod routing;
 mod schedule;
 mod secrets;
 mod state;
+mod store_backends;
 mod triggers;
 mod truthful;
 mod users;

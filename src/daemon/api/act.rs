@@ -63,7 +63,7 @@ pub async fn start_job(
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<RunStarted>), ApiError> {
     let job = job_named(&shared, name)?;
-    let run_id = shared.runner.fresh_run_id(&job)?;
+    let run_id = shared.runner.fresh_run_id(&job).await?;
     log::info!(target: "overnight::api", "`{}` started as run #{run_id} by {}", job.name, caller.who(None)?);
     drop(shared.launch_numbered(job, Trigger::Manual, run_id));
     Ok((StatusCode::ACCEPTED, Json(RunStarted { run_id })))

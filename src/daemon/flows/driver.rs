@@ -173,7 +173,7 @@ impl<'s> Driver<'s> {
             changed.push(i);
             self.run.state.steps[i].started_at = Some(now);
             if let Move::Start(i) = m {
-                let run_id = self.shared.runner.recorder().next_run_id()?;
+                let run_id = self.shared.runner.recorder().next_run_id().await?;
                 self.run.state.steps[*i].runs.push(run_id);
                 starts.push((*i, run_id));
             }

@@ -147,7 +147,7 @@ impl Shared {
         trigger: Trigger,
         scheduled_at: Option<DateTime<Utc>>,
     ) -> Result<FlowStart, StoreError> {
-        let id = self.runner.recorder().next_run_id()?;
+        let id = self.runner.recorder().next_run_id().await?;
         let alone = flow.concurrency == Concurrency::Skip;
         let commands = match self.driving.enlist(id, &flow.name, alone) {
             Ok(commands) => commands,
@@ -203,7 +203,7 @@ impl Shared {
         status: FlowStatus,
         why: String,
     ) -> Result<i64, StoreError> {
-        let id = self.runner.recorder().next_run_id()?;
+        let id = self.runner.recorder().next_run_id().await?;
         let plan = Plan::clone(&flow.plan);
         let mut progress = Progress::new(plan.steps.len());
         for state in &mut progress.steps {

@@ -11,15 +11,23 @@ use std::sync::Mutex;
 use sqlx::SqliteConnection;
 
 use super::{DIR, Entry, FOLD_AFTER, Journal, JournalFile, RETRY_EVERY};
-use crate::store::flows::{insert_flow, move_step_run, update_flow};
-use crate::store::notifications::insert_notification;
-use crate::store::runs::{insert_attempt, insert_run, update_finished, update_process};
-use crate::store::schedule::insert_not_run;
+use crate::store::flows::move_step_run;
+use crate::store::flows::on_sqlite::{insert_flow, update_flow};
+use crate::store::notifications::on_sqlite::insert_notification;
+use crate::store::runs::on_sqlite::{insert_attempt, insert_run, update_finished, update_process};
+use crate::store::schedule::on_sqlite::insert_not_run;
 use crate::store::{Store, StoreError};
 
 /// What a store remembers of the files it has folded: their identity and
 /// length then. A file unchanged since is not read again.
 pub(in crate::store) type FoldedFiles = Mutex<HashMap<JournalFile, (u64, u64)>>;
+
+/// Where a fold writes: its transaction, and the run-id sequence an id
+/// found taken is replaced from.
+struct FoldInto<'a> {
+    tx: &'a mut SqliteConnection,
+    ids: &'a crate::store::RunIds,
+}
 
 /// A file's bookkeeping in one fold.
 #[derive(Debug, Default)]
@@ -42,6 +50,10 @@ impl Folded {
 impl Store {
     /// Folds in what the journal holds that is not folded yet.
     pub async fn fold_journal(&self) -> Result<(), StoreError> {
+        // PostgreSQL's runs are written straight away: no journal.
+        let crate::store::Db::Sqlite { pool, ids } = &self.db else {
+            return Ok(());
+        };
         let dir = self.state_dir.join(DIR);
         // Every file with its identity and length, read off the async
         // workers, like every read and removal of the fold.
@@ -71,7 +83,7 @@ impl Store {
 
         // IMMEDIATE: two folders take turns, each reading under the write
         // lock how far the other got.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows: Vec<(String, i64, bool)> =
             sqlx::query_as("SELECT file, folded, closed FROM journal_folded")
                 .fetch_all(&mut *tx)
@@ -127,7 +139,10 @@ impl Store {
                         continue;
                     }
                     match serde_json::from_slice::<Entry<'_>>(line) {
-                        Ok(entry) => self.apply(&mut tx, &file, entry, &mut state).await?,
+                        Ok(entry) => {
+                            let into = FoldInto { tx: &mut tx, ids };
+                            self.apply(into, &file, entry, &mut state).await?
+                        }
                         Err(e) => log::warn!(
                             target: "overnight::store",
                             "journal `{}`: an entry that cannot be read is left out: {e}",
@@ -249,7 +264,7 @@ impl Store {
     /// older than the history) is recorded under a new one.
     async fn apply(
         &self,
-        tx: &mut SqliteConnection,
+        FoldInto { tx, ids }: FoldInto<'_>,
         file: &JournalFile,
         entry: Entry<'_>,
         state: &mut Folded,
@@ -264,7 +279,9 @@ impl Store {
                 while id_taken_by_flow(&mut *tx, run.id).await?
                     || !insert_run(&mut *tx, &run).await?
                 {
-                    run.id = self.id_after_clash(tx, file, given, state).await?;
+                    run.id = self
+                        .id_after_clash(FoldInto { tx, ids }, file, given, state)
+                        .await?;
                 }
                 // Its step's row named it by the id it was given.
                 if let Some((flow_run, step)) = run.flow_step.as_ref().filter(|_| run.id != given) {
@@ -277,7 +294,9 @@ impl Store {
                 while id_taken_by_flow(&mut *tx, not_run.id).await?
                     || !insert_not_run(&mut *tx, &not_run).await?
                 {
-                    not_run.id = self.id_after_clash(tx, file, given, state).await?;
+                    not_run.id = self
+                        .id_after_clash(FoldInto { tx, ids }, file, given, state)
+                        .await?;
                 }
             }
             Entry::Process { id, pid, started } => {
@@ -302,7 +321,9 @@ impl Store {
                 let mut run = run.into_owned();
                 let given = run.id;
                 while id_taken(&mut *tx, run.id).await? {
-                    run.id = self.id_after_clash(tx, file, given, state).await?;
+                    run.id = self
+                        .id_after_clash(FoldInto { tx, ids }, file, given, state)
+                        .await?;
                 }
                 insert_flow(&mut *tx, &run).await?;
             }
@@ -320,7 +341,7 @@ impl Store {
     /// older than the history), kept for the file's later entries.
     async fn id_after_clash(
         &self,
-        tx: &mut SqliteConnection,
+        FoldInto { tx, ids }: FoldInto<'_>,
         file: &JournalFile,
         given: i64,
         state: &mut Folded,
@@ -332,8 +353,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let new = max + 1;
-        self.ids
-            .raise_to(new)
+        ids.raise_to(new)
             .map_err(StoreError::file(self.state_dir.as_path()))?;
         sqlx::query(
             "INSERT OR REPLACE INTO journal_moved (file, from_id, to_id) VALUES ($1, $2, $3)",

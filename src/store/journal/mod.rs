@@ -467,7 +467,7 @@ mod tests {
     #[tokio::test]
     async fn a_run_whose_id_is_taken_is_recorded_under_a_new_one() {
         let (dir, store, journal) = opened().await;
-        let first = store.next_run_id().unwrap();
+        let first = store.next_run_id().await.unwrap();
         store
             .start_run(&started(first, std::process::id(), dir.path()))
             .await
@@ -495,7 +495,7 @@ mod tests {
         assert_eq!(store.report(moved).await.unwrap().unwrap().run_id, moved);
         assert_eq!(store.notifications(moved).await.unwrap().len(), 1);
         assert!(
-            store.next_run_id().unwrap() > moved,
+            store.next_run_id().await.unwrap() > moved,
             "the sequence is mended"
         );
     }
@@ -536,12 +536,12 @@ mod tests {
     #[tokio::test]
     async fn a_flow_run_and_its_steps_run_whose_ids_are_taken_move_together() {
         let (dir, store, journal) = opened().await;
-        let old_flow = store.next_run_id().unwrap();
+        let old_flow = store.next_run_id().await.unwrap();
         store
             .insert_flow_run(&flow_run(old_flow, "old"))
             .await
             .unwrap();
-        let old_run = store.next_run_id().unwrap();
+        let old_run = store.next_run_id().await.unwrap();
         store
             .start_run(&started(old_run, std::process::id(), dir.path()))
             .await
