@@ -77,8 +77,8 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         Some(config) => config.adhoc_job(name, args.command),
         None => Job::adhoc(name, args.command),
     };
-    let state_dir = config.map_or_else(config::default_state_dir, |c| c.state_dir);
-    let ran = super::run::locally(&state_dir, None, &job, Trigger::Exec, notes).await;
+    let place = config.map_or_else(config::default_place, |c| c.place());
+    let ran = super::run::locally(&place, None, &job, Trigger::Exec, notes).await;
     let (outcome, signalled) = match ran {
         Ok(ran) => ran,
         Err(e) => {

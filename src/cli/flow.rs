@@ -192,7 +192,7 @@ async fn on_the_store(
     crate::route::install(crate::daemon::routing(config)?);
     // What the last daemon left in its journal comes first: an entry
     // folded in after this write would undo it.
-    let store = Store::connect(&config.state_dir).await?;
+    let store = Store::connect_at(&config.place()).await?;
     store.fold_journal().await?;
     let mut run = store.flow_run(id).await?.ok_or_else(|| no_such_run(id))?;
     if run.finished_at.is_some() {

@@ -239,8 +239,11 @@ async fn first_run(
     let mut store = None;
     let mut said = false;
     loop {
-        if store.is_none() && crate::store::has_history(state_dir) {
-            let opened = Store::open(state_dir).await?;
+        let place = config
+            .as_ref()
+            .map_or_else(crate::config::default_place, |c| c.place());
+        if store.is_none() && crate::store::may_have_history(&place) {
+            let opened = Store::open_at(&place).await?;
             store = Some(super::opened(opened, state_dir, config.as_ref()).await?);
         }
         if let Some(store) = &store {

@@ -160,16 +160,17 @@ impl ConfigArg {
 /// already exist, to be read; with the jobs file, when there is one.
 async fn open_store(arg: &ConfigArg) -> Result<(Store, Option<Config>), CliError> {
     let config = arg.load_optional()?;
-    let state_dir = config
+    let place = config
         .as_ref()
-        .map_or_else(config::default_state_dir, |c| c.state_dir.clone());
-    if !crate::store::has_history(&state_dir) {
+        .map_or_else(config::default_place, Config::place);
+    if !crate::store::may_have_history(&place) {
         return Err(CliError::NotFound(format!(
             "no run history in `{}` yet; runs are recorded by `overnight run`, `overnight exec` and the daemon",
-            state_dir.display()
+            place.state_dir().display()
         )));
     }
-    let store = opened(Store::open(&state_dir).await?, &state_dir, config.as_ref()).await?;
+    let store = Store::open_at(&place).await?;
+    let store = opened(store, place.state_dir(), config.as_ref()).await?;
     Ok((store, config))
 }
 

@@ -1,8 +1,6 @@
 //! `overnight run JOB [-c FILE]`: one job now, through the daemon when one
 //! is running (so its locks and history are the daemon's), else here.
 
-use std::path::Path;
-
 use super::signals::Signals;
 use super::{CliError, ConfigArg};
 use crate::client::Client;
@@ -37,7 +35,7 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
         None => {
             crate::route::install(crate::daemon::routing(&config)?);
             let (outcome, signalled) = locally(
-                &config.state_dir,
+                &config.place(),
                 config.max_parallel,
                 job,
                 Trigger::Manual,
@@ -69,7 +67,7 @@ fn outcome_text(outcome: &RunOutcome, job: &Job) -> String {
 /// with the outcome, for the exit code 128 + N. `notes` are said as
 /// warnings of the run.
 pub(super) async fn locally(
-    state_dir: &Path,
+    place: &crate::config::Place,
     max_parallel: Option<usize>,
     job: &Job,
     trigger: Trigger,
@@ -79,7 +77,8 @@ pub(super) async fn locally(
     // folds it in (crate::store::journal). A state directory that cannot
     // be written does not keep the job from running; one someone else
     // could write is not used at all, not even for its output or locks.
-    let recorder = match Recorder::journal(state_dir).await {
+    let state_dir = place.state_dir();
+    let recorder = match Recorder::at(place).await {
         Ok(recorder) => recorder,
         Err(e) if e.is_refused() => return Err(CliError::Usage(e.to_string())),
         Err(e) => Recorder::Nowhere(e.to_string().into()),

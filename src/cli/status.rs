@@ -91,8 +91,9 @@ async fn snapshot(
     config: Option<&crate::config::Config>,
     state_dir: &std::path::Path,
 ) -> Result<StatusDoc, CliError> {
-    let (mut last, running, locks) = if crate::store::has_history(state_dir) {
-        let store = super::opened(Store::open(state_dir).await?, state_dir, config).await?;
+    let place = config.map_or_else(crate::config::default_place, |c| c.place());
+    let (mut last, running, locks) = if crate::store::may_have_history(&place) {
+        let store = super::opened(Store::open_at(&place).await?, state_dir, config).await?;
         let locks = LockHolder::from_rows(store.held_locks().await?);
         let found = (store.last_finished().await?, store.running().await?, locks);
         store.close().await;

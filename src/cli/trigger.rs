@@ -43,7 +43,7 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
             config.path.display()
         )));
     };
-    let store = crate::store::Store::open(&config.state_dir).await?;
+    let store = crate::store::Store::open_at(&config.place()).await?;
     let notifier = crate::notify::Notifier::new(
         store.clone().into(),
         std::sync::Arc::new(config.state_dir.clone()),

@@ -60,6 +60,10 @@ pub struct Config {
     pub listen: Option<SocketAddr>,
     /// Who may use the API, and by which names it is reached.
     pub api: api::ApiSettings,
+    /// The PostgreSQL database the history is in (`store:`, else
+    /// `$OVERNIGHT_STORE`), as written: `${VAR}`s are read when it is
+    /// opened. `None`: SQLite in the state directory.
+    pub store: Option<String>,
     /// How long a stopping daemon lets running jobs finish before ending them.
     pub shutdown_grace: Duration,
     /// At most this many runs at once, daemon-wide.
@@ -444,6 +448,8 @@ impl Config {
             .map(str::to_string)
             .collect();
         names.extend(self.api.tokens.iter().map(|t| t.var.clone()));
+        // The database's password, and its whole URL from the environment.
+        texts_store(&self.store, &mut names);
         // Not secrets, but the daemon's alone: systemd's messages to it.
         names.extend(SYSTEMD_VARIABLES.map(str::to_string));
         if let Some(smtp) = &self.mail.smtp {
@@ -452,6 +458,93 @@ impl Config {
         names.sort_unstable();
         names.dedup();
         names
+    }
+}
+
+/// The variables `store` reads, and `$OVERNIGHT_STORE` itself.
+fn texts_store(store: &Option<String>, names: &mut Vec<String>) {
+    names.extend(
+        store
+            .iter()
+            .flat_map(|url| var_names(url))
+            .map(str::to_string),
+    );
+    names.push(STORE_VARIABLE.to_string());
+}
+
+/// Where a history is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// SQLite, in the state directory.
+    Local(PathBuf),
+    /// A PostgreSQL database (its URL as written, `${VAR}`s unread), and
+    /// the state directory for what stays this host's.
+    Server { url: String, state_dir: PathBuf },
+}
+
+impl Place {
+    /// The state directory, whichever database the history is in.
+    pub fn state_dir(&self) -> &Path {
+        match self {
+            Place::Local(dir) | Place::Server { state_dir: dir, .. } => dir,
+        }
+    }
+}
+
+impl Config {
+    /// Where this file's history is.
+    pub fn place(&self) -> Place {
+        match &self.store {
+            Some(url) => Place::Server {
+                url: url.clone(),
+                state_dir: self.state_dir.clone(),
+            },
+            None => Place::Local(self.state_dir.clone()),
+        }
+    }
+}
+
+/// The variable that names the PostgreSQL database when no jobs file
+/// says `store:`.
+pub const STORE_VARIABLE: &str = "OVERNIGHT_STORE";
+
+/// `$OVERNIGHT_STORE`, when set and a PostgreSQL URL.
+pub(crate) fn store_from_environment() -> Option<String> {
+    std::env::var(STORE_VARIABLE)
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// Where the history is without a jobs file (`overnight exec`):
+/// `$OVERNIGHT_STORE`, else SQLite in the default state directory.
+pub fn default_place() -> Place {
+    match store_from_environment() {
+        Some(url) => Place::Server {
+            url,
+            state_dir: default_state_dir(),
+        },
+        None => Place::Local(default_state_dir()),
+    }
+}
+
+/// What is wrong with `url` as a `store:`, if anything.
+pub(crate) fn store_problem(url: &str) -> Option<String> {
+    let scheme_ok = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    if !scheme_ok {
+        return Some(format!(
+            "`store` is a PostgreSQL URL (`postgres://USER:${{PASSWORD_VAR}}@HOST/DB`), not `{url}`; without `store`, the history is SQLite in the state directory"
+        ));
+    }
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+        .and_then(|(credentials, _)| credentials.split_once(':'))
+        .map(|(_, password)| password);
+    match password {
+        Some(password) if !password.starts_with("${") => Some(
+            "the password in `store` is written out: name a variable instead (`postgres://USER:${PASSWORD_VAR}@HOST/DB`); secrets are not written in the file".to_string(),
+        ),
+        _ => None,
     }
 }
 

@@ -23,6 +23,7 @@ const TOP_KEYS: &[&str] = &[
     "state_dir",
     "log_config",
     "listen",
+    "store",
     "api",
     "shutdown_grace",
     "shutdown",
@@ -123,6 +124,7 @@ impl Check<'_> {
             jobs: Vec::new(),
             flows: Vec::new(),
             retention: Default::default(),
+            store: None,
         };
         let mut defaults = Vec::new();
         let mut jobs_node = None;
@@ -145,6 +147,7 @@ impl Check<'_> {
                     let beside = self.file.parent().unwrap_or(Path::new(""));
                     config.log_config = self.string(value, "`log_config`").map(|s| beside.join(s))
                 }
+                "store" => config.store = self.store(value),
                 "listen" => {
                     if let Some(s) = self.string(value, "`listen`") {
                         match s.parse::<SocketAddr>() {
@@ -260,6 +263,20 @@ impl Check<'_> {
         }
         if let Some(node) = flows_node {
             config.flows = self.flows(node, &config.jobs, &config.timezone);
+        }
+        if config.store.is_none()
+            && let Some(url) = super::store_from_environment()
+        {
+            match url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                true => config.store = Some(url),
+                false => self.problem(
+                    root.pos,
+                    format!(
+                        "`${}` is not a PostgreSQL URL (`postgres://…`); unset it for SQLite in the state directory",
+                        super::STORE_VARIABLE
+                    ),
+                ),
+            }
         }
         self.resolve_triggers(&mut config, rules, mail);
         let withheld: Arc<[String]> = config.secret_vars().into();
@@ -398,6 +415,18 @@ impl Check<'_> {
                 _ => self.problem(value.pos, "`error_lines` must be a number from 0 to 1000"),
             },
             _ => unreachable!("mapping() returns known keys only"),
+        }
+    }
+
+    /// `store:`, a PostgreSQL URL whose secrets are `${VAR}`s.
+    fn store(&mut self, node: &Node) -> Option<String> {
+        let url = self.string(node, "`store`")?;
+        match super::store_problem(&url) {
+            Some(why) => {
+                self.problem(node.pos, why);
+                None
+            }
+            None => Some(url),
         }
     }
 

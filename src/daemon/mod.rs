@@ -203,7 +203,7 @@ pub async fn run_with_clock(
             .map_err(DaemonError::AlreadyRunning)?
     };
     route::install(routing(&config)?);
-    let store = Store::open(&config.state_dir).await?;
+    let store = Store::open_at(&config.place()).await?;
     // Armed first: the deadlines do not wait for the bookkeeping below.
     let scheduler = Scheduler::new(Arc::clone(&clock), timings(&config));
     info!(target: "overnight::daemon", "scheduler armed: {} job(s) on a clock", scheduler.armed());
@@ -213,10 +213,9 @@ pub async fn run_with_clock(
 
     let state_dir = config.state_dir.clone();
     let grace = config.shutdown_grace;
-    // Runs are journaled and folded in the background: a job never waits
-    // on the database to start or to end (crate::store::journal).
-    let (recorder, journal) = Recorder::journal_of(&store)?;
-    let folding = store.fold_in_background(journal);
+    // With SQLite, runs are journaled and folded in the background: a job
+    // never waits on the database to start or to end (crate::store::journal).
+    let (recorder, folding) = Recorder::for_daemon(&store)?;
     let shared = Arc::new(Shared {
         runner: Runner::new(recorder, config.state_dir.clone(), config.max_parallel),
         store: store.clone(),
@@ -282,7 +281,9 @@ pub async fn run_with_clock(
     let _ = server_stop_tx.send(true);
     server.stopped().await;
     DaemonInfo::remove(&state_dir);
-    folding.abort();
+    if let Some(folding) = folding {
+        folding.abort();
+    }
     pruning.abort();
     if let Some(watchdog) = watchdog {
         watchdog.abort();

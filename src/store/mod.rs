@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::config::Place;
 use sqlx::Connection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -311,6 +313,14 @@ pub fn has_history(state_dir: &Path) -> bool {
     state_dir.join("overnight.db").exists() || state_dir.join(ids::FILE).exists()
 }
 
+/// Whether there may be a history at `place`: a server always may.
+pub fn may_have_history(place: &Place) -> bool {
+    match place {
+        Place::Local(state_dir) => has_history(state_dir),
+        Place::Server { .. } => true,
+    }
+}
+
 /// How long an opening waits for a database another process is creating.
 const BUSY_WAIT: Duration = Duration::from_secs(10);
 
@@ -404,6 +414,35 @@ impl Store {
             folded_files: Arc::default(),
             _held_dir: held_dir,
         })
+    }
+
+    /// Opens the history where `place` says, folding in what SQLite's
+    /// journal holds.
+    pub async fn open_at(place: &Place) -> Result<Store, StoreError> {
+        match place {
+            Place::Local(state_dir) => Store::open(state_dir).await,
+            Place::Server { url, state_dir } => Store::connect_server(url, state_dir).await,
+        }
+    }
+
+    /// Opens the history where `place` says, without folding SQLite's
+    /// journal in ([`Store::connect`]).
+    pub async fn connect_at(place: &Place) -> Result<Store, StoreError> {
+        match place {
+            Place::Local(state_dir) => Store::connect(state_dir).await,
+            Place::Server { url, state_dir } => Store::connect_server(url, state_dir).await,
+        }
+    }
+
+    /// The PostgreSQL database at `url` as the jobs file writes it: its
+    /// `${VAR}`s read from the environment.
+    async fn connect_server(url: &str, state_dir: &Path) -> Result<Store, StoreError> {
+        let resolved = postgres::resolved(url).map_err(|name| {
+            StoreError::Unusable(format!(
+                "`store` names ${{{name}}}, which is not set in overnight's environment"
+            ))
+        })?;
+        Store::connect_postgres(&resolved, state_dir).await
     }
 
     /// Opens the history in the PostgreSQL database at `url`, bringing its

@@ -15,6 +15,25 @@ const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_schema.sql"
 /// The advisory lock key that serialises migrations: "overnigh" in ASCII.
 const MIGRATION_LOCK: i64 = 0x6f76_6572_6e69_6768;
 
+/// `url` with each `${NAME}` read from the environment; the first name
+/// that is not set, if one is not.
+pub fn resolved(url: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = url;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start + 2..].find('}') else {
+            break;
+        };
+        let name = &rest[start + 2..start + 2 + len];
+        let value = std::env::var(name).map_err(|_| name.to_string())?;
+        out.push_str(&rest[..start]);
+        out.push_str(&value);
+        rest = &rest[start + 3 + len..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// `url` without its password, for messages.
 pub fn without_password(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -11,6 +11,7 @@ use tokio::sync::OnceCell;
 use super::{
     FlowRecord, FlowSave, Journal, NewRun, NotRun, Notification, RunIds, Store, StoreError,
 };
+use crate::config::Place;
 use crate::report::Report;
 
 /// Where runs are recorded.
@@ -77,6 +78,30 @@ impl Recorder {
             store: Arc::new(OnceCell::new_with(Some(store.clone()))),
         };
         Ok((recorder, journal))
+    }
+
+    /// A one-shot command's recorder for `place`: SQLite's journal
+    /// ([`Recorder::journal`]), or the PostgreSQL store itself.
+    pub async fn at(place: &Place) -> Result<Recorder, StoreError> {
+        match place {
+            Place::Local(state_dir) => Recorder::journal(state_dir).await,
+            Place::Server { .. } => Ok(Recorder::Store(Store::connect_at(place).await?)),
+        }
+    }
+
+    /// A daemon's recorder for `store`: its journal, folded into it in
+    /// the background (SQLite), or the store itself (PostgreSQL: one round
+    /// trip a record); and the folding task, to stop at the end.
+    pub fn for_daemon(
+        store: &Store,
+    ) -> Result<(Recorder, Option<tokio::task::JoinHandle<()>>), StoreError> {
+        match &store.db {
+            crate::store::Db::Sqlite { .. } => {
+                let (recorder, journal) = Recorder::journal_of(store)?;
+                Ok((recorder, Some(store.fold_in_background(journal))))
+            }
+            crate::store::Db::Postgres(_) => Ok((Recorder::Store(store.clone()), None)),
+        }
     }
 
     /// The store, to read the history (opened on first use), with what the

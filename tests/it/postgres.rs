@@ -88,3 +88,123 @@ async fn the_postgres_schema_has_every_table_and_column_of_sqlites() {
     assert_eq!(handled, "2026-12-01T02:00:00Z");
     pool.close().await;
 }
+
+/// A jobs file with `store:` keeps its history in PostgreSQL: `run`
+/// records there, `history`, `report` and `logs` read there, the job does
+/// not see the variable that holds the password, and nothing is written
+/// to a SQLite file. A password written out, and a variable not set, are
+/// refused, saying what to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jobs_file_with_store_keeps_its_history_in_postgres() {
+    let db = TestDb::new().await;
+    let (credentials, rest) = db.url.split_once('@').unwrap();
+    let (user_part, password) = credentials.rsplit_once(':').unwrap();
+    let url = format!("{user_part}:${{STORE_PASSWORD}}@{rest}");
+    let sb = crate::helper::Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        &format!(
+            "store: {url}\njobs:\n  nightly:\n    command: echo \"password=${{STORE_PASSWORD:-withheld}}\"; echo '::warning::slow'\n"
+        ),
+    );
+    let run = |args: &[&str]| {
+        sb.command(args)
+            .env("STORE_PASSWORD", password)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["run", "nightly"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let history = run(&["history", "--json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    assert_eq!(runs[0]["job"], "nightly", "{runs}");
+    assert_eq!(runs[0]["status"], "warning", "{runs}");
+    let logs = run(&["logs", "nightly"]);
+    assert_eq!(
+        String::from_utf8_lossy(&logs.stdout).lines().next(),
+        Some("password=withheld")
+    );
+    let report = run(&["report", "1", "--section", "warnings"]);
+    assert_eq!(String::from_utf8_lossy(&report.stdout), "slow\n");
+    assert!(
+        !sb.path().join(".overnight/overnight.db").exists(),
+        "nothing in SQLite"
+    );
+    let mut pg = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM runs WHERE job = 'nightly'")
+        .fetch_one(&mut pg)
+        .await
+        .unwrap();
+    assert_eq!(recorded, 1);
+
+    let unset = sb.run(&["history"]);
+    assert!(
+        String::from_utf8_lossy(&unset.stderr)
+            .contains("`store` names ${STORE_PASSWORD}, which is not set"),
+        "{unset:?}"
+    );
+    sb.write(
+        "overnight.yaml",
+        &format!("store: {}\njobs: {{}}\n", db.url),
+    );
+    let check = sb.run(&["check"]);
+    assert_eq!(check.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&check.stderr).contains("the password in `store` is written out"),
+        "{check:?}"
+    );
+}
+
+/// A daemon on a PostgreSQL store: its scheduled runs are recorded there
+/// as they start and end (no journal), and `status` reads them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_records_its_fires_in_postgres() {
+    let db = TestDb::new().await;
+    let sb = crate::helper::Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        &format!(
+            "store: {}\nlisten: 127.0.0.1:0\njobs:\n  tick:\n    schedule: '* * * * * *'\n    command: echo tock\n",
+            db.url.replacen(":overnight_test@", ":${STORE_PASSWORD}@", 1)
+        ),
+    );
+    let daemon = sb
+        .daemon()
+        .env("STORE_PASSWORD", "overnight_test")
+        .spawn()
+        .unwrap();
+    let url = db.url.clone();
+    crate::helper::wait_for(
+        std::time::Duration::from_secs(30),
+        "two runs in PostgreSQL",
+        || {
+            let url = url.clone();
+            async move {
+                let mut pg = sqlx::PgConnection::connect(&url).await.ok()?;
+                let done: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM runs WHERE job = 'tick' AND status = 'success'",
+                )
+                .fetch_one(&mut pg)
+                .await
+                .ok()?;
+                (done >= 2).then_some(())
+            }
+        },
+    )
+    .await;
+    let status = sb
+        .command(&["status", "--json"])
+        .env("STORE_PASSWORD", "overnight_test")
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(doc["jobs"][0]["last"]["status"], "success", "{doc}");
+    assert!(crate::helper::terminate(daemon).success());
+    assert!(
+        !sb.path().join(".overnight/journal").exists()
+            || std::fs::read_dir(sb.path().join(".overnight/journal"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}
