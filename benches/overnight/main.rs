@@ -22,7 +22,7 @@ mod starts;
 
 use output::{output, precision};
 use scale::{history, scale_finish, scale_start};
-use starts::{dispatch, wrapper};
+use starts::{dispatch, dispatch_postgres, wrapper};
 
 const BIN: &str = env!("CARGO_BIN_EXE_overnight");
 
@@ -119,6 +119,9 @@ fn main() {
     let idle = wanted("scale").then(|| scale_start(&b));
     if wanted("dispatch") {
         runtime.block_on(dispatch(&mut b));
+    }
+    if wanted("dispatch-postgres") {
+        runtime.block_on(dispatch_postgres(&mut b));
     }
     if wanted("wrapper") {
         wrapper(&mut b);
