@@ -143,7 +143,7 @@ async fn start(flow: &str, arg: &ConfigArg) -> Result<Outcome, CliError> {
 async fn command(id: i64, op: Op, arg: &ConfigArg) -> Result<Outcome, CliError> {
     let config = arg.load()?;
     let who = os_user();
-    if !crate::store::has_history(&config.state_dir) {
+    if !crate::store::may_have_history(&config.place()) {
         return Err(no_such_run(id));
     }
     // While this process holds the daemon's lock no daemon runs (one

@@ -449,7 +449,7 @@ impl Config {
             .collect();
         names.extend(self.api.tokens.iter().map(|t| t.var.clone()));
         // The database's password, and its whole URL from the environment.
-        texts_store(&self.store, &mut names);
+        names.extend(store_variables(self.store.as_deref()));
         // Not secrets, but the daemon's alone: systemd's messages to it.
         names.extend(SYSTEMD_VARIABLES.map(str::to_string));
         if let Some(smtp) = &self.mail.smtp {
@@ -461,15 +461,16 @@ impl Config {
     }
 }
 
-/// The variables `store` reads, and `$OVERNIGHT_STORE` itself.
-fn texts_store(store: &Option<String>, names: &mut Vec<String>) {
-    names.extend(
-        store
-            .iter()
-            .flat_map(|url| var_names(url))
-            .map(str::to_string),
-    );
+/// The variables a `store` URL reads, and `$OVERNIGHT_STORE` itself:
+/// withheld from jobs, also from a wrapped crontab line with no jobs file.
+pub fn store_variables(store: Option<&str>) -> Vec<String> {
+    let mut names: Vec<String> = store
+        .into_iter()
+        .flat_map(var_names)
+        .map(str::to_string)
+        .collect();
     names.push(STORE_VARIABLE.to_string());
+    names
 }
 
 /// Where a history is.

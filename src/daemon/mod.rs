@@ -204,6 +204,10 @@ pub async fn run_with_clock(
     };
     route::install(routing(&config)?);
     let store = Store::open_at(&config.place()).await?;
+    let _sole = store
+        .sole_daemon()
+        .await
+        .map_err(|e| DaemonError::AlreadyRunning(e.to_string()))?;
     // Armed first: the deadlines do not wait for the bookkeeping below.
     let scheduler = Scheduler::new(Arc::clone(&clock), timings(&config));
     info!(target: "overnight::daemon", "scheduler armed: {} job(s) on a clock", scheduler.armed());
@@ -350,6 +354,9 @@ async fn reload(shared: &Arc<Shared>, scheduler: &mut Scheduler) {
         Ok((new, routing)) => {
             if new.state_dir != current.state_dir {
                 warn!(target: "overnight::daemon", "reload: `state_dir` changes only at restart; keeping `{}`", current.state_dir.display());
+            }
+            if new.store != current.store {
+                warn!(target: "overnight::daemon", "reload: `store` changes only at restart; the history stays where it is");
             }
             if new.listen != current.listen || new.api.tls != current.api.tls {
                 warn!(target: "overnight::daemon", "reload: `listen` and `api.tls` change only at restart; the API goes on as it was");

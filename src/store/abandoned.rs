@@ -142,7 +142,7 @@ impl Store {
             )
             .bind(status.as_str())
             .bind(time_text(now))
-            .bind(why)
+            .bind(crate::store::text_of(why))
             .bind(serde_json::to_string(&report).expect("a report always serialises"))
             .bind(id)
             .execute(pool)

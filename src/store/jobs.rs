@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 
-use super::{Store, StoreError, on_db, time_text};
+use super::{BeginWrite, Store, StoreError, on_db, time_text};
 use crate::config::Job;
 
 impl Store {
@@ -11,7 +11,7 @@ impl Store {
         on_db!(&self.db, pool => {
             let now = time_text(Utc::now());
             let key = self.definition_key()?;
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
             let known: Vec<String> = sqlx::query_scalar("SELECT name FROM jobs")
                 .fetch_all(&mut *tx)

@@ -171,6 +171,9 @@ pub enum StoreError {
         /// The reason.
         source: std::io::Error,
     },
+    /// The PostgreSQL store cannot be used as the jobs file says.
+    #[error("run history: {0}")]
+    Server(String),
     /// The state directory cannot be used at all: nothing is recorded.
     #[error("run history: not recorded: {0}; the job ran all the same")]
     Unusable(String),
@@ -266,6 +269,53 @@ macro_rules! call_on_db {
     };
 }
 pub(crate) use call_on_db;
+
+/// A transaction that will write. SQLite's takes the write lock at its
+/// start: a transaction that reads first and then writes, while another
+/// process writes, fails at once whatever the busy timeout (SQLite will
+/// not wait where waiting could deadlock). PostgreSQL's needs nothing more.
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send
+    + '_;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>,
+    > + Send
+    + '_ {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for sqlx::PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>,
+    > + Send
+    + '_ {
+        self.begin()
+    }
+}
+
+/// A job's own text (a summary, a reason) as either database keeps it:
+/// PostgreSQL refuses a NUL character in text, where a run's end must
+/// never fail to be written; it becomes U+FFFD, on both.
+pub(crate) fn text_of(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.contains('\0') {
+        true => text.replace('\0', "\u{fffd}").into(),
+        false => text.into(),
+    }
+}
 
 /// A row of either database, read by column name.
 pub(crate) trait Columns {
@@ -438,8 +488,8 @@ impl Store {
     /// `${VAR}`s read from the environment.
     async fn connect_server(url: &str, state_dir: &Path) -> Result<Store, StoreError> {
         let resolved = postgres::resolved(url).map_err(|name| {
-            StoreError::Unusable(format!(
-                "`store` names ${{{name}}}, which is not set in overnight's environment"
+            StoreError::Server(format!(
+                "`store` names ${{{name}}}, which is not set in overnight's environment; set it where overnight runs (the daemon's unit, the crontab)"
             ))
         })?;
         Store::connect_postgres(&resolved, state_dir).await
@@ -462,6 +512,22 @@ impl Store {
             folded_files: Arc::default(),
             _held_dir: None,
         })
+    }
+
+    /// For a daemon on a PostgreSQL store, the lock that makes it the
+    /// database's one daemon (held while the guard lives); `Err` naming
+    /// why when another daemon holds it. Nothing for SQLite, whose state
+    /// directory's lock does the same.
+    pub async fn sole_daemon(&self) -> Result<Option<postgres::SoleDaemon>, StoreError> {
+        let Db::Postgres(pool) = &self.db else {
+            return Ok(None);
+        };
+        match postgres::sole_daemon(pool).await? {
+            Some(guard) => Ok(Some(guard)),
+            None => Err(StoreError::Server(
+                "another daemon records in this PostgreSQL database (`store`); until overnight's cluster support, one database takes one daemon".into(),
+            )),
+        }
     }
 
     /// The id of the next run (or fire not run) to record.

@@ -83,7 +83,7 @@ pub(crate) async fn insert_notification<'e>(
     .bind(&n.action)
     .bind(&n.condition)
     .bind(n.status.as_str())
-    .bind(&n.detail)
+    .bind(n.detail.as_deref().map(crate::store::text_of))
     .bind(&n.at)
     .execute(db)
     .await?;

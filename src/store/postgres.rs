@@ -15,6 +15,29 @@ const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_schema.sql"
 /// The advisory lock key that serialises migrations: "overnigh" in ASCII.
 const MIGRATION_LOCK: i64 = 0x6f76_6572_6e69_6768;
 
+/// The advisory lock a daemon holds on its database for as long as it
+/// runs: "overnigd".
+const DAEMON_LOCK: i64 = 0x6f76_6572_6e69_6764;
+
+/// Held by the one daemon recording in a database: its own connection,
+/// whose session holds the lock; the server frees it when the connection
+/// ends, the daemon's process with it.
+#[derive(Debug)]
+pub struct SoleDaemon(#[allow(dead_code)] sqlx::PgConnection);
+
+/// The lock of the one daemon on `pool`'s database, or `None` when
+/// another daemon holds it. Several daemons on one database, each fire
+/// run once, come with the cluster (DESIGN §10); until then a second one
+/// would run every fire again.
+pub async fn sole_daemon(pool: &PgPool) -> Result<Option<SoleDaemon>, sqlx::Error> {
+    let mut conn = pool.acquire().await?.detach();
+    let took: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(DAEMON_LOCK)
+        .fetch_one(&mut conn)
+        .await?;
+    Ok(took.then_some(SoleDaemon(conn)))
+}
+
 /// `url` with each `${NAME}` read from the environment; the first name
 /// that is not set, if one is not.
 pub fn resolved(url: &str) -> Result<String, String> {
@@ -49,15 +72,33 @@ pub fn without_password(url: &str) -> String {
 }
 
 /// A pool on the database at `url`, its schema brought up to date.
+/// A server that does not answer is given up on after a few seconds, not
+/// sqlx's thirty: a crontab line's job waits on it.
 pub async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
-    let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect(url)
+        .await?;
     migrate(&pool).await?;
     Ok(pool)
 }
 
 /// Applies the migrations not applied yet; two processes starting on a
-/// new database apply them once.
+/// new database apply them once. The usual case, a schema up to date, is
+/// one read and no lock.
 async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let made: bool = sqlx::query_scalar("SELECT to_regclass('overnight_schema') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if made {
+        let done: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM overnight_schema")
+            .fetch_one(pool)
+            .await?;
+        if done.is_some_and(|done| done as usize >= MIGRATIONS.len()) {
+            return Ok(());
+        }
+    }
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")

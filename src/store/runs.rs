@@ -153,7 +153,7 @@ pub(crate) async fn update_finished<'e>(
     .bind(report.exit.signal)
     .bind(report.error_count as i64)
     .bind(report.warning_count as i64)
-    .bind(&report.summary)
+    .bind(crate::store::text_of(&report.summary))
     .bind(json)
     .bind(report.log.capture.to_string_lossy())
     .bind(i64::from(report.attempt))
@@ -198,7 +198,7 @@ pub(crate) async fn insert_attempt<'e>(
     .bind(report.status.as_str())
     .bind(report.exit.code)
     .bind(report.exit.signal)
-    .bind(&report.summary)
+    .bind(crate::store::text_of(&report.summary))
     .bind(serde_json::to_string(report).expect("a report always serialises"))
     .execute(db)
     .await?;
@@ -277,7 +277,7 @@ impl Store {
         on_db!(&self.db, pool => {
             let rows = sqlx::query(select_runs!(
                 "WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER \
-                 (PARTITION BY job ORDER BY finished_at DESC, id DESC) AS n FROM runs WHERE status <> 'running') AS last \
+                 (PARTITION BY job ORDER BY finished_at DESC NULLS LAST, id DESC) AS n FROM runs WHERE status <> 'running') AS last \
                  WHERE n = 1) ORDER BY job"
             ))
             .fetch_all(pool)

@@ -51,7 +51,7 @@ pub(crate) async fn insert_not_run<'e>(
     .bind(&at)
     .bind(&at)
     .bind(not_run.status.as_str())
-    .bind(&not_run.why)
+    .bind(crate::store::text_of(&not_run.why))
     .bind(&not_run.host)
     .bind(i64::from(not_run.pid))
     .execute(db)

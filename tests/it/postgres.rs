@@ -97,9 +97,7 @@ async fn the_postgres_schema_has_every_table_and_column_of_sqlites() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_jobs_file_with_store_keeps_its_history_in_postgres() {
     let db = TestDb::new().await;
-    let (credentials, rest) = db.url.split_once('@').unwrap();
-    let (user_part, password) = credentials.rsplit_once(':').unwrap();
-    let url = format!("{user_part}:${{STORE_PASSWORD}}@{rest}");
+    let (url, password) = with_password_variable(&db.url);
     let sb = crate::helper::Sandbox::new();
     sb.write(
         "overnight.yaml",
@@ -109,7 +107,7 @@ async fn a_jobs_file_with_store_keeps_its_history_in_postgres() {
     );
     let run = |args: &[&str]| {
         sb.command(args)
-            .env("STORE_PASSWORD", password)
+            .env("STORE_PASSWORD", &password)
             .output()
             .unwrap()
     };
@@ -165,12 +163,13 @@ async fn a_daemon_records_its_fires_in_postgres() {
         "overnight.yaml",
         &format!(
             "store: {}\nlisten: 127.0.0.1:0\njobs:\n  tick:\n    schedule: '* * * * * *'\n    command: echo tock\n",
-            db.url.replacen(":overnight_test@", ":${STORE_PASSWORD}@", 1)
+            with_password_variable(&db.url).0
         ),
     );
+    let password = with_password_variable(&db.url).1;
     let daemon = sb
         .daemon()
-        .env("STORE_PASSWORD", "overnight_test")
+        .env("STORE_PASSWORD", &password)
         .spawn()
         .unwrap();
     let url = db.url.clone();
@@ -192,9 +191,24 @@ async fn a_daemon_records_its_fires_in_postgres() {
         },
     )
     .await;
+    // A second daemon on the same database would run every fire again:
+    // refused, saying why.
+    let other = crate::helper::Sandbox::new();
+    other.write("overnight.yaml", &sb.read("overnight.yaml"));
+    let second = other
+        .command(&["daemon"])
+        .env("STORE_PASSWORD", &password)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2), "{second:?}");
+    assert!(
+        String::from_utf8_lossy(&second.stderr)
+            .contains("another daemon records in this PostgreSQL database"),
+        "{second:?}"
+    );
     let status = sb
         .command(&["status", "--json"])
-        .env("STORE_PASSWORD", "overnight_test")
+        .env("STORE_PASSWORD", &password)
         .output()
         .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
@@ -207,4 +221,15 @@ async fn a_daemon_records_its_fires_in_postgres() {
                 .next()
                 .is_none()
     );
+}
+
+/// `url` with its password replaced by `${STORE_PASSWORD}`, and the
+/// password.
+fn with_password_variable(url: &str) -> (String, String) {
+    let (credentials, rest) = url.split_once('@').unwrap();
+    let (user_part, password) = credentials.rsplit_once(':').unwrap();
+    (
+        format!("{user_part}:${{STORE_PASSWORD}}@{rest}"),
+        password.to_string(),
+    )
 }

@@ -47,7 +47,7 @@ async fn exercise(store: Store, state_dir: &Path) {
     let ok = job("ok", "echo fine");
     let bad = job(
         "bad",
-        "echo '::warning code=W1::slow'; echo oops >&2; exit 3",
+        "echo '::warning code=W1::slow'; printf '::summary::nul\\0byte, é\\n'; echo oops >&2; exit 3",
     );
     for job in [&ok, &bad, &ok] {
         let outcome = runner.run(job, Trigger::Manual, None).await.unwrap();
@@ -88,6 +88,11 @@ async fn exercise(store: Store, state_dir: &Path) {
         ("bad", Status::Failed, Some(3))
     );
     assert_eq!(run.warning_count, 1);
+    assert_eq!(
+        run.summary.as_deref(),
+        Some("nul\u{fffd}byte, é"),
+        "a NUL does not stop the run's end being written"
+    );
     let report = store.report(2).await.unwrap().unwrap();
     assert_eq!(report.log.last_stderr, ["oops"]);
     assert_eq!(report.warnings[0].code.as_deref(), Some("W1"));

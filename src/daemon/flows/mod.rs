@@ -296,7 +296,8 @@ impl Shared {
     /// Takes up every flow run a dead daemon left open.
     pub(super) async fn resume_open_flows(self: &Arc<Self>) -> Result<(), StoreError> {
         for mut run in self.store.open_flow_runs().await? {
-            if !run.driver_gone() {
+            // Another host's driver cannot be seen from here (issue 17).
+            if run.host != self.runner.host() || !run.driver_gone() {
                 continue;
             }
             run.driver = driver();

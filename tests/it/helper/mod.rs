@@ -66,6 +66,7 @@ impl Sandbox {
             .current_dir(self.path())
             .env("OVERNIGHT_STATE_DIR", self.state_dir())
             .env_remove("OVERNIGHT_CONFIG")
+            .env_remove("OVERNIGHT_STORE")
             .env_remove("XDG_STATE_HOME");
         cmd
     }
