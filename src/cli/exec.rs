@@ -75,7 +75,15 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     // The file's triggers watch wrapped commands too.
     let job = match &config {
         Some(config) => config.adhoc_job(name, args.command),
-        None => Job::adhoc(name, args.command),
+        // The history's database is not the wrapped command's to read.
+        None => Job {
+            withheld: match config::default_place() {
+                config::Place::Server { url, .. } => config::store_variables(Some(&url)),
+                config::Place::Local(_) => config::store_variables(None),
+            }
+            .into(),
+            ..Job::adhoc(name, args.command)
+        },
     };
     let place = config.map_or_else(config::default_place, |c| c.place());
     let ran = super::run::locally(&place, None, &job, Trigger::Exec, notes).await;

@@ -541,12 +541,44 @@ pub(crate) fn store_problem(url: &str) -> Option<String> {
         .and_then(|(_, rest)| rest.rsplit_once('@'))
         .and_then(|(credentials, _)| credentials.split_once(':'))
         .map(|(_, password)| password);
-    match password {
-        Some(password) if !password.starts_with("${") => Some(
-            "the password in `store` is written out: name a variable instead (`postgres://USER:${PASSWORD_VAR}@HOST/DB`); secrets are not written in the file".to_string(),
-        ),
-        _ => None,
+    // sqlx also takes `?password=…`.
+    let in_query = url
+        .split_once('?')
+        .into_iter()
+        .flat_map(|(_, query)| query.split('&'))
+        .filter_map(|pair| pair.strip_prefix("password="));
+    let written = password
+        .into_iter()
+        .chain(in_query)
+        .any(|p| !p.starts_with("${"));
+    written.then(|| {
+        "the password in `store` is written out: name a variable instead (`postgres://USER:${PASSWORD_VAR}@HOST/DB`); secrets are not written in the file".to_string()
+    })
+}
+
+/// `${NAME}` in `text` replaced from `lookup`, each value shown to
+/// `seen` (to keep it out of messages); the first name `lookup` has no
+/// value for, on failure.
+pub(crate) fn expand_vars(
+    text: &str,
+    lookup: &impl Fn(&str) -> Option<String>,
+    mut seen: impl FnMut(&str),
+) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start + 2..].find('}') else {
+            break;
+        };
+        let name = &rest[start + 2..start + 2 + len];
+        let value = lookup(name).ok_or_else(|| name.to_string())?;
+        seen(&value);
+        out.push_str(&rest[..start]);
+        out.push_str(&value);
+        rest = &rest[start + 3 + len..];
     }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// The names in `${NAME}` references of `text`.

@@ -134,27 +134,14 @@ fn prepare(
     Ok(request)
 }
 
-/// `${NAME}` replaced from `lookup`; the unset name on failure.
+/// `${NAME}` replaced from `lookup`, each value taken by `redactor`; the
+/// unset name on failure.
 pub(crate) fn expand_vars(
     text: &str,
     lookup: &impl Fn(&str) -> Option<String>,
     redactor: &mut Redactor,
 ) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        let Some(len) = rest[start + 2..].find('}') else {
-            break;
-        };
-        let name = &rest[start + 2..start + 2 + len];
-        let value = lookup(name).ok_or_else(|| name.to_string())?;
-        redactor.add(&value);
-        out.push_str(&rest[..start]);
-        out.push_str(&value);
-        rest = &rest[start + 3 + len..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    crate::config::expand_vars(text, lookup, |value| redactor.add(value))
 }
 
 /// Every HTTP client of the program starts here: rustls needs a crypto

@@ -38,36 +38,56 @@ pub async fn sole_daemon(pool: &PgPool) -> Result<Option<SoleDaemon>, sqlx::Erro
     Ok(took.then_some(SoleDaemon(conn)))
 }
 
-/// `url` with each `${NAME}` read from the environment; the first name
-/// that is not set, if one is not.
+/// `url` with each `${NAME}` read from the environment, percent-encoded
+/// (a password may hold `@`, `/` or `%`); the first name that is not set,
+/// if one is not.
 pub fn resolved(url: &str) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = url;
-    while let Some(start) = rest.find("${") {
-        let Some(len) = rest[start + 2..].find('}') else {
-            break;
-        };
-        let name = &rest[start + 2..start + 2 + len];
-        let value = std::env::var(name).map_err(|_| name.to_string())?;
-        out.push_str(&rest[..start]);
-        out.push_str(&value);
-        rest = &rest[start + 3 + len..];
+    let lookup = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|value| percent_encoded(&value))
+    };
+    crate::config::expand_vars(url, &lookup, |_| {})
+}
+
+/// `text` with every byte but letters, digits and `-._~` as `%XX`.
+fn percent_encoded(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
     }
-    out.push_str(rest);
-    Ok(out)
+    out
 }
 
 /// `url` without its password, for messages.
 pub fn without_password(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(base, query)| (base, Some(query)));
+    let base = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match base[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &base[..scheme + 3], &base[at..]),
+            None => base.to_string(),
+        },
+        _ => base.to_string(),
+    };
+    match query {
+        None => base,
+        Some(query) => {
+            let pairs: Vec<&str> = query
+                .split('&')
+                .map(|pair| match pair.starts_with("password=") {
+                    true => "password=***",
+                    false => pair,
+                })
+                .collect();
+            format!("{base}?{}", pairs.join("&"))
         }
-        _ => url.to_string(),
     }
 }
 
@@ -120,4 +140,27 @@ async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
             .await?;
     }
     tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_shown_without_its_password() {
+        assert_eq!(
+            without_password("postgres://app:s3cr3t@db:5432/overnight?sslmode=require&password=x"),
+            "postgres://app:***@db:5432/overnight?sslmode=require&password=***"
+        );
+        assert_eq!(
+            without_password("postgres://db/overnight"),
+            "postgres://db/overnight"
+        );
+    }
+
+    #[test]
+    fn a_password_from_the_environment_is_encoded_into_the_url() {
+        assert_eq!(percent_encoded("p@ss/w%rd é"), "p%40ss%2Fw%25rd%20%C3%A9");
+        assert_eq!(percent_encoded("plain-Pass_1.~"), "plain-Pass_1.~");
+    }
 }

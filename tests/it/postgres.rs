@@ -151,6 +151,55 @@ async fn a_jobs_file_with_store_keeps_its_history_in_postgres() {
         String::from_utf8_lossy(&check.stderr).contains("the password in `store` is written out"),
         "{check:?}"
     );
+    sb.write(
+        "overnight.yaml",
+        "store: postgres://app@db/overnight?password=s3cr3t\njobs: {}\n",
+    );
+    let check = sb.run(&["check"]);
+    assert_eq!(
+        check.status.code(),
+        Some(2),
+        "a password in the query: {check:?}"
+    );
+}
+
+/// `overnight exec` with no jobs file records where `$OVERNIGHT_STORE`
+/// says, and the wrapped command sees neither that variable nor the one
+/// holding the password.
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_records_in_the_store_the_environment_names_and_withholds_it() {
+    let db = TestDb::new().await;
+    let (url, password) = with_password_variable(&db.url);
+    let sb = crate::helper::Sandbox::new();
+    let with_store = |args: &[&str]| {
+        sb.command(args)
+            .env("OVERNIGHT_STORE", &url)
+            .env("STORE_PASSWORD", &password)
+            .output()
+            .unwrap()
+    };
+    let out = with_store(&[
+        "exec",
+        "--name",
+        "wrapped",
+        "--",
+        "sh",
+        "-c",
+        "echo \"store=${OVERNIGHT_STORE:-withheld} password=${STORE_PASSWORD:-withheld}\"",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let logs = with_store(&["logs", "wrapped"]);
+    assert_eq!(
+        String::from_utf8_lossy(&logs.stdout),
+        "store=withheld password=withheld\n",
+        "{logs:?}"
+    );
+    let mut pg = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM runs WHERE job = 'wrapped'")
+        .fetch_one(&mut pg)
+        .await
+        .unwrap();
+    assert_eq!(recorded, 1);
 }
 
 /// A daemon on a PostgreSQL store: its scheduled runs are recorded there
