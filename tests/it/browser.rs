@@ -29,7 +29,7 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
-        let driver = Command::new("chromedriver")
+        let mut driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -37,10 +37,15 @@ impl Browser {
             .expect("chromedriver (Debian's chromium-driver; .ci/run installs it)");
         let http = overnight::exec::http::client_builder().build().unwrap();
         let base = format!("http://127.0.0.1:{port}");
-        for _ in 0..100 {
+        // A first start on a busy machine (CI builds beside it) can take
+        // tens of seconds: waited for up to a minute, unless it exits.
+        for _ in 0..600 {
             let ready = http.get(format!("{base}/status")).send().await;
             if ready.is_ok_and(|r| r.status().is_success()) {
                 break;
+            }
+            if let Ok(Some(exit)) = driver.try_wait() {
+                panic!("chromedriver exited before it answered: {exit}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
