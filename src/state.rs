@@ -136,6 +136,15 @@ pub fn open_read(path: &Path) -> io::Result<File> {
     options().read(true).open(path)
 }
 
+/// Opens a file to read without waiting at the open (a FIFO with no
+/// writer), never through a symlink; reads of a regular file are as usual.
+pub fn open_read_nonblocking(path: &Path) -> io::Result<File> {
+    options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
 /// Replaces `path` whole with `bytes`: written under a random name made
 /// new in the same folder, then renamed over it, so a reader sees the old
 /// file or the new one, and nothing planted there is written through.

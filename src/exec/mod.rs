@@ -103,10 +103,22 @@ pub async fn run(mut attempt: Attempt<'_>, events: EventSender) -> Exit {
 /// through one descriptor (never a symlink), at most `MAX_REPORT_FILE`
 /// bytes of it: a process the job left behind may still be writing.
 async fn read_report_file(path: &Path, events: &EventSender) {
-    // Usually there is no file: one failed open, no hop to the blocking pool.
-    let Ok(file) = crate::state::open_read(path) else {
+    // Usually there is no file: one failed open, no hop to the blocking
+    // pool. Opened without waiting (a FIFO the job made would block the
+    // open until a writer came), and read only when a regular file.
+    let Ok(file) = crate::state::open_read_nonblocking(path) else {
         return;
     };
+    if !file.metadata().is_ok_and(|meta| meta.is_file()) {
+        let message = format!(
+            "the report file `{}` is not a regular file and was not read",
+            path.display()
+        );
+        let _ = events
+            .send(vec![RunEvent::entry(EntryKind::Error, message)])
+            .await;
+        return;
+    }
     let now = Utc::now();
     let read = tokio::task::spawn_blocking(move || {
         let mut bytes = Vec::new();

@@ -329,3 +329,35 @@ fn exec_without_the_double_dash_says_where_the_command_goes() {
         "{stderr}"
     );
 }
+
+/// A job that makes `$OVERNIGHT_REPORT` a FIFO no one writes, or a
+/// folder, does not hang its run or the runner: the run ends, its report
+/// saying the file was not read.
+#[test]
+fn a_report_file_that_is_not_a_file_is_said_and_does_not_hang_the_run() {
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        "jobs:\n  fifo:\n    command: mkfifo \"$OVERNIGHT_REPORT\"\n  folder:\n    command: mkdir \"$OVERNIGHT_REPORT\"\n",
+    );
+    for (job, id) in [("fifo", "1"), ("folder", "2")] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut run = sb.command(&["run", job]);
+        std::thread::spawn(move || {
+            let _ = tx.send(run.output());
+        });
+        let out = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("`{job}`'s run did not end"))
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{job}: {out:?}");
+        let errors = sb.run(&["report", id, "--section", "errors"]);
+        assert!(
+            text(&errors)
+                .0
+                .contains("is not a regular file and was not read"),
+            "{job}: {:?}",
+            text(&errors)
+        );
+    }
+}
