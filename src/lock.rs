@@ -138,12 +138,10 @@ fn try_all(state_dir: &Path, specs: &[LockSpec]) -> Result<Result<Held, LockSpec
     let mut files = Vec::new();
     for spec in specs {
         let path = path(state_dir, &spec.name);
-        let file = open(&path)
-            .and_then(|_| crate::state::open_read(&path))
-            .map_err(|source| LockError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let file = open_held(&path).map_err(|source| LockError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let taken = match spec.mode {
             Mode::Exclusive => file.try_lock(),
             Mode::Shared => file.try_lock_shared(),
@@ -164,6 +162,19 @@ fn open(path: &Path) -> std::io::Result<File> {
     }
     // std opens with O_CLOEXEC: no child inherits the lock by accident.
     crate::state::open_rw(path)
+}
+
+/// A run's lock file, open read-only (the descriptor its job inherits can
+/// hold the lock, not write the file); made first when it is not there.
+/// One open when it is, as it is from a job's second run on.
+fn open_held(path: &Path) -> std::io::Result<File> {
+    match crate::state::open_read_own(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            open(path)?;
+            crate::state::open_read_own(path)
+        }
+        opened => opened,
+    }
 }
 
 /// Replaces the file's content with `pid` (at offset 0, whatever the

@@ -136,6 +136,12 @@ pub fn open_read(path: &Path) -> io::Result<File> {
     options().read(true).open(path)
 }
 
+/// Opens a file of ours to read, as [`open_rw`] checks it (a regular
+/// file, this user's, private), without waiting at the open.
+pub fn open_read_own(path: &Path) -> io::Result<File> {
+    checked(open_read_nonblocking(path)?, path)
+}
+
 /// Opens a file to read without waiting at the open (a FIFO with no
 /// writer), never through a symlink; reads of a regular file are as usual.
 pub fn open_read_nonblocking(path: &Path) -> io::Result<File> {
