@@ -73,19 +73,15 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     }
     route::install(routing);
     // The file's triggers watch wrapped commands too.
+    let place = config::Place::of(config.as_ref());
     let job = match &config {
         Some(config) => config.adhoc_job(name, args.command),
         // The history's database is not the wrapped command's to read.
         None => Job {
-            withheld: match config::default_place() {
-                config::Place::Server { url, .. } => config::store_variables(Some(&url)),
-                config::Place::Local(_) => config::store_variables(None),
-            }
-            .into(),
+            withheld: config::store_variables(place.url()).into(),
             ..Job::adhoc(name, args.command)
         },
     };
-    let place = config.map_or_else(config::default_place, |c| c.place());
     let ran = super::run::locally(&place, None, &job, Trigger::Exec, notes).await;
     let (outcome, signalled) = match ran {
         Ok(ran) => ran,

@@ -236,12 +236,10 @@ async fn first_run(
     // Read once: the loop below only looks at the history.
     let config = arg.load_optional()?;
     let unknown = config.as_ref().filter(|c| c.job(job).is_none());
+    let place = crate::config::Place::of(config.as_ref());
     let mut store = None;
     let mut said = false;
     loop {
-        let place = config
-            .as_ref()
-            .map_or_else(crate::config::default_place, |c| c.place());
         if store.is_none() && crate::store::may_have_history(&place) {
             let opened = Store::open_at(&place).await?;
             store = Some(super::opened(opened, state_dir, config.as_ref()).await?);

@@ -160,9 +160,7 @@ impl ConfigArg {
 /// already exist, to be read; with the jobs file, when there is one.
 async fn open_store(arg: &ConfigArg) -> Result<(Store, Option<Config>), CliError> {
     let config = arg.load_optional()?;
-    let place = config
-        .as_ref()
-        .map_or_else(config::default_place, Config::place);
+    let place = config::Place::of(config.as_ref());
     if !crate::store::may_have_history(&place) {
         return Err(CliError::NotFound(format!(
             "no run history in `{}` yet; runs are recorded by `overnight run`, `overnight exec` and the daemon",

@@ -91,7 +91,7 @@ async fn snapshot(
     config: Option<&crate::config::Config>,
     state_dir: &std::path::Path,
 ) -> Result<StatusDoc, CliError> {
-    let place = config.map_or_else(crate::config::default_place, |c| c.place());
+    let place = crate::config::Place::of(config);
     let (mut last, running, locks) = if crate::store::may_have_history(&place) {
         let store = super::opened(Store::open_at(&place).await?, state_dir, config).await?;
         let locks = LockHolder::from_rows(store.held_locks().await?);

@@ -484,6 +484,28 @@ pub enum Place {
 }
 
 impl Place {
+    /// Where the history is: the jobs file's, or without one (a wrapped
+    /// crontab line) `$OVERNIGHT_STORE`, else SQLite in the default state
+    /// directory.
+    pub fn of(config: Option<&Config>) -> Place {
+        match (config, store_from_environment()) {
+            (Some(config), _) => config.place(),
+            (None, Some(url)) => Place::Server {
+                url,
+                state_dir: default_state_dir(),
+            },
+            (None, None) => Place::Local(default_state_dir()),
+        }
+    }
+
+    /// The PostgreSQL URL, as written, when the history is on a server.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            Place::Server { url, .. } => Some(url),
+            Place::Local(_) => None,
+        }
+    }
+
     /// The state directory, whichever database the history is in.
     pub fn state_dir(&self) -> &Path {
         match self {
@@ -516,22 +538,14 @@ pub(crate) fn store_from_environment() -> Option<String> {
         .filter(|url| !url.is_empty())
 }
 
-/// Where the history is without a jobs file (`overnight exec`):
-/// `$OVERNIGHT_STORE`, else SQLite in the default state directory.
-pub fn default_place() -> Place {
-    match store_from_environment() {
-        Some(url) => Place::Server {
-            url,
-            state_dir: default_state_dir(),
-        },
-        None => Place::Local(default_state_dir()),
-    }
+/// Whether `url` names a PostgreSQL database.
+pub(crate) fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// What is wrong with `url` as a `store:`, if anything.
 pub(crate) fn store_problem(url: &str) -> Option<String> {
-    let scheme_ok = url.starts_with("postgres://") || url.starts_with("postgresql://");
-    if !scheme_ok {
+    if !is_postgres_url(url) {
         return Some(format!(
             "`store` is a PostgreSQL URL (`postgres://USER:${{PASSWORD_VAR}}@HOST/DB`), not `{url}`; without `store`, the history is SQLite in the state directory"
         ));

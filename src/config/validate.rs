@@ -267,7 +267,7 @@ impl Check<'_> {
         if config.store.is_none()
             && let Some(url) = super::store_from_environment()
         {
-            match url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            match super::is_postgres_url(&url) {
                 true => config.store = Some(url),
                 false => self.problem(
                     root.pos,

@@ -204,10 +204,14 @@ pub async fn run_with_clock(
     };
     route::install(routing(&config)?);
     let store = Store::open_at(&config.place()).await?;
-    let _sole = store
-        .sole_daemon()
-        .await
-        .map_err(|e| DaemonError::AlreadyRunning(e.to_string()))?;
+    let _sole = match store.sole_daemon().await? {
+        crate::store::Sole::Taken => {
+            return Err(DaemonError::AlreadyRunning(
+                "another daemon records in this PostgreSQL database (`store`); until overnight's cluster support, one database takes one daemon".into(),
+            ));
+        }
+        held => held,
+    };
     // Armed first: the deadlines do not wait for the bookkeeping below.
     let scheduler = Scheduler::new(Arc::clone(&clock), timings(&config));
     info!(target: "overnight::daemon", "scheduler armed: {} job(s) on a clock", scheduler.armed());

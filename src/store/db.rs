@@ -17,7 +17,6 @@ pub(crate) enum Db {
     Sqlite { pool: SqlitePool, ids: Arc<RunIds> },
     /// A server several hosts share (DESIGN §10); run ids come from a
     /// sequence in it.
-    /// A server several hosts share (DESIGN §10).
     Postgres(sqlx::PgPool),
 }
 

@@ -210,6 +210,18 @@ pub struct Store {
     _held_dir: Option<Arc<std::fs::File>>,
 }
 
+/// Whether a daemon is the one recording in its history.
+#[derive(Debug)]
+pub enum Sole {
+    /// SQLite: the state directory's lock, taken already, says it.
+    ByStateDir,
+    /// PostgreSQL: this lock says it while it is held.
+    Held(postgres::SoleDaemon),
+    /// Another daemon records in this PostgreSQL database. Until the
+    /// cluster (DESIGN §10), a second one would run every fire again.
+    Taken,
+}
+
 /// Whether anything was ever recorded in `state_dir`: the database, or a
 /// run-id sequence (the first wrappers on a new directory journal their
 /// runs before any database exists; the first reader makes it).
@@ -368,20 +380,17 @@ impl Store {
         })
     }
 
-    /// For a daemon on a PostgreSQL store, the lock that makes it the
-    /// database's one daemon (held while the guard lives); `Err` naming
-    /// why when another daemon holds it. Nothing for SQLite, whose state
-    /// directory's lock does the same.
-    pub async fn sole_daemon(&self) -> Result<Option<postgres::SoleDaemon>, StoreError> {
+    /// For a daemon, whether it is the history's one daemon: on
+    /// PostgreSQL, a lock held while the guard lives; on SQLite, the state
+    /// directory's lock says it already.
+    pub async fn sole_daemon(&self) -> Result<Sole, StoreError> {
         let Db::Postgres(pool) = &self.db else {
-            return Ok(None);
+            return Ok(Sole::ByStateDir);
         };
-        match postgres::sole_daemon(pool).await? {
-            Some(guard) => Ok(Some(guard)),
-            None => Err(StoreError::Server(
-                "another daemon records in this PostgreSQL database (`store`); until overnight's cluster support, one database takes one daemon".into(),
-            )),
-        }
+        Ok(match postgres::sole_daemon(pool).await? {
+            Some(guard) => Sole::Held(guard),
+            None => Sole::Taken,
+        })
     }
 
     /// The id of the next run (or fire not run) to record.
