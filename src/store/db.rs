@@ -67,18 +67,6 @@ macro_rules! for_each_db {
 }
 pub(crate) use for_each_db;
 
-/// Awaits `$f(pool, args…)` from the calling file's `on_sqlite` or
-/// `on_postgres`, as the store's database is.
-macro_rules! call_on_db {
-    ($db:expr, $f:ident($($arg:expr),*)) => {
-        match $db {
-            $crate::store::db::Db::Sqlite { pool, .. } => on_sqlite::$f(pool, $($arg),*).await,
-            $crate::store::db::Db::Postgres(pool) => on_postgres::$f(pool, $($arg),*).await,
-        }
-    };
-}
-pub(crate) use call_on_db;
-
 /// A transaction that will write. SQLite's takes the write lock at its
 /// start: a transaction that reads first and then writes, while another
 /// process writes, fails at once whatever the busy timeout (SQLite will

@@ -39,7 +39,7 @@ mod runs;
 mod schedule;
 
 pub use abandoned::Abandoned;
-pub(crate) use db::{BeginWrite, Columns, Db, call_on_db, for_each_db, on_db, text_of};
+pub(crate) use db::{BeginWrite, Columns, Db, for_each_db, on_db, text_of};
 pub use flows::{FlowAction, FlowRecord, FlowSave, FlowState, StepRuns};
 pub use ids::RunIds;
 pub use journal::Journal;

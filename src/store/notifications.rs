@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::{Store, StoreError, call_on_db, for_each_db, on_db, time_text};
+use super::{Store, StoreError, for_each_db, on_db, time_text};
 use crate::report::Status;
 
 /// One delivery of a trigger, as recorded.
@@ -94,7 +94,7 @@ pub(crate) async fn insert_notification<'e>(
 impl Store {
     /// Records one delivery of a trigger (or why it was not made).
     pub async fn record_notification(&self, n: &Notification) -> Result<(), StoreError> {
-        Ok(call_on_db!(&self.db, insert_notification(n))?)
+        Ok(on_db!(&self.db, pool, q => q::insert_notification(pool, n).await)?)
     }
 
     /// The deliveries about a run, in order.

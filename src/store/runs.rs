@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
 use super::{
-    Columns, HistoryQuery, Store, StoreError, bind_history, call_on_db, for_each_db, history_where,
-    on_db, time_text,
+    Columns, HistoryQuery, Store, StoreError, bind_history, for_each_db, history_where, on_db,
+    time_text,
 };
 use crate::report::{Report, Status, Trigger};
 
@@ -209,7 +209,7 @@ pub(crate) async fn insert_attempt<'e>(
 impl Store {
     /// Records a run as started, under the id it was given.
     pub async fn start_run(&self, run: &NewRun) -> Result<(), StoreError> {
-        if !call_on_db!(&self.db, insert_run(run))? {
+        if !on_db!(&self.db, pool, q => q::insert_run(pool, run).await)? {
             return Err(StoreError::IdTaken(run.id));
         }
         Ok(())
@@ -217,7 +217,7 @@ impl Store {
 
     /// Records how a run ended, with its report.
     pub async fn finish_run(&self, report: &Report) -> Result<(), StoreError> {
-        Ok(call_on_db!(&self.db, update_finished(report))?)
+        Ok(on_db!(&self.db, pool, q => q::update_finished(pool, report).await)?)
     }
 
     /// Records the job's own process once it is started.
@@ -227,7 +227,7 @@ impl Store {
         pid: u32,
         started: Option<u64>,
     ) -> Result<(), StoreError> {
-        Ok(call_on_db!(&self.db, update_process(id, pid, started))?)
+        Ok(on_db!(&self.db, pool, q => q::update_process(pool, id, pid, started).await)?)
     }
 
     /// One run.
@@ -302,7 +302,7 @@ impl Store {
 
     /// Records one attempt of a run.
     pub async fn record_attempt(&self, report: &Report) -> Result<(), StoreError> {
-        Ok(call_on_db!(&self.db, insert_attempt(report))?)
+        Ok(on_db!(&self.db, pool, q => q::insert_attempt(pool, report).await)?)
     }
 
     /// The attempts of a run, in order, as (attempt, status, summary).

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use std::collections::HashMap;
 
-use super::{MARK_HANDLED, Store, StoreError, call_on_db, for_each_db, on_db, time_text};
+use super::{MARK_HANDLED, Store, StoreError, for_each_db, on_db, time_text};
 use crate::report::{Status, Trigger};
 
 /// A fire that did not run, and why.
@@ -63,7 +63,7 @@ pub(crate) async fn insert_not_run<'e>(
 impl Store {
     /// Records a fire that was not run (`missed`, `skipped`).
     pub async fn record_not_run(&self, not_run: &NotRun) -> Result<(), StoreError> {
-        if !call_on_db!(&self.db, insert_not_run(not_run))? {
+        if !on_db!(&self.db, pool, q => q::insert_not_run(pool, not_run).await)? {
             return Err(StoreError::IdTaken(not_run.id));
         }
         Ok(())
