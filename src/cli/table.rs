@@ -148,7 +148,7 @@ fn width(text: &str) -> usize {
 /// A cell as it may be shown: control characters (an escape sequence in a
 /// job's summary, a tab) become `?`, so a cell can neither steer the
 /// terminal nor break the columns.
-fn shown(cell: &str) -> std::borrow::Cow<'_, str> {
+fn printable(cell: &str) -> std::borrow::Cow<'_, str> {
     match cell.chars().any(char::is_control) {
         true => cell
             .chars()
@@ -162,7 +162,11 @@ fn shown(cell: &str) -> std::borrow::Cow<'_, str> {
 pub(super) fn render(columns: &[Column], rows: &[Vec<String>], screen: Screen) -> String {
     let rows: Vec<Vec<String>> = rows
         .iter()
-        .map(|row| row.iter().map(|cell| shown(cell).into_owned()).collect())
+        .map(|row| {
+            row.iter()
+                .map(|cell| printable(cell).into_owned())
+                .collect()
+        })
         .collect();
     let rows = &rows[..];
     let mut widths: Vec<usize> = columns
