@@ -262,6 +262,15 @@ fn processes_where(test: impl Fn(&Stat<'_>) -> bool) -> Vec<u32> {
         .collect()
 }
 
+/// This machine's name, for the `host` column.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -206,6 +206,7 @@ pub(super) async fn history(b: &mut Bench) {
                     locks: Vec::new(),
                     capture: state.join(format!("{id}.log")),
                     flow_step: None,
+                    epoch: None,
                 };
                 recorder.start_run(&run).await.unwrap();
                 let header = overnight::report::RunHeader::now(

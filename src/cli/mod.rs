@@ -221,7 +221,7 @@ async fn opened(
     state_dir: &Path,
     config: Option<&Config>,
 ) -> Result<Store, CliError> {
-    let closed = store.close_lost(&crate::store::hostname(), false).await?;
+    let closed = store.close_lost(&crate::process::hostname(), false).await?;
     if let Some(config) = config.filter(|_| !closed.is_empty()) {
         let notifier = Notifier::new(
             Recorder::from(store.clone()),

@@ -122,7 +122,7 @@ fn sample(config: &crate::config::Config) -> Report {
         fields: BTreeMap::new(),
     };
     let header = RunHeader {
-        host: crate::store::hostname(),
+        host: crate::process::hostname(),
         capture: config.state_dir.join("runs/example-job/0.log"),
         ..RunHeader::now(0, "example-job", Trigger::Manual)
     };
@@ -178,7 +178,7 @@ async fn sample_flow(flow: &Flow) -> FlowNews {
             held_since: Some(now),
         },
         plan,
-        host: crate::store::hostname(),
+        host: crate::process::hostname(),
         driver: None,
     };
     FlowNews::of(run, flow.timezone.clone(), None).await

@@ -25,6 +25,9 @@ pub struct Flow {
     pub catch_up: CatchUp,
     /// A start while a run of it goes on: `skip` or `allow`.
     pub concurrency: Concurrency,
+    /// Which hosts of a cluster may drive it (its steps run where the
+    /// driving host is).
+    pub placement: super::cluster::Placement,
     /// Its steps and how a run of it goes; kept with each run.
     pub plan: Arc<Plan>,
 }

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub(crate) mod check;
+pub mod cluster;
 pub mod crontab;
 pub mod error;
 pub mod flow;
@@ -80,6 +81,8 @@ pub struct Config {
     pub flows: Vec<Arc<flow::Flow>>,
     /// How long runs' files and rows are kept.
     pub retention: retention::Retention,
+    /// This host's name and tags, and the cluster's timings.
+    pub cluster: cluster::Cluster,
 }
 
 /// What systemd tells the daemon (daemon/systemd.rs), and no job
@@ -240,6 +243,8 @@ pub struct Job {
     pub queue_limit: usize,
     /// Named locks held while it runs.
     pub locks: Vec<LockSpec>,
+    /// Which hosts of a cluster may run it.
+    pub placement: cluster::Placement,
     /// How long to wait for the named locks before the fire is skipped.
     #[serde(serialize_with = "duration")]
     pub lock_wait: Duration,
@@ -304,6 +309,7 @@ impl Job {
             concurrency: Concurrency::default(),
             queue_limit: 1,
             locks: Vec::new(),
+            placement: Default::default(),
             lock_wait: Duration::ZERO,
             retries: None,
             env_inherit: true,

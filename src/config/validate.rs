@@ -24,6 +24,9 @@ const TOP_KEYS: &[&str] = &[
     "log_config",
     "listen",
     "store",
+    "host",
+    "tags",
+    "cluster",
     "api",
     "shutdown_grace",
     "shutdown",
@@ -53,6 +56,8 @@ const DEFAULT_KEYS: &[&str] = &[
     "concurrency",
     "queue_limit",
     "locks",
+    "hosts",
+    "tags",
     "lock_wait",
     "retries",
     "env_inherit",
@@ -125,6 +130,7 @@ impl Check<'_> {
             flows: Vec::new(),
             retention: Default::default(),
             store: None,
+            cluster: Default::default(),
         };
         let mut defaults = Vec::new();
         let mut jobs_node = None;
@@ -148,6 +154,13 @@ impl Check<'_> {
                     config.log_config = self.string(value, "`log_config`").map(|s| beside.join(s))
                 }
                 "store" => config.store = self.store(value),
+                "host" => {
+                    if let Some(host) = self.host(value) {
+                        config.cluster.host = host;
+                    }
+                }
+                "tags" => config.cluster.tags = self.names(value, "`tags`"),
+                "cluster" => self.cluster(value, &mut config.cluster),
                 "listen" => {
                     if let Some(s) = self.string(value, "`listen`") {
                         match s.parse::<SocketAddr>() {
@@ -400,6 +413,8 @@ impl Check<'_> {
                 _ => self.problem(value.pos, "`queue_limit` must be a number from 1 to 10000"),
             },
             "locks" => job.locks = self.locks(value),
+            "hosts" => job.placement.hosts = self.names(value, "`hosts`"),
+            "tags" => job.placement.tags = self.names(value, "`tags`"),
             "lock_wait" => job.lock_wait = self.duration(value, "`lock_wait`").unwrap_or_default(),
             "retries" => job.retries = self.retries(value),
             "env_inherit" => job.env_inherit = self.boolean(value, "`env_inherit`").unwrap_or(true),

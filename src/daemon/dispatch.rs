@@ -1,5 +1,10 @@
 //! From due fires to runs: on time they run; late ones follow the job's
 //! catch-up policy, and every fire not run is recorded as `missed`.
+//!
+//! In a cluster each fire is first claimed (`Shared::claim`): only the
+//! host that got it runs or records it, and a job's fires are claimed
+//! only by the hosts its `hosts:` and `tags:` admit. Fires the database
+//! could not be asked about are claimed again, late, once it answers.
 
 use std::sync::Arc;
 
@@ -13,12 +18,12 @@ use crate::config::{Config, Job};
 use crate::flow::progress::FlowStatus;
 use crate::report::Trigger;
 use crate::report::{Status, human_time};
-use crate::runner::Unrun;
+use crate::runner::{Fire, Unrun};
 use crate::schedule::catchup::{self, MissReason, fires_between};
 use crate::store::StoreError;
 use crate::zone::Zone;
 
-/// Runs or records one job's due fires.
+/// Runs or records one job's due fires, those this host claims.
 pub async fn dispatch(
     shared: &Arc<Shared>,
     job: &Arc<Job>,
@@ -27,15 +32,39 @@ pub async fn dispatch(
     more: bool,
     now: DateTime<Utc>,
 ) {
+    if !job.placement.admits(&shared.config().cluster) {
+        return; // another host's to run
+    }
+    match shared.claim(&job.name, fires).await {
+        Ok(claimed) => run_claimed(shared, job, claimed, late, more, now).await,
+        Err(e) => claim_later(shared, Due::Job(Arc::clone(job)), fires, more, e),
+    }
+}
+
+/// Runs or records the fires of `job` this host claimed, under `epoch`.
+async fn run_claimed(
+    shared: &Arc<Shared>,
+    job: &Arc<Job>,
+    (fires, epoch): (Vec<DateTime<Utc>>, Option<i64>),
+    late: bool,
+    more: bool,
+    now: DateTime<Utc>,
+) {
+    let fire = |at| Fire { at, epoch };
     if !late {
         for at in fires {
-            shared.launch(Arc::clone(job), Trigger::Schedule, Some(*at));
+            shared.launch(Arc::clone(job), Trigger::Schedule, Some(fire(at)));
         }
         return;
     }
-    let plan = catchup::plan(fires, now, job.catch_up, job.starting_deadline);
+    let plan = catchup::plan(&fires, now, job.catch_up, job.starting_deadline);
     if let Err(e) = record_missed(shared, job, &plan.missed, more).await {
         error!(target: "overnight::daemon", "missed fires of `{}` not recorded: {e}", job.name);
+    }
+    // One `missed` row stands for them all: their claims are done too.
+    let missed: Vec<DateTime<Utc>> = plan.missed.iter().map(|(at, _)| *at).collect();
+    if let Err(e) = shared.store.settle_fires(&job.name, &missed).await {
+        error!(target: "overnight::daemon", "missed fires of `{}` not marked done: {e}", job.name);
     }
     if !plan.run.is_empty() || !plan.missed.is_empty() {
         info!(
@@ -49,8 +78,52 @@ pub async fn dispatch(
         );
     }
     for at in plan.run {
-        shared.launch(Arc::clone(job), Trigger::CatchUp, Some(at));
+        shared.launch(Arc::clone(job), Trigger::CatchUp, Some(fire(at)));
     }
+}
+
+/// What a fire is of.
+enum Due {
+    Job(Arc<Job>),
+    Flow(Arc<Flow>),
+}
+
+/// How often fires whose claim failed are claimed again.
+const CLAIM_AGAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The database could not be asked for `fires`: claims them again every
+/// second until it answers, then deals with them as late fires (the
+/// job's `catch_up` decides), so that a restart of PostgreSQL loses no
+/// fire.
+fn claim_later(shared: &Arc<Shared>, due: Due, fires: &[DateTime<Utc>], more: bool, e: StoreError) {
+    let name = match &due {
+        Due::Job(job) => job.name.clone(),
+        Due::Flow(flow) => format!("flow `{}`", flow.name),
+    };
+    error!(target: "overnight::daemon", "{} fire(s) of `{name}` not claimed yet: {e}; trying again every {}", fires.len(), humantime::format_duration(CLAIM_AGAIN));
+    let shared = Arc::clone(shared);
+    let fires = fires.to_vec();
+    let key = match &due {
+        Due::Job(job) => job.name.clone(),
+        Due::Flow(flow) => flow_key(&flow.name),
+    };
+    tokio::spawn(async move {
+        let claimed = loop {
+            tokio::time::sleep(CLAIM_AGAIN).await;
+            match shared.claim(&key, &fires).await {
+                Ok(claimed) => break claimed,
+                Err(e) => {
+                    log::debug!(target: "overnight::daemon", "fires of `{key}` still not claimed: {e}")
+                }
+            }
+        };
+        info!(target: "overnight::daemon", "{} fire(s) of `{name}` claimed now that the database answers", claimed.0.len());
+        let now = Utc::now();
+        match due {
+            Due::Job(job) => run_claimed(&shared, &job, claimed, true, more, now).await,
+            Due::Flow(flow) => start_claimed_flows(&shared, &flow, claimed.0, true, now).await,
+        }
+    });
 }
 
 /// Records the fires that were not run as one `missed` run: the first
@@ -124,18 +197,39 @@ fn missed_reason(missed: &[(DateTime<Utc>, MissReason)], more: bool, zone: &Zone
 /// nor records them again at its next start.
 pub async fn flow_fires(
     shared: &Arc<Shared>,
-    flow: &Flow,
+    flow: &Arc<Flow>,
     fires: &[DateTime<Utc>],
     late: bool,
     now: DateTime<Utc>,
 ) {
+    if !flow.placement.admits(&shared.config().cluster) {
+        return; // another host's to drive
+    }
+    match shared.claim(&flow_key(&flow.name), fires).await {
+        Ok((claimed, _)) => start_claimed_flows(shared, flow, claimed, late, now).await,
+        Err(e) => claim_later(shared, Due::Flow(Arc::clone(flow)), fires, false, e),
+    }
+}
+
+/// Starts (or records as missed) the fires of `flow` this host claimed.
+async fn start_claimed_flows(
+    shared: &Arc<Shared>,
+    flow: &Flow,
+    fires: Vec<DateTime<Utc>>,
+    late: bool,
+    now: DateTime<Utc>,
+) {
     let (run, missed) = if late {
-        let plan = catchup::plan(fires, now, flow.catch_up, None);
+        let plan = catchup::plan(&fires, now, flow.catch_up, None);
         (plan.run, plan.missed)
     } else {
-        (fires.to_vec(), Vec::new())
+        (fires.clone(), Vec::new())
     };
     let key = flow_key(&flow.name);
+    // A flow run's row is not a run's: its claims are done once started.
+    if let Err(e) = shared.store.settle_fires(&key, &fires).await {
+        error!(target: "overnight::daemon", "fires of flow `{}` not marked done: {e}", flow.name);
+    }
     if let Some(last) = fires.last()
         && let Err(e) = shared
             .store
@@ -192,10 +286,8 @@ pub async fn catch_up_at_start(
 ) -> Result<(), StoreError> {
     let store = &shared.store;
     let handled = store.last_handled().await?;
-    let mut scheduled = Vec::new();
     for job in &config.jobs {
         let Some(timing) = job.timing() else { continue };
-        scheduled.push(job.name.as_str());
         // A job seen for the first time has missed nothing.
         let Some(since) = handled.get(&job.name) else {
             continue;
@@ -205,12 +297,6 @@ pub async fn catch_up_at_start(
             dispatch(shared, job, &fires, true, more, now).await;
         }
     }
-    let keys: Vec<String> = config
-        .flows
-        .iter()
-        .filter(|f| f.timing().is_some())
-        .map(|f| flow_key(&f.name))
-        .collect();
     for flow in config.flows.iter() {
         let Some(timing) = flow.timing() else {
             continue;
@@ -223,8 +309,28 @@ pub async fn catch_up_at_start(
             flow_fires(shared, flow, &fires, true, now).await;
         }
     }
-    scheduled.extend(keys.iter().map(String::as_str));
-    store.mark_handled(&scheduled, now, false).await
+    store
+        .mark_handled(&scheduled_here(config), now, false)
+        .await
+}
+
+/// The keys of the schedule state of the jobs and flows with a clock
+/// schedule that this host may run: in a cluster, a job pinned to
+/// another host is not marked handled here, so that its host catches up
+/// on what it missed.
+pub(super) fn scheduled_here(config: &Config) -> Vec<String> {
+    let here = &config.cluster;
+    let jobs = config
+        .jobs
+        .iter()
+        .filter(|j| j.timing().is_some() && j.placement.admits(here))
+        .map(|j| j.name.clone());
+    let flows = config
+        .flows
+        .iter()
+        .filter(|f| f.timing().is_some() && f.placement.admits(here))
+        .map(|f| flow_key(&f.name));
+    jobs.chain(flows).collect()
 }
 
 /// Starts each `@reboot` job and flow once.

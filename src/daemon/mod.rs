@@ -11,6 +11,7 @@
 //! recorded before `run` returns.
 
 pub mod api;
+mod cluster;
 mod dispatch;
 pub mod flows;
 pub mod info;
@@ -79,6 +80,9 @@ pub struct Shared {
     pub token: String,
     /// The flow runs this daemon drives.
     driving: flows::Driving,
+    /// In a cluster, this host's epoch: fires are claimed under it.
+    /// 0 with SQLite (one host, no claims).
+    epoch: std::sync::atomic::AtomicI64,
 }
 
 impl Shared {
@@ -98,10 +102,10 @@ impl Shared {
         self: &Arc<Self>,
         job: Arc<Job>,
         trigger: Trigger,
-        scheduled_at: Option<chrono::DateTime<Utc>>,
+        fire: Option<crate::runner::Fire>,
     ) -> tokio::task::JoinHandle<Result<Outcome, StoreError>> {
         self.track(job, move |runner, job| async move {
-            runner.run(&job, trigger, scheduled_at).await
+            runner.run(&job, trigger, fire).await
         })
     }
 
@@ -151,6 +155,25 @@ impl Shared {
             }
             result
         })
+    }
+
+    /// Claims `fires` of `key` (a job's name, a flow's key) for this host;
+    /// the ones it got, and the epoch to start them under. Without a
+    /// cluster every fire is this host's. When the database cannot be
+    /// reached nothing is got, and the fires are claimed again, late,
+    /// once it can (by the dispatcher).
+    pub async fn claim(
+        &self,
+        key: &str,
+        fires: &[chrono::DateTime<Utc>],
+    ) -> Result<(Vec<chrono::DateTime<Utc>>, Option<i64>), StoreError> {
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);
+        if epoch == 0 {
+            return Ok((fires.to_vec(), None));
+        }
+        let host = self.runner.host();
+        let got = self.store.claim_fires(key, fires, host, epoch).await?;
+        Ok((got, Some(epoch)))
     }
 
     /// Asks the scheduler to reload the jobs and log4rs files.
@@ -204,14 +227,18 @@ pub async fn run_with_clock(
     };
     route::install(routing(&config)?);
     let store = Store::open_at(&config.place()).await?;
-    let _sole = match store.sole_daemon().await? {
-        crate::store::Sole::Taken => {
-            return Err(DaemonError::AlreadyRunning(
-                "another daemon records in this PostgreSQL database (`store`); until overnight's cluster support, one database takes one daemon".into(),
-            ));
-        }
-        held => held,
-    };
+    let membership = store
+        .join(crate::store::HostCard {
+            name: config.cluster.host.clone(),
+            tags: config.cluster.tags.clone(),
+            api: addr.to_string(),
+            timeout: config.cluster.host_timeout,
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::Server(why) => DaemonError::AlreadyRunning(why),
+            e => DaemonError::Store(e),
+        })?;
     // Armed first: the deadlines do not wait for the bookkeeping below.
     let scheduler = Scheduler::new(Arc::clone(&clock), timings(&config));
     info!(target: "overnight::daemon", "scheduler armed: {} job(s) on a clock", scheduler.armed());
@@ -225,13 +252,15 @@ pub async fn run_with_clock(
     // never waits on the database to start or to end (crate::store::journal).
     let (recorder, folding) = Recorder::for_daemon(&store)?;
     let shared = Arc::new(Shared {
-        runner: Runner::new(recorder, config.state_dir.clone(), config.max_parallel),
+        runner: Runner::new(recorder, config.state_dir.clone(), config.max_parallel)
+            .on_host(&config.cluster),
         store: store.clone(),
         config: RwLock::new(Arc::new(config)),
         inflight: Arc::default(),
         reload: Notify::new(),
         token: card.token.clone(),
         driving: Default::default(),
+        epoch: membership.as_ref().map_or(0, |m| m.epoch()).into(),
     });
 
     shared
@@ -254,6 +283,14 @@ pub async fn run_with_clock(
     dispatch::reboot_jobs(&shared, &config).await;
     drop(config);
     let pruning = tokio::spawn(prune_daily(Arc::clone(&shared)));
+    let (cluster_stop_tx, cluster_stop_rx) = watch::channel(false);
+    let heartbeat = membership.map(|membership| {
+        tokio::spawn(cluster::keep_alive(
+            Arc::clone(&shared),
+            membership,
+            cluster_stop_rx,
+        ))
+    });
     let watchdog = systemd::watchdog_every().map(|every| {
         tokio::spawn(async move {
             loop {
@@ -286,6 +323,13 @@ pub async fn run_with_clock(
     }
     shared.inflight.idle().await;
     shared.runner.notifier().settled().await;
+    // Its runs all recorded: the others may take its unstarted fires over.
+    let _ = cluster_stop_tx.send(true);
+    if let Some(heartbeat) = heartbeat
+        && let Ok(membership) = heartbeat.await
+    {
+        membership.leave().await;
+    }
     let _ = server_stop_tx.send(true);
     server.stopped().await;
     DaemonInfo::remove(&state_dir);
@@ -370,19 +414,7 @@ async fn reload(shared: &Arc<Shared>, scheduler: &mut Scheduler) {
             }
             route::install(routing);
             let store = &shared.store;
-            let flow_keys: Vec<String> = new
-                .flows
-                .iter()
-                .filter(|f| f.timing().is_some())
-                .map(|f| dispatch::flow_key(&f.name))
-                .collect();
-            let scheduled: Vec<&str> = new
-                .jobs
-                .iter()
-                .filter(|j| j.timing().is_some())
-                .map(|j| j.name.as_str())
-                .chain(flow_keys.iter().map(String::as_str))
-                .collect();
+            let scheduled = dispatch::scheduled_here(&new);
             let stored = store.sync_jobs(&new.jobs).await;
             let marked = store
                 .mark_handled(&scheduled, scheduler.clock().now(), true)

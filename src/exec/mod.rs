@@ -41,6 +41,9 @@ pub enum StopReason {
     Signal(i32),
     /// An operator stopped it (the name of the API token used).
     Operator(String),
+    /// The cluster declared this host dead (silent past
+    /// `cluster.host_timeout`): its runs are another host's now.
+    Fenced,
 }
 
 impl fmt::Display for StopReason {
@@ -52,6 +55,9 @@ impl fmt::Display for StopReason {
                 write!(f, "terminated by {}", crate::process::signal_name(*number))
             }
             StopReason::Operator(who) => write!(f, "stopped by {who}"),
+            StopReason::Fenced => f.write_str(
+                "fenced: the cluster declared this host dead (silent past `cluster.host_timeout`), so its fires and locks are another host's; the job was ended",
+            ),
         }
     }
 }

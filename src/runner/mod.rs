@@ -32,10 +32,27 @@ use crate::report::{Report, RunHeader, Status, Trigger};
 use crate::route::Router;
 use crate::store::{NewRun, NotRun, Recorder, StoreError};
 
+/// A scheduled fire to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fire {
+    /// Its time.
+    pub at: DateTime<Utc>,
+    /// In a cluster, the host's epoch it was claimed under: the run
+    /// starts only while it is still the host's.
+    pub epoch: Option<i64>,
+}
+
+impl Fire {
+    /// A fire of this host alone (no cluster).
+    pub fn at(at: DateTime<Utc>) -> Fire {
+        Fire { at, epoch: None }
+    }
+}
+
 /// What asks for a run besides the job.
 struct Request {
     trigger: Trigger,
-    scheduled_at: Option<DateTime<Utc>>,
+    fire: Option<Fire>,
     /// The run's id, when the caller recorded it already (a flow step).
     run_id: Option<i64>,
     /// The flow run it is a step of.
@@ -65,6 +82,10 @@ pub enum NotStarted {
     Interrupted(StopReason),
     /// The daemon's answer, as its API gave it.
     Daemon(String),
+    /// Its fire was claimed under an epoch its host no longer has: the
+    /// cluster declared the host dead meanwhile, and another host takes
+    /// the fire over. Nothing is recorded here.
+    Fenced(StoreError),
 }
 
 impl fmt::Display for NotStarted {
@@ -75,6 +96,7 @@ impl fmt::Display for NotStarted {
                 write!(f, "not started: {why} while it waited to start")
             }
             NotStarted::Daemon(said) => f.write_str(said),
+            NotStarted::Fenced(why) => write!(f, "not started: {why}"),
         }
     }
 }
@@ -108,6 +130,9 @@ pub struct Runner {
     live: Live,
     /// Said as warnings of every run (a configuration `exec` could not use).
     notes: Arc<[String]>,
+    /// How long a cluster's fire waits for the database to confirm its
+    /// claim before it is given up (half the host timeout).
+    fence_patience: std::time::Duration,
 }
 
 impl Runner {
@@ -125,12 +150,13 @@ impl Runner {
             notifier: Notifier::new(recorder.clone(), Arc::clone(&state_dir)),
             recorder,
             state_dir,
-            host: crate::store::hostname().into(),
+            host: crate::process::hostname().into(),
             started: crate::process::start_time(std::process::id()),
             gate: Arc::new(Gate::new(max_parallel)),
             active: Arc::default(),
             live: Live::default(),
             notes: Arc::default(),
+            fence_patience: std::time::Duration::ZERO,
         }
     }
 
@@ -197,16 +223,27 @@ impl Runner {
         &self.notifier
     }
 
-    /// Runs `job` once (with its retries), to its end.
+    /// The runner of host `cluster.host`, recording its runs under that
+    /// name.
+    pub fn on_host(self, cluster: &crate::config::cluster::Cluster) -> Runner {
+        Runner {
+            host: cluster.host.as_str().into(),
+            fence_patience: cluster.host_timeout / 2,
+            ..self
+        }
+    }
+
+    /// Runs `job` once (with its retries), to its end; `fire` for a
+    /// scheduled fire.
     pub async fn run(
         &self,
         job: &Job,
         trigger: Trigger,
-        scheduled_at: Option<DateTime<Utc>>,
+        fire: Option<Fire>,
     ) -> Result<Outcome, StoreError> {
         let request = Request {
             trigger,
-            scheduled_at,
+            fire,
             run_id: None,
             flow: None,
         };
@@ -224,7 +261,7 @@ impl Runner {
     ) -> Result<Outcome, StoreError> {
         let request = Request {
             trigger,
-            scheduled_at: None,
+            fire: None,
             run_id: Some(run_id),
             flow: None,
         };
@@ -241,7 +278,7 @@ impl Runner {
     ) -> Result<Outcome, StoreError> {
         let request = Request {
             trigger: Trigger::Flow,
-            scheduled_at: None,
+            fire: None,
             run_id: Some(run_id),
             flow: Some(place),
         };
@@ -251,10 +288,11 @@ impl Runner {
     async fn run_as(&self, job: &Job, request: Request) -> Result<Outcome, StoreError> {
         let Request {
             trigger,
-            scheduled_at,
+            fire,
             run_id,
             flow,
         } = request;
+        let scheduled_at = fire.map(|f| f.at);
         let replace = || self.stop_job(&job.name, StopReason::Replaced);
         let mut admission = match self
             .gate
@@ -300,11 +338,19 @@ impl Runner {
         // The job runs even when its bookkeeping cannot be written (a full
         // disk): the first failure is kept and said in the report.
         let mut unrecorded = None;
-        let started = self
-            .recorder
-            .start_run(&self.new_run(&header, &admission))
-            .await;
-        note_unrecorded(&mut unrecorded, run_id, started);
+        let mut new_run = self.new_run(&header, &admission);
+        new_run.epoch = fire.and_then(|f| f.epoch);
+        match self.start_claimed(&new_run).await {
+            // Another host runs this fire: nothing is recorded or run here.
+            Err(fenced @ StoreError::Fenced(_)) => {
+                log::warn!(target: "overnight::runner", "fire of `{}` at {}: {fenced}", job.name, crate::store::time_text(header.scheduled_at.unwrap_or(header.started_at)));
+                return Ok(Outcome::NotRun {
+                    id: 0,
+                    why: NotStarted::Fenced(fenced),
+                });
+            }
+            started => note_unrecorded(&mut unrecorded, run_id, started),
+        }
         let (stop_tx, stop) = watch::channel(None);
         self.active
             .lock()
@@ -349,6 +395,28 @@ impl Runner {
         Ok(Outcome::Ran(Box::new(report)))
     }
 
+    /// Records `run` as started. A cluster's fire (with an epoch) starts
+    /// only once the database says its epoch is current: while the
+    /// database cannot be reached, the start is tried again for up to
+    /// half the cluster's host timeout, the time within which the others
+    /// cannot have declared this host dead and taken the fire over; past
+    /// it, the fire is given up as [`StoreError::Fenced`] would have it.
+    async fn start_claimed(&self, run: &NewRun) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + self.fence_patience;
+        loop {
+            match self.recorder.start_run(run).await {
+                Err(e) if run.epoch.is_some() && !matches!(e, StoreError::Fenced(_)) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        log::error!(target: "overnight::runner", "run #{} of `{}` not started: the database could not be reached to confirm this host's claim ({e})", run.id, run.job);
+                        return Err(StoreError::Fenced(run.host.clone()));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                started => return started,
+            }
+        }
+    }
+
     /// The next run id. A run-id file restored from a backup hands out ids
     /// again: the history mends that at its next opening, but a capture
     /// file of the same job and id must not be overwritten meanwhile.
@@ -378,6 +446,7 @@ impl Runner {
                 .flow
                 .as_ref()
                 .map(|place| (place.flow_run_id, place.step.clone())),
+            epoch: None,
         }
     }
 

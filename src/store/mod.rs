@@ -23,6 +23,7 @@ use sqlx::sqlite::{
 };
 
 mod abandoned;
+mod cluster;
 mod db;
 mod flow_ops;
 mod flow_view;
@@ -39,6 +40,7 @@ mod runs;
 mod schedule;
 
 pub use abandoned::Abandoned;
+pub use cluster::{Beat, HostCard, HostRecord, Membership};
 pub(crate) use db::{BeginWrite, Columns, Db, for_each_db, on_db, text_of};
 pub use flows::{FlowAction, FlowRecord, FlowSave, FlowState, StepRuns};
 pub use ids::RunIds;
@@ -179,6 +181,13 @@ pub enum StoreError {
     /// The state directory cannot be used at all: nothing is recorded.
     #[error("run history: not recorded: {0}; the job ran all the same")]
     Unusable(String),
+    /// A run's fire was claimed under an epoch of its host that is no
+    /// longer current: the host was declared dead meanwhile (a pause, a
+    /// partition), and the fire is another host's to take over.
+    #[error(
+        "run history: host `{0}` was declared dead by the cluster since it claimed this fire; not started here (another host takes it over)"
+    )]
+    Fenced(String),
     /// A run id was handed out twice (the run-id file was older than the
     /// history); the run was not recorded.
     #[error(
@@ -208,18 +217,6 @@ pub struct Store {
     folded_files: Arc<journal::FoldedFiles>,
     /// The state directory, held open while its name is not UTF-8.
     _held_dir: Option<Arc<std::fs::File>>,
-}
-
-/// Whether a daemon is the one recording in its history.
-#[derive(Debug)]
-pub enum Sole {
-    /// SQLite: the state directory's lock, taken already, says it.
-    ByStateDir,
-    /// PostgreSQL: this lock says it while it is held.
-    Held(postgres::SoleDaemon),
-    /// Another daemon records in this PostgreSQL database. Until the
-    /// cluster (DESIGN §10), a second one would run every fire again.
-    Taken,
 }
 
 /// Whether anything was ever recorded in `state_dir`: the database, or a
@@ -380,19 +377,6 @@ impl Store {
         })
     }
 
-    /// For a daemon, whether it is the history's one daemon: on
-    /// PostgreSQL, a lock held while the guard lives; on SQLite, the state
-    /// directory's lock says it already.
-    pub async fn sole_daemon(&self) -> Result<Sole, StoreError> {
-        let Db::Postgres(pool) = &self.db else {
-            return Ok(Sole::ByStateDir);
-        };
-        Ok(match postgres::sole_daemon(pool).await? {
-            Some(guard) => Sole::Held(guard),
-            None => Sole::Taken,
-        })
-    }
-
     /// The id of the next run (or fire not run) to record.
     pub async fn next_run_id(&self) -> Result<i64, StoreError> {
         match &self.db {
@@ -452,15 +436,6 @@ async fn migrate_sqlite(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-/// This machine's name, for the `host` column.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
 #[cfg(test)]
 impl Store {
     /// The SQLite pool, for tests that write rows directly.
@@ -495,6 +470,7 @@ mod tests {
                 locks: Vec::new(),
                 capture: dir.path().join("1.log"),
                 flow_step: None,
+                epoch: None,
             })
             .await
             .unwrap();

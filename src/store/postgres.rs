@@ -10,33 +10,13 @@ use sqlx::Connection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 /// The schema, one step per entry; never edit a released step, add one.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/postgres/0001_schema.sql"),
+    include_str!("migrations/postgres/0002_cluster.sql"),
+];
 
 /// The advisory lock key that serialises migrations: "overnigh" in ASCII.
 const MIGRATION_LOCK: i64 = 0x6f76_6572_6e69_6768;
-
-/// The advisory lock a daemon holds on its database for as long as it
-/// runs: "overnigd".
-const DAEMON_LOCK: i64 = 0x6f76_6572_6e69_6764;
-
-/// Held by the one daemon recording in a database: its own connection,
-/// whose session holds the lock; the server frees it when the connection
-/// ends, the daemon's process with it.
-#[derive(Debug)]
-pub struct SoleDaemon(#[allow(dead_code)] sqlx::PgConnection);
-
-/// The lock of the one daemon on `pool`'s database, or `None` when
-/// another daemon holds it. Several daemons on one database, each fire
-/// run once, come with the cluster (DESIGN §10); until then a second one
-/// would run every fire again.
-pub async fn sole_daemon(pool: &PgPool) -> Result<Option<SoleDaemon>, sqlx::Error> {
-    let mut conn = pool.acquire().await?.detach();
-    let took: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(DAEMON_LOCK)
-        .fetch_one(&mut conn)
-        .await?;
-    Ok(took.then_some(SoleDaemon(conn)))
-}
 
 /// `url` with each `${NAME}` read from the environment, percent-encoded
 /// (a password may hold `@`, `/` or `%`); the first name that is not set,

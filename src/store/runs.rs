@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
 use super::{
-    Columns, HistoryQuery, Store, StoreError, bind_history, for_each_db, history_where, on_db,
+    Columns, Db, HistoryQuery, Store, StoreError, bind_history, for_each_db, history_where, on_db,
     time_text,
 };
 use crate::report::{Report, Status, Trigger};
@@ -80,10 +80,15 @@ pub struct NewRun {
     /// fold records under another id is found in its step's row by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_step: Option<(i64, String)>,
+    /// The host's epoch its fire was claimed under, in a cluster: the run
+    /// is recorded, and its job started, only while that epoch is the
+    /// host's (store/cluster.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
 }
 
 /// Locks as the `locks` column keeps them: `name mode`, one per line.
-fn lock_text(locks: &[crate::lock::LockSpec]) -> Option<String> {
+pub(crate) fn lock_text(locks: &[crate::lock::LockSpec]) -> Option<String> {
     let text: Vec<String> = locks
         .iter()
         .map(|l| {
@@ -109,6 +114,24 @@ macro_rules! select_runs {
     };
 }
 
+/// Binds a [`NewRun`] to `$1`…`$10` of an insert into `runs`.
+macro_rules! bind_new_run {
+    ($query:expr, $run:expr) => {
+        $query
+            .bind($run.id)
+            .bind(&$run.job)
+            .bind($run.trigger.as_str())
+            .bind($run.scheduled_at.map($crate::store::time_text))
+            .bind($crate::store::time_text($run.started_at))
+            .bind(&$run.host)
+            .bind(i64::from($run.pid))
+            .bind($run.runner_started.map(|t| t as i64))
+            .bind($crate::store::runs::lock_text(&$run.locks))
+            .bind($run.capture.to_string_lossy())
+    };
+}
+pub(crate) use bind_new_run;
+
 for_each_db! {
 /// Inserts a started run; no row is written when its id is taken (the
 /// journal's fold tells a replay from a clash by that). Returns whether it
@@ -118,20 +141,10 @@ pub(crate) async fn insert_run<'e>(
     run: &NewRun,
 ) -> Result<bool, sqlx::Error> {
     // A trigger marks a scheduled fire handled (migration 0005).
-    let done = sqlx::query(
+    let done = bind_new_run!(sqlx::query(
         "INSERT INTO runs (id, job, trigger, scheduled_at, started_at, status, host, pid, runner_started, locks, capture_path) \
          VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(run.id)
-    .bind(&run.job)
-    .bind(run.trigger.as_str())
-    .bind(run.scheduled_at.map(time_text))
-    .bind(time_text(run.started_at))
-    .bind(&run.host)
-    .bind(i64::from(run.pid))
-    .bind(run.runner_started.map(|t| t as i64))
-    .bind(lock_text(&run.locks))
-    .bind(run.capture.to_string_lossy())
+    ), run)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -208,7 +221,16 @@ pub(crate) async fn insert_attempt<'e>(
 
 impl Store {
     /// Records a run as started, under the id it was given.
+    /// A run whose fire was claimed under an epoch no longer its host's
+    /// is not: [`StoreError::Fenced`].
     pub async fn start_run(&self, run: &NewRun) -> Result<(), StoreError> {
+        if let (Db::Postgres(pool), Some(epoch)) = (&self.db, run.epoch) {
+            // Run ids come from the server's sequence: never taken twice.
+            return match super::cluster::insert_fenced_run(pool, run, epoch).await? {
+                true => Ok(()),
+                false => Err(StoreError::Fenced(run.host.clone())),
+            };
+        }
         if !on_db!(&self.db, pool, q => q::insert_run(pool, run).await)? {
             return Err(StoreError::IdTaken(run.id));
         }

@@ -90,7 +90,7 @@ impl Store {
     /// `only_new`, jobs that already have a state keep it.
     pub async fn mark_handled(
         &self,
-        jobs: &[&str],
+        jobs: &[impl AsRef<str>],
         at: DateTime<Utc>,
         only_new: bool,
     ) -> Result<(), StoreError> {
@@ -103,7 +103,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             for job in jobs {
                 sqlx::query(sql)
-                    .bind(*job)
+                    .bind(job.as_ref())
                     .bind(time_text(at))
                     .execute(&mut *tx)
                     .await?;

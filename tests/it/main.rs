@@ -6,6 +6,7 @@ mod helper;
 mod api;
 mod browser;
 mod check;
+mod cluster;
 mod crash;
 mod daemon;
 mod durability;

@@ -10,6 +10,10 @@ use crate::helper::postgres::TestDb;
 /// fast path.
 const SQLITE_ONLY: [&str; 3] = ["journal_folded", "journal_moved", "sqlite_sequence"];
 
+/// PostgreSQL's tables that SQLite has no need of: a cluster's hosts and
+/// their claims, on one shared server only.
+const POSTGRES_ONLY: [&str; 3] = ["overnight_schema", "hosts", "fires"];
+
 /// Every table and column of the SQLite history is in the PostgreSQL
 /// schema under the same name (so one query text reads both), and a
 /// second opening, or two at once, applies no migration twice.
@@ -51,13 +55,14 @@ async fn the_postgres_schema_has_every_table_and_column_of_sqlites() {
         .await;
     let postgres_columns: BTreeSet<(String, String)> = sqlx::query(
         "SELECT table_name::text AS t, column_name::text AS c FROM information_schema.columns \
-         WHERE table_schema = 'public' AND table_name <> 'overnight_schema'",
+         WHERE table_schema = 'public'",
     )
     .fetch_all(&pool)
     .await
     .unwrap()
     .iter()
     .map(|row| (row.get("t"), row.get("c")))
+    .filter(|(table, _): &(String, String)| !POSTGRES_ONLY.contains(&table.as_str()))
     .collect();
     assert_eq!(postgres_columns, sqlite_columns);
     let applied: Vec<i64> =
@@ -65,7 +70,7 @@ async fn the_postgres_schema_has_every_table_and_column_of_sqlites() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(applied, [1], "each migration once");
+    assert_eq!(applied, [1, 2], "each migration once");
 
     // The fire a scheduled run is for is marked handled with it, as in
     // SQLite, and never moved back.
@@ -97,7 +102,7 @@ async fn the_postgres_schema_has_every_table_and_column_of_sqlites() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_jobs_file_with_store_keeps_its_history_in_postgres() {
     let db = TestDb::new().await;
-    let (url, password) = with_password_variable(&db.url);
+    let (url, password) = db.store_and_password();
     let sb = crate::helper::Sandbox::new();
     sb.write(
         "overnight.yaml",
@@ -169,7 +174,7 @@ async fn a_jobs_file_with_store_keeps_its_history_in_postgres() {
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_records_in_the_store_the_environment_names_and_withholds_it() {
     let db = TestDb::new().await;
-    let (url, password) = with_password_variable(&db.url);
+    let (url, password) = db.store_and_password();
     let sb = crate::helper::Sandbox::new();
     let with_store = |args: &[&str]| {
         sb.command(args)
@@ -212,10 +217,10 @@ async fn a_daemon_records_its_fires_in_postgres() {
         "overnight.yaml",
         &format!(
             "store: {}\nlisten: 127.0.0.1:0\njobs:\n  tick:\n    schedule: '* * * * * *'\n    command: echo tock\n",
-            with_password_variable(&db.url).0
+            db.store_and_password().0
         ),
     );
-    let password = with_password_variable(&db.url).1;
+    let password = db.store_and_password().1;
     let daemon = sb
         .daemon()
         .env("STORE_PASSWORD", &password)
@@ -240,8 +245,8 @@ async fn a_daemon_records_its_fires_in_postgres() {
         },
     )
     .await;
-    // A second daemon on the same database would run every fire again:
-    // refused, saying why.
+    // A second daemon under the same host name (both the machine's) would
+    // be taken for the first: refused, saying why.
     let other = crate::helper::Sandbox::new();
     other.write("overnight.yaml", &sb.read("overnight.yaml"));
     let second = other
@@ -251,8 +256,7 @@ async fn a_daemon_records_its_fires_in_postgres() {
         .unwrap();
     assert_eq!(second.status.code(), Some(2), "{second:?}");
     assert!(
-        String::from_utf8_lossy(&second.stderr)
-            .contains("another daemon records in this PostgreSQL database"),
+        String::from_utf8_lossy(&second.stderr).contains("another daemon runs as host"),
         "{second:?}"
     );
     let status = sb
@@ -270,15 +274,4 @@ async fn a_daemon_records_its_fires_in_postgres() {
                 .next()
                 .is_none()
     );
-}
-
-/// `url` with its password replaced by `${STORE_PASSWORD}`, and the
-/// password.
-fn with_password_variable(url: &str) -> (String, String) {
-    let (credentials, rest) = url.split_once('@').unwrap();
-    let (user_part, password) = credentials.rsplit_once(':').unwrap();
-    (
-        format!("{user_part}:${{STORE_PASSWORD}}@{rest}"),
-        password.to_string(),
-    )
 }

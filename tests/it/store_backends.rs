@@ -211,6 +211,7 @@ async fn exercise(store: Store, state_dir: &Path) {
             }],
             capture: state_dir.join("orphan.log"),
             flow_step: None,
+            epoch: None,
         })
         .await
         .unwrap();

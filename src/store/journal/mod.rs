@@ -287,6 +287,7 @@ mod tests {
             locks: Vec::new(),
             capture: dir.join(format!("{id}.log")),
             flow_step: None,
+            epoch: None,
         }
     }
 

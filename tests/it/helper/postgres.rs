@@ -50,6 +50,25 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// The URL as a jobs file writes it, its password replaced by
+    /// `${STORE_PASSWORD}` (a written-out password is refused), and the
+    /// password, for that variable.
+    pub fn store_and_password(&self) -> (String, String) {
+        let (credentials, rest) = self.url.split_once('@').unwrap();
+        let (user_part, password) = credentials.rsplit_once(':').unwrap();
+        (
+            format!("{user_part}:${{STORE_PASSWORD}}@{rest}"),
+            password.to_string(),
+        )
+    }
+
+    /// A connection to it, for the test's own queries.
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url).await.unwrap()
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let (server, name) = (self.server.clone(), self.name.clone());

@@ -1,0 +1,134 @@
+//! The daemon among others on one PostgreSQL store (DESIGN §10): its
+//! heartbeat, declaring silent hosts dead, taking their work over, and
+//! standing down when it finds itself declared dead.
+//!
+//! Each heartbeat, a host that has been able to reach the database for a
+//! whole `host_timeout` declares dead the hosts silent for longer: their
+//! `running` runs are closed as `lost`, naming the host, and their claimed
+//! fires that never started are claimed again here (one survivor gets
+//! each) and run under the job's `catch_up`. A host that only just
+//! reached the database again declares no one: after an outage of the
+//! database every host is silent, none of them dead.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use log::{error, info, warn};
+use tokio::time::Instant;
+
+use super::Shared;
+use super::dispatch;
+use crate::runner::StopReason;
+use crate::store::{Beat, Membership};
+
+/// Beats every `cluster.heartbeat` until the task is aborted; the
+/// membership is handed back through `leave` at shutdown.
+pub async fn keep_alive(
+    shared: Arc<Shared>,
+    mut membership: Membership,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Membership {
+    // Reached the database without a gap since then.
+    let mut healthy_since = Some(Instant::now());
+    loop {
+        let cluster = shared.config().cluster.clone();
+        tokio::select! {
+            () = tokio::time::sleep(cluster.heartbeat) => {}
+            _ = stop.wait_for(|stop| *stop) => return membership,
+        }
+        match membership.beat().await {
+            Ok(Beat::Alive) => {
+                if healthy_since.is_none() {
+                    info!(target: "overnight::daemon", "cluster: the database answers again; host `{}` goes on under epoch {}", cluster.host, membership.epoch());
+                }
+                healthy_since.get_or_insert_with(Instant::now);
+            }
+            Ok(Beat::Rejoined(epoch)) => {
+                stand_down(&shared, &cluster.host, epoch);
+                healthy_since = Some(Instant::now());
+            }
+            Err(e) => {
+                if healthy_since.take().is_some() {
+                    warn!(target: "overnight::daemon", "cluster: heartbeat failed: {e}; no fire is claimed here until the database answers");
+                }
+                continue;
+            }
+        }
+        if healthy_since.is_some_and(|since| since.elapsed() >= cluster.host_timeout) {
+            take_over(&shared, &cluster.host, cluster.host_timeout).await;
+        }
+    }
+}
+
+/// This host was declared dead while it was silent: its runs were closed
+/// as `lost` and its fires taken over, so the jobs still running here are
+/// ended (their locks may be another host's now), and the new epoch is
+/// the one claims are made under from now on.
+fn stand_down(shared: &Shared, host: &str, epoch: i64) {
+    let running = shared.runner.running();
+    warn!(
+        target: "overnight::daemon",
+        "cluster: host `{host}` was declared dead while it was silent (paused, or cut off from the database); its fires went to other hosts. Registered again under epoch {epoch}; ending {running} job(s) still running here"
+    );
+    shared.epoch.store(epoch, Ordering::SeqCst);
+    shared.runner.stop_all(StopReason::Fenced);
+}
+
+/// Declares the silent hosts dead, closes their runs, and claims their
+/// unstarted fires.
+async fn take_over(shared: &Arc<Shared>, me: &str, timeout: Duration) {
+    let store = &shared.store;
+    let dead = match store.declare_dead(me, timeout).await {
+        Ok(dead) => dead,
+        Err(e) => {
+            warn!(target: "overnight::daemon", "cluster: silent hosts not looked for: {e}");
+            return;
+        }
+    };
+    for host in dead {
+        let why = format!(
+            "lost: host `{host}` stopped heartbeating for more than {} and was declared dead by `{me}`; the job's outcome is unknown",
+            humantime::format_duration(timeout)
+        );
+        warn!(target: "overnight::daemon", "cluster: host `{host}` declared dead (silent for more than {})", humantime::format_duration(timeout));
+        match store.close_host_runs(&host, &why).await {
+            Ok(closed) => {
+                for report in closed {
+                    warn!(target: "overnight::daemon", "run #{} of `{}` on `{host}` closed as lost", report.run_id, report.job);
+                    super::recover::notify(shared, Some(report));
+                }
+            }
+            Err(e) => {
+                error!(target: "overnight::daemon", "runs of dead host `{host}` not closed: {e}")
+            }
+        }
+    }
+    match store.orphaned_fires().await {
+        Ok(orphans) => run_orphans(shared, orphans).await,
+        Err(e) => {
+            warn!(target: "overnight::daemon", "cluster: fires of dead hosts not looked for: {e}")
+        }
+    }
+}
+
+/// Claims and runs, as late fires, the orphaned fires of jobs this host
+/// may run.
+async fn run_orphans(shared: &Arc<Shared>, orphans: Vec<(String, DateTime<Utc>)>) {
+    let config = shared.config();
+    let now = Utc::now();
+    for chunk in orphans.chunk_by(|a, b| a.0 == b.0) {
+        let name = &chunk[0].0;
+        let fires: Vec<DateTime<Utc>> = chunk.iter().map(|(_, at)| *at).collect();
+        if let Some(job) = config.job(name) {
+            dispatch::dispatch(shared, job, &fires, true, false, now).await;
+        } else if let Some(flow) = config
+            .flows
+            .iter()
+            .find(|f| dispatch::flow_key(&f.name) == *name)
+        {
+            dispatch::flow_fires(shared, flow, &fires, true, now).await;
+        }
+    }
+}
