@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod event;
 pub mod exec;
 pub mod exit;
+pub mod fence;
 pub mod flow;
 pub mod inflight;
 pub mod live;

@@ -11,17 +11,26 @@
 //! Waiting is event-driven between runs of this process (a release wakes
 //! the waiters); a lock held by another process (an orphaned job, an
 //! `overnight exec`) is retried each second until the wait runs out.
+//!
+//! In a cluster (DESIGN §10) each lock is also taken across hosts, once
+//! the local one is held ([`ClusterLocks`]): a row in the database that
+//! holds while the host is alive (store/cluster.rs). The job's process
+//! group is guarded by the [`Fence`](crate::fence::Fence) meanwhile, so
+//! that it is gone before the others may declare the host dead and take
+//! the lock.
 
 use std::fs::File;
 use std::fs::TryLockError;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
+
+use crate::fence::Fence;
 
 /// How a lock is held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -60,6 +69,66 @@ pub struct Held {
     /// enough to hold the lock, not to write the daemon's file), and the
     /// file's path.
     files: Vec<(LockSpec, File, PathBuf)>,
+    /// The same locks across the cluster's hosts, when in one.
+    remote: Option<Remote>,
+}
+
+/// A request to the session that holds the cluster's locks for this
+/// daemon (store/cluster.rs), served in the order sent: a release sent
+/// before a take is done before it.
+#[derive(Debug)]
+pub enum ClusterRequest {
+    /// Take all of these or none; answers whether they were taken, or why
+    /// the database could not be asked.
+    Take(Vec<LockSpec>, oneshot::Sender<Result<bool, String>>),
+    /// Release these, taken before.
+    Release(Vec<LockSpec>),
+}
+
+/// Where a cluster daemon's locks are taken across hosts, and the fence
+/// that guards the jobs holding them.
+#[derive(Clone, Debug)]
+pub struct ClusterLocks {
+    requests: mpsc::UnboundedSender<ClusterRequest>,
+    fence: Arc<Fence>,
+}
+
+impl ClusterLocks {
+    /// Locks asked of the session that reads `requests`, their jobs
+    /// guarded by `fence`.
+    pub fn new(requests: mpsc::UnboundedSender<ClusterRequest>, fence: Arc<Fence>) -> ClusterLocks {
+        ClusterLocks { requests, fence }
+    }
+
+    /// Takes `specs` across hosts, all or none.
+    async fn take(&self, specs: &[LockSpec]) -> Result<bool, String> {
+        let (answer, answered) = oneshot::channel();
+        self.requests
+            .send(ClusterRequest::Take(specs.to_vec(), answer))
+            .map_err(|_| "the daemon's cluster session has ended".to_string())?;
+        answered
+            .await
+            .map_err(|_| "the daemon's cluster session has ended".to_string())?
+    }
+}
+
+/// Locks held across hosts for one run, and the process groups guarded
+/// while they are: released (in that order) when dropped.
+#[derive(Debug)]
+struct Remote {
+    specs: Vec<LockSpec>,
+    locks: ClusterLocks,
+    guarded: Mutex<Vec<u32>>,
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        for pgid in self.guarded.get_mut().expect("guarded groups").drain(..) {
+            self.locks.fence.release(pgid);
+        }
+        let specs = std::mem::take(&mut self.specs);
+        let _ = self.locks.requests.send(ClusterRequest::Release(specs));
+    }
 }
 
 /// Why locks were not taken.
@@ -83,6 +152,10 @@ pub enum LockError {
         /// The reason.
         source: std::io::Error,
     },
+    /// The cluster's locks could not be asked for (the database does not
+    /// answer).
+    #[error("the cluster's locks cannot be taken: {0}")]
+    Cluster(String),
 }
 
 fn released() -> &'static Notify {
@@ -95,11 +168,13 @@ pub fn path(state_dir: &Path, name: &str) -> PathBuf {
     state_dir.join("locks").join(format!("{name}.lock"))
 }
 
-/// Takes every lock of `specs`, waiting up to `wait` for them; all or none.
+/// Takes every lock of `specs`, waiting up to `wait` for them; all or
+/// none; across the hosts of `cluster` too, when in one.
 pub async fn acquire(
     state_dir: &Path,
     specs: &[LockSpec],
     wait: Duration,
+    cluster: Option<&ClusterLocks>,
 ) -> Result<Held, LockError> {
     let mut specs = specs.to_vec();
     specs.sort();
@@ -110,23 +185,40 @@ pub async fn acquire(
         let notified = released().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match try_all(state_dir, &specs)? {
-            Ok(held) => return Ok(held),
+        let busy = match try_all(state_dir, &specs)? {
+            Ok(held) => match cluster.filter(|_| !specs.is_empty()) {
+                None => return Ok(held),
+                Some(cluster) => match cluster.take(&specs).await {
+                    Ok(true) => return Ok(held.across(&specs, cluster)),
+                    // Held on another host: the local ones go again, no
+                    // release said (this very wait would hear it, and
+                    // try again at once).
+                    Ok(false) => {
+                        let mut held = held;
+                        drop(std::mem::take(&mut held.files));
+                        (specs[0].name.clone(), " on another host".to_string())
+                    }
+                    Err(e) => return Err(LockError::Cluster(e)),
+                },
+            },
             Err(busy) => {
-                let now = Instant::now();
-                if now >= deadline {
-                    return Err(LockError::Busy {
-                        holder: holder_of(&path(state_dir, &busy.name)),
-                        name: busy.name,
-                        waited: humantime::format_duration(wait).to_string(),
-                    });
-                }
-                let retry = (deadline - now).min(Duration::from_secs(1));
-                tokio::select! {
-                    () = &mut notified => {}
-                    () = tokio::time::sleep(retry) => {}
-                }
+                let holder = holder_of(&path(state_dir, &busy.name));
+                (busy.name, holder)
             }
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            let (name, holder) = busy;
+            return Err(LockError::Busy {
+                holder,
+                name,
+                waited: humantime::format_duration(wait).to_string(),
+            });
+        }
+        let retry = (deadline - now).min(Duration::from_secs(1));
+        tokio::select! {
+            () = &mut notified => {}
+            () = tokio::time::sleep(retry) => {}
         }
     }
 }
@@ -153,7 +245,10 @@ fn try_all(state_dir: &Path, specs: &[LockSpec]) -> Result<Result<Held, LockSpec
         }
         files.push((spec.clone(), file, path));
     }
-    Ok(Ok(Held { files }))
+    Ok(Ok(Held {
+        files,
+        remote: None,
+    }))
 }
 
 fn open(path: &Path) -> std::io::Result<File> {
@@ -194,6 +289,36 @@ fn holder_of(path: &Path) -> String {
 }
 
 impl Held {
+    /// These locks, held across the cluster's hosts too.
+    fn across(mut self, specs: &[LockSpec], locks: &ClusterLocks) -> Held {
+        self.remote = Some(Remote {
+            specs: specs.to_vec(),
+            locks: locks.clone(),
+            guarded: Mutex::default(),
+        });
+        self
+    }
+
+    /// Has the fence guard the job's process group `pgid` while the
+    /// locks are held across hosts: killed if this daemon can no longer
+    /// vouch for them (crate::fence).
+    pub fn guard(&self, pgid: u32) {
+        if let Some(remote) = &self.remote {
+            remote.locks.fence.guard(pgid);
+            remote.guarded.lock().expect("guarded groups").push(pgid);
+        }
+    }
+
+    /// Guards the groups of ended attempts no more: their ids may be
+    /// taken by other processes.
+    pub fn unguard_all(&self) {
+        if let Some(remote) = &self.remote {
+            for pgid in remote.guarded.lock().expect("guarded groups").drain(..) {
+                remote.locks.fence.release(pgid);
+            }
+        }
+    }
+
     /// The locks held.
     pub fn specs(&self) -> impl Iterator<Item = &LockSpec> {
         self.files.iter().map(|(s, _, _)| s)
@@ -221,8 +346,13 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.files.clear();
-        released().notify_waiters();
+        // Across hosts first: the next local holder's take comes after
+        // this release in the session's order.
+        self.remote.take();
+        if !self.files.is_empty() {
+            self.files.clear();
+            released().notify_waiters();
+        }
     }
 }
 
@@ -321,21 +451,27 @@ mod tests {
     async fn exclusive_excludes_and_shared_shares() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let a = acquire(d, &[spec("w", Mode::Shared)], Duration::ZERO)
+        let a = acquire(d, &[spec("w", Mode::Shared)], Duration::ZERO, None)
             .await
             .unwrap();
-        let b = acquire(d, &[spec("w", Mode::Shared)], Duration::ZERO)
+        let b = acquire(d, &[spec("w", Mode::Shared)], Duration::ZERO, None)
             .await
             .unwrap();
-        let busy = acquire(d, &[spec("w", Mode::Exclusive)], Duration::from_millis(50))
-            .await
-            .unwrap_err();
+        let busy = acquire(
+            d,
+            &[spec("w", Mode::Exclusive)],
+            Duration::from_millis(50),
+            None,
+        )
+        .await
+        .unwrap_err();
         assert!(busy.to_string().starts_with("lock `w` is held"), "{busy}");
         drop((a, b));
         let x = acquire(
             d,
             &[spec("w", Mode::Exclusive), spec("v", Mode::Exclusive)],
             Duration::ZERO,
+            None,
         )
         .await
         .unwrap();
@@ -346,11 +482,17 @@ mod tests {
     async fn a_waiter_wakes_when_the_holder_releases() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_path_buf();
-        let held = acquire(&d, &[spec("w", Mode::Exclusive)], Duration::ZERO)
+        let held = acquire(&d, &[spec("w", Mode::Exclusive)], Duration::ZERO, None)
             .await
             .unwrap();
         let waiter = tokio::spawn(async move {
-            acquire(&d, &[spec("w", Mode::Exclusive)], Duration::from_secs(30)).await
+            acquire(
+                &d,
+                &[spec("w", Mode::Exclusive)],
+                Duration::from_secs(30),
+                None,
+            )
+            .await
         });
         tokio::task::yield_now().await;
         let started = std::time::Instant::now();

@@ -22,7 +22,7 @@ mod starts;
 
 use output::{output, precision};
 use scale::{history, scale_finish, scale_start};
-use starts::{dispatch, dispatch_postgres, wrapper};
+use starts::{claims_postgres, dispatch, dispatch_postgres, wrapper};
 
 const BIN: &str = env!("CARGO_BIN_EXE_overnight");
 
@@ -122,6 +122,9 @@ fn main() {
     }
     if wanted("dispatch-postgres") {
         runtime.block_on(dispatch_postgres(&mut b));
+    }
+    if wanted("claims-postgres") {
+        runtime.block_on(claims_postgres(&mut b));
     }
     if wanted("wrapper") {
         wrapper(&mut b);

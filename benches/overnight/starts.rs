@@ -181,3 +181,110 @@ pub(super) fn wrapper(b: &mut Bench) {
         ),
     }
 }
+
+/// Fires claimed per second by three daemons racing for every fire of a
+/// job due each second (each fire claimed by one, the others refused),
+/// against one daemon claiming alone, in the same run.
+pub(super) async fn claims_postgres(b: &mut Bench) {
+    use sqlx::Connection;
+    const FIRES: usize = 2000;
+    let server = std::env::var("OVERNIGHT_TEST_POSTGRES").unwrap_or_else(|_| POSTGRES.into());
+    let Ok(mut admin) = sqlx::PgConnection::connect(&server).await else {
+        b.row(
+            "claims on PostgreSQL: fires/s",
+            0.0,
+            1.0,
+            "fires/s",
+            "measured",
+            |_| false,
+            format!("no PostgreSQL at {server}: run .ci/run, or set OVERNIGHT_TEST_POSTGRES"),
+        );
+        return;
+    };
+    let name = format!("overnight_bench_claims_{}", std::process::id());
+    let sql = |s: String| sqlx::raw_sql(sqlx::AssertSqlSafe(s));
+    sql(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
+    let dir = b.path("claims-postgres");
+    let origin = chrono::Utc::now();
+    let fires: Vec<_> = (0..FIRES as i64)
+        .map(|s| origin + chrono::Duration::seconds(s))
+        .collect();
+    // Each host a store of its own (its own pool), joined as a daemon is.
+    let mut hosts = Vec::new();
+    for host in ["a", "b", "c"] {
+        let store = overnight::store::Store::connect_postgres(&url, &dir.join(host))
+            .await
+            .unwrap();
+        let card = overnight::store::HostCard {
+            name: host.into(),
+            tags: Vec::new(),
+            api: "127.0.0.1:0".into(),
+            timeout: Duration::from_secs(15),
+        };
+        let membership = store.join(card).await.unwrap().expect("a cluster");
+        hosts.push((store, membership, host));
+    }
+    let claim_all = |job: &'static str, racing: usize| {
+        let claimers: Vec<_> = hosts[..racing]
+            .iter()
+            .map(|(store, membership, host)| {
+                let (store, fires, epoch) = (store.clone(), fires.clone(), membership.epoch());
+                let host = host.to_string();
+                tokio::spawn(async move {
+                    let mut got = 0;
+                    for at in &fires {
+                        got += store
+                            .claim_fires(job, &[*at], &host, epoch)
+                            .await
+                            .unwrap()
+                            .len();
+                    }
+                    got
+                })
+            })
+            .collect();
+        async move {
+            let start = Instant::now();
+            let mut got = 0;
+            for claimer in claimers {
+                got += claimer.await.unwrap();
+            }
+            (start.elapsed(), got)
+        }
+    };
+    let (alone, got_alone) = claim_all("alone", 1).await;
+    let (three, got_three) = claim_all("raced", 3).await;
+    assert_eq!(
+        (got_alone, got_three),
+        (FIRES, FIRES),
+        "each fire claimed once"
+    );
+    for (store, membership, _) in hosts {
+        membership.leave().await;
+        store.close().await;
+    }
+    sql(format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let rate = |d: Duration| FIRES as f64 / d.as_secs_f64();
+    // A site's schedule rarely has more than a few fires a second; the
+    // target leaves room for thousands of jobs on the same minute.
+    b.row(
+        "claims on PostgreSQL: fires/s, three daemons racing",
+        rate(three),
+        100.0,
+        "fires/s",
+        ">= 100 fires/s",
+        |r| r >= 1.0,
+        format!(
+            "one daemon alone in the same run: {:.0} fires/s ({:.2}×)",
+            rate(alone),
+            rate(three) / rate(alone)
+        ),
+    );
+}

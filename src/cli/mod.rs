@@ -87,6 +87,12 @@ enum Command {
     Completions(completions::Args),
     /// Write the manual pages into a man directory.
     Man(man::Args),
+    /// A cluster daemon's fence process (started by the daemon itself).
+    #[command(hide = true)]
+    Fence {
+        /// Milliseconds without a heartbeat before the guarded groups die.
+        patience_ms: u64,
+    },
 }
 
 /// Why a command failed; printed by [`main`] and mapped to an exit code.
@@ -378,5 +384,9 @@ async fn dispatch(command: Command) -> Result<Outcome, CliError> {
         Command::Flow(args) => flow::run(args).await,
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
+        Command::Fence { patience_ms } => {
+            crate::fence::watch(std::time::Duration::from_millis(patience_ms));
+            Ok(Outcome::Success)
+        }
     }
 }

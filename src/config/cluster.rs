@@ -122,14 +122,14 @@ impl Check<'_> {
                 _ => cluster.host_timeout = d,
             }
         }
-        // A host must be able to miss a heartbeat or two without being
-        // declared dead, and a run's lock session fences itself at half
-        // the timeout (docs/cluster.md).
-        if cluster.heartbeat.is_zero() || cluster.heartbeat * 3 > cluster.host_timeout {
+        // The fence ends the jobs holding cluster locks after half the
+        // timeout without a heartbeat (crate::fence): a host must be able
+        // to miss one and not be fenced, nor declared dead.
+        if cluster.heartbeat.is_zero() || cluster.heartbeat * 4 > cluster.host_timeout {
             self.problem(
                 node.pos,
                 format!(
-                    "`cluster.heartbeat` ({}) must be above zero and at most a third of `cluster.host_timeout` ({}), so that a late heartbeat or two does not get a host declared dead",
+                    "`cluster.heartbeat` ({}) must be above zero and at most a quarter of `cluster.host_timeout` ({}), so that one late heartbeat neither gets the host's locked jobs ended nor the host declared dead",
                     humantime::format_duration(cluster.heartbeat),
                     humantime::format_duration(cluster.host_timeout)
                 ),

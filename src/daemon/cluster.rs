@@ -20,29 +20,47 @@ use tokio::time::Instant;
 
 use super::Shared;
 use super::dispatch;
+use crate::fence::Fence;
+use crate::lock::ClusterRequest;
 use crate::runner::StopReason;
 use crate::store::{Beat, Membership};
+use tokio::sync::mpsc;
 
-/// Beats every `cluster.heartbeat` until the task is aborted; the
-/// membership is handed back through `leave` at shutdown.
+/// Beats every `cluster.heartbeat` and serves the requests for locks
+/// across hosts, until `stop`; then hands the membership back, for
+/// [`Membership::leave`].
 pub async fn keep_alive(
     shared: Arc<Shared>,
     mut membership: Membership,
+    fence: Arc<Fence>,
+    mut requests: mpsc::UnboundedReceiver<ClusterRequest>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Membership {
     // Reached the database without a gap since then.
     let mut healthy_since = Some(Instant::now());
+    let mut next_beat = Instant::now();
     loop {
         let cluster = shared.config().cluster.clone();
         tokio::select! {
-            () = tokio::time::sleep(cluster.heartbeat) => {}
-            _ = stop.wait_for(|stop| *stop) => return membership,
+            biased;
+            _ = async { stop.wait_for(|stop| *stop).await.map(|_| ()) } => return membership,
+            Some(request) = requests.recv() => {
+                membership.serve(request).await;
+                continue;
+            }
+            () = tokio::time::sleep_until(next_beat) => {}
         }
+        let sent = Instant::now();
+        next_beat = sent + cluster.heartbeat;
         match membership.beat().await {
             Ok(Beat::Alive) => {
                 if healthy_since.is_none() {
                     info!(target: "overnight::daemon", "cluster: the database answers again; host `{}` goes on under epoch {}", cluster.host, membership.epoch());
                 }
+                healthy_since.get_or_insert_with(Instant::now);
+            }
+            Ok(Beat::Reconnected) => {
+                info!(target: "overnight::daemon", "cluster: on a new database session; host `{}` goes on under epoch {}, its locks held", cluster.host, membership.epoch());
                 healthy_since.get_or_insert_with(Instant::now);
             }
             Ok(Beat::Rejoined(epoch)) => {
@@ -51,10 +69,15 @@ pub async fn keep_alive(
             }
             Err(e) => {
                 if healthy_since.take().is_some() {
-                    warn!(target: "overnight::daemon", "cluster: heartbeat failed: {e}; no fire is claimed here until the database answers");
+                    warn!(target: "overnight::daemon", "cluster: heartbeat failed: {e}; no fire is claimed here until the database answers, and jobs holding locks across hosts are ended if it does not within half of `cluster.host_timeout`");
                 }
                 continue;
             }
+        }
+        // A heartbeat the server heard late must not move the fence's
+        // deadline past the moment the others may declare this host dead.
+        if sent.elapsed() < cluster.heartbeat {
+            fence.beat();
         }
         if healthy_since.is_some_and(|since| since.elapsed() >= cluster.host_timeout) {
             take_over(&shared, &cluster.host, cluster.host_timeout).await;

@@ -251,16 +251,44 @@ pub async fn run_with_clock(
     // With SQLite, runs are journaled and folded in the background: a job
     // never waits on the database to start or to end (crate::store::journal).
     let (recorder, folding) = Recorder::for_daemon(&store)?;
+    let mut runner = Runner::new(recorder, config.state_dir.clone(), config.max_parallel)
+        .on_host(&config.cluster);
+    // In a cluster, locks are taken across hosts on the membership's
+    // session, and the jobs holding them are guarded by the fence.
+    let cluster = match membership {
+        Some(membership) => {
+            let fence = crate::fence::Fence::start(config.cluster.host_timeout / 2)
+                .map(Arc::new)
+                .map_err(|e| {
+                    DaemonError::Refused(format!(
+                        "cluster: the fence process cannot be started: {e}"
+                    ))
+                })?;
+            let (requests, served) = tokio::sync::mpsc::unbounded_channel();
+            runner = runner.across(crate::lock::ClusterLocks::new(requests, Arc::clone(&fence)));
+            Some((membership, fence, served))
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared {
-        runner: Runner::new(recorder, config.state_dir.clone(), config.max_parallel)
-            .on_host(&config.cluster),
+        runner,
         store: store.clone(),
         config: RwLock::new(Arc::new(config)),
         inflight: Arc::default(),
         reload: Notify::new(),
         token: card.token.clone(),
         driving: Default::default(),
-        epoch: membership.as_ref().map_or(0, |m| m.epoch()).into(),
+        epoch: cluster.as_ref().map_or(0, |(m, ..)| m.epoch()).into(),
+    });
+    let (cluster_stop_tx, cluster_stop_rx) = watch::channel(false);
+    let heartbeat = cluster.map(|(membership, fence, served)| {
+        tokio::spawn(cluster::keep_alive(
+            Arc::clone(&shared),
+            membership,
+            fence,
+            served,
+            cluster_stop_rx,
+        ))
     });
 
     shared
@@ -283,14 +311,6 @@ pub async fn run_with_clock(
     dispatch::reboot_jobs(&shared, &config).await;
     drop(config);
     let pruning = tokio::spawn(prune_daily(Arc::clone(&shared)));
-    let (cluster_stop_tx, cluster_stop_rx) = watch::channel(false);
-    let heartbeat = membership.map(|membership| {
-        tokio::spawn(cluster::keep_alive(
-            Arc::clone(&shared),
-            membership,
-            cluster_stop_rx,
-        ))
-    });
     let watchdog = systemd::watchdog_every().map(|every| {
         tokio::spawn(async move {
             loop {

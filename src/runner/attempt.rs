@@ -17,6 +17,7 @@ use super::sinks::{SinkPolicy, Sinks};
 use crate::config::Job;
 use crate::event::{EntryKind, RunEvent};
 use crate::exec::{self, Attempt, EVENT_BACKLOG};
+use crate::lock::Held;
 use crate::notify::Moment;
 use crate::report::{Report, ReportBuilder, RunHeader, Status};
 use crate::route::Router;
@@ -131,6 +132,9 @@ impl Runner {
         // outlive a crashed daemon by much, and most runs are short.
         let record_process = async {
             let Ok(pid) = spawned_rx.await else { return };
+            // Its own process group: guarded at once while it holds locks
+            // across a cluster's hosts.
+            admission.held.iter().for_each(|h| h.guard(pid));
             tokio::time::sleep(RECORD_PROCESS_AFTER).await;
             admission.held.iter().for_each(|h| h.record_holder(pid));
             let _ = self
@@ -167,6 +171,7 @@ impl Runner {
             done = &mut work => done,
             () = late => work.await,
         };
+        admission.held.iter().for_each(Held::unguard_all);
         let _ = exit_tx.send(exit.clone());
         match sinks.report().await {
             Ok(report) => report,

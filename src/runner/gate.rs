@@ -83,6 +83,8 @@ pub(super) struct Gate {
     queued: Mutex<HashMap<String, usize>>,
     /// At most this many runs at once, when set.
     places: Option<Arc<Semaphore>>,
+    /// In a cluster, where locks are taken across hosts.
+    cluster: Option<lock::ClusterLocks>,
 }
 
 impl Gate {
@@ -90,6 +92,16 @@ impl Gate {
         Gate {
             queued: Mutex::default(),
             places: max_parallel.map(|n| Arc::new(Semaphore::new(n))),
+            cluster: None,
+        }
+    }
+
+    /// The same gate, its locks taken across a cluster's hosts too.
+    pub fn across(&self, cluster: lock::ClusterLocks) -> Gate {
+        Gate {
+            queued: Mutex::default(),
+            places: self.places.clone(),
+            cluster: Some(cluster),
         }
     }
 
@@ -122,7 +134,7 @@ impl Gate {
             ),
             None => None,
         };
-        let named = lock::acquire(state_dir, &job.locks, job.lock_wait)
+        let named = lock::acquire(state_dir, &job.locks, job.lock_wait, self.cluster.as_ref())
             .await
             .map_err(SkipReason::Locks)?;
         Ok(Admission {
@@ -143,9 +155,10 @@ impl Gate {
         let refused = |e: LockError| match e {
             LockError::Busy { .. } => SkipReason::StillRunning(e),
             // Not a run still going: the lock could not even be tried.
-            LockError::Io { .. } => SkipReason::LockUnopenable(e),
+            LockError::Io { .. } | LockError::Cluster(_) => SkipReason::LockUnopenable(e),
         };
-        let now = || lock::acquire(state_dir, &own, Duration::ZERO);
+        let cluster = self.cluster.as_ref();
+        let now = || lock::acquire(state_dir, &own, Duration::ZERO, cluster);
         match job.concurrency {
             Concurrency::Allow => Ok(None),
             Concurrency::Skip => now().await.map(Some).map_err(refused),
@@ -154,10 +167,12 @@ impl Gate {
                 // cannot even be tried ends nothing.
                 match now().await {
                     Ok(held) => return Ok(Some(held)),
-                    Err(e @ LockError::Io { .. }) => return Err(refused(e)),
+                    Err(e @ (LockError::Io { .. } | LockError::Cluster(_))) => {
+                        return Err(refused(e));
+                    }
                     Err(LockError::Busy { .. }) => replace(),
                 }
-                lock::acquire(state_dir, &own, FOREVER)
+                lock::acquire(state_dir, &own, FOREVER, cluster)
                     .await
                     .map(Some)
                     .map_err(refused)
@@ -165,7 +180,9 @@ impl Gate {
             Concurrency::Queue => {
                 match now().await {
                     Ok(held) => return Ok(Some(held)),
-                    Err(e @ LockError::Io { .. }) => return Err(refused(e)),
+                    Err(e @ (LockError::Io { .. } | LockError::Cluster(_))) => {
+                        return Err(refused(e));
+                    }
                     Err(LockError::Busy { .. }) => {}
                 }
                 {
@@ -179,7 +196,7 @@ impl Gate {
                     }
                     *waiting += 1;
                 }
-                let held = lock::acquire(state_dir, &own, FOREVER).await;
+                let held = lock::acquire(state_dir, &own, FOREVER, cluster).await;
                 *self
                     .queued
                     .lock()

@@ -113,7 +113,15 @@ impl Outcome {
 
 /// The runs going on, by run id: job name and the handle that stops it.
 /// Never held across an await.
-type Active = Mutex<HashMap<i64, (String, watch::Sender<Option<StopReason>>)>>;
+type Active = Mutex<HashMap<i64, ActiveRun>>;
+
+/// A run going on.
+#[derive(Debug)]
+struct ActiveRun {
+    job: String,
+    /// Ends it when it carries a reason.
+    stop: watch::Sender<Option<StopReason>>,
+}
 
 /// Runs jobs and records them.
 #[derive(Clone, Debug)]
@@ -185,8 +193,8 @@ impl Runner {
 
     /// Ends every running attempt, for `reason`.
     pub fn stop_all(&self, reason: StopReason) {
-        for (_, stop) in self.active.lock().expect("active runs").values() {
-            let _ = stop.send(Some(reason.clone()));
+        for run in self.active.lock().expect("active runs").values() {
+            let _ = run.stop.send(Some(reason.clone()));
         }
     }
 
@@ -194,16 +202,16 @@ impl Runner {
     /// whether it was running here.
     pub fn stop_run(&self, run_id: i64, reason: StopReason) -> bool {
         match self.active.lock().expect("active runs").get(&run_id) {
-            Some((_, stop)) => stop.send(Some(reason)).is_ok(),
+            Some(run) => run.stop.send(Some(reason)).is_ok(),
             None => false,
         }
     }
 
     /// Ends the running attempts of `job`, for `reason`.
     fn stop_job(&self, job: &str, reason: StopReason) {
-        for (name, stop) in self.active.lock().expect("active runs").values() {
-            if name == job {
-                let _ = stop.send(Some(reason.clone()));
+        for run in self.active.lock().expect("active runs").values() {
+            if run.job == job {
+                let _ = run.stop.send(Some(reason.clone()));
             }
         }
     }
@@ -221,6 +229,14 @@ impl Runner {
     /// Delivers the triggers of its runs.
     pub fn notifier(&self) -> &Notifier {
         &self.notifier
+    }
+
+    /// The runner, taking its locks across a cluster's hosts too.
+    pub fn across(self, locks: crate::lock::ClusterLocks) -> Runner {
+        Runner {
+            gate: Arc::new(self.gate.across(locks)),
+            ..self
+        }
     }
 
     /// The runner of host `cluster.host`, recording its runs under that
@@ -352,10 +368,14 @@ impl Runner {
             started => note_unrecorded(&mut unrecorded, run_id, started),
         }
         let (stop_tx, stop) = watch::channel(None);
+        let active = ActiveRun {
+            job: job.name.clone(),
+            stop: stop_tx,
+        };
         self.active
             .lock()
             .expect("active runs")
-            .insert(run_id, (job.name.clone(), stop_tx));
+            .insert(run_id, active);
 
         let mut attempt = 1;
         let mut report = loop {

@@ -10,10 +10,16 @@
 //!   on that row, so that declaring the host dead waits for a start under
 //!   way, and a start after it finds the epoch stale ([`Store::start_run`]);
 //! - a host is declared dead by the one survivor whose update of its row
-//!   says so, from the server's clock alone.
+//!   says so, from the server's clock alone;
+//! - a lock across hosts is a row of `run_locks` naming its host and
+//!   epoch, inserted only when no live host's row excludes it (takers of
+//!   one name queue on a transaction-scoped advisory lock): it holds
+//!   until released or until its host is declared dead, whatever happens
+//!   to the database sessions meanwhile.
 //!
 //! On SQLite there is one host, and every call here agrees with it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -22,10 +28,16 @@ use sqlx::{Connection, Row};
 
 use super::db::Db;
 use super::{NewRun, Store, StoreError, time_text};
+use crate::lock::{ClusterRequest, LockSpec, Mode};
 use crate::report::Report;
 
 /// The first key of the advisory locks that hold host names: "ovhs".
 const HOST_LOCKS: i32 = 0x6f76_6873;
+
+/// The first key of the advisory locks that queue the takers of one
+/// lock name across hosts: "ovlk". The second is the name's `hashtext`:
+/// two names with one hash only queue together.
+const RUN_LOCKS: i32 = 0x6f76_6c6b;
 
 /// What a daemon says of itself when it joins.
 #[derive(Clone, Debug)]
@@ -74,13 +86,21 @@ pub struct Membership {
     conn: Option<PgConnection>,
     card: HostCard,
     epoch: i64,
+    /// The locks this host holds across hosts, each with how many of its
+    /// runs hold it: `run_locks` has one row for each.
+    held: HashMap<LockSpec, usize>,
+    /// Names released here whose rows the database has not deleted yet.
+    unheld: Vec<String>,
 }
 
 /// What a heartbeat found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Beat {
     /// Alive, under the same epoch.
     Alive,
+    /// Alive, on a new session: the old one was cut (the server
+    /// restarted). The locks held are still held: they are rows.
+    Reconnected,
     /// Declared dead by the others (a pause, a partition): the epoch was
     /// stale and nothing may start under it; the host registered again
     /// under this new one.
@@ -97,6 +117,7 @@ impl Membership {
     /// registers again under a new epoch. A session that was cut (the
     /// server restarted) is opened again and the name taken again.
     pub async fn beat(&mut self) -> Result<Beat, StoreError> {
+        let reconnected = self.conn.is_none();
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => self.conn.insert(take_name(&self.pool, &self.card).await?),
@@ -109,9 +130,19 @@ impl Membership {
         .execute(&mut *conn)
         .await;
         match beat {
-            Ok(done) if done.rows_affected() == 1 => Ok(Beat::Alive),
+            Ok(done) if done.rows_affected() == 1 => Ok(match reconnected {
+                true => Beat::Reconnected,
+                false => Beat::Alive,
+            }),
             Ok(_) => {
                 self.epoch = register(conn, &self.card).await?;
+                // The runs still holding locks here are being ended; until
+                // they are, their locks are this epoch's.
+                sqlx::query("UPDATE run_locks SET epoch = $2 WHERE host = $1")
+                    .bind(&self.card.name)
+                    .bind(self.epoch)
+                    .execute(&mut *conn)
+                    .await?;
                 Ok(Beat::Rejoined(self.epoch))
             }
             Err(e) => {
@@ -119,6 +150,78 @@ impl Membership {
                 self.conn = None;
                 Err(e.into())
             }
+        }
+    }
+
+    /// Serves a request for locks across hosts.
+    pub async fn serve(&mut self, request: ClusterRequest) {
+        match request {
+            ClusterRequest::Take(specs, answer) => {
+                let taken = self.take(&specs).await.map_err(|e| e.to_string());
+                let _ = answer.send(taken);
+            }
+            ClusterRequest::Release(specs) => self.release(&specs).await,
+        }
+    }
+
+    /// Takes `specs`, all or none: those this host holds already are
+    /// counted once more; the others are inserted as its rows when no
+    /// live host's row excludes them.
+    async fn take(&mut self, specs: &[LockSpec]) -> Result<bool, StoreError> {
+        let Some(conn) = &mut self.conn else {
+            return Err(StoreError::Server(
+                "the database does not answer (the heartbeat is failing)".into(),
+            ));
+        };
+        let mut new: Vec<&LockSpec> = specs
+            .iter()
+            .filter(|s| !self.held.contains_key(s))
+            .collect();
+        new.sort();
+        if !new.is_empty() {
+            match take_rows(conn, &new, &self.card.name, self.epoch).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(e) => {
+                    self.conn = None;
+                    return Err(e.into());
+                }
+            }
+        }
+        for spec in specs {
+            *self.held.entry(spec.clone()).or_default() += 1;
+        }
+        Ok(true)
+    }
+
+    /// Releases `specs`, taken before: the rows of those no other run of
+    /// this host holds are deleted. A release the database does not hear
+    /// (it is away) is made again with the next.
+    async fn release(&mut self, specs: &[LockSpec]) {
+        for spec in specs {
+            if let Some(count) = self.held.get_mut(spec) {
+                *count -= 1;
+                if *count == 0 {
+                    self.held.remove(spec);
+                    self.unheld.push(spec.name.clone());
+                }
+            }
+        }
+        // A name taken again meanwhile keeps its row.
+        self.unheld
+            .retain(|name| !self.held.keys().any(|held| &held.name == name));
+        let Some(conn) = &mut self.conn else { return };
+        if self.unheld.is_empty() {
+            return;
+        }
+        let released = sqlx::query("DELETE FROM run_locks WHERE host = $1 AND name = ANY($2)")
+            .bind(&self.card.name)
+            .bind(&self.unheld)
+            .execute(&mut *conn)
+            .await;
+        match released {
+            Ok(_) => self.unheld.clear(),
+            Err(_) => self.conn = None,
         }
     }
 
@@ -165,6 +268,52 @@ async fn take_name(pool: &PgPool, card: &HostCard) -> Result<PgConnection, Store
     Ok(conn)
 }
 
+/// Inserts `host`'s rows for `specs` (sorted by name) under `epoch`,
+/// unless a live host's row excludes one: whether they were inserted.
+/// The takers of a name queue on an advisory lock held to the commit, so
+/// that each sees the rows of those before it.
+async fn take_rows(
+    conn: &mut PgConnection,
+    specs: &[&LockSpec],
+    host: &str,
+    epoch: i64,
+) -> Result<bool, sqlx::Error> {
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    let modes: Vec<&str> = specs.iter().map(|s| mode_text(s.mode)).collect();
+    let mut tx = conn.begin().await?;
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock($1, hashtext(n)) FROM (SELECT n FROM unnest($2::text[]) AS n ORDER BY n) AS names",
+    )
+    .bind(RUN_LOCKS)
+    .bind(&names)
+    .execute(&mut *tx)
+    .await?;
+    let inserted = sqlx::query(
+        "INSERT INTO run_locks (name, host, epoch, mode) \
+         SELECT w.name, $3, $4, w.mode FROM unnest($1::text[], $2::text[]) AS w(name, mode) \
+         WHERE NOT EXISTS (SELECT 1 FROM run_locks l \
+             JOIN hosts h ON h.name = l.host AND h.epoch = l.epoch AND h.alive \
+             JOIN unnest($1::text[], $2::text[]) AS x(name, mode) ON x.name = l.name \
+             WHERE l.host <> $3 AND (x.mode = 'exclusive' OR l.mode = 'exclusive')) \
+         ON CONFLICT (name, host) DO UPDATE SET epoch = excluded.epoch, mode = excluded.mode",
+    )
+    .bind(&names)
+    .bind(&modes)
+    .bind(host)
+    .bind(epoch)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(inserted.rows_affected() as usize == specs.len())
+}
+
+fn mode_text(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Exclusive => "exclusive",
+        Mode::Shared => "shared",
+    }
+}
+
 /// Registers `card` under a new epoch, alive; returns the epoch.
 async fn register(conn: &mut PgConnection, card: &HostCard) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar(
@@ -201,11 +350,19 @@ impl Store {
         };
         let mut conn = take_name(pool, &card).await?;
         let epoch = register(&mut conn, &card).await?;
+        // An earlier daemon of this host held them; its fence ended the
+        // jobs under them when it died.
+        sqlx::query("DELETE FROM run_locks WHERE host = $1")
+            .bind(&card.name)
+            .execute(&mut conn)
+            .await?;
         Ok(Some(Membership {
             pool: pool.clone(),
             conn: Some(conn),
             card,
             epoch,
+            held: HashMap::new(),
+            unheld: Vec::new(),
         }))
     }
 
@@ -307,10 +464,13 @@ impl Store {
         let Some(pool) = server(&self.db) else {
             return Ok(Vec::new());
         };
+        // Its locks go with it (they held nothing once it was declared).
         Ok(sqlx::query_scalar(
-            "UPDATE hosts SET alive = false, dead_since = $2, declared_by = $1 \
-             WHERE alive AND name <> $1 AND heartbeat_at < now() - make_interval(secs => $3) \
-             RETURNING name",
+            "WITH dead AS (UPDATE hosts SET alive = false, dead_since = $2, declared_by = $1 \
+                 WHERE alive AND name <> $1 AND heartbeat_at < now() - make_interval(secs => $3) \
+                 RETURNING name), \
+             freed AS (DELETE FROM run_locks WHERE host IN (SELECT name FROM dead)) \
+             SELECT name FROM dead",
         )
         .bind(by)
         .bind(time_text(Utc::now()))

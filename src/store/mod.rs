@@ -377,6 +377,11 @@ impl Store {
         })
     }
 
+    /// Whether the history is on a server (PostgreSQL), shared by hosts.
+    pub fn is_server(&self) -> bool {
+        matches!(self.db, Db::Postgres(_))
+    }
+
     /// The id of the next run (or fire not run) to record.
     pub async fn next_run_id(&self) -> Result<i64, StoreError> {
         match &self.db {

@@ -193,7 +193,7 @@ impl Recorder {
     /// Records how a run ended.
     pub async fn finish_run(&self, report: &Report) -> Result<(), StoreError> {
         match self {
-            Recorder::Store(store) => store.finish_run(report).await,
+            Recorder::Store(store) => patiently(store, || store.finish_run(report)).await,
             Recorder::Journal { journal, .. } => journal.finish_run(report),
             Recorder::Nowhere(why) => Err(StoreError::Unusable(why.to_string())),
         }
@@ -202,7 +202,7 @@ impl Recorder {
     /// Records a fire that did not run.
     pub async fn record_not_run(&self, not_run: &NotRun) -> Result<(), StoreError> {
         match self {
-            Recorder::Store(store) => store.record_not_run(not_run).await,
+            Recorder::Store(store) => patiently(store, || store.record_not_run(not_run)).await,
             Recorder::Journal { journal, .. } => journal.record_not_run(not_run),
             Recorder::Nowhere(why) => Err(StoreError::Unusable(why.to_string())),
         }
@@ -215,5 +215,48 @@ impl Recorder {
             Recorder::Journal { journal, .. } => journal.record_notification(n),
             Recorder::Nowhere(why) => Err(StoreError::Unusable(why.to_string())),
         }
+    }
+}
+
+/// How long a record waits for a database server that does not answer
+/// (restarting, or out of reach) before it is given up.
+const SERVER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// `write` into `store`, tried again each second while its server cannot
+/// be reached (restarting), for up to [`SERVER_PATIENCE`]: the end of a
+/// run is not lost to a restart of PostgreSQL. Other failures, and
+/// SQLite's, are said at once.
+async fn patiently<F, Fut>(store: &Store, mut write: F) -> Result<(), StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    let deadline = tokio::time::Instant::now() + SERVER_PATIENCE;
+    loop {
+        match write().await {
+            Err(StoreError::Query(e))
+                if store.is_server()
+                    && unreachable(&e)
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                log::debug!(target: "overnight::store", "waiting for the database: {e}");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Whether `e` says the server could not be reached or went away, rather
+/// than refusing the statement.
+fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now,
+        // class 08: connection exceptions.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
     }
 }

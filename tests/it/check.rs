@@ -468,3 +468,30 @@ fn version_names_the_commit_and_the_build_date() {
         "{text}"
     );
 }
+
+/// The cluster's keys: a host name that could not be a name, a heartbeat
+/// too slow for its timeout, a job's tag list that is a mapping; each at
+/// its line.
+#[test]
+fn check_reports_the_cluster_keys_mistakes() {
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        "host: 'db 1'\ncluster:\n  heartbeat: 5s\n  host_timeout: 10s\njobs:\n  pinned:\n    command: echo\n    hosts: [db1, db2]\n    tags: {gpu: true}\n",
+    );
+    let out = sb.run(&["check"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("overnight.yaml:1:7: bad name `db 1` in `host`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("overnight.yaml:3:3: `cluster.heartbeat` (5s) must be above zero and at most a quarter of `cluster.host_timeout` (10s)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("overnight.yaml:9:11: `tags` must be a list"),
+        "{stderr}"
+    );
+}

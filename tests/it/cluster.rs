@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::process::Child;
 use std::time::Duration;
 
-use sqlx::{Connection, PgConnection, Row};
+use sqlx::{PgConnection, Row};
 
 use crate::helper::postgres::TestDb;
-use crate::helper::{Sandbox, kill9, terminate, wait_for};
+use crate::helper::{Sandbox, kill9, terminate};
 
 /// One host of a test cluster: its sandbox and its daemon's process.
 struct Host {
@@ -19,15 +19,20 @@ struct Host {
 
 impl Host {
     /// Starts host `name` on `db` with `jobs` (the jobs file's `jobs:`
-    /// and anything after it), heartbeating every second, declared dead
-    /// after three.
+    /// and anything after it), heartbeating twice a second, declared dead
+    /// after three seconds.
     fn start(db: &TestDb, name: &str, jobs: &str) -> Host {
+        Host::start_with(db, name, "{heartbeat: 500ms, host_timeout: 3s}", jobs)
+    }
+
+    /// Starts host `name` with `cluster` as its `cluster:` settings.
+    fn start_with(db: &TestDb, name: &str, cluster: &str, jobs: &str) -> Host {
         let (store, password) = db.store_and_password();
         let sb = Sandbox::new();
         sb.write(
             "overnight.yaml",
             &format!(
-                "store: {store}\nhost: {name}\nlisten: 127.0.0.1:0\ncluster: {{heartbeat: 1s, host_timeout: 3s}}\nshutdown_grace: 1s\n{jobs}"
+                "store: {store}\nhost: {name}\nlisten: 127.0.0.1:0\ncluster: {cluster}\nshutdown_grace: 1s\n{jobs}"
             ),
         );
         let daemon = sb.daemon().env("STORE_PASSWORD", password).spawn().unwrap();
@@ -60,6 +65,63 @@ impl Drop for Host {
             let _ = daemon.kill();
             let _ = daemon.wait();
         }
+    }
+}
+
+/// A job file's `solo` job: exclusive (the default `concurrency: skip`),
+/// due every second, taking `seconds`; each run notes in `dir/overlaps`
+/// when it starts while the run before it still lives (not a zombie: a
+/// frozen daemon cannot reap its killed job), wherever that one runs (the
+/// hosts share this machine).
+fn solo_job(dir: &std::path::Path, seconds: u32) -> String {
+    let script = dir.join("solo.sh");
+    let lines = [
+        format!("d={}", dir.display()),
+        r#"h=$(cat "$d/holder" 2>/dev/null)"#.to_string(),
+        r#"state=$(awk '{print $3}' "/proc/$h/stat" 2>/dev/null)"#.to_string(),
+        r#"if [ -n "$h" ] && [ -n "$state" ] && [ "$state" != Z ]; then echo "$$ started while $h ran" >> "$d/overlaps"; fi"#.to_string(),
+        r#"echo $$ > "$d/holder""#.to_string(),
+        format!("sleep {seconds}"),
+    ];
+    std::fs::write(&script, lines.join("\n") + "\n").unwrap();
+    format!(
+        "  solo:\n    schedule: '* * * * * *'\n    command: sh {}\n",
+        script.display()
+    )
+}
+
+/// What `solo_job` noted; empty when no run overlapped another.
+fn overlaps(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("overlaps")).unwrap_or_default()
+}
+
+/// No fire of any job recorded twice.
+async fn fires_recorded_twice(pg: &mut PgConnection) -> Vec<(String, String, i64)> {
+    sqlx::query_as(
+        "SELECT job, scheduled_at, count(*) FROM runs WHERE scheduled_at IS NOT NULL \
+         GROUP BY job, scheduled_at HAVING count(*) > 1",
+    )
+    .fetch_all(pg)
+    .await
+    .unwrap()
+}
+
+/// Polls `query` on `pg` until it gives `Some`, for up to 30 s.
+async fn until<T>(
+    pg: &mut PgConnection,
+    what: &str,
+    mut query: impl AsyncFnMut(&mut PgConnection) -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(found) = query(pg).await {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -96,11 +158,17 @@ async fn server_now(pg: &mut PgConnection) -> String {
 }
 
 /// Three daemons with the same jobs, a job due every second, for 60
-/// seconds: each fire runs once, on one host, and every host gets some.
+/// seconds: each fire runs once, on one host, and the hosts share them;
+/// an exclusive job of 3 s never runs on two hosts at once.
 #[tokio::test(flavor = "multi_thread")]
 async fn three_daemons_run_each_fire_once() {
     let db = TestDb::new().await;
-    let jobs = "jobs:\n  tick:\n    schedule: '* * * * * *'\n    command: 'true'\n";
+    let shared = tempfile::tempdir().unwrap();
+    let jobs = format!(
+        "jobs:\n  tick:\n    schedule: '* * * * * *'\n    command: 'true'\n{}",
+        solo_job(shared.path(), 3)
+    );
+    let jobs = jobs.as_str();
     let mut hosts: Vec<Host> = ["a", "b", "c"]
         .iter()
         .map(|name| Host::start(&db, name, jobs))
@@ -156,49 +224,59 @@ async fn three_daemons_run_each_fire_once() {
     .await
     .unwrap();
     assert_eq!(claims, 60, "each fire claimed once, and done");
+    assert_eq!(fires_recorded_twice(&mut pg).await, []);
+    assert_eq!(overlaps(shared.path()), "");
+    // The solo runs that ran: one after the other, by the history too,
+    // and on more than one host.
+    let solo: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT started_at, finished_at, host FROM runs WHERE job = 'solo' AND status = 'success' ORDER BY started_at",
+    )
+    .fetch_all(&mut pg)
+    .await
+    .unwrap();
+    assert!(solo.len() >= 10, "{solo:?}");
+    for pair in solo.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "overlapping runs: {pair:?}");
+    }
+    let solo_hosts: std::collections::BTreeSet<&String> = solo.iter().map(|r| &r.2).collect();
+    assert!(solo_hosts.len() >= 2, "{solo:?}");
 }
 
-/// kill -9 of the host running a job: another host declares it dead
-/// within the host timeout and closes its run as `lost`, naming it, and
-/// the fires it had claimed go on elsewhere.
+/// kill -9 of the host running an exclusive job: its fence ends the job
+/// at once; within the host timeout (and a heartbeat) the other host
+/// declares it dead, closes its run as `lost` naming it, its lock is free
+/// and the job's next fire runs on the other host.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_killed_host_is_declared_dead_and_its_run_closed_as_lost() {
+async fn a_killed_hosts_run_is_lost_and_its_job_goes_on_elsewhere() {
     let db = TestDb::new().await;
-    let jobs = "jobs:\n  long:\n    schedule: '* * * * * *'\n    hosts: [a]\n    command: sleep 30\n  tick:\n    schedule: '* * * * * *'\n    command: 'true'\n";
+    let jobs = "jobs:\n  long:\n    schedule: '* * * * * *'\n    command: sleep 30\n  tick:\n    schedule: '* * * * * *'\n    command: 'true'\n";
     let mut a = Host::start(&db, "a", jobs);
-    let mut b = Host::start(&db, "b", jobs);
     let mut pg = db.connect().await;
-    alive(&mut pg, 2, &[&a, &b]).await;
-    let url = db.url.clone();
-    let (run, job_pid): (i64, i64) = wait_for(Duration::from_secs(30), "`long` running on a", || {
-        let url = url.clone();
-        async move {
-            let mut pg = sqlx::PgConnection::connect(&url).await.ok()?;
-            sqlx::query_as("SELECT id, job_pid FROM runs WHERE job = 'long' AND status = 'running' AND job_pid IS NOT NULL")
-                .fetch_optional(&mut pg)
-                .await
-                .ok()?
-        }
+    alive(&mut pg, 1, &[&a]).await;
+    let (run, job_pid): (i64, i64) = until(&mut pg, "`long` running on a", async |pg| {
+        sqlx::query_as("SELECT id, job_pid FROM runs WHERE job = 'long' AND status = 'running' AND job_pid IS NOT NULL")
+            .fetch_optional(pg)
+            .await
+            .ok()?
     })
     .await;
+    let mut b = Host::start(&db, "b", jobs);
+    alive(&mut pg, 2, &[&a, &b]).await;
     kill9(a.pid());
     let killed = std::time::Instant::now();
-    let summary: String = wait_for(Duration::from_secs(30), "the run closed", || {
-        let url = url.clone();
-        async move {
-            let mut pg = sqlx::PgConnection::connect(&url).await.ok()?;
-            sqlx::query_scalar("SELECT summary FROM runs WHERE id = $1 AND status = 'lost'")
-                .bind(run)
-                .fetch_optional(&mut pg)
-                .await
-                .ok()?
-        }
+    let summary: String = until(&mut pg, "the run closed", async |pg| {
+        sqlx::query_scalar("SELECT summary FROM runs WHERE id = $1 AND status = 'lost'")
+            .bind(run)
+            .fetch_optional(pg)
+            .await
+            .ok()?
     })
     .await;
-    // The host timeout (3 s), a heartbeat (1 s), and some slack for a
-    // loaded machine.
+    // The host timeout (3 s), a heartbeat, and some slack for a loaded
+    // machine.
+    let bound = Duration::from_secs(8);
     assert!(
-        killed.elapsed() < Duration::from_secs(8),
+        killed.elapsed() < bound,
         "closed after {:?}",
         killed.elapsed()
     );
@@ -207,11 +285,32 @@ async fn a_killed_host_is_declared_dead_and_its_run_closed_as_lost() {
             && summary.contains("declared dead by `b`"),
         "{summary}"
     );
-    let dead: bool = sqlx::query_scalar("SELECT NOT alive FROM hosts WHERE name = 'a'")
+    let next: i64 = until(&mut pg, "`long` running on b", async |pg| {
+        sqlx::query_scalar(
+            "SELECT id FROM runs WHERE job = 'long' AND host = 'b' AND status = 'running'",
+        )
+        .fetch_optional(pg)
+        .await
+        .ok()?
+    })
+    .await;
+    assert!(
+        next > run && killed.elapsed() < bound,
+        "b ran it after {:?}",
+        killed.elapsed()
+    );
+    let a_holds: i64 = sqlx::query_scalar("SELECT count(*) FROM run_locks WHERE host = 'a'")
         .fetch_one(&mut pg)
         .await
         .unwrap();
-    assert!(dead);
+    assert_eq!(a_holds, 0, "a's locks went with it");
+    // Its fence ended the job a started when a died.
+    assert!(
+        !std::path::Path::new(&format!("/proc/{job_pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{job_pid}/stat"))
+                .is_ok_and(|stat| stat.contains(") Z ")),
+        "the job of the killed host still runs"
+    );
     // `tick` goes on, on b alone.
     let since = server_now(&mut pg).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -225,8 +324,191 @@ async fn a_killed_host_is_declared_dead_and_its_run_closed_as_lost() {
         after.len() >= 2 && after.iter().all(|h| h == "b"),
         "{after:?}"
     );
-    // The job a started outlived it; it is no test's to keep.
-    kill9(job_pid as i32);
     a.daemon.take().map(|mut d| d.wait());
     b.stop();
+}
+
+/// The host running an exclusive job is frozen (SIGSTOP) past the host
+/// timeout, then thawed: its fence ends the job before the server frees
+/// the lock, the other host declares it dead and goes on with the job,
+/// and the thawed host finds its epoch stale and registers again. No
+/// fire is recorded twice, no run of the job overlaps another.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_host_is_fenced_and_no_fire_runs_twice() {
+    let db = TestDb::new().await;
+    let shared = tempfile::tempdir().unwrap();
+    let jobs = format!(
+        "jobs:\n{}  tick:\n    schedule: '* * * * * *'\n    command: 'true'\n",
+        solo_job(shared.path(), 20)
+    );
+    let mut hosts = [Host::start(&db, "a", &jobs), Host::start(&db, "b", &jobs)];
+    let mut pg = db.connect().await;
+    alive(&mut pg, 2, &[&hosts[0], &hosts[1]]).await;
+    let (run, holder): (i64, String) =
+        until(&mut pg, "`solo` running", async |pg| {
+sqlx::query_as("SELECT id, host FROM runs WHERE job = 'solo' AND status = 'running' AND job_pid IS NOT NULL")
+                    .fetch_optional(pg)
+                    .await
+                    .ok()?
+            })
+    .await;
+    let (frozen, other) = match holder.as_str() {
+        "a" => (0, 1),
+        _ => (1, 0),
+    };
+    let pid = hosts[frozen].pid();
+    // SAFETY: sends a signal; no memory is involved.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let summary: String = until(&mut pg, "the frozen host's run closed", async |pg| {
+        sqlx::query_scalar("SELECT summary FROM runs WHERE id = $1 AND status <> 'running'")
+            .bind(run)
+            .fetch_optional(pg)
+            .await
+            .ok()?
+    })
+    .await;
+    assert!(
+        summary.contains(&format!("host `{holder}` stopped heartbeating")),
+        "{summary}"
+    );
+    // The other host takes the job over once the server freed the lock.
+    let other_name = ["a", "b"][other];
+    until(&mut pg, "`solo` on the other host", async |pg| {
+let n: i64 = sqlx::query_scalar("SELECT count(*) FROM runs WHERE job = 'solo' AND host = $1 AND status = 'running' AND id > $2")
+                .bind(other_name)
+                .bind(run)
+                .fetch_one(pg)
+                .await
+                .ok()?;
+            (n > 0).then_some(())
+        })
+    .await;
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let (epoch, alive_again): (i64, bool) =
+        until(&mut pg, "the thawed host registered again", async |pg| {
+            let row: (i64, bool) = sqlx::query_as("SELECT epoch, alive FROM hosts WHERE name = $1")
+                .bind(&holder)
+                .fetch_one(pg)
+                .await
+                .ok()?;
+            (row.0 > 1 && row.1).then_some(row)
+        })
+        .await;
+    assert!(epoch >= 2 && alive_again);
+    // A few more seconds of both hosts at work.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for host in &mut hosts {
+        host.stop();
+    }
+    assert!(
+        hosts[frozen]
+            .said()
+            .contains("was declared dead while it was silent"),
+        "{}",
+        hosts[frozen].said()
+    );
+    assert_eq!(fires_recorded_twice(&mut pg).await, []);
+    assert_eq!(
+        overlaps(shared.path()),
+        "",
+        "a run started while another ran"
+    );
+    let running: i64 = sqlx::query_scalar("SELECT count(*) FROM runs WHERE status = 'running'")
+        .fetch_one(&mut pg)
+        .await
+        .unwrap();
+    assert_eq!(running, 0);
+}
+
+/// Every database session of the cluster is cut under it (as a restart
+/// of PostgreSQL would, without stopping the server the other tests
+/// share): the daemons reconnect, nobody is declared dead, the running
+/// exclusive job keeps its lock (taken again) or is ended and says why,
+/// and every fire of the job due each second has its one row.
+#[tokio::test(flavor = "multi_thread")]
+async fn cut_sessions_lose_no_fire_and_no_lock() {
+    let db = TestDb::new().await;
+    let shared = tempfile::tempdir().unwrap();
+    let jobs = format!(
+        "jobs:\n{}  tick:\n    schedule: '* * * * * *'\n    command: 'true'\n",
+        solo_job(shared.path(), 6)
+    );
+    // A loaded machine must not get a host declared dead here: the
+    // timeout is longer than the others'.
+    let cluster = "{heartbeat: 1s, host_timeout: 10s}";
+    let mut hosts = [
+        Host::start_with(&db, "a", cluster, &jobs),
+        Host::start_with(&db, "b", cluster, &jobs),
+    ];
+    let mut pg = db.connect().await;
+    alive(&mut pg, 2, &[&hosts[0], &hosts[1]]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let from = server_now(&mut pg).await;
+    until(&mut pg, "`solo` running", async |pg| {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM runs WHERE job = 'solo' AND status = 'running'",
+        )
+        .fetch_one(pg)
+        .await
+        .ok()?;
+        (n > 0).then_some(())
+    })
+    .await;
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut pg)
+    .await
+    .unwrap();
+    assert!(cut >= 2, "each daemon's sessions cut ({cut})");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let to = server_now(&mut pg).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let hosts_rows: Vec<(String, i64, bool)> =
+        sqlx::query_as("SELECT name, epoch, alive FROM hosts ORDER BY name")
+            .fetch_all(&mut pg)
+            .await
+            .unwrap();
+    assert_eq!(
+        hosts_rows,
+        [("a".into(), 1, true), ("b".into(), 1, true)],
+        "nobody declared dead"
+    );
+    for host in &mut hosts {
+        host.stop();
+    }
+    assert!(
+        hosts
+            .iter()
+            .any(|h| h.said().contains("on a new database session")),
+        "{}\n---\n{}",
+        hosts[0].said(),
+        hosts[1].said()
+    );
+    assert_eq!(fires_recorded_twice(&mut pg).await, []);
+    assert_eq!(
+        overlaps(shared.path()),
+        "",
+        "a run started while another ran"
+    );
+    let seconds: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT scheduled_at) FROM runs WHERE job = 'tick' \
+         AND scheduled_at >= $1 AND scheduled_at < $2",
+    )
+    .bind(&from)
+    .bind(&to)
+    .fetch_one(&mut pg)
+    .await
+    .unwrap();
+    let span = (chrono::NaiveDateTime::parse_from_str(&to, "%Y-%m-%dT%H:%M:%S").unwrap()
+        - chrono::NaiveDateTime::parse_from_str(&from, "%Y-%m-%dT%H:%M:%S").unwrap())
+    .num_seconds();
+    assert_eq!(seconds, span, "a row for every fire from {from} to {to}");
+    let open: i64 = sqlx::query_scalar("SELECT count(*) FROM runs WHERE status = 'running'")
+        .fetch_one(&mut pg)
+        .await
+        .unwrap();
+    assert_eq!(open, 0);
 }

@@ -12,7 +12,7 @@ const SQLITE_ONLY: [&str; 3] = ["journal_folded", "journal_moved", "sqlite_seque
 
 /// PostgreSQL's tables that SQLite has no need of: a cluster's hosts and
 /// their claims, on one shared server only.
-const POSTGRES_ONLY: [&str; 3] = ["overnight_schema", "hosts", "fires"];
+const POSTGRES_ONLY: [&str; 4] = ["overnight_schema", "hosts", "fires", "run_locks"];
 
 /// Every table and column of the SQLite history is in the PostgreSQL
 /// schema under the same name (so one query text reads both), and a

@@ -33,6 +33,17 @@ CREATE TABLE fires (
 -- The claims still waiting for their run: few, looked at every heartbeat
 -- for those whose host was declared dead.
 CREATE INDEX fires_open ON fires (host, epoch) WHERE NOT done;
+-- The locks jobs hold across hosts: a row per lock name and holding
+-- host, under the epoch it was taken in. A row of a host declared dead,
+-- or of an earlier epoch, excludes nothing.
+CREATE TABLE run_locks (
+    name  TEXT COLLATE "C" NOT NULL,
+    host  TEXT COLLATE "C" NOT NULL,
+    epoch BIGINT NOT NULL,
+    mode  TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (name, host)
+);
+
 -- Whether a fire has its run, without reading all of the job's runs.
 CREATE INDEX runs_by_fire ON runs (job, scheduled_at) WHERE scheduled_at IS NOT NULL;
 
