@@ -60,33 +60,64 @@ async fn run_true(recorder: overnight::store::Recorder, state_dir: &Path, runs: 
 /// The PostgreSQL server of the tests (`.ci/run` prepares it).
 const POSTGRES: &str = "postgres://overnight_test:overnight_test@127.0.0.1:5432/postgres";
 
+/// A database of its own for a case, dropped by [`BenchDb::drop_now`].
+struct BenchDb {
+    admin: sqlx::PgConnection,
+    name: String,
+    url: String,
+}
+
+impl BenchDb {
+    /// A new database for `case` on the tests' server; without a server,
+    /// `case`'s row (in `unit`) says so and there is none.
+    async fn new(b: &mut Bench, case: &str, unit: &str) -> Option<BenchDb> {
+        use sqlx::Connection;
+        let server = std::env::var("OVERNIGHT_TEST_POSTGRES").unwrap_or_else(|_| POSTGRES.into());
+        let Ok(mut admin) = sqlx::PgConnection::connect(&server).await else {
+            b.row(
+                case,
+                0.0,
+                1.0,
+                unit,
+                "measured",
+                |_| false,
+                format!("no PostgreSQL at {server}: run .ci/run, or set OVERNIGHT_TEST_POSTGRES"),
+            );
+            return None;
+        };
+        let name = format!(
+            "overnight_bench_{}_{}",
+            unit.replace('/', "_"),
+            std::process::id()
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
+        Some(BenchDb { admin, name, url })
+    }
+
+    async fn drop_now(mut self) {
+        let drop = format!("DROP DATABASE {} WITH (FORCE)", self.name);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+            .execute(&mut self.admin)
+            .await
+            .unwrap();
+    }
+}
+
 /// 2,000 runs of /bin/true through the daemon's run path with the history
 /// in PostgreSQL (a round trip each for the id, the start and the end)
 /// against the same with SQLite's journal, in the same run. Without a
 /// server, the row says so.
 pub(super) async fn dispatch_postgres(b: &mut Bench) {
-    use sqlx::Connection;
     const RUNS: u32 = 2000;
-    let server = std::env::var("OVERNIGHT_TEST_POSTGRES").unwrap_or_else(|_| POSTGRES.into());
-    let Ok(mut admin) = sqlx::PgConnection::connect(&server).await else {
-        b.row(
-            "dispatch on PostgreSQL: runs/s",
-            0.0,
-            1.0,
-            "runs/s",
-            "measured",
-            |_| false,
-            format!("no PostgreSQL at {server}: run .ci/run, or set OVERNIGHT_TEST_POSTGRES"),
-        );
+    let case = "dispatch on PostgreSQL: /bin/true runs/s";
+    let Some(db) = BenchDb::new(b, case, "runs/s").await else {
         return;
     };
-    let name = format!("overnight_bench_{}", std::process::id());
-    let sql = |s: String| sqlx::raw_sql(sqlx::AssertSqlSafe(s));
-    sql(format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
+    let url = db.url.clone();
 
     let dir = b.path("dispatch-postgres");
     std::fs::write(dir.join("log4rs.yaml"), PER_JOB_FILES).unwrap();
@@ -113,10 +144,7 @@ pub(super) async fn dispatch_postgres(b: &mut Bench) {
         .unwrap();
     assert_eq!(recorded.len(), RUNS as usize, "every run recorded");
     pg.close().await;
-    sql(format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    db.drop_now().await;
 
     // Two commits a run (its start, its end) and the id's round trip: a
     // sequence of single runs pays each in full, where SQLite's journal
@@ -124,7 +152,7 @@ pub(super) async fn dispatch_postgres(b: &mut Bench) {
     // starting a hundred runs a second is far beyond any schedule's fires.
     let rate = |d: Duration| f64::from(RUNS) / d.as_secs_f64();
     b.row(
-        "dispatch on PostgreSQL: /bin/true runs/s",
+        case,
         rate(postgres),
         100.0,
         "runs/s",
@@ -186,28 +214,12 @@ pub(super) fn wrapper(b: &mut Bench) {
 /// job due each second (each fire claimed by one, the others refused),
 /// against one daemon claiming alone, in the same run.
 pub(super) async fn claims_postgres(b: &mut Bench) {
-    use sqlx::Connection;
     const FIRES: usize = 2000;
-    let server = std::env::var("OVERNIGHT_TEST_POSTGRES").unwrap_or_else(|_| POSTGRES.into());
-    let Ok(mut admin) = sqlx::PgConnection::connect(&server).await else {
-        b.row(
-            "claims on PostgreSQL: fires/s",
-            0.0,
-            1.0,
-            "fires/s",
-            "measured",
-            |_| false,
-            format!("no PostgreSQL at {server}: run .ci/run, or set OVERNIGHT_TEST_POSTGRES"),
-        );
+    let case = "claims on PostgreSQL: fires/s, three daemons racing";
+    let Some(db) = BenchDb::new(b, case, "fires/s").await else {
         return;
     };
-    let name = format!("overnight_bench_claims_{}", std::process::id());
-    let sql = |s: String| sqlx::raw_sql(sqlx::AssertSqlSafe(s));
-    sql(format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
+    let url = db.url.clone();
     let dir = b.path("claims-postgres");
     let origin = chrono::Utc::now();
     let fires: Vec<_> = (0..FIRES as i64)
@@ -267,15 +279,12 @@ pub(super) async fn claims_postgres(b: &mut Bench) {
         membership.leave().await;
         store.close().await;
     }
-    sql(format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    db.drop_now().await;
     let rate = |d: Duration| FIRES as f64 / d.as_secs_f64();
     // A site's schedule rarely has more than a few fires a second; the
     // target leaves room for thousands of jobs on the same minute.
     b.row(
-        "claims on PostgreSQL: fires/s, three daemons racing",
+        case,
         rate(three),
         100.0,
         "fires/s",
