@@ -12,7 +12,7 @@
 //! database (`beat`). No beat for half the host timeout, or its stdin
 //! closed (the daemon died), and the fence kills every group it guards.
 //! Half the timeout leaves the other half for the kill to land before the
-//! server frees the locks.
+//! others may declare the host dead and take its locks.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -122,7 +122,10 @@ pub fn watch(patience: Duration) {
                 match std::str::from_utf8(&line[..end]).unwrap_or("") {
                     "beat" => deadline = Instant::now() + patience,
                     said => match said.split_at_checked(1) {
-                        Some(("+", pgid)) => guarded.extend(pgid.parse::<i32>().ok()),
+                        // Never 0 or 1: kill(0) and kill(-1) reach far more.
+                        Some(("+", pgid)) => {
+                            guarded.extend(pgid.parse::<i32>().ok().filter(|&p| p > 1))
+                        }
                         Some(("-", pgid)) => {
                             pgid.parse::<i32>().map(|p| guarded.remove(&p)).ok();
                         }

@@ -18,9 +18,13 @@ const SHOWN: usize = 3;
 pub(super) struct Args {
     #[command(flatten)]
     config: ConfigArg,
+    /// Also compare the job and flow definitions the live hosts of the
+    /// cluster (`store:` PostgreSQL) run, with each other and this file
+    #[arg(long)]
+    cluster: bool,
 }
 
-pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
+pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     // Every problem of both files at once, in file, line and column order.
     let path = config::find(args.config.config.as_deref()).ok_or(ConfigError::NotFound)?;
     let (config, mut problems) = Config::load_partial(&path)?;
@@ -105,7 +109,56 @@ pub(super) fn run(args: Args) -> Result<Outcome, CliError> {
     for flow in &config.flows {
         print_flow(flow, now);
     }
+    if args.cluster {
+        compare_cluster(&config).await?;
+    }
     Ok(Outcome::Success)
+}
+
+/// `--cluster`: a warning for each job or flow whose definition differs
+/// between the live hosts, or from this file's; then a summary line.
+async fn compare_cluster(config: &Config) -> Result<(), CliError> {
+    use std::collections::BTreeMap;
+    if config.store.is_none() {
+        return Err(CliError::Usage(
+            "`--cluster` compares the hosts sharing a PostgreSQL `store`; this jobs file keeps its history in SQLite (set `store:` or `$OVERNIGHT_STORE`)".into(),
+        ));
+    }
+    let store = crate::store::Store::connect_at(&config.place()).await?;
+    let hosts = store.hosts().await?;
+    let running = store.cluster_definitions().await?;
+    let here = "this file";
+    let mine = store
+        .definitions_of(here, &config.jobs, &config.flows)
+        .await?;
+    let mut by_name: BTreeMap<(&str, &str), BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
+    for d in running.iter().chain(&mine) {
+        by_name
+            .entry((d.kind, &d.name))
+            .or_default()
+            .entry(&d.hash)
+            .or_default()
+            .push(&d.host);
+    }
+    let mut differ = 0;
+    for ((kind, name), versions) in &by_name {
+        if versions.len() < 2 {
+            continue;
+        }
+        differ += 1;
+        let said: Vec<String> = versions.values().map(|hosts| hosts.join(", ")).collect();
+        eprintln!(
+            "warning: {kind} `{name}`: different definitions: {}; a fire runs as the host that claims it loaded it",
+            said.join(" | ")
+        );
+    }
+    let alive = hosts.iter().filter(|h| h.alive).count();
+    println!(
+        "cluster: {alive} live host(s) of {}; {} job(s) and flow(s) compared, {differ} with different definitions",
+        hosts.len(),
+        by_name.len()
+    );
+    Ok(())
 }
 
 /// The next few fires, in the zone: "at daemon start", "never", or times.

@@ -369,7 +369,7 @@ fn say(text: &str) {
 async fn dispatch(command: Command) -> Result<Outcome, CliError> {
     match command {
         Command::Init(args) => init::run(args),
-        Command::Check(args) => check::run(args),
+        Command::Check(args) => check::run(args).await,
         Command::Next(args) => next::run(args),
         Command::Daemon(args) => daemon::run(args).await,
         Command::Run(args) => run::run(args).await,

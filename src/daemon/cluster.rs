@@ -41,18 +41,35 @@ pub async fn keep_alive(
     let mut next_beat = Instant::now();
     loop {
         let cluster = shared.config().cluster.clone();
+        // The beat first: lock requests coming one after another must not
+        // keep the host from saying it is alive. Neither waits on the
+        // database longer than a third of the host timeout: a call that
+        // does not end by then drops the session, which is opened again.
+        let patience = cluster.host_timeout / 3;
         tokio::select! {
             biased;
             _ = async { stop.wait_for(|stop| *stop).await.map(|_| ()) } => return membership,
+            () = tokio::time::sleep_until(next_beat) => {}
             Some(request) = requests.recv() => {
-                membership.serve(request).await;
+                let served = tokio::time::timeout(patience, membership.serve(request)).await;
+                if served.is_err() {
+                    membership.drop_session();
+                }
                 continue;
             }
-            () = tokio::time::sleep_until(next_beat) => {}
         }
         let sent = Instant::now();
         next_beat = sent + cluster.heartbeat;
-        match membership.beat().await {
+        let beat = tokio::time::timeout(patience, membership.beat())
+            .await
+            .unwrap_or_else(|_| {
+                membership.drop_session();
+                Err(crate::store::StoreError::Server(format!(
+                    "no answer within {}",
+                    humantime::format_duration(patience)
+                )))
+            });
+        match beat {
             Ok(Beat::Alive) => {
                 if healthy_since.is_none() {
                     info!(target: "overnight::daemon", "cluster: the database answers again; host `{}` goes on under epoch {}", cluster.host, membership.epoch());
@@ -74,10 +91,15 @@ pub async fn keep_alive(
                 continue;
             }
         }
-        // A heartbeat the server heard late must not move the fence's
-        // deadline past the moment the others may declare this host dead.
+        // A heartbeat answered late says little of when the server heard
+        // it: it must not move the fence's deadline, nor count as a
+        // stretch of health (a database that stalled for everyone must
+        // not get the others declared dead by the first host to return).
         if sent.elapsed() < cluster.heartbeat {
             fence.beat();
+        } else {
+            healthy_since = None;
+            continue;
         }
         if healthy_since.is_some_and(|since| since.elapsed() >= cluster.host_timeout) {
             take_over(&shared, &cluster.host, cluster.host_timeout).await;
@@ -103,7 +125,7 @@ fn stand_down(shared: &Shared, host: &str, epoch: i64) {
 /// unstarted fires.
 async fn take_over(shared: &Arc<Shared>, me: &str, timeout: Duration) {
     let store = &shared.store;
-    let dead = match store.declare_dead(me, timeout).await {
+    let dead = match store.declare_dead(me).await {
         Ok(dead) => dead,
         Err(e) => {
             warn!(target: "overnight::daemon", "cluster: silent hosts not looked for: {e}");
@@ -128,8 +150,12 @@ async fn take_over(shared: &Arc<Shared>, me: &str, timeout: Duration) {
             }
         }
     }
+    // Off the heartbeat's task: recording them may wait on the database.
     match store.orphaned_fires().await {
-        Ok(orphans) => run_orphans(shared, orphans).await,
+        Ok(orphans) if !orphans.is_empty() => {
+            tokio::spawn(run_orphans(Arc::clone(shared), orphans));
+        }
+        Ok(_) => {}
         Err(e) => {
             warn!(target: "overnight::daemon", "cluster: fires of dead hosts not looked for: {e}")
         }
@@ -138,20 +164,20 @@ async fn take_over(shared: &Arc<Shared>, me: &str, timeout: Duration) {
 
 /// Claims and runs, as late fires, the orphaned fires of jobs this host
 /// may run.
-async fn run_orphans(shared: &Arc<Shared>, orphans: Vec<(String, DateTime<Utc>)>) {
+async fn run_orphans(shared: Arc<Shared>, orphans: Vec<(String, DateTime<Utc>)>) {
     let config = shared.config();
     let now = Utc::now();
     for chunk in orphans.chunk_by(|a, b| a.0 == b.0) {
         let name = &chunk[0].0;
         let fires: Vec<DateTime<Utc>> = chunk.iter().map(|(_, at)| *at).collect();
         if let Some(job) = config.job(name) {
-            dispatch::dispatch(shared, job, &fires, true, false, now).await;
+            dispatch::dispatch(&shared, job, &fires, true, false, now).await;
         } else if let Some(flow) = config
             .flows
             .iter()
             .find(|f| dispatch::flow_key(&f.name) == *name)
         {
-            dispatch::flow_fires(shared, flow, &fires, true, now).await;
+            dispatch::flow_fires(&shared, flow, &fires, true, now).await;
         }
     }
 }

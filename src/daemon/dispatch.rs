@@ -57,14 +57,14 @@ async fn run_claimed(
         }
         return;
     }
-    let plan = catchup::plan(&fires, now, job.catch_up, job.starting_deadline);
+    let mut plan = catchup::plan(&fires, now, job.catch_up, job.starting_deadline);
+    // One `missed` row stands for them all: their claims are done first,
+    // and only those this host still holds are recorded.
+    let missed: Vec<DateTime<Utc>> = plan.missed.iter().map(|(at, _)| *at).collect();
+    let settled = shared.settle(&job.name, &missed, epoch).await;
+    plan.missed.retain(|(at, _)| settled.contains(at));
     if let Err(e) = record_missed(shared, job, &plan.missed, more).await {
         error!(target: "overnight::daemon", "missed fires of `{}` not recorded: {e}", job.name);
-    }
-    // One `missed` row stands for them all: their claims are done too.
-    let missed: Vec<DateTime<Utc>> = plan.missed.iter().map(|(at, _)| *at).collect();
-    if let Err(e) = shared.store.settle_fires(&job.name, &missed).await {
-        error!(target: "overnight::daemon", "missed fires of `{}` not marked done: {e}", job.name);
     }
     if !plan.run.is_empty() || !plan.missed.is_empty() {
         info!(
@@ -121,7 +121,7 @@ fn claim_later(shared: &Arc<Shared>, due: Due, fires: &[DateTime<Utc>], more: bo
         let now = Utc::now();
         match due {
             Due::Job(job) => run_claimed(&shared, &job, claimed, true, more, now).await,
-            Due::Flow(flow) => start_claimed_flows(&shared, &flow, claimed.0, true, now).await,
+            Due::Flow(flow) => start_claimed_flows(&shared, &flow, claimed, true, now).await,
         }
     });
 }
@@ -206,30 +206,30 @@ pub async fn flow_fires(
         return; // another host's to drive
     }
     match shared.claim(&flow_key(&flow.name), fires).await {
-        Ok((claimed, _)) => start_claimed_flows(shared, flow, claimed, late, now).await,
+        Ok(claimed) => start_claimed_flows(shared, flow, claimed, late, now).await,
         Err(e) => claim_later(shared, Due::Flow(Arc::clone(flow)), fires, false, e),
     }
 }
 
-/// Starts (or records as missed) the fires of `flow` this host claimed.
+/// Starts (or records as missed) the fires of `flow` this host claimed,
+/// under `epoch`.
 async fn start_claimed_flows(
     shared: &Arc<Shared>,
     flow: &Flow,
-    fires: Vec<DateTime<Utc>>,
+    (fires, epoch): (Vec<DateTime<Utc>>, Option<i64>),
     late: bool,
     now: DateTime<Utc>,
 ) {
+    // A flow run's row is not a run's: its claims are done first, and
+    // only those this host still holds are started or recorded.
+    let key = flow_key(&flow.name);
+    let fires = shared.settle(&key, &fires, epoch).await;
     let (run, missed) = if late {
         let plan = catchup::plan(&fires, now, flow.catch_up, None);
         (plan.run, plan.missed)
     } else {
         (fires.clone(), Vec::new())
     };
-    let key = flow_key(&flow.name);
-    // A flow run's row is not a run's: its claims are done once started.
-    if let Err(e) = shared.store.settle_fires(&key, &fires).await {
-        error!(target: "overnight::daemon", "fires of flow `{}` not marked done: {e}", flow.name);
-    }
     if let Some(last) = fires.last()
         && let Err(e) = shared
             .store

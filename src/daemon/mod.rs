@@ -176,6 +176,31 @@ impl Shared {
         Ok((got, Some(epoch)))
     }
 
+    /// Marks done the claims of `fires` of `key` that no run row will
+    /// mark, as [`Store::settle_fires`]; those this host still holds
+    /// under `epoch`, to be recorded or started. Without a cluster, all.
+    pub async fn settle(
+        &self,
+        key: &str,
+        fires: &[chrono::DateTime<Utc>],
+        epoch: Option<i64>,
+    ) -> Vec<chrono::DateTime<Utc>> {
+        let Some(epoch) = epoch else {
+            return fires.to_vec();
+        };
+        match self
+            .store
+            .settle_fires(key, fires, self.runner.host(), epoch)
+            .await
+        {
+            Ok(settled) => settled,
+            Err(e) => {
+                error!(target: "overnight::daemon", "{} fire(s) of `{key}` neither started nor recorded: the database did not confirm this host's claim: {e}", fires.len());
+                Vec::new()
+            }
+        }
+    }
+
     /// Asks the scheduler to reload the jobs and log4rs files.
     pub fn request_reload(&self) {
         self.reload.notify_one();
@@ -306,7 +331,9 @@ pub async fn run_with_clock(
     warn_if_few_descriptors();
     crate::process::adopt_and_reap_orphans();
     let config = shared.config();
-    store.sync_jobs(&config.jobs).await?;
+    store
+        .sync_definitions(&config.cluster.host, &config.jobs, &config.flows)
+        .await?;
     dispatch::catch_up_at_start(&shared, &config, clock.now()).await?;
     dispatch::reboot_jobs(&shared, &config).await;
     drop(config);
@@ -419,12 +446,16 @@ async fn reload(shared: &Arc<Shared>, scheduler: &mut Scheduler) {
     let loaded =
         Config::load(&current.path).and_then(|new| routing(&new).map(|routing| (new, routing)));
     match loaded {
-        Ok((new, routing)) => {
+        Ok((mut new, routing)) => {
             if new.state_dir != current.state_dir {
                 warn!(target: "overnight::daemon", "reload: `state_dir` changes only at restart; keeping `{}`", current.state_dir.display());
             }
             if new.store != current.store {
                 warn!(target: "overnight::daemon", "reload: `store` changes only at restart; the history stays where it is");
+            }
+            if new.cluster != current.cluster {
+                warn!(target: "overnight::daemon", "reload: `host`, `tags` and `cluster` change only at restart; this host goes on as `{}`", current.cluster.host);
+                new.cluster = current.cluster.clone();
             }
             if new.listen != current.listen || new.api.tls != current.api.tls {
                 warn!(target: "overnight::daemon", "reload: `listen` and `api.tls` change only at restart; the API goes on as it was");
@@ -435,7 +466,9 @@ async fn reload(shared: &Arc<Shared>, scheduler: &mut Scheduler) {
             route::install(routing);
             let store = &shared.store;
             let scheduled = dispatch::scheduled_here(&new);
-            let stored = store.sync_jobs(&new.jobs).await;
+            let stored = store
+                .sync_definitions(&new.cluster.host, &new.jobs, &new.flows)
+                .await;
             let marked = store
                 .mark_handled(&scheduled, scheduler.clock().now(), true)
                 .await;

@@ -1,7 +1,7 @@
 //! The cluster's bookkeeping in PostgreSQL (DESIGN §10): the hosts, their
 //! epochs and heartbeats, and the scheduled fires they claim.
 //!
-//! Three statements carry the guarantees (docs/cluster.md):
+//! These statements carry the guarantees (docs/cluster.md):
 //! - a fire is claimed by inserting `(job, scheduled_at)` into `fires`: the
 //!   primary key lets one host's insert through; a claim whose host was
 //!   declared dead, and whose run never started, may be claimed again;
@@ -91,6 +91,9 @@ pub struct Membership {
     held: HashMap<LockSpec, usize>,
     /// Names released here whose rows the database has not deleted yet.
     unheld: Vec<String>,
+    /// Whether the session holds the host's name (taken again after the
+    /// session was opened again).
+    name_held: bool,
 }
 
 /// What a heartbeat found.
@@ -118,10 +121,11 @@ impl Membership {
     /// server restarted) is opened again and the name taken again.
     pub async fn beat(&mut self) -> Result<Beat, StoreError> {
         let reconnected = self.conn.is_none();
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => self.conn.insert(take_name(&self.pool, &self.card).await?),
-        };
+        self.open().await?;
+        let conn = self.conn.as_mut().expect("opened");
+        if !self.name_held {
+            self.name_held = hold_name(conn, &self.card.name).await?;
+        }
         let beat = sqlx::query(
             "UPDATE hosts SET heartbeat_at = now() WHERE name = $1 AND epoch = $2 AND alive",
         )
@@ -136,13 +140,11 @@ impl Membership {
             }),
             Ok(_) => {
                 self.epoch = register(conn, &self.card).await?;
-                // The runs still holding locks here are being ended; until
-                // they are, their locks are this epoch's.
-                sqlx::query("UPDATE run_locks SET epoch = $2 WHERE host = $1")
-                    .bind(&self.card.name)
-                    .bind(self.epoch)
-                    .execute(&mut *conn)
-                    .await?;
+                // The survivor that declared it dead freed its locks; the
+                // fence ended the jobs under them before that could be.
+                forget_locks(conn, &self.card.name).await?;
+                self.held.clear();
+                self.unheld.clear();
                 Ok(Beat::Rejoined(self.epoch))
             }
             Err(e) => {
@@ -153,12 +155,45 @@ impl Membership {
         }
     }
 
+    /// Opens the membership's session again (its name taken again, its
+    /// lock rows made to match the locks held) when it was cut.
+    async fn open(&mut self) -> Result<(), StoreError> {
+        if self.conn.is_none() {
+            // The name is taken again at a beat: the old session may not
+            // have ended on the server yet, and the host must go on
+            // beating meanwhile.
+            let mut conn = open_session(&self.pool, &self.card).await?;
+            self.name_held = false;
+            // A take whose answer was lost with the old session may have
+            // inserted a row no run holds; a release may not have
+            // deleted one.
+            let held: Vec<&str> = self.held.keys().map(|s| s.name.as_str()).collect();
+            sqlx::query("DELETE FROM run_locks WHERE host = $1 AND NOT (name = ANY($2))")
+                .bind(&self.card.name)
+                .bind(&held)
+                .execute(&mut conn)
+                .await?;
+            self.unheld.clear();
+            self.conn = Some(conn);
+        }
+        Ok(())
+    }
+
+    /// Drops the session after a call that did not finish: its state is
+    /// unknown. The next call opens a new one.
+    pub fn drop_session(&mut self) {
+        self.conn = None;
+    }
+
     /// Serves a request for locks across hosts.
     pub async fn serve(&mut self, request: ClusterRequest) {
         match request {
             ClusterRequest::Take(specs, answer) => {
                 let taken = self.take(&specs).await.map_err(|e| e.to_string());
-                let _ = answer.send(taken);
+                // Taken for a fire no longer waiting: held by nobody.
+                if let Err(Ok(true)) = answer.send(taken) {
+                    self.release(&specs).await;
+                }
             }
             ClusterRequest::Release(specs) => self.release(&specs).await,
         }
@@ -168,17 +203,14 @@ impl Membership {
     /// counted once more; the others are inserted as its rows when no
     /// live host's row excludes them.
     async fn take(&mut self, specs: &[LockSpec]) -> Result<bool, StoreError> {
-        let Some(conn) = &mut self.conn else {
-            return Err(StoreError::Server(
-                "the database does not answer (the heartbeat is failing)".into(),
-            ));
-        };
         let mut new: Vec<&LockSpec> = specs
             .iter()
             .filter(|s| !self.held.contains_key(s))
             .collect();
         new.sort();
         if !new.is_empty() {
+            self.open().await?;
+            let conn = self.conn.as_mut().expect("opened");
             match take_rows(conn, &new, &self.card.name, self.epoch).await {
                 Ok(true) => {}
                 Ok(false) => return Ok(false),
@@ -244,22 +276,8 @@ impl Membership {
 
 /// A session of its own holding host `card.name`, or why not.
 async fn take_name(pool: &PgPool, card: &HostCard) -> Result<PgConnection, StoreError> {
-    let mut conn = pool.acquire().await?.detach();
-    // A frozen daemon's session (SIGSTOP, a paused VM) is ended by the
-    // server once it is idle this long, freeing the name.
-    let timeout = format!(
-        "SET idle_session_timeout = {}",
-        card.timeout.as_millis().max(1)
-    );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(timeout))
-        .execute(&mut conn)
-        .await?;
-    let took: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
-        .bind(HOST_LOCKS)
-        .bind(&card.name)
-        .fetch_one(&mut conn)
-        .await?;
-    if !took {
+    let mut conn = open_session(pool, card).await?;
+    if !hold_name(&mut conn, &card.name).await? {
         return Err(StoreError::Server(format!(
             "another daemon runs as host `{}` on this database; give each daemon its own `host:` (or `$OVERNIGHT_HOST`)",
             card.name
@@ -268,10 +286,39 @@ async fn take_name(pool: &PgPool, card: &HostCard) -> Result<PgConnection, Store
     Ok(conn)
 }
 
-/// Inserts `host`'s rows for `specs` (sorted by name) under `epoch`,
-/// unless a live host's row excludes one: whether they were inserted.
-/// The takers of a name queue on an advisory lock held to the commit, so
-/// that each sees the rows of those before it.
+/// A session of its own for the membership of `card`.
+async fn open_session(pool: &PgPool, card: &HostCard) -> Result<PgConnection, StoreError> {
+    let mut conn = pool.acquire().await?.detach();
+    // A frozen daemon's session (SIGSTOP, a paused VM) is ended by the
+    // server once it is idle this long, in a transaction or not, freeing
+    // the name and whatever the transaction held.
+    let millis = card.timeout.as_millis().max(1);
+    let timeouts = format!(
+        "SET idle_session_timeout = {millis}; SET idle_in_transaction_session_timeout = {millis}"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(timeouts))
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
+}
+
+/// Takes the lock that holds host name `name` on the session: whether it
+/// was free.
+async fn hold_name(conn: &mut PgConnection, name: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($2, $1))")
+        .bind(i64::from(HOST_LOCKS))
+        .bind(name)
+        .fetch_one(conn)
+        .await
+}
+
+/// Inserts `host`'s rows for `specs` under `epoch`, unless a live host's
+/// row excludes one, or `epoch` is no longer the host's: whether they
+/// were inserted. The takers of a name take turns on an advisory lock
+/// held to the commit, so that each sees the rows of those before it; a
+/// taker that finds it held is told "busy" and tries again later, never
+/// waits on the server (a taker frozen in its transaction would stall
+/// the others' heartbeats).
 async fn take_rows(
     conn: &mut PgConnection,
     specs: &[&LockSpec],
@@ -281,20 +328,29 @@ async fn take_rows(
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     let modes: Vec<&str> = specs.iter().map(|s| mode_text(s.mode)).collect();
     let mut tx = conn.begin().await?;
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock($1, hashtext(n)) FROM (SELECT n FROM unnest($2::text[]) AS n ORDER BY n) AS names",
+    let turn: bool = sqlx::query_scalar(
+        "SELECT coalesce(bool_and(pg_try_advisory_xact_lock($1, k)), true) \
+         FROM (SELECT DISTINCT hashtext(n) AS k FROM unnest($2::text[]) AS n ORDER BY k) AS keys",
     )
     .bind(RUN_LOCKS)
     .bind(&names)
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
+    if !turn {
+        return Ok(false); // the rollback releases what was taken
+    }
+    // The share lock on the host row orders the take against the update
+    // that declares the host dead (see `claim_fires`).
     let inserted = sqlx::query(
         "INSERT INTO run_locks (name, host, epoch, mode) \
-         SELECT w.name, $3, $4, w.mode FROM unnest($1::text[], $2::text[]) AS w(name, mode) \
-         WHERE NOT EXISTS (SELECT 1 FROM run_locks l \
+         SELECT w.name, h.name, h.epoch, w.mode FROM hosts h \
+         CROSS JOIN unnest($1::text[], $2::text[]) AS w(name, mode) \
+         WHERE h.name = $3 AND h.epoch = $4 AND h.alive \
+         AND NOT EXISTS (SELECT 1 FROM run_locks l \
              JOIN hosts h ON h.name = l.host AND h.epoch = l.epoch AND h.alive \
              JOIN unnest($1::text[], $2::text[]) AS x(name, mode) ON x.name = l.name \
              WHERE l.host <> $3 AND (x.mode = 'exclusive' OR l.mode = 'exclusive')) \
+         FOR SHARE OF h \
          ON CONFLICT (name, host) DO UPDATE SET epoch = excluded.epoch, mode = excluded.mode",
     )
     .bind(&names)
@@ -317,11 +373,11 @@ fn mode_text(mode: Mode) -> &'static str {
 /// Registers `card` under a new epoch, alive; returns the epoch.
 async fn register(conn: &mut PgConnection, card: &HostCard) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar(
-        "INSERT INTO hosts (name, epoch, alive, tags, api, pid, started_at, heartbeat_at) \
-         VALUES ($1, 1, true, $2, $3, $4, $5, now()) \
+        "INSERT INTO hosts (name, epoch, alive, tags, api, pid, started_at, heartbeat_at, timeout_ms) \
+         VALUES ($1, 1, true, $2, $3, $4, $5, now(), $6) \
          ON CONFLICT (name) DO UPDATE SET epoch = hosts.epoch + 1, alive = true, tags = excluded.tags, \
          api = excluded.api, pid = excluded.pid, started_at = excluded.started_at, \
-         heartbeat_at = now(), dead_since = NULL, declared_by = NULL \
+         heartbeat_at = now(), timeout_ms = excluded.timeout_ms, dead_since = NULL, declared_by = NULL \
          RETURNING epoch",
     )
     .bind(&card.name)
@@ -329,8 +385,26 @@ async fn register(conn: &mut PgConnection, card: &HostCard) -> Result<i64, Store
     .bind(&card.api)
     .bind(i64::from(std::process::id()))
     .bind(time_text(Utc::now()))
+    .bind(card.timeout.as_millis() as i64)
     .fetch_one(conn)
     .await?)
+}
+
+/// Deletes host `name`'s lock rows.
+async fn forget_locks(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM run_locks WHERE host = $1")
+        .bind(name)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// The times of `at` whose text is in `texts`, in `at`'s order.
+fn among(at: &[DateTime<Utc>], texts: &[String]) -> Vec<DateTime<Utc>> {
+    at.iter()
+        .copied()
+        .filter(|t| texts.contains(&time_text(*t)))
+        .collect()
 }
 
 /// The PostgreSQL pool; `None` on SQLite.
@@ -352,10 +426,7 @@ impl Store {
         let epoch = register(&mut conn, &card).await?;
         // An earlier daemon of this host held them; its fence ended the
         // jobs under them when it died.
-        sqlx::query("DELETE FROM run_locks WHERE host = $1")
-            .bind(&card.name)
-            .execute(&mut conn)
-            .await?;
+        forget_locks(&mut conn, &card.name).await?;
         Ok(Some(Membership {
             pool: pool.clone(),
             conn: Some(conn),
@@ -363,14 +434,18 @@ impl Store {
             epoch,
             held: HashMap::new(),
             unheld: Vec::new(),
+            name_held: true,
         }))
     }
 
     /// Claims the fires `at` of `job` for `host` under `epoch`; returns
     /// those it got. A fire another live host claimed, or whose run is
     /// recorded, is not got; one claimed by a host since declared dead
-    /// (or an earlier epoch of this one) and never started is. On SQLite,
-    /// every fire is this host's.
+    /// (or an earlier epoch of this one) and never started is, and so is
+    /// one this host claimed under this epoch already (a claim whose
+    /// answer was lost is asked again). [`StoreError::Fenced`] when
+    /// `epoch` is no longer the host's. On SQLite, every fire is this
+    /// host's.
     pub async fn claim_fires(
         &self,
         job: &str,
@@ -387,47 +462,69 @@ impl Store {
         let times: Vec<String> = at.iter().copied().map(time_text).collect();
         // The share lock on the host row orders the claim against the
         // update that declares the host dead: a claim made just before is
-        // seen by the survivor that takes the host's claims over.
-        let got: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO fires (job, scheduled_at, host, epoch, claimed_at) \
-             SELECT $1, at, h.name, h.epoch, $5 FROM hosts h CROSS JOIN unnest($2::text[]) AS at \
-             WHERE h.name = $3 AND h.epoch = $4 AND h.alive FOR SHARE OF h \
-             ON CONFLICT (job, scheduled_at) DO UPDATE \
-             SET host = excluded.host, epoch = excluded.epoch, claimed_at = excluded.claimed_at \
-             WHERE NOT fires.done AND NOT EXISTS (SELECT 1 FROM hosts o \
-                 WHERE o.name = fires.host AND o.epoch = fires.epoch AND o.alive) \
-             AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.job = fires.job AND r.scheduled_at = fires.scheduled_at) \
-             RETURNING scheduled_at",
+        // seen by the survivor that takes the host's claims over, one
+        // made after finds the host dead (the row is read again once the
+        // update commits; FOR KEY SHARE would not wait for it).
+        let row = sqlx::query(
+            "WITH me AS (SELECT name, epoch FROM hosts WHERE name = $3 AND epoch = $4 AND alive FOR SHARE), \
+             got AS (INSERT INTO fires (job, scheduled_at, host, epoch, claimed_at) \
+                 SELECT $1, at, me.name, me.epoch, $5 FROM me CROSS JOIN unnest($2::text[]) AS at \
+                 ON CONFLICT (job, scheduled_at) DO UPDATE \
+                 SET host = excluded.host, epoch = excluded.epoch, claimed_at = excluded.claimed_at \
+                 WHERE NOT fires.done \
+                 AND ((fires.host = excluded.host AND fires.epoch = excluded.epoch) \
+                      OR NOT EXISTS (SELECT 1 FROM hosts o \
+                          WHERE o.name = fires.host AND o.epoch = fires.epoch AND o.alive)) \
+                 AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.job = fires.job AND r.scheduled_at = fires.scheduled_at) \
+                 RETURNING scheduled_at) \
+             SELECT EXISTS (SELECT 1 FROM me) AS current, \
+                 coalesce((SELECT array_agg(scheduled_at) FROM got), '{}') AS got",
         )
         .bind(job)
         .bind(&times)
         .bind(host)
         .bind(epoch)
         .bind(time_text(Utc::now()))
-        .fetch_all(pool)
+        .fetch_one(pool)
         .await?;
-        Ok(at
-            .iter()
-            .copied()
-            .filter(|t| got.contains(&time_text(*t)))
-            .collect())
+        if !row.try_get::<bool, _>("current")? {
+            return Err(StoreError::Fenced(host.to_string()));
+        }
+        let got: Vec<String> = row.try_get("got")?;
+        Ok(among(at, &got))
     }
 
-    /// Marks claimed fires of `job` done that no run row will mark: the
-    /// missed ones a `missed` record stands for, a flow's.
-    pub async fn settle_fires(&self, job: &str, at: &[DateTime<Utc>]) -> Result<(), StoreError> {
+    /// Marks done the claims of `host` under `epoch` for fires of `job`
+    /// that no run row will mark (the missed ones a `missed` record
+    /// stands for, a flow's), while `epoch` is the host's; returns those
+    /// marked: only they may be recorded or started. On SQLite, all.
+    pub async fn settle_fires(
+        &self,
+        job: &str,
+        at: &[DateTime<Utc>],
+        host: &str,
+        epoch: i64,
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
         let Some(pool) = server(&self.db) else {
-            return Ok(());
+            return Ok(at.to_vec());
         };
+        if at.is_empty() {
+            return Ok(Vec::new());
+        }
         let times: Vec<String> = at.iter().copied().map(time_text).collect();
-        sqlx::query(
-            "UPDATE fires SET done = true WHERE job = $1 AND scheduled_at = ANY($2) AND NOT done",
+        // Fenced as a run's start is (`insert_fenced_run`).
+        let settled: Vec<String> = sqlx::query_scalar(
+            "WITH me AS (SELECT 1 FROM hosts WHERE name = $3 AND epoch = $4 AND alive FOR SHARE) \
+             UPDATE fires SET done = true WHERE job = $1 AND scheduled_at = ANY($2) AND NOT done \
+             AND host = $3 AND epoch = $4 AND EXISTS (SELECT 1 FROM me) RETURNING scheduled_at",
         )
         .bind(job)
         .bind(&times)
-        .execute(pool)
+        .bind(host)
+        .bind(epoch)
+        .fetch_all(pool)
         .await?;
-        Ok(())
+        Ok(among(at, &settled))
     }
 
     /// The claimed fires never started whose host was declared dead (or
@@ -454,27 +551,24 @@ impl Store {
     }
 
     /// Declares dead, as `by`, every other host silent for longer than
-    /// its timeout (`timeout`, the cluster's); returns their names. Each
+    /// its own timeout (as it registered it); returns their names. Each
     /// is declared by one survivor only.
-    pub async fn declare_dead(
-        &self,
-        by: &str,
-        timeout: Duration,
-    ) -> Result<Vec<String>, StoreError> {
+    pub async fn declare_dead(&self, by: &str) -> Result<Vec<String>, StoreError> {
         let Some(pool) = server(&self.db) else {
             return Ok(Vec::new());
         };
         // Its locks go with it (they held nothing once it was declared).
         Ok(sqlx::query_scalar(
             "WITH dead AS (UPDATE hosts SET alive = false, dead_since = $2, declared_by = $1 \
-                 WHERE alive AND name <> $1 AND heartbeat_at < now() - make_interval(secs => $3) \
+                 WHERE name IN (SELECT name FROM hosts WHERE alive AND name <> $1 \
+                     AND heartbeat_at < now() - timeout_ms * interval '1 millisecond' \
+                     ORDER BY name FOR UPDATE SKIP LOCKED) \
                  RETURNING name), \
              freed AS (DELETE FROM run_locks WHERE host IN (SELECT name FROM dead)) \
              SELECT name FROM dead",
         )
         .bind(by)
         .bind(time_text(Utc::now()))
-        .bind(timeout.as_secs_f64())
         .fetch_all(pool)
         .await?)
     }
@@ -485,10 +579,17 @@ impl Store {
         let mut closed = Vec::new();
         let running: Vec<i64> = match server(&self.db) {
             Some(pool) => {
-                sqlx::query_scalar("SELECT id FROM runs WHERE status = 'running' AND host = $1")
-                    .bind(host)
-                    .fetch_all(pool)
-                    .await?
+                // Its daemon's runs, started before it was declared: not
+                // those of an `overnight exec` on its machine, nor those a
+                // daemon that registered again since has started.
+                sqlx::query_scalar(
+                    "SELECT r.id FROM runs r JOIN hosts h ON h.name = r.host \
+                     WHERE r.status = 'running' AND r.host = $1 AND r.pid = h.pid \
+                     AND r.started_at <= coalesce(h.dead_since, r.started_at)",
+                )
+                .bind(host)
+                .fetch_all(pool)
+                .await?
             }
             None => return Ok(closed),
         };

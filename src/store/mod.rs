@@ -44,6 +44,7 @@ pub use cluster::{Beat, HostCard, HostRecord, Membership};
 pub(crate) use db::{BeginWrite, Columns, Db, for_each_db, on_db, text_of};
 pub use flows::{FlowAction, FlowRecord, FlowSave, FlowState, StepRuns};
 pub use ids::RunIds;
+pub use jobs::Definition;
 pub use journal::Journal;
 pub use notifications::{DeliveryStatus, Notification};
 pub use prune::{PRUNE_EVERY, Pruned};
@@ -62,6 +63,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_journal.sql"),
     include_str!("migrations/0007_runner_start.sql"),
     include_str!("migrations/0008_flows.sql"),
+    include_str!("migrations/0009_definitions_by_host.sql"),
 ];
 
 /// Which past runs (or flow runs) to list: newest first, a page at a

@@ -225,11 +225,14 @@ impl Store {
     /// is not: [`StoreError::Fenced`].
     pub async fn start_run(&self, run: &NewRun) -> Result<(), StoreError> {
         if let (Db::Postgres(pool), Some(epoch)) = (&self.db, run.epoch) {
-            // Run ids come from the server's sequence: never taken twice.
-            return match super::cluster::insert_fenced_run(pool, run, epoch).await? {
-                true => Ok(()),
-                false => Err(StoreError::Fenced(run.host.clone())),
-            };
+            // Run ids come from the server's sequence: never taken twice;
+            // a row of this id is this start's, its answer lost before.
+            if super::cluster::insert_fenced_run(pool, run, epoch).await?
+                || self.run(run.id).await?.is_some()
+            {
+                return Ok(());
+            }
+            return Err(StoreError::Fenced(run.host.clone()));
         }
         if !on_db!(&self.db, pool, q => q::insert_run(pool, run).await)? {
             return Err(StoreError::IdTaken(run.id));

@@ -165,7 +165,7 @@ async fn three_daemons_run_each_fire_once() {
     let db = TestDb::new().await;
     let shared = tempfile::tempdir().unwrap();
     let jobs = format!(
-        "jobs:\n  tick:\n    schedule: '* * * * * *'\n    command: 'true'\n{}",
+        "jobs:\n  tick:\n    schedule: '* * * * * *'\n    concurrency: allow\n    command: 'true'\n{}",
         solo_job(shared.path(), 3)
     );
     let jobs = jobs.as_str();
@@ -189,7 +189,7 @@ async fn three_daemons_run_each_fire_once() {
         host.stop();
     }
     let rows = sqlx::query(
-        "SELECT scheduled_at, host, status FROM runs WHERE job = 'tick' \
+        "SELECT scheduled_at, host, status, summary FROM runs WHERE job = 'tick' \
          AND scheduled_at >= $1 AND scheduled_at < $2 ORDER BY scheduled_at",
     )
     .bind(&from)
@@ -202,7 +202,17 @@ async fn three_daemons_run_each_fire_once() {
     for row in &rows {
         let at: String = row.get("scheduled_at");
         let host: String = row.get("host");
-        assert_eq!(row.get::<String, _>("status"), "success", "{at} on {host}");
+        let summary: Option<String> = row.get("summary");
+        assert_eq!(
+            row.get::<String, _>("status"),
+            "success",
+            "{at} on {host}: {summary:?}; the daemons said:\n{}",
+            hosts
+                .iter()
+                .map(Host::said)
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        );
         per_fire.entry(at).or_default().push(host.clone());
         *per_host.entry(host).or_default() += 1;
     }
@@ -249,7 +259,7 @@ async fn three_daemons_run_each_fire_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_hosts_run_is_lost_and_its_job_goes_on_elsewhere() {
     let db = TestDb::new().await;
-    let jobs = "jobs:\n  long:\n    schedule: '* * * * * *'\n    command: sleep 30\n  tick:\n    schedule: '* * * * * *'\n    command: 'true'\n";
+    let jobs = "jobs:\n  long:\n    schedule: '* * * * * *'\n    command: sleep 30\n  tick:\n    schedule: '* * * * * *'\n    concurrency: allow\n    command: 'true'\n";
     let mut a = Host::start(&db, "a", jobs);
     let mut pg = db.connect().await;
     alive(&mut pg, 1, &[&a]).await;
@@ -329,7 +339,7 @@ async fn a_killed_hosts_run_is_lost_and_its_job_goes_on_elsewhere() {
 }
 
 /// The host running an exclusive job is frozen (SIGSTOP) past the host
-/// timeout, then thawed: its fence ends the job before the server frees
+/// timeout, then thawed: its fence ends the job before the other host frees
 /// the lock, the other host declares it dead and goes on with the job,
 /// and the thawed host finds its epoch stale and registers again. No
 /// fire is recorded twice, no run of the job overlaps another.
@@ -338,7 +348,7 @@ async fn a_frozen_host_is_fenced_and_no_fire_runs_twice() {
     let db = TestDb::new().await;
     let shared = tempfile::tempdir().unwrap();
     let jobs = format!(
-        "jobs:\n{}  tick:\n    schedule: '* * * * * *'\n    command: 'true'\n",
+        "jobs:\n{}  tick:\n    schedule: '* * * * * *'\n    concurrency: allow\n    command: 'true'\n",
         solo_job(shared.path(), 20)
     );
     let mut hosts = [Host::start(&db, "a", &jobs), Host::start(&db, "b", &jobs)];
@@ -431,7 +441,7 @@ async fn cut_sessions_lose_no_fire_and_no_lock() {
     let db = TestDb::new().await;
     let shared = tempfile::tempdir().unwrap();
     let jobs = format!(
-        "jobs:\n{}  tick:\n    schedule: '* * * * * *'\n    command: 'true'\n",
+        "jobs:\n{}  tick:\n    schedule: '* * * * * *'\n    concurrency: allow\n    command: 'true'\n",
         solo_job(shared.path(), 6)
     );
     // A loaded machine must not get a host declared dead here: the
@@ -511,4 +521,57 @@ async fn cut_sessions_lose_no_fire_and_no_lock() {
         .await
         .unwrap();
     assert_eq!(open, 0);
+}
+
+/// `check --cluster` warns when live hosts run different definitions of
+/// one job, naming which host runs which (and this file among them).
+#[tokio::test(flavor = "multi_thread")]
+async fn check_cluster_names_the_hosts_running_another_definition() {
+    let db = TestDb::new().await;
+    let same = "  tick:\n    schedule: '0 0 1 1 *'\n    command: 'true'\n";
+    let a = Host::start(
+        &db,
+        "a",
+        &format!("jobs:\n  x:\n    command: echo one\n{same}"),
+    );
+    let b = Host::start(
+        &db,
+        "b",
+        &format!("jobs:\n  x:\n    command: echo two\n{same}"),
+    );
+    let mut pg = db.connect().await;
+    alive(&mut pg, 2, &[&a, &b]).await;
+    let (_, password) = db.store_and_password();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (stdout, stderr) = loop {
+        let out =
+            a.sb.command(&["check", "--cluster"])
+                .env("STORE_PASSWORD", &password)
+                .output()
+                .unwrap();
+        let (stdout, stderr) = crate::helper::text(&out);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        if stdout.contains("2 job(s) and flow(s) compared, 1 with different definitions") {
+            break (stdout, stderr);
+        }
+        assert!(std::time::Instant::now() < deadline, "{stdout}{stderr}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(stdout.contains("cluster: 2 live host(s) of 2"), "{stdout}");
+    assert!(
+        stderr.contains("warning: job `x`: different definitions: ")
+            && (stderr.contains("a, this file | b") || stderr.contains("b | a, this file")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("`tick`"), "{stderr}");
+    // Without a cluster, the option says what it needs.
+    let lone = Sandbox::new();
+    lone.write("overnight.yaml", "jobs:\n  x:\n    command: 'true'\n");
+    let out = lone.run(&["check", "--cluster"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        crate::helper::text(&out)
+            .1
+            .contains("`--cluster` compares the hosts")
+    );
 }

@@ -12,7 +12,13 @@ const SQLITE_ONLY: [&str; 3] = ["journal_folded", "journal_moved", "sqlite_seque
 
 /// PostgreSQL's tables that SQLite has no need of: a cluster's hosts and
 /// their claims, on one shared server only.
-const POSTGRES_ONLY: [&str; 4] = ["overnight_schema", "hosts", "fires", "run_locks"];
+const POSTGRES_ONLY: [&str; 5] = [
+    "overnight_schema",
+    "hosts",
+    "fires",
+    "run_locks",
+    "cluster_keys",
+];
 
 /// Every table and column of the SQLite history is in the PostgreSQL
 /// schema under the same name (so one query text reads both), and a

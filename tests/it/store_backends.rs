@@ -226,10 +226,21 @@ async fn exercise(store: Store, state_dir: &Path) {
 
     // Job definitions mirrored.
     store
-        .sync_jobs(&[Arc::new(ok.clone()), Arc::new(bad.clone())])
+        .sync_definitions("h", &[Arc::new(ok.clone()), Arc::new(bad.clone())], &[])
         .await
         .unwrap();
-    store.sync_jobs(&[Arc::new(ok)]).await.unwrap();
+    store
+        .sync_definitions("h", &[Arc::new(ok.clone())], &[])
+        .await
+        .unwrap();
+    let digests = store
+        .definitions_of("h", &[Arc::new(ok.clone()), Arc::new(ok)], &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        digests[0].hash, digests[1].hash,
+        "one definition, one digest"
+    );
 
     // Flow runs: started with their steps, moved, read back.
     let jobs_file = state_dir.join("flows.yaml");

@@ -14,6 +14,8 @@ CREATE TABLE hosts (
     pid          BIGINT,
     started_at   TEXT COLLATE "C" NOT NULL,
     heartbeat_at TIMESTAMPTZ NOT NULL,
+    -- Its own `cluster.host_timeout`: silent longer, it is declared dead.
+    timeout_ms   BIGINT      NOT NULL,
     dead_since   TEXT COLLATE "C",
     declared_by  TEXT COLLATE "C"
 );
@@ -58,3 +60,25 @@ BEGIN
         WHERE job = NEW.job AND scheduled_at = NEW.scheduled_at AND NOT done;
     RETURN NULL;
 END $$;
+
+-- The job definitions each host loaded, and the flows' beside them, so
+-- that `check --cluster` can tell hosts running different ones apart.
+ALTER TABLE jobs ADD COLUMN host TEXT COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE jobs DROP CONSTRAINT jobs_pkey;
+ALTER TABLE jobs ADD PRIMARY KEY (host, name);
+CREATE TABLE flows (
+    host            TEXT COLLATE "C" NOT NULL,
+    name            TEXT COLLATE "C" NOT NULL,
+    schedule        TEXT COLLATE "C",
+    definition      TEXT COLLATE "C" NOT NULL,
+    definition_hash TEXT COLLATE "C" NOT NULL,
+    updated_at      TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (host, name)
+);
+
+-- Keys the hosts share: `definitions` digests jobs' `env` values, so that
+-- one definition reads the same from every host.
+CREATE TABLE cluster_keys (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    key  BYTEA NOT NULL
+);
