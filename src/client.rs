@@ -27,6 +27,9 @@ pub enum ClientError {
     Refused(String),
 }
 
+/// The variable holding an API token for reading another host's API.
+pub const TOKEN_VARIABLE: &str = "OVERNIGHT_API_TOKEN";
+
 /// A connection to the daemon of one state directory.
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -40,6 +43,22 @@ impl Client {
         let info = DaemonInfo::read(state_dir)?;
         let http = crate::exec::http::client_builder().build().ok()?;
         Some(Client { info, http })
+    }
+
+    /// The daemon of another host of a cluster, whose API answers at
+    /// `addr` (as its `hosts` row says); `$OVERNIGHT_API_TOKEN`, when set,
+    /// is shown to an API beyond loopback, which wants one for reading.
+    pub fn of_host(addr: std::net::SocketAddr) -> Option<Client> {
+        let http = crate::exec::http::client_builder().build().ok()?;
+        let token = std::env::var(TOKEN_VARIABLE).unwrap_or_default();
+        Some(Client {
+            info: DaemonInfo {
+                pid: 0,
+                addr,
+                token,
+            },
+            http,
+        })
     }
 
     /// The daemon's pid.
@@ -127,6 +146,9 @@ impl Client {
         last_event_id: Option<&str>,
     ) -> Result<SseReader, ClientError> {
         let mut request = self.http.get(format!("http://{}{path}", self.info.addr));
+        if !self.info.token.is_empty() {
+            request = request.bearer_auth(&self.info.token);
+        }
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id);
         }

@@ -91,11 +91,25 @@ async fn print(
         _ => capture::path_for(state_dir, &run.job, run.id),
     };
     let mut from = 0;
+    // Another host's run: its output is in that host's state directory,
+    // read through that host's API.
+    if !path.exists()
+        && let Some(daemon) = other_host(store, &run.host, state_dir).await
+    {
+        let query = if follow { "?follow=1" } else { "" };
+        return match through_daemon(&daemon, run.id, query, timestamps).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(CliError::NotFound(format!(
+                "run #{} ran on host `{}`, whose API did not give its output; read it there (`overnight logs {}` on that host)",
+                run.id, run.host, run.id
+            ))),
+        };
+    }
     if follow
         && run.status == Status::Running
         && let Some(daemon) = Client::find(state_dir)
     {
-        match through_daemon(&daemon, run.id, timestamps).await {
+        match through_daemon(&daemon, run.id, "?follow=1", timestamps).await {
             Ok(()) => return Ok(()),
             Err(offset) => from = offset,
         }
@@ -322,11 +336,26 @@ fn print_parts(out: &mut impl Write, line: &capture::CapturedLine<'_>, timestamp
     };
 }
 
+/// The API of live host `host` of a cluster, when it is not the daemon
+/// of `state_dir` and says where it answers.
+async fn other_host(store: &Store, host: &str, state_dir: &std::path::Path) -> Option<Client> {
+    let hosts = store.hosts().await.ok()?;
+    let row = hosts.iter().find(|h| h.name == host && h.alive)?;
+    let addr: std::net::SocketAddr = row.api.as_deref()?.parse().ok()?;
+    let ours = crate::daemon::info::DaemonInfo::read(state_dir).map(|card| card.addr);
+    (!addr.ip().is_unspecified() && ours != Some(addr)).then(|| Client::of_host(addr))?
+}
+
 /// Follows run `id` through the daemon's stream of its output until the
 /// run ends; if the daemon stops answering first, the offset read to, for
 /// the file to go on from.
-async fn through_daemon(daemon: &Client, id: i64, timestamps: bool) -> Result<(), u64> {
-    let path = format!("/api/runs/{id}/output?follow=1");
+async fn through_daemon(
+    daemon: &Client,
+    id: i64,
+    query: &str,
+    timestamps: bool,
+) -> Result<(), u64> {
+    let path = format!("/api/runs/{id}/output{query}");
     let mut stream = daemon.stream(&path, None).await.map_err(|_| 0u64)?;
     let mut offset = 0;
     loop {

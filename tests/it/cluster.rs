@@ -575,3 +575,35 @@ async fn check_cluster_names_the_hosts_running_another_definition() {
             .contains("`--cluster` compares the hosts")
     );
 }
+
+/// `logs` of a run another host ran reads its output through that
+/// host's API: the capture file is on that host alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_of_another_hosts_run_come_through_its_api() {
+    let db = TestDb::new().await;
+    let jobs =
+        "jobs:\n  say:\n    schedule: '* * * * * *'\n    hosts: [b]\n    command: echo said on b\n";
+    let a = Host::start(&db, "a", jobs);
+    let b = Host::start(&db, "b", jobs);
+    let mut pg = db.connect().await;
+    alive(&mut pg, 2, &[&a, &b]).await;
+    let id: i64 = until(&mut pg, "a run of `say` on b", async |pg| {
+        sqlx::query_scalar(
+            "SELECT id FROM runs WHERE job = 'say' AND status = 'success' ORDER BY id LIMIT 1",
+        )
+        .fetch_optional(pg)
+        .await
+        .ok()?
+    })
+    .await;
+    let (_, password) = db.store_and_password();
+    let out =
+        a.sb.command(&["logs", &id.to_string()])
+            .env("STORE_PASSWORD", &password)
+            .output()
+            .unwrap();
+    let (stdout, stderr) = crate::helper::text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("said on b"), "{stdout}{stderr}");
+    assert!(!a.sb.state_dir().join("runs").join("say").exists());
+}
