@@ -149,6 +149,9 @@ async fn take_over(shared: &Arc<Shared>, me: &str, timeout: Duration) {
                 error!(target: "overnight::daemon", "runs of dead host `{host}` not closed: {e}")
             }
         }
+        if let Err(e) = shared.take_over_flows(&host).await {
+            error!(target: "overnight::daemon", "flow runs of dead host `{host}` not taken over: {e}");
+        }
     }
     // Off the heartbeat's task: recording them may wait on the database.
     match store.orphaned_fires().await {

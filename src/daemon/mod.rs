@@ -129,10 +129,16 @@ impl Shared {
         job: Arc<Job>,
         run_id: i64,
         place: Arc<crate::flow::Place>,
+        epoch: Option<i64>,
     ) -> tokio::task::JoinHandle<Result<Outcome, StoreError>> {
         self.track(job, move |runner, job| async move {
-            runner.run_step(&job, run_id, place).await
+            runner.run_step(&job, run_id, place, epoch).await
         })
+    }
+
+    /// In a cluster, this host's epoch now; `None` without one.
+    pub fn epoch(&self) -> Option<i64> {
+        Some(self.epoch.load(std::sync::atomic::Ordering::SeqCst)).filter(|&e| e != 0)
     }
 
     /// Runs `run` for `job` as a tracked task.
@@ -167,10 +173,9 @@ impl Shared {
         key: &str,
         fires: &[chrono::DateTime<Utc>],
     ) -> Result<(Vec<chrono::DateTime<Utc>>, Option<i64>), StoreError> {
-        let epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);
-        if epoch == 0 {
+        let Some(epoch) = self.epoch() else {
             return Ok((fires.to_vec(), None));
-        }
+        };
         let host = self.runner.host();
         let got = self.store.claim_fires(key, fires, host, epoch).await?;
         Ok((got, Some(epoch)))

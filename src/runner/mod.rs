@@ -55,6 +55,9 @@ struct Request {
     fire: Option<Fire>,
     /// The run's id, when the caller recorded it already (a flow step).
     run_id: Option<i64>,
+    /// In a cluster, the host's epoch the run may start under (a fire's
+    /// claim's, a flow driver's).
+    fence: Option<i64>,
     /// The flow run it is a step of.
     flow: Option<Arc<Place>>,
 }
@@ -261,6 +264,7 @@ impl Runner {
             trigger,
             fire,
             run_id: None,
+            fence: fire.and_then(|f| f.epoch),
             flow: None,
         };
         self.run_as(job, request).await
@@ -279,23 +283,27 @@ impl Runner {
             trigger,
             fire: None,
             run_id: Some(run_id),
+            fence: None,
             flow: None,
         };
         self.run_as(job, request).await
     }
 
     /// Runs `job` as a step of a flow run, under the id the flow recorded
-    /// for it before asking.
+    /// for it before asking; in a cluster, only while `epoch` (the
+    /// driver's) is its host's.
     pub async fn run_step(
         &self,
         job: &Job,
         run_id: i64,
         place: Arc<Place>,
+        epoch: Option<i64>,
     ) -> Result<Outcome, StoreError> {
         let request = Request {
             trigger: Trigger::Flow,
             fire: None,
             run_id: Some(run_id),
+            fence: epoch,
             flow: Some(place),
         };
         self.run_as(job, request).await
@@ -306,6 +314,7 @@ impl Runner {
             trigger,
             fire,
             run_id,
+            fence,
             flow,
         } = request;
         let scheduled_at = fire.map(|f| f.at);
@@ -355,7 +364,7 @@ impl Runner {
         // disk): the first failure is kept and said in the report.
         let mut unrecorded = None;
         let mut new_run = self.new_run(&header, &admission);
-        new_run.epoch = fire.and_then(|f| f.epoch);
+        new_run.epoch = fence;
         match self.start_claimed(&new_run).await {
             // Another host runs this fire: nothing is recorded or run here.
             Err(fenced @ StoreError::Fenced(_)) => {

@@ -184,6 +184,11 @@ pub struct FlowSave {
     finished_at: Option<DateTime<Utc>>,
     driver: Option<(u32, u64)>,
     steps: Vec<StepRow>,
+    /// The host driving it: a save of a host the run was taken from (by
+    /// a survivor in a cluster) changes nothing. Empty: any (an entry of
+    /// an older journal).
+    #[serde(default)]
+    host: String,
 }
 
 impl FlowSave {
@@ -219,6 +224,7 @@ impl FlowSave {
             holds: Holds::of(&run.state),
             finished_at: run.finished_at,
             driver: run.driver,
+            host: run.host.clone(),
             steps: changed
                 .iter()
                 .map(|&step| StepRow {
@@ -365,6 +371,36 @@ impl Store {
     }
 
     /// The flow runs not over yet (running or held), oldest first.
+    /// Takes over the open flow runs of `dead`, a host declared dead, of
+    /// the flows `flows` (those this host may drive), for `host` driven
+    /// by `driver`: one survivor gets each. Returns them.
+    pub async fn take_flow_runs(
+        &self,
+        dead: &str,
+        host: &str,
+        driver: Option<(u32, u64)>,
+        flows: &[String],
+    ) -> Result<Vec<FlowRecord>, StoreError> {
+        // Only a cluster has other hosts.
+        let super::Db::Postgres(pool) = &self.db else {
+            return Ok(Vec::new());
+        };
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "UPDATE flow_runs SET host = $2, pid = $3, driver_started = $4 \
+                 WHERE finished_at IS NULL AND host = $1 AND flow = ANY($5) RETURNING id",
+        )
+        .bind(dead)
+        .bind(host)
+        .bind(driver.map(|(p, _)| i64::from(p)))
+        .bind(driver.map(|(_, s)| s as i64))
+        .bind(flows)
+        .fetch_all(pool)
+        .await?;
+        let mut taken = self.open_flow_runs().await?;
+        taken.retain(|run| ids.contains(&run.id));
+        Ok(taken)
+    }
+
     pub async fn open_flow_runs(&self) -> Result<Vec<FlowRecord>, StoreError> {
         on_db!(&self.db, pool => {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -443,8 +479,9 @@ pub(crate) async fn update_flow(
     tx: &mut <Db as sqlx::Database>::Connection,
     save: &FlowSave,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE flow_runs SET status = $1, holds = $2, finished_at = $3, pid = $4, driver_started = $5 WHERE id = $6",
+    let saved = sqlx::query(
+        "UPDATE flow_runs SET status = $1, holds = $2, finished_at = $3, pid = $4, driver_started = $5 \
+         WHERE id = $6 AND ($7 = '' OR host = $7)",
     )
     .bind(save.status.as_str())
     .bind(json(&save.holds))
@@ -452,8 +489,12 @@ pub(crate) async fn update_flow(
     .bind(save.driver.map(|(p, _)| i64::from(p)))
     .bind(save.driver.map(|(_, s)| s as i64))
     .bind(save.id)
+    .bind(&save.host)
     .execute(&mut *tx)
     .await?;
+    if saved.rows_affected() == 0 {
+        return Ok(()); // another host drives it now
+    }
     write_steps(tx, save).await
 }
 

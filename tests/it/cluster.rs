@@ -607,3 +607,66 @@ async fn logs_of_another_hosts_run_come_through_its_api() {
     assert!(stdout.contains("said on b"), "{stdout}{stderr}");
     assert!(!a.sb.state_dir().join("runs").join("say").exists());
 }
+
+/// kill -9 of the host driving a flow, a step of it running there: the
+/// other host declares it dead, closes the step's run as `lost`, takes
+/// the flow run over and drives it to its end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flow_of_a_killed_host_finishes_on_another() {
+    let db = TestDb::new().await;
+    let jobs = "jobs:\n  slow:\n    command: sleep 30\n  fin:\n    command: echo done\nflows:\n  nightly:\n    steps:\n      first: {job: slow}\n      second: {job: fin, after: first}\n";
+    let mut a = Host::start(&db, "a", jobs);
+    let mut pg = db.connect().await;
+    alive(&mut pg, 1, &[&a]).await;
+    let (_, password) = db.store_and_password();
+    let started =
+        a.sb.command(&["flow", "start", "nightly"])
+            .env("STORE_PASSWORD", &password)
+            .output()
+            .unwrap();
+    assert!(
+        started.status.success(),
+        "{}",
+        crate::helper::text(&started).1
+    );
+    let (step, job_pid): (i64, i64) = until(&mut pg, "step `first` running on a", async |pg| {
+        sqlx::query_as("SELECT id, job_pid FROM runs WHERE job = 'slow' AND status = 'running' AND job_pid IS NOT NULL")
+            .fetch_optional(pg)
+            .await
+            .ok()?
+    })
+    .await;
+    let mut b = Host::start(&db, "b", jobs);
+    alive(&mut pg, 2, &[&a, &b]).await;
+    kill9(a.pid());
+    let (host, status): (String, String) = until(&mut pg, "the flow run ended", async |pg| {
+        sqlx::query_as(
+            "SELECT host, status FROM flow_runs WHERE flow = 'nightly' AND finished_at IS NOT NULL",
+        )
+        .fetch_optional(pg)
+        .await
+        .ok()?
+    })
+    .await;
+    assert_eq!(host, "b", "{}", b.said());
+    let lost: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+        .bind(step)
+        .fetch_one(&mut pg)
+        .await
+        .unwrap();
+    assert_eq!(lost, "lost");
+    assert_ne!(status, "running");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{job_pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{job_pid}/stat"))
+                .is_ok_and(|stat| stat.contains(") Z ")),
+        "the killed host's step still runs"
+    );
+    assert!(
+        b.said().contains("taken over from host `a`"),
+        "{}",
+        b.said()
+    );
+    a.daemon.take().map(|mut d| d.wait());
+    b.stop();
+}

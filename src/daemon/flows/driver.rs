@@ -24,6 +24,10 @@ use crate::store::{FlowAction, FlowRecord, FlowSave, StoreError};
 /// One flow run being driven.
 pub(super) struct Driver<'s> {
     shared: &'s Arc<Shared>,
+    /// In a cluster, the host's epoch when it began driving: its steps
+    /// start only while it is current (a host declared dead meanwhile
+    /// had the run taken over).
+    epoch: Option<i64>,
     run: FlowRecord,
     /// The run's plan, shared with what it hands out (`run.plan` is the
     /// same, as recorded).
@@ -44,6 +48,7 @@ impl<'s> Driver<'s> {
     pub(super) fn new(shared: &'s Arc<Shared>, run: FlowRecord) -> Driver<'s> {
         let (done_tx, done) = mpsc::unbounded_channel();
         Driver {
+            epoch: shared.epoch(),
             shared,
             plan: Arc::new(run.plan.clone()),
             log: FlowLog::new(&run.flow, run.id),
@@ -282,7 +287,7 @@ impl<'s> Driver<'s> {
             });
             return Ok(());
         };
-        let run = self.shared.launch_step(job, run_id, place);
+        let run = self.shared.launch_step(job, run_id, place, self.epoch);
         tokio::spawn(async move {
             let (known, details) = match run.await {
                 Ok(Ok(Outcome::Ran(report))) => (Known::of_status(report.status), report.details),

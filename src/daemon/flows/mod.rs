@@ -316,6 +316,38 @@ impl Shared {
         Ok(())
     }
 
+    /// Takes over the open flow runs host `dead` (declared dead) was
+    /// driving, of the flows this host may drive, and drives them: their
+    /// steps that were running there are closed as `lost` already, and
+    /// the flows go on from there.
+    pub(super) async fn take_over_flows(self: &Arc<Self>, dead: &str) -> Result<(), StoreError> {
+        let config = self.config();
+        let mine: Vec<String> = config
+            .flows
+            .iter()
+            .filter(|f| f.placement.admits(&config.cluster))
+            .map(|f| f.name.clone())
+            .collect();
+        let taken = self
+            .store
+            .take_flow_runs(dead, self.runner.host(), driver(), &mine)
+            .await?;
+        for run in taken {
+            let Ok(commands) = self.driving.enlist(run.id, &run.flow, false) else {
+                continue;
+            };
+            FlowLog::new(&run.flow, run.id).status(
+                Level::Warn,
+                format_args!(
+                    "flow run #{} taken over from host `{dead}`, declared dead",
+                    run.id
+                ),
+            );
+            self.drive(run, commands);
+        }
+        Ok(())
+    }
+
     /// Drives `run` in a task of its own until it is over.
     fn drive(self: &Arc<Self>, run: FlowRecord, commands: mpsc::Receiver<Command>) {
         let shared = Arc::clone(self);
