@@ -343,7 +343,8 @@ async fn other_host(store: &Store, host: &str, state_dir: &std::path::Path) -> O
     let row = hosts.iter().find(|h| h.name == host && h.alive)?;
     let addr: std::net::SocketAddr = row.api.as_deref()?.parse().ok()?;
     let ours = crate::daemon::info::DaemonInfo::read(state_dir).map(|card| card.addr);
-    (!addr.ip().is_unspecified() && ours != Some(addr)).then(|| Client::of_host(addr))?
+    let token = std::env::var(crate::client::TOKEN_VARIABLE).unwrap_or_default();
+    (!addr.ip().is_unspecified() && ours != Some(addr)).then(|| Client::of_host(addr, token))?
 }
 
 /// Follows run `id` through the daemon's stream of its output until the

@@ -11,6 +11,10 @@ use sqlx::{PgConnection, Row};
 use crate::helper::postgres::TestDb;
 use crate::helper::{Sandbox, kill9, terminate};
 
+/// The value of `${OPS_TOKEN}` in the hosts' environment, for jobs files
+/// with `api.tokens`.
+const OPS_TOKEN: &str = "a-token-the-hosts-share";
+
 /// One host of a test cluster: its sandbox and its daemon's process.
 struct Host {
     sb: Sandbox,
@@ -35,7 +39,12 @@ impl Host {
                 "store: {store}\nhost: {name}\nlisten: 127.0.0.1:0\ncluster: {cluster}\nshutdown_grace: 1s\n{jobs}"
             ),
         );
-        let daemon = sb.daemon().env("STORE_PASSWORD", password).spawn().unwrap();
+        let daemon = sb
+            .daemon()
+            .env("STORE_PASSWORD", password)
+            .env("OPS_TOKEN", OPS_TOKEN)
+            .spawn()
+            .unwrap();
         Host {
             sb,
             daemon: Some(daemon),
@@ -669,4 +678,59 @@ async fn a_flow_of_a_killed_host_finishes_on_another() {
     );
     a.daemon.take().map(|mut d| d.wait());
     b.stop();
+}
+
+/// `overnight run JOB` on a host the job's `hosts:` excludes is handed
+/// on to a live host that may run it (with the hosts' shared token), and
+/// runs once, there; without a shared token, it says what is missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_on_a_host_the_job_excludes_runs_it_on_one_it_allows() {
+    let db = TestDb::new().await;
+    let jobs = "api: {tokens: {ops: '${OPS_TOKEN}'}}\njobs:\n  pinned:\n    hosts: [b]\n    command: echo ran on b\n";
+    let a = Host::start(&db, "a", jobs);
+    let b = Host::start(&db, "b", jobs);
+    let mut pg = db.connect().await;
+    alive(&mut pg, 2, &[&a, &b]).await;
+    let (_, password) = db.store_and_password();
+    // Through a's daemon, which hands it to b.
+    a.sb.daemon_said("started: pid").await;
+    let out =
+        a.sb.command(&["run", "pinned"])
+            .env("STORE_PASSWORD", &password)
+            .output()
+            .unwrap();
+    let (stdout, stderr) = crate::helper::text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}\n{}", a.said());
+    let hosts: Vec<String> = sqlx::query_scalar("SELECT host FROM runs WHERE job = 'pinned'")
+        .fetch_all(&mut pg)
+        .await
+        .unwrap();
+    assert_eq!(hosts, ["b"], "run once, on b");
+    assert!(a.said().contains("handed on to host `b`"), "{}", a.said());
+
+    // The same without a shared token: refused, saying what to add.
+    let db = TestDb::new().await;
+    let jobs = "jobs:\n  pinned:\n    hosts: [b]\n    command: echo ran on b\n";
+    let a = Host::start(&db, "a", jobs);
+    let b = Host::start(&db, "b", jobs);
+    let mut pg = db.connect().await;
+    alive(&mut pg, 2, &[&a, &b]).await;
+    a.sb.daemon_said("started: pid").await;
+    let (_, password) = db.store_and_password();
+    let out =
+        a.sb.command(&["run", "pinned"])
+            .env("STORE_PASSWORD", &password)
+            .output()
+            .unwrap();
+    let (_, stderr) = crate::helper::text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("give the hosts a shared token in `api.tokens`"),
+        "{stderr}"
+    );
+    let ran: i64 = sqlx::query_scalar("SELECT count(*) FROM runs WHERE job = 'pinned'")
+        .fetch_one(&mut pg)
+        .await
+        .unwrap();
+    assert_eq!(ran, 0);
 }

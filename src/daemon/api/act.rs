@@ -18,14 +18,30 @@ use crate::report::{Report, Trigger};
 use crate::runner::{Outcome, StopReason};
 use crate::store::FlowRecord;
 
-/// Runs a job now and answers with its report when it ends.
+/// Runs a job now and answers with its report when it ends. In a
+/// cluster, a job this host may not run is handed on to a live host that
+/// may, and that host's answer given.
 pub async fn run_job(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<Report>, ApiError> {
     let job = job_named(&shared, name)?;
-    log::info!(target: "overnight::api", "`{}` run now by {}", job.name, caller.who(None)?);
+    let who = caller.who(None)?;
+    let config = shared.config();
+    if !job.placement.admits(&config.cluster) {
+        if headers.contains_key(crate::client::HANDED_ON) {
+            return Err(ApiError::BadRequest(format!(
+                "job `{}` runs on {}, and host `{}` is not one: the jobs files of the hosts differ (`overnight check --cluster`)",
+                job.name,
+                job.placement.describe(),
+                config.cluster.host
+            )));
+        }
+        return hand_on(&shared, &config, &job, &who).await;
+    }
+    log::info!(target: "overnight::api", "`{}` run now by {who}", job.name);
     let report = shared
         .launch(job, Trigger::Manual, None)
         .await
@@ -36,6 +52,57 @@ pub async fn run_job(
             id,
             why: why.to_string(),
         }),
+    }
+}
+
+/// Runs `job`, which this host may not run, on a live host that may,
+/// through its API, with one of `api.tokens` (the hosts share the file).
+async fn hand_on(
+    shared: &Shared,
+    config: &crate::config::Config,
+    job: &crate::config::Job,
+    who: &str,
+) -> Result<Json<Report>, ApiError> {
+    let hosts = shared.store.hosts().await?;
+    let target = hosts.iter().find(|h| {
+        h.alive
+            && h.name != config.cluster.host
+            && job.placement.admits_host(&h.name, &h.tags)
+            && h.api
+                .as_deref()
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                .is_some()
+    });
+    let Some(target) = target else {
+        return Err(ApiError::BadRequest(format!(
+            "job `{}` runs on {}, and no live host of the cluster is one; start one, or run it where it may run",
+            job.name,
+            job.placement.describe()
+        )));
+    };
+    let Some(token) = config.api.tokens.iter().find_map(|t| t.value.clone()) else {
+        return Err(ApiError::BadRequest(format!(
+            "job `{}` runs on {} (host `{}` is up), not here; to hand runs on, give the hosts a shared token in `api.tokens`",
+            job.name,
+            job.placement.describe(),
+            target.name
+        )));
+    };
+    let addr = target
+        .api
+        .as_deref()
+        .and_then(|a| a.parse().ok())
+        .expect("checked above");
+    log::info!(target: "overnight::api", "`{}` run now by {who}, handed on to host `{}`", job.name, target.name);
+    let client = crate::client::Client::of_host(addr, token)
+        .ok_or_else(|| ApiError::Run("no HTTP client".into()))?;
+    match client.run_handed_on(&job.name).await {
+        Ok(Outcome::Ran(report)) => Ok(Json(*report)),
+        Ok(Outcome::NotRun { id, why }) => Err(ApiError::NotRun {
+            id,
+            why: format!("on host `{}`: {why}", target.name),
+        }),
+        Err(e) => Err(ApiError::Run(format!("host `{}`: {e}", target.name))),
     }
 }
 
