@@ -30,9 +30,6 @@ pub enum ClientError {
 /// The variable holding an API token for reading another host's API.
 pub const TOKEN_VARIABLE: &str = "OVERNIGHT_API_TOKEN";
 
-/// The header of a run handed on by another host of a cluster.
-pub const HANDED_ON: &str = "x-overnight-handed-on";
-
 /// A connection to the daemon of one state directory.
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -69,22 +66,14 @@ impl Client {
 
     /// Runs `job` through the daemon and waits for its end.
     pub async fn run(&self, job: &str) -> Result<Outcome, ClientError> {
-        self.run_as(job, false).await
-    }
-
-    /// Runs `job` through the daemon of another host, handed on by this
-    /// one (which it must not hand on again), and waits for its end.
-    pub async fn run_handed_on(&self, job: &str) -> Result<Outcome, ClientError> {
-        self.run_as(job, true).await
-    }
-
-    async fn run_as(&self, job: &str, handed_on: bool) -> Result<Outcome, ClientError> {
         let url = format!("http://{}/api/jobs/{job}/run", self.info.addr);
-        let mut request = self.http.post(url).bearer_auth(&self.info.token);
-        if handed_on {
-            request = request.header(HANDED_ON, "1");
-        }
-        let answer = request.send().await.map_err(|e| self.unreachable(e))?;
+        let answer = self
+            .http
+            .post(url)
+            .bearer_auth(&self.info.token)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
         if answer.status().is_success() {
             return answer
                 .json()

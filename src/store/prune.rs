@@ -71,10 +71,29 @@ impl Store {
                 tx.commit().await?;
                 pruned.runs = gone.rows_affected();
             }
+            self.prune_fires().await?;
             Ok(pruned)
         })
     }
+
+    /// In a cluster, forgets the claims of fires done over a week ago:
+    /// every host's schedule state has long moved past them, so no host
+    /// dispatches them again (a row a fire per job).
+    async fn prune_fires(&self) -> Result<(), StoreError> {
+        let super::Db::Postgres(pool) = &self.db else {
+            return Ok(());
+        };
+        let cutoff = time_text(Utc::now() - chrono::Duration::days(CLAIMS_KEPT_DAYS));
+        sqlx::query("DELETE FROM fires WHERE done AND scheduled_at < $1")
+            .bind(cutoff)
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
 }
+
+/// How long a done fire's claim is kept.
+const CLAIMS_KEPT_DAYS: i64 = 7;
 
 /// Removes the files under `runs/<job>/` last written before `cutoff`,
 /// except those of `running` runs (named `<id>.…`); returns how many files

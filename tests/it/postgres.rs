@@ -281,3 +281,38 @@ async fn a_daemon_records_its_fires_in_postgres() {
                 .is_none()
     );
 }
+
+/// A week after they were done, the claims of fires are pruned with the
+/// rest of the history's housekeeping; newer ones, and open ones, stay.
+#[tokio::test]
+async fn claims_of_fires_done_long_ago_are_pruned() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = overnight::store::Store::connect_postgres(&db.url, dir.path())
+        .await
+        .unwrap();
+    let mut pg = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let old = "2026-01-01T02:00:00.000000Z";
+    let recent = overnight::store::time_text(chrono::Utc::now());
+    for (at, done) in [
+        (old, true),
+        (recent.as_str(), true),
+        ("2026-01-02T02:00:00.000000Z", false),
+    ] {
+        sqlx::query(
+            "INSERT INTO fires (job, scheduled_at, host, epoch, claimed_at, done) VALUES ('nightly', $1, 'a', 1, $1, $2)",
+        )
+        .bind(at)
+        .bind(done)
+        .execute(&mut pg)
+        .await
+        .unwrap();
+    }
+    store.prune(&Default::default()).await.unwrap();
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT scheduled_at FROM fires ORDER BY scheduled_at")
+            .fetch_all(&mut pg)
+            .await
+            .unwrap();
+    assert_eq!(left, ["2026-01-02T02:00:00.000000Z".to_string(), recent]);
+}

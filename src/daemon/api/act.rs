@@ -31,7 +31,7 @@ pub async fn run_job(
     let who = caller.who(None)?;
     let config = shared.config();
     if !job.placement.admits(&config.cluster) {
-        if headers.contains_key(crate::client::HANDED_ON) {
+        if headers.contains_key(HANDED_ON) {
             return Err(ApiError::BadRequest(format!(
                 "job `{}` runs on {}, and host `{}` is not one: the jobs files of the hosts differ (`overnight check --cluster`)",
                 job.name,
@@ -88,23 +88,45 @@ async fn hand_on(
             target.name
         )));
     };
-    let addr = target
+    let addr: std::net::SocketAddr = target
         .api
         .as_deref()
         .and_then(|a| a.parse().ok())
         .expect("checked above");
     log::info!(target: "overnight::api", "`{}` run now by {who}, handed on to host `{}`", job.name, target.name);
-    let client = crate::client::Client::of_host(addr, token)
-        .ok_or_else(|| ApiError::Run("no HTTP client".into()))?;
-    match client.run_handed_on(&job.name).await {
-        Ok(Outcome::Ran(report)) => Ok(Json(*report)),
-        Ok(Outcome::NotRun { id, why }) => Err(ApiError::NotRun {
+    let failed = |e: reqwest::Error| ApiError::Run(format!("host `{}`: {e}", target.name));
+    let answer = crate::exec::http::client_builder()
+        .build()
+        .map_err(failed)?
+        .post(format!("http://{addr}/api/jobs/{}/run", job.name))
+        .bearer_auth(token)
+        .header(HANDED_ON, "1")
+        .send()
+        .await
+        .map_err(failed)?;
+    if answer.status().is_success() {
+        return answer.json().await.map(Json).map_err(failed);
+    }
+    let status = answer.status();
+    match answer.json::<super::ErrorBody>().await {
+        Ok(super::ErrorBody {
+            error,
+            run_id: Some(id),
+        }) => Err(ApiError::NotRun {
             id,
-            why: format!("on host `{}`: {why}", target.name),
+            why: format!("on host `{}`: {error}", target.name),
         }),
-        Err(e) => Err(ApiError::Run(format!("host `{}`: {e}", target.name))),
+        Ok(body) => Err(ApiError::Run(format!(
+            "host `{}`: {}",
+            target.name, body.error
+        ))),
+        Err(_) => Err(ApiError::Run(format!("host `{}`: {status}", target.name))),
     }
 }
+
+/// The header of a run handed on by another host of a cluster: never
+/// handed on again.
+const HANDED_ON: &str = "x-overnight-handed-on";
 
 /// The job `name` of the jobs file in force.
 fn job_named(shared: &Shared, name: String) -> Result<Arc<crate::config::Job>, ApiError> {
