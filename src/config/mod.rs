@@ -469,12 +469,17 @@ impl Config {
 
 /// The variables a `store` URL reads, and `$OVERNIGHT_STORE` itself:
 /// withheld from jobs, also from a wrapped crontab line with no jobs file.
+/// With a store, `$PGPASSWORD` too: the PostgreSQL client reads the
+/// password from it when the URL has none.
 pub fn store_variables(store: Option<&str>) -> Vec<String> {
     let mut names: Vec<String> = store
         .into_iter()
         .flat_map(var_names)
         .map(str::to_string)
         .collect();
+    if store.is_some() {
+        names.push("PGPASSWORD".to_string());
+    }
     names.push(STORE_VARIABLE.to_string());
     names
 }

@@ -176,7 +176,7 @@ async fn a_jobs_file_with_store_keeps_its_history_in_postgres() {
 
 /// `overnight exec` with no jobs file records where `$OVERNIGHT_STORE`
 /// says, and the wrapped command sees neither that variable nor the one
-/// holding the password.
+/// holding the password, nor `$PGPASSWORD`.
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_records_in_the_store_the_environment_names_and_withholds_it() {
     let db = TestDb::new().await;
@@ -186,6 +186,7 @@ async fn exec_records_in_the_store_the_environment_names_and_withholds_it() {
         sb.command(args)
             .env("OVERNIGHT_STORE", &url)
             .env("STORE_PASSWORD", &password)
+            .env("PGPASSWORD", "not-for-jobs")
             .output()
             .unwrap()
     };
@@ -196,13 +197,13 @@ async fn exec_records_in_the_store_the_environment_names_and_withholds_it() {
         "--",
         "sh",
         "-c",
-        "echo \"store=${OVERNIGHT_STORE:-withheld} password=${STORE_PASSWORD:-withheld}\"",
+        "echo \"store=${OVERNIGHT_STORE:-withheld} password=${STORE_PASSWORD:-withheld} pg=${PGPASSWORD:-withheld}\"",
     ]);
     assert!(out.status.success(), "{out:?}");
     let logs = with_store(&["logs", "wrapped"]);
     assert_eq!(
         String::from_utf8_lossy(&logs.stdout),
-        "store=withheld password=withheld\n",
+        "store=withheld password=withheld pg=withheld\n",
         "{logs:?}"
     );
     let mut pg = sqlx::PgConnection::connect(&db.url).await.unwrap();
