@@ -82,6 +82,22 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
                 job.name
             );
         }
+        if !job.placement.admits(&config.cluster) {
+            let elsewhere = match config.store {
+                Some(_) => "its fires are left to the hosts that may run it",
+                None => "its fires never run: with the history in SQLite, this is the only host",
+            };
+            eprintln!(
+                "warning: job `{}` runs on {}, and this host is `{}` (tags: {}): {elsewhere}",
+                job.name,
+                job.placement.describe(),
+                config.cluster.host,
+                match config.cluster.tags.is_empty() {
+                    true => "none".to_string(),
+                    false => config.cluster.tags.join(", "),
+                }
+            );
+        }
         if let Some(why) = &job.unmailable {
             eprintln!(
                 "warning: job `{}`: its failures and warnings are {why}",

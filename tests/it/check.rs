@@ -495,3 +495,22 @@ fn check_reports_the_cluster_keys_mistakes() {
         "{stderr}"
     );
 }
+
+/// A job whose `hosts:` leave out this host, on SQLite: `check` says its
+/// fires never run here, and that there is no other host to run them.
+#[test]
+fn check_warns_of_a_job_pinned_to_another_host_without_a_cluster() {
+    let sb = Sandbox::new();
+    sb.write(
+        "overnight.yaml",
+        "host: here\njobs:\n  pinned:\n    schedule: '0 2 * * *'\n    hosts: [there]\n    command: 'true'\n  free:\n    command: 'true'\n",
+    );
+    let out = sb.run(&["check"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: job `pinned` runs on hosts there, and this host is `here` (tags: none): its fires never run: with the history in SQLite, this is the only host"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("`free`"), "{stderr}");
+}
