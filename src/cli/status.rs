@@ -12,7 +12,7 @@ use super::{CliError, ConfigArg};
 use crate::client::Client;
 use crate::daemon::api::{JobStatus, LockHolder};
 use crate::exit::Outcome;
-use crate::store::{RunRecord, Store};
+use crate::store::{HostRecord, RunRecord, Store};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -86,20 +86,25 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     }
 }
 
-/// Where every job stands now.
+/// Where every job stands now, and in a cluster, its hosts.
 async fn snapshot(
     config: Option<&crate::config::Config>,
     state_dir: &std::path::Path,
-) -> Result<StatusDoc, CliError> {
+) -> Result<(StatusDoc, Vec<HostRecord>), CliError> {
     let place = crate::config::Place::of(config);
-    let (mut last, running, locks) = if crate::store::may_have_history(&place) {
+    let (mut last, running, locks, hosts) = if crate::store::may_have_history(&place) {
         let store = super::opened(Store::open_at(&place).await?, state_dir, config).await?;
         let locks = LockHolder::from_rows(store.held_locks().await?);
-        let found = (store.last_finished().await?, store.running().await?, locks);
+        let found = (
+            store.last_finished().await?,
+            store.running().await?,
+            locks,
+            store.hosts().await?,
+        );
         store.close().await;
         found
     } else {
-        (Vec::new(), Vec::new(), Vec::new())
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new())
     };
     let now = Utc::now();
     let mut jobs: Vec<JobLine> = config
@@ -123,16 +128,17 @@ async fn snapshot(
         },
         last: Some(r),
     }));
-    Ok(StatusDoc {
+    let doc = StatusDoc {
         jobs,
         running,
         locks,
-    })
+    };
+    Ok((doc, hosts))
 }
 
 /// Prints `doc`; `again` when it replaces one shown before (the screen
 /// cleared on a terminal, a line between them otherwise).
-fn show(doc: &StatusDoc, args: &Args, zones: &Zones<'_>, again: bool) {
+fn show((doc, hosts): &(StatusDoc, Vec<HostRecord>), args: &Args, zones: &Zones<'_>, again: bool) {
     use std::io::{IsTerminal, Write};
     if args.json {
         let json = match args.watch {
@@ -148,6 +154,7 @@ fn show(doc: &StatusDoc, args: &Args, zones: &Zones<'_>, again: bool) {
             }
         }
         print_text(doc, zones);
+        print_hosts(hosts);
     }
     let _ = std::io::stdout().flush();
 }
@@ -212,6 +219,31 @@ fn print_text(doc: &StatusDoc, zones: &Zones<'_>) {
                 lock.name, lock.mode, lock.run_id, lock.job
             );
         }
+    }
+}
+
+/// A cluster's hosts: whether each is alive, its epoch, how long since
+/// its last heartbeat, its tags; who declared a dead one dead.
+fn print_hosts(hosts: &[HostRecord]) {
+    if hosts.is_empty() {
+        return;
+    }
+    println!("\nhosts:");
+    for host in hosts {
+        let state = match (&host.alive, &host.declared_by) {
+            (true, _) => "alive".to_string(),
+            (false, Some(by)) if by == &host.name => "left".to_string(),
+            (false, Some(by)) => format!("dead (declared by {by})"),
+            (false, None) => "dead".to_string(),
+        };
+        let tags = match host.tags.is_empty() {
+            true => String::new(),
+            false => format!("  tags {}", host.tags.join(", ")),
+        };
+        println!(
+            "  {}  {state}  epoch {}  heard {:.1} s ago{tags}",
+            host.name, host.epoch, host.silent_for
+        );
     }
 }
 

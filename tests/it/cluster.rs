@@ -573,6 +573,20 @@ async fn check_cluster_names_the_hosts_running_another_definition() {
         "{stderr}"
     );
     assert!(!stderr.contains("`tick`"), "{stderr}");
+    // `status` shows the hosts.
+    let status = a
+        .sb
+        .command(&["status"])
+        .env("STORE_PASSWORD", &password)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = crate::helper::text(&status);
+    assert!(status.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("\nhosts:\n  a  alive  epoch 1  heard ")
+            && stdout.contains("\n  b  alive  epoch 1  heard "),
+        "{stdout}"
+    );
     // Without a cluster, the option says what it needs.
     let lone = Sandbox::new();
     lone.write("overnight.yaml", "jobs:\n  x:\n    command: 'true'\n");
