@@ -574,12 +574,11 @@ async fn check_cluster_names_the_hosts_running_another_definition() {
     );
     assert!(!stderr.contains("`tick`"), "{stderr}");
     // `status` shows the hosts.
-    let status = a
-        .sb
-        .command(&["status"])
-        .env("STORE_PASSWORD", &password)
-        .output()
-        .unwrap();
+    let status =
+        a.sb.command(&["status"])
+            .env("STORE_PASSWORD", &password)
+            .output()
+            .unwrap();
     let (stdout, stderr) = crate::helper::text(&status);
     assert!(status.status.success(), "{stderr}");
     assert!(
