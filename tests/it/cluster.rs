@@ -55,6 +55,15 @@ impl Host {
         self.daemon.as_ref().expect("running").id() as i32
     }
 
+    /// `overnight ARGS…` in its sandbox, with the store's password.
+    fn cli(&self, db: &TestDb, args: &[&str]) -> std::process::Output {
+        self.sb
+            .command(args)
+            .env("STORE_PASSWORD", db.store_and_password().1)
+            .output()
+            .unwrap()
+    }
+
     /// What its daemon said on stderr.
     fn said(&self) -> String {
         std::fs::read_to_string(self.sb.path().join("daemon.err")).unwrap_or_default()
@@ -550,14 +559,9 @@ async fn check_cluster_names_the_hosts_running_another_definition() {
     );
     let mut pg = db.connect().await;
     alive(&mut pg, 2, &[&a, &b]).await;
-    let (_, password) = db.store_and_password();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let (stdout, stderr) = loop {
-        let out =
-            a.sb.command(&["check", "--cluster"])
-                .env("STORE_PASSWORD", &password)
-                .output()
-                .unwrap();
+        let out = a.cli(&db, &["check", "--cluster"]);
         let (stdout, stderr) = crate::helper::text(&out);
         assert_eq!(out.status.code(), Some(0), "{stderr}");
         if stdout.contains("2 job(s) and flow(s) compared, 1 with different definitions") {
@@ -574,11 +578,7 @@ async fn check_cluster_names_the_hosts_running_another_definition() {
     );
     assert!(!stderr.contains("`tick`"), "{stderr}");
     // `status` shows the hosts.
-    let status =
-        a.sb.command(&["status"])
-            .env("STORE_PASSWORD", &password)
-            .output()
-            .unwrap();
+    let status = a.cli(&db, &["status"]);
     let (stdout, stderr) = crate::helper::text(&status);
     assert!(status.status.success(), "{stderr}");
     assert!(
@@ -618,12 +618,7 @@ async fn logs_of_another_hosts_run_come_through_its_api() {
         .ok()?
     })
     .await;
-    let (_, password) = db.store_and_password();
-    let out =
-        a.sb.command(&["logs", &id.to_string()])
-            .env("STORE_PASSWORD", &password)
-            .output()
-            .unwrap();
+    let out = a.cli(&db, &["logs", &id.to_string()]);
     let (stdout, stderr) = crate::helper::text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("said on b"), "{stdout}{stderr}");
@@ -640,12 +635,7 @@ async fn a_flow_of_a_killed_host_finishes_on_another() {
     let mut a = Host::start(&db, "a", jobs);
     let mut pg = db.connect().await;
     alive(&mut pg, 1, &[&a]).await;
-    let (_, password) = db.store_and_password();
-    let started =
-        a.sb.command(&["flow", "start", "nightly"])
-            .env("STORE_PASSWORD", &password)
-            .output()
-            .unwrap();
+    let started = a.cli(&db, &["flow", "start", "nightly"]);
     assert!(
         started.status.success(),
         "{}",
@@ -704,14 +694,9 @@ async fn run_on_a_host_the_job_excludes_runs_it_on_one_it_allows() {
     let b = Host::start(&db, "b", jobs);
     let mut pg = db.connect().await;
     alive(&mut pg, 2, &[&a, &b]).await;
-    let (_, password) = db.store_and_password();
     // Through a's daemon, which hands it to b.
     a.sb.daemon_said("started: pid").await;
-    let out =
-        a.sb.command(&["run", "pinned"])
-            .env("STORE_PASSWORD", &password)
-            .output()
-            .unwrap();
+    let out = a.cli(&db, &["run", "pinned"]);
     let (stdout, stderr) = crate::helper::text(&out);
     assert!(out.status.success(), "{stdout}{stderr}\n{}", a.said());
     let hosts: Vec<String> = sqlx::query_scalar("SELECT host FROM runs WHERE job = 'pinned'")
@@ -729,12 +714,7 @@ async fn run_on_a_host_the_job_excludes_runs_it_on_one_it_allows() {
     let mut pg = db.connect().await;
     alive(&mut pg, 2, &[&a, &b]).await;
     a.sb.daemon_said("started: pid").await;
-    let (_, password) = db.store_and_password();
-    let out =
-        a.sb.command(&["run", "pinned"])
-            .env("STORE_PASSWORD", &password)
-            .output()
-            .unwrap();
+    let out = a.cli(&db, &["run", "pinned"]);
     let (_, stderr) = crate::helper::text(&out);
     assert!(!out.status.success());
     assert!(
