@@ -30,7 +30,7 @@ use crate::live::Live;
 use crate::notify::{Moment, Notifier};
 use crate::report::{Report, RunHeader, Status, Trigger};
 use crate::route::Router;
-use crate::store::{NewRun, NotRun, Recorder, StoreError};
+use crate::store::{Finished, NewRun, NotRun, Recorder, StoreError};
 
 /// A scheduled fire to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -410,8 +410,14 @@ impl Runner {
         // Out of the active runs whatever the store says: a run that could
         // not be recorded is closed as lost at the next start.
         self.active.lock().expect("active runs").remove(&run_id);
-        let recorded = self.recorder.finish_run(&report).await;
-        note_unrecorded(&mut unrecorded, run_id, recorded);
+        let closed_before = match self.recorder.finish_run(&report).await {
+            Ok(Finished::Recorded) => None,
+            Ok(Finished::ClosedBefore(record)) => Some(record),
+            Err(e) => {
+                note_unrecorded(&mut unrecorded, run_id, Err(e));
+                None
+            }
+        };
         if let Some(why) = unrecorded {
             report.details.insert(UNRECORDED.into(), why.into());
         }
@@ -420,7 +426,22 @@ impl Runner {
             report.status.as_str(),
             report.duration_ms as f64 / 1000.0,
         );
-        self.notifier.moment(job, &report, Moment::Final);
+        match closed_before {
+            // Its triggers were told of that end by whoever closed it.
+            Some(record) => {
+                let why = format!(
+                    "the history keeps it as {}: {}",
+                    record.status,
+                    record
+                        .summary
+                        .as_deref()
+                        .unwrap_or("closed by another host")
+                );
+                log::warn!(target: "overnight::runner", "run #{run_id} of `{}` ended here as {}, but was closed before; {why}", job.name, report.status);
+                report.details.insert(UNRECORDED.into(), why.into());
+            }
+            None => self.notifier.moment(job, &report, Moment::Final),
+        }
         Ok(Outcome::Ran(Box::new(report)))
     }
 

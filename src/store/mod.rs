@@ -49,7 +49,7 @@ pub use journal::Journal;
 pub use notifications::{DeliveryStatus, Notification};
 pub use prune::{PRUNE_EVERY, Pruned};
 pub use recorder::Recorder;
-pub use runs::{NewRun, RunRecord};
+pub use runs::{Finished, NewRun, RunRecord};
 
 pub use schedule::NotRun;
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 use super::{
-    FlowRecord, FlowSave, Journal, NewRun, NotRun, Notification, RunIds, Store, StoreError,
+    Finished, FlowRecord, FlowSave, Journal, NewRun, NotRun, Notification, RunIds, Store,
+    StoreError,
 };
 use crate::config::Place;
 use crate::report::Report;
@@ -190,11 +191,13 @@ impl Recorder {
         }
     }
 
-    /// Records how a run ended.
-    pub async fn finish_run(&self, report: &Report) -> Result<(), StoreError> {
+    /// Records how a run ended (a run closed meanwhile keeps that record).
+    pub async fn finish_run(&self, report: &Report) -> Result<Finished, StoreError> {
         match self {
             Recorder::Store(store) => patiently(store, || store.finish_run(report)).await,
-            Recorder::Journal { journal, .. } => journal.finish_run(report),
+            Recorder::Journal { journal, .. } => {
+                journal.finish_run(report).map(|()| Finished::Recorded)
+            }
             Recorder::Nowhere(why) => Err(StoreError::Unusable(why.to_string())),
         }
     }
@@ -226,10 +229,10 @@ const SERVER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120)
 /// be reached (restarting), for up to [`SERVER_PATIENCE`]: the end of a
 /// run is not lost to a restart of PostgreSQL. Other failures, and
 /// SQLite's, are said at once.
-async fn patiently<F, Fut>(store: &Store, mut write: F) -> Result<(), StoreError>
+async fn patiently<T, F, Fut>(store: &Store, mut write: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), StoreError>>,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
     let deadline = tokio::time::Instant::now() + SERVER_PATIENCE;
     loop {

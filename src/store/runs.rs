@@ -49,6 +49,23 @@ pub struct RunRecord {
     pub job_pid: Option<i64>,
 }
 
+/// What became of a run's end, given to the store.
+#[derive(Debug)]
+pub enum Finished {
+    /// It is the run's record.
+    Recorded,
+    /// The run was closed before (as `lost`, by a host that declared this
+    /// one dead): that record stands.
+    ClosedBefore(RunRecord),
+}
+
+/// A time the store wrote.
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 /// A run about to start, as the store (or the journal) records it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NewRun {
@@ -150,15 +167,17 @@ pub(crate) async fn insert_run<'e>(
     Ok(done.rows_affected() == 1)
 }
 
-/// Records how a run ended, with its report.
+/// Records how a run ended, with its report, if it is still `running`;
+/// whether it was.
 pub(crate) async fn update_finished<'e>(
     db: impl sqlx::Executor<'e, Database = Db>,
     report: &Report,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let json = serde_json::to_string(report).expect("a report always serialises");
-    sqlx::query(
+    let updated = sqlx::query(
         "UPDATE runs SET finished_at = $1, status = $2, exit_code = $3, signal = $4, error_count = $5, \
-         warning_count = $6, summary = $7, report = $8, capture_path = $9, attempt = $10 WHERE id = $11",
+         warning_count = $6, summary = $7, report = $8, capture_path = $9, attempt = $10 \
+         WHERE id = $11 AND status = 'running'",
     )
     .bind(time_text(report.finished_at))
     .bind(report.status.as_str())
@@ -173,7 +192,7 @@ pub(crate) async fn update_finished<'e>(
     .bind(report.run_id)
     .execute(db)
     .await?;
-    Ok(())
+    Ok(updated.rows_affected() == 1)
 }
 
 /// Records the job's own process (pid and start time) of run `id`.
@@ -240,9 +259,25 @@ impl Store {
         Ok(())
     }
 
-    /// Records how a run ended, with its report.
-    pub async fn finish_run(&self, report: &Report) -> Result<(), StoreError> {
-        Ok(on_db!(&self.db, pool, q => q::update_finished(pool, report).await)?)
+    /// Records how a run ended, with its report, unless the run was closed
+    /// meanwhile: a cluster's survivors close the runs of a host they
+    /// declared dead as `lost`, and a host that comes back from a freeze
+    /// does not overwrite that (nor tell its triggers a second end).
+    pub async fn finish_run(&self, report: &Report) -> Result<Finished, StoreError> {
+        if on_db!(&self.db, pool, q => q::update_finished(pool, report).await)? {
+            return Ok(Finished::Recorded);
+        }
+        // Not running: closed by another, or recorded by a try whose
+        // answer was lost (then it ended at this very instant).
+        Ok(match self.run(report.run_id).await? {
+            Some(run)
+                if run.finished_at.as_deref().and_then(parse_time) != Some(report.finished_at) =>
+            {
+                Finished::ClosedBefore(run)
+            }
+            // A run whose start was not recorded: said when it started.
+            _ => Finished::Recorded,
+        })
     }
 
     /// Records the job's own process once it is started.

@@ -365,8 +365,13 @@ async fn a_killed_hosts_run_is_lost_and_its_job_goes_on_elsewhere() {
 async fn a_frozen_host_is_fenced_and_no_fire_runs_twice() {
     let db = TestDb::new().await;
     let shared = tempfile::tempdir().unwrap();
+    // Each host tells of each end of `solo` it learns of.
+    let ended = shared.path().join("ended");
     let jobs = format!(
-        "jobs:\n{}  tick:\n    schedule: '* * * * * *'\n    concurrency: allow\n    command: 'true'\n",
+        "triggers:\n  - name: ended\n    jobs: [solo]\n    on: [success, failed, lost]\n    \
+         run: ['sh', '-c', 'echo $OVERNIGHT_RUN_ID $OVERNIGHT_STATUS >> {}']\n\
+         jobs:\n{}  tick:\n    schedule: '* * * * * *'\n    concurrency: allow\n    command: 'true'\n",
+        ended.display(),
         solo_job(shared.path(), 20)
     );
     let mut hosts = [Host::start(&db, "a", &jobs), Host::start(&db, "b", &jobs)];
@@ -447,6 +452,25 @@ let n: i64 = sqlx::query_scalar("SELECT count(*) FROM runs WHERE job = 'solo' AN
         .await
         .unwrap();
     assert_eq!(running, 0);
+    // The thawed host's end of the run it was fenced from stays out of
+    // the history, and its triggers are not told a second end.
+    let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+        .bind(run)
+        .fetch_one(&mut pg)
+        .await
+        .unwrap();
+    assert_eq!(status, "lost");
+    let told = std::fs::read_to_string(&ended).unwrap();
+    let ends: Vec<&str> = told
+        .lines()
+        .filter(|l| l.split(' ').next() == Some(&*run.to_string()))
+        .collect();
+    assert_eq!(ends, [format!("{run} lost")], "{told}");
+    assert!(
+        hosts[frozen].said().contains("but was closed before"),
+        "{}",
+        hosts[frozen].said()
+    );
 }
 
 /// Every database session of the cluster is cut under it (as a restart

@@ -310,6 +310,8 @@ impl Store {
             Entry::Finished(report) => {
                 let mut report = report.into_owned();
                 report.run_id = state.id(report.run_id);
+                // A run closed meanwhile (its wrapper taken for dead) keeps
+                // that record, as the store's own finish would.
                 update_finished(&mut *tx, &report).await?;
             }
             Entry::Notification(n) => {
