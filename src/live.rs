@@ -7,13 +7,17 @@
 //! output are not here — a follower reads them from the run's capture
 //! file — so a job printing millions of lines puts nothing on this
 //! channel but its progress.
+//!
+//! In a cluster each event also names the host it happened on, and goes
+//! to the other hosts (the daemon's relay tells them through the
+//! database); what they tell comes back here through [`Live::heard`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::event::Progress;
 use crate::flow::progress::FlowStatus;
@@ -115,14 +119,57 @@ impl LiveEvent {
     }
 }
 
+impl LiveEvent {
+    /// The kind named `name`, as [`LiveEvent::name`] says it.
+    fn named(name: &str) -> Option<&'static str> {
+        ["run_started", "progress", "run_ended", "flow"]
+            .into_iter()
+            .find(|known| *known == name)
+    }
+}
+
+/// An event as it is told: in a cluster, with the host it happened on.
+#[derive(Serialize)]
+struct Told<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
+    #[serde(flatten)]
+    event: &'a LiveEvent,
+}
+
+/// Where an event another host told happened, and its kind.
+#[derive(serde::Deserialize)]
+struct Origin {
+    host: String,
+    event: String,
+}
+
 /// An event with its number: watchers resume after the last they saw.
 #[derive(Clone, Debug)]
 pub struct Numbered {
     /// Its number in this process, from 1.
     pub id: u64,
-    /// The event.
-    pub event: Arc<LiveEvent>,
+    /// Its kind (`run_started`, …, or `missed`).
+    pub name: &'static str,
+    /// It as JSON, as watchers get it.
+    pub data: Arc<str>,
 }
+
+/// The way to the other hosts of a cluster.
+#[derive(Debug)]
+struct Relay {
+    /// This host's name, in each event.
+    host: String,
+    /// The events on their way out; full, an event is not told.
+    out: mpsc::Sender<Arc<str>>,
+}
+
+/// How many events may wait for the relay before some are not told.
+const RELAY_WAITING: usize = 4096;
+
+/// The most an event told to other hosts may hold (PostgreSQL's
+/// notifications hold under 8000 bytes).
+pub const RELAY_MAX: usize = 7900;
 
 /// The process's live events, and its running runs' output growing.
 #[derive(Clone, Debug)]
@@ -135,6 +182,8 @@ pub struct Live {
     /// file: a follower waits on it instead of looking again and again
     /// (the lock is never held across an await).
     outputs: Arc<Mutex<HashMap<i64, Tapped>>>,
+    /// In a cluster, the way to the other hosts.
+    relay: Arc<OnceLock<Relay>>,
 }
 
 /// A running attempt as followers see it.
@@ -174,6 +223,7 @@ impl Default for Live {
             sender: broadcast::Sender::new(BEHIND),
             next: Arc::new(Mutex::new(1)),
             outputs: Arc::default(),
+            relay: Arc::default(),
         }
     }
 }
@@ -209,23 +259,79 @@ impl Drop for OutputTap {
 }
 
 impl Live {
-    /// Whether anyone watches: an event worth some work to make need
-    /// not be made otherwise.
+    /// Whether anyone watches, here or (in a cluster) on another host:
+    /// an event worth some work to make need not be made otherwise.
     pub fn watched(&self) -> bool {
-        self.sender.receiver_count() > 0
+        self.sender.receiver_count() > 0 || self.relay.get().is_some()
     }
 
-    /// Says `event` to whoever watches now.
+    /// Says `event` to whoever watches now, and in a cluster to the other
+    /// hosts.
     pub fn publish(&self, event: LiveEvent) {
         if !self.watched() {
+            return;
+        }
+        let relay = self.relay.get();
+        let told = Told {
+            host: relay.map(|r| r.host.as_str()),
+            event: &event,
+        };
+        let data: Arc<str> = serde_json::to_string(&told)
+            .expect("live events serialise")
+            .into();
+        if let Some(relay) = relay {
+            if data.len() > RELAY_MAX {
+                log::debug!(target: "overnight::daemon", "cluster: a {} event of {} bytes not told to the other hosts", event.name(), data.len());
+            } else if relay.out.try_send(Arc::clone(&data)).is_err() {
+                log::debug!(target: "overnight::daemon", "cluster: a {} event not told to the other hosts (too many waiting)", event.name());
+            }
+        }
+        self.tell(event.name(), data);
+    }
+
+    /// Says an event of kind `name`, as JSON, to this process's watchers.
+    fn tell(&self, name: &'static str, data: Arc<str>) {
+        if self.sender.receiver_count() == 0 {
             return;
         }
         let mut next = self.next.lock().expect("live numbers");
         let _ = self.sender.send(Numbered {
             id: *next,
-            event: Arc::new(event),
+            name,
+            data,
         });
         *next += 1;
+    }
+
+    /// From now on, events name `host` and go to the other hosts: the
+    /// receiver gets them, for the daemon's relay to tell. `None` if it
+    /// was done before.
+    pub fn relay_as(&self, host: &str) -> Option<mpsc::Receiver<Arc<str>>> {
+        let (out, told) = mpsc::channel(RELAY_WAITING);
+        let relay = Relay {
+            host: host.to_string(),
+            out,
+        };
+        self.relay.set(relay).ok().map(|()| told)
+    }
+
+    /// An event another host told (JSON, as [`Live::publish`] made it):
+    /// said to this process's watchers. This host's own, and what is not
+    /// an event, are let go.
+    pub fn heard(&self, json: &str) {
+        let Ok(origin) = serde_json::from_str::<Origin>(json) else {
+            return;
+        };
+        let ours = self.relay.get().is_some_and(|r| r.host == origin.host);
+        if let (false, Some(name)) = (ours, LiveEvent::named(&origin.event)) {
+            self.tell(name, json.into());
+        }
+    }
+
+    /// Events of other hosts may have gone unheard (this host's way to
+    /// them was cut a while): watchers are told to look again.
+    pub fn missed_some(&self) {
+        self.tell("missed", Arc::from(r#"{"missed":null,"hosts":true}"#));
     }
 
     /// Everything published from now on.
@@ -312,7 +418,7 @@ impl Live {
             job: report.job.clone(),
             attempt: report.attempt,
             status: report.status,
-            summary: report.summary.clone(),
+            summary: short(&report.summary).to_string(),
             duration_ms: report.duration_ms as i64,
             at: report.finished_at,
         });

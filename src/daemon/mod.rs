@@ -16,6 +16,7 @@ mod dispatch;
 pub mod flows;
 pub mod info;
 pub(crate) mod recover;
+mod relay;
 pub mod systemd;
 
 use std::future::Future;
@@ -311,6 +312,15 @@ pub async fn run_with_clock(
         epoch: cluster.as_ref().map_or(0, |(m, ..)| m.epoch()).into(),
     });
     let (cluster_stop_tx, cluster_stop_rx) = watch::channel(false);
+    let relays = match cluster {
+        Some(_) => relay::start(
+            &store,
+            shared.runner.live(),
+            &shared.config().cluster.host,
+            &cluster_stop_rx,
+        ),
+        None => Vec::new(),
+    };
     let heartbeat = cluster.map(|(membership, fence, served)| {
         tokio::spawn(cluster::keep_alive(
             Arc::clone(&shared),
@@ -377,6 +387,9 @@ pub async fn run_with_clock(
     shared.runner.notifier().settled().await;
     // Its runs all recorded: the others may take its unstarted fires over.
     let _ = cluster_stop_tx.send(true);
+    for relay in relays {
+        let _ = relay.await;
+    }
     if let Some(heartbeat) = heartbeat
         && let Ok(membership) = heartbeat.await
     {

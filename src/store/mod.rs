@@ -25,6 +25,7 @@ use sqlx::sqlite::{
 mod abandoned;
 mod cluster;
 mod db;
+mod events;
 mod flow_ops;
 mod flow_view;
 mod flows;
@@ -42,6 +43,7 @@ mod schedule;
 pub use abandoned::Abandoned;
 pub use cluster::{Beat, HostCard, HostRecord, Membership};
 pub(crate) use db::{BeginWrite, Columns, Db, for_each_db, on_db, text_of};
+pub use events::Hearing;
 pub use flows::{FlowAction, FlowRecord, FlowSave, FlowState, StepRuns};
 pub use ids::RunIds;
 pub use jobs::Definition;

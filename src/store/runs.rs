@@ -56,7 +56,7 @@ pub enum Finished {
     Recorded,
     /// The run was closed before (as `lost`, by a host that declared this
     /// one dead): that record stands.
-    ClosedBefore(RunRecord),
+    ClosedBefore(Box<RunRecord>),
 }
 
 /// A time the store wrote.
@@ -273,7 +273,7 @@ impl Store {
             Some(run)
                 if run.finished_at.as_deref().and_then(parse_time) != Some(report.finished_at) =>
             {
-                Finished::ClosedBefore(run)
+                Finished::ClosedBefore(Box::new(run))
             }
             // A run whose start was not recorded: said when it started.
             _ => Finished::Recorded,

@@ -2,9 +2,12 @@
 //!
 //! Each event comes with its number as its SSE id and its kind as its SSE
 //! event name (`run_started`, `progress`, `run_ended`, `flow`), the JSON
-//! of [`LiveEvent`] as its data. A watcher that falls behind is not waited
-//! for: it gets a `missed` event with how many it missed, and goes on from
-//! the latest. The stream ends when the daemon stops.
+//! of [`LiveEvent`](crate::live::LiveEvent) as its data (in a cluster, with the `host` it
+//! happened on: every host's events come to every host's watchers). A
+//! watcher that falls behind is not waited for: it gets a `missed` event
+//! with how many it missed (`null` when another host's events went
+//! unheard), and goes on from the latest. The stream ends when the daemon
+//! stops.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -78,9 +81,8 @@ pub(super) async fn events(
 }
 
 fn sse_event(numbered: &Numbered) -> Event {
-    let json = serde_json::to_string(&*numbered.event).expect("live events serialise");
     Event::default()
         .id(numbered.id.to_string())
-        .event(numbered.event.name())
-        .data(json)
+        .event(numbered.name)
+        .data(&*numbered.data)
 }
