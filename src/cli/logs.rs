@@ -340,11 +340,10 @@ fn print_parts(out: &mut impl Write, line: &capture::CapturedLine<'_>, timestamp
 /// of `state_dir` and says where it answers.
 async fn other_host(store: &Store, host: &str, state_dir: &std::path::Path) -> Option<Client> {
     let hosts = store.hosts().await.ok()?;
-    let row = hosts.iter().find(|h| h.name == host && h.alive)?;
-    let addr: std::net::SocketAddr = row.api.as_deref()?.parse().ok()?;
+    let addr = hosts.iter().find(|h| h.name == host)?.api_addr()?;
     let ours = crate::daemon::info::DaemonInfo::read(state_dir).map(|card| card.addr);
     let token = std::env::var(crate::client::TOKEN_VARIABLE).unwrap_or_default();
-    (!addr.ip().is_unspecified() && ours != Some(addr)).then(|| Client::of_host(addr, token))?
+    (ours != Some(addr)).then(|| Client::of_host(addr, token))?
 }
 
 /// Follows run `id` through the daemon's stream of its output until the

@@ -45,6 +45,9 @@ struct StatusDoc {
     jobs: Vec<JobLine>,
     running: Vec<RunRecord>,
     locks: Vec<LockHolder>,
+    /// In a cluster, its hosts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hosts: Vec<HostRecord>,
 }
 
 pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
@@ -90,7 +93,7 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
 async fn snapshot(
     config: Option<&crate::config::Config>,
     state_dir: &std::path::Path,
-) -> Result<(StatusDoc, Vec<HostRecord>), CliError> {
+) -> Result<StatusDoc, CliError> {
     let place = crate::config::Place::of(config);
     let (mut last, running, locks, hosts) = if crate::store::may_have_history(&place) {
         let store = super::opened(Store::open_at(&place).await?, state_dir, config).await?;
@@ -128,17 +131,17 @@ async fn snapshot(
         },
         last: Some(r),
     }));
-    let doc = StatusDoc {
+    Ok(StatusDoc {
         jobs,
         running,
         locks,
-    };
-    Ok((doc, hosts))
+        hosts,
+    })
 }
 
 /// Prints `doc`; `again` when it replaces one shown before (the screen
 /// cleared on a terminal, a line between them otherwise).
-fn show((doc, hosts): &(StatusDoc, Vec<HostRecord>), args: &Args, zones: &Zones<'_>, again: bool) {
+fn show(doc: &StatusDoc, args: &Args, zones: &Zones<'_>, again: bool) {
     use std::io::{IsTerminal, Write};
     if args.json {
         let json = match args.watch {
@@ -154,7 +157,7 @@ fn show((doc, hosts): &(StatusDoc, Vec<HostRecord>), args: &Args, zones: &Zones<
             }
         }
         print_text(doc, zones);
-        print_hosts(hosts);
+        print_hosts(&doc.hosts);
     }
     let _ = std::io::stdout().flush();
 }
@@ -203,8 +206,13 @@ fn print_text(doc: &StatusDoc, zones: &Zones<'_>) {
                 .and_then(last_progress)
                 .map(|p| format!("  {p}"))
                 .unwrap_or_default();
+            // In a cluster, where it runs.
+            let host = match doc.hosts.is_empty() {
+                true => String::new(),
+                false => format!(" on {}", run.host),
+            };
             println!(
-                "  #{} {} since {}{progress}",
+                "  #{} {}{host} since {}{progress}",
                 run.id,
                 run.job,
                 zones.show(&run.job, &run.started_at)

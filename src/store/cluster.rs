@@ -77,6 +77,15 @@ pub struct HostRecord {
     pub declared_by: Option<String>,
 }
 
+impl HostRecord {
+    /// Where another host reaches its API: while it is alive, at the
+    /// address it registered, unless that says any address (`0.0.0.0`).
+    pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
+        let addr: std::net::SocketAddr = self.api.as_deref()?.parse().ok()?;
+        (self.alive && !addr.ip().is_unspecified()).then_some(addr)
+    }
+}
+
 /// A daemon's place in the cluster: the session that holds its host name
 /// (a session-level advisory lock, freed by the server when the session
 /// ends) and says it is alive.

@@ -64,6 +64,11 @@ impl Host {
             .unwrap()
     }
 
+    /// Its state directory: `.overnight` beside its jobs file.
+    fn state_dir(&self) -> std::path::PathBuf {
+        self.sb.path().join(".overnight")
+    }
+
     /// What its daemon said on stderr.
     fn said(&self) -> String {
         std::fs::read_to_string(self.sb.path().join("daemon.err")).unwrap_or_default()
@@ -610,6 +615,15 @@ async fn check_cluster_names_the_hosts_running_another_definition() {
             && stdout.contains("\n  b  alive  epoch 1  heard "),
         "{stdout}"
     );
+    let json = a.cli(&db, &["status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let hosts: Vec<(&str, bool)> = doc["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["name"].as_str().unwrap(), h["alive"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(hosts, [("a", true), ("b", true)]);
     // Without a cluster, the option says what it needs.
     let lone = Sandbox::new();
     lone.write("overnight.yaml", "jobs:\n  x:\n    command: 'true'\n");
@@ -623,14 +637,15 @@ async fn check_cluster_names_the_hosts_running_another_definition() {
 }
 
 /// `logs` of a run another host ran reads its output through that
-/// host's API: the capture file is on that host alone.
+/// host's API, and so does the API of the host asked (for its web page):
+/// the capture file is on that host alone.
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_of_another_hosts_run_come_through_its_api() {
     let db = TestDb::new().await;
     let jobs =
         "jobs:\n  say:\n    schedule: '* * * * * *'\n    hosts: [b]\n    command: echo said on b\n";
     let a = Host::start(&db, "a", jobs);
-    let b = Host::start(&db, "b", jobs);
+    let mut b = Host::start(&db, "b", jobs);
     let mut pg = db.connect().await;
     alive(&mut pg, 2, &[&a, &b]).await;
     let id: i64 = until(&mut pg, "a run of `say` on b", async |pg| {
@@ -646,7 +661,43 @@ async fn logs_of_another_hosts_run_come_through_its_api() {
     let (stdout, stderr) = crate::helper::text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("said on b"), "{stdout}{stderr}");
-    assert!(!a.sb.state_dir().join("runs").join("say").exists());
+    assert!(b.state_dir().join("runs").join("say").exists());
+    assert!(!a.state_dir().join("runs").join("say").exists());
+    // So does the output a's web page shows, through a's API.
+    let client = overnight::client::Client::find(&a.state_dir()).expect("a's API");
+    let mut stream = client
+        .stream(&format!("/api/runs/{id}/output?follow=1"), None)
+        .await
+        .unwrap();
+    let mut events = Vec::new();
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(30), stream.next())
+        .await
+        .expect("an event within 30 s")
+        .unwrap()
+    {
+        events.push((event.event, event.data));
+    }
+    assert!(
+        events
+            .iter()
+            .any(|(name, data)| name == "lines" && data.contains("said on b")),
+        "{events:?}"
+    );
+    assert_eq!(
+        events.last().map(|(name, _)| name.as_str()),
+        Some("end"),
+        "{events:?}"
+    );
+    // With b gone, a says where the output is rather than look for it here.
+    b.stop();
+    let Err(refused) = client.stream(&format!("/api/runs/{id}/output"), None).await else {
+        panic!("a served b's output with b gone");
+    };
+    let refused = refused.to_string();
+    assert!(
+        refused.contains("ran on host `b`, which is not up"),
+        "{refused}"
+    );
 }
 
 /// kill -9 of the host driving a flow, a step of it running there: the
@@ -709,11 +760,12 @@ async fn a_flow_of_a_killed_host_finishes_on_another() {
 
 /// `overnight run JOB` on a host the job's `hosts:` excludes is handed
 /// on to a live host that may run it (with the hosts' shared token), and
-/// runs once, there; without a shared token, it says what is missing.
+/// runs once, there; so are a start and a stop through its API. Without
+/// a shared token, it says what is missing.
 #[tokio::test(flavor = "multi_thread")]
 async fn run_on_a_host_the_job_excludes_runs_it_on_one_it_allows() {
     let db = TestDb::new().await;
-    let jobs = "api: {tokens: {ops: '${OPS_TOKEN}'}}\njobs:\n  pinned:\n    hosts: [b]\n    command: echo ran on b\n";
+    let jobs = "api: {tokens: {ops: '${OPS_TOKEN}'}}\njobs:\n  pinned:\n    hosts: [b]\n    command: echo ran on b\n  long:\n    hosts: [b]\n    command: sleep 60\n";
     let a = Host::start(&db, "a", jobs);
     let b = Host::start(&db, "b", jobs);
     let mut pg = db.connect().await;
@@ -729,6 +781,44 @@ async fn run_on_a_host_the_job_excludes_runs_it_on_one_it_allows() {
         .unwrap();
     assert_eq!(hosts, ["b"], "run once, on b");
     assert!(a.said().contains("handed on to host `b`"), "{}", a.said());
+    // Started without waiting, and stopped, through a's API (the web
+    // page's buttons): on b, where it runs.
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.state_dir().join("daemon.json")).unwrap()).unwrap();
+    let post = |path: &str| {
+        overnight::exec::http::client_builder()
+            .build()
+            .unwrap()
+            .post(format!("http://{}{path}", card["addr"].as_str().unwrap()))
+            .bearer_auth(card["token"].as_str().unwrap())
+            .send()
+    };
+    let started = post("/api/jobs/long/start").await.unwrap();
+    assert_eq!(started.status(), 202);
+    let id = started.json::<serde_json::Value>().await.unwrap()["run_id"]
+        .as_i64()
+        .unwrap();
+    until(&mut pg, "`long` running on b", async |pg| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT id FROM runs WHERE id = $1 AND host = 'b' AND status = 'running' AND job_pid IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_optional(pg)
+        .await
+        .ok()?
+    })
+    .await;
+    let stopped = post(&format!("/api/runs/{id}/stop")).await.unwrap();
+    assert_eq!(stopped.status(), 202, "{:?}", stopped.text().await);
+    let report: String = until(&mut pg, "`long` stopped", async |pg| {
+        sqlx::query_scalar("SELECT report FROM runs WHERE id = $1 AND status <> 'running'")
+            .bind(id)
+            .fetch_optional(pg)
+            .await
+            .ok()?
+    })
+    .await;
+    assert!(report.contains("stopped by"), "{report}");
 
     // The same without a shared token: refused, saying what to add.
     let db = TestDb::new().await;
@@ -750,4 +840,124 @@ async fn run_on_a_host_the_job_excludes_runs_it_on_one_it_allows() {
         .await
         .unwrap();
     assert_eq!(ran, 0);
+}
+
+/// A watcher of one host's live stream sees the runs of another host
+/// start, move on and end, each naming the host it ran on, and its own
+/// host's runs once each.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_hosts_live_stream_tells_every_hosts_runs() {
+    let db = TestDb::new().await;
+    let jobs = "jobs:\n  there:\n    hosts: [b]\n    command: 'echo ::progress::50% halfway'\n  here:\n    hosts: [a]\n    command: 'true'\n";
+    let mut a = Host::start(&db, "a", jobs);
+    let mut b = Host::start(&db, "b", jobs);
+    let mut pg = db.connect().await;
+    alive(&mut pg, 2, &[&a, &b]).await;
+    until(&mut pg, "both hosts listening", async |pg| {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .fetch_one(pg)
+        .await
+        .ok()?;
+        (n == 2).then_some(())
+    })
+    .await;
+    let client = overnight::client::Client::find(&a.state_dir()).expect("a's API");
+    let mut stream = client.stream("/api/events", None).await.unwrap();
+    for (host, job) in [(&b, "there"), (&a, "here")] {
+        let ran = host.cli(&db, &["run", job]);
+        assert!(ran.status.success(), "{}", crate::helper::text(&ran).1);
+    }
+    let mut seen = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("an event within 30 s")
+            .unwrap()
+            .expect("the stream goes on");
+        let data: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+        let (job, host) = (data["job"].as_str(), data["host"].as_str());
+        seen.push(format!(
+            "{} {} on {}",
+            event.event,
+            job.unwrap_or("-"),
+            host.unwrap_or("-")
+        ));
+        let ended = |job: &str| {
+            seen.iter()
+                .any(|s| s.starts_with(&format!("run_ended {job} ")))
+        };
+        if ended("there") && ended("here") {
+            break;
+        }
+    }
+    // Each host's events in their order; the two hosts' may interleave.
+    let of = |job: &str| -> Vec<&String> {
+        seen.iter()
+            .filter(|s| s.contains(&format!(" {job} on ")))
+            .collect()
+    };
+    assert_eq!(
+        of("there"),
+        [
+            "run_started there on b",
+            "progress there on b",
+            "run_ended there on b"
+        ],
+        "{seen:?}"
+    );
+    assert_eq!(
+        of("here"),
+        ["run_started here on a", "run_ended here on a"],
+        "{seen:?}"
+    );
+    drop(stream);
+    a.stop();
+    b.stop();
+}
+
+/// `flow start` of a flow pinned to another host, and an operator's
+/// command on a flow run another host drives, given to any host, reach
+/// the host that may drive it: the flow holds and goes on there.
+#[tokio::test(flavor = "multi_thread")]
+async fn flow_commands_given_to_any_host_reach_the_driving_one() {
+    let db = TestDb::new().await;
+    let jobs = "api: {tokens: {ops: '${OPS_TOKEN}'}}\njobs:\n  fin:\n    command: echo done\nflows:\n  gated:\n    hosts: [b]\n    steps:\n      approve: {hold: go on}\n      finish: {job: fin, after: approve}\n";
+    let mut a = Host::start(&db, "a", jobs);
+    let mut b = Host::start(&db, "b", jobs);
+    let mut pg = db.connect().await;
+    alive(&mut pg, 2, &[&a, &b]).await;
+    let started = a.cli(&db, &["flow", "start", "gated"]);
+    assert!(
+        started.status.success(),
+        "{}",
+        crate::helper::text(&started).1
+    );
+    let (id, host): (i64, String) = until(&mut pg, "the flow run held", async |pg| {
+        sqlx::query_as("SELECT id, host FROM flow_runs WHERE flow = 'gated' AND status = 'held'")
+            .fetch_optional(pg)
+            .await
+            .ok()?
+    })
+    .await;
+    assert_eq!(host, "b");
+    let resumed = a.cli(&db, &["flow", "resume", &id.to_string()]);
+    let (stdout, stderr) = crate::helper::text(&resumed);
+    assert!(resumed.status.success(), "{stderr}\n{}", a.said());
+    assert!(stdout.contains("approve"), "{stdout}");
+    let (status, fin_host): (String, String) = until(&mut pg, "the flow run ended", async |pg| {
+        sqlx::query_as(
+            "SELECT f.status, r.host FROM flow_runs f JOIN runs r ON r.job = 'fin' \
+             WHERE f.id = $1 AND f.finished_at IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_optional(pg)
+        .await
+        .ok()?
+    })
+    .await;
+    assert_eq!((status.as_str(), fin_host.as_str()), ("success", "b"));
+    a.stop();
+    b.stop();
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiError;
 use super::guard::{COOKIE, Caller, Guard, session_id};
+use super::hosts::{HANDED_ON, OtherHost};
 use crate::daemon::Shared;
 use crate::daemon::flows::{CommandError, FlowStart, Op};
 use crate::report::{Report, Trigger};
@@ -39,7 +40,7 @@ pub async fn run_job(
                 config.cluster.host
             )));
         }
-        return hand_on(&shared, &config, &job, &who).await;
+        return hand_on(&shared, &job, &who).await;
     }
     log::info!(target: "overnight::api", "`{}` run now by {who}", job.name);
     let report = shared
@@ -59,74 +60,15 @@ pub async fn run_job(
 /// through its API, with one of `api.tokens` (the hosts share the file).
 async fn hand_on(
     shared: &Shared,
-    config: &crate::config::Config,
     job: &crate::config::Job,
     who: &str,
 ) -> Result<Json<Report>, ApiError> {
-    let hosts = shared.store.hosts().await?;
-    let target = hosts.iter().find(|h| {
-        h.alive
-            && h.name != config.cluster.host
-            && job.placement.admits_host(&h.name, &h.tags)
-            && h.api
-                .as_deref()
-                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-                .is_some()
-    });
-    let Some(target) = target else {
-        return Err(ApiError::BadRequest(format!(
-            "job `{}` runs on {}, and no live host of the cluster is one; start one, or run it where it may run",
-            job.name,
-            job.placement.describe()
-        )));
-    };
-    let Some(token) = config.api.tokens.iter().find_map(|t| t.value.clone()) else {
-        return Err(ApiError::BadRequest(format!(
-            "job `{}` runs on {} (host `{}` is up), not here; to hand runs on, give the hosts a shared token in `api.tokens`",
-            job.name,
-            job.placement.describe(),
-            target.name
-        )));
-    };
-    let addr: std::net::SocketAddr = target
-        .api
-        .as_deref()
-        .and_then(|a| a.parse().ok())
-        .expect("checked above");
+    let what = format!("job `{}`", job.name);
+    let target = OtherHost::admitting(shared, &job.placement, &what).await?;
     log::info!(target: "overnight::api", "`{}` run now by {who}, handed on to host `{}`", job.name, target.name);
-    let failed = |e: reqwest::Error| ApiError::Run(format!("host `{}`: {e}", target.name));
-    let answer = crate::exec::http::client_builder()
-        .build()
-        .map_err(failed)?
-        .post(format!("http://{addr}/api/jobs/{}/run", job.name))
-        .bearer_auth(token)
-        .header(HANDED_ON, "1")
-        .send()
-        .await
-        .map_err(failed)?;
-    if answer.status().is_success() {
-        return answer.json().await.map(Json).map_err(failed);
-    }
-    let status = answer.status();
-    match answer.json::<super::ErrorBody>().await {
-        Ok(super::ErrorBody {
-            error,
-            run_id: Some(id),
-        }) => Err(ApiError::NotRun {
-            id,
-            why: format!("on host `{}`: {error}", target.name),
-        }),
-        Ok(body) => Err(ApiError::Run(format!(
-            "host `{}`: {}",
-            target.name, body.error
-        ))),
-        Err(_) => Err(ApiError::Run(format!("host `{}`: {status}", target.name))),
-    }
+    let path = format!("/api/jobs/{}/run", job.name);
+    target.post(&path, None::<&()>).await.map(Json)
 }
-
-/// The header of a run handed on by another host of a cluster: never
-/// handed on again.
-const HANDED_ON: &str = "x-overnight-handed-on";
 
 /// The job `name` of the jobs file in force.
 fn job_named(shared: &Shared, name: String) -> Result<Arc<crate::config::Job>, ApiError> {
@@ -152,8 +94,17 @@ pub async fn start_job(
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<RunStarted>), ApiError> {
     let job = job_named(&shared, name)?;
+    let who = caller.who(None)?;
+    if !job.placement.admits(&shared.config().cluster) {
+        let what = format!("job `{}`", job.name);
+        let target = OtherHost::admitting(&shared, &job.placement, &what).await?;
+        log::info!(target: "overnight::api", "`{}` started by {who}, handed on to host `{}`", job.name, target.name);
+        let path = format!("/api/jobs/{}/start", job.name);
+        let started = target.post(&path, None::<&()>).await?;
+        return Ok((StatusCode::ACCEPTED, Json(started)));
+    }
     let run_id = shared.runner.fresh_run_id(&job).await?;
-    log::info!(target: "overnight::api", "`{}` started as run #{run_id} by {}", job.name, caller.who(None)?);
+    log::info!(target: "overnight::api", "`{}` started as run #{run_id} by {who}", job.name);
     drop(shared.launch_numbered(job, Trigger::Manual, run_id));
     Ok((StatusCode::ACCEPTED, Json(RunStarted { run_id })))
 }
@@ -176,6 +127,20 @@ pub async fn stop_run(
     super::read::caught_up(&shared).await;
     let why = match shared.store.run(id).await? {
         None => return Err(ApiError::UnknownRun(id)),
+        // In a cluster, stopped by the host that runs it.
+        Some(run)
+            if run.status == crate::status::Status::Running
+                && shared.store.is_server()
+                && run.host != shared.config().cluster.host =>
+        {
+            let what = format!("run #{id} of `{}` runs on", run.job);
+            let host = OtherHost::named(&shared, &run.host, &what, ": stop it there").await?;
+            log::info!(target: "overnight::api", "run #{id} stopped by {who}, handed on to host `{}`", host.name);
+            let stopping = host
+                .post(&format!("/api/runs/{id}/stop"), None::<&()>)
+                .await?;
+            return Ok((StatusCode::ACCEPTED, Json(stopping)));
+        }
         Some(run) if run.status == crate::status::Status::Running => format!(
             "run #{id} of `{}` runs in another process (pid {}, `overnight exec` or another daemon): stop it there",
             run.job,
@@ -210,7 +175,15 @@ pub async fn start_flow(
         .flow(&name)
         .cloned()
         .ok_or(ApiError::UnknownFlow(name))?;
-    log::info!(target: "overnight::api", "flow `{}` started by {}", flow.name, caller.who(None)?);
+    let who = caller.who(None)?;
+    if !flow.placement.admits(&shared.config().cluster) {
+        let what = format!("flow `{}`", flow.name);
+        let target = OtherHost::admitting(&shared, &flow.placement, &what).await?;
+        log::info!(target: "overnight::api", "flow `{}` started by {who}, handed on to host `{}`", flow.name, target.name);
+        let path = format!("/api/flows/{}/start", flow.name);
+        return target.post(&path, None::<&()>).await.map(Json);
+    }
+    log::info!(target: "overnight::api", "flow `{}` started by {who}", flow.name);
     match shared.start_flow(&flow, Trigger::Manual, None).await? {
         FlowStart::Started(id) => Ok(Json(FlowStarted { flow_run_id: id })),
         FlowStart::Busy(id) => Err(ApiError::Refused {
@@ -267,12 +240,52 @@ pub async fn flow_command(
         }
     };
     let who = caller.who(body.who.clone())?;
+    if let Some(host) = driven_elsewhere(&shared, id).await? {
+        return command_on(&host, id, &action, &body, &who).await;
+    }
     match shared.flow_command(id, op, who).await {
         Ok(run) => Ok(Json(run)),
         Err(CommandError::NoSuchRun(id)) => Err(ApiError::UnknownFlowRun(id)),
         Err(CommandError::Store(e)) => Err(ApiError::Store(e)),
         Err(other) => Err(refused(other.to_string())),
     }
+}
+
+/// The host driving open flow run `id`, in a cluster, when it is another
+/// than this one; an error if its API cannot be reached.
+async fn driven_elsewhere(shared: &Shared, id: i64) -> Result<Option<OtherHost>, ApiError> {
+    if !shared.store.is_server() {
+        return Ok(None);
+    }
+    let Some(run) = shared.store.flow_run(id).await? else {
+        return Ok(None);
+    };
+    if run.finished_at.is_some() || run.host == shared.config().cluster.host {
+        return Ok(None);
+    }
+    let what = format!("flow run #{id} of `{}` is driven by", run.flow);
+    let then = "; once it is declared dead, a host that may drive the flow takes it over";
+    OtherHost::named(shared, &run.host, &what, then)
+        .await
+        .map(Some)
+}
+
+/// Gives an operator's command on flow run `id` to `host`, which drives
+/// it, as `who` gave it here; answers with that host's answer.
+async fn command_on(
+    host: &OtherHost,
+    id: i64,
+    action: &str,
+    body: &FlowCommand,
+    who: &str,
+) -> Result<Json<FlowRecord>, ApiError> {
+    log::info!(target: "overnight::api", "`{action}` of flow run #{id} by {who}, handed on to host `{}`", host.name);
+    let body = FlowCommand {
+        step: body.step.clone(),
+        who: Some(who.to_string()),
+    };
+    let path = format!("/api/flow-runs/{id}/{action}");
+    host.post(&path, Some(&body)).await.map(Json)
 }
 
 /// Rereads the jobs file (as SIGHUP does), once it is known to load: a

@@ -9,6 +9,7 @@
 pub mod act;
 mod events;
 pub mod guard;
+mod hosts;
 mod listener;
 mod output;
 mod page;
@@ -86,6 +87,10 @@ pub enum ApiError {
     /// No run of that id.
     #[error("there is no run #{0}; `overnight history` lists them")]
     UnknownRun(i64),
+    /// Another host of the cluster, asked on the client's behalf, did not
+    /// answer, or failed.
+    #[error("{0}")]
+    OtherHost(String),
     /// No flow of that name.
     #[error("no flow named `{0}` in the jobs file")]
     UnknownFlow(String),
@@ -107,6 +112,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::ForeignHost(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::OtherHost(_) => StatusCode::BAD_GATEWAY,
             ApiError::UnknownJob(_)
             | ApiError::UnknownFlow(_)
             | ApiError::UnknownFlowRun(_)

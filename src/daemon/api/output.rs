@@ -29,9 +29,11 @@ use tokio::sync::watch;
 
 use super::ApiError;
 use super::events::Stopping;
+use super::hosts::OtherHost;
 use crate::capture::parse_line;
 use crate::daemon::Shared;
 use crate::report::Status;
+use crate::store::RunRecord;
 
 /// How much of the file one event carries, at most: a slow client holds
 /// a few of them in the API's buffers.
@@ -109,6 +111,25 @@ pub(super) struct OutputQuery {
     tail: Option<u64>,
 }
 
+impl OutputQuery {
+    /// Whether it asks to follow the run.
+    fn follows(&self) -> bool {
+        matches!(self.follow.as_deref(), Some("1" | "true" | "yes"))
+    }
+
+    /// It as a query string again, for another host's API.
+    fn text(&self) -> String {
+        let from = self.from.map(|n| format!("from={n}"));
+        let tail = self.tail.map(|n| format!("tail={n}"));
+        let follow = self.follows().then(|| "follow=1".to_string());
+        [from, tail, follow]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
 /// The longest stretch read back from the end to find `tail` lines.
 const TAIL_MAX: u64 = 4 * 1024 * 1024;
 
@@ -141,6 +162,9 @@ pub(super) async fn output(
         .run(id)
         .await?
         .ok_or(ApiError::UnknownRun(id))?;
+    if shared.store.is_server() && run.host != shared.config().cluster.host {
+        return from_its_host(&run, &query, &headers, &shared, stop, place).await;
+    }
     let resumed = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -175,7 +199,7 @@ pub(super) async fn output(
         path,
         pieces,
         offset: resumed.or(query.from).or(tail).unwrap_or(0),
-        follow: matches!(query.follow.as_deref(), Some("1" | "true" | "yes")),
+        follow: query.follows(),
         tap: None,
         sent: None,
         stop,
@@ -186,6 +210,46 @@ pub(super) async fn output(
         let frame = f.next().await?;
         Some((Ok::<_, Infallible>(frame), f))
     });
+    Ok(event_stream(Body::from_stream(stream)))
+}
+
+/// The output of `run`, which another host of the cluster ran (its
+/// capture file is there), as that host's API streams it: the client's
+/// `query` and `Last-Event-ID` passed on, its frames passed back as they
+/// come, until it ends or this daemon stops.
+async fn from_its_host(
+    run: &RunRecord,
+    query: &OutputQuery,
+    headers: &HeaderMap,
+    shared: &Shared,
+    stop: watch::Receiver<bool>,
+    place: tokio::sync::OwnedSemaphorePermit,
+) -> Result<Response, ApiError> {
+    let what = format!("run #{} ran on", run.id);
+    let then = format!(
+        "; its output is there: `overnight logs {}` on that host",
+        run.id
+    );
+    let host = OtherHost::named(shared, &run.host, &what, &then).await?;
+    let query = query.text();
+    let mut request = host.request(
+        reqwest::Method::GET,
+        &format!("/api/runs/{}/output?{query}", run.id),
+    )?;
+    if let Some(resumed) = headers.get("last-event-id") {
+        request = request.header("last-event-id", resumed);
+    }
+    let answer = host.send(request).await?;
+    let stream = futures_util::stream::unfold(
+        (answer, stop, place),
+        |(mut answer, mut stop, place)| async move {
+            let frame = tokio::select! {
+                frame = answer.chunk() => frame.ok()??,
+                _ = stop.wait_for(|s| *s) => return None,
+            };
+            Some((Ok::<_, Infallible>(frame), (answer, stop, place)))
+        },
+    );
     Ok(event_stream(Body::from_stream(stream)))
 }
 

@@ -1,0 +1,155 @@
+//! The other hosts of a cluster, as this daemon's API reaches them: a run
+//! this host may not run is handed on to one that may; a run another host
+//! ran has its output there, and it is passed through from there. The
+//! hosts share the jobs file, and with it the first of `api.tokens`,
+//! shown to the other's API.
+
+use std::net::SocketAddr;
+
+use super::ApiError;
+use crate::config::cluster::Placement;
+use crate::daemon::Shared;
+use crate::store::HostRecord;
+
+/// The header of a request one host makes of another for a client of its
+/// own: never passed on again.
+pub(super) const HANDED_ON: &str = "x-overnight-handed-on";
+
+/// A live host of the cluster other than this one, whose API answers.
+#[derive(Debug)]
+pub(super) struct OtherHost {
+    /// Its name.
+    pub(super) name: String,
+    addr: SocketAddr,
+    /// The token shown to it.
+    token: Option<String>,
+}
+
+impl OtherHost {
+    /// The first live host other than this one that `fits`.
+    pub(super) async fn find(
+        shared: &Shared,
+        fits: impl Fn(&HostRecord) -> bool,
+    ) -> Result<Option<OtherHost>, ApiError> {
+        let config = shared.config();
+        let hosts = shared.store.hosts().await?;
+        Ok(hosts
+            .into_iter()
+            .filter(|h| h.name != config.cluster.host && fits(h))
+            .find_map(|h| {
+                Some(OtherHost {
+                    addr: h.api_addr()?,
+                    name: h.name,
+                    token: config.api.tokens.iter().find_map(|t| t.value.clone()),
+                })
+            }))
+    }
+
+    /// The live host `name`; an error saying `what` is on it (`run #3
+    /// ran on`), that it is not up, and `then` what to do.
+    pub(super) async fn named(
+        shared: &Shared,
+        name: &str,
+        what: &str,
+        then: &str,
+    ) -> Result<OtherHost, ApiError> {
+        OtherHost::find(shared, |h| h.name == name)
+            .await?
+            .ok_or_else(|| {
+                ApiError::OtherHost(format!(
+                    "{what} host `{name}`, which is not up (or registered no address others can reach){then}"
+                ))
+            })
+    }
+
+    /// A live host that `placement` admits, to hand on to it `what` (a
+    /// job, a flow) that this host may not run; why there is none.
+    pub(super) async fn admitting(
+        shared: &Shared,
+        placement: &Placement,
+        what: &str,
+    ) -> Result<OtherHost, ApiError> {
+        let found = OtherHost::find(shared, |h| placement.admits_host(&h.name, &h.tags)).await?;
+        match found {
+            None => Err(ApiError::BadRequest(format!(
+                "{what} runs on {}, and no live host of the cluster is one; start one, or run it where it may run",
+                placement.describe()
+            ))),
+            Some(host) if host.token.is_none() => Err(ApiError::BadRequest(format!(
+                "{what} runs on {} (host `{}` is up), not here; to hand runs on, give the hosts a shared token in `api.tokens`",
+                placement.describe(),
+                host.name
+            ))),
+            Some(host) => Ok(host),
+        }
+    }
+
+    /// Posts `body` to `path` of its API and answers with its answer.
+    pub(super) async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&impl serde::Serialize>,
+    ) -> Result<T, ApiError> {
+        let mut request = self.request(reqwest::Method::POST, path)?;
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.send(request)
+            .await?
+            .json()
+            .await
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Sends `request` (made by [`OtherHost::request`]); its answer if a
+    /// success, else its error as this API's.
+    pub(super) async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ApiError> {
+        let answer = request.send().await.map_err(|e| self.failed(e))?;
+        if !answer.status().is_success() {
+            return Err(self.refused(answer).await);
+        }
+        Ok(answer)
+    }
+
+    /// A request of `method` for `path` (and query) of its API.
+    pub(super) fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, ApiError> {
+        let client = crate::exec::http::client_builder()
+            .build()
+            .map_err(|e| self.failed(e))?;
+        let request = client
+            .request(method, format!("http://{}{path}", self.addr))
+            .header(HANDED_ON, "1");
+        Ok(match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        })
+    }
+
+    /// `e`, said of this host.
+    fn failed(&self, e: reqwest::Error) -> ApiError {
+        ApiError::OtherHost(format!("host `{}` did not answer: {e}", self.name))
+    }
+
+    /// Its answer `answer`, not a success, as an error of this API.
+    async fn refused(&self, answer: reqwest::Response) -> ApiError {
+        let status = answer.status();
+        match answer.json::<super::ErrorBody>().await {
+            Ok(super::ErrorBody {
+                error,
+                run_id: Some(id),
+            }) => ApiError::NotRun {
+                id,
+                why: format!("on host `{}`: {error}", self.name),
+            },
+            Ok(body) => ApiError::OtherHost(format!("host `{}`: {}", self.name, body.error)),
+            Err(_) => ApiError::OtherHost(format!("host `{}`: {status}", self.name)),
+        }
+    }
+}
