@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::ApiError;
 use super::guard::{COOKIE, Caller, Guard, session_id};
 use super::hosts::{HANDED_ON, OtherHost};
+use crate::config::cluster::Placement;
 use crate::daemon::Shared;
 use crate::daemon::flows::{CommandError, FlowStart, Op};
 use crate::report::{Report, Trigger};
@@ -32,15 +33,13 @@ pub async fn run_job(
     let who = caller.who(None)?;
     let config = shared.config();
     if !job.placement.admits(&config.cluster) {
-        if headers.contains_key(HANDED_ON) {
-            return Err(ApiError::BadRequest(format!(
-                "job `{}` runs on {}, and host `{}` is not one: the jobs files of the hosts differ (`overnight check --cluster`)",
-                job.name,
-                job.placement.describe(),
-                config.cluster.host
-            )));
-        }
-        return hand_on(&shared, &job, &who).await;
+        let (what, path) = (
+            format!("job `{}`", job.name),
+            format!("/api/jobs/{}/run", job.name),
+        );
+        return hand_on(&shared, &headers, &job.placement, &what, &path, &who)
+            .await
+            .map(Json);
     }
     log::info!(target: "overnight::api", "`{}` run now by {who}", job.name);
     let report = shared
@@ -56,18 +55,29 @@ pub async fn run_job(
     }
 }
 
-/// Runs `job`, which this host may not run, on a live host that may,
-/// through its API, with one of `api.tokens` (the hosts share the file).
-async fn hand_on(
+/// Hands `what` (``job `x` ``), which this host may not run, on to a
+/// live host `placement` admits: posts to `path` of its API (with one of
+/// `api.tokens`: the hosts share the file) for `who`, and answers with its
+/// answer. A request handed on here already is not handed on again: the
+/// hosts' jobs files differ.
+async fn hand_on<T: serde::de::DeserializeOwned>(
     shared: &Shared,
-    job: &crate::config::Job,
+    headers: &HeaderMap,
+    placement: &Placement,
+    what: &str,
+    path: &str,
     who: &str,
-) -> Result<Json<Report>, ApiError> {
-    let what = format!("job `{}`", job.name);
-    let target = OtherHost::admitting(shared, &job.placement, &what).await?;
-    log::info!(target: "overnight::api", "`{}` run now by {who}, handed on to host `{}`", job.name, target.name);
-    let path = format!("/api/jobs/{}/run", job.name);
-    target.post(&path, None::<&()>).await.map(Json)
+) -> Result<T, ApiError> {
+    if headers.contains_key(HANDED_ON) {
+        return Err(ApiError::BadRequest(format!(
+            "{what} runs on {}, and host `{}` is not one: the jobs files of the hosts differ (`overnight check --cluster`)",
+            placement.describe(),
+            shared.config().cluster.host
+        )));
+    }
+    let target = OtherHost::admitting(shared, placement, what).await?;
+    log::info!(target: "overnight::api", "{what}: `POST {path}` by {who}, handed on to host `{}`", target.name);
+    target.post(path, None::<&()>).await
 }
 
 /// The job `name` of the jobs file in force.
@@ -92,15 +102,14 @@ pub async fn start_job(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Result<(StatusCode, Json<RunStarted>), ApiError> {
     let job = job_named(&shared, name)?;
     let who = caller.who(None)?;
     if !job.placement.admits(&shared.config().cluster) {
         let what = format!("job `{}`", job.name);
-        let target = OtherHost::admitting(&shared, &job.placement, &what).await?;
-        log::info!(target: "overnight::api", "`{}` started by {who}, handed on to host `{}`", job.name, target.name);
         let path = format!("/api/jobs/{}/start", job.name);
-        let started = target.post(&path, None::<&()>).await?;
+        let started = hand_on(&shared, &headers, &job.placement, &what, &path, &who).await?;
         return Ok((StatusCode::ACCEPTED, Json(started)));
     }
     let run_id = shared.runner.fresh_run_id(&job).await?;
@@ -169,6 +178,7 @@ pub async fn start_flow(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<FlowStarted>, ApiError> {
     let flow = shared
         .config()
@@ -178,10 +188,10 @@ pub async fn start_flow(
     let who = caller.who(None)?;
     if !flow.placement.admits(&shared.config().cluster) {
         let what = format!("flow `{}`", flow.name);
-        let target = OtherHost::admitting(&shared, &flow.placement, &what).await?;
-        log::info!(target: "overnight::api", "flow `{}` started by {who}, handed on to host `{}`", flow.name, target.name);
         let path = format!("/api/flows/{}/start", flow.name);
-        return target.post(&path, None::<&()>).await.map(Json);
+        return hand_on(&shared, &headers, &flow.placement, &what, &path, &who)
+            .await
+            .map(Json);
     }
     log::info!(target: "overnight::api", "flow `{}` started by {who}", flow.name);
     match shared.start_flow(&flow, Trigger::Manual, None).await? {
