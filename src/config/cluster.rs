@@ -69,6 +69,37 @@ impl Placement {
             && self.tags.iter().all(|t| tags.contains(t))
     }
 
+    /// The hosts both it and `other` admit: the hosts both name (either's
+    /// when the other names none), with the tags of both; `None` when
+    /// they name hosts and none in common.
+    pub fn within(&self, other: &Placement) -> Option<Placement> {
+        let hosts = match (self.hosts.is_empty(), other.hosts.is_empty()) {
+            (true, _) => other.hosts.clone(),
+            (_, true) => self.hosts.clone(),
+            _ => {
+                let common: Vec<String> = self
+                    .hosts
+                    .iter()
+                    .filter(|h| other.hosts.contains(h))
+                    .cloned()
+                    .collect();
+                if common.is_empty() {
+                    return None;
+                }
+                common
+            }
+        };
+        let mut tags = self.tags.clone();
+        tags.extend(
+            other
+                .tags
+                .iter()
+                .filter(|t| !self.tags.contains(t))
+                .cloned(),
+        );
+        Some(Placement { hosts, tags })
+    }
+
     /// "hosts db1, db2; tags gpu", for messages.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
@@ -155,5 +186,25 @@ mod tests {
         assert!(!pinned.admits_host("db2", &tags(&["ssd"])));
         assert!(!pinned.admits_host("web", &tags(&["gpu"])));
         assert_eq!(pinned.describe(), "hosts db1, db2; tags gpu");
+    }
+
+    #[test]
+    fn placements_meet_on_the_hosts_both_admit() {
+        let names = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let at = |hosts: &[&str], tags: &[&str]| Placement {
+            hosts: names(hosts),
+            tags: names(tags),
+        };
+        let anywhere = Placement::default();
+        assert_eq!(anywhere.within(&at(&["b"], &[])), Some(at(&["b"], &[])));
+        assert_eq!(
+            at(&["a", "b"], &["gpu"]).within(&anywhere),
+            Some(at(&["a", "b"], &["gpu"]))
+        );
+        assert_eq!(
+            at(&["a", "b"], &["gpu"]).within(&at(&["b", "c"], &["ssd", "gpu"])),
+            Some(at(&["b"], &["gpu", "ssd"]))
+        );
+        assert_eq!(at(&["a"], &[]).within(&at(&["b"], &[])), None);
     }
 }

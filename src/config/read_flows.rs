@@ -157,8 +157,40 @@ impl Check<'_> {
         // A name not in the flow is taken to end any way: no flaw is
         // found that is not there.
         self.flaws(name, &plan.steps, &places);
+        self.place(&mut flow, &plan.steps, jobs, at);
         flow.plan = Arc::new(plan);
         (self.problems.len() == before).then_some(flow)
+    }
+
+    /// Narrows `flow`'s placement to the hosts each of its steps' jobs
+    /// admits too: its steps run on the host that drives it, and a job
+    /// pinned to its data's host must not run elsewhere as a step.
+    fn place(&mut self, flow: &mut Flow, steps: &[Step], jobs: &[Arc<Job>], at: Pos) {
+        for step in steps {
+            let Action::Job(job) = &step.action else {
+                continue;
+            };
+            let Some(job) = jobs.iter().find(|j| &j.name == job) else {
+                continue;
+            };
+            match flow.placement.within(&job.placement) {
+                Some(narrowed) => flow.placement = narrowed,
+                None => {
+                    self.problem(
+                        at,
+                        format!(
+                            "flow `{}` can be driven by no host: its step `{}` runs job `{}` on {}, and the flow (with its steps before) on {}; a flow's steps run on the host that drives it, so give their jobs a host in common",
+                            flow.name,
+                            step.name,
+                            job.name,
+                            job.placement.describe(),
+                            flow.placement.describe()
+                        ),
+                    );
+                    return;
+                }
+            }
+        }
     }
 
     fn steps(&mut self, flow: &str, node: &Node, jobs: &[Arc<Job>]) -> (Vec<Step>, Places) {

@@ -672,4 +672,35 @@ jobs:
         assert_eq!(job.timezone, Zone::named("Europe/Paris"));
         assert_eq!(cfg.state_dir, Path::new("/x/.overnight"));
     }
+
+    #[test]
+    fn a_flow_runs_only_where_each_of_its_steps_jobs_may() {
+        let text = "\
+jobs:
+  load: {command: x, hosts: [db1, db2]}
+  render: {command: x, tags: [gpu]}
+  other: {command: x, hosts: [web]}
+flows:
+  nightly:
+    steps:
+      load: {job: load}
+      render: {job: render, after: load}
+  split:
+    hosts: [db2, web]
+    steps:
+      load: {job: load}
+      other: {job: other, after: load}
+";
+        let got = problems(text);
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert!(
+            got[0].contains("flow `split` can be driven by no host: its step `other` runs job `other` on hosts web, and the flow (with its steps before) on hosts db2"),
+            "{}",
+            got[0]
+        );
+        let fine = text.split("  split:").next().unwrap();
+        let config = config(Path::new("f.yaml"), fine).unwrap();
+        let placement = &config.flows[0].placement;
+        assert_eq!(placement.describe(), "hosts db1, db2; tags gpu");
+    }
 }
