@@ -13,12 +13,10 @@ use crate::store::FlowRecord;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The daemon could not be reached.
-    #[error("cannot reach the daemon at {addr} (pid {pid}): {source}; is it still running?")]
+    #[error("cannot reach the daemon at {at}: {source}; is it still running?")]
     Unreachable {
-        /// Its address.
-        addr: std::net::SocketAddr,
-        /// Its pid.
-        pid: u32,
+        /// Where it was looked for (with its pid, on this machine).
+        at: String,
         /// The reason.
         source: reqwest::Error,
     },
@@ -30,47 +28,61 @@ pub enum ClientError {
 /// The variable holding an API token for reading another host's API.
 pub const TOKEN_VARIABLE: &str = "OVERNIGHT_API_TOKEN";
 
-/// A connection to the daemon of one state directory.
+/// A connection to a daemon: the one of a state directory, or another
+/// host's of a cluster.
 #[derive(Clone, Debug)]
 pub struct Client {
-    info: DaemonInfo,
+    /// Where its API answers (`http://127.0.0.1:7411`).
+    base: String,
+    /// Its pid, on this machine; 0 for another host's.
+    pid: u32,
+    /// The token shown to it; empty: none.
+    token: String,
     http: reqwest::Client,
 }
 
 impl Client {
     /// The daemon of `state_dir`, if one is running.
     pub fn find(state_dir: &Path) -> Option<Client> {
-        let info = DaemonInfo::read(state_dir)?;
-        let http = crate::exec::http::client_builder().build().ok()?;
-        Some(Client { info, http })
-    }
-
-    /// The daemon of another host of a cluster, whose API answers at
-    /// `addr` (as its `hosts` row says), shown `token` (empty: none).
-    pub fn of_host(addr: std::net::SocketAddr, token: String) -> Option<Client> {
+        let DaemonInfo { pid, addr, token } = DaemonInfo::read(state_dir)?;
         let http = crate::exec::http::client_builder().build().ok()?;
         Some(Client {
-            info: DaemonInfo {
-                pid: 0,
-                addr,
-                token,
-            },
+            base: format!("http://{addr}"),
+            pid,
+            token,
             http,
         })
     }
 
+    /// The daemon of another host of a cluster, whose API answers at
+    /// `base` (as its `hosts` row says), shown `token` (empty: none).
+    pub fn of_host(base: String, token: String) -> Option<Client> {
+        let http = crate::exec::http::client_builder().build().ok()?;
+        Some(Client {
+            base,
+            pid: 0,
+            token,
+            http,
+        })
+    }
+
+    /// Where its API answers.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// The daemon's pid.
     pub fn pid(&self) -> u32 {
-        self.info.pid
+        self.pid
     }
 
     /// Runs `job` through the daemon and waits for its end.
     pub async fn run(&self, job: &str) -> Result<Outcome, ClientError> {
-        let url = format!("http://{}/api/jobs/{job}/run", self.info.addr);
+        let url = format!("{}/api/jobs/{job}/run", self.base);
         let answer = self
             .http
             .post(url)
-            .bearer_auth(&self.info.token)
+            .bearer_auth(&self.token)
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
@@ -97,7 +109,7 @@ impl Client {
 
     /// Starts a run of `flow` through the daemon; its id.
     pub async fn start_flow(&self, flow: &str) -> Result<i64, ClientError> {
-        let url = format!("http://{}/api/flows/{flow}/start", self.info.addr);
+        let url = format!("{}/api/flows/{flow}/start", self.base);
         let started: FlowStarted = self.post(url, None).await?;
         Ok(started.flow_run_id)
     }
@@ -110,7 +122,7 @@ impl Client {
         action: &str,
         command: &FlowCommand,
     ) -> Result<FlowRecord, ClientError> {
-        let url = format!("http://{}/api/flow-runs/{id}/{action}", self.info.addr);
+        let url = format!("{}/api/flow-runs/{id}/{action}", self.base);
         self.post(url, Some(command)).await
     }
 
@@ -121,7 +133,7 @@ impl Client {
         url: String,
         body: Option<&FlowCommand>,
     ) -> Result<T, ClientError> {
-        let mut request = self.http.post(url).bearer_auth(&self.info.token);
+        let mut request = self.http.post(url).bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -143,9 +155,9 @@ impl Client {
         path: &str,
         last_event_id: Option<&str>,
     ) -> Result<SseReader, ClientError> {
-        let mut request = self.http.get(format!("http://{}{path}", self.info.addr));
-        if !self.info.token.is_empty() {
-            request = request.bearer_auth(&self.info.token);
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if !self.token.is_empty() {
+            request = request.bearer_auth(&self.token);
         }
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id);
@@ -165,11 +177,11 @@ impl Client {
     }
 
     fn unreachable(&self, source: reqwest::Error) -> ClientError {
-        ClientError::Unreachable {
-            addr: self.info.addr,
-            pid: self.info.pid,
-            source,
-        }
+        let at = match self.pid {
+            0 => self.base.clone(),
+            pid => format!("{} (pid {pid})", self.base),
+        };
+        ClientError::Unreachable { at, source }
     }
 }
 

@@ -340,10 +340,10 @@ fn print_parts(out: &mut impl Write, line: &capture::CapturedLine<'_>, timestamp
 /// of `state_dir` and says where it answers.
 async fn other_host(store: &Store, host: &str, state_dir: &std::path::Path) -> Option<Client> {
     let hosts = store.hosts().await.ok()?;
-    let addr = hosts.iter().find(|h| h.name == host)?.api_addr()?;
-    let ours = crate::daemon::info::DaemonInfo::read(state_dir).map(|card| card.addr);
+    let url = hosts.iter().find(|h| h.name == host)?.api_url()?;
+    let ours = Client::find(state_dir).map(|c| c.base().to_string());
     let token = std::env::var(crate::client::TOKEN_VARIABLE).unwrap_or_default();
-    (ours != Some(addr)).then(|| Client::of_host(addr, token))?
+    (ours.as_deref() != Some(url.as_str())).then(|| Client::of_host(url, token))?
 }
 
 /// Follows run `id` through the daemon's stream of its output until the

@@ -25,6 +25,31 @@ pub struct Cluster {
     /// How long a host may be silent before the others declare it dead.
     #[serde(serialize_with = "super::duration")]
     pub host_timeout: Duration,
+    /// Where the other hosts reach its API (`cluster.api:
+    /// http://batch1.internal:7411`); unset, see [`Cluster::api_url`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+}
+
+impl Cluster {
+    /// Where the other hosts reach this host's API, which listens on
+    /// `listen` (with TLS when `tls`): `cluster.api`, else the `listen`
+    /// address, else, for any address (`0.0.0.0`), the machine's name with
+    /// the port.
+    pub fn api_url(&self, listen: std::net::SocketAddr, tls: bool) -> String {
+        if let Some(api) = &self.api {
+            return api.clone();
+        }
+        let scheme = if tls { "https" } else { "http" };
+        match listen.ip().is_unspecified() {
+            true => format!(
+                "{scheme}://{}:{}",
+                crate::process::hostname(),
+                listen.port()
+            ),
+            false => format!("{scheme}://{listen}"),
+        }
+    }
 }
 
 impl Default for Cluster {
@@ -34,6 +59,7 @@ impl Default for Cluster {
             tags: Vec::new(),
             heartbeat: Duration::from_secs(2),
             host_timeout: Duration::from_secs(15),
+            api: None,
         }
     }
 }
@@ -143,8 +169,35 @@ impl Check<'_> {
     }
 
     /// `cluster: {heartbeat: 2s, host_timeout: 15s}`.
+    /// `cluster.api`: an `http://` or `https://` address with a host and
+    /// a port, nothing after them; without its last `/`.
+    fn api_url(&mut self, node: &Node) -> Option<String> {
+        let text = self.string(node, "`cluster.api`")?;
+        let url = reqwest::Url::parse(&text).ok().filter(|url| {
+            matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some()
+                && url.path() == "/"
+                && url.query().is_none()
+                && url.username().is_empty()
+        });
+        if url.is_none() {
+            self.problem(
+                node.pos,
+                format!(
+                    "`cluster.api` `{text}` is not where an API answers: give `http://HOST:PORT` (or `https://`), as the other hosts reach this one's `listen`"
+                ),
+            );
+        }
+        url.map(|_| text.trim_end_matches('/').to_string())
+    }
+
     pub(super) fn cluster(&mut self, node: &Node, cluster: &mut Cluster) {
-        for (key, value) in self.mapping(node, "`cluster`", &["heartbeat", "host_timeout"]) {
+        let keys = ["heartbeat", "host_timeout", "api"];
+        for (key, value) in self.mapping(node, "`cluster`", &keys) {
+            if key == "api" {
+                cluster.api = self.api_url(value);
+                continue;
+            }
             let Some(d) = self.duration(value, &format!("`cluster.{key}`")) else {
                 continue;
             };

@@ -703,4 +703,35 @@ flows:
         let placement = &config.flows[0].placement;
         assert_eq!(placement.describe(), "hosts db1, db2; tags gpu");
     }
+
+    #[test]
+    fn the_other_hosts_reach_this_ones_api_where_it_says() {
+        let listen: SocketAddr = "127.0.0.1:7411".parse().unwrap();
+        let anywhere: SocketAddr = "0.0.0.0:7411".parse().unwrap();
+        let unset = crate::config::cluster::Cluster::default();
+        assert_eq!(unset.api_url(listen, false), "http://127.0.0.1:7411");
+        assert_eq!(unset.api_url(listen, true), "https://127.0.0.1:7411");
+        let named = format!("http://{}:7411", crate::process::hostname());
+        assert_eq!(unset.api_url(anywhere, false), named);
+        let text = "cluster: {api: 'https://batch1.internal:7411/'}\njobs:\n  a: {command: x}\n";
+        let config = config(Path::new("f.yaml"), text).unwrap();
+        assert_eq!(
+            config.cluster.api_url(anywhere, false),
+            "https://batch1.internal:7411"
+        );
+        for wrong in [
+            "batch1:7411",
+            "http://b:1/api",
+            "ftp://b:1",
+            "http://u:p@b:1",
+        ] {
+            let got = problems(&format!(
+                "cluster: {{api: '{wrong}'}}\njobs:\n  a: {{command: x}}\n"
+            ));
+            assert!(
+                got.len() == 1 && got[0].contains("is not where an API answers"),
+                "{wrong}: {got:?}"
+            );
+        }
+    }
 }

@@ -262,7 +262,7 @@ pub async fn run_with_clock(
         .join(crate::store::HostCard {
             name: config.cluster.host.clone(),
             tags: config.cluster.tags.clone(),
-            api: addr.to_string(),
+            api: config.cluster.api_url(addr, tls.is_some()),
             timeout: config.cluster.host_timeout,
         })
         .await

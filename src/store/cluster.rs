@@ -78,11 +78,19 @@ pub struct HostRecord {
 }
 
 impl HostRecord {
-    /// Where another host reaches its API: while it is alive, at the
-    /// address it registered, unless that says any address (`0.0.0.0`).
-    pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
-        let addr: std::net::SocketAddr = self.api.as_deref()?.parse().ok()?;
-        (self.alive && !addr.ip().is_unspecified()).then_some(addr)
+    /// Where another host reaches its API (`http://batch1:7411`), while it
+    /// is alive. (A row of an older version holds an address: `http://`
+    /// is put before it, and any address, `0.0.0.0`, reaches nothing.)
+    pub fn api_url(&self) -> Option<String> {
+        let api = self
+            .api
+            .as_deref()
+            .filter(|a| !a.is_empty() && self.alive)?;
+        if api.contains("://") {
+            return Some(api.trim_end_matches('/').to_string());
+        }
+        let addr: std::net::SocketAddr = api.parse().ok()?;
+        (!addr.ip().is_unspecified()).then(|| format!("http://{addr}"))
     }
 }
 

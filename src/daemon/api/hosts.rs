@@ -4,8 +4,6 @@
 //! hosts share the jobs file, and with it the first of `api.tokens`,
 //! shown to the other's API.
 
-use std::net::SocketAddr;
-
 use super::ApiError;
 use crate::config::cluster::Placement;
 use crate::daemon::Shared;
@@ -20,7 +18,8 @@ pub(super) const HANDED_ON: &str = "x-overnight-handed-on";
 pub(super) struct OtherHost {
     /// Its name.
     pub(super) name: String,
-    addr: SocketAddr,
+    /// Where its API answers (`http://batch1:7411`).
+    base: String,
     /// The token shown to it.
     token: Option<String>,
 }
@@ -38,7 +37,7 @@ impl OtherHost {
             .filter(|h| h.name != config.cluster.host && fits(h))
             .find_map(|h| {
                 Some(OtherHost {
-                    addr: h.api_addr()?,
+                    base: h.api_url()?,
                     name: h.name,
                     token: config.api.tokens.iter().find_map(|t| t.value.clone()),
                 })
@@ -124,7 +123,7 @@ impl OtherHost {
             .build()
             .map_err(|e| self.failed(e))?;
         let request = client
-            .request(method, format!("http://{}{path}", self.addr))
+            .request(method, format!("{}{path}", self.base))
             .header(HANDED_ON, "1");
         Ok(match &self.token {
             Some(token) => request.bearer_auth(token),
