@@ -66,9 +66,19 @@ impl Client {
         })
     }
 
-    /// Where its API answers.
-    pub fn base(&self) -> &str {
-        &self.base
+    /// The API of live host `host` of `store`'s cluster, shown the token
+    /// of `$OVERNIGHT_API_TOKEN`, when it is not the daemon of `state_dir`
+    /// and says where it answers.
+    pub async fn of_cluster_host(
+        store: &crate::store::Store,
+        host: &str,
+        state_dir: &Path,
+    ) -> Option<Client> {
+        let hosts = store.hosts().await.ok()?;
+        let url = hosts.iter().find(|h| h.name == host)?.api_url()?;
+        let ours = Client::find(state_dir).map(|c| c.base);
+        let token = std::env::var(TOKEN_VARIABLE).unwrap_or_default();
+        (ours.as_deref() != Some(url.as_str())).then(|| Client::of_host(url, token))?
     }
 
     /// The daemon's pid.

@@ -78,11 +78,23 @@ pub struct Held {
 /// before a take is done before it.
 #[derive(Debug)]
 pub enum ClusterRequest {
-    /// Take all of these or none; answers whether they were taken, or why
-    /// the database could not be asked.
-    Take(Vec<LockSpec>, oneshot::Sender<Result<bool, String>>),
+    /// Take all of these or none; answers how that went, or why the
+    /// database could not be asked.
+    Take(Vec<LockSpec>, oneshot::Sender<Result<Taken, String>>),
     /// Release these, taken before.
     Release(Vec<LockSpec>),
+}
+
+/// How a take of locks across hosts went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Taken {
+    /// All of them are this host's.
+    All,
+    /// Another live host holds one of them.
+    HeldElsewhere,
+    /// This host is no longer alive under its epoch: declared dead while
+    /// it was silent, it takes nothing until it has registered again.
+    Fenced,
 }
 
 /// Where a cluster daemon's locks are taken across hosts, and the fence
@@ -101,7 +113,7 @@ impl ClusterLocks {
     }
 
     /// Takes `specs` across hosts, all or none.
-    async fn take(&self, specs: &[LockSpec]) -> Result<bool, String> {
+    async fn take(&self, specs: &[LockSpec]) -> Result<Taken, String> {
         let (answer, answered) = oneshot::channel();
         self.requests
             .send(ClusterRequest::Take(specs.to_vec(), answer))
@@ -156,6 +168,13 @@ pub enum LockError {
     /// answer).
     #[error("the cluster's locks cannot be taken: {0}")]
     Cluster(String),
+    /// This host was declared dead by the others while it was silent (a
+    /// pause, a partition): it takes no lock until it has registered
+    /// again, at its next heartbeat.
+    #[error(
+        "this host was declared dead by the cluster while it was silent, and takes no lock across hosts until it has registered again (at its next heartbeat)"
+    )]
+    Fenced,
 }
 
 fn released() -> &'static Notify {
@@ -189,11 +208,12 @@ pub async fn acquire(
             Ok(held) => match cluster.filter(|_| !specs.is_empty()) {
                 None => return Ok(held),
                 Some(cluster) => match cluster.take(&specs).await {
-                    Ok(true) => return Ok(held.across(&specs, cluster)),
+                    Ok(Taken::All) => return Ok(held.across(&specs, cluster)),
+                    Ok(Taken::Fenced) => return Err(LockError::Fenced),
                     // Held on another host: the local ones go again, no
                     // release said (this very wait would hear it, and
                     // try again at once).
-                    Ok(false) => {
+                    Ok(Taken::HeldElsewhere) => {
                         let mut held = held;
                         drop(std::mem::take(&mut held.files));
                         (specs[0].name.clone(), " on another host".to_string())

@@ -138,8 +138,9 @@ async fn start(flow: &str, arg: &ConfigArg) -> Result<Outcome, CliError> {
     Ok(Outcome::Success)
 }
 
-/// An operator's command: given to the daemon that drives the run, or,
-/// with no daemon running, applied to the store.
+/// An operator's command: given to the daemon that drives the run (this
+/// host's, or in a cluster another's, through its API), or, with none
+/// driving it, applied to the store.
 async fn command(id: i64, op: Op, arg: &ConfigArg) -> Result<Outcome, CliError> {
     let config = arg.load()?;
     let who = os_user();
@@ -148,14 +149,17 @@ async fn command(id: i64, op: Op, arg: &ConfigArg) -> Result<Outcome, CliError> 
     }
     // While this process holds the daemon's lock no daemon runs (one
     // starting meanwhile waits for it).
-    if let Some(lock) = DaemonLock::for_operator(&config.state_dir) {
-        return on_the_store(id, &op, &who, &config, lock).await;
-    }
-    let Some(daemon) = Client::find(&config.state_dir) else {
-        return Err(CliError::Usage(format!(
-            "the state directory `{}` is busy: a daemon is starting, or another `overnight flow` command runs; try again in a moment",
-            config.state_dir.display()
-        )));
+    let daemon = match DaemonLock::for_operator(&config.state_dir) {
+        Some(lock) => match driving_host(id, &config).await? {
+            Some(daemon) => daemon,
+            None => return on_the_store(id, &op, &who, &config, lock).await,
+        },
+        None => Client::find(&config.state_dir).ok_or_else(|| {
+            CliError::Usage(format!(
+                "the state directory `{}` is busy: a daemon is starting, or another `overnight flow` command runs; try again in a moment",
+                config.state_dir.display()
+            ))
+        })?,
     };
     let body = FlowCommand {
         step: op.step().map(str::to_string),
@@ -170,6 +174,31 @@ async fn command(id: i64, op: Op, arg: &ConfigArg) -> Result<Outcome, CliError> 
         })?;
     super::say(&(run.tree(&config.flow_zone(&run.flow)) + "\n"));
     Ok(Outcome::Success)
+}
+
+/// In a cluster, the API of the other host that drives open flow run
+/// `id` (its own daemon hands a command on; with none here, this command
+/// does); an error when that host cannot be reached.
+async fn driving_host(id: i64, config: &Config) -> Result<Option<Client>, CliError> {
+    let place = config.place();
+    if !matches!(place, crate::config::Place::Server { .. }) {
+        return Ok(None);
+    }
+    let store = Store::connect_at(&place).await?;
+    let run = store.flow_run(id).await?;
+    let elsewhere = run.filter(|r| r.finished_at.is_none() && r.host != config.cluster.host);
+    let Some(run) = elsewhere else {
+        store.close().await;
+        return Ok(None);
+    };
+    let daemon = Client::of_cluster_host(&store, &run.host, &config.state_dir).await;
+    store.close().await;
+    daemon.map(Some).ok_or_else(|| {
+        CliError::Usage(format!(
+            "flow run #{id} of `{}` is driven by host `{}`, whose API cannot be reached from here (it is not up, or registered no address); give the command on a host of the cluster, or once it is declared dead, to the host that takes it over",
+            run.flow, run.host
+        ))
+    })
 }
 
 fn no_such_run(id: i64) -> CliError {

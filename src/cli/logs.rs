@@ -94,7 +94,7 @@ async fn print(
     // Another host's run: its output is in that host's state directory,
     // read through that host's API.
     if !path.exists()
-        && let Some(daemon) = other_host(store, &run.host, state_dir).await
+        && let Some(daemon) = Client::of_cluster_host(store, &run.host, state_dir).await
     {
         let query = if follow { "?follow=1" } else { "" };
         return match through_daemon(&daemon, run.id, query, timestamps).await {
@@ -334,16 +334,6 @@ fn print_parts(out: &mut impl Write, line: &capture::CapturedLine<'_>, timestamp
     } else {
         writeln!(out, "{}", line.text)
     };
-}
-
-/// The API of live host `host` of a cluster, when it is not the daemon
-/// of `state_dir` and says where it answers.
-async fn other_host(store: &Store, host: &str, state_dir: &std::path::Path) -> Option<Client> {
-    let hosts = store.hosts().await.ok()?;
-    let url = hosts.iter().find(|h| h.name == host)?.api_url()?;
-    let ours = Client::find(state_dir).map(|c| c.base().to_string());
-    let token = std::env::var(crate::client::TOKEN_VARIABLE).unwrap_or_default();
-    (ours.as_deref() != Some(url.as_str())).then(|| Client::of_host(url, token))?
 }
 
 /// Follows run `id` through the daemon's stream of its output until the

@@ -110,8 +110,10 @@ pub async fn keep_alive(
 /// This host was declared dead while it was silent: its runs were closed
 /// as `lost` and its fires taken over, so the jobs still running here are
 /// ended (their locks may be another host's now), and the new epoch is
-/// the one claims are made under from now on.
-fn stand_down(shared: &Shared, host: &str, epoch: i64) {
+/// the one claims are made under from now on. The flow runs of this host
+/// that no other took over are driven on under it (their drivers here let
+/// go of them at their first save under the old one).
+fn stand_down(shared: &Arc<Shared>, host: &str, epoch: i64) {
     let running = shared.runner.running();
     warn!(
         target: "overnight::daemon",
@@ -119,6 +121,12 @@ fn stand_down(shared: &Shared, host: &str, epoch: i64) {
     );
     shared.epoch.store(epoch, Ordering::SeqCst);
     shared.runner.stop_all(StopReason::Fenced);
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        if let Err(e) = shared.resume_open_flows(true).await {
+            error!(target: "overnight::daemon", "cluster: this host's open flow runs not taken up again: {e}");
+        }
+    });
 }
 
 /// Declares the silent hosts dead, closes their runs, and claims their

@@ -338,7 +338,7 @@ pub async fn run_with_clock(
     // Before the API answers: a run it started now would be this daemon's
     // own, and must not be taken for an earlier daemon's.
     recover::abandoned_runs(&shared).await?;
-    shared.resume_open_flows().await?;
+    shared.resume_open_flows(false).await?;
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let server = api::Api::start(listener, Arc::clone(&shared), tls, server_stop_rx);
     info!(target: "overnight::daemon", "started: pid {}, API on http://{addr}, {} job(s)", card.pid, shared.config().jobs.len());

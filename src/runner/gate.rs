@@ -155,7 +155,9 @@ impl Gate {
         let refused = |e: LockError| match e {
             LockError::Busy { .. } => SkipReason::StillRunning(e),
             // Not a run still going: the lock could not even be tried.
-            LockError::Io { .. } | LockError::Cluster(_) => SkipReason::LockUnopenable(e),
+            LockError::Io { .. } | LockError::Cluster(_) | LockError::Fenced => {
+                SkipReason::LockUnopenable(e)
+            }
         };
         let cluster = self.cluster.as_ref();
         let now = || lock::acquire(state_dir, &own, Duration::ZERO, cluster);
@@ -167,7 +169,7 @@ impl Gate {
                 // cannot even be tried ends nothing.
                 match now().await {
                     Ok(held) => return Ok(Some(held)),
-                    Err(e @ (LockError::Io { .. } | LockError::Cluster(_))) => {
+                    Err(e @ (LockError::Io { .. } | LockError::Cluster(_) | LockError::Fenced)) => {
                         return Err(refused(e));
                     }
                     Err(LockError::Busy { .. }) => replace(),
@@ -180,7 +182,7 @@ impl Gate {
             Concurrency::Queue => {
                 match now().await {
                     Ok(held) => return Ok(Some(held)),
-                    Err(e @ (LockError::Io { .. } | LockError::Cluster(_))) => {
+                    Err(e @ (LockError::Io { .. } | LockError::Cluster(_) | LockError::Fenced)) => {
                         return Err(refused(e));
                     }
                     Err(LockError::Busy { .. }) => {}

@@ -28,7 +28,7 @@ use sqlx::{Connection, Row};
 
 use super::db::Db;
 use super::{NewRun, Store, StoreError, time_text};
-use crate::lock::{ClusterRequest, LockSpec, Mode};
+use crate::lock::{ClusterRequest, LockSpec, Mode, Taken};
 use crate::report::Report;
 
 /// The first key of the advisory locks that hold host names: "ovhs".
@@ -208,7 +208,7 @@ impl Membership {
             ClusterRequest::Take(specs, answer) => {
                 let taken = self.take(&specs).await.map_err(|e| e.to_string());
                 // Taken for a fire no longer waiting: held by nobody.
-                if let Err(Ok(true)) = answer.send(taken) {
+                if let Err(Ok(Taken::All)) = answer.send(taken) {
                     self.release(&specs).await;
                 }
             }
@@ -219,7 +219,7 @@ impl Membership {
     /// Takes `specs`, all or none: those this host holds already are
     /// counted once more; the others are inserted as its rows when no
     /// live host's row excludes them.
-    async fn take(&mut self, specs: &[LockSpec]) -> Result<bool, StoreError> {
+    async fn take(&mut self, specs: &[LockSpec]) -> Result<Taken, StoreError> {
         let mut new: Vec<&LockSpec> = specs
             .iter()
             .filter(|s| !self.held.contains_key(s))
@@ -229,8 +229,8 @@ impl Membership {
             self.open().await?;
             let conn = self.conn.as_mut().expect("opened");
             match take_rows(conn, &new, &self.card.name, self.epoch).await {
-                Ok(true) => {}
-                Ok(false) => return Ok(false),
+                Ok(Taken::All) => {}
+                Ok(other) => return Ok(other),
                 Err(e) => {
                     self.conn = None;
                     return Err(e.into());
@@ -240,7 +240,7 @@ impl Membership {
         for spec in specs {
             *self.held.entry(spec.clone()).or_default() += 1;
         }
-        Ok(true)
+        Ok(Taken::All)
     }
 
     /// Releases `specs`, taken before: the rows of those no other run of
@@ -341,7 +341,7 @@ async fn take_rows(
     specs: &[&LockSpec],
     host: &str,
     epoch: i64,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Taken, sqlx::Error> {
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     let modes: Vec<&str> = specs.iter().map(|s| mode_text(s.mode)).collect();
     let mut tx = conn.begin().await?;
@@ -354,7 +354,7 @@ async fn take_rows(
     .fetch_one(&mut *tx)
     .await?;
     if !turn {
-        return Ok(false); // the rollback releases what was taken
+        return Ok(Taken::HeldElsewhere); // the rollback releases what was taken
     }
     // The share lock on the host row orders the take against the update
     // that declares the host dead (see `claim_fires`).
@@ -376,8 +376,22 @@ async fn take_rows(
     .bind(epoch)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
-    Ok(inserted.rows_affected() as usize == specs.len())
+    if inserted.rows_affected() as usize == specs.len() {
+        tx.commit().await?;
+        return Ok(Taken::All);
+    }
+    // None taken: another host holds one, or this one is fenced.
+    let current: bool = sqlx::query_scalar(
+        "SELECT coalesce((SELECT alive AND epoch = $2 FROM hosts WHERE name = $1), false)",
+    )
+    .bind(host)
+    .bind(epoch)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(match current {
+        true => Taken::HeldElsewhere,
+        false => Taken::Fenced,
+    })
 }
 
 fn mode_text(mode: Mode) -> &'static str {

@@ -189,9 +189,20 @@ pub struct FlowSave {
     /// an older journal).
     #[serde(default)]
     host: String,
+    /// In a cluster, the driving host's epoch: the save applies only while
+    /// the host holds it, alive (never in a journal: SQLite has no cluster).
+    #[serde(skip)]
+    epoch: Option<i64>,
 }
 
 impl FlowSave {
+    /// The same, applied only while the driving host is alive under
+    /// `epoch` (in a cluster).
+    pub fn under(mut self, epoch: Option<i64>) -> FlowSave {
+        self.epoch = epoch;
+        self
+    }
+
     /// Puts `map(id)` for the flow run's id and each step run's id (the
     /// journal's fold, for runs it recorded under another id).
     pub(super) fn map_ids(&mut self, map: impl Fn(i64) -> i64) {
@@ -225,6 +236,7 @@ impl FlowSave {
             finished_at: run.finished_at,
             driver: run.driver,
             host: run.host.clone(),
+            epoch: None,
             steps: changed
                 .iter()
                 .map(|&step| StepRow {
@@ -296,12 +308,12 @@ impl Store {
     }
 
     /// Records what a move of a flow run changed.
-    pub async fn save_flow_run(&self, save: &FlowSave) -> Result<(), StoreError> {
+    pub async fn save_flow_run(&self, save: &FlowSave) -> Result<bool, StoreError> {
         on_db!(&self.db, pool, q => {
             let mut tx = pool.begin().await?;
-            q::update_flow(&mut tx, save).await?;
+            let applied = q::update_flow(&mut tx, save).await?;
             tx.commit().await?;
-            Ok(())
+            Ok(applied)
         })
     }
 
@@ -474,15 +486,19 @@ pub(crate) async fn insert_flow(
     write_steps(tx, &FlowSave::of(run, &all)).await
 }
 
-/// Applies what a move changed.
+/// Applies what a move changed, unless the run is driven by another host
+/// now (or, in a cluster, its host is no longer alive under the save's
+/// epoch); whether it applied.
 pub(crate) async fn update_flow(
     tx: &mut <Db as sqlx::Database>::Connection,
     save: &FlowSave,
-) -> Result<(), sqlx::Error> {
-    let saved = sqlx::query(
-        "UPDATE flow_runs SET status = $1, holds = $2, finished_at = $3, pid = $4, driver_started = $5 \
-         WHERE id = $6 AND ($7 = '' OR host = $7)",
-    )
+) -> Result<bool, sqlx::Error> {
+    const UPDATE: &str = "UPDATE flow_runs SET status = $1, holds = $2, finished_at = $3, pid = $4, driver_started = $5 \
+         WHERE id = $6 AND ($7 = '' OR host = $7)";
+    const FENCED: &str = "UPDATE flow_runs SET status = $1, holds = $2, finished_at = $3, pid = $4, driver_started = $5 \
+         WHERE id = $6 AND host = $7 AND EXISTS (SELECT 1 FROM hosts h WHERE h.name = $7 AND h.alive AND h.epoch = $8)";
+    let sql = if save.epoch.is_some() { FENCED } else { UPDATE };
+    let saved = sqlx::query(sql)
     .bind(save.status.as_str())
     .bind(json(&save.holds))
     .bind(save.finished_at.map(time_text))
@@ -490,12 +506,14 @@ pub(crate) async fn update_flow(
     .bind(save.driver.map(|(_, s)| s as i64))
     .bind(save.id)
     .bind(&save.host)
+    .bind(save.epoch)
     .execute(&mut *tx)
     .await?;
     if saved.rows_affected() == 0 {
-        return Ok(()); // another host drives it now
+        return Ok(false);
     }
-    write_steps(tx, save).await
+    write_steps(tx, save).await?;
+    Ok(true)
 }
 
 async fn write_steps(tx: &mut <Db as sqlx::Database>::Connection, save: &FlowSave) -> Result<(), sqlx::Error> {

@@ -198,6 +198,12 @@ pub enum StoreError {
         "run history: run id {0} is taken already; run `overnight history` once to mend the id sequence"
     )]
     IdTaken(i64),
+    /// A flow run's move was not saved: another host drives the run now,
+    /// or this host was declared dead since (a pause, a partition).
+    #[error(
+        "run history: flow run #{0} is not this host's to drive now (another host took it over, or this host was declared dead); its driver here lets it go"
+    )]
+    NotDriving(i64),
 }
 
 impl StoreError {

@@ -151,10 +151,10 @@ impl Recorder {
     }
 
     /// Records what a move of a flow run changed.
-    pub async fn save_flow(&self, save: &FlowSave) -> Result<(), StoreError> {
+    pub async fn save_flow(&self, save: &FlowSave) -> Result<bool, StoreError> {
         match self {
             Recorder::Store(store) => store.save_flow_run(save).await,
-            Recorder::Journal { journal, .. } => journal.save_flow(save),
+            Recorder::Journal { journal, .. } => journal.save_flow(save).map(|()| true),
             Recorder::Nowhere(why) => Err(StoreError::Unusable(why.to_string())),
         }
     }

@@ -918,12 +918,13 @@ async fn one_hosts_live_stream_tells_every_hosts_runs() {
 }
 
 /// `flow start` of a flow pinned to another host, and an operator's
-/// command on a flow run another host drives, given to any host, reach
-/// the host that may drive it: the flow holds and goes on there.
+/// command on a flow run another host drives, given to any host (or on a
+/// host with no daemon), reach the host that may drive it: the flow
+/// holds and goes on there.
 #[tokio::test(flavor = "multi_thread")]
 async fn flow_commands_given_to_any_host_reach_the_driving_one() {
     let db = TestDb::new().await;
-    let jobs = "api: {tokens: {ops: '${OPS_TOKEN}'}}\njobs:\n  fin:\n    command: echo done\nflows:\n  gated:\n    hosts: [b]\n    steps:\n      approve: {hold: go on}\n      finish: {job: fin, after: approve}\n";
+    let jobs = "api: {tokens: {ops: '${OPS_TOKEN}'}}\njobs:\n  fin:\n    command: echo done\nflows:\n  gated:\n    hosts: [b]\n    steps:\n      approve: {hold: go on}\n      finish: {job: fin, after: approve}\n      close: {hold: close it, after: finish}\n      last: {job: fin, after: close}\n";
     let mut a = Host::start(&db, "a", jobs);
     let mut b = Host::start(&db, "b", jobs);
     let mut pg = db.connect().await;
@@ -946,18 +947,108 @@ async fn flow_commands_given_to_any_host_reach_the_driving_one() {
     let (stdout, stderr) = crate::helper::text(&resumed);
     assert!(resumed.status.success(), "{stderr}\n{}", a.said());
     assert!(stdout.contains("approve"), "{stdout}");
-    let (status, fin_host): (String, String) = until(&mut pg, "the flow run ended", async |pg| {
-        sqlx::query_as(
-            "SELECT f.status, r.host FROM flow_runs f JOIN runs r ON r.job = 'fin' \
-             WHERE f.id = $1 AND f.finished_at IS NOT NULL",
+    // With no daemon on a, its command goes to b's API itself.
+    until(&mut pg, "the flow run held again", async |pg| {
+        sqlx::query_scalar::<_, i64>("SELECT id FROM flow_runs WHERE id = $1 AND status = 'held'")
+            .bind(id)
+            .fetch_optional(pg)
+            .await
+            .ok()?
+    })
+    .await;
+    a.stop();
+    let closed =
+        a.sb.command(&["flow", "resume", &id.to_string()])
+            .env("STORE_PASSWORD", db.store_and_password().1)
+            .env("OVERNIGHT_API_TOKEN", OPS_TOKEN)
+            .output()
+            .unwrap();
+    assert!(
+        closed.status.success(),
+        "{}",
+        crate::helper::text(&closed).1
+    );
+    let status: String = until(&mut pg, "the flow run ended", async |pg| {
+        sqlx::query_scalar("SELECT status FROM flow_runs WHERE id = $1 AND finished_at IS NOT NULL")
+            .bind(id)
+            .fetch_optional(pg)
+            .await
+            .ok()?
+    })
+    .await;
+    assert_eq!(status, "success");
+    // Both `fin` steps ran, on b.
+    let hosts: Vec<String> =
+        sqlx::query_scalar("SELECT host FROM runs WHERE job = 'fin' ORDER BY id")
+            .fetch_all(&mut pg)
+            .await
+            .unwrap();
+    assert_eq!(hosts, ["b", "b"]);
+    b.stop();
+}
+
+/// A host frozen past the timeout while it drives a flow no other host
+/// may drive: its running step is fenced and closed as `lost`; thawed,
+/// it registers again and drives the flow on under its new epoch (the
+/// next step runs, recorded, on it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thawed_host_drives_on_the_flows_no_one_took_over() {
+    let db = TestDb::new().await;
+    let jobs = "jobs:\n  slow:\n    command: sleep 30\n  fin:\n    command: echo done\nflows:\n  pinned:\n    hosts: [a]\n    steps:\n      first: {job: slow}\n      second: {job: fin, after: 'done(first)'}\n";
+    let mut a = Host::start(&db, "a", jobs);
+    let mut b = Host::start(&db, "b", jobs);
+    let mut pg = db.connect().await;
+    alive(&mut pg, 2, &[&a, &b]).await;
+    let started = a.cli(&db, &["flow", "start", "pinned"]);
+    assert!(
+        started.status.success(),
+        "{}",
+        crate::helper::text(&started).1
+    );
+    let step: i64 = until(&mut pg, "step `first` running on a", async |pg| {
+        sqlx::query_scalar(
+            "SELECT id FROM runs WHERE job = 'slow' AND status = 'running' AND job_pid IS NOT NULL",
         )
-        .bind(id)
         .fetch_optional(pg)
         .await
         .ok()?
     })
     .await;
-    assert_eq!((status.as_str(), fin_host.as_str()), ("success", "b"));
+    // SAFETY: sends a signal; no memory is involved.
+    unsafe { libc::kill(a.pid(), libc::SIGSTOP) };
+    until(&mut pg, "the frozen host's step closed", async |pg| {
+        sqlx::query_scalar::<_, String>("SELECT status FROM runs WHERE id = $1 AND status = 'lost'")
+            .bind(step)
+            .fetch_optional(pg)
+            .await
+            .ok()?
+    })
+    .await;
+    // SAFETY: as above.
+    unsafe { libc::kill(a.pid(), libc::SIGCONT) };
+    let (host, status): (String, String) = until(&mut pg, "step `second` ended", async |pg| {
+        sqlx::query_as("SELECT host, status FROM runs WHERE job = 'fin' AND status <> 'running'")
+            .fetch_optional(pg)
+            .await
+            .ok()?
+    })
+    .await;
+    assert_eq!(
+        (host.as_str(), status.as_str()),
+        ("a", "success"),
+        "{}",
+        a.said()
+    );
+    let flow: String = until(&mut pg, "the flow run ended", async |pg| {
+        sqlx::query_scalar(
+            "SELECT host FROM flow_runs WHERE flow = 'pinned' AND finished_at IS NOT NULL",
+        )
+        .fetch_optional(pg)
+        .await
+        .ok()?
+    })
+    .await;
+    assert_eq!(flow, "a");
     a.stop();
     b.stop();
 }

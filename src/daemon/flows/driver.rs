@@ -24,9 +24,9 @@ use crate::store::{FlowAction, FlowRecord, FlowSave, StoreError};
 /// One flow run being driven.
 pub(super) struct Driver<'s> {
     shared: &'s Arc<Shared>,
-    /// In a cluster, the host's epoch when it began driving: its steps
-    /// start only while it is current (a host declared dead meanwhile
-    /// had the run taken over).
+    /// In a cluster, the host's epoch when the run was last saved as
+    /// this host's: its steps start only while it is current (a host
+    /// declared dead meanwhile may have had the run taken over).
     epoch: Option<i64>,
     run: FlowRecord,
     /// The run's plan, shared with what it hands out (`run.plan` is the
@@ -422,10 +422,26 @@ impl<'s> Driver<'s> {
 
     /// Writes where the run stands, its status first brought up to date,
     /// with the rows of the steps in `changed`.
+    ///
+    /// In a cluster the save applies only while the run is this host's
+    /// and the host alive under its epoch now; then the steps started
+    /// next start under that epoch (a host registered again after a
+    /// freeze drives on the runs no other host took over). A save that
+    /// does not apply is [`StoreError::NotDriving`]: the driver lets go.
     async fn save(&mut self, changed: &[usize]) -> Result<(), StoreError> {
         let newly_held = self.run.settle();
-        let save = FlowSave::of(&self.run, changed);
-        recorded(self.shared.runner.recorder().save_flow(&save).await)?;
+        loop {
+            let epoch = self.shared.epoch();
+            let save = FlowSave::of(&self.run, changed).under(epoch);
+            match self.shared.runner.recorder().save_flow(&save).await {
+                Ok(true) => self.epoch = epoch,
+                // The host registered again meanwhile: saved under the new epoch.
+                Ok(false) if self.shared.epoch() != epoch => continue,
+                Ok(false) => return Err(StoreError::NotDriving(self.run.id)),
+                Err(e) => recorded(Err(e))?,
+            }
+            break;
+        }
         if newly_held {
             self.tell(Moment::Held).await;
         }

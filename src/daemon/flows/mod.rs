@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use log::{Level, error};
+use log::{Level, error, warn};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -293,23 +293,29 @@ impl Shared {
         }
     }
 
-    /// Takes up every flow run a dead daemon left open.
-    pub(super) async fn resume_open_flows(self: &Arc<Self>) -> Result<(), StoreError> {
+    /// Takes up every flow run of this host a dead daemon left open; with
+    /// `rejoined` (this host registered again after it was declared
+    /// dead), also those of this daemon that its drivers let go.
+    pub(super) async fn resume_open_flows(
+        self: &Arc<Self>,
+        rejoined: bool,
+    ) -> Result<(), StoreError> {
         for mut run in self.store.open_flow_runs().await? {
-            // Another host's driver cannot be seen from here (issue 17).
-            if run.host != self.runner.host() || !run.driver_gone() {
+            // Another host's runs are its own, or taken over by a survivor.
+            if run.host != self.runner.host() || !(rejoined || run.driver_gone()) {
                 continue;
             }
             run.driver = driver();
             let Ok(commands) = self.driving.enlist(run.id, &run.flow, false) else {
                 continue;
             };
+            let why = match rejoined {
+                true => "this host was declared dead and registered again",
+                false => "the daemon driving it stopped",
+            };
             FlowLog::new(&run.flow, run.id).status(
                 Level::Warn,
-                format_args!(
-                    "flow run #{} taken up again after the daemon driving it stopped",
-                    run.id
-                ),
+                format_args!("flow run #{} taken up again after {why}", run.id),
             );
             self.drive(run, commands);
         }
@@ -356,11 +362,17 @@ impl Shared {
             let id = run.id;
             let _enlisted = Enlisted(&shared.driving, id);
             let flow = run.flow.clone();
-            if let Err(e) = driver::Driver::new(&shared, run)
+            match driver::Driver::new(&shared, run)
                 .go(commands, stopping)
                 .await
             {
-                error!(target: "overnight::daemon", "flow run #{id} of `{flow}` stopped: {e}; the next daemon start takes it up");
+                Ok(()) => {}
+                Err(e @ StoreError::NotDriving(_)) => {
+                    warn!(target: "overnight::daemon", "flow run #{id} of `{flow}`: {e}")
+                }
+                Err(e) => {
+                    error!(target: "overnight::daemon", "flow run #{id} of `{flow}` stopped: {e}; the next daemon start takes it up")
+                }
             }
         });
     }
