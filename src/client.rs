@@ -74,11 +74,25 @@ impl Client {
         host: &str,
         state_dir: &Path,
     ) -> Option<Client> {
-        let hosts = store.hosts().await.ok()?;
-        let url = hosts.iter().find(|h| h.name == host)?.api_url()?;
         let ours = Client::find(state_dir).map(|c| c.base);
+        let found = Client::in_cluster(store, |h| h.name == host).await?;
+        (ours.as_deref() != Some(found.1.base.as_str())).then_some(found.1)
+    }
+
+    /// The API of the first live host of `store`'s cluster that `fits`
+    /// and says where it answers, with its name; shown the token of
+    /// `$OVERNIGHT_API_TOKEN`.
+    pub async fn in_cluster(
+        store: &crate::store::Store,
+        fits: impl Fn(&crate::store::HostRecord) -> bool,
+    ) -> Option<(String, Client)> {
+        let hosts = store.hosts().await.ok()?;
+        let (name, url) = hosts.into_iter().filter(|h| fits(h)).find_map(|h| {
+            let url = h.api_url()?;
+            Some((h.name, url))
+        })?;
         let token = std::env::var(TOKEN_VARIABLE).unwrap_or_default();
-        (ours.as_deref() != Some(url.as_str())).then(|| Client::of_host(url, token))?
+        Some((name, Client::of_host(url, token)?))
     }
 
     /// The daemon's pid.

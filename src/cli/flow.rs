@@ -191,6 +191,17 @@ async fn driving_host(id: i64, config: &Config) -> Result<Option<Client>, CliErr
         store.close().await;
         return Ok(None);
     };
+    // A host declared dead drives nothing: its run is the store's (its
+    // saves are fenced when it comes back, and it takes the run up again).
+    let alive = store
+        .hosts()
+        .await?
+        .iter()
+        .any(|h| h.name == run.host && h.alive);
+    if !alive {
+        store.close().await;
+        return Ok(None);
+    }
     let daemon = Client::of_cluster_host(&store, &run.host, &config.state_dir).await;
     store.close().await;
     daemon.map(Some).ok_or_else(|| {

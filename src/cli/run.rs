@@ -30,7 +30,11 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
             super::did_you_mean(&args.job, &names)
         )));
     };
-    let outcome = match Client::find(&config.state_dir) {
+    let daemon = match Client::find(&config.state_dir) {
+        Some(daemon) => Some(daemon),
+        None => cluster_host(&config, job).await?,
+    };
+    let outcome = match daemon {
         Some(daemon) => daemon.run(&job.name).await?,
         None => {
             crate::route::install(crate::daemon::routing(&config)?);
@@ -51,6 +55,43 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
     };
     super::say(&outcome_text(&outcome, job));
     Ok(Outcome::of(outcome.status()))
+}
+
+/// With no daemon here, in a cluster: a live host that may run `job`,
+/// whose daemon runs it under the cluster's locks (a run here would take
+/// none); `None` when no host is up, and the job runs here.
+async fn cluster_host(
+    config: &crate::config::Config,
+    job: &Job,
+) -> Result<Option<Client>, CliError> {
+    let place = config.place();
+    if !matches!(place, crate::config::Place::Server { .. }) {
+        return Ok(None);
+    }
+    let store = crate::store::Store::connect_at(&place).await?;
+    let me = &config.cluster.host;
+    let up = store
+        .hosts()
+        .await?
+        .iter()
+        .any(|h| h.alive && &h.name != me);
+    let found = Client::in_cluster(&store, |h| {
+        &h.name != me && job.placement.admits_host(&h.name, &h.tags)
+    })
+    .await;
+    store.close().await;
+    match found {
+        Some((host, daemon)) => {
+            eprintln!("no daemon runs here: `{}` runs on host `{host}`", job.name);
+            Ok(Some(daemon))
+        }
+        None if up => Err(CliError::Usage(format!(
+            "no daemon runs here, and no live host of the cluster that may run `{}` ({}) can be reached: start this host's daemon, or run it on a host of the cluster (a run here would take no lock across hosts)",
+            job.name,
+            job.placement.describe()
+        ))),
+        None => Ok(None),
+    }
 }
 
 /// The report summary, or why the job did not run.

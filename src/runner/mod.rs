@@ -439,6 +439,8 @@ impl Runner {
                 );
                 log::warn!(target: "overnight::runner", "run #{run_id} of `{}` ended here as {}, but was closed before; {why}", job.name, report.status);
                 report.details.insert(UNRECORDED.into(), why.into());
+                // What a flow (or `run`) goes on from is what the history says.
+                report.status = record.status;
             }
             None => self.notifier.moment(job, &report, Moment::Final),
         }

@@ -59,13 +59,6 @@ pub enum Finished {
     ClosedBefore(Box<RunRecord>),
 }
 
-/// A time the store wrote.
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
 /// A run about to start, as the store (or the journal) records it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NewRun {
@@ -269,10 +262,9 @@ impl Store {
         }
         // Not running: closed by another, or recorded by a try whose
         // answer was lost (then it ended at this very instant).
+        let ended = time_text(report.finished_at);
         Ok(match self.run(report.run_id).await? {
-            Some(run)
-                if run.finished_at.as_deref().and_then(parse_time) != Some(report.finished_at) =>
-            {
+            Some(run) if run.finished_at.as_deref() != Some(ended.as_str()) => {
                 Finished::ClosedBefore(Box::new(run))
             }
             // A run whose start was not recorded: said when it started.

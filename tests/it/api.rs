@@ -268,8 +268,9 @@ async fn no_token_is_401_for_writes() {
     daemon.stop().await;
 }
 
-/// `Host` must name this API: an address, `localhost`, or `api.hosts`
-/// (a proxy's name: whoever comes through it shows a token, even to read).
+/// `Host` must name this API: an address, `localhost`, the machine's
+/// name (the other hosts of a cluster call it so), or `api.hosts` (a
+/// proxy's name: whoever comes through it shows a token, even to read).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_foreign_host_is_421_and_api_hosts_are_answered() {
     let daemon =
@@ -286,6 +287,10 @@ async fn a_foreign_host_is_421_and_api_hosts_are_answered() {
         (format!("localhost:{port}"), StatusCode::OK),
         (format!("[::1]:{port}"), StatusCode::OK),
         (format!("127.0.0.1:{port}"), StatusCode::OK),
+        (
+            format!("{}:{port}", overnight::process::hostname()),
+            StatusCode::OK,
+        ),
         (
             "[::1].attacker.example".to_string(),
             StatusCode::MISDIRECTED_REQUEST,

@@ -688,6 +688,25 @@ async fn logs_of_another_hosts_run_come_through_its_api() {
         Some("end"),
         "{events:?}"
     );
+    // Not for a reader who shows no token (a's loopback lets it read a's
+    // own runs), nor passed on again.
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.state_dir().join("daemon.json")).unwrap()).unwrap();
+    let url = format!(
+        "http://{}/api/runs/{id}/output",
+        card["addr"].as_str().unwrap()
+    );
+    let http = overnight::exec::http::client_builder().build().unwrap();
+    let anonymous = http.get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let again = http
+        .get(&url)
+        .bearer_auth(card["token"].as_str().unwrap())
+        .header("x-overnight-handed-on", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 401);
     // With b gone, a says where the output is rather than look for it here.
     b.stop();
     let Err(refused) = client.stream(&format!("/api/runs/{id}/output"), None).await else {
@@ -818,7 +837,9 @@ async fn run_on_a_host_the_job_excludes_runs_it_on_one_it_allows() {
             .ok()?
     })
     .await;
-    assert!(report.contains("stopped by"), "{report}");
+    // Recorded on b as whom a acted for, through the token a showed.
+    assert!(report.contains("stopped by local on host "), "{report}");
+    assert!(report.contains("(through `ops`)"), "{report}");
 
     // The same without a shared token: refused, saying what to add.
     let db = TestDb::new().await;
@@ -1050,5 +1071,40 @@ async fn a_thawed_host_drives_on_the_flows_no_one_took_over() {
     .await;
     assert_eq!(flow, "a");
     a.stop();
+    b.stop();
+    // One driver took the run on: the next step ran once.
+    let fins: i64 = sqlx::query_scalar("SELECT count(*) FROM runs WHERE job = 'fin'")
+        .fetch_one(&mut pg)
+        .await
+        .unwrap();
+    assert_eq!(fins, 1, "{}", a.said());
+}
+
+/// `overnight run JOB` on a host whose daemon is not running, in a
+/// cluster, runs the job through a live host's daemon (under the
+/// cluster's locks), not here without them.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_without_a_daemon_here_runs_on_a_live_host() {
+    let db = TestDb::new().await;
+    let jobs = "api: {tokens: {ops: '${OPS_TOKEN}'}}\njobs:\n  once:\n    command: echo ran\n";
+    let mut a = Host::start(&db, "a", jobs);
+    let mut b = Host::start(&db, "b", jobs);
+    let mut pg = db.connect().await;
+    alive(&mut pg, 2, &[&a, &b]).await;
+    a.stop();
+    let out =
+        a.sb.command(&["run", "once"])
+            .env("STORE_PASSWORD", db.store_and_password().1)
+            .env("OVERNIGHT_API_TOKEN", OPS_TOKEN)
+            .output()
+            .unwrap();
+    let (_, stderr) = crate::helper::text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("`once` runs on host `b`"), "{stderr}");
+    let hosts: Vec<String> = sqlx::query_scalar("SELECT host FROM runs WHERE job = 'once'")
+        .fetch_all(&mut pg)
+        .await
+        .unwrap();
+    assert_eq!(hosts, ["b"]);
     b.stop();
 }

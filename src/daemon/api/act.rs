@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiError;
 use super::guard::{COOKIE, Caller, Guard, session_id};
-use super::hosts::{HANDED_ON, OtherHost};
+use super::hosts::{ACTING_FOR, HANDED_ON, OtherHost};
 use crate::config::cluster::Placement;
 use crate::daemon::Shared;
 use crate::daemon::flows::{CommandError, FlowStart, Op};
@@ -30,7 +30,7 @@ pub async fn run_job(
     headers: HeaderMap,
 ) -> Result<Json<Report>, ApiError> {
     let job = job_named(&shared, name)?;
-    let who = caller.who(None)?;
+    let who = acting(&caller, &headers, None)?;
     let config = shared.config();
     if !job.placement.admits(&config.cluster) {
         let (what, path) = (
@@ -77,7 +77,22 @@ async fn hand_on<T: serde::de::DeserializeOwned>(
     }
     let target = OtherHost::admitting(shared, placement, what).await?;
     log::info!(target: "overnight::api", "{what}: `POST {path}` by {who}, handed on to host `{}`", target.name);
-    target.post(path, None::<&()>).await
+    target.post(path, None::<&()>, who).await
+}
+
+/// Who acts, as recorded: the caller's name (with the daemon card's
+/// token, the `said` name); for a request another host handed on, whom
+/// it acted for there, through the token it showed.
+fn acting(caller: &Caller, headers: &HeaderMap, said: Option<String>) -> Result<String, ApiError> {
+    let name = caller.who(said)?;
+    let acting_for = headers
+        .get(HANDED_ON)
+        .and(headers.get(ACTING_FOR))
+        .and_then(|v| v.to_str().ok());
+    Ok(match acting_for {
+        Some(whom) => format!("{whom} (through `{name}`)"),
+        None => name,
+    })
 }
 
 /// The job `name` of the jobs file in force.
@@ -105,7 +120,7 @@ pub async fn start_job(
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<RunStarted>), ApiError> {
     let job = job_named(&shared, name)?;
-    let who = caller.who(None)?;
+    let who = acting(&caller, &headers, None)?;
     if !job.placement.admits(&shared.config().cluster) {
         let what = format!("job `{}`", job.name);
         let path = format!("/api/jobs/{}/start", job.name);
@@ -124,8 +139,9 @@ pub async fn stop_run(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
+    headers: HeaderMap,
 ) -> Result<(StatusCode, Json<RunStarted>), ApiError> {
-    let who = caller.who(None)?;
+    let who = acting(&caller, &headers, None)?;
     if shared
         .runner
         .stop_run(id, StopReason::Operator(who.clone()))
@@ -142,12 +158,17 @@ pub async fn stop_run(
                 && shared.store.is_server()
                 && run.host != shared.config().cluster.host =>
         {
+            if headers.contains_key(HANDED_ON) {
+                return Err(ApiError::BadRequest(format!(
+                    "run #{id} runs on host `{}`, not here: the hosts disagree on where it runs",
+                    run.host
+                )));
+            }
             let what = format!("run #{id} of `{}` runs on", run.job);
             let host = OtherHost::named(&shared, &run.host, &what, ": stop it there").await?;
             log::info!(target: "overnight::api", "run #{id} stopped by {who}, handed on to host `{}`", host.name);
-            let stopping = host
-                .post(&format!("/api/runs/{id}/stop"), None::<&()>)
-                .await?;
+            let path = format!("/api/runs/{id}/stop");
+            let stopping = host.post(&path, None::<&()>, &who).await?;
             return Ok((StatusCode::ACCEPTED, Json(stopping)));
         }
         Some(run) if run.status == crate::status::Status::Running => format!(
@@ -185,7 +206,7 @@ pub async fn start_flow(
         .flow(&name)
         .cloned()
         .ok_or(ApiError::UnknownFlow(name))?;
-    let who = caller.who(None)?;
+    let who = acting(&caller, &headers, None)?;
     if !flow.placement.admits(&shared.config().cluster) {
         let what = format!("flow `{}`", flow.name);
         let path = format!("/api/flows/{}/start", flow.name);
@@ -225,6 +246,7 @@ pub async fn flow_command(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
     Path((id, action)): Path<(i64, String)>,
+    headers: HeaderMap,
     body: Option<Json<FlowCommand>>,
 ) -> Result<Json<FlowRecord>, ApiError> {
     let Json(body) = body.unwrap_or_default();
@@ -249,8 +271,14 @@ pub async fn flow_command(
             )));
         }
     };
-    let who = caller.who(body.who.clone())?;
+    let who = acting(&caller, &headers, body.who.clone())?;
     if let Some(host) = driven_elsewhere(&shared, id).await? {
+        if headers.contains_key(HANDED_ON) {
+            return Err(ApiError::BadRequest(format!(
+                "flow run #{id} is driven by host `{}`, not here: the hosts disagree on who drives it",
+                host.name
+            )));
+        }
         return command_on(&host, id, &action, &body, &who).await;
     }
     match shared.flow_command(id, op, who).await {
@@ -295,7 +323,7 @@ async fn command_on(
         who: Some(who.to_string()),
     };
     let path = format!("/api/flow-runs/{id}/{action}");
-    host.post(&path, Some(&body)).await.map(Json)
+    host.post(&path, Some(&body), who).await.map(Json)
 }
 
 /// Rereads the jobs file (as SIGHUP does), once it is known to load: a

@@ -175,14 +175,28 @@ impl Guard {
     }
 
     /// Whether `host` (a `Host` header) names this API: an address,
-    /// `localhost`, or one of `api.hosts`, with at most a port after it.
+    /// `localhost`, the machine's name or the one of its `cluster.api`
+    /// (the other hosts of a cluster call it so), or one of `api.hosts`,
+    /// with at most a port after it.
     fn known_host(&self, host: &str) -> bool {
         let Some((name, _)) = split_host(host) else {
             return false;
         };
         name.eq_ignore_ascii_case("localhost")
             || name.parse::<std::net::IpAddr>().is_ok()
+            || self.own_name(name)
             || self.proxied(host)
+    }
+
+    /// Whether `name` is the machine's name, or the host of this daemon's
+    /// `cluster.api`: names no other site's page can be served under.
+    fn own_name(&self, name: &str) -> bool {
+        let api = self.shared.config().cluster.api.clone();
+        let api_host = api
+            .and_then(|url| reqwest::Url::parse(&url).ok())
+            .and_then(|url| url.host_str().map(str::to_string));
+        name.eq_ignore_ascii_case(&crate::process::hostname())
+            || api_host.is_some_and(|h| h.eq_ignore_ascii_case(name))
     }
 }
 

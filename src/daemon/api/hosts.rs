@@ -13,6 +13,10 @@ use crate::store::HostRecord;
 /// own: never passed on again.
 pub(super) const HANDED_ON: &str = "x-overnight-handed-on";
 
+/// The header naming who a handed-on request acts for, on the host that
+/// handed it on (`alice on host a`): recorded with the token's name.
+pub(super) const ACTING_FOR: &str = "x-overnight-for";
+
 /// A live host of the cluster other than this one, whose API answers.
 #[derive(Debug)]
 pub(super) struct OtherHost {
@@ -83,13 +87,20 @@ impl OtherHost {
         }
     }
 
-    /// Posts `body` to `path` of its API and answers with its answer.
+    /// Posts `body` to `path` of its API for `who` and answers with its
+    /// answer.
     pub(super) async fn post<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: Option<&impl serde::Serialize>,
+        who: &str,
     ) -> Result<T, ApiError> {
         let mut request = self.request(reqwest::Method::POST, path)?;
+        let here = crate::process::hostname();
+        if let Ok(acting) = reqwest::header::HeaderValue::from_str(&format!("{who} on host {here}"))
+        {
+            request = request.header(ACTING_FOR, acting);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }

@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 use super::ApiError;
 use super::events::Stopping;
-use super::hosts::OtherHost;
+use super::hosts::{HANDED_ON, OtherHost};
 use crate::capture::parse_line;
 use crate::daemon::Shared;
 use crate::report::Status;
@@ -146,8 +146,11 @@ fn starts_a_line(path: &std::path::Path, offset: u64) -> bool {
         && before[0] == b'\n'
 }
 
+// An axum handler: each argument is what one extractor gives.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn output(
     State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<super::guard::Caller>,
     Path(id): Path<i64>,
     Query(query): Query<OutputQuery>,
     headers: HeaderMap,
@@ -163,6 +166,11 @@ pub(super) async fn output(
         .await?
         .ok_or(ApiError::UnknownRun(id))?;
     if shared.store.is_server() && run.host != shared.config().cluster.host {
+        // Read there with this host's token: not for a caller who showed
+        // none (a loopback reader), nor passed on again.
+        if caller.name.is_none() || headers.contains_key(HANDED_ON) {
+            return Err(ApiError::Unauthorized);
+        }
         return from_its_host(&run, &query, &headers, &shared, stop, place).await;
     }
     let resumed = headers

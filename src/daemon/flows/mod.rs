@@ -70,11 +70,15 @@ impl Driving {
         self.stopping.send_replace(true);
     }
     /// Counts run `id` of `flow` in, and gives where its commands arrive;
-    /// with `alone`, only when no other run of the flow goes (else that
-    /// run's id). One look and one entry under one lock: two starts at
-    /// once cannot both pass.
+    /// not when it is driven here already (its id back), and with
+    /// `alone`, only when no other run of the flow goes (else that run's
+    /// id). One look and one entry under one lock: two starts at once
+    /// cannot both pass, nor two drivers take up one run.
     fn enlist(&self, id: i64, flow: &str, alone: bool) -> Result<mpsc::Receiver<Command>, i64> {
         let mut driving = self.runs.lock().expect("driving");
+        if driving.contains_key(&id) {
+            return Err(id);
+        }
         if alone && let Some((&other, _)) = driving.iter().find(|(_, (f, _))| f == flow) {
             return Err(other);
         }
@@ -309,9 +313,10 @@ impl Shared {
             let Ok(commands) = self.driving.enlist(run.id, &run.flow, false) else {
                 continue;
             };
-            let why = match rejoined {
-                true => "this host was declared dead and registered again",
-                false => "the daemon driving it stopped",
+            let why = if rejoined {
+                "this host was declared dead and registered again"
+            } else {
+                "the daemon driving it stopped"
             };
             FlowLog::new(&run.flow, run.id).status(
                 Level::Warn,
