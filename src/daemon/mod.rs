@@ -335,6 +335,15 @@ pub async fn run_with_clock(
         .runner
         .notifier()
         .starts_flows_with(Arc::new(flows::Starter(Arc::downgrade(&shared))));
+    if shared.store.is_server() {
+        let weak = Arc::downgrade(&shared);
+        shared.runner.ends_elsewhere_with(move |job| {
+            if let Some(shared) = weak.upgrade() {
+                let job = job.to_string();
+                tokio::spawn(async move { api::end_elsewhere(&shared, &job).await });
+            }
+        });
+    }
     // Before the API answers: a run it started now would be this daemon's
     // own, and must not be taken for an earlier daemon's.
     recover::abandoned_runs(&shared).await?;

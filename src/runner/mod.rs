@@ -126,6 +126,24 @@ struct ActiveRun {
     stop: watch::Sender<Option<StopReason>>,
 }
 
+/// In a cluster, how a job's runs on the other hosts are ended (for
+/// `concurrency: replace`): set by the daemon, which reaches their hosts.
+#[derive(Clone, Default)]
+struct EndsElsewhere(Arc<std::sync::OnceLock<Arc<EndElsewhere>>>);
+
+/// Ends the runs of the job of this name on the other hosts.
+type EndElsewhere = dyn Fn(&str) + Send + Sync;
+
+impl std::fmt::Debug for EndsElsewhere {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "EndsElsewhere(set)"
+        } else {
+            "EndsElsewhere"
+        })
+    }
+}
+
 /// Runs jobs and records them.
 #[derive(Clone, Debug)]
 pub struct Runner {
@@ -144,6 +162,8 @@ pub struct Runner {
     /// How long a cluster's fire waits for the database to confirm its
     /// claim before it is given up (half the host timeout).
     fence_patience: std::time::Duration,
+    /// In a cluster, how a replaced job's runs on other hosts are ended.
+    ends_elsewhere: EndsElsewhere,
 }
 
 impl Runner {
@@ -168,7 +188,14 @@ impl Runner {
             live: Live::default(),
             notes: Arc::default(),
             fence_patience: std::time::Duration::ZERO,
+            ends_elsewhere: EndsElsewhere::default(),
         }
+    }
+
+    /// In a cluster: `end` ends the runs of a job on the other hosts, for
+    /// a run of it with `concurrency: replace` (the first setting holds).
+    pub fn ends_elsewhere_with(&self, end: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self.ends_elsewhere.0.set(Arc::new(end));
     }
 
     /// The runner, saying `notes` as warnings of each of its runs.
@@ -318,7 +345,12 @@ impl Runner {
             flow,
         } = request;
         let scheduled_at = fire.map(|f| f.at);
-        let replace = || self.stop_job(&job.name, StopReason::Replaced);
+        let replace = || {
+            self.stop_job(&job.name, StopReason::Replaced);
+            if let Some(end) = self.ends_elsewhere.0.get() {
+                end(&job.name);
+            }
+        };
         let mut admission = match self
             .gate
             .admit(&self.state_dir, job, trigger, replace)

@@ -1108,3 +1108,75 @@ async fn run_without_a_daemon_here_runs_on_a_live_host() {
     assert_eq!(hosts, ["b"]);
     b.stop();
 }
+
+/// A run of a `concurrency: replace` job started on one host ends the
+/// run of it going on another (through that host's API), then runs once
+/// that one's lock is free.
+#[tokio::test(flavor = "multi_thread")]
+async fn replace_ends_the_run_on_another_host() {
+    let db = TestDb::new().await;
+    let jobs = "api: {tokens: {ops: '${OPS_TOKEN}'}}\njobs:\n  long:\n    concurrency: replace\n    command: sleep 60\n";
+    let mut a = Host::start(&db, "a", jobs);
+    let mut b = Host::start(&db, "b", jobs);
+    let mut pg = db.connect().await;
+    alive(&mut pg, 2, &[&a, &b]).await;
+    let start = async |host: &Host| {
+        let card: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(host.state_dir().join("daemon.json")).unwrap())
+                .unwrap();
+        let answer = overnight::exec::http::client_builder()
+            .build()
+            .unwrap()
+            .post(format!(
+                "http://{}/api/jobs/long/start",
+                card["addr"].as_str().unwrap()
+            ))
+            .bearer_auth(card["token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 202);
+        answer.json::<serde_json::Value>().await.unwrap()["run_id"]
+            .as_i64()
+            .unwrap()
+    };
+    let first = start(&b).await;
+    let running = async |pg: &mut PgConnection, id: i64| {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM runs WHERE id = $1 AND status = 'running' AND job_pid IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_one(pg)
+        .await
+        .ok()?;
+        (n == 1).then_some(())
+    };
+    until(&mut pg, "the first run going on b", async |pg| {
+        running(pg, first).await
+    })
+    .await;
+    let second = start(&a).await;
+    until(&mut pg, "the second run going on a", async |pg| {
+        running(pg, second).await
+    })
+    .await;
+    let (host, report): (String, String) =
+        sqlx::query_as("SELECT host, report FROM runs WHERE id = $1")
+            .bind(first)
+            .fetch_one(&mut pg)
+            .await
+            .unwrap();
+    assert_eq!(host, "b");
+    assert!(
+        report.contains("stopped by a newer run of `long`"),
+        "{report}"
+    );
+    a.stop();
+    b.stop();
+    let host: String = sqlx::query_scalar("SELECT host FROM runs WHERE id = $1")
+        .bind(second)
+        .fetch_one(&mut pg)
+        .await
+        .unwrap();
+    assert_eq!(host, "a");
+}

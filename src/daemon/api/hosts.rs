@@ -17,6 +17,40 @@ pub(super) const HANDED_ON: &str = "x-overnight-handed-on";
 /// handed it on (`alice on host a`): recorded with the token's name.
 pub(super) const ACTING_FOR: &str = "x-overnight-for";
 
+/// Ends the runs of `job` going on the other hosts (a run of it with
+/// `concurrency: replace` starts here), through their APIs; what cannot
+/// be ended is said in the daemon's log, and the new run waits for it.
+pub(crate) async fn end_elsewhere(shared: &Shared, job: &str) {
+    let here = shared.config().cluster.host.clone();
+    let running = match shared.store.running().await {
+        Ok(running) => running,
+        Err(e) => {
+            log::warn!(target: "overnight::daemon", "`{job}` (concurrency: replace): its runs on other hosts not looked for: {e}");
+            return;
+        }
+    };
+    let who = format!("a newer run of `{job}` (concurrency: replace)");
+    for run in running.iter().filter(|r| r.job == job && r.host != here) {
+        let what = format!("run #{} of `{job}` runs on", run.id);
+        let ended = match OtherHost::named(shared, &run.host, &what, "").await {
+            Ok(host) => {
+                let path = format!("/api/runs/{}/stop", run.id);
+                host.post::<serde_json::Value>(&path, None::<&()>, &who)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match ended {
+            Ok(_) => {
+                log::info!(target: "overnight::daemon", "`{job}` (concurrency: replace): run #{} on host `{}` is being stopped", run.id, run.host)
+            }
+            Err(e) => {
+                log::warn!(target: "overnight::daemon", "`{job}` (concurrency: replace): run #{} on host `{}` not stopped: {e}; the new run waits for it", run.id, run.host)
+            }
+        }
+    }
+}
+
 /// A live host of the cluster other than this one, whose API answers.
 #[derive(Debug)]
 pub(super) struct OtherHost {

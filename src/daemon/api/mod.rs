@@ -10,6 +10,8 @@ pub mod act;
 mod events;
 pub mod guard;
 mod hosts;
+
+pub(crate) use hosts::end_elsewhere;
 mod listener;
 mod output;
 mod page;
