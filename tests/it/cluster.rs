@@ -69,6 +69,39 @@ impl Host {
         self.sb.path().join(".overnight")
     }
 
+    /// A request of `method` for `path` of its daemon's API, with the
+    /// daemon card's token unless `anonymous`.
+    fn api(&self, method: reqwest::Method, path: &str, anonymous: bool) -> reqwest::RequestBuilder {
+        let card: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.state_dir().join("daemon.json")).unwrap())
+                .unwrap();
+        let request = overnight::exec::http::client_builder()
+            .build()
+            .unwrap()
+            .request(
+                method,
+                format!("http://{}{path}", card["addr"].as_str().unwrap()),
+            );
+        if anonymous {
+            request
+        } else {
+            request.bearer_auth(card["token"].as_str().unwrap())
+        }
+    }
+
+    /// Starts `job` through its daemon's API; the run's id.
+    async fn start_job(&self, job: &str) -> i64 {
+        let path = format!("/api/jobs/{job}/start");
+        let answer = self
+            .api(reqwest::Method::POST, &path, false)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 202);
+        let started: serde_json::Value = answer.json().await.unwrap();
+        started["run_id"].as_i64().unwrap()
+    }
+
     /// What its daemon said on stderr.
     fn said(&self) -> String {
         std::fs::read_to_string(self.sb.path().join("daemon.err")).unwrap_or_default()
@@ -690,18 +723,15 @@ async fn logs_of_another_hosts_run_come_through_its_api() {
     );
     // Not for a reader who shows no token (a's loopback lets it read a's
     // own runs), nor passed on again.
-    let card: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(a.state_dir().join("daemon.json")).unwrap()).unwrap();
-    let url = format!(
-        "http://{}/api/runs/{id}/output",
-        card["addr"].as_str().unwrap()
-    );
-    let http = overnight::exec::http::client_builder().build().unwrap();
-    let anonymous = http.get(&url).send().await.unwrap();
+    let path = format!("/api/runs/{id}/output");
+    let anonymous = a
+        .api(reqwest::Method::GET, &path, true)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), 401);
-    let again = http
-        .get(&url)
-        .bearer_auth(card["token"].as_str().unwrap())
+    let again = a
+        .api(reqwest::Method::GET, &path, false)
         .header("x-overnight-handed-on", "1")
         .send()
         .await
@@ -802,21 +832,7 @@ async fn run_on_a_host_the_job_excludes_runs_it_on_one_it_allows() {
     assert!(a.said().contains("handed on to host `b`"), "{}", a.said());
     // Started without waiting, and stopped, through a's API (the web
     // page's buttons): on b, where it runs.
-    let card: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(a.state_dir().join("daemon.json")).unwrap()).unwrap();
-    let post = |path: &str| {
-        overnight::exec::http::client_builder()
-            .build()
-            .unwrap()
-            .post(format!("http://{}{path}", card["addr"].as_str().unwrap()))
-            .bearer_auth(card["token"].as_str().unwrap())
-            .send()
-    };
-    let started = post("/api/jobs/long/start").await.unwrap();
-    assert_eq!(started.status(), 202);
-    let id = started.json::<serde_json::Value>().await.unwrap()["run_id"]
-        .as_i64()
-        .unwrap();
+    let id = a.start_job("long").await;
     until(&mut pg, "`long` running on b", async |pg| {
         sqlx::query_scalar::<_, i64>(
             "SELECT id FROM runs WHERE id = $1 AND host = 'b' AND status = 'running' AND job_pid IS NOT NULL",
@@ -827,7 +843,12 @@ async fn run_on_a_host_the_job_excludes_runs_it_on_one_it_allows() {
         .ok()?
     })
     .await;
-    let stopped = post(&format!("/api/runs/{id}/stop")).await.unwrap();
+    let path = format!("/api/runs/{id}/stop");
+    let stopped = a
+        .api(reqwest::Method::POST, &path, false)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(stopped.status(), 202, "{:?}", stopped.text().await);
     let report: String = until(&mut pg, "`long` stopped", async |pg| {
         sqlx::query_scalar("SELECT report FROM runs WHERE id = $1 AND status <> 'running'")
@@ -1120,27 +1141,7 @@ async fn replace_ends_the_run_on_another_host() {
     let mut b = Host::start(&db, "b", jobs);
     let mut pg = db.connect().await;
     alive(&mut pg, 2, &[&a, &b]).await;
-    let start = async |host: &Host| {
-        let card: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(host.state_dir().join("daemon.json")).unwrap())
-                .unwrap();
-        let answer = overnight::exec::http::client_builder()
-            .build()
-            .unwrap()
-            .post(format!(
-                "http://{}/api/jobs/long/start",
-                card["addr"].as_str().unwrap()
-            ))
-            .bearer_auth(card["token"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 202);
-        answer.json::<serde_json::Value>().await.unwrap()["run_id"]
-            .as_i64()
-            .unwrap()
-    };
-    let first = start(&b).await;
+    let first = b.start_job("long").await;
     let running = async |pg: &mut PgConnection, id: i64| {
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM runs WHERE id = $1 AND status = 'running' AND job_pid IS NOT NULL",
@@ -1155,7 +1156,7 @@ async fn replace_ends_the_run_on_another_host() {
         running(pg, first).await
     })
     .await;
-    let second = start(&a).await;
+    let second = a.start_job("long").await;
     until(&mut pg, "the second run going on a", async |pg| {
         running(pg, second).await
     })
