@@ -328,6 +328,10 @@ async fn status(id: Option<i64>, json: bool, arg: &ConfigArg) -> Result<Outcome,
     }
     for (run, sent) in runs.iter().zip(&sent) {
         let mut shown = run.tree(&zone(config.as_ref(), &run.flow)) + "\n";
+        // In a cluster, the host its steps run on.
+        if store.is_server() {
+            shown += &format!("driven by host `{}`\n", run.host);
+        }
         for n in sent {
             shown += &(super::report::delivery_line(n) + "\n");
         }

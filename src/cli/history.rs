@@ -53,15 +53,27 @@ pub(super) async fn run(args: Args) -> Result<Outcome, CliError> {
 
 /// The runs as aligned columns: when each started (a missed or skipped
 /// fire: when it was due) in its job's zone, how long it took, what
-/// started it.
+/// started it; and when they ran on more than one host (a cluster), where.
 pub(super) fn print_table(runs: &[RunRecord], zones: &Zones<'_>) {
     if runs.is_empty() {
         println!("no runs yet");
         return;
     }
-    let rows: Vec<Vec<String>> = runs.iter().map(|run| row(run, zones)).collect();
-    print!("{}", table::render(&COLUMNS, &rows, Screen::stdout()));
+    let mut columns = COLUMNS.to_vec();
+    let mut rows: Vec<Vec<String>> = runs.iter().map(|run| row(run, zones)).collect();
+    if runs.iter().any(|r| r.host != runs[0].host) {
+        columns.insert(HOST_AT, HOST);
+        for (row, run) in rows.iter_mut().zip(runs) {
+            row.insert(HOST_AT, run.host.clone());
+        }
+    }
+    print!("{}", table::render(&columns, &rows, Screen::stdout()));
 }
+
+/// Where the host's column goes, when shown: after the status. It is
+/// left out after the duration, before the job's name is cut.
+const HOST_AT: usize = 3;
+const HOST: Column = Column::left("HOST").drops(3);
 
 /// A narrow terminal cuts the summary first, then leaves out the trigger,
 /// then the duration, and last cuts the job's name.

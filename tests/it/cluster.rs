@@ -1026,6 +1026,10 @@ async fn flow_commands_given_to_any_host_reach_the_driving_one() {
             .await
             .unwrap();
     assert_eq!(hosts, ["b", "b"]);
+    // `flow status` and `history` on a say where it ran.
+    let status = a.cli(&db, &["flow", "status", &id.to_string()]);
+    let (stdout, stderr) = crate::helper::text(&status);
+    assert!(stdout.contains("driven by host `b`"), "{stdout}{stderr}");
     b.stop();
 }
 
@@ -1180,4 +1184,18 @@ async fn replace_ends_the_run_on_another_host() {
         .await
         .unwrap();
     assert_eq!(host, "a");
+    // `history` shows where each ran, the runs being of two hosts.
+    let history = a.cli(&db, &["history"]);
+    let (stdout, stderr) = crate::helper::text(&history);
+    let lines: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0][..4],
+        ["ID", "JOB", "STATUS", "HOST"],
+        "{stdout}{stderr}"
+    );
+    let hosts: Vec<&str> = lines[1..].iter().map(|l| l[3]).collect();
+    assert_eq!(hosts, ["a", "b"], "{stdout}");
 }
