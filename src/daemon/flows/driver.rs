@@ -119,7 +119,10 @@ impl<'s> Driver<'s> {
 
     /// For a run taken up again: the steps whose run was going wait for
     /// it to end (it is closed as lost or orphaned if its daemon died with
-    /// it); the details of the steps that ended are read back.
+    /// it); the details of the steps that ended are read back. In a
+    /// cluster, a step whose run was given out but never recorded (its
+    /// driver's host was declared dead first) is started again: its start
+    /// under the old epoch cannot be recorded any more, so it never runs.
     async fn take_up(&mut self) -> Result<(), StoreError> {
         let store = &self.shared.store;
         for i in 0..self.steps().len() {
@@ -128,6 +131,19 @@ impl<'s> Driver<'s> {
             };
             let report = store.report(run_id).await?;
             let name = self.steps()[i].name.clone();
+            let running = self.run.state.progress.steps[i] == crate::flow::StepState::Running;
+            if running && store.is_server() && store.run(run_id).await?.is_none() {
+                self.run.state.progress.steps[i] = crate::flow::StepState::Waiting;
+                self.changed.push(i);
+                self.say(
+                    Level::Warn,
+                    Some(&name),
+                    format_args!(
+                        "step `{name}`: its run #{run_id} never started (its host was declared dead first); started again"
+                    ),
+                );
+                continue;
+            }
             match self.run.state.progress.steps[i] {
                 crate::flow::StepState::Running => {
                     let store = store.clone();
