@@ -18,7 +18,7 @@ use crate::config::{Config, Job};
 use crate::flow::progress::FlowStatus;
 use crate::report::Trigger;
 use crate::report::{Status, human_time};
-use crate::runner::{Fire, Unrun};
+use crate::runner::{Fire, NotStarted, Outcome, Unrun};
 use crate::schedule::catchup::{self, MissReason, fires_between};
 use crate::store::StoreError;
 use crate::zone::Zone;
@@ -53,7 +53,7 @@ async fn run_claimed(
     let fire = |at| Fire { at, epoch };
     if !late {
         for at in fires {
-            shared.launch(Arc::clone(job), Trigger::Schedule, Some(fire(at)));
+            launch_claimed(shared, job, Trigger::Schedule, fire(at));
         }
         return;
     }
@@ -78,8 +78,31 @@ async fn run_claimed(
         );
     }
     for at in plan.run {
-        shared.launch(Arc::clone(job), Trigger::CatchUp, Some(fire(at)));
+        launch_claimed(shared, job, Trigger::CatchUp, fire(at));
     }
+}
+
+/// Starts the claimed `fire` of `job`. In a cluster, a start the database
+/// could not be asked for (its run id) or did not confirm in time ran
+/// nothing: the fire is claimed again once the database answers, and
+/// dealt with as a late fire.
+fn launch_claimed(shared: &Arc<Shared>, job: &Arc<Job>, trigger: Trigger, fire: Fire) {
+    let run = shared.launch(Arc::clone(job), trigger, Some(fire));
+    if fire.epoch.is_none() {
+        return;
+    }
+    let (shared, job) = (Arc::clone(shared), Arc::clone(job));
+    tokio::spawn(async move {
+        let unstarted = match run.await {
+            Ok(Ok(Outcome::NotRun {
+                why: NotStarted::Unconfirmed(e),
+                ..
+            })) => e,
+            Ok(Err(e)) if e.is_unreachable() => e,
+            _ => return,
+        };
+        claim_later(&shared, Due::Job(job), &[fire.at], false, unstarted);
+    });
 }
 
 /// What a fire is of.

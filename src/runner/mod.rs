@@ -89,6 +89,10 @@ pub enum NotStarted {
     /// cluster declared the host dead meanwhile, and another host takes
     /// the fire over. Nothing is recorded here.
     Fenced(StoreError),
+    /// Its claimed fire's start was not confirmed in time: the database
+    /// could not be reached. Nothing ran; the daemon claims the fire
+    /// again once the database answers.
+    Unconfirmed(StoreError),
 }
 
 impl fmt::Display for NotStarted {
@@ -99,7 +103,9 @@ impl fmt::Display for NotStarted {
                 write!(f, "not started: {why} while it waited to start")
             }
             NotStarted::Daemon(said) => f.write_str(said),
-            NotStarted::Fenced(why) => write!(f, "not started: {why}"),
+            NotStarted::Fenced(why) | NotStarted::Unconfirmed(why) => {
+                write!(f, "not started: {why}")
+            }
         }
     }
 }
@@ -398,13 +404,15 @@ impl Runner {
         let mut new_run = self.new_run(&header, &admission);
         new_run.epoch = fence;
         match self.start_claimed(&new_run).await {
-            // Another host runs this fire: nothing is recorded or run here.
-            Err(fenced @ StoreError::Fenced(_)) => {
-                log::warn!(target: "overnight::runner", "fire of `{}` at {}: {fenced}", job.name, crate::store::time_text(header.scheduled_at.unwrap_or(header.started_at)));
-                return Ok(Outcome::NotRun {
-                    id: 0,
-                    why: NotStarted::Fenced(fenced),
-                });
+            // Another host runs this fire, or this one claims it again
+            // later: nothing is recorded or run here now.
+            Err(e @ (StoreError::Fenced(_) | StoreError::Unconfirmed { .. })) => {
+                log::warn!(target: "overnight::runner", "fire of `{}` at {}: {e}", job.name, crate::store::time_text(header.scheduled_at.unwrap_or(header.started_at)));
+                let why = match e {
+                    StoreError::Fenced(_) => NotStarted::Fenced(e),
+                    _ => NotStarted::Unconfirmed(e),
+                };
+                return Ok(Outcome::NotRun { id: 0, why });
             }
             started => note_unrecorded(&mut unrecorded, run_id, started),
         }
@@ -484,15 +492,19 @@ impl Runner {
     /// database cannot be reached, the start is tried again for up to
     /// half the cluster's host timeout, the time within which the others
     /// cannot have declared this host dead and taken the fire over; past
-    /// it, the fire is given up as [`StoreError::Fenced`] would have it.
+    /// it, the start is given up as [`StoreError::Unconfirmed`]: nothing
+    /// runs, and the daemon claims the fire again once the database
+    /// answers (the claim is fenced by the epoch too).
     async fn start_claimed(&self, run: &NewRun) -> Result<(), StoreError> {
         let deadline = tokio::time::Instant::now() + self.fence_patience;
         loop {
             match self.recorder.start_run(run).await {
                 Err(e) if run.epoch.is_some() && !matches!(e, StoreError::Fenced(_)) => {
                     if tokio::time::Instant::now() >= deadline {
-                        log::error!(target: "overnight::runner", "run #{} of `{}` not started: the database could not be reached to confirm this host's claim ({e})", run.id, run.job);
-                        return Err(StoreError::Fenced(run.host.clone()));
+                        return Err(StoreError::Unconfirmed {
+                            host: run.host.clone(),
+                            why: e.to_string(),
+                        });
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 }

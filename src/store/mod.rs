@@ -204,9 +204,27 @@ pub enum StoreError {
         "run history: flow run #{0} is not this host's to drive now (another host took it over, or this host was declared dead); its driver here lets it go"
     )]
     NotDriving(i64),
+    /// A claimed fire's start was not confirmed in time: the database
+    /// could not be reached. Nothing ran; the fire is claimed again once
+    /// it answers.
+    #[error(
+        "run history: the database did not confirm host `{host}`'s claim of this fire in time ({why}); not started yet, claimed again once it answers"
+    )]
+    Unconfirmed {
+        /// This host.
+        host: String,
+        /// Why the database did not answer.
+        why: String,
+    },
 }
 
 impl StoreError {
+    /// Whether it says the database server could not be reached (or went
+    /// away), rather than refusing what was asked.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Query(e) if recorder::unreachable(e))
+    }
+
     /// Whether the state directory (or a file in it) was refused as not
     /// this user's alone, rather than failing.
     pub fn is_refused(&self) -> bool {

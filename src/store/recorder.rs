@@ -252,7 +252,7 @@ where
 
 /// Whether `e` says the server could not be reached or went away, rather
 /// than refusing the statement.
-fn unreachable(e: &sqlx::Error) -> bool {
+pub(super) fn unreachable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
         // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now,

@@ -317,3 +317,86 @@ async fn claims_of_fires_done_long_ago_are_pruned() {
             .unwrap();
     assert_eq!(left, ["2026-01-02T02:00:00.000000Z".to_string(), recent]);
 }
+
+/// A claimed start the database cannot confirm (it refuses every
+/// connection) runs nothing and records nothing: after half the host
+/// timeout it is given back as not started yet (the daemon claims such a
+/// fire again once the database answers).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fire_whose_start_is_not_confirmed_runs_nothing() {
+    use overnight::runner::{NotStarted, Outcome, Runner};
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = overnight::store::Store::connect_postgres(&db.url, dir.path())
+        .await
+        .unwrap();
+    let cluster = overnight::config::cluster::Cluster {
+        host: "a".into(),
+        host_timeout: std::time::Duration::from_secs(2),
+        ..Default::default()
+    };
+    let runner = Runner::new(
+        overnight::store::Recorder::from(store.clone()),
+        dir.path().to_path_buf(),
+        None,
+    )
+    .on_host(&cluster);
+    let ran = dir.path().join("ran");
+    let job = overnight::config::Job::adhoc(
+        "tick".into(),
+        vec!["touch".into(), ran.clone().into_os_string()],
+    );
+    // The database refuses its connections from now on.
+    let mut pg = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&mut pg)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{name}\" CONNECTION LIMIT 0"
+    )))
+    .execute(&mut pg)
+    .await
+    .unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut pg)
+    .await
+    .unwrap();
+    // A flow step's start: its run id given out already (a fire's comes
+    // from the database, and fails at once, as
+    // `StoreError::is_unreachable`), its epoch the host's.
+    let place = std::sync::Arc::new(overnight::flow::Place {
+        flow: "f".into(),
+        flow_run_id: 1,
+        step: "one".into(),
+        details: dir.path().join("details.json"),
+    });
+    let started = std::time::Instant::now();
+    let outcome = runner.run_step(&job, 1, place, Some(1)).await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Outcome::NotRun {
+                why: NotStarted::Unconfirmed(_),
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    assert!(!ran.exists(), "the job ran");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{name}\" CONNECTION LIMIT -1"
+    )))
+    .execute(&mut pg)
+    .await
+    .unwrap();
+    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM runs")
+        .fetch_one(&mut pg)
+        .await
+        .unwrap();
+    assert_eq!(runs, 0);
+}
