@@ -51,6 +51,22 @@ pub(crate) async fn end_elsewhere(shared: &Shared, job: &str) {
     }
 }
 
+/// How long a host that does not take the connection is waited for.
+const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The one client this daemon calls the other hosts with: their
+/// connections are kept between requests.
+fn client() -> Result<&'static reqwest::Client, reqwest::Error> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client);
+    }
+    let built = crate::exec::http::client_builder()
+        .connect_timeout(CONNECT_PATIENCE)
+        .build()?;
+    Ok(CLIENT.get_or_init(|| built))
+}
+
 /// A live host of the cluster other than this one, whose API answers.
 #[derive(Debug)]
 pub(super) struct OtherHost {
@@ -164,10 +180,8 @@ impl OtherHost {
         method: reqwest::Method,
         path: &str,
     ) -> Result<reqwest::RequestBuilder, ApiError> {
-        let client = crate::exec::http::client_builder()
-            .build()
-            .map_err(|e| self.failed(e))?;
-        let request = client
+        let request = client()
+            .map_err(|e| self.failed(e))?
             .request(method, format!("{}{path}", self.base))
             .header(HANDED_ON, "1");
         Ok(match &self.token {
