@@ -26,7 +26,7 @@ schemas = {
    "summary":NS(),"capture_path":NS(),"host":S(),"pid":NI(),"job_pid":NI()}),
  "Progress": {"type":"object","properties":{"percent":{"type":"number"},"message":S(),"at":T()},"required":["message","at"]},
  "JobStatus": obj({"name":S(),"schedule":NS(),"next":NS(),"at_start":{"type":"boolean"}}),
- "RunningRun": {"allOf":[ref("RunRecord"), obj({"progress":nullable(ref("Progress"))})]},
+ "RunningRun": {"allOf":[ref("RunRecord"), obj({"progress":nullable(ref("Progress")),"elsewhere":{"type":"string","description":"In a cluster, the host it runs on, when another than this one."}}, ["progress"])]},
  "Job": {"allOf":[ref("JobStatus"), obj({"timezone":S(),"kind":{"type":"string","enum":["command","http"]},
    "last":nullable(ref("RunRecord")),"running":{"type":"array","items":ref("RunningRun")}})]},
  "LockHolder": obj({"name":S(),"mode":{"type":"string","enum":["exclusive","shared"]},"run_id":I(),"job":S()}),

@@ -89,6 +89,12 @@ impl Host {
         }
     }
 
+    /// What `path` of its daemon's API answers, as JSON.
+    async fn read(&self, path: &str) -> serde_json::Value {
+        let answer = self.api(reqwest::Method::GET, path, false).send().await;
+        answer.unwrap().json().await.unwrap()
+    }
+
     /// Starts `job` through its daemon's API; the run's id.
     async fn start_job(&self, job: &str) -> i64 {
         let path = format!("/api/jobs/{job}/start");
@@ -1163,6 +1169,9 @@ async fn replace_ends_the_run_on_another_host() {
         running(pg, first).await
     })
     .await;
+    // a's page shows it going, on b.
+    let jobs = a.read("/api/jobs").await;
+    assert_eq!(jobs[0]["running"][0]["elsewhere"], "b", "{jobs}");
     let second = a.start_job("long").await;
     until(&mut pg, "the second run going on a", async |pg| {
         running(pg, second).await

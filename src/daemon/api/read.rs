@@ -46,6 +46,9 @@ pub struct RunningRun {
     pub run: RunRecord,
     /// What it last said of its progress (in this daemon).
     pub progress: Option<ProgressNow>,
+    /// In a cluster, the host it runs on, when another than this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elsewhere: Option<String>,
 }
 
 /// The daemon, its jobs, running runs and locks (`overnight status`).
@@ -100,6 +103,7 @@ pub async fn jobs(State(shared): State<Arc<Shared>>) -> Result<Json<Vec<JobView>
     let last = shared.store.last_finished().await?;
     let running = running_now(&shared).await?;
     let live = shared.runner.live();
+    let cluster = shared.store.is_server();
     let views = config
         .jobs
         .iter()
@@ -116,6 +120,8 @@ pub async fn jobs(State(shared): State<Arc<Shared>>) -> Result<Json<Vec<JobView>
                 .filter(|r| r.job == job.name)
                 .map(|run| RunningRun {
                     progress: live.progress_now(run.id),
+                    elsewhere: (cluster && run.host != config.cluster.host)
+                        .then(|| run.host.clone()),
                     run: run.clone(),
                 })
                 .collect(),
