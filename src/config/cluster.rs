@@ -41,13 +41,14 @@ impl Cluster {
             return api.clone();
         }
         let scheme = if tls { "https" } else { "http" };
-        match listen.ip().is_unspecified() {
-            true => format!(
+        if listen.ip().is_unspecified() {
+            format!(
                 "{scheme}://{}:{}",
                 crate::process::hostname(),
                 listen.port()
-            ),
-            false => format!("{scheme}://{listen}"),
+            )
+        } else {
+            format!("{scheme}://{listen}")
         }
     }
 }

@@ -446,6 +446,20 @@ fn server(db: &Db) -> Option<&PgPool> {
     }
 }
 
+/// The pool to ask about fires `at`, and their times as the `fires` table
+/// holds them; or the answer without asking: every fire on SQLite (each
+/// is this host's), none for no fires.
+fn asked<'d>(
+    db: &'d Db,
+    at: &[DateTime<Utc>],
+) -> Result<(&'d PgPool, Vec<String>), Vec<DateTime<Utc>>> {
+    match server(db) {
+        None => Err(at.to_vec()),
+        Some(_) if at.is_empty() => Err(Vec::new()),
+        Some(pool) => Ok((pool, at.iter().copied().map(time_text).collect())),
+    }
+}
+
 impl Store {
     /// Joins the cluster as `card`: its name held, registered under a new
     /// epoch. `None` on SQLite: one host, no cluster.
@@ -484,13 +498,10 @@ impl Store {
         host: &str,
         epoch: i64,
     ) -> Result<Vec<DateTime<Utc>>, StoreError> {
-        let Some(pool) = server(&self.db) else {
-            return Ok(at.to_vec());
+        let (pool, times) = match asked(&self.db, at) {
+            Ok(asked) => asked,
+            Err(answer) => return Ok(answer),
         };
-        if at.is_empty() {
-            return Ok(Vec::new());
-        }
-        let times: Vec<String> = at.iter().copied().map(time_text).collect();
         // The share lock on the host row orders the claim against the
         // update that declares the host dead: a claim made just before is
         // seen by the survivor that takes the host's claims over, one
@@ -536,13 +547,10 @@ impl Store {
         host: &str,
         epoch: i64,
     ) -> Result<Vec<DateTime<Utc>>, StoreError> {
-        let Some(pool) = server(&self.db) else {
-            return Ok(at.to_vec());
+        let (pool, times) = match asked(&self.db, at) {
+            Ok(asked) => asked,
+            Err(answer) => return Ok(answer),
         };
-        if at.is_empty() {
-            return Ok(Vec::new());
-        }
-        let times: Vec<String> = at.iter().copied().map(time_text).collect();
         // Fenced as a run's start is (`insert_fenced_run`).
         let settled: Vec<String> = sqlx::query_scalar(
             "WITH me AS (SELECT 1 FROM hosts WHERE name = $3 AND epoch = $4 AND alive FOR SHARE) \
