@@ -64,6 +64,13 @@ impl Host {
             .unwrap()
     }
 
+    /// `overnight ARGS…` in its sandbox, which must succeed.
+    fn ok(&self, db: &TestDb, args: &[&str]) -> std::process::Output {
+        let out = self.cli(db, args);
+        assert!(out.status.success(), "{}", crate::helper::text(&out).1);
+        out
+    }
+
     /// Its state directory: `.overnight` beside its jobs file.
     fn state_dir(&self) -> std::path::PathBuf {
         self.sb.path().join(".overnight")
@@ -207,6 +214,16 @@ async fn alive(pg: &mut PgConnection, count: i64, hosts: &[&Host]) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Hosts a and b on `db`, both with `jobs`, registered alive; and a
+/// connection to the database.
+async fn two_hosts(db: &TestDb, jobs: &str) -> (Host, Host, PgConnection) {
+    let a = Host::start(db, "a", jobs);
+    let b = Host::start(db, "b", jobs);
+    let mut pg = db.connect().await;
+    alive(&mut pg, 2, &[&a, &b]).await;
+    (a, b, pg)
 }
 
 /// The server's time as the runs' text (RFC 3339 UTC), whole seconds.
@@ -686,10 +703,7 @@ async fn logs_of_another_hosts_run_come_through_its_api() {
     let db = TestDb::new().await;
     let jobs =
         "jobs:\n  say:\n    schedule: '* * * * * *'\n    hosts: [b]\n    command: echo said on b\n";
-    let a = Host::start(&db, "a", jobs);
-    let mut b = Host::start(&db, "b", jobs);
-    let mut pg = db.connect().await;
-    alive(&mut pg, 2, &[&a, &b]).await;
+    let (a, mut b, mut pg) = two_hosts(&db, jobs).await;
     let id: i64 = until(&mut pg, "a run of `say` on b", async |pg| {
         sqlx::query_scalar(
             "SELECT id FROM runs WHERE job = 'say' AND status = 'success' ORDER BY id LIMIT 1",
@@ -768,12 +782,7 @@ async fn a_flow_of_a_killed_host_finishes_on_another() {
     let mut a = Host::start(&db, "a", jobs);
     let mut pg = db.connect().await;
     alive(&mut pg, 1, &[&a]).await;
-    let started = a.cli(&db, &["flow", "start", "nightly"]);
-    assert!(
-        started.status.success(),
-        "{}",
-        crate::helper::text(&started).1
-    );
+    a.ok(&db, &["flow", "start", "nightly"]);
     let (step, job_pid): (i64, i64) = until(&mut pg, "step `first` running on a", async |pg| {
         sqlx::query_as("SELECT id, job_pid FROM runs WHERE job = 'slow' AND status = 'running' AND job_pid IS NOT NULL")
             .fetch_optional(pg)
@@ -824,10 +833,7 @@ async fn a_flow_of_a_killed_host_finishes_on_another() {
 async fn run_on_a_host_the_job_excludes_runs_it_on_one_it_allows() {
     let db = TestDb::new().await;
     let jobs = "api: {tokens: {ops: '${OPS_TOKEN}'}}\njobs:\n  pinned:\n    hosts: [b]\n    command: echo ran on b\n  long:\n    hosts: [b]\n    command: sleep 60\n";
-    let a = Host::start(&db, "a", jobs);
-    let b = Host::start(&db, "b", jobs);
-    let mut pg = db.connect().await;
-    alive(&mut pg, 2, &[&a, &b]).await;
+    let (a, _b, mut pg) = two_hosts(&db, jobs).await;
     // Through a's daemon, which hands it to b.
     a.sb.daemon_said("started: pid").await;
     let out = a.cli(&db, &["run", "pinned"]);
@@ -874,10 +880,7 @@ async fn run_on_a_host_the_job_excludes_runs_it_on_one_it_allows() {
     // The same without a shared token: refused, saying what to add.
     let db = TestDb::new().await;
     let jobs = "jobs:\n  pinned:\n    hosts: [b]\n    command: echo ran on b\n";
-    let a = Host::start(&db, "a", jobs);
-    let b = Host::start(&db, "b", jobs);
-    let mut pg = db.connect().await;
-    alive(&mut pg, 2, &[&a, &b]).await;
+    let (a, _b, mut pg) = two_hosts(&db, jobs).await;
     a.sb.daemon_said("started: pid").await;
     let out = a.cli(&db, &["run", "pinned"]);
     let (_, stderr) = crate::helper::text(&out);
@@ -900,10 +903,7 @@ async fn run_on_a_host_the_job_excludes_runs_it_on_one_it_allows() {
 async fn one_hosts_live_stream_tells_every_hosts_runs() {
     let db = TestDb::new().await;
     let jobs = "jobs:\n  there:\n    hosts: [b]\n    command: 'echo ::progress::50% halfway'\n  here:\n    hosts: [a]\n    command: 'true'\n";
-    let mut a = Host::start(&db, "a", jobs);
-    let mut b = Host::start(&db, "b", jobs);
-    let mut pg = db.connect().await;
-    alive(&mut pg, 2, &[&a, &b]).await;
+    let (mut a, mut b, mut pg) = two_hosts(&db, jobs).await;
     until(&mut pg, "both hosts listening", async |pg| {
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
@@ -976,16 +976,8 @@ async fn one_hosts_live_stream_tells_every_hosts_runs() {
 async fn flow_commands_given_to_any_host_reach_the_driving_one() {
     let db = TestDb::new().await;
     let jobs = "api: {tokens: {ops: '${OPS_TOKEN}'}}\njobs:\n  fin:\n    command: echo done\nflows:\n  gated:\n    hosts: [b]\n    steps:\n      approve: {hold: go on}\n      finish: {job: fin, after: approve}\n      close: {hold: close it, after: finish}\n      last: {job: fin, after: close}\n";
-    let mut a = Host::start(&db, "a", jobs);
-    let mut b = Host::start(&db, "b", jobs);
-    let mut pg = db.connect().await;
-    alive(&mut pg, 2, &[&a, &b]).await;
-    let started = a.cli(&db, &["flow", "start", "gated"]);
-    assert!(
-        started.status.success(),
-        "{}",
-        crate::helper::text(&started).1
-    );
+    let (mut a, mut b, mut pg) = two_hosts(&db, jobs).await;
+    a.ok(&db, &["flow", "start", "gated"]);
     let (id, host): (i64, String) = until(&mut pg, "the flow run held", async |pg| {
         sqlx::query_as("SELECT id, host FROM flow_runs WHERE flow = 'gated' AND status = 'held'")
             .fetch_optional(pg)
@@ -1050,16 +1042,8 @@ async fn flow_commands_given_to_any_host_reach_the_driving_one() {
 async fn a_thawed_host_drives_on_the_flows_no_one_took_over() {
     let db = TestDb::new().await;
     let jobs = "jobs:\n  slow:\n    command: sleep 30\n  fin:\n    command: echo done\nflows:\n  pinned:\n    hosts: [a]\n    steps:\n      first: {job: slow}\n      second: {job: fin, after: 'done(first)'}\n";
-    let mut a = Host::start(&db, "a", jobs);
-    let mut b = Host::start(&db, "b", jobs);
-    let mut pg = db.connect().await;
-    alive(&mut pg, 2, &[&a, &b]).await;
-    let started = a.cli(&db, &["flow", "start", "pinned"]);
-    assert!(
-        started.status.success(),
-        "{}",
-        crate::helper::text(&started).1
-    );
+    let (mut a, mut b, mut pg) = two_hosts(&db, jobs).await;
+    a.ok(&db, &["flow", "start", "pinned"]);
     let step: i64 = until(&mut pg, "step `first` running on a", async |pg| {
         sqlx::query_scalar(
             "SELECT id FROM runs WHERE job = 'slow' AND status = 'running' AND job_pid IS NOT NULL",
@@ -1121,10 +1105,7 @@ async fn a_thawed_host_drives_on_the_flows_no_one_took_over() {
 async fn run_without_a_daemon_here_runs_on_a_live_host() {
     let db = TestDb::new().await;
     let jobs = "api: {tokens: {ops: '${OPS_TOKEN}'}}\njobs:\n  once:\n    command: echo ran\n";
-    let mut a = Host::start(&db, "a", jobs);
-    let mut b = Host::start(&db, "b", jobs);
-    let mut pg = db.connect().await;
-    alive(&mut pg, 2, &[&a, &b]).await;
+    let (mut a, mut b, mut pg) = two_hosts(&db, jobs).await;
     a.stop();
     let out =
         a.sb.command(&["run", "once"])
@@ -1150,10 +1131,7 @@ async fn run_without_a_daemon_here_runs_on_a_live_host() {
 async fn replace_ends_the_run_on_another_host() {
     let db = TestDb::new().await;
     let jobs = "api: {tokens: {ops: '${OPS_TOKEN}'}}\njobs:\n  long:\n    concurrency: replace\n    command: sleep 60\n";
-    let mut a = Host::start(&db, "a", jobs);
-    let mut b = Host::start(&db, "b", jobs);
-    let mut pg = db.connect().await;
-    alive(&mut pg, 2, &[&a, &b]).await;
+    let (mut a, mut b, mut pg) = two_hosts(&db, jobs).await;
     let first = b.start_job("long").await;
     let running = async |pg: &mut PgConnection, id: i64| {
         let n: i64 = sqlx::query_scalar(
@@ -1223,12 +1201,7 @@ async fn a_step_never_recorded_is_started_again_by_the_host_taking_over() {
     let mut a = Host::start(&db, "a", jobs);
     let mut pg = db.connect().await;
     alive(&mut pg, 1, &[&a]).await;
-    let started = a.cli(&db, &["flow", "start", "f"]);
-    assert!(
-        started.status.success(),
-        "{}",
-        crate::helper::text(&started).1
-    );
+    a.ok(&db, &["flow", "start", "f"]);
     let step: i64 = until(&mut pg, "step `one` running on a", async |pg| {
         sqlx::query_scalar(
             "SELECT id FROM runs WHERE job = 'first' AND status = 'running' AND job_pid IS NOT NULL",
