@@ -66,31 +66,30 @@ impl Client {
         })
     }
 
-    /// The API of live host `host` of `store`'s cluster, shown the token
-    /// of `$OVERNIGHT_API_TOKEN`, when it is not the daemon of `state_dir`
-    /// and says where it answers.
-    pub async fn of_cluster_host(
-        store: &crate::store::Store,
+    /// The API of live host `host` among a cluster's `hosts`, shown the
+    /// token of `$OVERNIGHT_API_TOKEN`, when it is not the daemon of
+    /// `state_dir` and says where it answers.
+    pub fn of_cluster_host(
+        hosts: &[crate::store::HostRecord],
         host: &str,
         state_dir: &Path,
     ) -> Option<Client> {
         let ours = Client::find(state_dir).map(|c| c.base);
-        let found = Client::in_cluster(store, |h| h.name == host).await?;
-        (ours.as_deref() != Some(found.1.base.as_str())).then_some(found.1)
+        let (_, found) = Client::in_cluster(hosts, |h| h.name == host)?;
+        (ours.as_deref() != Some(found.base.as_str())).then_some(found)
     }
 
-    /// The API of the first live host of `store`'s cluster that `fits`
-    /// and says where it answers, with its name; shown the token of
-    /// `$OVERNIGHT_API_TOKEN`.
-    pub async fn in_cluster(
-        store: &crate::store::Store,
+    /// The API of the first live host among a cluster's `hosts` that
+    /// `fits` and says where it answers, with its name; shown the token
+    /// of `$OVERNIGHT_API_TOKEN`.
+    pub fn in_cluster(
+        hosts: &[crate::store::HostRecord],
         fits: impl Fn(&crate::store::HostRecord) -> bool,
     ) -> Option<(String, Client)> {
-        let hosts = store.hosts().await.ok()?;
-        let (name, url) = hosts.into_iter().filter(|h| fits(h)).find_map(|h| {
-            let url = h.api_url()?;
-            Some((h.name, url))
-        })?;
+        let (name, url) = hosts
+            .iter()
+            .filter(|h| fits(h))
+            .find_map(|h| Some((h.name.clone(), h.api_url()?)))?;
         let token = std::env::var(TOKEN_VARIABLE).unwrap_or_default();
         Some((name, Client::of_host(url, token)?))
     }

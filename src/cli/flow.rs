@@ -193,17 +193,13 @@ async fn driving_host(id: i64, config: &Config) -> Result<Option<Client>, CliErr
     };
     // A host declared dead drives nothing: its run is the store's (its
     // saves are fenced when it comes back, and it takes the run up again).
-    let alive = store
-        .hosts()
-        .await?
-        .iter()
-        .any(|h| h.name == run.host && h.alive);
-    if !alive {
-        store.close().await;
+    let hosts = store.hosts().await;
+    store.close().await;
+    let hosts = hosts?;
+    if !hosts.iter().any(|h| h.name == run.host && h.alive) {
         return Ok(None);
     }
-    let daemon = Client::of_cluster_host(&store, &run.host, &config.state_dir).await;
-    store.close().await;
+    let daemon = Client::of_cluster_host(&hosts, &run.host, &config.state_dir);
     daemon.map(Some).ok_or_else(|| {
         CliError::Usage(format!(
             "flow run #{id} of `{}` is driven by host `{}`, whose API cannot be reached from here (it is not up, or registered no address); give the command on a host of the cluster, or once it is declared dead, to the host that takes it over",

@@ -94,7 +94,8 @@ async fn print(
     // Another host's run: its output is in that host's state directory,
     // read through that host's API.
     if !path.exists()
-        && let Some(daemon) = Client::of_cluster_host(store, &run.host, state_dir).await
+        && let Ok(hosts) = store.hosts().await
+        && let Some(daemon) = Client::of_cluster_host(&hosts, &run.host, state_dir)
     {
         let query = if follow { "?follow=1" } else { "" };
         return match through_daemon(&daemon, run.id, query, timestamps).await {

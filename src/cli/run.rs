@@ -69,17 +69,14 @@ async fn cluster_host(
         return Ok(None);
     }
     let store = crate::store::Store::connect_at(&place).await?;
-    let me = &config.cluster.host;
-    let up = store
-        .hosts()
-        .await?
-        .iter()
-        .any(|h| h.alive && &h.name != me);
-    let found = Client::in_cluster(&store, |h| {
-        &h.name != me && job.placement.admits_host(&h.name, &h.tags)
-    })
-    .await;
+    let hosts = store.hosts().await;
     store.close().await;
+    let hosts = hosts?;
+    let me = &config.cluster.host;
+    let up = hosts.iter().any(|h| h.alive && &h.name != me);
+    let found = Client::in_cluster(&hosts, |h| {
+        &h.name != me && job.placement.admits_host(&h.name, &h.tags)
+    });
     match found {
         Some((host, daemon)) => {
             eprintln!("no daemon runs here: `{}` runs on host `{host}`", job.name);
