@@ -441,6 +441,40 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_of_event_is_heard_from_another_host() {
+        let at = Utc::now();
+        let events = [
+            LiveEvent::RunStarted {
+                run_id: 1,
+                job: "j".into(),
+                attempt: 1,
+                trigger: "manual",
+                at,
+            },
+            LiveEvent::Progress {
+                run_id: 1,
+                job: "j".into(),
+                percent: None,
+                message: "m".into(),
+                at,
+            },
+            LiveEvent::RunEnded {
+                run_id: 1,
+                job: "j".into(),
+                attempt: 1,
+                status: Status::Success,
+                summary: String::new(),
+                duration_ms: 0,
+                at,
+            },
+            flow(1),
+        ];
+        for event in events {
+            assert_eq!(LiveEvent::named(event.name()), Some(event.name()));
+        }
+    }
+
+    #[test]
     fn progress_messages_are_cut_at_a_characters_edge() {
         let long = format!("a{}", "\u{e9}".repeat(300));
         assert_eq!(short(&long).len(), 511);
